@@ -1,0 +1,16 @@
+"""Constants shared by every layer of ecgvit (models, data, pretraining): lead order and the seed's input geometry."""
+
+from typing import Tuple
+
+__all__ = ['LEADS', 'NUM_LEADS', 'DEFAULT_SAMPLING_RATE', 'DEFAULT_DURATION_S', 'DEFAULT_NUM_SAMPLES', 'PATCH_SIZE']
+
+# Canonical 12-lead order (PTB-XL, CPSC2018, Chapman and the PhysioNet challenges all use it).
+LEADS: Tuple[str, ...] = ('I', 'II', 'III', 'aVR', 'aVL', 'aVF', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6')
+NUM_LEADS = len(LEADS)
+
+# seed: pos-embed of 145 = 144 patches + CLS with 25-sample patches implies 3600 samples; the pretraining sets are
+# 10-s records, so 360 Hz x 10 s.
+DEFAULT_SAMPLING_RATE = 360.0
+DEFAULT_DURATION_S = 10.0
+DEFAULT_NUM_SAMPLES = 3600
+PATCH_SIZE = 25

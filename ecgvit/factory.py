@@ -1,0 +1,61 @@
+"""``create_model`` / ``list_models``: thin wrappers over timm's that know ecgvit's names and fail helpfully."""
+import difflib
+from typing import Any, List
+
+import timm
+from torch import nn
+
+__all__ = ['create_model', 'list_models', 'UnknownModelError']
+
+_MODULE = 'ecg_vit'
+
+
+class UnknownModelError(ValueError):
+    """Raised for a model name that neither ecgvit nor timm knows."""
+
+
+def list_models(filter: str = '', pretrained: bool = False) -> List[str]:
+    """List ecgvit's registered encoders.
+
+    Args:
+        filter: fnmatch-style pattern, e.g. ``'ecg_vit_mae*'``.
+        pretrained: Only names whose weights can be loaded by timm's own resolution (published Hub ids).
+
+    Returns:
+        Sorted model names; each also works with ``timm.create_model``.
+    """
+    return timm.list_models(filter=filter or '*', module=_MODULE, pretrained=pretrained)
+
+
+def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """Create an ECG encoder by name, exactly as ``timm.create_model`` would once ``ecgvit`` is imported.
+
+    Also accepts timm's ``hf-hub:org/name`` and ``local-dir:/path`` sources (see :mod:`ecgvit.hub`).
+
+    Args:
+        model_name: A registered name (see :func:`list_models`), optionally ``name.tag``, or a hub/local source.
+        pretrained: Load the published weights for this name (offline-safe; raises if none exist).
+        **kwargs: Model arguments (``num_classes``, ``global_pool``, ``img_size``, ``drop_path_rate``, ...).
+
+    Returns:
+        The model.
+
+    Raises:
+        UnknownModelError: the name is not registered; the message lists close matches.
+
+    Example:
+        >>> import ecgvit
+        >>> ecgvit.create_model('ecg_vit_tiny', num_classes=5).num_classes
+        5
+    """
+    if ':' not in model_name:
+        arch = model_name.split('.', 1)[0]
+        if not timm.is_model(arch):
+            ours = list_models()
+            close = difflib.get_close_matches(arch, ours, n=3, cutoff=0.4) or difflib.get_close_matches(
+                arch, timm.list_models(), n=3, cutoff=0.6)
+            hint = f' Did you mean: {", ".join(close)}?' if close else ''
+            raise UnknownModelError(
+                f'Unknown model {model_name!r}.{hint} ecgvit provides: {", ".join(ours)} '
+                f'(list them with ecgvit.list_models()).')
+    return timm.create_model(model_name, pretrained=pretrained, **kwargs)

@@ -1,0 +1,314 @@
+"""ECG Vision Transformer: a 1-D ViT encoder for 12-lead ECGs, as a timm model.
+
+The encoder of *Hybrid Self-Supervised Learning for ECG* (MAE-MoCo and MAE-Nextclip share it): a 12-lead record of
+L samples is treated as a 1 x L "image" with 12 channels, cut into 25-sample patches by a (1, 25) convolution (the
+seed's Conv1d(12, 512, 25, stride 25)), given a [CLS] token and a learnable positional embedding, and run through a
+standard pre-norm transformer.
+
+Subclassing timm's ``VisionTransformer`` keeps timm's whole model contract (registry, ``build_model_with_cfg``,
+``forward_features`` / ``forward_head``, ``forward_intermediates``, ``features_only``, grad checkpointing, Hub
+helpers). Only what ECG needs is overridden: 3-D ``(B, 12, L)`` input, a clear error for lengths that do not divide
+into patches, and positional embeddings resampled along time only (never as a square image).
+"""
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from timm.layers import PatchEmbed, register_notrace_function
+from timm.models import PretrainedCfg, build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.vision_transformer import VisionTransformer
+
+from ecgvit.constants import DEFAULT_DURATION_S, DEFAULT_NUM_SAMPLES, DEFAULT_SAMPLING_RATE, LEADS, NUM_LEADS, PATCH_SIZE
+
+__all__ = ['EcgVisionTransformer', 'EcgPretrainedCfg', 'resample_pos_embed_1d', 'checkpoint_filter_fn']
+
+
+@dataclass
+class EcgPretrainedCfg(PretrainedCfg):
+    """timm's pretrained cfg plus the ECG facts a checkpoint is only valid under.
+
+    Data code checks these against its preprocessing when a dataset meets a model, so a 500 Hz record is never fed to
+    a 360 Hz model by accident.
+    """
+    sampling_rate: float = DEFAULT_SAMPLING_RATE  # Hz
+    duration_s: float = DEFAULT_DURATION_S
+    lead_names: Tuple[str, ...] = LEADS
+    normalization: str = 'zscore_per_lead'  # seed: z-score; per lead, per record
+    preprocessing: Optional[Dict[str, Any]] = None  # full ecgvit.data.Preprocessing settings, once weights exist
+    sha256: Optional[str] = None  # of the weight file; checked before loading
+    hub_repo_id: Optional[str] = None  # where the weights are (to be) published; not a download source until set
+    pretrain_method: Optional[str] = None
+
+
+@register_notrace_function
+def ecg_to_4d(x: torch.Tensor, patch_len: int) -> torch.Tensor:
+    """Return ``(B, C, 1, L)`` from ``(B, C, L)`` or ``(B, C, 1, L)``, checking that L divides into patches.
+
+    Registered as an FX leaf so symbolic tracing does not branch on the input's shape.
+    """
+    if x.dim() == 3:
+        x = x.unsqueeze(2)
+    if x.dim() != 4:
+        raise ValueError(f'Expected an ECG batch of shape (B, leads, samples) or (B, leads, 1, samples), '
+                         f'got {x.dim()} dims.')
+    length = x.shape[-1]
+    if length % patch_len != 0:
+        raise ValueError(f'ECG length {length} is not a multiple of the patch size {patch_len}: crop or pad the '
+                         f'signal to a multiple of {patch_len} samples (e.g. {(length // patch_len) * patch_len}).')
+    return x
+
+
+@register_notrace_function
+def resample_pos_embed_1d(pos_embed: torch.Tensor, num_patches: int, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Resample a ``(1, prefix + N, D)`` positional embedding to ``num_patches`` positions along time.
+
+    Prefix tokens ([CLS]) keep their embedding; the patch part is linearly interpolated. A no-op when the count
+    already matches, so the default length costs nothing.
+    """
+    if pos_embed.shape[1] - num_prefix_tokens == num_patches:
+        return pos_embed
+    prefix = pos_embed[:, :num_prefix_tokens]
+    grid = pos_embed[:, num_prefix_tokens:].transpose(1, 2).float()  # (1, D, N_old)
+    grid = F.interpolate(grid, size=num_patches, mode='linear', align_corners=False)
+    grid = grid.transpose(1, 2).to(pos_embed.dtype)  # (1, N_new, D)
+    return torch.cat([prefix, grid], dim=1)
+
+
+class EcgPatchEmbed(PatchEmbed):
+    """timm's PatchEmbed with a (1, P) kernel that also accepts ``(B, leads, samples)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = ecg_to_4d(x, self.patch_size[1])
+        x = self.proj(x)  # (B, D, 1, N)
+        if self.flatten:
+            x = x.flatten(2).transpose(1, 2)  # (B, N, D)
+        x = self.norm(x)
+        return x
+
+
+def _as_length(img_size: Union[int, Tuple[int, int], List[int]]) -> int:
+    if isinstance(img_size, int):
+        return img_size
+    size = tuple(img_size)
+    if len(size) != 2 or size[0] != 1:
+        raise ValueError(f'ECG models take img_size as a length or (1, length), got {img_size}.')
+    return int(size[1])
+
+
+def _as_patch(patch_size: Union[int, Tuple[int, int], List[int]]) -> int:
+    if isinstance(patch_size, int):
+        return patch_size
+    size = tuple(patch_size)
+    if len(size) != 2 or size[0] != 1:
+        raise ValueError(f'ECG models take patch_size as a length or (1, length), got {patch_size}.')
+    return int(size[1])
+
+
+class EcgVisionTransformer(VisionTransformer):
+    """1-D Vision Transformer for 12-lead ECGs (the seed's encoder).
+
+    Input is ``(B, 12, L)`` or ``(B, 12, 1, L)`` with L a multiple of ``patch_size``; the default L = 3600 is 10 s at
+    360 Hz. Other lengths work without ``set_input_size`` (the positional embedding is resampled on the fly along
+    time); ``set_input_size`` makes a new length the stored one.
+
+    Example:
+        >>> import torch, ecgvit
+        >>> model = ecgvit.create_model('ecg_vit_tiny', num_classes=5)
+        >>> model(torch.randn(2, 12, 3600)).shape
+        torch.Size([2, 5])
+    """
+
+    def __init__(
+            self,
+            img_size: Union[int, Tuple[int, int]] = DEFAULT_NUM_SAMPLES,
+            patch_size: Union[int, Tuple[int, int]] = PATCH_SIZE,
+            in_chans: int = NUM_LEADS,
+            num_classes: int = 0,
+            global_pool: str = 'token',
+            embed_dim: int = 512,
+            depth: int = 6,
+            num_heads: int = 16,
+            mlp_ratio: float = 2.,
+            **kwargs: Any,
+    ) -> None:
+        """
+        Args:
+            img_size: Input length in samples, or ``(1, length)``.
+            patch_size: Samples per patch (seed: 25), or ``(1, samples)``.
+            in_chans: Number of leads.
+            num_classes: Classifier outputs; 0 (default) returns the pooled embedding.
+            global_pool: 'token' ([CLS], the seed's choice), 'avg' (mean of patch tokens) or '' (no pooling).
+            embed_dim: Token dimension (seed: 512).
+            depth: Transformer blocks (seed: 6).
+            num_heads: Attention heads (seed: 16).
+            mlp_ratio: MLP hidden size over embed_dim (seed: 2).
+            **kwargs: Any other timm ``VisionTransformer`` argument (drop_path_rate, qkv_bias, ...).
+        """
+        for key in ('dynamic_img_size', 'dynamic_img_pad', 'no_embed_class', 'embed_layer'):
+            if kwargs.get(key):
+                raise TypeError(f'EcgVisionTransformer does not support {key}: any multiple of the patch size '
+                                f'already works, with positional embeddings resampled along time.')
+            kwargs.pop(key, None)
+        if kwargs.get('pos_embed', 'learn') != 'learn':
+            raise TypeError('EcgVisionTransformer needs a learnable positional embedding (pos_embed="learn").')
+        length, patch = _as_length(img_size), _as_patch(patch_size)
+        if length % patch != 0:
+            raise ValueError(f'img_size {length} is not a multiple of patch_size {patch}.')
+        super().__init__(
+            img_size=(1, length),
+            patch_size=(1, patch),
+            in_chans=in_chans,
+            num_classes=num_classes,
+            global_pool=global_pool,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            embed_layer=EcgPatchEmbed,
+            **kwargs,
+        )
+        # Any length that divides into patches is accepted; the pos-embed follows it (see _pos_embed).
+        self.patch_embed.strict_img_size = False
+
+    @property
+    def seq_len(self) -> int:
+        """Stored input length in samples (the length the positional embedding was learnt at)."""
+        return self.patch_embed.img_size[1]
+
+    @property
+    def patch_len(self) -> int:
+        """Samples per patch."""
+        return self.patch_embed.patch_size[1]
+
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, N, D) patch tokens
+        pos_embed = resample_pos_embed_1d(self.pos_embed, x.shape[1], self.num_prefix_tokens)
+        to_cat: List[torch.Tensor] = []
+        if self.cls_token is not None:
+            to_cat.append(self.cls_token.expand(x.shape[0], -1, -1))
+        if self.reg_token is not None:
+            to_cat.append(self.reg_token.expand(x.shape[0], -1, -1))
+        if len(to_cat) > 0:
+            x = torch.cat(to_cat + [x], dim=1)
+        x = x + pos_embed  # (B, prefix + N, D)
+        return self.pos_drop(x)
+
+    @torch.jit.ignore
+    def set_input_size(
+            self,
+            img_size: Optional[Union[int, Tuple[int, int]]] = None,
+            patch_size: Optional[Union[int, Tuple[int, int]]] = None,
+    ) -> None:
+        """Make a new input length (and/or patch size) the stored one, resampling the pos-embed along time.
+
+        Args:
+            img_size: New length in samples, or ``(1, length)``.
+            patch_size: New samples per patch, or ``(1, samples)``; the patch kernel is resampled by timm.
+        """
+        length = self.seq_len if img_size is None else _as_length(img_size)
+        patch = self.patch_len if patch_size is None else _as_patch(patch_size)
+        if length % patch != 0:
+            raise ValueError(f'img_size {length} is not a multiple of patch_size {patch}: choose a length that is.')
+        VisionTransformer.set_input_size(
+            self, img_size=(1, length), patch_size=None if patch_size is None else (1, patch))
+
+    @torch.jit.ignore
+    def forward_intermediates(self, x: torch.Tensor, *args: Any, **kwargs: Any):
+        """timm's ``forward_intermediates``, also for ``(B, leads, samples)`` input; NCHW features are (B, D, 1, N)."""
+        return VisionTransformer.forward_intermediates(self, ecg_to_4d(x, self.patch_len), *args, **kwargs)
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: EcgVisionTransformer) -> Dict[str, torch.Tensor]:
+    """Adapt a checkpoint to ``model``: resample the pos-embed along time and unwrap pretraining wrappers.
+
+    Accepts plain encoder state dicts and those saved from a pretraining wrapper (keys under ``encoder.``).
+    """
+    if 'state_dict' in state_dict:
+        state_dict = state_dict['state_dict']
+    if any(k.startswith('encoder.') for k in state_dict):
+        state_dict = {k[len('encoder.'):]: v for k, v in state_dict.items() if k.startswith('encoder.')}
+    out = {}
+    for k, v in state_dict.items():
+        if k == 'pos_embed' and v.shape[1] != model.pos_embed.shape[1]:
+            v = resample_pos_embed_1d(v, model.patch_embed.num_patches, model.num_prefix_tokens)
+        out[k] = v
+    return out
+
+
+def _create_ecg_vit(variant: str, pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
+    if 'img_size' in kwargs and kwargs['img_size'] is not None:
+        kwargs['img_size'] = (1, _as_length(kwargs['img_size']))
+    if pretrained:
+        # Local import: hub resolves weight files and imports nothing from here at module load.
+        from ecgvit.hub import resolve_pretrained_weights
+        kwargs['pretrained_cfg_overlay'] = resolve_pretrained_weights(
+            variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
+    out_indices = kwargs.pop('out_indices', 3)
+    return build_model_with_cfg(
+        EcgVisionTransformer,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
+        **kwargs,
+    )
+
+
+def _cfg(hub_repo_id: Optional[str] = None, **kwargs: Any) -> EcgPretrainedCfg:
+    cfg = EcgPretrainedCfg(
+        num_classes=0,
+        input_size=(NUM_LEADS, 1, DEFAULT_NUM_SAMPLES),
+        # timm's model tests shrink inputs to their own targets; 100 samples (4 patches) keeps them valid.
+        min_input_size=(NUM_LEADS, 1, 100),
+        pool_size=None,
+        crop_pct=1.0,
+        interpolation='linear',
+        # Inputs are z-scored per lead in the data pipeline, so no further channel normalisation.
+        mean=(0.,) * NUM_LEADS,
+        std=(1.,) * NUM_LEADS,
+        first_conv='patch_embed.proj',
+        classifier='head',
+        license='apache-2.0',
+        paper_name='Hybrid Self-Supervised Learning for ECG',
+        paper_ids='openreview:iTjqAWYw2K',
+        hub_repo_id=hub_repo_id,
+    )
+    return dataclasses.replace(cfg, **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    'ecg_vit_mae_moco': _cfg(hub_repo_id='ecgvit/ecg_vit_mae_moco', pretrain_method='mae_moco'),
+    'ecg_vit_mae_nextclip': _cfg(hub_repo_id='ecgvit/ecg_vit_mae_nextclip', pretrain_method='mae_nextclip'),
+    'ecg_vit_tiny': _cfg(),
+    'ecg_vit_small': _cfg(),
+})
+
+
+@register_model
+def ecg_vit_mae_moco(pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
+    """Seed-size ECG ViT (512 dim, 6 blocks, 16 heads, MLP 2; 12.8M params) for MAE-MoCo weights."""
+    model_args = dict(patch_size=25, embed_dim=512, depth=6, num_heads=16, mlp_ratio=2.)
+    return _create_ecg_vit('ecg_vit_mae_moco', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def ecg_vit_mae_nextclip(pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
+    """Seed-size ECG ViT (512 dim, 6 blocks, 16 heads, MLP 2; 12.8M params) for MAE-Nextclip weights."""
+    model_args = dict(patch_size=25, embed_dim=512, depth=6, num_heads=16, mlp_ratio=2.)
+    return _create_ecg_vit('ecg_vit_mae_nextclip', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def ecg_vit_small(pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
+    """ECG ViT at 256 dim, 4 blocks, 8 heads (about 2.2M params): quick CPU pretraining."""
+    model_args = dict(patch_size=25, embed_dim=256, depth=4, num_heads=8, mlp_ratio=2.)
+    return _create_ecg_vit('ecg_vit_small', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def ecg_vit_tiny(pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
+    """ECG ViT at 64 dim, 2 blocks, 4 heads: for tests and smoke runs, not for accuracy."""
+    model_args = dict(patch_size=25, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.)
+    return _create_ecg_vit('ecg_vit_tiny', pretrained=pretrained, **dict(model_args, **kwargs))
