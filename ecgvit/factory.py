@@ -58,4 +58,21 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
             raise UnknownModelError(
                 f'Unknown model {model_name!r}.{hint} ecgvit provides: {", ".join(ours)} '
                 f'(list them with ecgvit.list_models()).')
+    if model_name.startswith(('hf-hub:', 'hf_hub:')):
+        return _create_from_hub(model_name, pretrained=pretrained, **kwargs)
     return timm.create_model(model_name, pretrained=pretrained, **kwargs)
+
+
+def _create_from_hub(model_name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    from ecgvit.hub import PretrainedWeightsError
+
+    repo_id = model_name.split(':', 1)[1]
+    try:
+        return timm.create_model(model_name, pretrained=pretrained, **kwargs)
+    except (LocalEntryNotFoundError, EntryNotFoundError, HfHubHTTPError, OSError) as e:
+        raise PretrainedWeightsError(
+            f'Could not get {repo_id!r} from the Hugging Face cache or Hub ({type(e).__name__}). If you are '
+            f'offline (HF_HUB_OFFLINE=1), download it once while online with `huggingface-cli download {repo_id}`; '
+            f'or save a local copy and use create_model("local-dir:/path").') from e

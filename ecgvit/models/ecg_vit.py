@@ -11,6 +11,7 @@ helpers). Only what ECG needs is overridden: 3-D ``(B, 12, L)`` input, a clear e
 into patches, and positional embeddings resampled along time only (never as a square image).
 """
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -204,9 +205,14 @@ class EcgVisionTransformer(VisionTransformer):
         """Make a new input length (and/or patch size) the stored one, resampling the pos-embed along time.
 
         Args:
-            img_size: New length in samples, or ``(1, length)``.
+            img_size: New length in samples, or ``(1, length)``; an ``(H, length)`` pair from 2-D tooling warns and
+                uses the length.
             patch_size: New samples per patch, or ``(1, samples)``; the patch kernel is resampled by timm.
         """
+        if isinstance(img_size, (tuple, list)) and len(img_size) == 2 and img_size[0] != 1:
+            # Generic 2-D tooling (timm's scripts and tests) scales (H, W) together; an ECG's height is always 1.
+            warnings.warn(f'ECG models have height 1; using length {img_size[1]} from img_size={tuple(img_size)}.')
+            img_size = int(img_size[1])
         length = self.seq_len if img_size is None else _as_length(img_size)
         patch = self.patch_len if patch_size is None else _as_patch(patch_size)
         if length % patch != 0:
@@ -221,7 +227,8 @@ class EcgVisionTransformer(VisionTransformer):
 
 
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: EcgVisionTransformer) -> Dict[str, torch.Tensor]:
-    """Adapt a checkpoint to ``model``: resample the pos-embed along time and unwrap pretraining wrappers.
+    """Adapt a checkpoint to ``model``: resample the pos-embed along time, unwrap pretraining wrappers, and drop a
+    classifier head that does not fit the model's (so a fine-tuned checkpoint loads as an encoder and vice versa).
 
     Accepts plain encoder state dicts and those saved from a pretraining wrapper (keys under ``encoder.``).
     """
@@ -229,31 +236,51 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: EcgVisionTr
         state_dict = state_dict['state_dict']
     if any(k.startswith('encoder.') for k in state_dict):
         state_dict = {k[len('encoder.'):]: v for k, v in state_dict.items() if k.startswith('encoder.')}
+    model_sd = model.state_dict()
     out = {}
     for k, v in state_dict.items():
         if k == 'pos_embed' and v.shape[1] != model.pos_embed.shape[1]:
             v = resample_pos_embed_1d(v, model.patch_embed.num_patches, model.num_prefix_tokens)
+        if k.startswith('head.') and (k not in model_sd or model_sd[k].shape != v.shape):
+            # A classifier trained for other classes (or none wanted): the encoder loads, the head stays fresh.
+            continue
         out[k] = v
     return out
 
 
 def _create_ecg_vit(variant: str, pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
-    if 'img_size' in kwargs and kwargs['img_size'] is not None:
+    if kwargs.get('img_size') is not None:
         kwargs['img_size'] = (1, _as_length(kwargs['img_size']))
+    # Local import: hub resolves and checks weight files and imports nothing from here at module load.
+    from ecgvit.hub import CheckpointError, resolve_pretrained_weights, to_ecg_pretrained_cfg
+    if isinstance(kwargs.get('pretrained_cfg'), dict):
+        # cfg dicts come from config.json (local-dir: / hf-hub:) and carry the ECG fields timm's dataclass lacks
+        kwargs['pretrained_cfg'] = to_ecg_pretrained_cfg(kwargs['pretrained_cfg'])
     if pretrained:
-        # Local import: hub resolves weight files and imports nothing from here at module load.
-        from ecgvit.hub import resolve_pretrained_weights
         kwargs['pretrained_cfg_overlay'] = resolve_pretrained_weights(
             variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
-    out_indices = kwargs.pop('out_indices', 3)
-    return build_model_with_cfg(
-        EcgVisionTransformer,
-        variant,
-        pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
-        **kwargs,
-    )
+    # timm's ViT default is the last 3 blocks; shallower test-size variants get all of theirs.
+    out_indices = kwargs.pop('out_indices', min(3, kwargs.get('depth', 3)))
+    try:
+        model = build_model_with_cfg(
+            EcgVisionTransformer,
+            variant,
+            pretrained,
+            pretrained_filter_fn=checkpoint_filter_fn,
+            feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
+            **kwargs,
+        )
+    except RuntimeError as e:
+        if pretrained and ('size mismatch' in str(e) or 'Missing key' in str(e) or 'Unexpected key' in str(e)):
+            raise CheckpointError(
+                f'The checkpoint does not fit {variant} with these arguments: {e}. Check that the weights were '
+                f'saved from the same architecture (embed_dim, depth, patch_size) and pass matching kwargs.') from e
+        raise
+    # The loaded tensors now live in the model; do not keep a second reference to them in the cfg.
+    for cfg in (getattr(model, 'pretrained_cfg', None), getattr(model, 'default_cfg', None)):
+        if isinstance(cfg, dict):
+            cfg.pop('state_dict', None)
+    return model
 
 
 def _cfg(hub_repo_id: Optional[str] = None, **kwargs: Any) -> EcgPretrainedCfg:
@@ -309,6 +336,6 @@ def ecg_vit_small(pretrained: bool = False, **kwargs: Any) -> EcgVisionTransform
 
 @register_model
 def ecg_vit_tiny(pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
-    """ECG ViT at 64 dim, 2 blocks, 4 heads: for tests and smoke runs, not for accuracy."""
-    model_args = dict(patch_size=25, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.)
+    """ECG ViT at 64 dim, 3 blocks, 4 heads (about 0.2M params): for tests and smoke runs, not for accuracy."""
+    model_args = dict(patch_size=25, embed_dim=64, depth=3, num_heads=4, mlp_ratio=2.)
     return _create_ecg_vit('ecg_vit_tiny', pretrained=pretrained, **dict(model_args, **kwargs))

@@ -1,0 +1,206 @@
+"""The encoder: seed geometry, ECG input handling, and the timm model contract on every registered name."""
+import pytest
+import timm
+import torch
+
+import ecgvit
+from ecgvit.models.ecg_vit import resample_pos_embed_1d
+
+# Tiny arguments where size is not the point; the registry names keep their own patch size and lead count.
+TINY = dict(embed_dim=32, depth=2, num_heads=2)
+MODELS = ecgvit.list_models()
+SEED_PARAMS = 12_846_592  # Conv 12->512 k25, pos (145, 512), CLS, 6 x (512, 16 heads, MLP 2), final LayerNorm
+
+
+def _tiny(name: str, **kwargs) -> torch.nn.Module:
+    return ecgvit.create_model(name, **dict(TINY, **kwargs))
+
+
+def test_registry_lists_both_seed_models_in_timm():
+    assert {'ecg_vit_mae_moco', 'ecg_vit_mae_nextclip'} <= set(timm.list_models('ecg_vit*'))
+    assert set(ecgvit.list_models('ecg_vit_mae*')) == {'ecg_vit_mae_moco', 'ecg_vit_mae_nextclip'}
+
+
+@pytest.mark.parametrize('name', ['ecg_vit_mae_moco', 'ecg_vit_mae_nextclip'])
+def test_seed_size_parameter_count_and_shapes(name):
+    model = timm.create_model(name)
+    assert sum(p.numel() for p in model.parameters()) == SEED_PARAMS
+    assert model.pos_embed.shape == (1, 145, 512)
+    assert model.patch_embed.proj.weight.shape == (512, 12, 1, 25)
+    assert len(model.blocks) == 6 and model.blocks[0].attn.num_heads == 16
+    assert model.blocks[0].mlp.fc1.out_features == 1024
+    cfg = model.pretrained_cfg
+    assert cfg['input_size'] == (12, 1, 3600)
+    assert cfg['sampling_rate'] == 360.0 and cfg['duration_s'] == 10.0
+    assert tuple(cfg['lead_names']) == ecgvit.LEADS
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 12, 3600)).shape == (2, 512)
+
+
+def test_readme_example_num_classes():
+    model = ecgvit.create_model('ecg_vit_mae_moco', num_classes=5)
+    with torch.no_grad():
+        assert model(torch.randn(2, 12, 3600)).shape == (2, 5)
+
+
+def test_3d_and_4d_input_agree():
+    model = _tiny('ecg_vit_tiny').eval()
+    x = torch.randn(3, 12, 500)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x.unsqueeze(2)))
+
+
+@pytest.mark.parametrize('length', [3601, 30, 1])
+def test_length_not_multiple_of_patch_raises(length):
+    model = _tiny('ecg_vit_tiny')
+    with pytest.raises(ValueError, match='multiple of the patch size 25'):
+        model(torch.randn(1, 12, length))
+
+
+def test_wrong_rank_and_constructor_errors():
+    model = _tiny('ecg_vit_tiny')
+    with pytest.raises(ValueError, match='dims'):
+        model(torch.randn(12, 3600))
+    with pytest.raises(ValueError, match='multiple of patch_size'):
+        _tiny('ecg_vit_tiny', img_size=3610)
+    with pytest.raises(TypeError):
+        _tiny('ecg_vit_tiny', not_an_argument=1)
+    with pytest.raises(TypeError, match='dynamic_img_size'):
+        _tiny('ecg_vit_tiny', dynamic_img_size=True)
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(ecgvit.UnknownModelError, match='ecg_vit_mae_moco'):
+        ecgvit.create_model('ecg_vit_mae_mocoo')
+
+
+def test_other_lengths_resample_pos_embed_along_time_only():
+    model = _tiny('ecg_vit_tiny').eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 12, 5000)).shape == (1, 32)
+    pe = model.pos_embed.detach()
+    assert resample_pos_embed_1d(pe, 144) is pe  # the stored length is untouched
+    # a linear ramp along time stays a linear ramp after resampling (no square-image assumption)
+    ramp = torch.linspace(0, 1, 144).view(1, 144, 1).expand(1, 144, 4)
+    ramp = torch.cat([torch.full((1, 1, 4), 7.0), ramp], dim=1)
+    out = resample_pos_embed_1d(ramp, 288)
+    assert out.shape == (1, 289, 4) and torch.all(out[:, 0] == 7.0)
+    assert torch.all(out[0, 2:, 0] >= out[0, 1:-1, 0])
+
+
+def test_set_input_size_and_img_size_kwarg():
+    model = _tiny('ecg_vit_tiny')
+    model.set_input_size(5000)
+    assert model.pos_embed.shape[1] == 201 and model.seq_len == 5000
+    model2 = _tiny('ecg_vit_tiny', img_size=5000)
+    assert model2.pos_embed.shape[1] == 201
+    with pytest.raises(ValueError, match='multiple'):
+        model.set_input_size(5010)
+
+
+@pytest.mark.parametrize('pool,expected', [('token', (2, 32)), ('avg', (2, 32)), ('', (2, 21, 32))])
+def test_global_pool(pool, expected):
+    model = _tiny('ecg_vit_tiny', global_pool=pool).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 12, 500)).shape == expected
+
+
+def test_forward_head_reset_classifier_and_pre_logits():
+    model = _tiny('ecg_vit_tiny', num_classes=4).eval()
+    x = torch.randn(2, 12, 500)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        assert feats.shape == (2, 21, 32)
+        assert model.forward_head(feats, pre_logits=True).shape == (2, 32)
+        assert model.forward_head(feats).shape == (2, 4)
+        model.reset_classifier(7, global_pool='avg')
+        assert model(x).shape == (2, 7) and model.global_pool == 'avg'
+        model.reset_classifier(0)
+        assert model(x).shape == (2, 32)
+    assert model.num_features == model.head_hidden_size == 32
+    assert 'pos_embed' in model.no_weight_decay()
+    assert 'blocks' in model.group_matcher()
+
+
+def test_backward_reaches_every_parameter_and_drop_path():
+    model = _tiny('ecg_vit_tiny', num_classes=3, drop_path_rate=0.1).train()
+    model(torch.randn(2, 12, 500)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_features_only_and_forward_intermediates():
+    model = _tiny('ecg_vit_tiny', features_only=True, out_indices=(0, 1))
+    feats = model(torch.randn(2, 12, 500))
+    assert [f.shape for f in feats] == [(2, 32, 1, 20), (2, 32, 1, 20)]
+    enc = _tiny('ecg_vit_tiny').eval()
+    final, inter = enc.forward_intermediates(torch.randn(2, 12, 500))
+    assert final.shape == (2, 21, 32) and inter[-1].shape == (2, 32, 1, 20)
+
+
+def test_grad_checkpointing_same_output():
+    model = _tiny('ecg_vit_tiny').eval()
+    x = torch.randn(2, 12, 500)
+    with torch.no_grad():
+        ref = model(x)
+        model.set_grad_checkpointing(True)
+        torch.testing.assert_close(model(x), ref)
+
+
+def test_torchscript_trace_export_and_compile():
+    model = _tiny('ecg_vit_tiny', num_classes=3).eval()
+    x = torch.randn(2, 12, 500)
+    with torch.no_grad():
+        ref = model(x)
+        torch.testing.assert_close(torch.jit.script(model)(x), ref)
+        torch.testing.assert_close(torch.jit.trace(model, x)(x), ref)
+        exported = torch.export.export(model, (x,)).module()
+        torch.testing.assert_close(exported(x), ref)
+        # Dynamo capture with no graph breaks; the eager backend keeps the test free of a C++ build.
+        compiled = torch.compile(model, backend='eager', fullgraph=True)
+        torch.testing.assert_close(compiled(x), ref)
+
+
+def test_fx_feature_extraction():
+    from torchvision.models.feature_extraction import create_feature_extractor
+    from timm.models import get_notrace_functions, get_notrace_modules
+
+    model = _tiny('ecg_vit_tiny', num_classes=3).eval()
+    tracer_kwargs = dict(leaf_modules=get_notrace_modules(), autowrap_functions=get_notrace_functions())
+    fx = create_feature_extractor(model, return_nodes=['head'], tracer_kwargs=tracer_kwargs)
+    x = torch.randn(1, 12, 500)
+    with torch.no_grad():
+        torch.testing.assert_close(fx(x)['head'], model(x))
+
+
+def test_meta_device_and_dtype():
+    model = _tiny('ecg_vit_tiny', device='meta')
+    assert model.pos_embed.device.type == 'meta'
+    model = _tiny('ecg_vit_tiny', dtype=torch.bfloat16)
+    assert model.pos_embed.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_timm_contract_on_registry(name):
+    """timm's model-test expectations for each registered name, at tiny width."""
+    model = timm.create_model(name, num_classes=42, **TINY)
+    cfg = model.pretrained_cfg
+    assert cfg['architecture'] == name and not cfg.get('fixed_input_size')
+    sd = model.state_dict()
+    assert cfg['first_conv'] + '.weight' in sd and cfg['classifier'] + '.weight' in sd
+    x = torch.randn(2, *cfg['min_input_size'])
+    out = model(x)
+    assert out.shape == (2, 42)
+    out.mean().backward()
+    assert all(p.grad is not None for p in model.parameters()), 'a registered encoder holds only trainable parts'
+
+
+def test_pretrained_without_weights_fails_fast_and_clearly():
+    import time
+
+    from ecgvit.hub import PretrainedWeightsError
+
+    start = time.perf_counter()
+    with pytest.raises(PretrainedWeightsError, match='No weights are published'):
+        ecgvit.create_model('ecg_vit_mae_nextclip', pretrained=True)
+    assert time.perf_counter() - start < 2.0
