@@ -162,8 +162,8 @@ def test_torchscript_trace_export_and_compile():
 
 
 def test_fx_feature_extraction():
-    from torchvision.models.feature_extraction import create_feature_extractor
     from timm.models import get_notrace_functions, get_notrace_modules
+    from torchvision.models.feature_extraction import create_feature_extractor
 
     model = _tiny('ecg_vit_tiny', num_classes=3).eval()
     tracer_kwargs = dict(leaf_modules=get_notrace_modules(), autowrap_functions=get_notrace_functions())

@@ -21,7 +21,14 @@ from timm.layers import PatchEmbed, register_notrace_function
 from timm.models import PretrainedCfg, build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.vision_transformer import VisionTransformer
 
-from ecgvit.constants import DEFAULT_DURATION_S, DEFAULT_NUM_SAMPLES, DEFAULT_SAMPLING_RATE, LEADS, NUM_LEADS, PATCH_SIZE
+from ecgvit.constants import (
+    DEFAULT_DURATION_S,
+    DEFAULT_NUM_SAMPLES,
+    DEFAULT_SAMPLING_RATE,
+    LEADS,
+    NUM_LEADS,
+    PATCH_SIZE,
+)
 
 __all__ = ['EcgVisionTransformer', 'EcgPretrainedCfg', 'resample_pos_embed_1d', 'checkpoint_filter_fn']
 
@@ -211,7 +218,8 @@ class EcgVisionTransformer(VisionTransformer):
         """
         if isinstance(img_size, (tuple, list)) and len(img_size) == 2 and img_size[0] != 1:
             # Generic 2-D tooling (timm's scripts and tests) scales (H, W) together; an ECG's height is always 1.
-            warnings.warn(f'ECG models have height 1; using length {img_size[1]} from img_size={tuple(img_size)}.')
+            warnings.warn(f'ECG models have height 1; using length {img_size[1]} from img_size={tuple(img_size)}.',
+                          stacklevel=2)
             img_size = int(img_size[1])
         length = self.seq_len if img_size is None else _as_length(img_size)
         patch = self.patch_len if patch_size is None else _as_patch(patch_size)
