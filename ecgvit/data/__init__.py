@@ -1,0 +1,40 @@
+"""ECG data layer: records, preprocessing, datasets, a synthetic generator and a memmap cache.
+
+Files -> ``read_record`` (a ``Record``: float32 (leads, samples) mV, canonical lead order) -> ``Preprocessing``
+(resample, optional band-pass, crop/pad, per-lead z-score) -> ``build_cache`` (memmap + labels + manifest) ->
+``CachedECGDataset`` (a torch Dataset with zero-copy reads). Datasets (``get_dataset``) index the official splits and
+labels of each source.
+"""
+from .cache import CACHE_VERSION, CacheBuildError, CachedECGDataset, CacheError, build_cache, signal_sha256
+from .datasets import (
+    CHAPMAN_CLASSES,
+    CPSC2018_CLASSES,
+    PTBXL_LABEL_SETS,
+    SPLITS,
+    ChallengeDataset,
+    ChapmanDataset,
+    CPSC2018Dataset,
+    DatasetLayoutError,
+    ECGDataset,
+    Entry,
+    FolderDataset,
+    LUDBDataset,
+    PretrainingPool,
+    PTBXLDataset,
+    SyntheticDataset,
+    get_dataset,
+    list_datasets,
+)
+from .preprocess import IncompatibleDataError, Preprocessing
+from .records import MissingLeadsError, Record, RecordError, RecordFileNotFoundError, canonical_lead_name, read_record
+from .synthetic import SYNTHETIC_CLASSES, SyntheticECG, make_synthetic, split_by_patient, synthesize_ecg
+
+__all__ = [
+    'Record', 'RecordError', 'RecordFileNotFoundError', 'MissingLeadsError', 'read_record', 'canonical_lead_name',
+    'Preprocessing', 'IncompatibleDataError',
+    'SYNTHETIC_CLASSES', 'SyntheticECG', 'make_synthetic', 'synthesize_ecg', 'split_by_patient',
+    'SPLITS', 'ECGDataset', 'Entry', 'DatasetLayoutError', 'get_dataset', 'list_datasets', 'PTBXLDataset',
+    'PTBXL_LABEL_SETS', 'CPSC2018Dataset', 'CPSC2018_CLASSES', 'ChapmanDataset', 'CHAPMAN_CLASSES', 'ChallengeDataset',
+    'LUDBDataset', 'FolderDataset', 'SyntheticDataset', 'PretrainingPool',
+    'build_cache', 'CachedECGDataset', 'CacheBuildError', 'CacheError', 'signal_sha256', 'CACHE_VERSION',
+]

@@ -1,0 +1,467 @@
+"""Convert a dataset once into a float32 memmap + labels + manifest, and read it back with zero copies.
+
+Layout of a cache folder::
+
+    signals.f32     raw float32, shape (N, leads, num_samples), C order; items grouped by split (train, val, test)
+    labels.npy      (N,) int64 class index (-1 = unlabelled) or (N, C) float32 multi-hot
+    index.csv       item, record_id, patient_id, split, window, sha256 (of the raw record signal), item_sha256, source
+    manifest.json   written last: settings fingerprint, preprocessing, dataset descriptor, shapes, skipped records
+
+A build writes into a hidden temporary sibling folder and renames it into place, so an interrupted build never leaves
+a cache that loads; re-running with the same settings returns at once; a changed setting (preprocessing, dataset
+options, the record list or file sizes/times) rebuilds.
+
+Example:
+    >>> out = build_cache(get_dataset('synthetic', None, n_records=200), Preprocessing(), 'cache/syn')  # doctest: +SKIP
+    >>> ds = CachedECGDataset(out, split='train')  # doctest: +SKIP
+    >>> x, y = ds[0]; x.shape  # doctest: +SKIP
+    torch.Size([12, 3600])
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import operator
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .datasets.base import SPLITS, ECGDataset, Entry
+from .preprocess import Preprocessing
+from .records import Record, RecordError
+
+__all__ = ['build_cache', 'CachedECGDataset', 'CacheBuildError', 'CacheError', 'signal_sha256', 'CACHE_VERSION']
+
+CACHE_VERSION = 1
+_MANIFEST = 'manifest.json'
+_SIGNALS = 'signals.f32'
+
+
+class CacheBuildError(RuntimeError):
+    """A strict build met a bad record (the message names it and why)."""
+
+
+class CacheError(ValueError):
+    """A cache folder is missing, incomplete or inconsistent; the message says how to rebuild it."""
+
+
+def signal_sha256(record: Record) -> str:
+    """sha256 of a record's signal on a 1 uV grid plus its rate: equal for exact copies in any file format."""
+    h = hashlib.sha256()
+    h.update(f'{record.fs:g}|{record.signal.shape}|'.encode())
+    h.update(np.round(record.signal.astype(np.float64) * 1000.0).astype(np.int32).tobytes())
+    return h.hexdigest()
+
+
+# ---- worker side (module level so a process pool can run it)
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(dataset: ECGDataset, preprocessing: Preprocessing | None, slots: tuple | None = None) -> None:
+    """Per-process state. ``slots`` = (path, shape): write results straight into that memmap instead of returning
+    them, so no signal crosses a pipe."""
+    _STATE['dataset'] = dataset
+    _STATE['pp'] = preprocessing
+    _STATE['memmap'] = None if slots is None else np.memmap(slots[0], dtype=np.float32, mode='r+', shape=slots[1])
+
+
+def _item_sha256(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr, dtype=np.float32).data).hexdigest()
+
+
+def _process(job: tuple[int, int, Entry]) -> tuple:
+    """Read + preprocess one entry.
+
+    Returns:
+        (position, arrays or None, sha256 of the raw signal, failure reason or None, sha256 per output item).
+        With a memmap, the single output array is written at row ``slot`` and ``arrays`` is None.
+    """
+    pos, slot, entry = job
+    ds, pp, mm = _STATE['dataset'], _STATE['pp'], _STATE['memmap']
+    try:
+        rec = ds.read(entry, missing_leads=pp.missing_leads if pp is not None else 'error')
+        digest = signal_sha256(rec)
+        if pp is None:  # hash-only pass (held-out entries of a pool)
+            return pos, None, digest, None, []
+        out = pp(rec, rng=np.random.default_rng(pos))
+        arrays = out if isinstance(out, list) else [out]
+        if not arrays:
+            return pos, None, digest, 'no complete window in the record.', []
+        item_digests = [_item_sha256(a) for a in arrays]
+        if mm is not None:
+            mm[slot] = arrays[0]
+            return pos, None, digest, None, item_digests
+        return pos, arrays, digest, None, item_digests
+    except RecordError as e:
+        return pos, None, None, e.reason, []
+    except Exception as e:  # corrupt data can surface as anything inside wfdb/scipy; report it, do not die
+        return pos, None, None, f'{type(e).__name__}: {e}', []
+
+
+def _map(jobs, dataset, preprocessing, num_workers: int, desc: str, progress: bool, slots: tuple | None = None):
+    """Yield ``_process`` results in job order, in-process or over a process pool, with a tqdm bar."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), desc=desc, unit='rec', disable=not progress or not jobs, file=sys.stderr)
+    try:
+        if num_workers <= 0 or len(jobs) < 2 * max(num_workers, 1):
+            _init_worker(dataset, preprocessing, slots)
+            try:
+                for job in jobs:
+                    yield _process(job)
+                    bar.update(1)
+            finally:
+                _STATE.clear()
+            return
+        # fork shares the dataset index for free; spawn (non-Linux) pickles it once per worker.
+        ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
+        chunk = max(1, min(16, len(jobs) // (num_workers * 8) or 1))
+        with ctx.Pool(num_workers, initializer=_init_worker, initargs=(dataset, preprocessing, slots)) as pool:
+            for res in pool.imap(_process, jobs, chunksize=chunk):
+                yield res
+                bar.update(1)
+    finally:
+        bar.close()
+
+
+def _fingerprint(dataset: ECGDataset, preprocessing: Preprocessing) -> tuple[str, dict]:
+    desc = dataset.descriptor()
+    key = {'cache_version': CACHE_VERSION, 'preprocessing': preprocessing.to_dict(), 'dataset': desc,
+           'dedupe': bool(getattr(dataset, 'dedupe', False))}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest(), desc
+
+
+def _read_manifest(cache_dir: Path) -> dict | None:
+    try:
+        with open(cache_dir / _MANIFEST) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _is_valid(cache_dir: Path, manifest: dict | None) -> bool:
+    if not manifest or not manifest.get('complete'):
+        return False
+    n, c, length = manifest['shape']
+    sig = cache_dir / _SIGNALS
+    return sig.is_file() and sig.stat().st_size == n * c * length * 4 and (cache_dir / 'labels.npy').is_file()
+
+
+def _clean_stale_tmp(out: Path) -> None:
+    """Remove temporary (and set-aside old) folders of builds whose process is gone: a killed build leaves them."""
+    for tmp in [*out.parent.glob(f'.{out.name}.tmp-*'), *out.parent.glob(f'.{out.name}.old-*')]:
+        try:
+            marker = '.tmp-' if '.tmp-' in tmp.name else '.old-'
+            pid = int(tmp.name.rsplit(marker, 1)[1].split('-')[0])
+            os.kill(pid, 0)
+            alive = pid != os.getpid()
+        except (ValueError, IndexError, ProcessLookupError):
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_cache(dataset: ECGDataset, preprocessing: Preprocessing, out_dir: str | os.PathLike, *,
+                num_workers: int = 2, strict: bool = False, force: bool = False, progress: bool = True) -> Path:
+    """Preprocess every record of ``dataset`` into a memmap cache at ``out_dir``.
+
+    Args:
+        dataset: any ``ECGDataset`` (``get_dataset(...)``, a ``PretrainingPool``).
+        preprocessing: the ``Preprocessing`` to apply; stored in the manifest.
+        out_dir: cache folder (created; replaced atomically when rebuilt).
+        num_workers: processes for reading/preprocessing (0 = in this process).
+        strict: raise ``CacheBuildError`` at the first bad record; by default bad records are skipped and listed
+            (with reasons) in ``manifest.json`` under ``skipped``.
+        force: rebuild even if a valid cache with the same settings exists.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        ``Path(out_dir)``.
+
+    Raises:
+        CacheBuildError: ``strict=True`` and a record failed, or no record at all could be converted.
+        CacheError: ``out_dir`` exists, is not empty and is not a cache (it is never overwritten).
+    """
+    if not isinstance(preprocessing, Preprocessing):
+        raise TypeError(f'preprocessing must be an ecgvit.data.Preprocessing, got {type(preprocessing).__name__}.')
+    if not isinstance(dataset, ECGDataset):
+        raise TypeError(f'dataset must be an ecgvit.data ECGDataset (from get_dataset or PretrainingPool), got '
+                        f'{type(dataset).__name__}.')
+    out = Path(out_dir).absolute()
+    fingerprint, desc = _fingerprint(dataset, preprocessing)
+    manifest = _read_manifest(out)
+    if not force and _is_valid(out, manifest) and manifest.get('fingerprint') == fingerprint:
+        return out
+    if out.exists() and manifest is None and (not out.is_dir() or any(out.iterdir())):
+        raise CacheError(f'{out} exists and is not an ecgvit cache (no {_MANIFEST}); refusing to overwrite it. '
+                         f'Choose an empty or new out_dir.')
+    if strict and dataset.skipped:
+        rid, reason = dataset.skipped[0]
+        raise CacheBuildError(f'{rid}: {reason} ({len(dataset.skipped)} records were skipped while indexing).')
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale_tmp(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-{os.getpid()}-', dir=out.parent))
+    t0 = time.perf_counter()
+    try:
+        stats = _write(dataset, preprocessing, tmp, num_workers=num_workers, strict=strict, progress=progress)
+        elapsed = time.perf_counter() - t0
+        manifest = {
+            'cache_version': CACHE_VERSION, 'complete': True, 'fingerprint': fingerprint,
+            'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+            'preprocessing': preprocessing.to_dict(), 'dataset': desc,
+            'label_names': list(dataset.label_names), 'multilabel': bool(dataset.multilabel),
+            'shape': [stats['n_items'], len(preprocessing.leads), preprocessing.num_samples], 'dtype': 'float32',
+            'split_ranges': stats['split_ranges'], 'signals_sha256': stats['signals_sha256'],
+            'signals_sha256_scheme': 'sha256 of the concatenated per-item sha256 hex digests (index.csv item_sha256)',
+            'n_entries': len(dataset), 'n_skipped': len(stats['skipped']), 'skipped': stats['skipped'],
+            'duplicates': stats['duplicates'], 'seconds': round(elapsed, 3),
+            'records_per_s': round(len(dataset) / elapsed, 1) if elapsed > 0 else None,
+        }
+        with open(tmp / _MANIFEST, 'w') as f:
+            json.dump(manifest, f, indent=1, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.parent / f'.{out.name}.old-{os.getpid()}-{time.time_ns()}'
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _combine_digests(item_digests) -> str:
+    """The cache's content hash: sha256 over the per-item sha256 hex digests, in item order."""
+    h = hashlib.sha256()
+    for d in item_digests:
+        h.update(d.encode())
+    return h.hexdigest()
+
+
+def _write(dataset: ECGDataset, pp: Preprocessing, tmp: Path, *, num_workers: int, strict: bool,
+           progress: bool) -> dict:
+    skipped = [{'record_id': rid, 'reason': reason} for rid, reason in dataset.skipped]
+    dedupe = bool(getattr(dataset, 'dedupe', False))
+
+    # Hashes of held-out records (pool exclusions): a copy of one of them must not enter the cache.
+    blocked: dict[str, str] = {}
+    blocked_entries = list(getattr(dataset, 'blocked', []) or [])
+    if blocked_entries:
+        jobs = [(i, i, e) for i, e in enumerate(blocked_entries)]
+        for pos, _, digest, _, _ in _map(jobs, dataset, None, num_workers, 'hash held-out', progress):
+            if digest is not None:
+                blocked.setdefault(digest, blocked_entries[pos].record_id)
+
+    # Process entries split by split, so each split is one contiguous block of the memmap.
+    order = [i for s in SPLITS for i, e in enumerate(dataset.entries) if e.split == s]
+    jobs = [(i, slot, dataset.entries[i]) for slot, i in enumerate(order)]
+    item_shape = (len(pp.leads), pp.num_samples)
+    item_bytes = int(np.prod(item_shape)) * 4
+    path = tmp / _SIGNALS
+    # One output per record (every crop but 'windows'): workers write rows of a preallocated memmap in place.
+    in_place = pp.crop != 'windows' and len(jobs) > 0
+    slots = (str(path), (len(jobs), *item_shape)) if in_place else None
+    with open(path, 'wb') as f:
+        if in_place:
+            f.truncate(len(jobs) * item_bytes)
+
+    seen: dict[str, str] = {}
+    duplicates, rows, labels, item_digests, kept_slots = [], [], [], [], []
+    with open(path, 'r+b' if in_place else 'wb') as f:
+        for (pos, arrays, digest, reason, digests), (_, slot, _) in zip(
+                _map(jobs, dataset, pp, num_workers, f'cache {dataset.name}', progress, slots), jobs):
+            entry = dataset.entries[pos]
+            if reason is None and digest is not None:
+                if digest in blocked:
+                    reason = f'exact copy of held-out record {blocked[digest]}.'
+                elif digest in seen:
+                    if dedupe:
+                        reason = f'exact duplicate of {seen[digest]}.'
+                    else:
+                        duplicates.append({'record_id': entry.record_id, 'duplicate_of': seen[digest]})
+                else:
+                    seen[digest] = entry.record_id
+            if reason is not None:
+                if strict:
+                    raise CacheBuildError(f'{entry.record_id}: {reason}')
+                skipped.append({'record_id': entry.record_id, 'reason': reason})
+                continue
+            if in_place:
+                kept_slots.append(slot)
+            else:
+                for arr in arrays:
+                    f.write(np.ascontiguousarray(arr, dtype=np.float32).data)
+            for k, item_digest in enumerate(digests):
+                rows.append((len(rows), entry.record_id, entry.patient_id, entry.split, k, digest, item_digest,
+                             entry.meta.get('source', dataset.name)))
+                labels.append(entry.labels)
+                item_digests.append(item_digest)
+        n_items = len(rows)
+        if in_place and n_items < len(jobs):
+            # Close the gaps of skipped records: kept slots only move down, so a forward copy is safe.
+            mm = np.memmap(path, dtype=np.float32, mode='r+', shape=(len(jobs), *item_shape))
+            for new, old in enumerate(kept_slots):
+                if new != old:
+                    mm[new] = mm[old]
+            mm.flush()
+            del mm
+            f.truncate(n_items * item_bytes)
+        f.flush()
+        os.fsync(f.fileno())
+    if n_items == 0:
+        reasons = '; '.join(f"{s['record_id']}: {s['reason']}" for s in skipped[:3])
+        raise CacheBuildError(f'No record of {dataset.name!r} could be converted ({len(skipped)} skipped, e.g. '
+                              f'{reasons}). Fix the data or the preprocessing (e.g. pad=\'zero\' for short records).')
+
+    if dataset.multilabel:
+        lab = np.stack([np.asarray(y, dtype=np.float32) for y in labels])
+    else:
+        lab = np.asarray([-1 if y is None else int(y) for y in labels], dtype=np.int64)
+    np.save(tmp / 'labels.npy', lab)
+    import pandas as pd
+
+    columns = ['item', 'record_id', 'patient_id', 'split', 'window', 'sha256', 'item_sha256', 'source']
+    pd.DataFrame(rows, columns=columns).to_csv(tmp / 'index.csv', index=False)
+    split_ranges = {}
+    for s in SPLITS:
+        idx = [r[0] for r in rows if r[3] == s]
+        if idx:
+            split_ranges[s] = [idx[0], idx[-1] + 1]
+    return {'n_items': n_items, 'skipped': skipped, 'duplicates': duplicates, 'split_ranges': split_ranges,
+            'signals_sha256': _combine_digests(item_digests)}
+
+
+def _torch_dataset_base():
+    import torch.utils.data
+
+    return torch.utils.data.Dataset
+
+
+class CachedECGDataset(_torch_dataset_base()):
+    """A torch ``Dataset`` over a cache built by ``build_cache``.
+
+    ``__getitem__`` returns ``(x, y)``: ``x`` a float32 tensor (leads, num_samples) that shares memory with the
+    memmap (no copy; the map is copy-on-write, so writing to ``x`` never changes the file), ``y`` a long scalar
+    (single-label; -1 for unlabelled) or a float32 multi-hot vector.
+
+    Args:
+        cache_dir: folder written by ``build_cache``.
+        split: 'train', 'val', 'test' or None (all items).
+        verify: recompute the signals' sha256 and compare with the manifest (reads the whole file).
+
+    Attributes:
+        signals: memmap (N, leads, num_samples) of this split (a view of the file, no copy).
+        labels: (N,) int64 or (N, C) float32 numpy array.
+        label_names, multilabel, record_ids, patient_ids, splits, windows, preprocessing, manifest.
+
+    Example:
+        >>> ds = CachedECGDataset('cache/syn', split='val')  # doctest: +SKIP
+        >>> loader = torch.utils.data.DataLoader(ds, batch_size=64, num_workers=2)  # doctest: +SKIP
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike, split: str | None = None, *, verify: bool = False):
+        import pandas as pd
+
+        self.cache_dir = Path(cache_dir)
+        manifest = _read_manifest(self.cache_dir)
+        if manifest is None:
+            raise CacheError(f'{self.cache_dir} holds no readable {_MANIFEST}: not a cache, or an interrupted build. '
+                             f'Run ecgvit.data.build_cache(dataset, preprocessing, {str(self.cache_dir)!r}).')
+        if manifest.get('cache_version') != CACHE_VERSION:
+            raise CacheError(f'{self.cache_dir} was built with cache version {manifest.get("cache_version")}, this '
+                             f'ecgvit reads version {CACHE_VERSION}; rebuild it with build_cache(..., force=True).')
+        if not _is_valid(self.cache_dir, manifest):
+            raise CacheError(f'{self.cache_dir} is incomplete (signals file size does not match the manifest shape '
+                             f'{manifest.get("shape")}); rebuild it with build_cache(..., force=True).')
+        if split is not None and split not in SPLITS:
+            raise ValueError(f'Unknown split {split!r}; use one of {SPLITS} or None.')
+        self.manifest = manifest
+        self.split = split
+        self.label_names: list[str] = list(manifest['label_names'])
+        self.multilabel: bool = bool(manifest['multilabel'])
+        self.preprocessing = Preprocessing.from_dict(manifest['preprocessing'])
+        self._shape = tuple(manifest['shape'])
+        lo, hi = (0, self._shape[0]) if split is None else manifest['split_ranges'].get(split, (0, 0))
+        self._range = (int(lo), int(hi))
+        index = pd.read_csv(self.cache_dir / 'index.csv', dtype={'record_id': str, 'patient_id': str})
+        if len(index) != self._shape[0]:
+            raise CacheError(f'{self.cache_dir}: index.csv has {len(index)} rows for {self._shape[0]} items; rebuild '
+                             f'with build_cache(..., force=True).')
+        index = index.iloc[lo:hi]
+        self.record_ids: list[str] = index['record_id'].tolist()
+        self.patient_ids: list[str] = index['patient_id'].tolist()
+        self.splits: list[str] = index['split'].tolist()
+        self.windows: list[int] = index['window'].tolist()
+        self.labels = np.load(self.cache_dir / 'labels.npy')[lo:hi]
+        self._signals = None
+        self._labels_t = None
+        if verify:
+            self.verify()
+
+    def __len__(self) -> int:
+        return self._range[1] - self._range[0]
+
+    @property
+    def signals(self) -> np.ndarray:
+        """Copy-on-write memmap (N, leads, samples) of this split, opened lazily (once per worker process)."""
+        if self._signals is None:
+            full = np.memmap(self.cache_dir / _SIGNALS, dtype=np.float32, mode='c', shape=self._shape)
+            self._signals = full[self._range[0]:self._range[1]]
+        return self._signals
+
+    def _label_tensor(self):
+        if self._labels_t is None:
+            import torch
+
+            self._labels_t = torch.from_numpy(np.ascontiguousarray(self.labels))
+        return self._labels_t
+
+    def __getitem__(self, i: int):
+        import torch
+
+        i = operator.index(i)  # ints, numpy ints and 0-d integer tensors
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f'index {i} out of range for {len(self)} items.')
+        return torch.from_numpy(self.signals[i]), self._label_tensor()[i]
+
+    def __getstate__(self):
+        # Never pickle the mapped data (DataLoader workers under spawn): each process reopens the file.
+        state = self.__dict__.copy()
+        state['_signals'] = None
+        state['_labels_t'] = None
+        return state
+
+    def verify(self) -> None:
+        """Recompute the content hash of the signals (per-item sha256, combined) and compare it with the manifest."""
+        full = np.memmap(self.cache_dir / _SIGNALS, dtype=np.float32, mode='r', shape=self._shape)
+        if _combine_digests(_item_sha256(full[i]) for i in range(self._shape[0])) != self.manifest['signals_sha256']:
+            raise CacheError(f'{self.cache_dir}/{_SIGNALS} does not match the sha256 in the manifest (changed or '
+                             f'corrupted); rebuild with build_cache(..., force=True).')
+
+    @property
+    def skipped(self) -> list[dict]:
+        """Records left out of the cache, with reasons."""
+        return list(self.manifest.get('skipped', []))
+
+    def __repr__(self) -> str:
+        return (f'CachedECGDataset({str(self.cache_dir)!r}, split={self.split!r}, items={len(self)}, '
+                f'shape={tuple(self.signals.shape)}, classes={len(self.label_names)}, multilabel={self.multilabel})')

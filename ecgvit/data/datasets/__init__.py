@@ -1,0 +1,68 @@
+"""ECG datasets (one module per source) and the ``get_dataset`` factory."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .base import SPLITS, DatasetLayoutError, ECGDataset, Entry, assign_splits
+from .challenge import ChallengeDataset, load_dx_mapping
+from .chapman import CHAPMAN_CLASSES, ChapmanDataset
+from .cpsc2018 import CPSC2018_CLASSES, CPSC2018Dataset
+from .folder import FolderDataset
+from .ludb import LUDBDataset
+from .pool import PretrainingPool
+from .ptbxl import PTBXL_LABEL_SETS, PTBXLDataset
+from .synthetic import SyntheticDataset, default_data_dir
+
+__all__ = [
+    'SPLITS', 'DatasetLayoutError', 'ECGDataset', 'Entry', 'assign_splits', 'ChallengeDataset', 'load_dx_mapping',
+    'CHAPMAN_CLASSES', 'ChapmanDataset', 'CPSC2018_CLASSES', 'CPSC2018Dataset', 'FolderDataset', 'LUDBDataset',
+    'PretrainingPool', 'PTBXL_LABEL_SETS', 'PTBXLDataset', 'SyntheticDataset', 'default_data_dir', 'get_dataset',
+    'list_datasets', 'DATASETS',
+]
+
+DATASETS: dict[str, type[ECGDataset]] = {
+    'synthetic': SyntheticDataset,
+    'folder': FolderDataset,
+    'ptbxl': PTBXLDataset,
+    'cpsc2018': CPSC2018Dataset,
+    'chapman': ChapmanDataset,
+    'cinc': ChallengeDataset,
+    'ludb': LUDBDataset,
+}
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by ``get_dataset``."""
+    return sorted(DATASETS)
+
+
+def get_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: Any) -> ECGDataset:
+    """Build a dataset index by name.
+
+    Args:
+        name: one of ``list_datasets()``: 'synthetic' (root optional: generated into a folder), 'folder' (any WFDB
+            folder + optional labels CSV), 'ptbxl', 'cpsc2018', 'chapman', 'cinc' (PhysioNet/CinC challenge format),
+            'ludb'.
+        root: the dataset folder.
+        **kwargs: options of the dataset class (e.g. ``sampling_rate=100, label_set='rhythm'`` for 'ptbxl').
+
+    Returns:
+        An ``ECGDataset`` with ``label_names``, ``multilabel``, ``entries`` (record_id, patient_id, split, labels)
+        and ``read(i)``.
+
+    Example:
+        >>> ds = get_dataset('synthetic', None, n_records=50)  # doctest: +SKIP
+        >>> ds = get_dataset('ptbxl', 'data/ptbxl', sampling_rate=100, label_set='superdiagnostic')  # doctest: +SKIP
+    """
+    key = str(name).lower().replace('-', '').replace('_', '')
+    aliases = {'ptbxl': 'ptbxl', 'cpsc': 'cpsc2018', 'cpsc2018': 'cpsc2018', 'chapman': 'chapman',
+               'chapmanshaoxing': 'chapman', 'cinc': 'cinc', 'challenge': 'cinc', 'cinc2020': 'cinc',
+               'cinc2021': 'cinc', 'ludb': 'ludb', 'folder': 'folder', 'wfdb': 'folder', 'synthetic': 'synthetic'}
+    if key not in aliases:
+        raise ValueError(f'Unknown dataset {name!r}; choose one of {list_datasets()} (or PretrainingPool([...]) to '
+                         f'merge several).')
+    cls = DATASETS[aliases[key]]
+    if root is None and cls is not SyntheticDataset:
+        raise ValueError(f'Dataset {name!r} needs root=<folder with the data>; only "synthetic" can generate its own.')
+    return cls(root, **kwargs)

@@ -1,0 +1,91 @@
+"""The built-in synthetic dataset: generated on first use (``make_synthetic``), then read like any WFDB folder."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from ecgvit.constants import LEADS
+
+from ..synthetic import SYNTHETIC_CLASSES, make_synthetic
+from .base import DatasetLayoutError
+from .folder import FolderDataset
+
+__all__ = ['SyntheticDataset', 'default_data_dir']
+
+
+def default_data_dir() -> Path:
+    """Where generated data goes when no root is given: ``$ECGVIT_DATA_DIR`` or ``~/.cache/ecgvit/data``."""
+    return Path(os.environ.get('ECGVIT_DATA_DIR', Path.home() / '.cache' / 'ecgvit' / 'data'))
+
+
+class SyntheticDataset(FolderDataset):
+    """Labelled synthetic 12-lead ECGs (classes ``SYNTHETIC_CLASSES``), single-label, patient-wise split.
+
+    Args:
+        root: folder to generate into / read from. None: a folder under ``default_data_dir()`` named after the
+            settings, so equal settings share one copy.
+        n_records: number of records to generate.
+        seed: generator seed (the files are identical for a seed).
+        fs: sampling rate of the written records (Hz).
+        duration_s: record length in seconds.
+        classes: subset of ``SYNTHETIC_CLASSES``.
+        leads: lead order for reading.
+        strict: raise on the first bad record.
+
+    Example:
+        >>> ds = SyntheticDataset(n_records=100, seed=0)  # doctest: +SKIP
+        >>> ds.label_names
+        ['NSR', 'SB', 'ST', 'AF', 'BBB']
+    """
+    name = 'synthetic'
+
+    def __init__(self, root: str | os.PathLike | None = None, *, n_records: int = 500, seed: int = 0,
+                 fs: float = 500.0, duration_s: float = 10.0, classes: Sequence[str] = SYNTHETIC_CLASSES,
+                 leads: Sequence[str] = LEADS, strict: bool = False):
+        settings = {'n_records': int(n_records), 'seed': int(seed), 'fs': float(fs), 'duration_s': float(duration_s),
+                    'classes': list(classes)}
+        if root is None:
+            tag = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+            root = default_data_dir() / f'synthetic-{tag}'
+        root = Path(root)
+        settings_file = root / 'synthetic.json'
+        if settings_file.is_file():
+            found = json.loads(settings_file.read_text())
+            if found != settings:
+                raise DatasetLayoutError(f'synthetic: {root} holds data generated with {found}, not {settings}. '
+                                         f'Use another root, or delete the folder to regenerate.')
+        elif (root / 'labels.csv').is_file():
+            raise DatasetLayoutError(f'synthetic: {root} has labels.csv but no synthetic.json; it is not a synthetic '
+                                     f"dataset folder. Use get_dataset('folder', {str(root)!r}) for it.")
+        else:
+            _generate_atomically(root, settings)
+        super().__init__(root, labels_csv=root / 'labels.csv', label_names=list(classes), leads=leads, strict=strict)
+
+
+def _generate_atomically(root: Path, settings: dict) -> None:
+    """Generate into a temporary sibling and rename, so an interrupted run leaves no half dataset at ``root``."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    if root.exists() and any(root.iterdir()):
+        raise DatasetLayoutError(f'synthetic: {root} exists and is not empty, but holds no synthetic.json; choose an '
+                                 f'empty or new folder.')
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{root.name}.tmp-', dir=root.parent))
+    try:
+        make_synthetic(tmp, settings['n_records'], seed=settings['seed'], fs=settings['fs'],
+                       duration_s=settings['duration_s'], classes=settings['classes'])
+        (tmp / 'synthetic.json').write_text(json.dumps(settings, sort_keys=True))
+        if root.exists():
+            root.rmdir()
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            if not (root / 'synthetic.json').is_file():  # lost a race only if the winner finished the same job
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

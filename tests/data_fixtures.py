@@ -1,0 +1,93 @@
+"""Helpers that write small WFDB / challenge-format fixtures for the data tests (never the shared real data)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import wfdb
+
+from ecgvit.constants import LEADS
+
+
+def sine_leads(fs: float, n: int, freq: float = 5.0, n_leads: int = 12, amp: float = 1.0) -> np.ndarray:
+    """(n_leads, n) sines of one frequency with a different phase and offset per lead (so leads are tellable)."""
+    t = np.arange(n) / fs
+    return np.stack([amp * np.sin(2 * np.pi * freq * t + 0.3 * k) + 0.1 * k for k in range(n_leads)])
+
+
+def write_wfdb(folder: Path, name: str, signal: np.ndarray, fs: float, lead_names: Sequence[str] = LEADS,
+               comments: Sequence[str] = (), fmt: str = '16', units: str = 'mV', gain: float = 1000.0) -> Path:
+    """Write ``signal`` (leads, samples) in mV-like units as a WFDB record; return the record path (no extension)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n = signal.shape[0]
+    p = np.round(np.asarray(signal, dtype=np.float64).T * gain) / gain
+    wfdb.wrsamp(name, fs=fs, units=[units] * n, sig_name=list(lead_names), p_signal=p, fmt=[fmt] * n,
+                adc_gain=[gain] * n, baseline=[0] * n, comments=list(comments), write_dir=str(folder))
+    return folder / name
+
+
+def write_challenge(folder: Path, name: str, signal: np.ndarray, fs: float, dx: Sequence[str] | None,
+                    lead_names: Sequence[str] = LEADS, extra_comments: Sequence[str] = ()) -> Path:
+    """Write the PhysioNet/CinC challenge layout: MATLAB v4 ``val`` (int16, 1000 adu/mV) + a ``.hea`` header."""
+    from scipy.io import savemat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    val = np.round(np.asarray(signal) * 1000.0).astype(np.int16)
+    savemat(str(folder / f'{name}.mat'), {'val': val}, format='4')
+    lines = [f'{name} {val.shape[0]} {fs:g} {val.shape[1]}']
+    for k, lead in enumerate(lead_names):
+        lines.append(f'{name}.mat 16+24 1000/mV 16 0 {int(val[k, 0])} 0 0 {lead}')
+    lines += ['#Age: 60', '#Sex: Female']
+    if dx is not None:
+        lines.append('#Dx: ' + ','.join(dx))
+    lines += [f'#{c}' for c in extra_comments]
+    (folder / f'{name}.hea').write_text('\n'.join(lines) + '\n')
+    return folder / name
+
+
+def write_dx_tables(folder: Path) -> None:
+    """A miniature of the challenge code tables (same columns as the official files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scored = [('atrial fibrillation', '164889003', 'AF', ''), ('sinus rhythm', '426783006', 'NSR', ''),
+              ('sinus bradycardia', '426177001', 'SB', ''), ('sinus tachycardia', '427084000', 'STach', ''),
+              ('complete right bundle branch block', '713427006', 'CRBBB', 'same as 59118001'),
+              ('right bundle branch block', '59118001', 'RBBB', 'same as 713427006'),
+              ('1st degree av block', '270492004', 'IAVB', '')]
+    unscored = [('ventricular ectopics', '164884008', 'VEB'), ('st depression', '429622005', 'STD'),
+                ('supraventricular tachycardia', '426761007', 'SVT')]
+    (folder / 'dx_mapping_scored.csv').write_text(
+        'Dx,SNOMEDCTCode,Abbreviation,Notes\n' + ''.join(f'{a},{b},{c},{d}\n' for a, b, c, d in scored))
+    (folder / 'dx_mapping_unscored.csv').write_text(
+        'Dx,SNOMEDCTCode,Abbreviation\n' + ''.join(f'{a},{b},{c}\n' for a, b, c in unscored))
+
+
+def write_ptbxl(root: Path, n: int = 20, rng_seed: int = 0) -> Path:
+    """A tiny PTB-XL layout: both record copies, ptbxl_database.csv and a reduced scp_statements.csv."""
+    import pandas as pd
+
+    from ecgvit.data import synthesize_ecg
+
+    stmts = pd.DataFrame({
+        'description': ['normal ECG', 'anterior MI', 'left bundle branch block', 'sinus rhythm', 'atrial fibrillation',
+                        'abnormal QRS'],
+        'diagnostic': [1.0, 1.0, 1.0, None, None, None], 'form': [None, None, None, None, None, 1.0],
+        'rhythm': [None, None, None, 1.0, 1.0, None], 'diagnostic_class': ['NORM', 'MI', 'CD', None, None, None],
+        'diagnostic_subclass': ['NORM', 'AMI', 'CLBBB', None, None, None]},
+        index=pd.Index(['NORM', 'AMI', 'CLBBB', 'SR', 'AFIB', 'ABQRS']))
+    root.mkdir(parents=True, exist_ok=True)
+    stmts.to_csv(root / 'scp_statements.csv')
+    rng = np.random.default_rng(rng_seed)
+    codes = ["{'NORM': 100.0, 'SR': 0.0}", "{'AMI': 80.0, 'SR': 0.0}", "{'CLBBB': 100.0, 'AFIB': 0.0}",
+             "{'ABQRS': 0.0, 'AFIB': 0.0}"]
+    rows = []
+    for i in range(1, n + 1):
+        lr, hr = f'records100/00000/{i:05d}_lr', f'records500/00000/{i:05d}_hr'
+        ecg = synthesize_ecg('NSR', fs=500.0, rng=i)
+        write_wfdb(root / 'records500/00000', f'{i:05d}_hr', ecg.signal, 500.0, lead_names=[n.upper() for n in LEADS])
+        write_wfdb(root / 'records100/00000', f'{i:05d}_lr', ecg.signal[:, ::5], 100.0)
+        rows.append({'ecg_id': i, 'patient_id': float(1000 + i // 2), 'age': 50.0, 'sex': int(rng.integers(0, 2)),
+                     'scp_codes': codes[i % len(codes)], 'strat_fold': (i // 2) % 10 + 1, 'filename_lr': lr,
+                     'filename_hr': hr})
+    pd.DataFrame(rows).to_csv(root / 'ptbxl_database.csv', index=False)
+    return root
