@@ -1,0 +1,22 @@
+"""Self-supervised pretraining of ecgvit encoders: MAE, MoCo, MAE-MoCo, MAE-Nextclip and MAE-Centerclip.
+
+Example:
+    >>> import torch
+    >>> from ecgvit.pretrain import create_pretrainer
+    >>> model = create_pretrainer('mae', 'ecg_vit_tiny')
+    >>> model(torch.randn(2, 12, 3600))['loss'].shape
+    torch.Size([])
+"""
+from .centerclip import CenterclipBranch
+from .factory import METHODS, create_pretrainer, list_pretrainers
+from .hybrid import HybridPretrainer
+from .mae import MaeBranch, MaeDecoder, patchify, random_masking, unpatchify
+from .moco import MocoBranch, concat_all_gather
+from .nextclip import ClipDecoder, NextclipBranch
+
+__all__ = [
+    'create_pretrainer', 'list_pretrainers', 'METHODS', 'HybridPretrainer',
+    'MaeBranch', 'MaeDecoder', 'patchify', 'unpatchify', 'random_masking',
+    'MocoBranch', 'concat_all_gather',
+    'ClipDecoder', 'NextclipBranch', 'CenterclipBranch',
+]

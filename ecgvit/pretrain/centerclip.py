@@ -1,0 +1,44 @@
+"""Centerclip: reconstruct a random hidden segment from the [CLS] token (the seed paper's proposed future work).
+
+The same semi-cardiac-cycle clip as Nextclip (:mod:`ecgvit.pretrain.nextclip`: half the record's RR, resampled to
+``clip_len``), but drawn in the middle of the record, with context on both sides: only the clip itself is zeroed in
+the encoder input. The [CLS] output goes through the same kind of decoder and the loss is the MSE to the clip. Where
+Nextclip asks for extrapolation of the rhythm, Centerclip asks for interpolation from both neighbouring beats, which
+is better posed for irregular rhythms (AF) where the next beat's timing is not predictable.
+"""
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ecgvit.pretrain.nextclip import NextclipBranch
+
+__all__ = ['CenterclipBranch']
+
+
+class CenterclipBranch(NextclipBranch):
+    """Reconstruct a hidden half-cycle with at least ``min_context`` of the record visible on each side.
+
+    Takes the same arguments as :class:`~ecgvit.pretrain.nextclip.NextclipBranch`.
+    """
+
+    def sample_starts(
+            self,
+            x: torch.Tensor,
+            span: torch.Tensor,
+            generator: Optional[torch.Generator] = None,
+    ) -> torch.Tensor:
+        """Random clip start per record, uniform in ``[min_context * L, L - min_context * L - span]``."""
+        length = x.shape[-1]
+        ctx = int(np.ceil(self.min_context * length))
+        lo = torch.full_like(span, ctx)
+        hi = (length - ctx - span).clamp(min=0)
+        lo = torch.minimum(lo, hi)
+        u = torch.rand(span.shape[0], device=x.device, generator=generator)
+        return (lo + (u * (hi - lo + 1).float()).floor().long()).clamp(max=hi)
+
+    def hide(self, x: torch.Tensor, start: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
+        """Zero only the clip ``[start, start + span)``."""
+        t = torch.arange(x.shape[-1], device=x.device)
+        hidden = (t[None] >= start[:, None]) & (t[None] < (start + span)[:, None])  # (B, L)
+        return x.masked_fill(hidden[:, None, :], 0.0)

@@ -1,0 +1,189 @@
+"""``create_pretrainer``: build any pretraining method around any ecgvit encoder from plain, JSON-friendly kwargs."""
+from typing import Any, Dict, List, Optional, Union
+
+from torch import nn
+
+from ecgvit.data.augment import default_ecg_augment
+from ecgvit.pretrain.centerclip import CenterclipBranch
+from ecgvit.pretrain.hybrid import HybridPretrainer
+from ecgvit.pretrain.mae import MaeBranch
+from ecgvit.pretrain.moco import MocoBranch
+from ecgvit.pretrain.nextclip import NextclipBranch
+
+__all__ = ['create_pretrainer', 'list_pretrainers', 'METHODS']
+
+# Which branches each method has, and its default MAE weight alpha (seed: 40 for MAE-MoCo, 2 for MAE-Nextclip; we
+# use MAE-Nextclip's for MAE-Centerclip, the closest task).
+METHODS: Dict[str, Dict[str, Any]] = {
+    'mae_moco': dict(mae=True, moco=True, clip=None, alpha=40.0),
+    'mae_nextclip': dict(mae=True, moco=False, clip='nextclip', alpha=2.0),
+    'mae_centerclip': dict(mae=True, moco=False, clip='centerclip', alpha=2.0),
+    'mae': dict(mae=True, moco=False, clip=None, alpha=None),
+    'moco': dict(mae=False, moco=True, clip=None, alpha=None),
+}
+
+# Method kwargs by branch, with their defaults (each documented on the branch class).
+_MAE_KWARGS: Dict[str, Any] = dict(
+    mask_ratio=0.75, decoder_embed_dim=256, decoder_depth=1, decoder_num_heads=8, decoder_mlp_ratio=2.0,
+    decoder_num_patches=None)
+_MOCO_KWARGS: Dict[str, Any] = dict(
+    moco_dim=128, moco_hidden_dim=128, moco_num_layers=3, queue_size=65536, momentum=0.99, temperature=0.2,
+    sync_bn=False, augment_p=0.5, augment=None)
+_CLIP_KWARGS: Dict[str, Any] = dict(
+    clip_len=150, sampling_rate=360.0, cycle='rpeak', cycle_fraction=0.5, fallback_rr_s=0.8, min_context=0.1,
+    clip_decoder_embed_dim=256, clip_decoder_depth=1, clip_decoder_num_heads=8, clip_decoder_mlp_ratio=2.0)
+
+
+def list_pretrainers() -> List[str]:
+    """Names accepted by :func:`create_pretrainer`."""
+    return list(METHODS)
+
+
+def _check_encoder(encoder: nn.Module) -> None:
+    needed = ('patch_embed', 'pos_embed', 'cls_token', 'blocks', 'norm', 'norm_pre', 'pos_drop', 'embed_dim',
+              'num_prefix_tokens', 'patch_len', 'forward_features')
+    missing = [n for n in needed if not hasattr(encoder, n)]
+    if missing:
+        raise TypeError(f'Encoder {type(encoder).__name__} lacks {missing}: pass an ecgvit encoder '
+                        f'(ecgvit.create_model(...)) or a registered name such as "ecg_vit_mae_moco".')
+    if encoder.cls_token is None:
+        raise ValueError('The encoder has no [CLS] token (class_token=False); MoCo and Nextclip read [CLS]. Create it '
+                         'with class_token=True (the default).')
+
+
+def create_pretrainer(
+        method: str,
+        encoder: Union[str, nn.Module] = 'ecg_vit_mae_moco',
+        encoder_kwargs: Optional[Dict[str, Any]] = None,
+        **method_kwargs: Any,
+) -> HybridPretrainer:
+    """Create a pretraining wrapper around an ecgvit encoder.
+
+    Args:
+        method: ``'mae_moco'``, ``'mae_nextclip'``, ``'mae_centerclip'``, ``'mae'`` or ``'moco'``.
+        encoder: A registered encoder name (made with ``ecgvit.create_model(encoder, **encoder_kwargs)``) or an
+            encoder module, used as is (not copied).
+        encoder_kwargs: Arguments for ``create_model`` when ``encoder`` is a name, e.g.
+            ``dict(embed_dim=64, depth=2, num_heads=4)``.
+        **method_kwargs: Settings of the method's branches (defaults are the seed's where it gives them):
+
+            - all hybrids: ``alpha`` (MAE loss weight; 40 for mae_moco, 2 for mae_nextclip / mae_centerclip; 0 skips
+              the MAE branch).
+            - MAE (mae_*, mae): ``mask_ratio`` (0.75), ``decoder_embed_dim`` (256), ``decoder_depth`` (1),
+              ``decoder_num_heads`` (8), ``decoder_mlp_ratio`` (2), ``decoder_num_patches`` (the encoder's).
+            - MoCo (mae_moco, moco): ``moco_dim`` (128), ``moco_hidden_dim`` (128), ``moco_num_layers`` (3),
+              ``queue_size`` (65536), ``momentum`` (0.99), ``temperature`` (0.2), ``sync_bn`` (False),
+              ``augment_p`` (0.5, probability of each of the five default augmentations), ``augment`` (None or
+              ``'default_ecg_augment'`` for those five, or a callable ``(x, generator=None)`` replacing them; a
+              callable is recorded in ``config`` by class name only, so pass it again when rebuilding).
+            - clip (mae_nextclip, mae_centerclip): ``clip_len`` (150), ``sampling_rate`` (360), ``cycle``
+              ('rpeak' | 'fixed'), ``cycle_fraction`` (0.5), ``fallback_rr_s`` (0.8), ``min_context`` (0.1),
+              ``clip_decoder_embed_dim`` (256), ``clip_decoder_depth`` (1), ``clip_decoder_num_heads`` (8),
+              ``clip_decoder_mlp_ratio`` (2).
+
+    Returns:
+        A :class:`~ecgvit.pretrain.hybrid.HybridPretrainer` with ``.encoder``, ``.method`` and ``.config`` (all
+        method kwargs, defaults filled in).
+
+    Raises:
+        ValueError: unknown ``method``, or a bad setting value.
+        TypeError: a kwarg the method does not take, or ``encoder_kwargs`` with an encoder module.
+
+    Example:
+        >>> import torch
+        >>> from ecgvit.pretrain import create_pretrainer
+        >>> model = create_pretrainer('mae_moco', 'ecg_vit_tiny', queue_size=256)
+        >>> out = model(torch.randn(4, 12, 3600))
+        >>> sorted(out), model.config['alpha']
+        (['loss', 'loss_mae', 'loss_moco'], 40.0)
+    """
+    if method not in METHODS:
+        raise ValueError(f'Unknown pretraining method {method!r}; valid methods: {", ".join(METHODS)}.')
+    spec = METHODS[method]
+
+    allowed: Dict[str, Any] = {}
+    if spec['alpha'] is not None:
+        allowed['alpha'] = spec['alpha']
+    if spec['mae']:
+        allowed.update(_MAE_KWARGS)
+    if spec['moco']:
+        allowed.update(_MOCO_KWARGS)
+    if spec['clip']:
+        allowed.update(_CLIP_KWARGS)
+    unknown = sorted(set(method_kwargs) - set(allowed))
+    if unknown:
+        raise TypeError(f'create_pretrainer({method!r}) got unexpected keyword argument(s) {unknown}; '
+                        f'{method} takes: {", ".join(sorted(allowed))}.')
+    cfg = dict(allowed, **method_kwargs)
+
+    if isinstance(encoder, str):
+        from ecgvit.factory import create_model  # local: ecgvit/__init__ may re-export this module
+        encoder = create_model(encoder, **(encoder_kwargs or {}))
+    elif isinstance(encoder, nn.Module):
+        if encoder_kwargs:
+            raise TypeError('encoder_kwargs only apply when encoder is a model name; got an encoder module and '
+                            f'encoder_kwargs={encoder_kwargs}. Configure the module before passing it.')
+    else:
+        raise TypeError(f'encoder must be a model name or an nn.Module, got {type(encoder).__name__}.')
+    _check_encoder(encoder)
+
+    mae = moco = clip = None
+    augment = None
+    if spec['mae']:
+        mae = MaeBranch(
+            encoder,
+            mask_ratio=cfg['mask_ratio'],
+            decoder_embed_dim=cfg['decoder_embed_dim'],
+            decoder_depth=cfg['decoder_depth'],
+            decoder_num_heads=cfg['decoder_num_heads'],
+            decoder_mlp_ratio=cfg['decoder_mlp_ratio'],
+            decoder_num_patches=cfg['decoder_num_patches'],
+        )
+    if spec['moco']:
+        moco = MocoBranch(
+            encoder,
+            dim=cfg['moco_dim'],
+            hidden_dim=cfg['moco_hidden_dim'],
+            num_layers=cfg['moco_num_layers'],
+            queue_size=cfg['queue_size'],
+            momentum=cfg['momentum'],
+            temperature=cfg['temperature'],
+            sync_bn=cfg['sync_bn'],
+        )
+        augment = cfg['augment']
+        if augment is None or augment == 'default_ecg_augment':  # the name is what config records: round-trips
+            augment = default_ecg_augment(p=cfg['augment_p'])
+            cfg['augment'] = 'default_ecg_augment'
+        elif isinstance(augment, str):
+            raise ValueError(f'augment={augment!r} is not a known augmentation; pass None or "default_ecg_augment" '
+                             f'for the seed\'s five, or the callable itself (a config only records its class name).')
+        else:
+            if not callable(augment):
+                raise TypeError(f'augment must be callable as augment(x, generator=None), got {augment!r}.')
+            cfg['augment'] = type(augment).__name__
+    if spec['clip']:
+        clip_cls = NextclipBranch if spec['clip'] == 'nextclip' else CenterclipBranch
+        clip = clip_cls(
+            encoder,
+            clip_len=cfg['clip_len'],
+            sampling_rate=cfg['sampling_rate'],
+            cycle=cfg['cycle'],
+            cycle_fraction=cfg['cycle_fraction'],
+            fallback_rr_s=cfg['fallback_rr_s'],
+            min_context=cfg['min_context'],
+            decoder_embed_dim=cfg['clip_decoder_embed_dim'],
+            decoder_depth=cfg['clip_decoder_depth'],
+            decoder_num_heads=cfg['clip_decoder_num_heads'],
+            decoder_mlp_ratio=cfg['clip_decoder_mlp_ratio'],
+        )
+    return HybridPretrainer(
+        encoder,
+        method=method,
+        mae=mae,
+        moco=moco,
+        clip=clip,
+        alpha=cfg.get('alpha', 1.0),
+        augment=augment,
+        config=cfg,
+        clip_name=spec['clip'] or 'nextclip',
+    )

@@ -1,0 +1,144 @@
+"""One pretraining wrapper for every method: MAE-MoCo, MAE-Nextclip, MAE-Centerclip and the MAE / MoCo baselines.
+
+A :class:`HybridPretrainer` owns one shared encoder and any of three branches:
+
+- ``mae``: :class:`~ecgvit.pretrain.mae.MaeBranch` on the un-augmented ECG (seed: MAE branch of both hybrids);
+- ``moco``: :class:`~ecgvit.pretrain.moco.MocoBranch` on two independent augmentation draws;
+- ``clip``: :class:`~ecgvit.pretrain.nextclip.NextclipBranch` or
+  :class:`~ecgvit.pretrain.centerclip.CenterclipBranch` on the zeroed ECG.
+
+The loss is the non-MAE branch plus ``alpha`` times the MAE loss (seed: L = L_MoCo + 40 L_MAE and
+L = L_Nextclip + 2 L_MAE); MAE alone or MoCo alone are the same code with a branch left out, so the paper's ablation
+is the ``method`` string (or ``alpha=0``, which skips the MAE branch entirely). Build one with
+:func:`ecgvit.pretrain.create_pretrainer`.
+"""
+from typing import Any, Callable, Dict, Optional, Set
+
+import torch
+from torch import nn
+
+from ecgvit.pretrain.mae import MaeBranch
+from ecgvit.pretrain.moco import MocoBranch
+from ecgvit.pretrain.nextclip import NextclipBranch
+
+__all__ = ['HybridPretrainer']
+
+
+class HybridPretrainer(nn.Module):
+    """A shared encoder with MAE, MoCo and/or clip-prediction branches, trained by one ``forward``.
+
+    ``forward(batch)`` returns ``{'loss': ..., 'loss_mae': ..., 'loss_moco': ... | 'loss_nextclip': ...}``. In
+    training mode it also performs the MoCo momentum update (before the keys are computed) and the queue update, so a
+    generic loop is just ``loss = model(x)['loss']; loss.backward(); opt.step()``.
+
+    Args:
+        encoder: The ecgvit encoder; ``self.encoder.state_dict()`` is what ships after pretraining.
+        method: Method name, kept as ``self.method``.
+        mae: MAE branch, or ``None``.
+        moco: MoCo branch, or ``None``.
+        clip: Nextclip / Centerclip branch, or ``None``.
+        alpha: Weight of the MAE loss when another branch is present (seed: 40 for MAE-MoCo, 2 for MAE-Nextclip).
+            ``0`` skips the MAE branch. Ignored when MAE is the only branch.
+        augment: Callable ``(x, generator=None) -> x`` drawing one augmented view; used twice per step for MoCo.
+        config: JSON-serialisable method kwargs, kept as ``self.config``.
+        clip_name: Loss key suffix of the clip branch (``'nextclip'`` or ``'centerclip'``).
+
+    Example:
+        >>> import torch
+        >>> from ecgvit.pretrain import create_pretrainer
+        >>> model = create_pretrainer('mae_nextclip', 'ecg_vit_tiny', cycle='fixed')
+        >>> out = model(torch.randn(2, 12, 3600))
+        >>> sorted(out)
+        ['loss', 'loss_mae', 'loss_nextclip']
+    """
+
+    def __init__(
+            self,
+            encoder: nn.Module,
+            method: str,
+            mae: Optional[MaeBranch] = None,
+            moco: Optional[MocoBranch] = None,
+            clip: Optional[NextclipBranch] = None,
+            alpha: float = 1.0,
+            augment: Optional[Callable[..., torch.Tensor]] = None,
+            config: Optional[Dict[str, Any]] = None,
+            clip_name: str = 'nextclip',
+    ) -> None:
+        super().__init__()
+        if mae is None and moco is None and clip is None:
+            raise ValueError('A pretrainer needs at least one branch (mae, moco or clip).')
+        if alpha < 0:
+            raise ValueError(f'alpha (the MAE loss weight) must be >= 0, got {alpha}.')
+        self.encoder = encoder
+        self.method = method
+        self.mae = mae
+        self.moco = moco
+        self.clip = clip
+        self.alpha = float(alpha)
+        self.augment = augment
+        self.clip_name = clip_name
+        self.config: Dict[str, Any] = dict(config or {})
+
+    @property
+    def mae_weight(self) -> float:
+        """Weight of the MAE loss in ``loss``: ``alpha`` beside another branch, 1 for MAE alone."""
+        if self.mae is None:
+            return 0.0
+        return 1.0 if (self.moco is None and self.clip is None) else self.alpha
+
+    def _view(self, x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+        return x if self.augment is None else self.augment(x, generator=generator)
+
+    def forward(
+            self,
+            x: torch.Tensor,
+            rr_samples: Optional[torch.Tensor] = None,
+            generator: Optional[torch.Generator] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """One pretraining step's losses.
+
+        Args:
+            x: ``(B, 12, L)`` (or ``(B, 12, 1, L)``) z-scored ECGs, L a multiple of the patch length.
+            rr_samples: Optional ``(B,)`` RR interval per record in samples (NaN = unknown) for the clip branch; when
+                omitted and the clip branch uses R peaks, they are detected on a CPU copy of ``x``.
+            generator: Optional ``torch.Generator`` on ``x``'s device for masking, augmentation and clip draws.
+
+        Returns:
+            ``{'loss': weighted total, 'loss_<branch>': each branch's loss}`` (scalars).
+        """
+        if x.dim() == 4:
+            x = x.squeeze(2)  # (B, C, L)
+        if x.dim() != 3:
+            raise ValueError(f'Expected a (B, leads, samples) batch, got shape {tuple(x.shape)}.')
+        out: Dict[str, torch.Tensor] = {}
+        total = x.new_zeros((), dtype=torch.float32)
+        mae_weight = self.mae_weight
+        if self.mae is not None and mae_weight > 0:
+            loss_mae, _, _ = self.mae(self.encoder, x, generator)  # seed: MAE sees the un-augmented ECG
+            out['loss_mae'] = loss_mae
+            total = total + mae_weight * loss_mae
+        if self.moco is not None:
+            # Two independent draws: query and key views differ in every random choice.
+            x_q = self._view(x, generator)
+            x_k = self._view(x, generator)
+            loss_moco, _, _ = self.moco(self.encoder, x_q, x_k)
+            out['loss_moco'] = loss_moco
+            total = total + loss_moco
+        if self.clip is not None:
+            loss_clip, _, _ = self.clip(self.encoder, x, rr_samples, generator)
+            out[f'loss_{self.clip_name}'] = loss_clip
+            total = total + loss_clip
+        out['loss'] = total
+        return out
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> Set[str]:
+        """Parameter names that should get no weight decay (positions and learnt tokens), as timm's convention."""
+        names = {f'encoder.{n}' for n in getattr(self.encoder, 'no_weight_decay', lambda: set())()}
+        for name, _ in self.named_parameters():
+            if name.endswith(('mask_token', 'decoder_pos_embed')):
+                names.add(name)
+        return names
+
+    def extra_repr(self) -> str:
+        return f'method={self.method!r}, alpha={self.alpha}'

@@ -1,0 +1,250 @@
+"""Masked autoencoding of 12-lead ECGs: random patch masking, the seed's light decoder, and the masked-patch MSE.
+
+The MAE branch of *Hybrid Self-Supervised Learning for ECG* (both MAE-MoCo and MAE-Nextclip): the un-augmented ECG
+is cut into 25-sample patches, a random subset is kept, and only the kept patches (no [CLS] token) run through the
+shared encoder. A one-block decoder (seed: Linear 512 -> 256, a learnable [mask] token, learnable pos-embed of
+144 x 256, 1 block with 8 heads and MLP ratio 2, LayerNorm, a linear "size matcher" to 25 x 12 values) fills the masked
+positions back in, and the loss is the MSE on the masked patches only.
+
+The split into :func:`random_masking`, ``forward_encoder``, ``forward_decoder`` and ``forward_loss`` follows
+facebookresearch/mae; the encoder is not owned here but passed in, so one encoder can serve several branches.
+"""
+from typing import Optional, Tuple
+
+import torch
+from timm.models import checkpoint_seq
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from ecgvit.models.ecg_vit import resample_pos_embed_1d
+
+__all__ = ['patchify', 'unpatchify', 'random_masking', 'MaeDecoder', 'MaeBranch', 'encode_tokens']
+
+
+def patchify(x: torch.Tensor, patch_len: int) -> torch.Tensor:
+    """Cut ``(B, C, L)`` into ``(B, N, C * patch_len)`` patches, lead-major inside a patch (all of lead 0 first).
+
+    The layout matches what one encoder token sees: all leads over one ``patch_len`` window.
+    """
+    batch, chans, length = x.shape
+    if length % patch_len != 0:
+        raise ValueError(f'Length {length} is not a multiple of the patch length {patch_len}: crop or pad the ECG to '
+                         f'a multiple of {patch_len} samples.')
+    x = x.reshape(batch, chans, length // patch_len, patch_len)  # (B, C, N, P)
+    return x.permute(0, 2, 1, 3).reshape(batch, length // patch_len, chans * patch_len)  # (B, N, C*P)
+
+
+def unpatchify(patches: torch.Tensor, chans: int) -> torch.Tensor:
+    """Inverse of :func:`patchify`: ``(B, N, C * P)`` -> ``(B, C, N * P)``."""
+    batch, num, width = patches.shape
+    if width % chans != 0:
+        raise ValueError(f'Patch width {width} is not a multiple of the lead count {chans}.')
+    patch_len = width // chans
+    x = patches.reshape(batch, num, chans, patch_len).permute(0, 2, 1, 3)  # (B, C, N, P)
+    return x.reshape(batch, chans, num * patch_len)
+
+
+def random_masking(
+        x: torch.Tensor,
+        mask_ratio: float,
+        generator: Optional[torch.Generator] = None,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keep a random subset of tokens per record (MAE's noise-argsort trick).
+
+    Args:
+        x: ``(B, N, D)`` tokens.
+        mask_ratio: Fraction of tokens to drop, ``0 <= mask_ratio < 1``.
+        generator: Random generator on ``x``'s device.
+
+    Returns:
+        ``x_kept`` ``(B, N_keep, D)``, ``mask`` ``(B, N)`` with 1 = masked (dropped) and 0 = kept, and
+        ``ids_restore`` ``(B, N)`` that puts a kept-then-masked sequence back in the original order.
+    """
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f'mask_ratio must be in [0, 1), got {mask_ratio}.')
+    batch, num, dim = x.shape
+    num_keep = max(1, int(round(num * (1.0 - mask_ratio))))
+    noise = torch.rand(batch, num, device=x.device, generator=generator)  # (B, N)
+    ids_shuffle = noise.argsort(dim=1)  # ascending: the first num_keep are kept
+    ids_restore = ids_shuffle.argsort(dim=1)
+    ids_keep = ids_shuffle[:, :num_keep]
+    x_kept = torch.gather(x, 1, ids_keep[:, :, None].expand(-1, -1, dim))  # (B, N_keep, D)
+    mask = torch.ones(batch, num, device=x.device, dtype=x.dtype)
+    mask[:, :num_keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)  # (B, N) in the original order
+    return x_kept, mask, ids_restore
+
+
+def encode_tokens(encoder: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Run ``(B, T, D)`` tokens (positions already added) through the encoder's blocks and final norm."""
+    x = encoder.norm_pre(tokens)
+    if getattr(encoder, 'grad_checkpointing', False) and torch.is_grad_enabled():
+        x = checkpoint_seq(encoder.blocks, x)  # honour encoder.set_grad_checkpointing(), as forward_features does
+    else:
+        x = encoder.blocks(x)
+    return encoder.norm(x)
+
+
+class MaeDecoder(nn.Module):
+    """The seed's MAE decoder: embed, fill with the [mask] token, add positions, blocks, norm, size matcher.
+
+    Args:
+        embed_dim: Encoder token width (seed: 512).
+        num_patches: Positions of the learnable decoder pos-embed (seed: 144 = 3600 / 25); other lengths resample it.
+        patch_values: Values predicted per patch (seed: 25 samples x 12 leads = 300).
+        decoder_embed_dim: Decoder width (seed: 256).
+        decoder_depth: Decoder blocks (seed: 1).
+        decoder_num_heads: Decoder heads (seed: 8).
+        decoder_mlp_ratio: Decoder MLP ratio (seed: 2).
+    """
+
+    def __init__(
+            self,
+            embed_dim: int = 512,
+            num_patches: int = 144,
+            patch_values: int = 300,
+            decoder_embed_dim: int = 256,
+            decoder_depth: int = 1,
+            decoder_num_heads: int = 8,
+            decoder_mlp_ratio: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.num_patches = num_patches
+        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))  # seed: [mask] token (1, 256)
+        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, num_patches, decoder_embed_dim))  # seed: (144, 256)
+        self.decoder_blocks = nn.Sequential(*[
+            Block(decoder_embed_dim, decoder_num_heads, mlp_ratio=decoder_mlp_ratio, qkv_bias=True)
+            for _ in range(decoder_depth)])
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_values)  # seed: "size matcher" to 25 x 12
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        # MAE's init: small normal for tokens and positions, xavier for linears.
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        nn.init.trunc_normal_(self.decoder_pos_embed, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """Predict every patch from the kept tokens.
+
+        Args:
+            latent: ``(B, N_keep, D)`` encoded kept tokens.
+            ids_restore: ``(B, N)`` from :func:`random_masking`.
+
+        Returns:
+            ``(B, N, patch_values)`` predictions for all patches.
+        """
+        x = self.decoder_embed(latent)  # (B, N_keep, Dd)
+        batch, num_keep, dim = x.shape
+        num = ids_restore.shape[1]
+        mask_tokens = self.mask_token.to(x.dtype).expand(batch, num - num_keep, dim)
+        x = torch.cat([x, mask_tokens], dim=1)  # (B, N, Dd) kept-then-masked
+        x = torch.gather(x, 1, ids_restore[:, :, None].expand(-1, -1, dim))  # original order
+        x = x + resample_pos_embed_1d(self.decoder_pos_embed, num, num_prefix_tokens=0)
+        x = self.decoder_blocks(x)
+        x = self.decoder_norm(x)
+        return self.decoder_pred(x)  # (B, N, C*P)
+
+
+class MaeBranch(nn.Module):
+    """Masked autoencoding around a shared encoder: :func:`random_masking`, encoder, :class:`MaeDecoder`, loss.
+
+    Args:
+        encoder: The ecgvit encoder (used for its sizes only; it is passed to ``forward``, not owned).
+        mask_ratio: Fraction of patches masked. Default 0.75: the seed does not state its value; 0.75 is MAE's and
+            what the ECG MAEs we follow use (ST-MEM, MaeFE/MTAE), and with 25-sample patches (~70 ms, under a QRS)
+            the signal is redundant enough that lower ratios make the task interpolation.
+        decoder_embed_dim: Decoder width (seed: 256).
+        decoder_depth: Decoder blocks (seed: 1).
+        decoder_num_heads: Decoder heads (seed: 8).
+        decoder_mlp_ratio: Decoder MLP ratio (seed: 2).
+        decoder_num_patches: Decoder pos-embed positions (seed: 144); ``None`` = the encoder's patch count.
+    """
+
+    def __init__(
+            self,
+            encoder: nn.Module,
+            mask_ratio: float = 0.75,
+            decoder_embed_dim: int = 256,
+            decoder_depth: int = 1,
+            decoder_num_heads: int = 8,
+            decoder_mlp_ratio: float = 2.0,
+            decoder_num_patches: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= mask_ratio < 1.0:
+            raise ValueError(f'mask_ratio must be in [0, 1), got {mask_ratio}; the seed-style default is 0.75.')
+        self.mask_ratio = float(mask_ratio)
+        self.patch_len = int(encoder.patch_len)
+        self.in_chans = int(encoder.patch_embed.proj.in_channels)
+        self.decoder = MaeDecoder(
+            embed_dim=encoder.embed_dim,
+            num_patches=decoder_num_patches or encoder.patch_embed.num_patches,
+            patch_values=self.patch_len * self.in_chans,
+            decoder_embed_dim=decoder_embed_dim,
+            decoder_depth=decoder_depth,
+            decoder_num_heads=decoder_num_heads,
+            decoder_mlp_ratio=decoder_mlp_ratio,
+        )
+
+    def forward_encoder(
+            self,
+            encoder: nn.Module,
+            x: torch.Tensor,
+            generator: Optional[torch.Generator] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embed, add positions, mask, and encode the kept patches (no [CLS], as the seed's MAE branch).
+
+        Returns:
+            ``latent`` ``(B, N_keep, D)``, ``mask`` ``(B, N)`` (1 = masked), ``ids_restore`` ``(B, N)``.
+        """
+        tokens = encoder.patch_embed(x)  # (B, N, D)
+        pos = resample_pos_embed_1d(encoder.pos_embed, tokens.shape[1], encoder.num_prefix_tokens)
+        tokens = tokens + pos[:, encoder.num_prefix_tokens:]  # patch positions only; CLS is not used here
+        tokens = encoder.pos_drop(tokens)
+        kept, mask, ids_restore = random_masking(tokens, self.mask_ratio, generator)
+        return encode_tokens(encoder, kept), mask, ids_restore
+
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """``(B, N_keep, D)`` -> ``(B, N, C * P)`` patch predictions."""
+        return self.decoder(latent, ids_restore)
+
+    def forward_loss(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """MSE between the ECG's patches and their predictions, averaged over masked patches only.
+
+        Args:
+            x: ``(B, C, L)`` the un-masked input.
+            pred: ``(B, N, C * P)``.
+            mask: ``(B, N)``, 1 = masked.
+        """
+        target = patchify(x, self.patch_len)  # (B, N, C*P)
+        per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)  # (B, N)
+        mask = mask.float()
+        return (per_patch * mask).sum() / mask.sum().clamp(min=1.0)
+
+    def forward(
+            self,
+            encoder: nn.Module,
+            x: torch.Tensor,
+            generator: Optional[torch.Generator] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Masked reconstruction of ``x`` ``(B, C, L)``.
+
+        Returns:
+            ``(loss, pred, mask)`` as facebookresearch/mae: scalar loss, ``(B, N, C * P)`` predictions,
+            ``(B, N)`` mask.
+        """
+        if x.dim() == 4:
+            x = x.squeeze(2)
+        latent, mask, ids_restore = self.forward_encoder(encoder, x, generator)
+        pred = self.forward_decoder(latent, ids_restore)
+        return self.forward_loss(x, pred, mask), pred, mask

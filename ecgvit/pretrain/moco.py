@@ -1,0 +1,182 @@
+"""Momentum contrast (MoCo v1/v2 style) on the encoder's [CLS] token, as the seed's MAE-MoCo contrastive branch.
+
+Query: an augmented view -> shared encoder (with [CLS], no masking) -> [CLS] -> projection head of three
+Linear + BatchNorm1d blocks with ReLU between (seed: hidden 128, output 128). Key: a second, independent augmentation
+draw -> momentum encoder + momentum head (EMA of the query side, seed: m = 0.99, no gradient). Keys are L2-normalised
+and pushed into a FIFO queue of negatives (seed: 65,536), and the loss is InfoNCE with temperature 0.2 and the positive
+at index 0.
+
+The structure follows facebookresearch/moco: ``_momentum_update_key_encoder`` under ``no_grad``,
+``_dequeue_and_enqueue``, ``contrastive_loss``, ``_build_mlp`` and ``concat_all_gather``. Under torch.distributed the
+keys are all-gathered before they are enqueued, and ``sync_bn=True`` makes the heads' BatchNorm a SyncBatchNorm; a
+single process needs no process group.
+"""
+import copy
+from typing import Optional, Tuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ['MocoBranch', 'concat_all_gather']
+
+
+def _build_mlp(num_layers: int, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """``num_layers`` x (Linear + BatchNorm1d), ReLU between blocks (not after the last).
+
+    The linears have no bias: the BatchNorm right after each one would cancel it.
+    """
+    if num_layers < 1:
+        raise ValueError(f'The projection head needs at least one layer, got num_layers={num_layers}.')
+    layers = []
+    for i in range(num_layers):
+        d_in = in_dim if i == 0 else hidden_dim
+        d_out = out_dim if i == num_layers - 1 else hidden_dim
+        layers += [nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out)]
+        if i < num_layers - 1:
+            layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class MocoBranch(nn.Module):
+    """MoCo around a shared query encoder: projection head, momentum encoder + head, key queue, InfoNCE.
+
+    Args:
+        encoder: The query encoder. It is deep-copied once into the momentum encoder (no shared Parameters) and
+            otherwise passed to ``forward``, not owned.
+        dim: Output (key) dimension (seed: 128).
+        hidden_dim: Projection head hidden width (seed: 128).
+        num_layers: Linear + BN blocks in the head (seed: 3).
+        queue_size: Negatives kept (seed: 65,536).
+        momentum: EMA momentum of the key side (seed: 0.99).
+        temperature: InfoNCE temperature (seed: 0.2).
+        sync_bn: Use SyncBatchNorm in both heads (only synchronises when a process group is running).
+    """
+
+    def __init__(
+            self,
+            encoder: nn.Module,
+            dim: int = 128,
+            hidden_dim: int = 128,
+            num_layers: int = 3,
+            queue_size: int = 65536,
+            momentum: float = 0.99,
+            temperature: float = 0.2,
+            sync_bn: bool = False,
+    ) -> None:
+        super().__init__()
+        if queue_size < 1:
+            raise ValueError(f'queue_size must be >= 1, got {queue_size} (seed: 65536).')
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f'momentum must be in [0, 1], got {momentum} (seed: 0.99).')
+        if temperature <= 0:
+            raise ValueError(f'temperature must be > 0, got {temperature} (seed: 0.2).')
+        self.momentum = float(momentum)
+        self.temperature = float(temperature)
+        self.queue_size = int(queue_size)
+
+        self.head = _build_mlp(num_layers, encoder.embed_dim, hidden_dim, dim)
+        if sync_bn:
+            self.head = nn.SyncBatchNorm.convert_sync_batchnorm(self.head)
+        self.momentum_encoder = copy.deepcopy(encoder)
+        self.momentum_head = copy.deepcopy(self.head)
+        for p in list(self.momentum_encoder.parameters()) + list(self.momentum_head.parameters()):
+            p.requires_grad_(False)
+
+        # Random unit keys to start with, as MoCo: early negatives are noise, and they are all gone after
+        # queue_size / batch steps.
+        self.register_buffer('queue', F.normalize(torch.randn(queue_size, dim), dim=1))  # (K, dim)
+        self.register_buffer('queue_ptr', torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def _momentum_update_key_encoder(self, encoder: nn.Module) -> None:
+        """key = m * key + (1 - m) * query, for the encoder and the head."""
+        q_params = list(encoder.parameters()) + list(self.head.parameters())
+        k_params = list(self.momentum_encoder.parameters()) + list(self.momentum_head.parameters())
+        if len(q_params) != len(k_params):
+            raise RuntimeError(f'The momentum encoder no longer matches the query encoder (parameter count '
+                               f'{len(k_params)} vs {len(q_params)}); rebuild the pretrainer after changing it.')
+        k_data = [k.data for k in k_params]
+        torch._foreach_mul_(k_data, self.momentum)
+        torch._foreach_add_(k_data, [q.detach() for q in q_params], alpha=1.0 - self.momentum)
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self, keys: torch.Tensor) -> None:
+        """Replace the oldest entries of the queue by ``keys`` ``(B, dim)`` (all ranks' keys when distributed)."""
+        keys = concat_all_gather(keys)
+        batch = keys.shape[0]
+        if batch >= self.queue_size:  # only the newest queue_size keys fit
+            keys, batch = keys[-self.queue_size:], self.queue_size
+        ptr = int(self.queue_ptr)
+        idx = (ptr + torch.arange(batch, device=keys.device)) % self.queue_size
+        self.queue[idx] = keys.to(self.queue.dtype)
+        self.queue_ptr.fill_((ptr + batch) % self.queue_size)
+
+    def contrastive_loss(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """InfoNCE over ``[q.k, q.queue]`` / T with the positive at index 0.
+
+        Args:
+            q: ``(B, dim)`` L2-normalised queries.
+            k: ``(B, dim)`` L2-normalised keys (no gradient).
+        """
+        q = q.float()
+        l_pos = (q * k.float()).sum(dim=1, keepdim=True)  # (B, 1)
+        l_neg = q @ self.queue.clone().detach().float().t()  # (B, K)
+        logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature  # (B, 1 + K)
+        labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+        return F.cross_entropy(logits, labels)
+
+    def forward_query(self, encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, L)`` -> normalised query ``(B, dim)`` from the [CLS] token."""
+        cls = encoder.forward_features(x)[:, 0]  # (B, D)
+        return F.normalize(self.head(cls), dim=1)
+
+    @torch.no_grad()
+    def forward_key(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, L)`` -> normalised key ``(B, dim)`` from the momentum encoder."""
+        cls = self.momentum_encoder.forward_features(x)[:, 0]
+        return F.normalize(self.momentum_head(cls), dim=1)
+
+    def forward(
+            self,
+            encoder: nn.Module,
+            x_q: torch.Tensor,
+            x_k: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One MoCo step. In training mode this also updates the key side (first) and the queue (last).
+
+        Args:
+            encoder: The query encoder.
+            x_q: ``(B, C, L)`` query view.
+            x_k: ``(B, C, L)`` key view (an independent augmentation draw of the same records).
+
+        Returns:
+            ``(loss, q, k)``.
+        """
+        if self.training:
+            self._momentum_update_key_encoder(encoder)  # before the keys, as MoCo v1/v2
+        q = self.forward_query(encoder, x_q)
+        k = self.forward_key(x_k)
+        loss = self.contrastive_loss(q, k)
+        if self.training:
+            self._dequeue_and_enqueue(k)
+        return loss, q, k
+
+
+@torch.no_grad()
+def concat_all_gather(tensor: torch.Tensor, group: Optional[object] = None) -> torch.Tensor:
+    """Concatenate ``tensor`` from every rank along dim 0 (identity without a multi-process group).
+
+    The result carries no gradient; it is only used for the keys, which have none.
+    """
+    if not _is_distributed():
+        return tensor
+    tensor = tensor.contiguous()
+    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(gathered, tensor, group=group)
+    return torch.cat(gathered, dim=0)

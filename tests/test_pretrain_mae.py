@@ -1,0 +1,87 @@
+"""MAE branch pieces: patchify, random masking, visible-only encoding and the masked-patch loss."""
+import pytest
+import torch
+
+import ecgvit
+from ecgvit.pretrain.mae import MaeBranch, patchify, random_masking, unpatchify
+
+TINY = dict(embed_dim=32, depth=1, num_heads=2, img_size=250)
+
+
+def test_patchify_layout_and_round_trip():
+    x = torch.arange(2 * 12 * 50, dtype=torch.float32).reshape(2, 12, 50)
+    p = patchify(x, 25)
+    assert p.shape == (2, 2, 300)
+    # Patch 1 of record 0 holds samples 25..49 of lead 0, then of lead 1, ...
+    assert torch.equal(p[0, 1, :25], x[0, 0, 25:50]) and torch.equal(p[0, 1, 25:50], x[0, 1, 25:50])
+    assert torch.equal(unpatchify(p, 12), x)
+    with pytest.raises(ValueError, match='multiple of the patch length 25'):
+        patchify(torch.zeros(1, 12, 60), 25)
+
+
+def test_random_masking_keeps_the_right_tokens():
+    x = torch.randn(3, 20, 8)
+    kept, mask, ids_restore = random_masking(x, 0.75, torch.Generator().manual_seed(0))
+    assert kept.shape == (3, 5, 8) and mask.shape == (3, 20)
+    assert torch.all(mask.sum(1) == 15)
+    for b in range(3):
+        visible = x[b][mask[b] == 0]  # kept tokens, in original order
+        # Every kept token is one of the visible ones, each exactly once.
+        assert sorted(map(tuple, kept[b].tolist())) == sorted(map(tuple, visible.tolist()))
+    # ids_restore undoes the shuffle: kept-then-masked, gathered by it, puts the kept tokens back in place.
+    full = torch.cat([kept, torch.zeros(3, 15, 8)], 1)
+    restored = torch.gather(full, 1, ids_restore[:, :, None].expand(-1, -1, 8))
+    torch.testing.assert_close(restored * (1 - mask[:, :, None]), x * (1 - mask[:, :, None]))
+
+
+def test_encoder_sees_only_visible_patches_without_cls():
+    enc = ecgvit.create_model('ecg_vit_tiny', **TINY)
+    branch = MaeBranch(enc, mask_ratio=0.8, decoder_embed_dim=16, decoder_num_heads=2)
+    x = torch.randn(2, 12, 250)
+    latent, mask, _ = branch.forward_encoder(enc, x, torch.Generator().manual_seed(0))
+    assert latent.shape == (2, 2, 32)  # 10 patches, 2 kept, no [CLS]
+    # Changing a masked patch's samples changes nothing in the latent; changing a kept one does.
+    masked_idx = int(torch.nonzero(mask[0]).flatten()[0])
+    kept_idx = int(torch.nonzero(mask[0] == 0).flatten()[0])
+    for idx, same in ((masked_idx, True), (kept_idx, False)):
+        x2 = x.clone()
+        x2[0, :, idx * 25:(idx + 1) * 25] += 5.0
+        latent2, _, _ = branch.forward_encoder(enc, x2, torch.Generator().manual_seed(0))
+        assert torch.equal(latent2, latent) is same
+
+
+def test_loss_is_mse_on_masked_patches_only():
+    enc = ecgvit.create_model('ecg_vit_tiny', **TINY)
+    branch = MaeBranch(enc, decoder_embed_dim=16, decoder_num_heads=2)
+    x = torch.randn(2, 12, 250)
+    target = patchify(x, 25)
+    mask = torch.zeros(2, 10)
+    mask[:, :3] = 1
+    pred = target.clone()
+    pred[:, 5:] += 100.0  # errors on visible patches are ignored
+    pred[:, :3] += 2.0
+    torch.testing.assert_close(branch.forward_loss(x, pred, mask), torch.tensor(4.0))
+
+
+def test_decoder_pos_embed_is_resampled_for_other_lengths():
+    enc = ecgvit.create_model('ecg_vit_tiny')  # stored length 3600: 144 decoder positions
+    branch = MaeBranch(enc, decoder_embed_dim=16, decoder_num_heads=2)
+    assert branch.decoder.decoder_pos_embed.shape == (1, 144, 16)
+    loss, pred, mask = branch(enc, torch.randn(2, 12, 500))
+    assert pred.shape == (2, 20, 300) and mask.shape == (2, 20) and torch.isfinite(loss)
+
+
+def test_grad_checkpointing_gives_the_same_loss_and_gradients():
+    torch.manual_seed(0)
+    enc = ecgvit.create_model('ecg_vit_tiny', **TINY)
+    branch = MaeBranch(enc, decoder_embed_dim=16, decoder_num_heads=2)
+    x = torch.randn(2, 12, 250)
+    grads = []
+    for flag in (False, True):
+        enc.set_grad_checkpointing(flag)
+        enc.zero_grad()
+        loss, _, _ = branch(enc, x, torch.Generator().manual_seed(0))
+        loss.backward()
+        grads.append((loss.detach(), enc.blocks[0].attn.qkv.weight.grad.clone()))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])

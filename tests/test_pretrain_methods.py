@@ -1,0 +1,194 @@
+"""create_pretrainer: every method's outputs, gradients, state dict and errors (tiny sizes; seed size once)."""
+import json
+
+import pytest
+import torch
+
+import ecgvit
+from ecgvit.pretrain import HybridPretrainer, create_pretrainer, list_pretrainers
+
+TINY = dict(embed_dim=64, depth=2, num_heads=4, img_size=500)
+DEC = dict(decoder_embed_dim=32, decoder_num_heads=4)
+CLIP = dict(clip_len=50, clip_decoder_embed_dim=32, clip_decoder_num_heads=4, cycle='fixed')
+SMALL_KW = {
+    'mae_moco': dict(queue_size=64, **DEC),
+    'mae_nextclip': dict(**DEC, **CLIP),
+    'mae_centerclip': dict(**DEC, **CLIP),
+    'mae': dict(**DEC),
+    'moco': dict(queue_size=64),
+}
+PARTS = {
+    'mae_moco': {'loss_mae', 'loss_moco'},
+    'mae_nextclip': {'loss_mae', 'loss_nextclip'},
+    'mae_centerclip': {'loss_mae', 'loss_centerclip'},
+    'mae': {'loss_mae'},
+    'moco': {'loss_moco'},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Small models gain little from a second thread, and on a busy machine OpenMP spin-waits make them much slower.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tiny(method: str, **kw) -> HybridPretrainer:
+    torch.manual_seed(0)
+    return create_pretrainer(method, 'ecg_vit_tiny', TINY, **dict(SMALL_KW[method], **kw))
+
+
+def test_list_pretrainers():
+    assert list_pretrainers() == ['mae_moco', 'mae_nextclip', 'mae_centerclip', 'mae', 'moco']
+
+
+@pytest.mark.parametrize('method', list_pretrainers())
+def test_outputs_gradients_and_state_dict_tiny(method):
+    model = _tiny(method)
+    assert model.method == method
+    json.dumps(model.config)  # JSON-serialisable
+    x = torch.randn(4, 12, 500)
+    out = model(x)
+    assert set(out) == PARTS[method] | {'loss'}
+    for v in out.values():
+        assert v.shape == () and torch.isfinite(v)
+    alpha = model.config.get('alpha', 1.0)
+    if method in ('mae', 'moco'):
+        assert torch.allclose(out['loss'], out[next(iter(PARTS[method]))])
+    else:
+        other = (PARTS[method] - {'loss_mae'}).pop()
+        assert torch.allclose(out['loss'], out[other] + alpha * out['loss_mae'])
+    out['loss'].backward()
+
+    # Every trainable parameter gets a non-zero gradient, except the [CLS] token in MAE alone (the seed's MAE branch
+    # runs without [CLS]); nothing reaches the momentum side.
+    unused = {'encoder.cls_token'} if method == 'mae' else set()
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            assert name.startswith(('moco.momentum_encoder.', 'moco.momentum_head.')), name
+            assert p.grad is None, name
+        elif name in unused:
+            assert p.grad is None, name
+        else:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+    if model.moco is not None:
+        assert all(not p.requires_grad for p in model.moco.momentum_encoder.parameters())
+        assert all(not p.requires_grad for p in model.moco.momentum_head.parameters())
+        # No Parameter object or storage is shared between the query and key sides.
+        q_ids = {id(p) for p in model.encoder.parameters()} | {id(p) for p in model.moco.head.parameters()}
+        k_side = list(model.moco.momentum_encoder.parameters()) + list(model.moco.momentum_head.parameters())
+        assert not q_ids & {id(p) for p in k_side}
+        q_ptrs = {p.data_ptr() for p in model.encoder.parameters()}
+        assert not q_ptrs & {p.data_ptr() for p in k_side}
+        sd = model.state_dict()
+        assert 'moco.queue' in sd and 'moco.queue_ptr' in sd
+        assert any(k.startswith('moco.momentum_encoder.') for k in sd)
+
+    # The encoder alone loads into a plain create_model with no extra or missing keys.
+    plain = ecgvit.create_model('ecg_vit_tiny', **TINY)
+    plain.load_state_dict(model.encoder.state_dict(), strict=True)
+    assert set(plain.state_dict()) == set(model.encoder.state_dict())
+
+
+@pytest.mark.parametrize('method', list_pretrainers())
+def test_eval_mode_is_deterministic_and_leaves_state_alone(method):
+    model = _tiny(method).eval()
+    x = torch.randn(4, 12, 500)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    a = model(x, generator=torch.Generator().manual_seed(0))
+    b = model(x, generator=torch.Generator().manual_seed(0))
+    for k in a:
+        assert torch.equal(a[k], b[k])
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize('method', list_pretrainers())
+def test_seed_size_shapes_and_finite_loss(method):
+    torch.manual_seed(0)
+    model = create_pretrainer(method)
+    assert sum(p.numel() for p in model.encoder.parameters()) == 12_846_592
+    if model.mae is not None:
+        dec = model.mae.decoder
+        assert tuple(dec.decoder_embed.weight.shape) == (256, 512)
+        assert tuple(dec.mask_token.shape) == (1, 1, 256)
+        assert tuple(dec.decoder_pos_embed.shape) == (1, 144, 256)
+        assert len(dec.decoder_blocks) == 1 and dec.decoder_blocks[0].attn.num_heads == 8
+        assert dec.decoder_blocks[0].mlp.fc1.out_features == 512  # MLP ratio 2
+        assert tuple(dec.decoder_pred.weight.shape) == (300, 256)  # 25 samples x 12 leads
+    if model.moco is not None:
+        assert tuple(model.moco.queue.shape) == (65536, 128)
+        linears = [m for m in model.moco.head if isinstance(m, torch.nn.Linear)]
+        bns = [m for m in model.moco.head if isinstance(m, torch.nn.BatchNorm1d)]
+        assert [tuple(m.weight.shape) for m in linears] == [(128, 512), (128, 128), (128, 128)]
+        assert len(bns) == 3
+    out = model(torch.randn(2, 12, 3600), rr_samples=torch.tensor([300.0, float('nan')]))
+    assert set(out) == PARTS[method] | {'loss'}
+    assert all(torch.isfinite(v) for v in out.values())
+
+
+def test_defaults_follow_the_seed():
+    cfg = create_pretrainer('mae_moco', 'ecg_vit_tiny').config
+    assert (cfg['alpha'], cfg['momentum'], cfg['temperature'], cfg['queue_size']) == (40.0, 0.99, 0.2, 65536)
+    assert (cfg['moco_dim'], cfg['moco_hidden_dim'], cfg['moco_num_layers'], cfg['mask_ratio']) == (128, 128, 3, 0.75)
+    assert create_pretrainer('mae_nextclip', 'ecg_vit_tiny').config['alpha'] == 2.0
+
+
+@pytest.mark.parametrize('method', list_pretrainers())
+def test_config_round_trips_through_create_pretrainer(method):
+    model = _tiny(method)
+    rebuilt = create_pretrainer(method, 'ecg_vit_tiny', TINY, **json.loads(json.dumps(model.config)))
+    assert rebuilt.config == model.config
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+
+
+def test_alpha_zero_skips_the_mae_branch():
+    model = _tiny('mae_moco', alpha=0.0)
+    out = model(torch.randn(4, 12, 500))
+    assert set(out) == {'loss', 'loss_moco'}
+
+
+def test_other_lengths_and_4d_input():
+    model = _tiny('mae_nextclip')
+    assert model(torch.randn(2, 12, 1, 500))['loss'].isfinite()
+    assert model(torch.randn(2, 12, 750))['loss'].isfinite()  # pos-embeds resampled along time
+
+
+def test_encoder_module_is_used_as_is():
+    enc = ecgvit.create_model('ecg_vit_tiny', **TINY)
+    model = create_pretrainer('mae', enc, **DEC)
+    assert model.encoder is enc
+    with pytest.raises(TypeError, match='encoder_kwargs'):
+        create_pretrainer('mae', enc, dict(depth=1))
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="mae_moco, mae_nextclip, mae_centerclip, mae, moco"):
+        create_pretrainer('simclr', 'ecg_vit_tiny')
+    with pytest.raises(TypeError, match='queue_size'):
+        create_pretrainer('mae', 'ecg_vit_tiny', queue_size=10)
+    with pytest.raises(TypeError, match='bogus'):
+        create_pretrainer('mae_moco', 'ecg_vit_tiny', bogus=1)
+    with pytest.raises(ValueError, match='mask_ratio'):
+        create_pretrainer('mae', 'ecg_vit_tiny', mask_ratio=1.0)
+    with pytest.raises(ValueError, match='clip_len'):
+        create_pretrainer('mae_nextclip', 'ecg_vit_tiny', clip_len=60)
+    with pytest.raises(ValueError, match='alpha'):
+        create_pretrainer('mae_moco', 'ecg_vit_tiny', alpha=-1.0, queue_size=8)
+
+
+def test_state_dict_round_trip_resumes_queue_and_momentum_encoder():
+    model = _tiny('mae_moco').train()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(4, 12, 500))['loss'].backward()
+        opt.step()
+    sd = model.state_dict()
+    other = _tiny('mae_moco')
+    other.load_state_dict(sd)
+    assert int(other.moco.queue_ptr) == 8
+    for k, v in other.state_dict().items():
+        assert torch.equal(v, sd[k]), k
