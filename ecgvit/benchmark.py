@@ -1,0 +1,450 @@
+"""Benchmark harness: pretraining methods x evaluation protocols on one dataset, as a CSV, a Markdown table and a plot.
+
+Every method produces an encoder, every protocol evaluates one:
+
+- ``random``: the encoder at its random initialisation (floor). Under ``finetune`` this is training from scratch.
+- ``supervised``: the encoder trained from scratch with the labels of the training split, end to end, for the same
+  number of epochs the self-supervised methods pretrain (the supervised-pretraining baseline).
+- ``mae``, ``moco``, ``mae_moco``, ``mae_nextclip``, ``mae_centerclip``: self-supervised pretraining
+  (:func:`ecgvit.pretrain.create_pretrainer` + :func:`ecgvit.train.train`) on the training split, best-validation
+  weights.
+
+- ``linear``: frozen encoder, linear layer on cached features (:func:`ecgvit.eval.linear_probe`).
+- ``finetune``: end to end with a new head (:func:`ecgvit.eval.finetune`).
+
+Test metrics come with 95% bootstrap CIs over test records. ``random`` and ``supervised`` are always included.
+
+Example:
+    >>> # ecgvit benchmark --quick --out results/quick
+    >>> # run_benchmark(BenchmarkConfig(methods=['mae_moco'], protocols=['linear'], data='ptbxl:superdiagnostic',
+    >>> #                               data_dir='data/ptbxl', pretrain_epochs=5, out='results/ptbxl'))
+"""
+import copy
+import csv
+import dataclasses
+import inspect
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+__all__ = ['BenchmarkConfig', 'run_benchmark', 'prepare_data', 'parse_data_spec', 'BASELINES', 'PROTOCOLS',
+           'quick_config', 'format_table', 'make_encoder']
+
+_logger = logging.getLogger(__name__)
+
+BASELINES = ('random', 'supervised')
+PROTOCOLS = ('linear', 'finetune')
+DEFAULT_METHODS = ('random', 'supervised', 'mae', 'moco', 'mae_moco', 'mae_nextclip')
+
+
+@dataclass
+class BenchmarkConfig:
+    """Settings of a benchmark run (JSON-serialisable; written to ``config.json`` in ``out``).
+
+    Attributes:
+        methods: Encoders to compare (``random`` and ``supervised`` are added if missing).
+        protocols: 'linear' and/or 'finetune'.
+        data: Dataset spec ``name[:label_set]``, e.g. 'synthetic', 'ptbxl:superdiagnostic', 'ludb:rhythm'.
+        data_dir: Dataset folder (not needed for 'synthetic').
+        out: Results folder.
+        cache_dir: Preprocessed-data folder (default: ``out/data``); reused across runs with equal settings.
+        model: Encoder architecture (a registered ecgvit name).
+        sampling_rate: Model input rate in Hz.
+        num_samples: Model input length in samples (a multiple of 25).
+        synthetic_records: Records to generate for 'synthetic'.
+        pretrain_epochs: Epochs of self-supervised (and supervised) pretraining.
+        pretrain_batch_size: Pretraining batch (seed: 64).
+        pretrain_lr: Pretraining Adam lr (seed: 2e-4).
+        pretrain_warmup_epochs: Warm-up epochs (seed: 20; tiny runs need fewer).
+        queue_size: MoCo queue; None picks the largest power of two <= the training set (seed: 65536).
+        probe_epochs, probe_lr, probe_batch_size: Linear-probe settings.
+        finetune_epochs, finetune_lr, finetune_batch_size, layer_decay: Fine-tuning settings.
+        early_stop_patience: Epochs without a better validation loss before an evaluation stops.
+        n_boot: Bootstrap resamples for the CIs.
+        seed: One seed for everything.
+        amp: 'auto', 'bf16' or 'fp32'.
+        device: 'cpu', 'cuda' or None.
+        num_workers: DataLoader / cache-building workers.
+        threads: torch intra-op threads for the run (None: torch's default).
+        progress: Show progress bars.
+    """
+    methods: List[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    protocols: List[str] = field(default_factory=lambda: list(PROTOCOLS))
+    data: str = 'synthetic'
+    data_dir: Optional[str] = None
+    out: str = 'benchmark-results'
+    cache_dir: Optional[str] = None
+    model: str = 'ecg_vit_tiny'
+    sampling_rate: float = 100.0
+    num_samples: int = 1000
+    synthetic_records: int = 400
+    pretrain_epochs: int = 10
+    pretrain_batch_size: int = 64  # seed
+    pretrain_lr: float = 2e-4  # seed
+    pretrain_warmup_epochs: float = 1.0
+    queue_size: Optional[int] = None
+    probe_epochs: int = 200
+    probe_lr: float = 1e-3
+    probe_batch_size: int = 128
+    finetune_epochs: int = 30
+    finetune_lr: float = 3e-4
+    finetune_batch_size: int = 32
+    layer_decay: Optional[float] = 0.75
+    early_stop_patience: int = 10
+    n_boot: int = 1000
+    seed: int = 0
+    amp: str = 'auto'
+    device: Optional[str] = None
+    num_workers: int = 0
+    threads: Optional[int] = None
+    progress: bool = False
+
+
+def quick_config(out: str = 'benchmark-quick', **overrides: Any) -> BenchmarkConfig:
+    """Tiny settings that finish in a couple of minutes on 2 CPU cores (built-in synthetic data)."""
+    cfg = BenchmarkConfig(
+        data='synthetic', out=out, model='ecg_vit_tiny', sampling_rate=100.0, num_samples=500,
+        synthetic_records=240, pretrain_epochs=4, pretrain_batch_size=32, pretrain_lr=1e-3,
+        pretrain_warmup_epochs=1.0, queue_size=128, probe_epochs=100, finetune_epochs=4, finetune_lr=1e-3,
+        finetune_batch_size=32, early_stop_patience=10, n_boot=200, amp='fp32',
+        # One thread: a 64-dim model gains nothing from a second one, and on a CPU shared with other jobs extra
+        # threads spin waiting for each other (measured on 2 busy cores: 1.6 s vs 35 s for the same epochs).
+        threads=1)
+    return dataclasses.replace(cfg, **overrides)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def parse_data_spec(spec: str) -> Tuple[str, Optional[str]]:
+    """``'ptbxl:superdiagnostic'`` -> ``('ptbxl', 'superdiagnostic')``; ``'synthetic'`` -> ``('synthetic', None)``."""
+    name, _, label_set = str(spec).partition(':')
+    if not name:
+        raise ValueError(f'Bad --data {spec!r}: use name[:label_set], e.g. ptbxl:superdiagnostic or synthetic.')
+    return name.lower(), (label_set or None)
+
+
+def _dataset_kwargs(name: str, label_set: Optional[str], sampling_rate: float, seed: int,
+                    synthetic_records: int, num_samples: int) -> Dict[str, Any]:
+    from ecgvit.data import get_dataset
+    from ecgvit.data.datasets import DATASETS
+
+    cls = DATASETS.get({'cpsc': 'cpsc2018', 'challenge': 'cinc'}.get(name, name))
+    if cls is None:
+        get_dataset(name, None)  # raises the data layer's "unknown dataset" error with the valid names
+    params = inspect.signature(cls.__init__).parameters
+    kwargs: Dict[str, Any] = {}
+    if label_set is not None:
+        if 'label_set' not in params:
+            raise ValueError(f'Dataset {name!r} has no label sets, so {name}:{label_set} is not valid: '
+                             f'use --data {name}.')
+        kwargs['label_set'] = label_set
+    if name == 'ptbxl':
+        # Read the stored copy closest above the model rate (downsampling loses nothing the model sees).
+        kwargs['sampling_rate'] = 100 if sampling_rate <= 100 else 500
+    if name == 'synthetic':
+        kwargs.update(n_records=synthetic_records, seed=seed, fs=float(sampling_rate),
+                      duration_s=num_samples / float(sampling_rate))
+    return kwargs
+
+
+def prepare_data(
+        data: str,
+        data_dir: Optional[str],
+        cache_dir: str,
+        sampling_rate: float = 100.0,
+        num_samples: int = 1000,
+        seed: int = 0,
+        synthetic_records: int = 400,
+        num_workers: int = 0,
+        progress: bool = False,
+) -> Dict[str, Any]:
+    """Index a dataset, build (or reuse) its preprocessed cache, and open its train/val/test splits.
+
+    Args:
+        data: ``name[:label_set]``.
+        data_dir: Dataset folder (None only for 'synthetic', which generates into ``cache_dir``).
+        cache_dir: Where the cache (and generated synthetic data) go.
+        sampling_rate: Model input rate (records are resampled).
+        num_samples: Model input length (centre crop / zero pad).
+        seed: Synthetic data seed.
+        synthetic_records: Records for 'synthetic'.
+        num_workers: Cache-building processes.
+        progress: Progress bars.
+
+    Returns:
+        ``{'train': CachedECGDataset, 'val': ..., 'test': ..., 'cache_dir': str, 'label_names': [...],
+        'multilabel': bool}``.
+
+    Raises:
+        ValueError / FileNotFoundError: unknown dataset, label set not in the dataset, missing folder, empty split.
+    """
+    from ecgvit.data import CachedECGDataset, Preprocessing, build_cache, get_dataset
+
+    name, label_set = parse_data_spec(data)
+    if name != 'synthetic':
+        if not data_dir:
+            raise ValueError(f'--data {data} needs --data-dir <folder with the {name} files> (only synthetic data '
+                             f'is generated on the fly).')
+        if not Path(data_dir).is_dir():
+            raise FileNotFoundError(f'--data-dir {data_dir!r} does not exist or is not a folder.')
+    if int(num_samples) % 25 != 0:
+        raise ValueError(f'num_samples {num_samples} is not a multiple of the patch length 25: use '
+                         f'{max(25, round(num_samples / 25) * 25)}.')
+    kwargs = _dataset_kwargs(name, label_set, sampling_rate, seed, synthetic_records, num_samples)
+    cache_root = Path(cache_dir)
+    root = data_dir
+    if name == 'synthetic' and root is None:
+        root = str(cache_root / f'synthetic-{synthetic_records}-{seed}-{int(sampling_rate)}hz-{num_samples}')
+    dataset = get_dataset(name, root, **kwargs)
+    pp = Preprocessing(sampling_rate=sampling_rate, num_samples=num_samples, pad='zero',
+                       empty_lead_policy='zero', missing_leads='zero')
+    tag = f'{name}-{label_set or "default"}-{int(sampling_rate)}hz-{num_samples}'
+    cache = build_cache(dataset, pp, cache_root / f'cache-{tag}', num_workers=num_workers, progress=progress)
+    splits = {s: CachedECGDataset(cache, split=s) for s in ('train', 'val', 'test')}
+    for s, ds in splits.items():
+        if len(ds) == 0:
+            raise ValueError(f'The {s} split of {data} is empty (the cache at {cache} holds '
+                             f'{len(CachedECGDataset(cache))} records); use a larger dataset.')
+    return dict(splits, cache_dir=str(cache), label_names=splits['train'].label_names,
+                multilabel=splits['train'].multilabel)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Encoders
+
+
+def _method_kwargs(method: str, cfg: BenchmarkConfig, n_train: int) -> Dict[str, Any]:
+    kwargs: Dict[str, Any] = {}
+    if 'moco' in method:
+        queue = cfg.queue_size or min(65536, 2 ** int(math.log2(max(2, n_train))))
+        kwargs['queue_size'] = int(queue)
+    if 'clip' in method:
+        kwargs['sampling_rate'] = float(cfg.sampling_rate)
+    return kwargs
+
+
+def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_dir: Path) -> Tuple[Any, Dict]:
+    """Produce the encoder of ``method`` (see the module docstring); returns (encoder, info)."""
+    import ecgvit
+    from ecgvit.eval import finetune
+    from ecgvit.train import TrainConfig, load_best_into, seed_everything, train
+
+    t0 = time.time()
+    seed_everything(cfg.seed)
+    enc_kwargs = dict(img_size=cfg.num_samples)
+    if method == 'random':
+        return ecgvit.create_model(cfg.model, **enc_kwargs), {'pretrain_time_s': 0.0}
+    if method == 'supervised':
+        enc = ecgvit.create_model(cfg.model, **enc_kwargs)
+        res = finetune(enc, splits['train'], splits['val'], splits['val'], epochs=cfg.pretrain_epochs,
+                       batch_size=min(cfg.finetune_batch_size, len(splits['train'])), lr=cfg.finetune_lr,
+                       layer_decay=None, warmup_epochs=min(1.0, cfg.pretrain_warmup_epochs),
+                       early_stop_patience=cfg.early_stop_patience, n_boot=0, seed=cfg.seed, device=cfg.device,
+                       amp=cfg.amp, num_workers=cfg.num_workers, progress=cfg.progress)
+        enc.reset_classifier(0)
+        return enc, {'pretrain_time_s': time.time() - t0, 'pretrain_best_val_loss': res['best_val_loss']}
+    from ecgvit.pretrain import create_pretrainer
+
+    model = create_pretrainer(method, cfg.model, encoder_kwargs=enc_kwargs,
+                              **_method_kwargs(method, cfg, len(splits['train'])))
+    tcfg = TrainConfig(output_dir=str(out_dir), epochs=cfg.pretrain_epochs,
+                       batch_size=min(cfg.pretrain_batch_size, len(splits['train'])), lr=cfg.pretrain_lr,
+                       warmup_epochs=cfg.pretrain_warmup_epochs, seed=cfg.seed, amp=cfg.amp, device=cfg.device,
+                       num_workers=cfg.num_workers, save_every=0, keep_last=1, progress=cfg.progress)
+    summary = train(model, splits['train'], splits['val'], tcfg,
+                    run_config={'method': method, 'model': cfg.model, 'pretrainer': getattr(model, 'config', {})})
+    load_best_into(model, out_dir)
+    return model.encoder.cpu(), {'pretrain_time_s': time.time() - t0,
+                                 'pretrain_best_val_loss': summary['best_val_loss']}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Results
+
+_COLUMNS = ('auc_ovo', 'auroc_ovr', 'auroc_macro', 'f1_macro', 'accuracy')
+_TITLES = {'auc_ovo': 'AUC OvO', 'auroc_ovr': 'AUROC OvR', 'auroc_macro': 'AUROC macro', 'f1_macro': 'F1 macro',
+           'accuracy': 'accuracy'}
+
+
+def _fmt(row: Dict[str, Any], k: str) -> str:
+    v = row.get(k)
+    if v is None or v == '' or (isinstance(v, float) and math.isnan(v)):
+        return '–'
+    lo, hi = row.get(f'{k}_lo'), row.get(f'{k}_hi')
+    if lo is None or lo == '' or (isinstance(lo, float) and math.isnan(lo)):
+        return f'{float(v):.3f}'
+    return f'{float(v):.3f} [{float(lo):.3f}, {float(hi):.3f}]'
+
+
+def format_table(rows: List[Dict[str, Any]]) -> str:
+    """Markdown table of the rows (value [95% CI]); metrics that apply to no row are left out."""
+    cols = [k for k in _COLUMNS if any(_fmt(r, k) != '–' for r in rows)]
+    head = ['method', 'protocol'] + [_TITLES[k] for k in cols]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] * len(head)) + '|']
+    for r in rows:
+        cells = [r['method'], r['protocol']] + ([_fmt(r, k) for k in cols] if not r.get('error') else
+                                                 [f'failed: {r["error"]}'] + [''] * (len(cols) - 1))
+        lines.append('| ' + ' | '.join(str(c) for c in cells) + ' |')
+    return '\n'.join(lines)
+
+
+def _plot(rows: List[Dict[str, Any]], metric: str, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')  # headless: no display on servers and CI
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    methods = list(dict.fromkeys(r['method'] for r in rows))
+    protocols = list(dict.fromkeys(r['protocol'] for r in rows))
+    width = 0.8 / max(1, len(protocols))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(methods) + 1.5), 3.6))
+    for j, proto in enumerate(protocols):
+        vals, los, his = [], [], []
+        for m in methods:
+            r = next((r for r in rows if r['method'] == m and r['protocol'] == proto), {})
+            v = r.get(metric)
+            v = float(v) if v not in (None, '') else math.nan
+            lo = float(r.get(f'{metric}_lo', math.nan) or math.nan)
+            hi = float(r.get(f'{metric}_hi', math.nan) or math.nan)
+            vals.append(v)
+            los.append(max(0.0, v - lo) if not math.isnan(lo) else 0.0)
+            his.append(max(0.0, hi - v) if not math.isnan(hi) else 0.0)
+        x = np.arange(len(methods)) + (j - (len(protocols) - 1) / 2) * width
+        ax.bar(x, vals, width, yerr=[los, his], capsize=3, label=proto)
+    ax.set_xticks(np.arange(len(methods)))
+    ax.set_xticklabels(methods, rotation=20)
+    ax.set_ylabel(f'{_TITLES.get(metric, metric)} (95% CI)')
+    ax.axhline(0.5, color='grey', lw=0.8, ls='--')
+    ax.set_ylim(0.0, 1.0)
+    ax.set_title(title)
+    ax.legend(loc='lower right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _write_csv(rows: List[Dict[str, Any]], path: Path) -> None:
+    keys: List[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    tmp = path.with_name(f'.{path.name}.tmp')
+    with open(tmp, 'w', newline='', encoding='utf-8') as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in r.items()})
+    os.replace(tmp, path)
+
+
+def run_benchmark(cfg: BenchmarkConfig) -> List[Dict[str, Any]]:
+    """Run every method x protocol and write results.csv, results.md, results.png and config.json into ``cfg.out``.
+
+    Returns:
+        One row per method x protocol (metrics with ``_lo``/``_hi`` CI bounds, timings, settings).
+
+    Raises:
+        ValueError: unknown method or protocol, or bad data settings (before any work is done).
+    """
+    from ecgvit.pretrain import list_pretrainers
+
+    known = list(BASELINES) + list(list_pretrainers())
+    methods = [m.strip() for m in cfg.methods if m.strip()]
+    bad = [m for m in methods if m not in known]
+    if bad:
+        raise ValueError(f'Unknown method(s) {bad}: choose from {known}.')
+    methods = list(BASELINES) + [m for m in methods if m not in BASELINES]  # floors always included, listed first
+    protocols = [p.strip() for p in cfg.protocols if p.strip()]
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad or not protocols:
+        raise ValueError(f'Unknown protocol(s) {bad or protocols}: choose from {list(PROTOCOLS)}.')
+    cfg = dataclasses.replace(cfg, methods=methods, protocols=protocols)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    threads_before = torch.get_num_threads()
+    if cfg.threads is not None:
+        if cfg.threads < 1:
+            raise ValueError(f'threads must be >= 1, got {cfg.threads}.')
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _run(cfg, out, t_start, methods, protocols)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(cfg: BenchmarkConfig, out: Path, t_start: float, methods: List[str], protocols: List[str]) -> List[Dict]:
+    from ecgvit.eval import finetune, linear_probe, primary_metric
+
+    splits = prepare_data(cfg.data, cfg.data_dir, cfg.cache_dir or str(out / 'data'), cfg.sampling_rate,
+                          cfg.num_samples, cfg.seed, cfg.synthetic_records, cfg.num_workers, cfg.progress)
+    smallest = min(len(splits['train']), len(splits['val']))
+    resolved = dict(dataclasses.asdict(cfg), cache_dir=splits['cache_dir'], label_names=splits['label_names'],
+                    multilabel=splits['multilabel'], n_train=len(splits['train']), n_val=len(splits['val']),
+                    n_test=len(splits['test']), torch_threads=torch.get_num_threads())
+    (out / 'config.json').write_text(json.dumps(resolved, indent=2))
+    if smallest < 2:
+        raise ValueError(f'{cfg.data}: the train/val splits hold {len(splits["train"])}/{len(splits["val"])} '
+                         f'records; a benchmark needs a few of each.')
+    metric = primary_metric(splits['multilabel'])
+    rows: List[Dict[str, Any]] = []
+    for method in methods:
+        _logger.info('[%s] building the encoder', method)
+        try:
+            encoder, info = make_encoder(method, cfg, splits, out / 'pretrain' / method)
+        except Exception as e:  # one broken method must not cost the whole table
+            _logger.exception('[%s] failed', method)
+            for proto in protocols:
+                rows.append({'method': method, 'protocol': proto, 'dataset': cfg.data, 'error': str(e)[:200]})
+            continue
+        for proto in protocols:
+            _logger.info('[%s] %s', method, proto)
+            eval_dir = out / 'eval' / f'{method}-{proto}'
+            common = dict(n_boot=cfg.n_boot, seed=cfg.seed, device=cfg.device, num_workers=cfg.num_workers,
+                          early_stop_patience=cfg.early_stop_patience, output_dir=str(eval_dir),
+                          progress=cfg.progress)
+            enc = copy.deepcopy(encoder)
+            try:
+                if proto == 'linear':
+                    res = linear_probe(enc, splits['train'], splits['val'], splits['test'], epochs=cfg.probe_epochs,
+                                       lr=cfg.probe_lr, batch_size=cfg.probe_batch_size, amp=cfg.amp, **common)
+                else:
+                    res = finetune(enc, splits['train'], splits['val'], splits['test'], epochs=cfg.finetune_epochs,
+                                   lr=cfg.finetune_lr, batch_size=min(cfg.finetune_batch_size,
+                                                                      len(splits['train'])),
+                                   layer_decay=cfg.layer_decay, warmup_epochs=1.0, amp=cfg.amp, **common)
+            except Exception as e:
+                _logger.exception('[%s] %s failed', method, proto)
+                rows.append({'method': method, 'protocol': proto, 'dataset': cfg.data, 'error': str(e)[:200]})
+                continue
+            row: Dict[str, Any] = {'method': method, 'protocol': proto, 'dataset': cfg.data, 'model': cfg.model,
+                                   'primary_metric': metric}
+            for k in _COLUMNS:
+                for suffix in ('', '_lo', '_hi'):
+                    row[k + suffix] = res.get(k + suffix, '')
+            row.update({'n_test': res['n_test'], 'n_boot': res.get('n_boot', 0), 'best_epoch': res['best_epoch'],
+                        'epochs_run': res['epochs_run'], 'eval_time_s': res['time_s'], **info, 'error': ''})
+            rows.append(row)
+            _write_csv(rows, out / 'results.csv')  # after every row: a long run that dies keeps what it finished
+    _write_csv(rows, out / 'results.csv')
+    table = format_table(rows)
+    settings = (f'data `{cfg.data}` ({resolved["n_train"]}/{resolved["n_val"]}/{resolved["n_test"]} train/val/test '
+                f'records, {cfg.sampling_rate:g} Hz x {cfg.num_samples} samples), model `{cfg.model}`, pretraining '
+                f'{cfg.pretrain_epochs} epochs, probe <= {cfg.probe_epochs} epochs, fine-tune <= '
+                f'{cfg.finetune_epochs} epochs, {cfg.n_boot} bootstrap resamples, seed {cfg.seed}; '
+                f'total {time.time() - t_start:.0f} s.')
+    (out / 'results.md').write_text(f'# Benchmark results\n\n{table}\n\n{settings}\n'
+                                    f'Values are test-set point estimates with 95% bootstrap CIs.\n')
+    ok = [r for r in rows if not r.get('error')]
+    if ok:
+        _plot(ok, metric, out / 'results.png', f'{cfg.data}: {_TITLES[metric]}')
+    return rows

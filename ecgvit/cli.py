@@ -1,0 +1,629 @@
+"""``ecgvit``: one command line for pretraining, evaluation, benchmarking, embedding and publishing encoders.
+
+Subcommands (``ecgvit <command> --help`` explains every option)::
+
+    ecgvit pretrain  --method mae_moco --data ptbxl --data-dir data/ptbxl --epochs 100 --output runs/mae_moco
+    ecgvit probe     --checkpoint runs/mae_moco --data ptbxl:superdiagnostic --data-dir data/ptbxl --output runs/probe
+    ecgvit finetune  --checkpoint runs/mae_moco --data ptbxl:superdiagnostic --data-dir data/ptbxl --layer-decay 0.75
+    ecgvit benchmark --quick --out results/quick
+    ecgvit embed     --checkpoint runs/mae_moco --input path/to/wfdb_or_cache --output runs/embeddings
+    ecgvit push      --checkpoint runs/mae_moco --repo-id org/ecg_vit_mae_moco
+
+Every command accepts ``--config FILE`` (YAML or JSON; keys are option names, command-line options win) and writes
+its fully resolved settings as ``config.json`` beside its outputs. Under ``torchrun --nproc_per_node N`` the
+``pretrain`` command trains with DDP. Bad arguments end with a one-line ``ecgvit <command>: error: ...`` and exit
+status 2 (set ``ECGVIT_DEBUG=1`` for the traceback).
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+__all__ = ['main', 'build_parser', 'CliError']
+
+_logger = logging.getLogger('ecgvit')
+
+
+class CliError(ValueError):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows an option's default only when it has a meaningful one (not None/False, not already in the help)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ''
+        if action.default not in (None, False, argparse.SUPPRESS) and 'default' not in text and \
+                action.option_strings and action.nargs != 0:
+            text += ' [default: %(default)s]'
+        return text
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Option groups shared by several commands
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--config', metavar='FILE', help='YAML or JSON file of option values (keys are option names, '
+                   'e.g. batch_size or batch-size); options given on the command line override it.')
+    p.add_argument('--seed', type=int, default=0, help='Seed for initialisation, data order, masks and bootstrap.')
+    p.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: CUDA when available).")
+    p.add_argument('--amp', default='auto', choices=['auto', 'bf16', 'fp32'],
+                   help="Mixed precision: 'auto' picks bf16 where a quick matmul probe shows it is faster.")
+    p.add_argument('-j', '--workers', type=int, default=0, dest='workers',
+                   help='DataLoader and cache-building worker processes.')
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch intra-op CPU threads (default: torch\'s choice). 1 is often fastest for tiny models '
+                        'and on a CPU shared with other jobs, where extra threads spin waiting for each other.')
+    p.add_argument('--no-progress', action='store_true', help='Hide progress bars.')
+    p.add_argument('-v', '--verbose', action='store_true', help='Debug logging.')
+
+
+def _add_data(p: argparse.ArgumentParser, default: str = 'synthetic') -> None:
+    g = p.add_argument_group('data')
+    g.add_argument('--data', default=default, metavar='NAME[:LABELS]',
+                   help="Dataset and label set, e.g. 'synthetic' (built in, generated on first use), "
+                        "'ptbxl:superdiagnostic', 'cpsc2018', 'chapman', 'ludb:rhythm', 'cinc', 'folder'.")
+    g.add_argument('--data-dir', metavar='PATH', help='Dataset folder (not needed for synthetic).')
+    g.add_argument('--cache-dir', metavar='PATH', help='Where preprocessed caches go (default: OUTPUT/data).')
+    g.add_argument('--sampling-rate', type=float, default=360.0, help='Model input rate in Hz (seed: 360).')
+    g.add_argument('--num-samples', type=int, default=3600,
+                   help='Model input length in samples, a multiple of 25 (seed: 3600 = 10 s at 360 Hz).')
+    g.add_argument('--synthetic-records', type=int, default=400, help="Records generated for 'synthetic'.")
+
+
+def _add_encoder(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group('encoder')
+    g.add_argument('--model', default=None,
+                   help='Encoder architecture (ecgvit.list_models()); default: the checkpoint\'s, else '
+                        'ecg_vit_mae_moco.')
+    g.add_argument('--pretrained', action='store_true', help="Start from the model's published weights.")
+    g.add_argument('--checkpoint', metavar='PATH',
+                   help='Encoder weights: a pretraining run folder (its best weights), a checkpoint folder or '
+                        '.safetensors file, or a folder written by ecgvit.hub.save_pretrained.')
+
+
+def _add_eval(p: argparse.ArgumentParser, epochs: int, lr: float, batch: int, warmup: float, patience: int) -> None:
+    g = p.add_argument_group('optimisation')
+    g.add_argument('--epochs', type=int, default=epochs, help='Maximum epochs (early stopping may end sooner).')
+    g.add_argument('--lr', type=float, default=lr, help='Learning rate.')
+    g.add_argument('-b', '--batch-size', type=int, default=batch, help='Batch size.')
+    g.add_argument('--weight-decay', type=float, default=0.0, help='Weight decay.')
+    g.add_argument('--warmup-epochs', type=float, default=warmup, help='Linear warm-up epochs.')
+    g.add_argument('--sched', default='plateau', choices=['plateau', 'cosine'],
+                   help='Schedule after warm-up: ReduceLROnPlateau on val loss, or cosine decay.')
+    g.add_argument('--patience', type=int, default=patience,
+                   help='Early stopping: epochs without a better validation loss.')
+    g.add_argument('--n-boot', type=int, default=1000, help='Bootstrap resamples for the 95%% CIs.')
+
+
+def _add_output(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument('-o', '--output', '--out', dest='output', default=default, metavar='DIR',
+                   help='Output folder (created).')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ecgvit`` argument parser (one subparser per command)."""
+    from ecgvit.version import __version__
+
+    parser = _Parser(prog='ecgvit', description=__doc__.split('\n\n')[0], formatter_class=_Formatter)
+    parser.add_argument('--version', action='version', version=f'ecgvit {__version__}')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=_Parser)
+    sub.required = True
+
+    # -- pretrain
+    p = sub.add_parser('pretrain', formatter_class=_Formatter,
+                       help='Self-supervised pretraining (MAE-MoCo, MAE-Nextclip, ...) with checkpoints and resume.',
+                       description='Pretrain an encoder with a self-supervised method. Seed recipe: Adam lr 2e-4, '
+                                   'batch 64, 20 warm-up epochs, then ReduceLROnPlateau (0.9, patience 15) on the '
+                                   'validation loss. Writes OUTPUT/{config.json, metrics.csv, checkpoints/, '
+                                   'encoder/}. Run under torchrun for DDP.')
+    p.add_argument('--method', default=None, help='mae_moco, mae_nextclip, mae_centerclip, mae or moco (required).')
+    _add_common(p)
+    _add_data(p)
+    g = p.add_argument_group('encoder')
+    g.add_argument('--model', default=None,
+                   help="Encoder architecture; default: the method's registered name (ecg_vit_mae_moco, "
+                        "ecg_vit_mae_nextclip), ecg_vit_mae_moco otherwise. ecg_vit_tiny/small for CPU runs.")
+    g = p.add_argument_group('method')
+    g.add_argument('--mask-ratio', type=float, default=None, help='MAE mask ratio (default 0.75).')
+    g.add_argument('--alpha', type=float, default=None, help='MAE loss weight (default 40 MAE-MoCo, 2 Nextclip).')
+    g.add_argument('--queue-size', type=int, default=None, help='MoCo queue length (seed: 65536).')
+    g.add_argument('--method-arg', action='append', default=[], metavar='KEY=VALUE',
+                   help='Any other create_pretrainer argument, value parsed as JSON (repeatable).')
+    g = p.add_argument_group('optimisation')
+    g.add_argument('--epochs', type=int, default=10, help='Training epochs (seed: 710 for MAE-MoCo).')
+    g.add_argument('-b', '--batch-size', type=int, default=64, help='Batch per process (seed: 64).')
+    g.add_argument('--lr', type=float, default=2e-4, help='Adam learning rate (seed: 2e-4).')
+    g.add_argument('--weight-decay', type=float, default=0.0, help='Adam weight decay.')
+    g.add_argument('--warmup-epochs', type=float, default=20.0, help='Linear warm-up epochs (seed: 20).')
+    g.add_argument('--sched', default='plateau', choices=['plateau', 'cosine'], help='Schedule after warm-up.')
+    g.add_argument('--decay-rate', type=float, default=0.9, help='ReduceLROnPlateau factor (seed: 0.9).')
+    g.add_argument('--patience-epochs', type=int, default=15, help='ReduceLROnPlateau patience (seed: 15).')
+    g.add_argument('--clip-grad', type=float, default=None, help='Clip the gradient norm to this value.')
+    g = p.add_argument_group('checkpoints and logging')
+    _add_output(g, 'output/pretrain')
+    g.add_argument('--save-every', type=int, default=500, help='Checkpoint every N steps (0: only at the end).')
+    g.add_argument('--checkpoint-hist', type=int, default=3, help='Resumable checkpoints to keep (0: all).')
+    g.add_argument('--resume', nargs='?', const=True, default=False, metavar='PATH',
+                   help='Continue exactly from the newest checkpoint in OUTPUT (or from PATH); starts fresh '
+                        'if OUTPUT has none.')
+    g.add_argument('--log-interval', type=int, default=10, help='Steps between CSV/TensorBoard rows.')
+
+    # -- probe / finetune
+    p = sub.add_parser('probe', formatter_class=_Formatter,
+                       help='Linear probe of a frozen encoder (embed once, fit a linear layer).',
+                       description='Linear probe: the encoder is frozen, records are embedded once and a linear '
+                                   'layer is trained on the features with early stopping on the validation loss; '
+                                   'the best-validation layer is tested (metrics with 95% bootstrap CIs).')
+    _add_common(p)
+    _add_data(p)
+    _add_encoder(p)
+    _add_eval(p, epochs=100, lr=1e-3, batch=128, warmup=5.0, patience=15)
+    _add_output(p, 'output/probe')
+    p = sub.add_parser('finetune', formatter_class=_Formatter,
+                       help='End-to-end fine-tuning with a new linear head (layer-wise lr decay option).',
+                       description='Fine-tune the whole encoder with a linear head on [CLS] (CE for single-label, '
+                                   'BCE for multi-label), early stopping on the validation loss, best model tested.')
+    _add_common(p)
+    _add_data(p)
+    _add_encoder(p)
+    _add_eval(p, epochs=50, lr=3e-4, batch=64, warmup=5.0, patience=10)
+    g = p.add_argument_group('fine-tuning')
+    g.add_argument('--layer-decay', type=float, default=0.75,
+                   help='Layer-wise lr decay (each block below the head trains at this fraction of the lr above); '
+                        '1 disables.')
+    g.add_argument('--drop-path', type=float, default=0.0, help='Stochastic depth rate.')
+    g.add_argument('--clip-grad', type=float, default=1.0, help='Gradient-norm clip (0 disables).')
+    _add_output(p, 'output/finetune')
+
+    # -- benchmark
+    p = sub.add_parser('benchmark', formatter_class=_Formatter,
+                       help='Compare methods x protocols on one dataset: results.csv, results.md, results.png.',
+                       description='Pretrain each method, evaluate each protocol, and tabulate test metrics with '
+                                   '95% bootstrap CIs. random (untrained encoder) and supervised (trained from '
+                                   'scratch on the labels) rows are always included. --quick runs tiny settings on '
+                                   'built-in synthetic data in a few minutes on a CPU.')
+    _add_common(p)
+    p.add_argument('--quick', action='store_true',
+                   help='Tiny model and settings on built-in synthetic data (a few minutes on 2 CPU cores).')
+    p.add_argument('--methods', default=None,
+                   help='Comma-separated methods (random and supervised are always added) '
+                        '[default: random,supervised,mae,moco,mae_moco,mae_nextclip].')
+    p.add_argument('--protocols', default=None, help="Comma-separated: 'linear', 'finetune' [default: both].")
+    _add_data(p)
+    p.add_argument('--model', default=None, help='Encoder architecture for every method [default: ecg_vit_tiny].')
+    p.add_argument('--pretrain-epochs', type=int, default=None, help='Pretraining epochs per method [default: 10].')
+    p.add_argument('--pretrain-batch-size', type=int, default=None, help='Pretraining batch [default: 64, the seed].')
+    p.add_argument('--pretrain-lr', type=float, default=None, help='Pretraining lr [default: 2e-4, the seed].')
+    p.add_argument('--pretrain-warmup-epochs', type=float, default=None, help='Pretraining warm-up [default: 1].')
+    p.add_argument('--queue-size', type=int, default=None,
+                   help='MoCo queue [default: largest power of two <= the training set, at most 65536].')
+    p.add_argument('--probe-epochs', type=int, default=None, help='Linear-probe epochs, early stopped [default: 200].')
+    p.add_argument('--finetune-epochs', type=int, default=None, help='Fine-tuning epochs, early stopped [default: 30].')
+    p.add_argument('--finetune-lr', type=float, default=None, help='Fine-tuning lr [default: 3e-4].')
+    p.add_argument('--layer-decay', type=float, default=None, help='Fine-tuning layer-wise lr decay [default: 0.75].')
+    p.add_argument('--patience', type=int, default=None, help='Early-stopping patience of the evaluations '
+                   '[default: 10].')
+    p.add_argument('--n-boot', type=int, default=None, help='Bootstrap resamples for the 95%% CIs [default: 1000].')
+    # Unset options fall back to the preset (--quick or the full defaults), so --quick can still be adjusted.
+    p.set_defaults(seed=None, amp=None, workers=None, data=None, sampling_rate=None, num_samples=None,
+                   synthetic_records=None)
+    _add_output(p, 'benchmark-results')
+
+    # -- embed
+    p = sub.add_parser('embed', formatter_class=_Formatter,
+                       help='Embed records (WFDB folder or cache) into embeddings.npy + ids.txt.',
+                       description='Compute the pre-logits embedding ([CLS]) of every record of a WFDB folder or of '
+                                   'a cache written by ecgvit.data.build_cache. Writes OUTPUT/embeddings.npy '
+                                   '(float32, N x D), OUTPUT/ids.txt (one record id per line, same order) and '
+                                   'config.json.')
+    _add_common(p)
+    _add_encoder(p)
+    p.add_argument('--input', default=None, metavar='PATH',
+                   help='WFDB folder (searched recursively) or cache folder (required).')
+    p.add_argument('--sampling-rate', type=float, default=360.0, help='Model input rate in Hz (WFDB input).')
+    p.add_argument('--num-samples', type=int, default=3600, help='Model input length in samples (WFDB input).')
+    p.add_argument('-b', '--batch-size', type=int, default=128, help='Records per forward pass.')
+    _add_output(p, 'output/embed')
+
+    # -- push
+    p = sub.add_parser('push', formatter_class=_Formatter, help='Upload an encoder to the Hugging Face Hub.',
+                       description='Save the encoder (safetensors + config.json + model card) and upload it with '
+                                   'ecgvit.hub.push_to_hub. Needs network access and a Hub token.')
+    _add_common(p)
+    _add_encoder(p)
+    p.add_argument('--repo-id', default=None, help='Hub repository, org/name (required).')
+    p.add_argument('--private', action='store_true', help='Create the repository private.')
+    p.add_argument('--token', default=None, help='Hub token (default: the logged-in one).')
+    p.add_argument('--revision', default=None, help='Branch to push to.')
+    p.add_argument('--commit-message', default='Add ecgvit encoder', help='Commit message.')
+    p.add_argument('--create-pr', action='store_true', help='Open a pull request instead of committing.')
+    _add_output(p, 'output/push')
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Config files
+
+
+def _load_config_file(path: str) -> Dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f'--config {path!r} does not exist.')
+    text = p.read_text(encoding='utf-8')
+    try:
+        if p.suffix.lower() == '.json':
+            data = json.loads(text)
+        else:
+            import yaml
+            data = yaml.safe_load(text)
+    except Exception as e:
+        raise CliError(f'--config {path!r} is not valid {"JSON" if p.suffix == ".json" else "YAML"}: '
+                       f'{str(e).splitlines()[0]}') from None
+    if not isinstance(data, dict):
+        raise CliError(f'--config {path!r} must hold a mapping of option names to values, got {type(data).__name__}.')
+    return data
+
+
+def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, 'config', None):
+        sub = parser._subparsers._group_actions[0].choices[args.command]  # the command's own parser
+        dests = {a.dest for a in sub._actions if a.dest not in ('help', 'config')}
+        values = {str(k).replace('-', '_'): v for k, v in _load_config_file(args.config).items()}
+        unknown = sorted(set(values) - dests)
+        if unknown:
+            raise CliError(f'--config {args.config!r}: unknown option(s) {unknown} for `ecgvit {args.command}`.')
+        sub.set_defaults(**values)
+        args = parser.parse_args(argv)  # command-line values override the file's
+    return args
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _write_config(out: Path, args: argparse.Namespace, extra: Optional[Dict[str, Any]] = None) -> None:
+    from ecgvit.train.checkpoint import atomic_write_text
+    from ecgvit.version import __version__
+
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = {k: v for k, v in vars(args).items()}
+    resolved.update(extra or {})
+    resolved['ecgvit_version'] = __version__
+    atomic_write_text(out / 'config.json', json.dumps(resolved, indent=2, default=str))
+
+
+def _check_positive(args: Any, *names: str) -> None:
+    for n in names:
+        v = getattr(args, n, None)
+        if v is not None and v <= 0:
+            raise CliError(f'--{n.replace("_", "-")} must be positive, got {v}.')
+
+
+def _check_length(num_samples: int) -> None:
+    if num_samples % 25 != 0 or num_samples <= 0:
+        raise CliError(f'--num-samples {num_samples} is not a positive multiple of the patch length 25: use '
+                       f'{max(25, round(num_samples / 25) * 25)}.')
+
+
+def _splits(args: argparse.Namespace) -> Dict[str, Any]:
+    from ecgvit.benchmark import prepare_data
+
+    _check_length(args.num_samples)
+    cache = args.cache_dir or str(Path(args.output) / 'data')
+    return prepare_data(args.data, args.data_dir, cache, args.sampling_rate, args.num_samples, args.seed,
+                        args.synthetic_records, args.workers, not args.no_progress)
+
+
+def _run_dir_config(path: Path) -> Dict[str, Any]:
+    cfg = path / 'config.json'
+    if cfg.is_file():
+        try:
+            return json.loads(cfg.read_text())
+        except ValueError:
+            return {}
+    return {}
+
+
+def load_encoder(checkpoint: Optional[str], model: Optional[str], num_samples: Optional[int],
+                 pretrained: bool = False, **kwargs: Any):
+    """Build an encoder and load weights from a pretraining run, a checkpoint, or a save_pretrained folder.
+
+    Returns:
+        (encoder, info dict describing where the weights came from).
+    """
+    from safetensors.torch import load_file
+
+    import ecgvit
+    from ecgvit.models.ecg_vit import checkpoint_filter_fn
+
+    size = {} if num_samples is None else {'img_size': int(num_samples)}
+    if checkpoint is None:
+        name = model or 'ecg_vit_mae_moco'
+        return ecgvit.create_model(name, pretrained=pretrained, **size, **kwargs), {'model': name,
+                                                                                   'pretrained': pretrained}
+    path = Path(checkpoint)
+    if not path.exists():
+        raise CliError(f'--checkpoint {checkpoint!r} does not exist.')
+    if path.is_dir() and (path / 'model.safetensors').is_file() and (path / 'config.json').is_file() and \
+            'architecture' in _run_dir_config(path):
+        from ecgvit.hub import load_pretrained  # a save_pretrained folder
+
+        return load_pretrained(path, **size, **kwargs), {'checkpoint': str(path)}
+    run_cfg: Dict[str, Any] = {}
+    if path.is_dir():
+        run_cfg = _run_dir_config(path) or _run_dir_config(path.parent) or _run_dir_config(path.parent.parent)
+        candidates = [path / 'checkpoints' / 'best.safetensors', path / 'best.safetensors',
+                      path / 'model.safetensors']
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise CliError(f'--checkpoint {checkpoint!r} holds no weights (looked for checkpoints/best.safetensors, '
+                           f'best.safetensors, model.safetensors).')
+        path = found
+    else:
+        run_cfg = _run_dir_config(path.parent) or _run_dir_config(path.parent.parent)
+    name = model or run_cfg.get('model') or 'ecg_vit_mae_moco'
+    encoder = ecgvit.create_model(name, **size, **kwargs)
+    state = checkpoint_filter_fn(load_file(str(path)), encoder)
+    head = {k for k in encoder.state_dict() if k.startswith('head.')}
+    state = {k: v for k, v in state.items() if not k.startswith('head.')}
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in head]
+    if missing or unexpected:
+        raise CliError(f'{path} does not fit {name}: missing {missing[:3]}, unexpected {unexpected[:3]} '
+                       f'(pass the --model it was trained with).')
+    return encoder, {'model': name, 'checkpoint': str(path)}
+
+
+def _print_metrics(result: Dict[str, Any]) -> None:
+    from ecgvit.benchmark import format_table
+
+    print(format_table([dict(result, method=result.get('method', '-'))]))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Commands
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    import ecgvit
+    from ecgvit.pretrain import create_pretrainer, list_pretrainers
+    from ecgvit.train import TrainConfig, load_best_into, seed_everything, train
+    from ecgvit.train.distributed import barrier, cleanup_distributed, init_distributed, is_main_process
+
+    if args.method is None:
+        raise CliError('--method is required (on the command line or in --config).')
+    if args.method not in list_pretrainers():
+        raise CliError(f'Unknown --method {args.method!r}: choose from {list_pretrainers()}.')
+    _check_positive(args, 'epochs', 'batch_size', 'lr')
+    model_name = args.model or {'mae_nextclip': 'ecg_vit_mae_nextclip'}.get(args.method, 'ecg_vit_mae_moco')
+    if model_name not in ecgvit.list_models():
+        raise CliError(f'Unknown --model {model_name!r}: choose from {ecgvit.list_models()}.')
+    method_kwargs: Dict[str, Any] = {}
+    for item in args.method_arg:
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise CliError(f'--method-arg {item!r} is not KEY=VALUE.')
+        try:
+            method_kwargs[key] = json.loads(value)
+        except ValueError:
+            method_kwargs[key] = value
+    for key in ('mask_ratio', 'alpha', 'queue_size'):
+        if getattr(args, key) is not None:
+            method_kwargs[key] = getattr(args, key)
+    if 'clip' in args.method:
+        method_kwargs.setdefault('sampling_rate', args.sampling_rate)
+    # Under torchrun, rank 0 builds the cache while the others wait, then they open the finished one.
+    info = init_distributed(args.device)
+    splits = _splits(args) if info.is_main else None
+    barrier()
+    if splits is None:
+        splits = _splits(args)
+    seed_everything(args.seed)
+    try:
+        pretrainer = create_pretrainer(args.method, model_name, encoder_kwargs={'img_size': args.num_samples},
+                                       **method_kwargs)
+    except TypeError as e:
+        raise CliError(f'Bad method argument for {args.method}: {e}') from None
+    cfg = TrainConfig(output_dir=args.output, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, schedule=args.sched,
+                      plateau_factor=args.decay_rate, plateau_patience=args.patience_epochs, clip_grad=args.clip_grad,
+                      amp=args.amp, seed=args.seed, save_every=args.save_every, keep_last=args.checkpoint_hist,
+                      log_every=args.log_interval, num_workers=args.workers, device=args.device,
+                      resume=args.resume, progress=not args.no_progress)
+    run_config = {'command': 'pretrain', 'args': vars(args), 'method': args.method, 'model': model_name,
+                  'method_kwargs': method_kwargs, 'pretrainer': getattr(pretrainer, 'config', {}),
+                  'data': {'spec': args.data, 'cache_dir': splits['cache_dir'], 'n_train': len(splits['train']),
+                           'n_val': len(splits['val'])},
+                  'preprocessing': splits['train'].preprocessing.to_dict()}
+    summary = train(pretrainer, splits['train'], splits['val'], cfg, run_config=run_config)
+    if is_main_process():
+        load_best_into(pretrainer, args.output)
+        from ecgvit.hub import save_pretrained
+
+        save_pretrained(pretrainer.encoder, Path(args.output) / 'encoder',
+                        pretrained_cfg={'pretrain_method': args.method,
+                                        'preprocessing': splits['train'].preprocessing.to_dict()})
+        print(json.dumps(summary, indent=2))
+    cleanup_distributed()
+    return 0
+
+
+def _eval_command(args: argparse.Namespace, protocol: str) -> int:
+    from ecgvit.eval import finetune, linear_probe
+
+    _check_positive(args, 'epochs', 'batch_size', 'lr')
+    _check_length(args.num_samples)
+    extra = {'drop_path_rate': args.drop_path} if protocol == 'finetune' and args.drop_path else {}
+    encoder, source = load_encoder(args.checkpoint, args.model, args.num_samples, args.pretrained, **extra)
+    splits = _splits(args)
+    if args.batch_size > len(splits['train']):
+        raise CliError(f'--batch-size {args.batch_size} is larger than the training split '
+                       f'({len(splits["train"])} records): use {len(splits["train"])} or less.')
+    out = Path(args.output)
+    _write_config(out, args, {'command': protocol, 'encoder': source, 'cache_dir': splits['cache_dir'],
+                              'label_names': splits['label_names'], 'multilabel': splits['multilabel']})
+    common = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                  warmup_epochs=args.warmup_epochs, schedule=args.sched, early_stop_patience=args.patience,
+                  n_boot=args.n_boot, seed=args.seed, device=args.device, amp=args.amp, num_workers=args.workers,
+                  output_dir=str(out), progress=not args.no_progress)
+    if protocol == 'linear':
+        result = linear_probe(encoder, splits['train'], splits['val'], splits['test'], **common)
+    else:
+        result = finetune(encoder, splits['train'], splits['val'], splits['test'],
+                          layer_decay=None if args.layer_decay in (None, 1.0) else args.layer_decay,
+                          clip_grad=args.clip_grad or None, **common)
+    _print_metrics(dict(result, method=source.get('checkpoint') or source.get('model')))
+    return 0
+
+
+_BENCH_FIELDS = {'methods': 'methods', 'protocols': 'protocols', 'data': 'data', 'data_dir': 'data_dir',
+                 'model': 'model', 'sampling_rate': 'sampling_rate', 'num_samples': 'num_samples',
+                 'synthetic_records': 'synthetic_records', 'pretrain_epochs': 'pretrain_epochs',
+                 'pretrain_batch_size': 'pretrain_batch_size', 'pretrain_lr': 'pretrain_lr',
+                 'pretrain_warmup_epochs': 'pretrain_warmup_epochs', 'queue_size': 'queue_size',
+                 'probe_epochs': 'probe_epochs', 'finetune_epochs': 'finetune_epochs', 'finetune_lr': 'finetune_lr',
+                 'layer_decay': 'layer_decay', 'patience': 'early_stop_patience', 'n_boot': 'n_boot', 'seed': 'seed',
+                 'amp': 'amp', 'device': 'device', 'workers': 'num_workers'}
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ecgvit.benchmark import BenchmarkConfig, format_table, quick_config, run_benchmark
+
+    cfg = quick_config(args.output) if args.quick else BenchmarkConfig(out=args.output)
+    overrides: Dict[str, Any] = {}
+    for arg, fld in _BENCH_FIELDS.items():
+        value = getattr(args, arg, None)
+        if value is None:
+            continue
+        if arg in ('methods', 'protocols'):
+            value = [v for v in str(value).split(',') if v.strip()]
+        overrides[fld] = value
+    if overrides.get('layer_decay') == 1.0:
+        overrides['layer_decay'] = None
+    if args.threads is not None:
+        overrides['threads'] = args.threads
+    cfg = dataclasses.replace(cfg, progress=not args.no_progress, cache_dir=args.cache_dir, **overrides)
+    _check_positive(cfg, 'pretrain_epochs', 'pretrain_batch_size', 'probe_epochs', 'finetune_epochs',
+                    'synthetic_records')
+    _check_length(cfg.num_samples)
+    rows = run_benchmark(cfg)
+    print(format_table(rows))
+    print(f'\nwrote {Path(cfg.out) / "results.csv"}, results.md, results.png and config.json')
+    failed = [f'{r["method"]}/{r["protocol"]}' for r in rows if r.get('error')]
+    if failed:
+        print(f'failed rows: {", ".join(failed)} (see the log above)', file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ecgvit.data import CachedECGDataset, Preprocessing, build_cache, get_dataset
+    from ecgvit.eval import extract_features
+
+    if args.input is None:
+        raise CliError('--input is required (on the command line or in --config).')
+    src = Path(args.input)
+    if not src.exists():
+        raise CliError(f'--input {args.input!r} does not exist.')
+    out = Path(args.output)
+    if (src / 'manifest.json').is_file():
+        dataset = CachedECGDataset(src)
+        num_samples = dataset.preprocessing.num_samples
+    else:
+        _check_length(args.num_samples)
+        index = get_dataset('folder', src, labels_csv=False)
+        if len(index) == 0:
+            raise CliError(f'--input {args.input!r} holds no readable WFDB records (.hea + signal files).')
+        pp = Preprocessing(sampling_rate=args.sampling_rate, num_samples=args.num_samples, pad='zero',
+                           empty_lead_policy='zero', missing_leads='zero')
+        cache = build_cache(index, pp, out / 'cache', num_workers=args.workers, progress=not args.no_progress)
+        dataset = CachedECGDataset(cache)
+        num_samples = args.num_samples
+    encoder, source = load_encoder(args.checkpoint, args.model, num_samples, args.pretrained)
+    feats, _ = extract_features(encoder, dataset, batch_size=args.batch_size, amp=args.amp,
+                                num_workers=args.workers, progress=not args.no_progress,
+                                device=None if args.device is None else __import__('torch').device(args.device))
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / 'embeddings.npy', feats)
+    ids = list(dataset.record_ids)
+    windows = getattr(dataset, 'windows', None)
+    if windows is not None and len(set(ids)) != len(ids):  # several windows per record: make ids unique
+        ids = [f'{r}#{w}' for r, w in zip(ids, windows)]
+    (out / 'ids.txt').write_text('\n'.join(ids) + '\n')
+    _write_config(out, args, {'command': 'embed', 'encoder': source, 'num_records': len(ids),
+                              'embedding_dim': int(feats.shape[1])})
+    print(f'wrote {out / "embeddings.npy"} {tuple(feats.shape)} and {out / "ids.txt"}')
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from ecgvit import hub
+
+    if not args.repo_id or '/' not in args.repo_id:
+        raise CliError(f'--repo-id {args.repo_id!r} must be org/name (required).')
+    encoder, source = load_encoder(args.checkpoint, args.model, None, args.pretrained)
+    out = Path(args.output)
+    _write_config(out, args, {'command': 'push', 'encoder': source})
+    url = hub.push_to_hub(encoder, args.repo_id, private=args.private, token=args.token, revision=args.revision,
+                          commit_message=args.commit_message, create_pr=args.create_pr)
+    print(url)
+    return 0
+
+
+_COMMANDS = {'pretrain': cmd_pretrain, 'probe': lambda a: _eval_command(a, 'linear'),
+             'finetune': lambda a: _eval_command(a, 'finetune'), 'benchmark': cmd_benchmark, 'embed': cmd_embed,
+             'push': cmd_push}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``ecgvit`` console script. Returns the exit status.
+
+    Example:
+        >>> # ecgvit benchmark --quick --out results/quick
+    """
+    debug = os.environ.get('ECGVIT_DEBUG', '') not in ('', '0')
+    command = 'ecgvit'
+    try:
+        args = _parse(argv)
+        command = f'ecgvit {args.command}'
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+        if getattr(args, 'threads', None) is not None and args.command != 'benchmark':
+            if args.threads < 1:
+                raise CliError(f'--threads must be >= 1, got {args.threads}.')
+            import torch
+            torch.set_num_threads(args.threads)
+        return int(_COMMANDS[args.command](args) or 0)
+    except KeyboardInterrupt:
+        print(f'{command}: interrupted', file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except Exception as e:  # every failure ends as one line; ECGVIT_DEBUG=1 shows the traceback
+        if debug:
+            raise
+        msg = ' '.join(str(e).split()) or type(e).__name__
+        hint = '' if isinstance(e, (ValueError, FileNotFoundError, KeyError)) else \
+            f' [{type(e).__name__}; set ECGVIT_DEBUG=1 for the traceback]'
+        print(f'{command}: error: {msg}{hint}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Evaluation: linear probe, end-to-end fine-tuning and metrics with bootstrap confidence intervals."""
+from .common import TaskInfo, fit_classifier, infer_task, predict
+from .finetune import finetune, finetune_param_groups
+from .linear_probe import extract_features, linear_probe
+from .metrics import (
+    METRIC_NAMES,
+    binary_auc,
+    bootstrap_metrics,
+    compute_metrics,
+    multilabel_macro_auroc,
+    ovo_macro_auc,
+    ovr_macro_auc,
+    primary_metric,
+)
+
+__all__ = [
+    'METRIC_NAMES', 'TaskInfo', 'binary_auc', 'bootstrap_metrics', 'compute_metrics', 'extract_features', 'finetune',
+    'finetune_param_groups', 'fit_classifier', 'infer_task', 'linear_probe', 'multilabel_macro_auroc', 'ovo_macro_auc',
+    'ovr_macro_auc', 'predict', 'primary_metric',
+]

@@ -1,0 +1,325 @@
+"""Atomic, pickle-free training checkpoints.
+
+Layout of a run's checkpoint folder::
+
+    checkpoints/
+      step-00000120/           one resumable checkpoint (the last ``keep_last`` are kept)
+        model.safetensors      the module's state dict (a pretraining wrapper's keys start with ``encoder.``)
+        optimizer.safetensors  optimiser state tensors, plus the torch RNG states
+        state.json             everything else: step, epoch, data position, schedule, numpy/python RNG, metrics
+      best.safetensors         model weights at the best validation loss (metadata: step, epoch, val_loss)
+
+Every write goes to a hidden temporary name and is moved into place with ``os.replace``, so a crash (even SIGKILL)
+leaves either the old checkpoint or the new one, never half of one; leftovers are swept on the next start.
+Loading reads safetensors and JSON only: nothing is ever unpickled.
+"""
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+__all__ = ['save_checkpoint', 'load_checkpoint', 'list_checkpoints', 'latest_checkpoint', 'prune_checkpoints',
+           'save_best', 'load_best', 'clean_partial', 'get_rng_state', 'set_rng_state', 'optimizer_to_flat',
+           'optimizer_from_flat', 'atomic_write_text', 'CheckpointError']
+
+_STEP_RE = re.compile(r'^step-(\d{8})$')
+_TMP_PREFIX = '.tmp-'
+_TRASH_PREFIX = '.trash-'
+BEST_NAME = 'best.safetensors'
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or does not fit the model it is loaded into."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, 'rb') as f:
+        os.fsync(f.fileno())
+
+
+def atomic_write_text(path: os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (readers never see half a file)."""
+    path = Path(path)
+    tmp = path.with_name(f'{_TMP_PREFIX}{path.name}.{os.getpid()}')
+    with open(tmp, 'w', encoding='utf-8') as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _tensors(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    # safetensors refuses shared storage (e.g. tied weights); an owned contiguous CPU copy of each is always valid.
+    return {k: v.detach().to('cpu').contiguous().clone() for k, v in state.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# RNG and optimiser state as (tensors, JSON)
+
+
+def get_rng_state() -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Capture torch (CPU and CUDA), numpy and python RNG states as (tensors, JSON-able dict)."""
+    tensors = {'rng.torch': torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f'rng.cuda.{i}'] = s
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    meta = {
+        'numpy': [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        'python': [py_version, list(py_internal), py_gauss],
+    }
+    return tensors, meta
+
+
+def set_rng_state(tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> None:
+    """Restore the states captured by :func:`get_rng_state`."""
+    torch.set_rng_state(tensors['rng.torch'])
+    if torch.cuda.is_available():
+        cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith('rng.cuda.')),
+                                           key=lambda k: int(k.rsplit('.', 1)[1]))]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+    name, keys, pos, has_gauss, cached = meta['numpy']
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = meta['python']
+    random.setstate((version, tuple(internal), gauss))
+
+
+def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into safetensors-ready tensors and a JSON-able remainder."""
+    sd = optimizer.state_dict()
+    tensors: Dict[str, torch.Tensor] = {}
+    scalars: Dict[str, Dict[str, Any]] = {}
+    for pid, pstate in sd['state'].items():
+        for key, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f'optim.{pid}.{key}'] = value
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    return tensors, {'param_groups': sd['param_groups'], 'scalars': scalars}
+
+
+def optimizer_from_flat(tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> Dict[str, Any]:
+    """Rebuild an optimiser ``state_dict`` from :func:`optimizer_to_flat`'s output."""
+    state: Dict[int, Dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if not name.startswith('optim.'):
+            continue
+        _, pid, key = name.split('.', 2)
+        state.setdefault(int(pid), {})[key] = value
+    for pid, extra in meta.get('scalars', {}).items():
+        state.setdefault(int(pid), {}).update(extra)
+    return {'state': state, 'param_groups': meta['param_groups']}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Resumable checkpoints
+
+
+def clean_partial(ckpt_dir: os.PathLike) -> List[Path]:
+    """Remove leftovers of interrupted writes and deletions (temporary and trash entries). Returns what went."""
+    ckpt_dir = Path(ckpt_dir)
+    removed = []
+    if not ckpt_dir.is_dir():
+        return removed
+    for p in ckpt_dir.iterdir():
+        if p.name.startswith((_TMP_PREFIX, _TRASH_PREFIX)):
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def list_checkpoints(ckpt_dir: os.PathLike) -> List[Path]:
+    """Complete resumable checkpoints in ``ckpt_dir``, oldest first."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = [p for p in ckpt_dir.iterdir() if _STEP_RE.match(p.name) and (p / 'state.json').is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest_checkpoint(ckpt_dir: os.PathLike) -> Optional[Path]:
+    """The newest complete checkpoint in ``ckpt_dir``, or None."""
+    found = list_checkpoints(ckpt_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(
+        ckpt_dir: os.PathLike,
+        step: int,
+        model: nn.Module,
+        optimizer: Optional[torch.optim.Optimizer],
+        state: Dict[str, Any],
+        keep_last: int = 3,
+        protect: Optional[List[Path]] = None,
+) -> Path:
+    """Write a resumable checkpoint for ``step`` atomically and prune old ones.
+
+    Args:
+        ckpt_dir: Folder holding the run's checkpoints.
+        step: Global optimiser step; names the checkpoint ``step-XXXXXXXX``.
+        model: The (unwrapped) module whose ``state_dict`` is saved.
+        optimizer: Its optimiser, or None.
+        state: JSON-able run state (epoch, data position, schedule, metrics, config, ...).
+        keep_last: Checkpoints to keep (older ones are removed after the new one is in place); 0 keeps all.
+        protect: Checkpoints never pruned.
+
+    Returns:
+        The checkpoint folder.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / f'step-{step:08d}'
+    tmp = ckpt_dir / f'{_TMP_PREFIX}{final.name}.{os.getpid()}'
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_file(_tensors(model.state_dict()), str(tmp / 'model.safetensors'), metadata={'format': 'pt'})
+    rng_tensors, rng_meta = get_rng_state()
+    extra = dict(rng_tensors)
+    optim_meta = None
+    if optimizer is not None:
+        optim_tensors, optim_meta = optimizer_to_flat(optimizer)
+        extra.update(optim_tensors)
+    save_file(_tensors(extra), str(tmp / 'optimizer.safetensors'), metadata={'format': 'pt'})
+    full_state = dict(state, step=int(step), rng=rng_meta, optimizer=optim_meta)
+    # state.json is written last: its presence marks a complete checkpoint even before the rename.
+    with open(tmp / 'state.json', 'w', encoding='utf-8') as f:
+        json.dump(full_state, f, indent=1)
+    for p in tmp.iterdir():
+        _fsync_file(p)
+    _fsync_dir(tmp)
+    if final.exists():
+        # Same step written again (e.g. the end-of-run save after a periodic one): retire the old copy first.
+        trash = ckpt_dir / f'{_TRASH_PREFIX}{final.name}.{os.getpid()}'
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(ckpt_dir)
+    prune_checkpoints(ckpt_dir, keep_last, protect=protect)
+    return final
+
+
+def prune_checkpoints(ckpt_dir: os.PathLike, keep_last: int, protect: Optional[List[Path]] = None) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints (0 keeps all). Each goes by rename-then-delete."""
+    if keep_last <= 0:
+        return
+    keep = {Path(p).resolve() for p in (protect or [])}
+    ckpts = list_checkpoints(ckpt_dir)
+    for old in ckpts[:-keep_last]:
+        if old.resolve() in keep:
+            continue
+        # Renaming first means a kill mid-delete leaves a hidden trash folder, never a half checkpoint.
+        trash = old.with_name(f'{_TRASH_PREFIX}{old.name}.{os.getpid()}')
+        os.replace(old, trash)
+        shutil.rmtree(trash)
+
+
+def load_checkpoint(
+        path: os.PathLike,
+        model: Optional[nn.Module] = None,
+        optimizer: Optional[torch.optim.Optimizer] = None,
+        restore_rng: bool = True,
+        map_location: str = 'cpu',
+) -> Dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    Args:
+        path: The ``step-XXXXXXXX`` folder (or a run's checkpoint folder: its newest checkpoint is used).
+        model: Module to load the weights into (strict), or None.
+        optimizer: Optimiser to restore, or None.
+        restore_rng: Restore torch/numpy/python RNG states (needed for an exact resume).
+        map_location: Device for the loaded tensors.
+
+    Returns:
+        The JSON state (with ``step``).
+
+    Raises:
+        CheckpointError: no complete checkpoint at ``path``, or the weights do not fit ``model``.
+    """
+    path = Path(path)
+    if not (path / 'state.json').is_file():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f'No complete checkpoint at {str(path)!r}: expected a step-XXXXXXXX folder with '
+                                  f'state.json, or a folder containing some.')
+        path = latest
+    with open(path / 'state.json', encoding='utf-8') as f:
+        state = json.load(f)
+    if model is not None:
+        weights = load_file(str(path / 'model.safetensors'), device=map_location)
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f'Checkpoint {str(path)!r} does not fit the model: {str(e).splitlines()[0]} '
+                                  f'(was it written for another --model/--method?)') from None
+    extra = load_file(str(path / 'optimizer.safetensors'), device='cpu')
+    if optimizer is not None and state.get('optimizer') is not None:
+        optimizer.load_state_dict(optimizer_from_flat(extra, state['optimizer']))
+    if restore_rng:
+        set_rng_state(extra, state['rng'])
+    state['path'] = str(path)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Best weights
+
+
+def save_best(ckpt_dir: os.PathLike, model: nn.Module, info: Dict[str, Any]) -> Path:
+    """Atomically write the model's weights as ``best.safetensors`` with ``info`` (JSON) in its metadata."""
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / BEST_NAME
+    tmp = ckpt_dir / f'{_TMP_PREFIX}{BEST_NAME}.{os.getpid()}'
+    save_file(_tensors(model.state_dict()), str(tmp), metadata={'format': 'pt', 'ecgvit': json.dumps(info)})
+    _fsync_file(tmp)
+    os.replace(tmp, final)
+    _fsync_dir(ckpt_dir)
+    return final
+
+
+def load_best(path: os.PathLike, model: Optional[nn.Module] = None) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Read ``best.safetensors`` (a file, or the checkpoint folder holding it); load into ``model`` if given.
+
+    Returns:
+        (state dict, info) where info holds step, epoch and val_loss.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / BEST_NAME
+    if not path.is_file():
+        raise CheckpointError(f'No best weights at {str(path)!r}: a run writes them after its first validation.')
+    with safe_open(str(path), framework='pt') as f:
+        meta = f.metadata() or {}
+    weights = load_file(str(path))
+    if model is not None:
+        model.load_state_dict(weights, strict=True)
+    return weights, json.loads(meta.get('ecgvit', '{}'))

@@ -1,0 +1,70 @@
+"""Benchmark harness: `ecgvit benchmark --quick` end to end (a method subset), table formatting and data specs."""
+import csv
+import json
+import math
+import os
+import time
+
+import pytest
+
+from ecgvit.benchmark import format_table, parse_data_spec, quick_config
+from ecgvit.cli import main
+
+
+def test_parse_data_spec():
+    assert parse_data_spec('ptbxl:superdiagnostic') == ('ptbxl', 'superdiagnostic')
+    assert parse_data_spec('Synthetic') == ('synthetic', None)
+    with pytest.raises(ValueError, match='name\\[:label_set\\]'):
+        parse_data_spec(':rhythm')
+
+
+def test_format_table_skips_metrics_that_never_apply():
+    rows = [{'method': 'random', 'protocol': 'linear', 'auroc_macro': 0.71, 'auroc_macro_lo': 0.6,
+             'auroc_macro_hi': 0.8, 'auc_ovo': '', 'f1_macro': math.nan},
+            {'method': 'mae', 'protocol': 'linear', 'error': 'boom'}]
+    table = format_table(rows)
+    assert 'AUROC macro' in table and 'AUC OvO' not in table and 'F1 macro' not in table
+    assert '0.710 [0.600, 0.800]' in table and 'failed: boom' in table
+
+
+def test_quick_config_is_tiny():
+    cfg = quick_config('x')
+    assert cfg.model == 'ecg_vit_tiny' and cfg.data == 'synthetic' and cfg.num_samples <= 1000
+
+
+def _rows(path):
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def test_quick_benchmark_cli(tmp_path, capsys):
+    out = tmp_path / 'quick'
+    # The --quick preset with its slowest parts cut further (options given on the command line win over it).
+    rc = main(['benchmark', '--quick', '--methods', 'mae_moco', '--protocols', 'linear,finetune', '--out', str(out),
+               '--synthetic-records', '120', '--pretrain-epochs', '1', '--finetune-epochs', '1', '--probe-epochs', '20',
+               '--n-boot', '50', '--no-progress'])
+    assert rc == 0
+    rows = _rows(out / 'results.csv')
+    # random and supervised are always included, first.
+    assert [(r['method'], r['protocol']) for r in rows] == [
+        (m, p) for m in ('random', 'supervised', 'mae_moco') for p in ('linear', 'finetune')]
+    for r in rows:
+        assert r['error'] == ''
+        for k in ('auc_ovo', 'auroc_ovr', 'f1_macro', 'accuracy'):
+            assert float(r[f'{k}_lo']) <= float(r[k]) + 1e-9 <= float(r[f'{k}_hi']) + 2e-9
+    printed = capsys.readouterr().out
+    assert '| mae_moco | finetune |' in printed
+    assert (out / 'results.md').read_text().count('\n|') >= 7
+    assert (out / 'results.png').stat().st_size > 1000 and (out / 'config.json').is_file()
+    assert (out / 'pretrain' / 'mae_moco' / 'checkpoints' / 'best.safetensors').is_file()
+    resolved = json.loads((out / 'config.json').read_text())
+    assert resolved['synthetic_records'] == 120 and resolved['model'] == 'ecg_vit_tiny' and resolved['n_boot'] == 50
+
+
+@pytest.mark.skipif(os.environ.get('ECGVIT_FULL_QUICK') != '1',
+                    reason='the full --quick run takes 1-3 minutes; set ECGVIT_FULL_QUICK=1 to time it')
+def test_full_quick_benchmark_under_five_minutes(tmp_path):
+    t0 = time.time()
+    assert main(['benchmark', '--quick', '--out', str(tmp_path), '--no-progress']) == 0
+    assert time.time() - t0 < 300
+    assert len(_rows(tmp_path / 'results.csv')) == 12

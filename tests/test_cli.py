@@ -1,0 +1,162 @@
+"""The `ecgvit` command line: help, config files, one-line errors, and the pretrain -> probe/embed/push path."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ecgvit.cli import build_parser, main
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models on a shared 2-core box: a second intra-op thread only spins (see ecgvit.benchmark.quick_config).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+TINY_DATA = ['--data', 'synthetic', '--synthetic-records', '40', '--sampling-rate', '100', '--num-samples', '500',
+             '--no-progress']
+
+
+@pytest.fixture(scope='module')
+def pretrain_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp('cli')
+    out = root / 'pt'
+    threads = torch.get_num_threads()
+    rc = main(['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', *TINY_DATA, '--cache-dir', str(root / 'data'),
+               '--epochs', '2', '-b', '8', '--warmup-epochs', '1', '--save-every', '2', '--amp', 'fp32',
+               '--threads', '1', '--output', str(out)])
+    torch.set_num_threads(threads)  # main() sets the process-wide count, as the console script should
+    assert rc == 0
+    return root, out
+
+
+@pytest.mark.parametrize('command', ['pretrain', 'probe', 'finetune', 'benchmark', 'embed', 'push'])
+def test_help_explains_each_command(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, '--help'])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert '--config' in text and '--seed' in text and len(text.splitlines()) > 10
+
+
+def test_console_script_entry_point(capsys):
+    from importlib.metadata import entry_points
+
+    scripts = {e.name: e.value for e in entry_points(group='console_scripts')}
+    assert scripts.get('ecgvit') == 'ecgvit.cli:main'
+    with pytest.raises(SystemExit) as e:
+        main(['--help'])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for command in ('pretrain', 'probe', 'finetune', 'benchmark', 'embed', 'push'):
+        assert command in out
+
+
+@pytest.mark.parametrize('argv, expected', [
+    (['pretrain', '--method', 'simclr'], "Unknown --method 'simclr'"),
+    (['pretrain', '--method', 'mae', '--data', 'ptbxl', '--data-dir', '/nonexistent/ptbxl'], 'does not exist'),
+    (['pretrain', '--method', 'mae', '--data', 'ptbxl'], 'needs --data-dir'),
+    (['probe', '--model', 'ecg_vit_tiny', '--data', 'synthetic:rhythm'], 'has no label sets'),
+    (['benchmark', '--methods', 'random,byol'], "Unknown method(s) ['byol']"),
+    (['benchmark', '--protocols', 'knn'], "Unknown protocol(s) ['knn']"),
+    (['finetune', '--model', 'ecg_vit_huge'], "Unknown model 'ecg_vit_huge'"),
+    (['pretrain', '--method', 'mae', '--num-samples', '510'], 'multiple of the patch length 25'),
+    (['pretrain', '--method', 'mae', '--epochs', '0'], '--epochs must be positive'),
+    (['pretrain', '--method', 'mae', '--no-such-flag'], 'unrecognized arguments: --no-such-flag'),
+    (['push', '--repo-id', 'noslash'], 'must be org/name'),
+    (['embed', '--input', '/nonexistent/folder'], 'does not exist'),
+])
+def test_bad_arguments_give_one_line(argv, expected, capsys, tmp_path):
+    try:
+        rc = main(argv + ['--output', str(tmp_path)] if '--no-such-flag' not in argv else argv)
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert expected in err and len(err.splitlines()) == 1 and 'Traceback' not in err
+
+
+def test_label_set_not_in_dataset_and_batch_too_large(pretrain_run, capsys, tmp_path):
+    root, _ = pretrain_run
+    rc = main(['probe', '--data', 'ptbxl:nosuch', '--data-dir', str(tmp_path), '--model', 'ecg_vit_tiny',
+               '--output', str(tmp_path / 'x')])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "Unknown PTB-XL label_set 'nosuch'" in err and len(err.splitlines()) == 1
+    rc = main(['probe', '--model', 'ecg_vit_tiny', *TINY_DATA, '--cache-dir', str(root / 'data'), '-b', '4096',
+               '--output', str(tmp_path / 'p')])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and '--batch-size 4096 is larger than the training split' in err and len(err.splitlines()) == 1
+    rc = main(['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', *TINY_DATA, '--cache-dir',
+               str(root / 'data'), '-b', '4096', '--output', str(tmp_path / 'q')])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and 'batch_size 4096 is larger than the training set' in err
+
+
+def test_pretrain_outputs_and_resolved_config(pretrain_run):
+    _, out = pretrain_run
+    cfg = json.loads((out / 'config.json').read_text())
+    assert cfg['method'] == 'mae' and cfg['model'] == 'ecg_vit_tiny' and cfg['train']['epochs'] == 2
+    assert cfg['preprocessing']['num_samples'] == 500
+    assert (out / 'encoder' / 'model.safetensors').is_file() and (out / 'metrics.csv').is_file()
+    assert (out / 'checkpoints' / 'best.safetensors').is_file()
+
+
+def test_config_file_with_cli_override(pretrain_run, tmp_path, capsys):
+    root, out = pretrain_run
+    conf = tmp_path / 'probe.yaml'
+    conf.write_text('epochs: 3\nbatch-size: 8\nn_boot: 20\nlr: 0.01\n')
+    rc = main(['probe', '--config', str(conf), '--checkpoint', str(out), *TINY_DATA, '--cache-dir',
+               str(root / 'data'), '--lr', '0.002', '--output', str(tmp_path / 'probe')])
+    assert rc == 0
+    resolved = json.loads((tmp_path / 'probe' / 'config.json').read_text())
+    assert resolved['epochs'] == 3 and resolved['batch_size'] == 8 and resolved['lr'] == 0.002
+    assert resolved['encoder']['model'] == 'ecg_vit_tiny'  # read from the pretraining run's config
+    result = json.loads((tmp_path / 'probe' / 'results.json').read_text())
+    assert result['protocol'] == 'linear' and 'auc_ovo_lo' in result
+    assert '| linear |' in capsys.readouterr().out
+    bad = tmp_path / 'bad.json'
+    bad.write_text(json.dumps({'epochz': 3}))
+    assert main(['probe', '--config', str(bad)]) == 2
+    assert "unknown option(s) ['epochz']" in capsys.readouterr().err
+
+
+def test_embed_wfdb_folder_and_cache(pretrain_run, tmp_path):
+    root, out = pretrain_run
+    wfdb_dir = next((root / 'data').glob('synthetic-*'))
+    rc = main(['embed', '--checkpoint', str(out), '--input', str(wfdb_dir), '--sampling-rate', '100',
+               '--num-samples', '500', '--no-progress', '--output', str(tmp_path / 'e1')])
+    assert rc == 0
+    emb = np.load(tmp_path / 'e1' / 'embeddings.npy')
+    ids = (tmp_path / 'e1' / 'ids.txt').read_text().split()
+    assert emb.shape == (40, 64) and len(ids) == 40 and ids[0] == 'syn00000'
+    cache = next((root / 'data').glob('cache-*'))
+    assert main(['embed', '--checkpoint', str(out / 'encoder'), '--input', str(cache), '--no-progress',
+                 '--output', str(tmp_path / 'e2')]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / 'e2' / 'embeddings.npy'), emb, atol=1e-4)
+    assert json.loads((tmp_path / 'e2' / 'config.json').read_text())['embedding_dim'] == 64
+
+
+def test_push_goes_through_hub(pretrain_run, tmp_path, monkeypatch):
+    import ecgvit.hub
+
+    _, out = pretrain_run
+    calls = {}
+
+    def fake_push(model, repo_id, **kw):
+        calls.update(model=model, repo_id=repo_id, **kw)
+        return f'https://huggingface.co/{repo_id}/commit/abc'
+
+    monkeypatch.setattr(ecgvit.hub, 'push_to_hub', fake_push)
+    assert main(['push', '--checkpoint', str(out), '--repo-id', 'org/ecg_vit_test', '--private',
+                 '--output', str(tmp_path)]) == 0
+    assert calls['repo_id'] == 'org/ecg_vit_test' and calls['private'] is True
+    assert calls['model'].embed_dim == 64
+
+
+def test_parser_defaults_follow_the_seed():
+    args = build_parser().parse_args(['pretrain', '--method', 'mae_moco'])
+    assert (args.lr, args.batch_size, args.warmup_epochs, args.decay_rate, args.patience_epochs) == \
+        (2e-4, 64, 20.0, 0.9, 15)

@@ -1,0 +1,201 @@
+"""Pretraining loop: determinism, exact resume, non-finite steps, checkpoints and schedules (CPU, stand-in module)."""
+import csv
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from ecgvit.train import TrainConfig, WarmupCosine, WarmupPlateau, list_checkpoints, load_best, train
+from ecgvit.train.checkpoint import clean_partial, load_checkpoint, save_checkpoint
+from ecgvit.train.loop import seed_everything
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models on a shared 2-core box: a second intra-op thread only spins (see ecgvit.benchmark.quick_config).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+L = 100
+
+
+class StandIn(nn.Module):
+    """A miniature masked-reconstruction + momentum-queue model: random masks, an EMA copy and a queue buffer, the
+    state a MoCo/MAE wrapper carries across a resume."""
+
+    def __init__(self, length: int = L) -> None:
+        super().__init__()
+        self.enc = self._encoder(length)
+        self.dec = nn.Linear(16, 12 * length)
+        self.key = self._encoder(length)
+        self.key.load_state_dict(self.enc.state_dict())
+        for p in self.key.parameters():
+            p.requires_grad = False
+        self.register_buffer('queue', nn.functional.normalize(torch.randn(16, 16), dim=1))
+        self.register_buffer('ptr', torch.zeros((), dtype=torch.long))
+
+    @staticmethod
+    def _encoder(length: int) -> nn.Module:
+        return nn.Sequential(nn.Conv1d(12, 8, 25, stride=25), nn.GELU(), nn.Flatten(), nn.Linear(8 * length // 25, 16))
+
+    def forward(self, x: torch.Tensor) -> dict:
+        mask = (torch.rand(x.shape[0], 1, x.shape[2]) > 0.5).float()
+        z = self.enc(x * mask)
+        rec = self.dec(z).view_as(x)
+        mae = (((rec - x) ** 2) * (1 - mask)).mean()
+        q = nn.functional.normalize(z, dim=1)
+        with torch.no_grad():
+            if self.training:
+                for pk, pq in zip(self.key.parameters(), self.enc.parameters()):
+                    pk.mul_(0.9).add_(pq.detach(), alpha=0.1)
+            k = nn.functional.normalize(self.key(x + 0.1 * torch.randn_like(x)), dim=1)
+        logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.clone().t()], 1) / 0.2
+        moco = nn.functional.cross_entropy(logits, torch.zeros(x.shape[0], dtype=torch.long))
+        if self.training:
+            with torch.no_grad():
+                n = k.shape[0]
+                idx = (self.ptr + torch.arange(n)) % self.queue.shape[0]
+                self.queue[idx] = k
+                self.ptr.fill_((int(self.ptr) + n) % self.queue.shape[0])
+        return {'loss': moco + mae, 'loss_mae': mae.detach(), 'loss_moco': moco.detach()}
+
+
+def _data(n: int = 40, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(n, 12, L, generator=g))
+
+
+def _run(out, epochs=3, seed=1, **kw):
+    seed_everything(seed)
+    model = StandIn()
+    cfg = TrainConfig(output_dir=str(out), epochs=epochs, batch_size=8, lr=1e-3, warmup_epochs=1, seed=seed,
+                      amp='fp32', progress=False, log_every=1, **kw)
+    summary = train(model, _data(), _data(16, 1), cfg)
+    return model, summary
+
+
+def _losses(out):
+    with open(out / 'metrics.csv', newline='') as f:
+        return [(r['kind'], r['step'], r['loss'], r['val_loss']) for r in csv.DictReader(f)]
+
+
+def _same_state(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_same_seed_same_losses(tmp_path):
+    m1, s1 = _run(tmp_path / 'a')
+    m2, s2 = _run(tmp_path / 'b')
+    assert s1['steps'] == 15 and s1['epochs'] == 3
+    assert _losses(tmp_path / 'a') == _losses(tmp_path / 'b')
+    assert _same_state(m1, m2)
+    cfg = json.loads((tmp_path / 'a' / 'config.json').read_text())
+    assert cfg['train']['batch_size'] == 8 and cfg['amp_resolved'] == 'fp32'
+
+
+def test_resume_mid_epoch_is_exact(tmp_path):
+    full, summary = _run(tmp_path / 'full', save_every=2, keep_last=0)
+    steps = [int(p.name.split('-')[1]) for p in list_checkpoints(tmp_path / 'full' / 'checkpoints')]
+    assert steps == [2, 4, 6, 8, 10, 12, 14, 15]
+    # Pretend the run died right after step 6 (mid-epoch 1): drop every later checkpoint, then resume.
+    part = tmp_path / 'part'
+    shutil.copytree(tmp_path / 'full', part)
+    for p in list_checkpoints(part / 'checkpoints'):
+        if int(p.name.split('-')[1]) > 6:
+            shutil.rmtree(p)
+    resumed, s2 = _run(part, resume=True, save_every=2, keep_last=0)
+    assert s2['steps'] == summary['steps']
+    assert _same_state(full, resumed)
+    assert _losses(part) == _losses(tmp_path / 'full')  # the CSV has no duplicated rows after the resume
+
+
+def test_resume_with_other_batch_size_is_refused(tmp_path):
+    _run(tmp_path, epochs=1)
+    seed_everything(0)
+    cfg = TrainConfig(output_dir=str(tmp_path), epochs=2, batch_size=4, amp='fp32', progress=False, resume=True)
+    with pytest.raises(ValueError, match='Resume with the same --batch-size'):
+        train(StandIn(), _data(), None, cfg)
+
+
+def test_keep_last_and_best(tmp_path):
+    model, summary = _run(tmp_path, save_every=1, keep_last=2)
+    ckpts = list_checkpoints(tmp_path / 'checkpoints')
+    assert [p.name for p in ckpts] == ['step-00000014', 'step-00000015']
+    weights, info = load_best(tmp_path / 'checkpoints', StandIn())
+    assert info['epoch'] == summary['best_epoch'] and math.isclose(info['val_loss'], summary['best_val_loss'])
+    assert not [p for p in (tmp_path / 'checkpoints').iterdir() if p.name.startswith('.')]
+
+
+def test_non_finite_steps_are_skipped(tmp_path):
+    data = _data()
+    data.tensors[0][3, 0, 0] = float('nan')  # one poisoned record: its batch is skipped, every epoch
+    seed_everything(0)
+    model = StandIn()
+    cfg = TrainConfig(output_dir=str(tmp_path), epochs=2, batch_size=8, warmup_epochs=0, amp='fp32', progress=False)
+    summary = train(model, data, None, cfg)
+    assert summary['skipped_steps'] == 2 and summary['optimizer_steps'] == 8
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
+    weights = load_file(str(list_checkpoints(tmp_path / 'checkpoints')[-1] / 'model.safetensors'))
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+
+def test_batch_larger_than_dataset(tmp_path):
+    cfg = TrainConfig(output_dir=str(tmp_path), epochs=1, batch_size=64, amp='fp32', progress=False)
+    with pytest.raises(ValueError, match='batch_size 64 is larger than the training set'):
+        train(StandIn(), _data(10), None, cfg)
+
+
+def test_checkpoint_roundtrip_without_pickle(tmp_path):
+    torch.manual_seed(0)
+    model = StandIn()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(4, 12, L))['loss'].backward()
+    opt.step()
+    torch.manual_seed(7)
+    path = save_checkpoint(tmp_path, 3, model, opt, {'epoch': 1})
+    expected = torch.rand(3)
+    (tmp_path / '.tmp-step-00000009.123').mkdir()  # debris of a killed write
+    assert len(clean_partial(tmp_path)) == 1
+    model2 = StandIn()
+    opt2 = torch.optim.Adam(model2.parameters(), lr=1e-3)
+    state = load_checkpoint(tmp_path, model2, opt2)
+    assert state['step'] == 3 and state['epoch'] == 1 and state['path'] == str(path)
+    assert _same_state(model, model2)
+    assert torch.equal(torch.rand(3), expected)  # torch RNG restored
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    for pid in s1['state']:
+        for k, v in s1['state'][pid].items():
+            assert torch.equal(v, s2['state'][pid][k])
+
+
+def test_warmup_plateau_schedule():
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupPlateau(opt, warmup_steps=4, factor=0.5, patience=1)
+    lrs = [sched.get_last_lr()[0]]
+    for _ in range(4):
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+    assert lrs == [0.25, 0.5, 0.75, 1.0, 1.0]
+    for loss in (1.0, 1.0, 1.0):  # best, then two epochs without improvement > patience 1
+        sched.epoch_end(loss)
+    assert sched.get_last_lr()[0] == 0.5
+    state = json.loads(json.dumps(sched.state_dict()))
+    sched2 = WarmupPlateau(torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1.0), warmup_steps=4)
+    sched2.load_state_dict(state)
+    assert sched2.get_last_lr()[0] == 0.5
+
+
+def test_warmup_cosine_schedule():
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupCosine(opt, warmup_steps=2, total_steps=10)
+    for _ in range(10):
+        sched.step()
+    assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
