@@ -187,7 +187,7 @@ def prepare_data(
     Raises:
         ValueError / FileNotFoundError: unknown dataset, label set not in the dataset, missing folder, empty split.
     """
-    from ecgvit.data import CachedECGDataset, Preprocessing, build_cache, get_dataset
+    from ecgvit.data import CachedECGDataset, Preprocessing, PretrainingPool, build_cache, get_dataset
 
     name, label_set = parse_data_spec(data)
     if name != 'synthetic':
@@ -199,19 +199,25 @@ def prepare_data(
     if int(num_samples) % 25 != 0:
         raise ValueError(f'num_samples {num_samples} is not a multiple of the patch length 25: use '
                          f'{max(25, round(num_samples / 25) * 25)}.')
-    kwargs = _dataset_kwargs(name, label_set, sampling_rate, seed, synthetic_records, num_samples)
     cache_root = Path(cache_dir)
     root = data_dir
-    if name == 'synthetic' and root is None:
-        root = str(cache_root / f'synthetic-{synthetic_records}-{seed}-{int(sampling_rate)}hz-{num_samples}')
-    dataset = get_dataset(name, root, **kwargs)
+    if name == 'pool':
+        if label_set is not None:
+            raise ValueError(f'The pretraining pool is unlabelled, so --data pool:{label_set} is not valid: use '
+                             f'--data pool.')
+        dataset = PretrainingPool.from_folder(root)
+    else:
+        kwargs = _dataset_kwargs(name, label_set, sampling_rate, seed, synthetic_records, num_samples)
+        if name == 'synthetic' and root is None:
+            root = str(cache_root / f'synthetic-{synthetic_records}-{seed}-{int(sampling_rate)}hz-{num_samples}')
+        dataset = get_dataset(name, root, **kwargs)
     pp = Preprocessing(sampling_rate=sampling_rate, num_samples=num_samples, pad='zero',
                        empty_lead_policy='zero', missing_leads='zero')
     tag = f'{name}-{label_set or "default"}-{int(sampling_rate)}hz-{num_samples}'
     cache = build_cache(dataset, pp, cache_root / f'cache-{tag}', num_workers=num_workers, progress=progress)
     splits = {s: CachedECGDataset(cache, split=s) for s in ('train', 'val', 'test')}
     for s, ds in splits.items():
-        if len(ds) == 0:
+        if len(ds) == 0 and not (name == 'pool' and s == 'test'):  # a pool holds no test split by design
             raise ValueError(f'The {s} split of {data} is empty (the cache at {cache} holds '
                              f'{len(CachedECGDataset(cache))} records); use a larger dataset.')
     return dict(splits, cache_dir=str(cache), label_names=splits['train'].label_names,

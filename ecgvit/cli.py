@@ -71,7 +71,9 @@ def _add_data(p: argparse.ArgumentParser, default: str = 'synthetic') -> None:
     g = p.add_argument_group('data')
     g.add_argument('--data', default=default, metavar='NAME[:LABELS]',
                    help="Dataset and label set, e.g. 'synthetic' (built in, generated on first use), "
-                        "'ptbxl:superdiagnostic', 'cpsc2018', 'chapman', 'ludb:rhythm', 'cinc', 'folder'.")
+                        "'ptbxl:superdiagnostic', 'cpsc2018', 'chapman', 'ludb:rhythm', 'cinc', 'folder', or 'pool' "
+                        "(pretraining: every dataset folder under --data-dir, 10-s windows, duplicates dropped, "
+                        "PTB-XL folds 9-10 held out, 5%% of patients for the validation loss).")
     g.add_argument('--data-dir', metavar='PATH', help='Dataset folder (not needed for synthetic).')
     g.add_argument('--cache-dir', metavar='PATH', help='Where preprocessed caches go (default: OUTPUT/data).')
     g.add_argument('--sampling-rate', type=float, default=360.0, help='Model input rate in Hz (seed: 360).')

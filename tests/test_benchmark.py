@@ -68,3 +68,17 @@ def test_full_quick_benchmark_under_five_minutes(tmp_path):
     assert main(['benchmark', '--quick', '--out', str(tmp_path), '--no-progress']) == 0
     assert time.time() - t0 < 300
     assert len(_rows(tmp_path / 'results.csv')) == 12
+
+
+def test_prepare_data_pool_gives_train_and_val_and_rejects_labels(tmp_path):
+    from data_fixtures import sine_leads, write_wfdb
+
+    from ecgvit.benchmark import prepare_data
+
+    for i in range(40):
+        write_wfdb(tmp_path / 'data' / 'mine', f'r{i}', sine_leads(100.0, 1000, freq=1 + i / 20), 100.0)
+    splits = prepare_data('pool', str(tmp_path / 'data'), str(tmp_path / 'cache'), 100.0, 1000)
+    assert len(splits['train']) + len(splits['val']) == 40 and len(splits['val']) > 0 and len(splits['test']) == 0
+    assert splits['train'][0][0].shape == (12, 1000)
+    with pytest.raises(ValueError, match='unlabelled'):
+        prepare_data('pool:rhythm', str(tmp_path / 'data'), str(tmp_path / 'cache'), 100.0, 1000)

@@ -227,3 +227,32 @@ def test_pool_windows_exclusion(tmp_path):
         PretrainingPool([src_a, src_b])
     with pytest.raises(ValueError, match='exclude gives splits'):
         PretrainingPool({'a': src_a}, exclude={'a': ['dev']})
+
+
+def test_pool_from_folder_holds_out_ptbxl_eval_folds_and_splits_by_patient(tmp_path):
+    write_ptbxl(tmp_path / 'ptbxl', n=20)
+    for i in range(30):
+        write_wfdb(tmp_path / 'own' / 'records', f'r{i}', sine_leads(100.0, 1000, freq=1 + i / 10), 100.0)
+    (tmp_path / 'notes').mkdir()  # a folder with no records is ignored
+    pool = PretrainingPool.from_folder(tmp_path, val_fraction=0.3)
+    assert set(pool.sources) == {'ptbxl', 'own'}
+    assert pool.excluded == {'ptbxl': {'val', 'test'}}
+    ptbxl = pool.sources['ptbxl']
+    held_out = {e.record_id for e in ptbxl if e.split != 'train'}
+    assert held_out and not any(e.meta['source_record'] in held_out for e in pool if e.meta['source'] == 'ptbxl')
+    splits = {e.split for e in pool}
+    assert splits == {'train', 'val'}
+    # Stable across constructions (a hash of the patient id, not Python's salted hash) and never splits a patient.
+    again = PretrainingPool.from_folder(tmp_path, val_fraction=0.3)
+    assert [e.split for e in again] == [e.split for e in pool]
+    by_patient: dict = {}
+    for e in pool:
+        by_patient.setdefault(e.patient_id, set()).add(e.split)
+    assert all(len(s) == 1 for s in by_patient.values())
+    assert {e.split for e in PretrainingPool.from_folder(tmp_path)} <= {'train', 'val'}
+    with pytest.raises(ValueError, match='val_fraction'):
+        PretrainingPool.from_folder(tmp_path, val_fraction=1.0)
+    with pytest.raises(FileNotFoundError, match='No dataset folders'):
+        PretrainingPool.from_folder(tmp_path / 'notes')
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        PretrainingPool.from_folder(tmp_path / 'missing')

@@ -7,6 +7,9 @@ pretraining through another source's copy of it.
 """
 from __future__ import annotations
 
+import os
+import zlib
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from ecgvit.constants import LEADS
@@ -33,6 +36,9 @@ class PretrainingPool(ECGDataset):
         dedupe: drop exact duplicate windows across and within sources (done by ``build_cache``).
         leads: lead order for reading.
         strict: raise on the first unreadable header instead of collecting it in ``skipped``.
+        val_fraction: share of patients whose windows go to split 'val' (for the validation loss that drives the
+            pretraining schedule). Chosen by a hash of the patient id, so it is stable across runs and machines and
+            never splits one patient's windows.
 
     Example:
         >>> pool = PretrainingPool([ptbxl, cinc], exclude=['ptbxl:val', 'ptbxl:test'])  # doctest: +SKIP
@@ -41,10 +47,13 @@ class PretrainingPool(ECGDataset):
 
     def __init__(self, datasets: Sequence[ECGDataset] | Mapping[str, ECGDataset], *,
                  exclude: Iterable[str] | Mapping[str, Iterable[str]] | None = None, window_s: float = 10.0,
-                 dedupe: bool = True, leads: Sequence[str] = LEADS, strict: bool = False):
+                 dedupe: bool = True, leads: Sequence[str] = LEADS, strict: bool = False, val_fraction: float = 0.0):
         super().__init__(None, leads=leads, strict=strict)
         if window_s <= 0:
             raise ValueError(f'window_s must be positive, got {window_s!r}.')
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f'val_fraction must be in [0, 1), got {val_fraction!r}.')
+        self.val_fraction = float(val_fraction)
         named = dict(datasets) if isinstance(datasets, Mapping) else self._name_sources(datasets)
         if not named:
             raise ValueError('PretrainingPool needs at least one dataset.')
@@ -96,9 +105,60 @@ class PretrainingPool(ECGDataset):
 
     def _prefixed(self, src: str, e: Entry, start: float | None, end: float | None, k: int) -> Entry:
         suffix = '' if start is None else f'@{start:g}s'
-        return Entry(record_id=f'{src}/{e.record_id}{suffix}', patient_id=f'{src}/{e.patient_id}', split='train',
+        patient = f'{src}/{e.patient_id}'
+        return Entry(record_id=f'{src}/{e.record_id}{suffix}', patient_id=patient, split=self._split_of(patient),
                      labels=None, path=e.path, start_s=start, end_s=end,
                      meta={'source': src, 'source_record': e.record_id, 'source_split': e.split, 'window': k})
+
+    def _split_of(self, patient: str) -> str:
+        # crc32, not hash(): Python salts str hashes per process, and the split must not change between runs.
+        return 'val' if zlib.crc32(patient.encode()) / 2 ** 32 < self.val_fraction else 'train'
+
+    @classmethod
+    def from_folder(cls, root: str | os.PathLike, *, exclude: Iterable[str] | None = ('ptbxl:val', 'ptbxl:test'),
+                    val_fraction: float = 0.05, **kwargs) -> PretrainingPool:
+        """Pool every dataset found in the sub-folders of ``root`` (e.g. the project's ``shared/data``).
+
+        Sub-folders are recognised by name: ``ptbxl*`` (read at 500 Hz when present), ``ludb*``, ``cinc*`` /
+        ``*challenge*`` (PhysioNet/CinC format), ``cpsc*``, ``chapman*``; any other sub-folder holding ``.hea`` files is
+        read as a plain WFDB folder.
+
+        Args:
+            root: folder of dataset folders.
+            exclude: held-out splits (default: the PTB-XL validation and test folds 9 and 10).
+            val_fraction: see the class.
+            **kwargs: other ``PretrainingPool`` options.
+
+        Raises:
+            FileNotFoundError: ``root`` is not a folder or holds no dataset.
+        """
+        from . import get_dataset
+
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f'Pool folder {str(root)!r} does not exist: pass the folder that holds the '
+                                    f'dataset folders (ptbxl/, ludb/, ...).')
+        sources: dict[str, ECGDataset] = {}
+        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+            low = sub.name.lower()
+            if low.startswith('ptbxl') or low.startswith('ptb-xl'):
+                rate = 500 if (sub / 'records500').is_dir() else 100
+                sources['ptbxl'] = get_dataset('ptbxl', sub, sampling_rate=rate)
+            elif low.startswith('ludb'):
+                sources['ludb'] = get_dataset('ludb', sub)
+            elif low.startswith('cinc') or 'challenge' in low:
+                sources[sub.name] = get_dataset('cinc', sub)
+            elif low.startswith('cpsc'):
+                sources[sub.name] = get_dataset('cpsc2018', sub)
+            elif low.startswith('chapman'):
+                sources[sub.name] = get_dataset('chapman', sub)
+            elif next(sub.rglob('*.hea'), None) is not None:
+                sources[sub.name] = get_dataset('folder', sub)
+        if not sources:
+            raise FileNotFoundError(f'No dataset folders under {str(root)!r}: expected sub-folders such as ptbxl/, '
+                                    f'ludb/, cinc2021_samples/ or any folder of WFDB records.')
+        exclude = [x for x in (exclude or ()) if x.split(':', 1)[0] in sources]
+        return cls(sources, exclude=exclude, val_fraction=val_fraction, **kwargs)
 
     def _windows(self, src: str, e: Entry) -> list[Entry]:
         try:
@@ -121,7 +181,7 @@ class PretrainingPool(ECGDataset):
         d = super().descriptor()
         d.update({'sources': {k: v.descriptor() for k, v in self.sources.items()},
                   'excluded': {k: sorted(v) for k, v in self.excluded.items()}, 'window_s': self.window_s,
-                  'dedupe': self.dedupe})
+                  'dedupe': self.dedupe, 'val_fraction': self.val_fraction})
         return d
 
     def __repr__(self) -> str:
