@@ -74,6 +74,9 @@ class BenchmarkConfig:
         num_workers: DataLoader / cache-building workers.
         threads: torch intra-op threads for the run (None: torch's default).
         progress: Show progress bars.
+        checkpoints: Method -> encoder weights pretrained elsewhere (a pretraining run folder, checkpoint or
+            save_pretrained folder); those methods are evaluated from the weights instead of pretrained here. A key
+            that is not a method name adds a row under that name (e.g. a user's own checkpoint).
     """
     methods: List[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     protocols: List[str] = field(default_factory=lambda: list(PROTOCOLS))
@@ -105,6 +108,7 @@ class BenchmarkConfig:
     num_workers: int = 0
     threads: Optional[int] = None
     progress: bool = False
+    checkpoints: Dict[str, str] = field(default_factory=dict)
 
 
 def quick_config(out: str = 'benchmark-quick', **overrides: Any) -> BenchmarkConfig:
@@ -247,6 +251,11 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
     t0 = time.time()
     seed_everything(cfg.seed)
     enc_kwargs = dict(img_size=cfg.num_samples)
+    if method in cfg.checkpoints:
+        from ecgvit.hub import load_encoder
+
+        enc, source = load_encoder(cfg.checkpoints[method], cfg.model, cfg.num_samples)
+        return enc, {'pretrain_time_s': 0.0, 'checkpoint': source.get('checkpoint', '')}
     if method == 'random':
         return ecgvit.create_model(cfg.model, **enc_kwargs), {'pretrain_time_s': 0.0}
     if method == 'supervised':
@@ -363,8 +372,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> List[Dict[str, Any]]:
     """
     from ecgvit.pretrain import list_pretrainers
 
-    known = list(BASELINES) + list(list_pretrainers())
+    known = list(BASELINES) + list(list_pretrainers()) + list(cfg.checkpoints)
     methods = [m.strip() for m in cfg.methods if m.strip()]
+    methods += [m for m in cfg.checkpoints if m not in methods]
     bad = [m for m in methods if m not in known]
     if bad:
         raise ValueError(f'Unknown method(s) {bad}: choose from {known}.')

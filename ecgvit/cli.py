@@ -216,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--patience', type=int, default=None, help='Early-stopping patience of the evaluations '
                    '[default: 10].')
     p.add_argument('--n-boot', type=int, default=None, help='Bootstrap resamples for the 95%% CIs [default: 1000].')
+    p.add_argument('--checkpoint', action='append', default=None, metavar='METHOD=PATH', dest='checkpoints',
+                   help='Evaluate METHOD from weights pretrained elsewhere (an `ecgvit pretrain` output folder, a '
+                        'checkpoint or a save_pretrained folder) instead of pretraining it here; repeatable. A '
+                        'METHOD that is not a method name adds a row of that name.')
     # Unset options fall back to the preset (--quick or the full defaults), so --quick can still be adjusted.
     p.set_defaults(seed=None, amp=None, workers=None, data=None, sampling_rate=None, num_samples=None,
                    synthetic_records=None)
@@ -328,64 +332,12 @@ def _splits(args: argparse.Namespace) -> Dict[str, Any]:
                         args.synthetic_records, args.workers, not args.no_progress)
 
 
-def _run_dir_config(path: Path) -> Dict[str, Any]:
-    cfg = path / 'config.json'
-    if cfg.is_file():
-        try:
-            return json.loads(cfg.read_text())
-        except ValueError:
-            return {}
-    return {}
-
-
 def load_encoder(checkpoint: Optional[str], model: Optional[str], num_samples: Optional[int],
                  pretrained: bool = False, **kwargs: Any):
-    """Build an encoder and load weights from a pretraining run, a checkpoint, or a save_pretrained folder.
+    """``ecgvit.hub.load_encoder`` (see there); its errors end the command as one line."""
+    from ecgvit.hub import load_encoder as _load
 
-    Returns:
-        (encoder, info dict describing where the weights came from).
-    """
-    from safetensors.torch import load_file
-
-    import ecgvit
-    from ecgvit.models.ecg_vit import checkpoint_filter_fn
-
-    size = {} if num_samples is None else {'img_size': int(num_samples)}
-    if checkpoint is None:
-        name = model or 'ecg_vit_mae_moco'
-        return ecgvit.create_model(name, pretrained=pretrained, **size, **kwargs), {'model': name,
-                                                                                   'pretrained': pretrained}
-    path = Path(checkpoint)
-    if not path.exists():
-        raise CliError(f'--checkpoint {checkpoint!r} does not exist.')
-    if path.is_dir() and (path / 'model.safetensors').is_file() and (path / 'config.json').is_file() and \
-            'architecture' in _run_dir_config(path):
-        from ecgvit.hub import load_pretrained  # a save_pretrained folder
-
-        return load_pretrained(path, **size, **kwargs), {'checkpoint': str(path)}
-    run_cfg: Dict[str, Any] = {}
-    if path.is_dir():
-        run_cfg = _run_dir_config(path) or _run_dir_config(path.parent) or _run_dir_config(path.parent.parent)
-        candidates = [path / 'checkpoints' / 'best.safetensors', path / 'best.safetensors',
-                      path / 'model.safetensors']
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise CliError(f'--checkpoint {checkpoint!r} holds no weights (looked for checkpoints/best.safetensors, '
-                           f'best.safetensors, model.safetensors).')
-        path = found
-    else:
-        run_cfg = _run_dir_config(path.parent) or _run_dir_config(path.parent.parent)
-    name = model or run_cfg.get('model') or 'ecg_vit_mae_moco'
-    encoder = ecgvit.create_model(name, **size, **kwargs)
-    state = checkpoint_filter_fn(load_file(str(path)), encoder)
-    head = {k for k in encoder.state_dict() if k.startswith('head.')}
-    state = {k: v for k, v in state.items() if not k.startswith('head.')}
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in head]
-    if missing or unexpected:
-        raise CliError(f'{path} does not fit {name}: missing {missing[:3]}, unexpected {unexpected[:3]} '
-                       f'(pass the --model it was trained with).')
-    return encoder, {'model': name, 'checkpoint': str(path)}
+    return _load(checkpoint, model, num_samples, pretrained, **kwargs)
 
 
 def _print_metrics(result: Dict[str, Any]) -> None:
@@ -514,6 +466,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         if arg in ('methods', 'protocols'):
             value = [v for v in str(value).split(',') if v.strip()]
         overrides[fld] = value
+    if args.checkpoints:
+        pairs = [c.partition('=') for c in args.checkpoints]
+        bad = [c for c, (_, sep, path) in zip(args.checkpoints, pairs) if not sep or not path]
+        if bad:
+            raise CliError(f'--checkpoint {bad[0]!r} is not METHOD=PATH (e.g. mae_moco=runs/mae_moco).')
+        overrides['checkpoints'] = {k.strip(): path for k, _, path in pairs}
     if overrides.get('layer_decay') == 1.0:
         overrides['layer_decay'] = None
     if args.threads is not None:

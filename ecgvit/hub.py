@@ -27,7 +27,7 @@ from torch import nn
 
 __all__ = [
     'PretrainedWeightsError', 'CheckpointError', 'save_pretrained', 'load_pretrained', 'push_to_hub',
-    'resolve_pretrained_weights', 'load_weights_file', 'sha256_file', 'weights_dir', 'model_card',
+    'resolve_pretrained_weights', 'load_weights_file', 'load_encoder', 'sha256_file', 'weights_dir', 'model_card',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -378,3 +378,72 @@ def to_ecg_pretrained_cfg(cfg: Union[Dict[str, Any], Any]) -> Any:
         _logger.debug('Ignoring unknown pretrained cfg keys: %s', unknown)
     values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k in names}
     return EcgPretrainedCfg(**values)
+
+
+def _run_dir_config(path: Path) -> Dict[str, Any]:
+    cfg = path / 'config.json'
+    if cfg.is_file():
+        try:
+            return json.loads(cfg.read_text())
+        except ValueError:
+            return {}
+    return {}
+
+
+def load_encoder(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[str] = None,
+                 num_samples: Optional[int] = None, pretrained: bool = False, **kwargs: Any):
+    """Build an encoder and load weights from a pretraining run, a checkpoint, or a save_pretrained folder.
+
+    Args:
+        checkpoint: A pretraining run folder (its best weights), a checkpoint folder or ``.safetensors`` file, a folder
+            written by :func:`save_pretrained`; None builds ``model`` (with ``pretrained``) instead.
+        model: Architecture; default: the run's recorded model, else ``ecg_vit_mae_moco``.
+        num_samples: Input length (the position embedding is resampled to it).
+        pretrained: With no checkpoint, load the model's published weights.
+        **kwargs: More ``create_model`` arguments (e.g. ``num_classes``, ``drop_path_rate``).
+
+    Returns:
+        (encoder, info dict describing where the weights came from).
+
+    Raises:
+        FileNotFoundError: ``checkpoint`` does not exist.
+        CheckpointError: it holds no weights or they do not fit the model.
+    """
+    import ecgvit
+    from ecgvit.models.ecg_vit import checkpoint_filter_fn
+
+    size = {} if num_samples is None else {'img_size': int(num_samples)}
+    if checkpoint is None:
+        name = model or 'ecg_vit_mae_moco'
+        return ecgvit.create_model(name, pretrained=pretrained, **size, **kwargs), {'model': name,
+                                                                                   'pretrained': pretrained}
+    path = Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f'Checkpoint {checkpoint!r} does not exist.')
+    if path.is_dir() and (path / 'model.safetensors').is_file() and (path / 'config.json').is_file() and \
+            'architecture' in _run_dir_config(path):
+        return load_pretrained(  # a save_pretrained folder
+            path, **size, **kwargs), {'checkpoint': str(path)}
+    run_cfg: Dict[str, Any] = {}
+    if path.is_dir():
+        run_cfg = _run_dir_config(path) or _run_dir_config(path.parent) or _run_dir_config(path.parent.parent)
+        candidates = [path / 'checkpoints' / 'best.safetensors', path / 'best.safetensors',
+                      path / 'model.safetensors']
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise CheckpointError(f'Checkpoint {checkpoint!r} holds no weights (looked for '
+                                  f'checkpoints/best.safetensors, best.safetensors, model.safetensors).')
+        path = found
+    else:
+        run_cfg = _run_dir_config(path.parent) or _run_dir_config(path.parent.parent)
+    name = model or run_cfg.get('model') or 'ecg_vit_mae_moco'
+    encoder = ecgvit.create_model(name, **size, **kwargs)
+    state = checkpoint_filter_fn(load_weights_file(path), encoder)
+    head = {k for k in encoder.state_dict() if k.startswith('head.')}
+    state = {k: v for k, v in state.items() if not k.startswith('head.')}
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in head]
+    if missing or unexpected:
+        raise CheckpointError(f'{path} does not fit {name}: missing {missing[:3]}, unexpected {unexpected[:3]} '
+                              f'(pass the model it was trained with).')
+    return encoder, {'model': name, 'checkpoint': str(path)}
