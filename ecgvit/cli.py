@@ -239,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--sampling-rate', type=float, default=360.0, help='Model input rate in Hz (WFDB input).')
     p.add_argument('--num-samples', type=int, default=3600, help='Model input length in samples (WFDB input).')
     p.add_argument('-b', '--batch-size', type=int, default=128, help='Records per forward pass.')
+    p.add_argument('--fast', default='off', choices=['off', 'auto', 'fp32', 'bf16', 'int8', 'compile'],
+                   help="CPU fast path: 'auto' times fp32, bf16 and int8 dynamic quantisation on this machine and "
+                        "keeps the fastest whose embeddings stay within cosine 0.999 of fp32; or force one mode.")
     _add_output(p, 'output/embed')
 
     # -- push
@@ -516,7 +519,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
         dataset = CachedECGDataset(cache)
         num_samples = args.num_samples
     encoder, source = load_encoder(args.checkpoint, args.model, num_samples, args.pretrained)
-    feats, _ = extract_features(encoder, dataset, batch_size=args.batch_size, amp=args.amp,
+    amp = args.amp
+    if args.fast != 'off':
+        import torch
+
+        from ecgvit.inference import optimize_for_inference
+
+        if args.device not in (None, 'cpu') or torch.cuda.is_available():
+            raise CliError('--fast is a CPU path (int8 dynamic quantisation, bf16, compile); on a GPU use --amp bf16.')
+        encoder.reset_classifier(0)  # forward() then returns the pre-logits embedding that embed writes
+        example = torch.stack([dataset[i][0] if isinstance(dataset[i], tuple) else dataset[i]
+                               for i in range(min(8, len(dataset)))])
+        encoder = optimize_for_inference(encoder.eval(), args.fast, example=example)
+        source = dict(source, fast_mode=encoder.mode, fast_timings_ms=encoder.timings_ms, fast_cosine=encoder.cosine)
+        print(f'fast path: {encoder.mode} ' + ' '.join(f'{k} {v:.1f} ms' for k, v in encoder.timings_ms.items()))
+        amp = 'fp32'  # the fast encoder manages its own precision
+    feats, _ = extract_features(encoder, dataset, batch_size=args.batch_size, amp=amp,
                                 num_workers=args.workers, progress=not args.no_progress,
                                 device=None if args.device is None else __import__('torch').device(args.device))
     out.mkdir(parents=True, exist_ok=True)

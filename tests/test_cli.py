@@ -137,6 +137,13 @@ def test_embed_wfdb_folder_and_cache(pretrain_run, tmp_path):
                  '--output', str(tmp_path / 'e2')]) == 0
     np.testing.assert_allclose(np.load(tmp_path / 'e2' / 'embeddings.npy'), emb, atol=1e-4)
     assert json.loads((tmp_path / 'e2' / 'config.json').read_text())['embedding_dim'] == 64
+    # The switchable fast path (int8 dynamic quantisation here) stays close to the fp32 embeddings.
+    assert main(['embed', '--checkpoint', str(out / 'encoder'), '--input', str(cache), '--no-progress', '--fast',
+                 'int8', '--output', str(tmp_path / 'e3')]) == 0
+    fast = np.load(tmp_path / 'e3' / 'embeddings.npy')
+    cos = (fast * emb).sum(1) / np.linalg.norm(fast, axis=1) / np.linalg.norm(emb, axis=1)
+    assert fast.shape == emb.shape and cos.min() > 0.99
+    assert json.loads((tmp_path / 'e3' / 'config.json').read_text())['encoder']['fast_mode'] == 'int8'
 
 
 def test_push_goes_through_hub(pretrain_run, tmp_path, monkeypatch):

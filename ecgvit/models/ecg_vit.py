@@ -30,6 +30,8 @@ from ecgvit.constants import (
     PATCH_SIZE,
 )
 
+from ._weights import WEIGHTS_SHA256
+
 __all__ = ['EcgVisionTransformer', 'EcgPretrainedCfg', 'resample_pos_embed_1d', 'checkpoint_filter_fn']
 
 
@@ -314,8 +316,10 @@ def _cfg(hub_repo_id: Optional[str] = None, **kwargs: Any) -> EcgPretrainedCfg:
 
 
 default_cfgs = generate_default_cfgs({
-    'ecg_vit_mae_moco': _cfg(hub_repo_id='ecgvit/ecg_vit_mae_moco', pretrain_method='mae_moco'),
-    'ecg_vit_mae_nextclip': _cfg(hub_repo_id='ecgvit/ecg_vit_mae_nextclip', pretrain_method='mae_nextclip'),
+    'ecg_vit_mae_moco': _cfg(hub_repo_id='ecgvit/ecg_vit_mae_moco', pretrain_method='mae_moco',
+                             sha256=WEIGHTS_SHA256.get('ecg_vit_mae_moco')),
+    'ecg_vit_mae_nextclip': _cfg(hub_repo_id='ecgvit/ecg_vit_mae_nextclip', pretrain_method='mae_nextclip',
+                                 sha256=WEIGHTS_SHA256.get('ecg_vit_mae_nextclip')),
     'ecg_vit_tiny': _cfg(),
     'ecg_vit_small': _cfg(),
 })

@@ -143,7 +143,9 @@ class PretrainingPool(ECGDataset):
             low = sub.name.lower()
             if low.startswith('ptbxl') or low.startswith('ptb-xl'):
                 rate = 500 if (sub / 'records500').is_dir() else 100
-                sources['ptbxl'] = get_dataset('ptbxl', sub, sampling_rate=rate)
+                # label_set 'all': pretraining needs no labels, and the narrower sets skip records (e.g. paced or
+                # flutter-only ECGs have no superdiagnostic class) that are still good pretraining data.
+                sources['ptbxl'] = get_dataset('ptbxl', sub, sampling_rate=rate, label_set='all')
             elif low.startswith('ludb'):
                 sources['ludb'] = get_dataset('ludb', sub)
             elif low.startswith('cinc') or 'challenge' in low:

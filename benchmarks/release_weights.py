@@ -1,0 +1,301 @@
+"""Evaluate pretrained encoders against their floors, then ship the hybrids' weights into ``weights/``.
+
+Step 1 pretrains each method on the pretraining pool (every real record of ``shared/data`` except PTB-XL folds 9-10),
+with the CLI, resumable in chunks (``runs/weights/chain.sh`` is one way to chain them)::
+
+    ecgvit pretrain --method mae_moco --data pool --data-dir ../shared/data --cache-dir .cache \\
+        --epochs 8 --warmup-epochs 2 --queue-size 1024 --resume -o runs/weights/mae_moco
+
+Step 2 (this script, ``evaluate``) runs the benchmark harness on PTB-XL superdiagnostic (folds 1-8 / 9 / 10) and LUDB
+rhythm with the pretrained encoders passed as ``--checkpoint`` rows beside the random and supervised floors, and
+checks whether bf16 storage changes the linear-probe AUROC by more than 0.002.
+
+Step 3 (``ship``) writes ``weights/<model>/{model.safetensors, config.json, README.md, loss_curve.png}``, the
+registry's sha256 table ``ecgvit/models/_weights.py`` and the README's "Pretrained models" table, all generated from
+the run and evaluation outputs (nothing typed by hand).
+
+Usage:
+    python benchmarks/release_weights.py evaluate --runs runs/weights --out runs/eval --data-root ../shared/data
+    python benchmarks/release_weights.py ship --runs runs/weights --eval runs/eval
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = {'mae_moco': 'ecg_vit_mae_moco', 'mae_nextclip': 'ecg_vit_mae_nextclip'}
+METHODS = ('mae', 'moco', 'mae_moco', 'mae_nextclip')  # the floors MAE-only and MoCo-only, then the hybrids
+TASKS = {  # task -> (data spec, folder under the data root)
+    'ptbxl_superdiagnostic': ('ptbxl:superdiagnostic', 'ptbxl'),
+    'ludb_rhythm': ('ludb:rhythm', 'ludb'),
+}
+BF16_TOLERANCE = 0.002  # linear-probe AUROC change allowed for half-size storage
+SAMPLING_RATE, NUM_SAMPLES = 360.0, 3600  # the seed's input: 10 s at 360 Hz
+TABLE_START, TABLE_END = '<!-- pretrained-table:start -->', '<!-- pretrained-table:end -->'
+
+
+def _read_csv(path: Path) -> List[Dict[str, str]]:
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    from ecgvit.benchmark import BenchmarkConfig, prepare_data, run_benchmark
+    from ecgvit.eval import linear_probe
+    from ecgvit.hub import load_encoder
+
+    runs, out = Path(args.runs), Path(args.out)
+    checkpoints = {m: str(runs / m) for m in METHODS if (runs / m / 'checkpoints' / 'best.safetensors').is_file()}
+    missing = sorted(set(METHODS) - set(checkpoints))
+    if missing:
+        print(f'no finished pretraining run for {missing} under {runs}: those rows are left out')
+    for task, (spec, folder) in TASKS.items():
+        cfg = BenchmarkConfig(
+            methods=list(checkpoints), protocols=['linear', 'finetune'], data=spec,
+            data_dir=str(Path(args.data_root) / folder), out=str(out / task), cache_dir=args.cache_dir,
+            model='ecg_vit_mae_moco', sampling_rate=SAMPLING_RATE, num_samples=NUM_SAMPLES,
+            pretrain_epochs=args.finetune_epochs, pretrain_warmup_epochs=1.0, finetune_epochs=args.finetune_epochs,
+            finetune_batch_size=32, probe_epochs=200, early_stop_patience=args.patience, n_boot=args.n_boot,
+            seed=0, amp='auto', checkpoints=checkpoints, progress=False)
+        print(f'== {task}: {spec}', flush=True)
+        run_benchmark(cfg)
+
+    # bf16 storage check on the primary task: probe the bf16-rounded encoder exactly like the fp32 one.
+    task, (spec, folder) = next(iter(TASKS.items()))
+    splits = prepare_data(spec, str(Path(args.data_root) / folder), args.cache_dir or str(out / task / 'data'),
+                          SAMPLING_RATE, NUM_SAMPLES)
+    rows = {r['method']: r for r in _read_csv(out / task / 'results.csv') if r['protocol'] == 'linear'}
+    check = {}
+    for method in SHIPPED:
+        if method not in checkpoints:
+            continue
+        enc, _ = load_encoder(checkpoints[method], 'ecg_vit_mae_moco', NUM_SAMPLES)
+        with torch.no_grad():
+            for p in enc.state_dict().values():
+                if p.is_floating_point():
+                    p.copy_(p.to(torch.bfloat16).float())
+        res = linear_probe(enc, splits['train'], splits['val'], splits['test'], epochs=200, lr=1e-3, batch_size=128,
+                           early_stop_patience=args.patience, n_boot=0, seed=0, amp='auto')
+        metric = rows[method]['primary_metric']
+        fp32, bf16 = float(rows[method][metric]), float(res[metric])
+        check[method] = {'metric': metric, 'fp32': fp32, 'bf16': bf16, 'abs_diff': abs(fp32 - bf16),
+                         'dtype': 'bfloat16' if abs(fp32 - bf16) <= BF16_TOLERANCE else 'float32'}
+        print(f'{method}: linear-probe {metric} fp32 {fp32:.4f} vs bf16 weights {bf16:.4f} -> '
+              f'store {check[method]["dtype"]}')
+    (out / 'bf16_check.json').write_text(json.dumps(check, indent=2))
+
+
+def _fmt_ci(row: Dict[str, str], key: str) -> str:
+    try:
+        v, lo, hi = float(row[key]), float(row[key + '_lo']), float(row[key + '_hi'])
+    except (KeyError, ValueError):
+        return '-'
+    return '-' if math.isnan(v) else f'{v:.3f} [{lo:.3f}, {hi:.3f}]'
+
+
+def eval_table(eval_dir: Path) -> str:
+    """Markdown table of every task x method x protocol (macro AUROC and OvO AUC with 95% CIs)."""
+    lines = ['| task | method | protocol | macro AUROC [95% CI] | OvO macro AUC [95% CI] | macro F1 | n test |',
+             '|---|---|---|---|---|---|---|']
+    for task in TASKS:
+        path = eval_dir / task / 'results.csv'
+        if not path.is_file():
+            continue
+        for r in _read_csv(path):
+            if r.get('error'):
+                continue
+            auroc = 'auroc_macro' if r.get('auroc_macro') not in (None, '') else 'auroc_ovr'
+            lines.append(f"| {task} | {r['method']} | {r['protocol']} | {_fmt_ci(r, auroc)} | {_fmt_ci(r, 'auc_ovo')} "
+                         f"| {_fmt_ci(r, 'f1_macro')} | {r['n_test']} |")
+    return '\n'.join(lines)
+
+
+def _loss_curve(metrics_csv: Path, out_png: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    rows = _read_csv(metrics_csv)
+    train = [(int(r['step']), float(r['loss'])) for r in rows if r['kind'] == 'train' and r['loss']]
+    val = [(int(r['step']), float(r['val_loss'])) for r in rows if r.get('val_loss')]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if train:
+        ax.plot(*zip(*train), label='train loss')
+    if val:
+        ax.plot(*zip(*val), 'o-', label='validation loss')
+    ax.set_xlabel('optimiser step')
+    ax.set_ylabel('loss')
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    tmp = out_png.with_name(f'.{out_png.name}.tmp.png')
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out_png)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+    with os.fdopen(fd, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _cpu() -> str:
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} logical cores"
+    except OSError:
+        pass
+    return f'{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores'
+
+
+def _card(method: str, model_name: str, run: Path, eval_dir: Path, dtype: str, check: Dict[str, Any]) -> str:
+    cfg = json.loads((run / 'config.json').read_text())
+    summary = json.loads((run / 'summary.json').read_text()) if (run / 'summary.json').is_file() else {}
+    data = cfg.get('data', {})
+    alpha = cfg.get('pretrainer', {}).get('alpha', cfg.get('method_kwargs', {}).get('alpha'))
+    args = cfg.get('args', {})
+    pool_note = (json.loads(Path(data['cache_dir'], 'manifest.json').read_text()).get('stats', {})
+                 if data.get('cache_dir') and Path(data['cache_dir'], 'manifest.json').is_file() else {})
+    hours = float(summary.get('time_s', 0)) / 3600
+    return f"""## Pretraining
+
+| field | value |
+|---|---|
+| method | {method} (alpha = {alpha}) |
+| data | pretraining pool: {data.get('n_train')} training + {data.get('n_val')} validation windows of 10 s |
+| epochs / optimiser steps | {summary.get('epochs')} / {summary.get('steps')} (the seed paper: 710 epochs) |
+| optimiser | Adam lr {args.get('lr')}, batch {args.get('batch_size')}, {args.get('warmup_epochs')} warm-up epochs, \
+then ReduceLROnPlateau (factor {args.get('decay_rate')}, patience {args.get('patience_epochs')}) on validation loss |
+| precision | {summary.get('amp')} (chosen by measurement on the machine) |
+| hardware | {_cpu()}, no GPU |
+| wall time | {hours:.2f} h |
+| best validation loss | {summary.get('best_val_loss')} (epoch {summary.get('best_epoch')}) |
+| stored as | {dtype} (bf16 is kept only when the linear-probe AUROC moves by at most {BF16_TOLERANCE}: \
+{json.dumps(check) if check else 'not checked'}) |
+
+![loss curve](loss_curve.png)
+
+**Pretraining data.** The pool built by `ecgvit pretrain --data pool --data-dir shared/data`: PTB-XL v1.0.1 records
+1-500 at 500 Hz without the evaluation folds 9 and 10, LUDB v1.0.1 (all 200 records), 141 PhysioNet/CinC Challenge
+2020/2021 training records and 307 CODE-15% exams (PhysioNet Challenge 2025 format); records cut into 10-s windows
+(shorter records zero-padded), resampled to 360 Hz, z-scored per lead; exact duplicate windows removed, including
+challenge copies of held-out PTB-XL records. {json.dumps(pool_note) if pool_note else ''}
+
+**Licences and attributions.** PTB-XL (Wagner et al., 2020, Scientific Data 7:154; PhysioNet) CC BY 4.0. LUDB
+(Kalyakulina et al., 2020, IEEE Access 8:186181; PhysioNet) ODC-By 1.0. PhysioNet/CinC Challenge 2020/2021 (Perez
+Alday et al., 2020; Reyna et al., 2021; PhysioNet) CC BY 4.0, with its source databases (CPSC 2018, INCART-free
+subset, PTB, PTB-XL, Georgia, Chapman-Shaoxing, Ningbo). CODE-15% (Ribeiro et al., 2021, Zenodo; as prepared for the
+PhysioNet Challenge 2025) CC BY 4.0. PhysioNet: Goldberger et al., 2000, Circulation 101(23):e215-e220.
+
+## Evaluation
+
+Test-set point estimates with 95% bootstrap CIs over test records (1000 resamples). PTB-XL superdiagnostic: folds 1-8
+train, 9 validation, 10 test (this subset's records only); LUDB rhythm: the data layer's patient-wise split. Every
+row uses the same splits and budget; `random` is an untrained encoder, `supervised` one trained from scratch on the
+labels, `mae` and `moco` the single-task floors pretrained exactly like the hybrids.
+
+{eval_table(eval_dir)}
+
+## Limitations
+
+- Pretrained for {summary.get('epochs')} epochs on about a thousand 10-s windows on a 2-core CPU: a tiny fraction of
+  the seed paper's 710 epochs on tens of thousands of records. Treat these weights as a reproducible starting point,
+  not as the paper's model.
+- The evaluation test sets are small (tens of records), so the CIs are wide; differences inside them are not evidence.
+- Inputs must be 12-lead, 10 s at 360 Hz, z-scored per lead, in the lead order above.
+- **Not for clinical use.**
+"""
+
+
+def _registry(shas: Dict[str, str]) -> str:
+    body = '\n'.join(f"    '{k}': '{v}'," for k, v in sorted(shas.items()))
+    return ('"""sha256 of the weight files shipped in ``weights/``; generated by benchmarks/release_weights.py."""\n'
+            f'WEIGHTS_SHA256 = {{\n{body}\n}}\n')
+
+
+def _readme_table(eval_dir: Path, runs: Path) -> str:
+    import ecgvit
+
+    lines = ['| model | pretraining data | epochs | params | PTB-XL linear AUROC | PTB-XL fine-tune AUROC | '
+             'LUDB rhythm linear AUROC |', '|---|---|---|---|---|---|---|']
+    results = {t: {(r['method'], r['protocol']): r for r in _read_csv(eval_dir / t / 'results.csv')}
+               for t in TASKS if (eval_dir / t / 'results.csv').is_file()}
+    def cell(method: str, task: str, proto: str) -> str:
+        row = results.get(task, {}).get((method, proto))
+        if not row:
+            return '-'
+        return _fmt_ci(row, 'auroc_macro' if row.get('auroc_macro') else 'auroc_ovr')
+
+    for method, name in SHIPPED.items():
+        summary = json.loads((runs / method / 'summary.json').read_text())
+        data = json.loads((runs / method / 'config.json').read_text()).get('data', {})
+        n_params = sum(p.numel() for p in ecgvit.create_model(name).parameters())
+        lines.append(f"| `{name}` | pool of {data.get('n_train', 0) + data.get('n_val', 0)} 10-s windows | "
+                     f"{summary['epochs']} | {n_params / 1e6:.1f}M | "
+                     f"{cell(method, 'ptbxl_superdiagnostic', 'linear')} | "
+                     f"{cell(method, 'ptbxl_superdiagnostic', 'finetune')} | {cell(method, 'ludb_rhythm', 'linear')} |")
+    return '\n'.join(lines)
+
+
+def ship(args: argparse.Namespace) -> None:
+    from ecgvit.hub import load_encoder, save_pretrained, sha256_file
+
+    runs, eval_dir = Path(args.runs), Path(args.eval)
+    check = json.loads((eval_dir / 'bf16_check.json').read_text()) if (eval_dir / 'bf16_check.json').is_file() else {}
+    shas = {}
+    for method, name in SHIPPED.items():
+        run = runs / method
+        enc, _ = load_encoder(run, name, NUM_SAMPLES)
+        dtype = check.get(method, {}).get('dtype', 'float32')
+        if dtype == 'bfloat16':
+            enc = enc.to(torch.bfloat16)
+        run_cfg = json.loads((run / 'config.json').read_text())
+        out = REPO / 'weights' / name
+        save_pretrained(enc, out, pretrained_cfg={
+            'pretrain_method': method, 'preprocessing': run_cfg.get('preprocessing'),
+            'license': 'apache-2.0', 'weights_dtype': dtype},
+            card_extra=_card(method, name, run, eval_dir, dtype, check.get(method, {})))
+        _loss_curve(run / 'metrics.csv', out / 'loss_curve.png', f'{name}: pretraining loss')
+        shas[name] = sha256_file(out / 'model.safetensors')
+        print(f'{out}: {dtype}, sha256 {shas[name]}')
+    _atomic_write(REPO / 'ecgvit' / 'models' / '_weights.py', _registry(shas))
+    readme = REPO / 'README.md'
+    text = readme.read_text()
+    if TABLE_START in text and TABLE_END in text:
+        head, rest = text.split(TABLE_START, 1)
+        _, tail = rest.split(TABLE_END, 1)
+        _atomic_write(readme, f'{head}{TABLE_START}\n{_readme_table(eval_dir, runs)}\n{TABLE_END}{tail}')
+    (eval_dir / 'evaluation.md').write_text(eval_table(eval_dir) + '\n')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+    p = sub.add_parser('evaluate', help='benchmark the pretrained encoders against their floors')
+    p.add_argument('--runs', default='runs/weights', help='folder of `ecgvit pretrain` outputs, one per method')
+    p.add_argument('--out', default='runs/eval')
+    p.add_argument('--data-root', default=str(REPO.parent / 'shared' / 'data'))
+    p.add_argument('--cache-dir', default='.cache')
+    p.add_argument('--finetune-epochs', type=int, default=4, help='fine-tune (and supervised floor) epochs')
+    p.add_argument('--patience', type=int, default=10)
+    p.add_argument('--n-boot', type=int, default=1000)
+    p = sub.add_parser('ship', help='write weights/, the sha256 registry and the README table')
+    p.add_argument('--runs', default='runs/weights')
+    p.add_argument('--eval', default='runs/eval')
+    args = parser.parse_args()
+    {'evaluate': evaluate, 'ship': ship}[args.command](args)
+
+
+if __name__ == '__main__':
+    main()
