@@ -6,7 +6,7 @@ the encoder input. The [CLS] output goes through the same kind of decoder and th
 Nextclip asks for extrapolation of the rhythm, Centerclip asks for interpolation from both neighbouring beats, which
 is better posed for irregular rhythms (AF) where the next beat's timing is not predictable.
 """
-from typing import Optional
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -22,20 +22,10 @@ class CenterclipBranch(NextclipBranch):
     Takes the same arguments as :class:`~ecgvit.pretrain.nextclip.NextclipBranch`.
     """
 
-    def sample_starts(
-            self,
-            x: torch.Tensor,
-            span: torch.Tensor,
-            generator: Optional[torch.Generator] = None,
-    ) -> torch.Tensor:
-        """Random clip start per record, uniform in ``[min_context * L, L - min_context * L - span]``."""
-        length = x.shape[-1]
+    def start_range(self, length: int, span: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``[min_context * L, L - min_context * L - span]``: context on both sides of the clip."""
         ctx = int(np.ceil(self.min_context * length))
-        lo = torch.full_like(span, ctx)
-        hi = (length - ctx - span).clamp(min=0)
-        lo = torch.minimum(lo, hi)
-        u = torch.rand(span.shape[0], device=x.device, generator=generator)
-        return (lo + (u * (hi - lo + 1).float()).floor().long()).clamp(max=hi)
+        return torch.full_like(span, ctx), (length - ctx - span).clamp(min=0)
 
     def hide(self, x: torch.Tensor, start: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
         """Zero only the clip ``[start, start + span)``."""

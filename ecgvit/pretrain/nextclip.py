@@ -183,13 +183,16 @@ class NextclipBranch(nn.Module):
             span: torch.Tensor,
             generator: Optional[torch.Generator] = None,
     ) -> torch.Tensor:
-        """Random clip start per record, uniform in ``[min_context * L, L - span]``."""
-        length = x.shape[-1]
-        lo = torch.full_like(span, int(np.ceil(self.min_context * length)))
-        hi = (length - span).clamp(min=0)  # last valid start
+        """Random clip start per record, uniform in :meth:`start_range` (``[min_context * L, L - span]`` here)."""
+        lo, hi = self.start_range(x.shape[-1], span)
         lo = torch.minimum(lo, hi)
         u = torch.rand(span.shape[0], device=x.device, generator=generator)
         return (lo + (u * (hi - lo + 1).float()).floor().long()).clamp(max=hi)
+
+    def start_range(self, length: int, span: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """First and last allowed clip start per record: context before the clip, the clip inside the record."""
+        lo = torch.full_like(span, int(np.ceil(self.min_context * length)))
+        return lo, (length - span).clamp(min=0)
 
     def hide(self, x: torch.Tensor, start: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
         """Zero every sample from ``start`` on (the future the encoder must not see)."""
