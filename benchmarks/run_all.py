@@ -1,0 +1,497 @@
+"""Every speed and memory figure of the project in one run: a pass/fail table on stdout and one JSON file.
+
+The figures and their targets (issue 7, "Speed and memory"):
+
+===========================  =============================================================================  =========
+figure                       what                                                                           target
+===========================  =============================================================================  =========
+``mfu``                      MAE-MoCo pretraining step (seed size, batch 64) in the faster dtype: model      >= 0.60
+                             FLOP/s over the same-dtype matmul peak measured in the same run
+``mae_moco_over_mae``        step time MAE-MoCo / MAE, faster dtype                                          <= 1.6
+``mae_nextclip_over_mae``    step time MAE-Nextclip / MAE, faster dtype                                      <= 1.4
+``speedup_vs_mtae``          peer MTAE (ST-MEM) step time / our MAE step time (null without the checkout)    >= 1.2
+``infer_ratio_vs_timm``      batch-1 latency of ecgvit's fast inference path / timm ViT in fp32              <= 0.6
+``loader_records_per_s``     cached DataLoader throughput, 2 workers, batch 64                               >= 5000
+``peak_rss_gb``              peak resident memory of MAE-MoCo pretraining (batch 64, Adam) in a fresh        <= 4
+                             process, in GB (10^9 bytes)
+===========================  =============================================================================  =========
+
+Each figure comes from the script that owns it (``pretrain_step.py``, ``peer_mtae.py``, ``infer_latency.py``,
+``data_throughput.py``, imported from this folder); timed figures are medians of ``--repeats`` (default 5) runs.
+The default run takes about 5 minutes on 2 cores (a seed-size MAE-MoCo step at batch 64 takes 5-7 s there).
+
+Usage (from the repository root):
+    python benchmarks/run_all.py --json results/bench.json          # the full run
+    python benchmarks/run_all.py --quick --json /tmp/bench.json     # smoke test: tiny settings, < 1 minute
+    python benchmarks/run_all.py --skip peer,loader --profile        # skip figures (or groups), add a profile
+"""
+import argparse
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Dict, List, Optional
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SPEED_FLAGS = ('avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16', 'avx512_fp16', 'amx_tile', 'amx_bf16',
+               'amx_int8')
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
+PRETRAIN_METHODS = 'mae,mae_moco,mae_nextclip'
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """One reported figure: the benchmark group that measures it and its target."""
+
+    name: str
+    group: str
+    op: str  # '>=' or '<=': which side of the target passes
+    target: float
+    unit: str = ''
+
+
+FIGURES = (
+    Figure('mfu', 'pretrain', '>=', 0.60),
+    Figure('mae_moco_over_mae', 'pretrain', '<=', 1.6, 'x'),
+    Figure('mae_nextclip_over_mae', 'pretrain', '<=', 1.4, 'x'),
+    Figure('speedup_vs_mtae', 'peer', '>=', 1.2, 'x'),
+    Figure('infer_ratio_vs_timm', 'infer', '<=', 0.6, 'x'),
+    Figure('loader_records_per_s', 'loader', '>=', 5000.0, ' rec/s'),
+    Figure('peak_rss_gb', 'rss', '<=', 4.0, ' GB'),
+)
+GROUPS = ('pretrain', 'peer', 'infer', 'loader', 'rss')
+
+
+@dataclasses.dataclass
+class Settings:
+    """Sizes of one run; ``full()`` is the default run, ``quick()`` the smoke test.
+
+    Attributes:
+        encoder: Encoder of the pretraining figures (pretrain_step, peak RSS, profile).
+        batch: Pretraining batch (also the peer comparison's).
+        repeats: Timed repeats per figure (steps, loader epochs; 4x as many batch-1 inference passes).
+        warmup: Untimed pretraining steps first (also before profiling).
+        loader_records: Synthetic records the loader benchmark converts and reads.
+        loader_batch: DataLoader batch.
+        rss_steps: Adam steps in the peak-RSS process.
+        profile_steps: Steps under torch.profiler with ``--profile``.
+    """
+
+    encoder: str
+    batch: int
+    repeats: int
+    warmup: int
+    loader_records: int
+    loader_batch: int
+    rss_steps: int
+    profile_steps: int = 3
+
+    @classmethod
+    def full(cls) -> 'Settings':
+        """Seed size, batch 64, medians of 5: about 5 minutes on 2 cores."""
+        return cls(encoder='ecg_vit_mae_moco', batch=64, repeats=5, warmup=1, loader_records=1000, loader_batch=64,
+                   rss_steps=3)
+
+    @classmethod
+    def quick(cls) -> 'Settings':
+        """Tiny encoder, batch 4, 1 repeat: a smoke test of every code path in well under a minute."""
+        # infer_latency and peer_mtae are fixed at seed size (their references are built at it); they stay cheap at
+        # batch 1 and batch 4 respectively.
+        return cls(encoder='ecg_vit_tiny', batch=4, repeats=1, warmup=1, loader_records=64, loader_batch=16,
+                   rss_steps=2)
+
+
+def _sibling(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` by path.
+
+    benchmarks/ is not a package; loading by path works both for ``python benchmarks/run_all.py`` and for tests
+    that import this file with importlib, without touching ``sys.path``.
+    """
+    key = f'_ecgvit_benchmarks_{name}'
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, HERE / f'{name}.py')
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module  # registered first so pickling by module name works in DataLoader workers
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+def machine_info() -> Dict[str, Any]:
+    """CPU model, logical cores and the instruction-set flags that decide which dtype and kernels are fast."""
+    name, flags = '', set()
+    with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
+        for line in f:
+            if line.startswith('model name') and not name:
+                name = line.split(':', 1)[1].strip()
+            elif line.startswith('flags') and not flags:
+                flags = set(line.split(':', 1)[1].split())
+    present = {flag: flag in flags for flag in SPEED_FLAGS}
+    present['amx'] = any(present[f] for f in ('amx_tile', 'amx_bf16', 'amx_int8'))
+    return dict(cpu=name or platform.processor() or platform.machine(), logical_cores=os.cpu_count(),
+                torch_threads=torch.get_num_threads(), flags=present, python=platform.python_version(),
+                platform=platform.platform())
+
+
+def _vm_hwm_kb() -> Optional[int]:
+    """Peak RSS of this process's own address space (``VmHWM``), kB; None off Linux."""
+    with contextlib.suppress(OSError), open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1])
+    return None
+
+
+def _train_steps(model: torch.nn.Module, batch: int, steps: int, dtype: torch.dtype) -> List[float]:
+    """Adam steps of ``model`` on fresh random batches, as pretraining does them.
+
+    Args:
+        model: A pretrainer (``forward(x)['loss']``).
+        batch: Records per batch; each step gets a new ``torch.randn(batch, 12, 3600)``.
+        steps: Optimiser steps.
+        dtype: ``torch.float32`` or ``torch.bfloat16`` (CPU autocast).
+
+    Returns:
+        Seconds per step.
+    """
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-4)  # seed: Adam 2e-4
+    model.train()
+    times = []
+    for _ in range(steps):
+        x = torch.randn(batch, 12, 3600)
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            loss = model(x)['loss']
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def rss_child(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """Body of the fresh process that measures peak memory: MAE-MoCo pretraining steps, then its peak RSS.
+
+    The figure is ``VmHWM`` (the peak of this process's own address space). ``ru_maxrss`` is reported too but is
+    not used: Linux carries it over from the parent through fork/vfork + execve (checked: a child of a 1.5 GB
+    parent reports ru_maxrss = 1.5 GB at start-up), so it would report the benchmark runner's peak, not ours.
+    """
+    from ecgvit.pretrain import create_pretrainer  # local: the parent process does not need it for this
+
+    if spec.get('threads'):
+        torch.set_num_threads(spec['threads'])
+    torch.set_flush_denormal(True)  # as pretrain_step.py: denormal Adam moments are slow on x86
+    torch.manual_seed(0)
+    model = create_pretrainer('mae_moco', spec['encoder'])
+    times = _train_steps(model, spec['batch'], spec['steps'], DTYPES[spec['dtype']])
+    maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+    hwm_kb = _vm_hwm_kb()
+    return dict(encoder=spec['encoder'], batch=spec['batch'], steps=spec['steps'], dtype=spec['dtype'],
+                step_s=times, ru_maxrss_gb=maxrss_kb * 1024 / 1e9,
+                vm_hwm_gb=None if hwm_kb is None else hwm_kb * 1024 / 1e9,
+                peak_rss_gb=(maxrss_kb if hwm_kb is None else hwm_kb) * 1024 / 1e9)
+
+
+def measure_rss(settings: Settings, dtype: str, threads: int) -> Dict[str, Any]:
+    """Run :func:`rss_child` in a fresh interpreter so no other benchmark's allocations count."""
+    spec = dict(encoder=settings.encoder, batch=settings.batch, steps=settings.rss_steps, dtype=dtype,
+                threads=threads)
+    env = dict(os.environ)
+    # The child must import ecgvit the way this process did, installed or not.
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO), env.get('PYTHONPATH', '')) if p)
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), '--rss-child', json.dumps(spec)],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f'peak-RSS subprocess failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def profile_steps(settings: Settings, dtype: str) -> str:
+    """torch.profiler over ``settings.profile_steps`` MAE-MoCo steps; returns the top-10 table by self CPU time."""
+    from ecgvit.pretrain import create_pretrainer
+
+    torch.manual_seed(0)
+    model = create_pretrainer('mae_moco', settings.encoder)
+    _train_steps(model, settings.batch, settings.warmup, DTYPES[dtype])  # one-time allocations stay out of it
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        _train_steps(model, settings.batch, settings.profile_steps, DTYPES[dtype])
+    return prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=10)
+
+
+def _flush_denormal_on() -> bool:
+    """Whether denormals are flushed to zero now (torch has a setter but no getter)."""
+    return (torch.tensor([1e-39]) * 1.0).item() == 0.0
+
+
+@contextlib.contextmanager
+def _restore_torch_state():
+    """Put back the torch thread count and denormal flushing afterwards.
+
+    pretrain_step.main turns flushing on for the process and --threads changes the thread count; when main() runs
+    inside another program (the test suite), later code must not inherit either.
+    """
+    threads, flush = torch.get_num_threads(), _flush_denormal_on()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_flush_denormal(flush)
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become null (JSON has no NaN), tuples become lists, the rest stays."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _format(fig: Figure, value: Optional[float]) -> str:
+    """A figure's value as the table shows it."""
+    if value is None:
+        return '-'
+    if fig.name == 'loader_records_per_s':
+        return f'{value:,.0f}{fig.unit}'
+    return f'{value:.3f}{fig.unit}'
+
+
+def _verdict(fig: Figure, value: Optional[float]) -> Optional[bool]:
+    """True / False against the target, None when not measured."""
+    if value is None:
+        return None
+    return value >= fig.target if fig.op == '>=' else value <= fig.target
+
+
+def print_table(figures: Dict[str, Optional[float]], notes: Dict[str, str]) -> None:
+    """The figure | measured | target | result table."""
+    rows = [('figure', 'measured', 'target', 'result')]
+    for fig in FIGURES:
+        value = figures.get(fig.name)
+        ok = _verdict(fig, value)
+        result = notes.get(fig.name, 'skipped') if ok is None else ('pass' if ok else 'FAIL')
+        rows.append((fig.name, _format(fig, value), f'{fig.op} {_format(fig, fig.target)}', result))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for i, row in enumerate(rows):
+        print('  '.join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + '  ' + row[3])
+        if i == 0:
+            print('  '.join('-' * w for w in widths) + '  ' + '-' * 6)
+
+
+def _parse_skip(parser: argparse.ArgumentParser, text: str) -> set:
+    """Figure names to skip; a group name (pretrain, peer, infer, loader, rss) stands for all its figures."""
+    skip = set()
+    for item in (s.strip() for s in text.split(',')):
+        if not item:
+            continue
+        if item in GROUPS:
+            skip.update(f.name for f in FIGURES if f.group == item)
+        elif item in {f.name for f in FIGURES}:
+            skip.add(item)
+        else:
+            parser.error(f'--skip: unknown figure or group {item!r}; figures: '
+                         f'{", ".join(f.name for f in FIGURES)}; groups: {", ".join(GROUPS)}')
+    return skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of :func:`main`."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--json', default='', help='write every figure, the machine and the raw results here')
+    parser.add_argument('--quick', action='store_true',
+                        help='tiny encoder, small batches, 1 repeat: a smoke test (< 1 min), not comparable with '
+                             'the targets')
+    parser.add_argument('--skip', default='', help='comma-separated figures or groups to skip (groups: '
+                                                   + ', '.join(GROUPS) + ')')
+    parser.add_argument('--profile', action='store_true',
+                        help='also profile MAE-MoCo steps with torch.profiler and store the top-10 table')
+    parser.add_argument('--repeats', type=int, default=None,
+                        help='timed repeats (pretraining steps, peer steps, loader epochs; 4x for batch-1 inference) '
+                             'per figure, median reported (default 5; quick 1)')
+    parser.add_argument('--batch', type=int, default=None, help='pretraining batch (default 64; quick 4)')
+    parser.add_argument('--encoder', default=None, help='pretraining encoder (default ecg_vit_mae_moco; quick '
+                                                        'ecg_vit_tiny)')
+    parser.add_argument('--dtypes', default='fp32,bf16',
+                        help='dtypes pretrain_step compares; the faster one is used for every pretraining figure '
+                             '(the first one when the pretraining group is skipped)')
+    parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default; quick: 1)')
+    parser.add_argument('--workdir', default=None, help='where the loader benchmark writes its WFDB files and cache '
+                                                        '(default: reused temp folder; quick: a fresh one)')
+    parser.add_argument('--rss-child', default='', help=argparse.SUPPRESS)  # internal: the fresh RSS process
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Run the benchmarks, print the table, write ``--json``; returns what is written."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.rss_child:
+        result = rss_child(json.loads(args.rss_child))
+        print(json.dumps(result))  # the last stdout line is the parent's answer
+        return result
+    with _restore_torch_state():
+        return _run(parser, args, argv)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: List[str]) -> Dict[str, Any]:
+    started = time.perf_counter()
+    skip = _parse_skip(parser, args.skip)
+    settings = Settings.quick() if args.quick else Settings.full()
+    for field in ('repeats', 'batch', 'encoder'):
+        if getattr(args, field) is not None:
+            setattr(settings, field, getattr(args, field))
+    dtypes = [d.strip() for d in args.dtypes.split(',') if d.strip()]
+    if not dtypes or set(dtypes) - set(DTYPES):
+        parser.error(f'--dtypes: choose from {", ".join(DTYPES)}')
+    # A smoke test runs on whatever else the machine is doing; with 2 threads against a busy 2-core machine OpenMP
+    # spin-waiting made the quick run 4x slower (104 s vs 25 s), so quick uses 1 thread unless told otherwise.
+    threads = args.threads or (1 if args.quick else 0)
+    if threads:
+        torch.set_num_threads(threads)
+    wanted = {f.group for f in FIGURES if f.name not in skip}
+
+    figures: Dict[str, Optional[float]] = {f.name: None for f in FIGURES}
+    notes = {name: 'skipped (--skip)' for name in skip}
+    raw: Dict[str, Any] = {}
+    errors: Dict[str, str] = {}
+    elapsed: Dict[str, float] = {}
+    best = dtypes[0]
+
+    def run(group: str, fn) -> None:
+        # One failing benchmark should not throw away the minutes the others took: record it and carry on.
+        if group not in wanted:
+            return
+        print(f'\n=== {group} ===', flush=True)
+        t0 = time.perf_counter()
+        try:
+            fn()
+        except Exception:  # reported in the table and the JSON, and the exit status is non-zero
+            errors[group] = traceback.format_exc()
+            print(errors[group], file=sys.stderr)
+            for f in FIGURES:
+                if f.group == group and f.name not in skip:
+                    notes[f.name] = 'ERROR'
+        elapsed[group] = time.perf_counter() - t0
+
+    def pretrain() -> None:
+        nonlocal best
+        out = _sibling('pretrain_step').main([
+            '--batch', str(settings.batch), '--repeats', str(settings.repeats), '--warmup', str(settings.warmup),
+            '--methods', PRETRAIN_METHODS, '--dtypes', ','.join(dtypes), '--encoder', settings.encoder,
+            '--threads', str(threads)])
+        raw['pretrain_step'] = out
+        best = out['best_dtype']
+        values = dict(mfu=out['results']['mae_moco'][best]['mfu'],
+                      mae_moco_over_mae=out['ratios'][f'mae_moco/mae[{best}]'],
+                      mae_nextclip_over_mae=out['ratios'][f'mae_nextclip/mae[{best}]'])
+        figures.update({k: v for k, v in values.items() if k not in skip})
+
+    def peer() -> None:
+        module = _sibling('peer_mtae')
+        out = module.measure(settings.batch, settings.repeats, DTYPES[best])
+        raw['peer_mtae'] = dict(out, dtype=best) if out else None
+        if not out:
+            notes['speedup_vs_mtae'] = 'skipped (no ST-MEM checkout)'
+            print(f'peer MTAE skipped: no ST-MEM checkout at {module.STMEM_DIR} (see benchmarks/peer_mtae.py to '
+                  f'fetch it); speedup_vs_mtae is null.')
+            return
+        figures['speedup_vs_mtae'] = out['speedup_vs_mtae']
+        print(f'MTAE {out["mtae_step_s"]:.3f} s/step, ours {out["ours_step_s"]:.3f} s/step ({best}): '
+              f'{out["speedup_vs_mtae"]:.2f}x')
+
+    def infer() -> None:
+        # Batch-1 forwards take milliseconds, so more of them cost little and steady the median (20 at the default).
+        out = _sibling('infer_latency').measure(4 * settings.repeats, 'ecg_vit_mae_moco', False, threads)
+        raw['infer_latency'] = out
+        figures['infer_ratio_vs_timm'] = out['infer_ratio_vs_timm']
+        print(f'timm fp32 {out["timm_fp32_ms"]:.2f} ms, ecgvit {out["fast_mode"]} {out["ecgvit_fast_ms"]:.2f} ms '
+              f'(cosine {out["cosine_vs_fp32"]:.5f})')
+
+    def loader() -> None:
+        load_workers = 2
+        with contextlib.ExitStack() as stack:
+            workdir = args.workdir
+            if workdir is None and args.quick:  # a smoke test must not depend on or leave files behind
+                workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix='ecgvit-bench-'))
+            out = _sibling('data_throughput').measure(settings.loader_records, settings.repeats, workdir,
+                                                      settings.loader_batch, 2, load_workers)
+        raw['data_throughput'] = out
+        figures['loader_records_per_s'] = out['cached_load_records_per_s'][f'workers={load_workers}']['median']
+        print(f'cached DataLoader ({load_workers} workers): {figures["loader_records_per_s"]:,.0f} records/s')
+
+    def rss() -> None:
+        out = measure_rss(settings, best, threads)
+        raw['peak_rss'] = out
+        figures['peak_rss_gb'] = out['peak_rss_gb']
+        print(f'MAE-MoCo {settings.encoder} batch {settings.batch} {best}, {settings.rss_steps} Adam steps in a '
+              f'fresh process: peak RSS {out["peak_rss_gb"]:.2f} GB')
+
+    run('pretrain', pretrain)
+    run('peer', peer)  # after pretrain: it runs in the faster dtype
+    run('infer', infer)
+    run('loader', loader)
+    run('rss', rss)
+    profile_table: Optional[str] = None
+    if args.profile:
+        def profile() -> None:
+            nonlocal profile_table
+            profile_table = profile_steps(settings, best)
+            print(profile_table)
+        wanted.add('profile')
+        run('profile', profile)
+
+    print(f'\nfaster pretraining dtype: {best}'
+          + ('' if 'pretrain_step' in raw else ' (assumed: the first of --dtypes, as pretrain_step did not run)'))
+    if args.quick:
+        print('quick settings: smoke values, not comparable with the targets')
+    print_table(figures, notes)
+    total = time.perf_counter() - started
+    print(f'total {total:.0f} s')
+
+    out: Dict[str, Any] = dict(figures)
+    out.update(
+        targets={f.name: {'op': f.op, 'value': f.target} for f in FIGURES},
+        passed={f.name: _verdict(f, figures[f.name]) for f in FIGURES},
+        notes=notes,
+        machine=machine_info(),
+        torch=torch.__version__,
+        date=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        command=shlex.join(['python', 'benchmarks/run_all.py', *argv]),
+        quick=args.quick,
+        dtype=best,
+        settings=dataclasses.asdict(settings),
+        elapsed_s=dict(elapsed, total=total),
+        errors=errors,
+        raw=raw,
+    )
+    if profile_table is not None:
+        out['profile_top10'] = profile_table
+    out = _finite(out)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump(out, f, indent=2)
+        print(f'wrote {args.json}')
+    return out
+
+
+if __name__ == '__main__':
+    sys.exit(1 if main().get('errors') else 0)

@@ -1,0 +1,79 @@
+"""benchmarks/run_all.py: the quick run writes every figure (a finite number, or null where the peer is absent)."""
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+RUN_ALL = Path(__file__).resolve().parents[1] / 'benchmarks' / 'run_all.py'
+FIGURES = ('mfu', 'mae_moco_over_mae', 'mae_nextclip_over_mae', 'speedup_vs_mtae', 'infer_ratio_vs_timm',
+           'loader_records_per_s', 'peak_rss_gb')
+
+
+def _load_run_all() -> ModuleType:
+    # benchmarks/ is not a package: import the script from its path, as a user would run it.
+    name = '_ecgvit_benchmarks_run_all'
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, RUN_ALL)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _check_common(data: dict) -> None:
+    assert data['machine']['logical_cores'] >= 1
+    assert data['machine']['cpu']
+    assert {'avx2', 'avx512_bf16', 'avx512_vnni', 'amx'} <= set(data['machine']['flags'])
+    assert data['torch'] == torch.__version__
+    assert data['date'] and data['command'].startswith('python benchmarks/run_all.py')
+    assert set(data['targets']) == set(FIGURES)
+
+
+@pytest.mark.slow  # about 25 s on a busy 2-core machine
+def test_quick_run_reports_every_figure(tmp_path):
+    run_all = _load_run_all()
+    threads, flush = torch.get_num_threads(), run_all._flush_denormal_on()
+    returned = run_all.main(['--quick', '--json', str(tmp_path / 'r.json')])
+    data = json.loads((tmp_path / 'r.json').read_text())
+
+    assert data == returned
+    assert not data['errors'], data['errors']
+    peer_present = (run_all._sibling('peer_mtae').STMEM_DIR / 'models' / 'mtae.py').is_file()
+    for key in FIGURES:
+        value = data[key]
+        if key == 'speedup_vs_mtae' and not peer_present:
+            assert value is None  # no ST-MEM checkout: skipped, not a made-up number
+            assert data['notes'][key].startswith('skipped')
+            continue
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
+        assert data['passed'][key] in (True, False)
+    _check_common(data)
+    assert data['dtype'] in ('fp32', 'bf16')
+    assert set(data['raw']) >= {'pretrain_step', 'infer_latency', 'data_throughput', 'peak_rss'}
+    # The figure is the fresh process's own peak, which can never exceed what ru_maxrss (inherited) says.
+    assert data['raw']['peak_rss']['peak_rss_gb'] <= data['raw']['peak_rss']['ru_maxrss_gb'] + 1e-9
+    # main() runs inside this process: it must leave the thread count and denormal handling as it found them.
+    assert torch.get_num_threads() == threads
+    assert run_all._flush_denormal_on() == flush
+
+
+def test_skipping_every_group_writes_nulls(tmp_path):
+    run_all = _load_run_all()
+    data = run_all.main(['--skip', 'pretrain,peer,infer,loader,rss', '--json', str(tmp_path / 'r.json')])
+    assert json.loads((tmp_path / 'r.json').read_text()) == data
+    for key in FIGURES:
+        assert data[key] is None and data['passed'][key] is None
+        assert data['notes'][key] == 'skipped (--skip)'
+    assert data['raw'] == {} and not data['errors']
+    _check_common(data)
+
+
+def test_unknown_skip_name_is_an_error(capsys):
+    with pytest.raises(SystemExit):
+        _load_run_all().main(['--skip', 'mfu,nonsense'])
+    assert 'nonsense' in capsys.readouterr().err
