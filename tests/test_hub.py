@@ -158,7 +158,10 @@ def test_hf_cache_round_trip_offline(exported, tmp_path):
                 raise SystemExit('offline miss did not raise')
         print('OK')
     """)
-    env = dict(os.environ, HF_HUB_OFFLINE='1', HF_HUB_CACHE=str(cache), HF_HOME=str(tmp_path / 'hf-home'))
+    # An empty weights folder, so the registry name's miss is tested whatever weights the checkout ships.
+    (tmp_path / 'no-weights').mkdir()
+    env = dict(os.environ, HF_HUB_OFFLINE='1', HF_HUB_CACHE=str(cache), HF_HOME=str(tmp_path / 'hf-home'),
+               ECGVIT_WEIGHTS_DIR=str(tmp_path / 'no-weights'))
     res = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and 'OK' in res.stdout, res.stderr[-3000:]
 

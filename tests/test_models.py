@@ -195,11 +195,13 @@ def test_timm_contract_on_registry(name):
     assert all(p.grad is not None for p in model.parameters()), 'a registered encoder holds only trainable parts'
 
 
-def test_pretrained_without_weights_fails_fast_and_clearly():
+def test_pretrained_without_weights_fails_fast_and_clearly(tmp_path, monkeypatch):
     import time
 
     from ecgvit.hub import PretrainedWeightsError
 
+    monkeypatch.setenv('ECGVIT_WEIGHTS_DIR', str(tmp_path))  # no weights there, whatever the checkout ships
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     start = time.perf_counter()
     with pytest.raises(PretrainedWeightsError, match='No weights are published'):
         ecgvit.create_model('ecg_vit_mae_nextclip', pretrained=True)
