@@ -234,7 +234,7 @@ def model_card(model: nn.Module, config: Dict[str, Any], extra: Optional[str] = 
         '',
         '```python',
         'import torch, ecgvit',
-        "model = ecgvit.create_model('local-dir:PATH_TO_THIS_FOLDER')  # or 'hf-hub:ORG/NAME'",
+        "model = ecgvit.create_model('local-dir:PATH_TO_THIS_FOLDER', pretrained=True)  # or 'hf-hub:ORG/NAME'",
         'emb = model(torch.randn(1, 12, 3600))  # z-scored 12-lead ECG at the rate above',
         '```',
     ]
@@ -291,6 +291,8 @@ def save_pretrained(
         (tmp / CARD_NAME).write_text(model_card(model, config, card_extra))
         save_dir.mkdir(parents=True, exist_ok=True)
         for name in (WEIGHTS_NAME, CARD_NAME, CONFIG_NAME):
+            # Files made inside mkdtemp's private folder can be owner-only; shared exports must be readable.
+            os.chmod(tmp / name, 0o644)
             os.replace(tmp / name, save_dir / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
