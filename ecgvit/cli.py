@@ -57,7 +57,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument('--seed', type=int, default=0, help='Seed for initialisation, data order, masks and bootstrap.')
     p.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: CUDA when available).")
     p.add_argument('--amp', default='auto', choices=['auto', 'bf16', 'fp32'],
-                   help="Mixed precision: 'auto' picks bf16 where a quick matmul probe shows it is faster.")
+                   help="Mixed precision: 'auto' picks bf16 where a quick transformer-block probe shows it is faster.")
     p.add_argument('-j', '--workers', type=int, default=0, dest='workers',
                    help='DataLoader and cache-building worker processes.')
     p.add_argument('--threads', type=int, default=None,

@@ -199,3 +199,19 @@ def test_warmup_cosine_schedule():
     for _ in range(10):
         sched.step()
     assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_amp_auto_is_measured_once_and_explicit_choices_are_kept(monkeypatch):
+    from ecgvit.train import loop
+
+    calls = []
+    monkeypatch.setattr(loop, '_AMP_CACHE', {})
+    monkeypatch.setattr(loop, '_probe_cpu_bf16', lambda: calls.append(1) or True)
+    cpu = torch.device('cpu')
+    assert loop.resolve_amp_dtype('auto', cpu) is torch.bfloat16
+    assert loop.resolve_amp_dtype('auto', cpu) is torch.bfloat16 and len(calls) == 1  # cached per process
+    assert loop.resolve_amp_dtype('fp32', cpu) is None and loop.resolve_amp_dtype('bf16', cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="Unknown amp setting 'fp16'"):
+        loop.resolve_amp_dtype('fp16', cpu)
+    monkeypatch.undo()
+    assert isinstance(loop._probe_cpu_bf16(reps=1), bool)  # the real probe runs a block forward + backward
