@@ -214,4 +214,5 @@ def test_amp_auto_is_measured_once_and_explicit_choices_are_kept(monkeypatch):
     with pytest.raises(ValueError, match="Unknown amp setting 'fp16'"):
         loop.resolve_amp_dtype('fp16', cpu)
     monkeypatch.undo()
-    assert isinstance(loop._probe_cpu_bf16(reps=1), bool)  # the real probe runs a block forward + backward
+    with torch.no_grad():  # the real probe runs a block forward + backward, also when called under no_grad
+        assert isinstance(loop._probe_cpu_bf16(reps=1), bool)

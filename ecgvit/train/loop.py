@@ -133,9 +133,10 @@ def _probe_cpu_bf16(reps: int = 5) -> bool:
 
     def step(enabled: bool) -> float:
         t0 = time.perf_counter()
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=enabled):
+        # enable_grad: callers may resolve the dtype inside no_grad code (e.g. embedding for a linear probe).
+        with torch.enable_grad(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=enabled):
             loss = block(x).float().square().mean()
-        loss.backward()
+            loss.backward()
         return time.perf_counter() - t0
 
     step(False), step(True)  # warm-up: the first bf16 call pays one-off kernel selection
