@@ -118,6 +118,32 @@ def eval_table(eval_dir: Path) -> str:
     return '\n'.join(lines)
 
 
+def verdict(method: str, eval_dir: Path) -> str:
+    """One line per task x protocol: the hybrid against MAE-only, MoCo-only and the floors, and whether CIs overlap."""
+    lines = []
+    for task in TASKS:
+        path = eval_dir / task / 'results.csv'
+        if not path.is_file():
+            continue
+        rows = {(r['method'], r['protocol']): r for r in _read_csv(path) if not r.get('error')}
+        for proto in ('linear', 'finetune'):
+            ours = rows.get((method, proto))
+            if ours is None:
+                continue
+            key = 'auroc_macro' if ours.get('auroc_macro') else 'auroc_ovr'
+            others = {m: rows[(m, proto)] for m in ('mae', 'moco', 'random', 'supervised') if (m, proto) in rows}
+            best = max(others, key=lambda m: float(others[m][key])) if others else None
+            lo, hi = float(ours[key + '_lo']), float(ours[key + '_hi'])
+            overlap = all(float(r[key + '_lo']) <= hi and lo <= float(r[key + '_hi']) for r in others.values())
+            parts = ', '.join(f'{m} {float(r[key]):.3f}' for m, r in others.items())
+            beats = best is not None and float(ours[key]) > float(others[best][key])
+            lines.append(f'- {task}, {proto}: {method} {float(ours[key]):.3f} vs {parts}: '
+                         + ('highest point estimate' if beats else f'below {best}')
+                         + ('; every 95% CI overlaps, so no difference is shown.' if overlap else
+                            '; some CIs do not overlap.'))
+    return '\n'.join(lines)
+
+
 def _loss_curve(metrics_csv: Path, out_png: Path, title: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
@@ -222,6 +248,10 @@ row uses the same splits and budget; `random` is an untrained encoder, `supervis
 labels, `mae` and `moco` the single-task floors pretrained exactly like the hybrids.
 
 {eval_table(eval_dir)}
+
+**What the numbers say** (macro AUROC; generated from the table):
+
+{verdict(method, eval_dir)}
 
 ## Limitations
 

@@ -1,0 +1,57 @@
+"""The shipped weights: `pretrained=True` loads them offline from the checkout, hash-checked, and they are trained."""
+import json
+import shutil
+
+import pytest
+import torch
+
+import ecgvit
+from ecgvit.hub import CheckpointError, load_weights_file, sha256_file, weights_dir
+from ecgvit.models._weights import WEIGHTS_SHA256
+
+SHIPPED = ('ecg_vit_mae_moco', 'ecg_vit_mae_nextclip')
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.delenv('ECGVIT_WEIGHTS_DIR', raising=False)
+
+
+@pytest.mark.parametrize('name', SHIPPED)
+def test_shipped_weights_load_offline_with_the_registered_hash(name):
+    folder = weights_dir() / name
+    weights = folder / 'model.safetensors'
+    assert weights.is_file(), f'{weights} is missing: the release ships it (benchmarks/release_weights.py ship)'
+    digest = sha256_file(weights)
+    assert WEIGHTS_SHA256[name] == digest
+    config = json.loads((folder / 'config.json').read_text())
+    assert config['pretrained_cfg']['sha256'] == digest
+    assert 'Not for clinical use' in (folder / 'README.md').read_text()
+
+    model = ecgvit.create_model(name, pretrained=True).eval()
+    assert model.pretrained_cfg['sha256'] == digest
+    state = load_weights_file(weights)
+    for key in ('pos_embed', 'patch_embed.proj.weight', 'blocks.5.mlp.fc2.weight', 'norm.weight'):
+        torch.testing.assert_close(model.state_dict()[key], state[key].float())
+    # Trained, not a fresh init: the weights differ from what the same architecture starts with.
+    fresh = ecgvit.create_model(name)
+    assert not torch.allclose(fresh.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)
+    with torch.no_grad():
+        emb = model(torch.randn(2, 12, 3600))
+    assert emb.shape == (2, 512) and torch.isfinite(emb).all()
+    # A head for fine-tuning is new; the encoder weights stay.
+    clf = ecgvit.create_model(name, pretrained=True, num_classes=5)
+    torch.testing.assert_close(clf.pos_embed, model.pos_embed)
+
+
+def test_a_corrupted_copy_is_refused(tmp_path, monkeypatch):
+    name = SHIPPED[0]
+    copy = tmp_path / name
+    shutil.copytree(weights_dir() / name, copy)
+    data = bytearray((copy / 'model.safetensors').read_bytes())
+    data[-100] ^= 0xFF  # one flipped byte inside the tensor data
+    (copy / 'model.safetensors').write_bytes(bytes(data))
+    monkeypatch.setenv('ECGVIT_WEIGHTS_DIR', str(tmp_path))
+    with pytest.raises(CheckpointError, match='sha256'):
+        ecgvit.create_model(name, pretrained=True)
