@@ -185,14 +185,29 @@ def _cpu() -> str:
     return f'{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores'
 
 
+def _pool_counts(cache_dir: Path) -> str:
+    """'N records -> M windows (source: records/windows, ...)' from the pool cache's index."""
+    index = cache_dir / 'index.csv'
+    if not index.is_file():
+        return ''
+    windows: Dict[str, int] = {}
+    records: Dict[str, set] = {}
+    for row in _read_csv(index):
+        src = row['record_id'].split('/', 1)[0]
+        windows[src] = windows.get(src, 0) + 1
+        records.setdefault(src, set()).add(row['record_id'].split('@', 1)[0])
+    per = ', '.join(f'{s} {len(records[s])}/{windows[s]}' for s in sorted(windows))
+    return (f'Exact counts: {sum(len(r) for r in records.values())} records, {sum(windows.values())} windows '
+            f'(records/windows per source: {per}).')
+
+
 def _card(method: str, model_name: str, run: Path, eval_dir: Path, dtype: str, check: Dict[str, Any]) -> str:
     cfg = json.loads((run / 'config.json').read_text())
     summary = json.loads((run / 'summary.json').read_text()) if (run / 'summary.json').is_file() else {}
     data = cfg.get('data', {})
     alpha = cfg.get('pretrainer', {}).get('alpha', cfg.get('method_kwargs', {}).get('alpha'))
     args = cfg.get('args', {})
-    pool_note = (json.loads(Path(data['cache_dir'], 'manifest.json').read_text()).get('stats', {})
-                 if data.get('cache_dir') and Path(data['cache_dir'], 'manifest.json').is_file() else {})
+    pool_note = _pool_counts(Path(data['cache_dir'])) if data.get('cache_dir') else ''
     hours = float(summary.get('time_s', 0)) / 3600
     return f"""## Pretraining
 
@@ -216,7 +231,7 @@ then ReduceLROnPlateau (factor {args.get('decay_rate')}, patience {args.get('pat
 1-500 at 500 Hz without the evaluation folds 9 and 10, LUDB v1.0.1 (all 200 records), 141 PhysioNet/CinC Challenge
 2020/2021 training records and 307 CODE-15% exams (PhysioNet Challenge 2025 format); records cut into 10-s windows
 (shorter records zero-padded), resampled to 360 Hz, z-scored per lead; exact duplicate windows removed, including
-challenge copies of held-out PTB-XL records. {json.dumps(pool_note) if pool_note else ''}
+challenge copies of held-out PTB-XL records. {pool_note}
 
 **Licences and attributions.** The weights are derived from these data sets; their licences require citing:
 - PTB-XL v1.0.1 (CC BY 4.0): Wagner, P., Strodthoff, N., Bousseljot, R.-D., Kreiseler, D., Lunze, F. I., Samek, W.,
