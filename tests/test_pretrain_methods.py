@@ -26,13 +26,7 @@ PARTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small models gain little from a second thread, and on a busy machine OpenMP spin-waits make them much slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _tiny(method: str, **kw) -> HybridPretrainer:

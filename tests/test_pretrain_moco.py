@@ -14,13 +14,7 @@ from ecgvit.pretrain.moco import MocoBranch, concat_all_gather
 TINY = dict(embed_dim=32, depth=1, num_heads=2, img_size=250)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small models gain little from a second thread, and on a busy machine OpenMP spin-waits make them much slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _identity(x, generator=None):

@@ -23,14 +23,7 @@ FP32_RTOL = 1e-4
 BF16_RTOL = 2e-2
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP spin-waiting made these
-    # forwards ~40x slower. One thread also fixes the reduction order, so repeated runs are bit-identical.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
