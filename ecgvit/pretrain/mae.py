@@ -85,6 +85,23 @@ def encode_tokens(encoder: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     return encoder.norm(x)
 
 
+def decoder_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float) -> nn.Sequential:
+    """The transformer blocks of a light decoder (timm ``Block``, qkv bias, as MAE's decoder)."""
+    return nn.Sequential(*[Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth)])
+
+
+def init_decoder_weights(module: nn.Module) -> None:
+    """MAE's decoder init: xavier-uniform linears with zero bias, unit LayerNorms."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class MaeDecoder(nn.Module):
     """The seed's MAE decoder: embed, fill with the [mask] token, add positions, blocks, norm, size matcher.
 
@@ -113,9 +130,7 @@ class MaeDecoder(nn.Module):
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))  # seed: [mask] token (1, 256)
         self.decoder_pos_embed = nn.Parameter(torch.zeros(1, num_patches, decoder_embed_dim))  # seed: (144, 256)
-        self.decoder_blocks = nn.Sequential(*[
-            Block(decoder_embed_dim, decoder_num_heads, mlp_ratio=decoder_mlp_ratio, qkv_bias=True)
-            for _ in range(decoder_depth)])
+        self.decoder_blocks = decoder_blocks(decoder_embed_dim, decoder_depth, decoder_num_heads, decoder_mlp_ratio)
         self.decoder_norm = nn.LayerNorm(decoder_embed_dim)
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_values)  # seed: "size matcher" to 25 x 12
         self.init_weights()
@@ -124,14 +139,7 @@ class MaeDecoder(nn.Module):
         # MAE's init: small normal for tokens and positions, xavier for linears.
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         nn.init.trunc_normal_(self.decoder_pos_embed, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_decoder_weights(self)
 
     def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """Predict every patch from the kept tokens.

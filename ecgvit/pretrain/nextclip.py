@@ -26,11 +26,11 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer import Block
 from torch import nn
 
 from ecgvit.data.augment import crop_resize
 from ecgvit.data.rpeaks import median_rr_samples
+from ecgvit.pretrain.mae import decoder_blocks, init_decoder_weights
 
 __all__ = ['ClipDecoder', 'NextclipBranch']
 
@@ -70,16 +70,11 @@ class ClipDecoder(nn.Module):
         self.decoder_embed_dim = decoder_embed_dim
         self.decoder_embed = nn.Linear(embed_dim, self.num_tokens * decoder_embed_dim)
         self.decoder_pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, decoder_embed_dim))
-        self.decoder_blocks = nn.Sequential(*[
-            Block(decoder_embed_dim, decoder_num_heads, mlp_ratio=decoder_mlp_ratio, qkv_bias=True)
-            for _ in range(decoder_depth)])
+        self.decoder_blocks = decoder_blocks(decoder_embed_dim, decoder_depth, decoder_num_heads, decoder_mlp_ratio)
         self.decoder_norm = nn.LayerNorm(decoder_embed_dim)
         self.decoder_pred = nn.Linear(decoder_embed_dim, in_chans * token_len)
         nn.init.trunc_normal_(self.decoder_pos_embed, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_decoder_weights(self)
 
     def forward(self, cls: torch.Tensor) -> torch.Tensor:
         batch = cls.shape[0]
