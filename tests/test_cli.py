@@ -7,14 +7,8 @@ import torch
 
 from ecgvit.cli import build_parser, main
 
+pytestmark = pytest.mark.usefixtures('one_thread')
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models on a shared 2-core box: a second intra-op thread only spins (see ecgvit.benchmark.quick_config).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 TINY_DATA = ['--data', 'synthetic', '--synthetic-records', '40', '--sampling-rate', '100', '--num-samples', '500',
              '--no-progress']

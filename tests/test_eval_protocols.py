@@ -9,14 +9,8 @@ from torch.utils.data import TensorDataset
 import ecgvit
 from ecgvit.eval import TaskInfo, extract_features, finetune, finetune_param_groups, infer_task, linear_probe
 
+pytestmark = pytest.mark.usefixtures('one_thread')
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models on a shared 2-core box: a second intra-op thread only spins (see ecgvit.benchmark.quick_config).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 L = 200
 

@@ -14,14 +14,8 @@ from ecgvit.train import TrainConfig, WarmupCosine, WarmupPlateau, list_checkpoi
 from ecgvit.train.checkpoint import clean_partial, load_checkpoint, save_checkpoint
 from ecgvit.train.loop import seed_everything
 
+pytestmark = pytest.mark.usefixtures('one_thread')
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models on a shared 2-core box: a second intra-op thread only spins (see ecgvit.benchmark.quick_config).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 L = 100
 
