@@ -23,7 +23,6 @@ import csv
 import json
 import math
 import os
-import platform
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
@@ -175,14 +174,13 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _cpu() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} logical cores"
-    except OSError:
-        pass
-    return f'{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores'
+def _hardware(machine: Any) -> str:
+    """The machine the pretraining run recorded in its config.json."""
+    if not machine:
+        raise ValueError('The pretraining run records no machine in its config.json (runs made before ecgvit '
+                         'recorded it): add {"machine": {"cpu": ..., "logical_cores": ..., "gpu": ...}} by hand.')
+    gpu = machine.get('gpu') or 'no GPU'
+    return f"{machine['cpu']}, {machine['logical_cores']} logical cores, {gpu}"
 
 
 def _pool_counts(cache_dir: Path) -> str:
@@ -219,7 +217,7 @@ def _card(method: str, model_name: str, run: Path, eval_dir: Path, dtype: str, c
 | optimiser | Adam lr {args.get('lr')}, batch {args.get('batch_size')}, {args.get('warmup_epochs')} warm-up epochs, \
 then ReduceLROnPlateau (factor {args.get('decay_rate')}, patience {args.get('patience_epochs')}) on validation loss |
 | precision | {summary.get('amp')} (chosen by measurement on the machine) |
-| hardware | {_cpu()}, no GPU |
+| hardware | {_hardware(cfg.get('machine'))} |
 | wall time | {hours:.2f} h |
 | best validation loss | {summary.get('best_val_loss')} (epoch {summary.get('best_epoch')}) |
 | stored as | {dtype} (bf16 is kept only when the linear-probe AUROC moves by at most {BF16_TOLERANCE}: \

@@ -93,6 +93,7 @@ def test_same_seed_same_losses(tmp_path):
     assert _same_state(m1, m2)
     cfg = json.loads((tmp_path / 'a' / 'config.json').read_text())
     assert cfg['train']['batch_size'] == 8 and cfg['amp_resolved'] == 'fp32'
+    assert cfg['machine']['device'] == 'cpu' and cfg['machine']['cpu'] and cfg['machine']['gpu'] is None
 
 
 def test_resume_mid_epoch_is_exact(tmp_path):

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import platform
 import random
 import time
 from dataclasses import asdict, dataclass, fields
@@ -106,6 +107,16 @@ class TrainConfig:
         if unknown:
             raise ValueError(f'Unknown training option(s) {unknown}; valid ones are {sorted(names)}.')
         return cls(**d)
+
+
+def machine_info(device: torch.device) -> Dict[str, Any]:
+    """Where a run ran (CPU model, cores, accelerator, torch), recorded in its config so reports need not guess."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
+        cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
+    gpu = torch.cuda.get_device_name(device) if device.type == 'cuda' else None
+    return {'cpu': cpu, 'logical_cores': os.cpu_count(), 'device': device.type, 'gpu': gpu,
+            'torch': torch.__version__}
 
 
 def seed_everything(seed: int) -> None:
@@ -427,7 +438,8 @@ def train(
 
     # ---- logging
     resolved = {'train': asdict(config), 'world_size': info.world_size, 'steps_per_epoch': steps_per_epoch,
-                'warmup_steps': warmup_steps, 'amp_resolved': state['amp'], **(run_config or {})}
+                'warmup_steps': warmup_steps, 'amp_resolved': state['amp'], 'machine': machine_info(info.device),
+                **(run_config or {})}
     csv_log = tb = None
     if info.is_main:
         atomic_write_text(out_dir / 'config.json', json.dumps(resolved, indent=2, default=str))
