@@ -495,6 +495,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
+    import torch
 
     from ecgvit.data import CachedECGDataset, Preprocessing, build_cache, get_dataset
     from ecgvit.eval import extract_features
@@ -519,24 +520,23 @@ def cmd_embed(args: argparse.Namespace) -> int:
         dataset = CachedECGDataset(cache)
         num_samples = args.num_samples
     encoder, source = load_encoder(args.checkpoint, args.model, num_samples, args.pretrained)
+    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     amp = args.amp
     if args.fast != 'off':
-        import torch
-
         from ecgvit.inference import optimize_for_inference
+        from ecgvit.train.loop import batch_inputs
 
-        if args.device not in (None, 'cpu') or torch.cuda.is_available():
-            raise CliError('--fast is a CPU path (int8 dynamic quantisation, bf16, compile); on a GPU use --amp bf16.')
+        if device.type != 'cpu':
+            raise CliError('--fast is a CPU path (int8 dynamic quantisation, bf16, compile): add --device cpu, or '
+                           'on a GPU use --amp bf16 instead.')
         encoder.reset_classifier(0)  # forward() then returns the pre-logits embedding that embed writes
-        example = torch.stack([dataset[i][0] if isinstance(dataset[i], tuple) else dataset[i]
-                               for i in range(min(8, len(dataset)))])
+        example = torch.stack([batch_inputs(dataset[i]) for i in range(min(8, len(dataset)))])
         encoder = optimize_for_inference(encoder.eval(), args.fast, example=example)
         source = dict(source, fast_mode=encoder.mode, fast_timings_ms=encoder.timings_ms, fast_cosine=encoder.cosine)
         print(f'fast path: {encoder.mode} ' + ' '.join(f'{k} {v:.1f} ms' for k, v in encoder.timings_ms.items()))
         amp = 'fp32'  # the fast encoder manages its own precision
     feats, _ = extract_features(encoder, dataset, batch_size=args.batch_size, amp=amp,
-                                num_workers=args.workers, progress=not args.no_progress,
-                                device=None if args.device is None else __import__('torch').device(args.device))
+                                num_workers=args.workers, progress=not args.no_progress, device=device)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / 'embeddings.npy', feats)
     ids = list(dataset.record_ids)
