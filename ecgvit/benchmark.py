@@ -191,7 +191,7 @@ def prepare_data(
     Raises:
         ValueError / FileNotFoundError: unknown dataset, label set not in the dataset, missing folder, empty split.
     """
-    from ecgvit.data import CachedECGDataset, Preprocessing, PretrainingPool, build_cache, get_dataset
+    from ecgvit.data import CachedECGDataset, Preprocessing, build_cache, get_dataset
 
     name, label_set = parse_data_spec(data)
     if name != 'synthetic':
@@ -205,16 +205,13 @@ def prepare_data(
                          f'{max(25, round(num_samples / 25) * 25)}.')
     cache_root = Path(cache_dir)
     root = data_dir
-    if name == 'pool':
-        if label_set is not None:
-            raise ValueError(f'The pretraining pool is unlabelled, so --data pool:{label_set} is not valid: use '
-                             f'--data pool.')
-        dataset = PretrainingPool.from_folder(root)
-    else:
-        kwargs = _dataset_kwargs(name, label_set, sampling_rate, seed, synthetic_records, num_samples)
-        if name == 'synthetic' and root is None:
-            root = str(cache_root / f'synthetic-{synthetic_records}-{seed}-{int(sampling_rate)}hz-{num_samples}')
-        dataset = get_dataset(name, root, **kwargs)
+    if name == 'pool' and label_set is not None:
+        raise ValueError(f'The pretraining pool is unlabelled, so --data pool:{label_set} is not valid: use '
+                         f'--data pool.')
+    kwargs = _dataset_kwargs(name, label_set, sampling_rate, seed, synthetic_records, num_samples)
+    if name == 'synthetic' and root is None:
+        root = str(cache_root / f'synthetic-{synthetic_records}-{seed}-{int(sampling_rate)}hz-{num_samples}')
+    dataset = get_dataset(name, root, **kwargs)
     pp = Preprocessing(sampling_rate=sampling_rate, num_samples=num_samples, pad='zero',
                        empty_lead_policy='zero', missing_leads='zero')
     tag = f'{name}-{label_set or "default"}-{int(sampling_rate)}hz-{num_samples}'

@@ -80,11 +80,14 @@ def test_prepare_data_pool_gives_train_and_val_and_rejects_labels(tmp_path):
     from data_fixtures import sine_leads, write_wfdb
 
     from ecgvit.benchmark import prepare_data
+    from ecgvit.data import get_dataset
 
     for i in range(40):
         write_wfdb(tmp_path / 'data' / 'mine', f'r{i}', sine_leads(100.0, 1000, freq=1 + i / 20), 100.0)
     splits = prepare_data('pool', str(tmp_path / 'data'), str(tmp_path / 'cache'), 100.0, 1000)
     assert len(splits['train']) + len(splits['val']) == 40 and len(splits['val']) > 0 and len(splits['test']) == 0
+    pool = get_dataset('pool', tmp_path / 'data')  # the data layer's pool is what the benchmark caches
+    assert len(splits['val']) == sum(e.split == 'val' for e in pool)
     assert splits['train'][0][0].shape == (12, 1000)
     with pytest.raises(ValueError, match='unlabelled'):
         prepare_data('pool:rhythm', str(tmp_path / 'data'), str(tmp_path / 'cache'), 100.0, 1000)

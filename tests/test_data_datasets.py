@@ -229,11 +229,16 @@ def test_pool_windows_exclusion(tmp_path):
         PretrainingPool({'a': src_a}, exclude={'a': ['dev']})
 
 
-def test_pool_from_folder_holds_out_ptbxl_eval_folds_and_splits_by_patient(tmp_path):
-    write_ptbxl(tmp_path / 'ptbxl', n=20)
+def _pool_root(root):
+    write_ptbxl(root / 'ptbxl', n=20)
     for i in range(30):
-        write_wfdb(tmp_path / 'own' / 'records', f'r{i}', sine_leads(100.0, 1000, freq=1 + i / 10), 100.0)
-    (tmp_path / 'notes').mkdir()  # a folder with no records is ignored
+        write_wfdb(root / 'own' / 'records', f'r{i}', sine_leads(100.0, 1000, freq=1 + i / 10), 100.0)
+    (root / 'notes').mkdir()  # a folder with no records is ignored
+    return root
+
+
+def test_pool_from_folder_holds_out_ptbxl_eval_folds_and_splits_by_patient(tmp_path):
+    _pool_root(tmp_path)
     pool = PretrainingPool.from_folder(tmp_path, val_fraction=0.3)
     assert set(pool.sources) == {'ptbxl', 'own'}
     assert pool.excluded == {'ptbxl': {'val', 'test'}}
@@ -256,3 +261,21 @@ def test_pool_from_folder_holds_out_ptbxl_eval_folds_and_splits_by_patient(tmp_p
         PretrainingPool.from_folder(tmp_path / 'notes')
     with pytest.raises(FileNotFoundError, match='does not exist'):
         PretrainingPool.from_folder(tmp_path / 'missing')
+
+
+def test_get_dataset_pool_is_pool_from_folder(tmp_path):
+    _pool_root(tmp_path)
+    assert 'pool' in list_datasets()
+    for kwargs in ({}, {'val_fraction': 0.3, 'exclude': ['ptbxl:test']}):
+        pool, ref = get_dataset('pool', tmp_path, **kwargs), PretrainingPool.from_folder(tmp_path, **kwargs)
+        assert isinstance(pool, PretrainingPool) and pool.descriptor() == ref.descriptor()
+        assert [(e.record_id, e.split) for e in pool] == [(e.record_id, e.split) for e in ref]
+    assert get_dataset('pool', tmp_path).val_fraction == 0.05
+    with pytest.raises(ValueError, match="unlabelled, so label_set='rhythm'"):
+        get_dataset('pool', tmp_path, label_set='rhythm')
+    with pytest.raises(ValueError, match='needs root'):
+        get_dataset('pool', None)
+    with pytest.raises(FileNotFoundError, match='No dataset folders'):
+        get_dataset('pool', tmp_path / 'notes')
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        get_dataset('pool', tmp_path / 'missing')

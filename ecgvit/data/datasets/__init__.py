@@ -29,6 +29,7 @@ DATASETS: dict[str, type[ECGDataset]] = {
     'chapman': ChapmanDataset,
     'cinc': ChallengeDataset,
     'ludb': LUDBDataset,
+    'pool': PretrainingPool,  # built by PretrainingPool.from_folder: root holds dataset folders
 }
 
 
@@ -43,9 +44,10 @@ def get_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: Any)
     Args:
         name: one of ``list_datasets()``: 'synthetic' (root optional: generated into a folder), 'folder' (any WFDB
             folder + optional labels CSV), 'ptbxl', 'cpsc2018', 'chapman', 'cinc' (PhysioNet/CinC challenge format),
-            'ludb'.
-        root: the dataset folder.
-        **kwargs: options of the dataset class (e.g. ``sampling_rate=100, label_set='rhythm'`` for 'ptbxl').
+            'ludb', 'pool' (unlabelled ``PretrainingPool.from_folder(root)`` over every dataset folder in root).
+        root: the dataset folder (for 'pool', the folder of dataset folders).
+        **kwargs: options of the dataset class (e.g. ``sampling_rate=100, label_set='rhythm'`` for 'ptbxl'; for
+            'pool', those of ``PretrainingPool.from_folder``, e.g. ``val_fraction=0.05``).
 
     Returns:
         An ``ECGDataset`` with ``label_names``, ``multilabel``, ``entries`` (record_id, patient_id, split, labels)
@@ -54,15 +56,22 @@ def get_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: Any)
     Example:
         >>> ds = get_dataset('synthetic', None, n_records=50)  # doctest: +SKIP
         >>> ds = get_dataset('ptbxl', 'data/ptbxl', sampling_rate=100, label_set='superdiagnostic')  # doctest: +SKIP
+        >>> pool = get_dataset('pool', 'data')  # doctest: +SKIP
     """
     key = str(name).lower().replace('-', '').replace('_', '')
     aliases = {'ptbxl': 'ptbxl', 'cpsc': 'cpsc2018', 'cpsc2018': 'cpsc2018', 'chapman': 'chapman',
                'chapmanshaoxing': 'chapman', 'cinc': 'cinc', 'challenge': 'cinc', 'cinc2020': 'cinc',
-               'cinc2021': 'cinc', 'ludb': 'ludb', 'folder': 'folder', 'wfdb': 'folder', 'synthetic': 'synthetic'}
+               'cinc2021': 'cinc', 'ludb': 'ludb', 'folder': 'folder', 'wfdb': 'folder', 'synthetic': 'synthetic',
+               'pool': 'pool'}
     if key not in aliases:
         raise ValueError(f'Unknown dataset {name!r}; choose one of {list_datasets()} (or PretrainingPool([...]) to '
                          f'merge several).')
     cls = DATASETS[aliases[key]]
     if root is None and cls is not SyntheticDataset:
         raise ValueError(f'Dataset {name!r} needs root=<folder with the data>; only "synthetic" can generate its own.')
+    if cls is PretrainingPool:
+        if 'label_set' in kwargs:
+            raise ValueError(f'The pretraining pool is unlabelled, so label_set={kwargs["label_set"]!r} is not valid: '
+                             f'drop it, or pick one source, e.g. get_dataset("ptbxl", ..., label_set=...).')
+        return PretrainingPool.from_folder(root, **kwargs)
     return cls(root, **kwargs)
