@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--mask-ratio', type=float, default=None, help='MAE mask ratio (default 0.75).')
     g.add_argument('--alpha', type=float, default=None, help='MAE loss weight (default 40 MAE-MoCo, 2 Nextclip).')
     g.add_argument('--queue-size', type=int, default=None, help='MoCo queue length (seed: 65536).')
+    g.add_argument('--shared-pass', action='store_true', default=None,
+                   help='Hybrids: one masked encoder pass serves MAE and the [CLS] task (MoCo query / clip), 4-5x '
+                        "cheaper than the seed's full-token passes; not the paper's method (ecgvit.pretrain.hybrid).")
     g.add_argument('--method-arg', action='append', default=[], metavar='KEY=VALUE',
                    help='Any other create_pretrainer argument, value parsed as JSON (repeatable).')
     g = p.add_argument_group('optimisation')
@@ -376,7 +379,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             method_kwargs[key] = json.loads(value)
         except ValueError:
             method_kwargs[key] = value
-    for key in ('mask_ratio', 'alpha', 'queue_size'):
+    for key in ('mask_ratio', 'alpha', 'queue_size', 'shared_pass'):
         if getattr(args, key) is not None:
             method_kwargs[key] = getattr(args, key)
     if 'clip' in args.method:

@@ -98,6 +98,19 @@ def test_pretrain_outputs_and_resolved_config(pretrain_run):
     assert (out / 'checkpoints' / 'best.safetensors').is_file()
 
 
+def test_shared_pass_flag(pretrain_run, tmp_path, capsys):
+    root, _ = pretrain_run
+    common = ['--model', 'ecg_vit_tiny', *TINY_DATA, '--cache-dir', str(root / 'data'), '--epochs', '1', '-b', '8',
+              '--warmup-epochs', '1', '--amp', 'fp32', '--threads', '1', '--shared-pass']
+    rc = main(['pretrain', '--method', 'mae_moco', '--queue-size', '64', *common, '--output', str(tmp_path / 'ok')])
+    assert rc == 0
+    cfg = json.loads((tmp_path / 'ok' / 'config.json').read_text())
+    assert cfg['pretrainer']['shared_pass'] is True and cfg['method_kwargs']['shared_pass'] is True
+    rc = main(['pretrain', '--method', 'mae', *common, '--output', str(tmp_path / 'bad')])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and 'shared_pass' in err and len(err.splitlines()) == 1
+
+
 def test_config_file_with_cli_override(pretrain_run, tmp_path, capsys):
     root, out = pretrain_run
     conf = tmp_path / 'probe.yaml'

@@ -20,6 +20,11 @@ CASES = {
     # Clip prediction from [CLS] alone is the slowest task to learn: lower lr, more steps, alpha=1.
     'mae_nextclip': (dict(alpha=1.0, **DEC, **CLIP), 300, 16, 1e-3, {'loss_mae': 0.5, 'loss_nextclip': 0.85}),
     'mae_centerclip': (dict(alpha=1.0, **DEC, **CLIP), 300, 16, 1e-3, {'loss_mae': 0.5, 'loss_centerclip': 0.85}),
+    # The opt-in shared pass (one masked pass for both tasks) must learn both tasks too.
+    'mae_moco+shared': (dict(queue_size=64, shared_pass=True, **DEC), 150, 16, 3e-3,
+                        {'loss_mae': 0.5, 'loss_moco': 0.85}),
+    'mae_nextclip+shared': (dict(alpha=1.0, shared_pass=True, **DEC, **CLIP), 300, 16, 1e-3,
+                            {'loss_mae': 0.5, 'loss_nextclip': 0.85}),
 }
 
 
@@ -43,7 +48,7 @@ def test_losses_drop(method, records):
     x_all, rr_all = records
     kwargs, steps, batch, lr, limits = CASES[method]
     torch.manual_seed(0)
-    model = create_pretrainer(method, 'ecg_vit_tiny', TINY, **kwargs).train()
+    model = create_pretrainer(method.removesuffix('+shared'), 'ecg_vit_tiny', TINY, **kwargs).train()
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     gen = torch.Generator().manual_seed(0)
     history = {k: [] for k in limits}

@@ -27,8 +27,7 @@ class CenterclipBranch(NextclipBranch):
         ctx = int(np.ceil(self.min_context * length))
         return torch.full_like(span, ctx), (length - ctx - span).clamp(min=0)
 
-    def hide(self, x: torch.Tensor, start: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
-        """Zero only the clip ``[start, start + span)``."""
-        t = torch.arange(x.shape[-1], device=x.device)
-        hidden = (t[None] >= start[:, None]) & (t[None] < (start + span)[:, None])  # (B, L)
-        return x.masked_fill(hidden[:, None, :], 0.0)
+    def hidden_samples(self, length: int, start: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
+        """Only the clip ``[start, start + span)`` is hidden."""
+        t = torch.arange(length, device=start.device)
+        return (t[None] >= start[:, None]) & (t[None] < (start + span)[:, None])  # (B, L)

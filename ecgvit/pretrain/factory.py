@@ -68,7 +68,8 @@ def create_pretrainer(
         **method_kwargs: Settings of the method's branches (defaults are the seed's where it gives them):
 
             - all hybrids: ``alpha`` (MAE loss weight; 40 for mae_moco, 2 for mae_nextclip / mae_centerclip; 0 skips
-              the MAE branch).
+              the MAE branch), ``shared_pass`` (False: the seed's separate full-token passes; True: one masked pass
+              serves both tasks, 4-5x cheaper, see :mod:`ecgvit.pretrain.hybrid`).
             - MAE (mae_*, mae): ``mask_ratio`` (0.75), ``decoder_embed_dim`` (256), ``decoder_depth`` (1),
               ``decoder_num_heads`` (8), ``decoder_mlp_ratio`` (2), ``decoder_num_patches`` (the encoder's).
             - MoCo (mae_moco, moco): ``moco_dim`` (128), ``moco_hidden_dim`` (128), ``moco_num_layers`` (3),
@@ -104,6 +105,7 @@ def create_pretrainer(
     allowed: Dict[str, Any] = {}
     if spec['alpha'] is not None:
         allowed['alpha'] = spec['alpha']
+        allowed['shared_pass'] = False  # the hybrids only: it shares the MAE pass with the other branch
     if spec['mae']:
         allowed.update(_MAE_KWARGS)
     if spec['moco']:
@@ -149,6 +151,7 @@ def create_pretrainer(
             momentum=cfg['momentum'],
             temperature=cfg['temperature'],
             sync_bn=cfg['sync_bn'],
+            key_mask_ratio=cfg['mask_ratio'] if cfg.get('shared_pass') else 0.0,
         )
         augment = cfg['augment']
         if augment is None or augment == 'default_ecg_augment':  # the name is what config records: round-trips
@@ -186,4 +189,5 @@ def create_pretrainer(
         augment=augment,
         config=cfg,
         clip_name=spec['clip'] or 'nextclip',
+        shared_pass=bool(cfg.get('shared_pass', False)),
     )

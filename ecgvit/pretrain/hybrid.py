@@ -11,6 +11,21 @@ The loss is the non-MAE branch plus ``alpha`` times the MAE loss (seed: L = L_Mo
 L = L_Nextclip + 2 L_MAE); MAE alone or MoCo alone are the same code with a branch left out, so the paper's ablation
 is the ``method`` string (or ``alpha=0``, which skips the MAE branch entirely). Build one with
 :func:`ecgvit.pretrain.create_pretrainer`.
+
+**Shared pass (opt-in, ``shared_pass=True``; not the seed).** The seed runs the encoder on every token of each extra
+view: MAE-MoCo's query (145 tokens, with gradient) and key (145, without), MAE-Nextclip's zeroed record (145, with
+gradient), against MAE's 36 visible patches. That makes a seed MAE-MoCo step 5-6x and a MAE-Nextclip step 4x the cost
+of a MAE step, whatever the kernels. The shared pass runs the encoder once, on [CLS] plus the MAE's visible patches,
+and reads [CLS] from that pass:
+
+- MAE-MoCo: the query is the MAE pass's [CLS] (the un-augmented record, 75% masked); the key is the momentum
+  encoder's [CLS] of an augmented view masked the same way with its own mask (``MocoBranch.key_mask_ratio``), so
+  the two views differ by augmentation and by which patches survive.
+- MAE-Nextclip / MAE-Centerclip: the MAE pass runs on the clip-zeroed record, its mask always keeping the patch where
+  the clip starts (:meth:`~ecgvit.pretrain.nextclip.NextclipBranch.masking_noise`); [CLS] feeds the clip decoder, and
+  the MAE loss scores only masked patches the zeroing left intact (the zeros and the clip are not MAE targets).
+
+The MAE pass gains one token ([CLS]) and otherwise keeps the seed's masking, decoder and loss weights.
 """
 from typing import Any, Callable, Dict, Optional, Set
 
@@ -42,6 +57,8 @@ class HybridPretrainer(nn.Module):
         augment: Callable ``(x, generator=None) -> x`` drawing one augmented view; used twice per step for MoCo.
         config: JSON-serialisable method kwargs, kept as ``self.config``.
         clip_name: Loss key suffix of the clip branch (``'nextclip'`` or ``'centerclip'``).
+        shared_pass: Read MoCo's query / the clip's [CLS] from one masked MAE pass (see the module doc) instead of
+            the seed's full-token passes. Needs the MAE branch and one other.
 
     Example:
         >>> import torch
@@ -63,12 +80,18 @@ class HybridPretrainer(nn.Module):
             augment: Optional[Callable[..., torch.Tensor]] = None,
             config: Optional[Dict[str, Any]] = None,
             clip_name: str = 'nextclip',
+            shared_pass: bool = False,
     ) -> None:
         super().__init__()
         if mae is None and moco is None and clip is None:
             raise ValueError('A pretrainer needs at least one branch (mae, moco or clip).')
         if alpha < 0:
             raise ValueError(f'alpha (the MAE loss weight) must be >= 0, got {alpha}.')
+        if shared_pass and (mae is None or (moco is None and clip is None)):
+            raise ValueError('shared_pass=True reads [CLS] from the MAE pass for MoCo or a clip branch: it needs the '
+                             'MAE branch and one of them (methods mae_moco, mae_nextclip, mae_centerclip).')
+        if shared_pass and moco is not None and clip is not None:
+            raise ValueError('shared_pass=True supports one [CLS] task beside MAE, got both MoCo and a clip branch.')
         self.encoder = encoder
         self.method = method
         self.mae = mae
@@ -77,6 +100,7 @@ class HybridPretrainer(nn.Module):
         self.alpha = float(alpha)
         self.augment = augment
         self.clip_name = clip_name
+        self.shared_pass = bool(shared_pass)
         self.config: Dict[str, Any] = dict(config or {})
 
     @property
@@ -110,6 +134,8 @@ class HybridPretrainer(nn.Module):
             x = x.squeeze(2)  # (B, C, L)
         if x.dim() != 3:
             raise ValueError(f'Expected a (B, leads, samples) batch, got shape {tuple(x.shape)}.')
+        if self.shared_pass:
+            return self._forward_shared(x, rr_samples, generator)
         out: Dict[str, torch.Tensor] = {}
         total = x.new_zeros((), dtype=torch.float32)
         mae_weight = self.mae_weight
@@ -131,6 +157,37 @@ class HybridPretrainer(nn.Module):
         out['loss'] = total
         return out
 
+    def _forward_shared(
+            self,
+            x: torch.Tensor,
+            rr_samples: Optional[torch.Tensor],
+            generator: Optional[torch.Generator],
+    ) -> Dict[str, torch.Tensor]:
+        """``forward`` with ``shared_pass=True``: one masked encoder pass serves MAE and the [CLS] task."""
+        x_in, noise, intact, target = x, None, None, None
+        if self.clip is not None:
+            x_in, target, start, span = self.clip.make_targets(x, rr_samples, generator)
+            noise, intact = self.clip.masking_noise(start, span, x.shape[-1], self.mae.patch_len, generator)
+        latent, mask, ids_restore = self.mae.forward_encoder(self.encoder, x_in, generator, noise, with_prefix=True)
+        cls, latent = latent[:, 0], latent[:, self.encoder.num_prefix_tokens:]
+        out: Dict[str, torch.Tensor] = {}
+        total = x.new_zeros((), dtype=torch.float32)
+        if self.alpha > 0:
+            pred = self.mae.forward_decoder(latent, ids_restore)
+            loss_mae = self.mae.forward_loss(x_in, pred, mask if intact is None else mask * intact.to(mask.dtype))
+            out['loss_mae'] = loss_mae
+            total = total + self.alpha * loss_mae
+        if self.moco is not None:
+            loss_moco, _, _ = self.moco(self.encoder, None, self._view(x, generator), cls_q=cls, generator=generator)
+            out['loss_moco'] = loss_moco
+            total = total + loss_moco
+        else:
+            loss_clip, _ = self.clip.loss_from_cls(cls, target)
+            out[f'loss_{self.clip_name}'] = loss_clip
+            total = total + loss_clip
+        out['loss'] = total
+        return out
+
     @torch.jit.ignore
     def no_weight_decay(self) -> Set[str]:
         """Parameter names that should get no weight decay (positions and learnt tokens), as timm's convention."""
@@ -141,4 +198,4 @@ class HybridPretrainer(nn.Module):
         return names
 
     def extra_repr(self) -> str:
-        return f'method={self.method!r}, alpha={self.alpha}'
+        return f'method={self.method!r}, alpha={self.alpha}, shared_pass={self.shared_pass}'

@@ -18,7 +18,8 @@ from torch import nn
 
 from ecgvit.models.ecg_vit import resample_pos_embed_1d
 
-__all__ = ['patchify', 'unpatchify', 'random_masking', 'MaeDecoder', 'MaeBranch', 'encode_tokens']
+__all__ = ['patchify', 'unpatchify', 'random_masking', 'MaeDecoder', 'MaeBranch', 'embed_patches', 'prepend_prefix',
+           'encode_masked', 'encode_tokens']
 
 
 def patchify(x: torch.Tensor, patch_len: int) -> torch.Tensor:
@@ -48,6 +49,7 @@ def random_masking(
         x: torch.Tensor,
         mask_ratio: float,
         generator: Optional[torch.Generator] = None,
+        noise: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Keep a random subset of tokens per record (MAE's noise-argsort trick).
 
@@ -55,6 +57,8 @@ def random_masking(
         x: ``(B, N, D)`` tokens.
         mask_ratio: Fraction of tokens to drop, ``0 <= mask_ratio < 1``.
         generator: Random generator on ``x``'s device.
+        noise: Optional ``(B, N)`` ranking to use instead of fresh uniform noise: the lowest values are kept, so a
+            caller can force tokens in (very low values) or hold them back (high values).
 
     Returns:
         ``x_kept`` ``(B, N_keep, D)``, ``mask`` ``(B, N)`` with 1 = masked (dropped) and 0 = kept, and
@@ -64,7 +68,10 @@ def random_masking(
         raise ValueError(f'mask_ratio must be in [0, 1), got {mask_ratio}.')
     batch, num, dim = x.shape
     num_keep = max(1, int(round(num * (1.0 - mask_ratio))))
-    noise = torch.rand(batch, num, device=x.device, generator=generator)  # (B, N)
+    if noise is None:
+        noise = torch.rand(batch, num, device=x.device, generator=generator)  # (B, N)
+    elif noise.shape != (batch, num):
+        raise ValueError(f'noise must be (batch, tokens) = {(batch, num)}, got {tuple(noise.shape)}.')
     ids_shuffle = noise.argsort(dim=1)  # ascending: the first num_keep are kept
     ids_restore = ids_shuffle.argsort(dim=1)
     ids_keep = ids_shuffle[:, :num_keep]
@@ -73,6 +80,54 @@ def random_masking(
     mask[:, :num_keep] = 0
     mask = torch.gather(mask, 1, ids_restore)  # (B, N) in the original order
     return x_kept, mask, ids_restore
+
+
+def embed_patches(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, L)`` -> patch tokens with their positions ``(B, N, D)``, no prefix tokens, before any masking."""
+    tokens = encoder.patch_embed(x)  # (B, N, D)
+    pos = resample_pos_embed_1d(encoder.pos_embed, tokens.shape[1], encoder.num_prefix_tokens)
+    return encoder.pos_drop(tokens + pos[:, encoder.num_prefix_tokens:])
+
+
+def prepend_prefix(encoder: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Put the encoder's [CLS] (and register) tokens, with their positions, in front of ``(B, T, D)`` tokens.
+
+    The same prefix the encoder's own ``forward_features`` adds, so a masked pass can still read [CLS].
+    """
+    num_prefix = encoder.num_prefix_tokens
+    if num_prefix == 0:
+        return tokens
+    prefix = [t.expand(tokens.shape[0], -1, -1) for t in (encoder.cls_token, getattr(encoder, 'reg_token', None))
+              if t is not None]
+    prefix = torch.cat(prefix, dim=1) + encoder.pos_embed[:, :num_prefix]  # ecgvit encoders embed the prefix too
+    return torch.cat([encoder.pos_drop(prefix), tokens], dim=1)
+
+
+def encode_masked(
+        encoder: nn.Module,
+        x: torch.Tensor,
+        mask_ratio: float,
+        generator: Optional[torch.Generator] = None,
+        noise: Optional[torch.Tensor] = None,
+        with_prefix: bool = False,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Embed ``(B, C, L)``, keep a random ``1 - mask_ratio`` of the patches, and encode only those.
+
+    Args:
+        encoder: An ecgvit encoder.
+        x: ``(B, C, L)`` ECGs.
+        mask_ratio: Fraction of patches dropped.
+        generator: Random generator on ``x``'s device.
+        noise: Optional ``(B, N)`` ranking for :func:`random_masking`.
+        with_prefix: Also encode the [CLS] (and register) tokens, first in the output.
+
+    Returns:
+        ``latent`` ``(B, prefix + N_keep, D)``, ``mask`` ``(B, N)`` (1 = masked), ``ids_restore`` ``(B, N)``.
+    """
+    kept, mask, ids_restore = random_masking(embed_patches(encoder, x), mask_ratio, generator, noise)
+    if with_prefix:
+        kept = prepend_prefix(encoder, kept)
+    return encode_tokens(encoder, kept), mask, ids_restore
 
 
 def encode_tokens(encoder: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
@@ -209,18 +264,22 @@ class MaeBranch(nn.Module):
             encoder: nn.Module,
             x: torch.Tensor,
             generator: Optional[torch.Generator] = None,
+            noise: Optional[torch.Tensor] = None,
+            with_prefix: bool = False,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Embed, add positions, mask, and encode the kept patches (no [CLS], as the seed's MAE branch).
+        """Embed, add positions, mask, and encode the kept patches (no [CLS] by default, as the seed's MAE branch).
+
+        Args:
+            encoder: The shared encoder.
+            x: ``(B, C, L)`` ECGs.
+            generator: Random generator for the mask.
+            noise: Optional ``(B, N)`` masking ranking (see :func:`random_masking`).
+            with_prefix: Encode [CLS] too, as the first output token (the shared-pass hybrids read it).
 
         Returns:
-            ``latent`` ``(B, N_keep, D)``, ``mask`` ``(B, N)`` (1 = masked), ``ids_restore`` ``(B, N)``.
+            ``latent`` ``(B, [1 +] N_keep, D)``, ``mask`` ``(B, N)`` (1 = masked), ``ids_restore`` ``(B, N)``.
         """
-        tokens = encoder.patch_embed(x)  # (B, N, D)
-        pos = resample_pos_embed_1d(encoder.pos_embed, tokens.shape[1], encoder.num_prefix_tokens)
-        tokens = tokens + pos[:, encoder.num_prefix_tokens:]  # patch positions only; CLS is not used here
-        tokens = encoder.pos_drop(tokens)
-        kept, mask, ids_restore = random_masking(tokens, self.mask_ratio, generator)
-        return encode_tokens(encoder, kept), mask, ids_restore
+        return encode_masked(encoder, x, self.mask_ratio, generator, noise, with_prefix)
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """``(B, N_keep, D)`` -> ``(B, N, C * P)`` patch predictions."""

@@ -10,6 +10,10 @@ The structure follows facebookresearch/moco: ``_momentum_update_key_encoder`` un
 ``_dequeue_and_enqueue``, ``contrastive_loss``, ``_build_mlp`` and ``concat_all_gather``. Under torch.distributed the
 keys are all-gathered before they are enqueued, and ``sync_bn=True`` makes the heads' BatchNorm a SyncBatchNorm; a
 single process needs no process group.
+
+The seed's views are full records (145 tokens each), so the query pass costs four MAE encoder passes. The opt-in
+shared-pass MAE-MoCo (:class:`~ecgvit.pretrain.hybrid.HybridPretrainer`) instead hands ``forward`` the [CLS] output of
+the MAE pass as the query and sets ``key_mask_ratio`` so the key view is masked like the MAE input.
 """
 import copy
 from typing import Optional, Tuple
@@ -18,6 +22,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from ecgvit.pretrain.mae import encode_masked
 
 __all__ = ['MocoBranch', 'concat_all_gather']
 
@@ -56,6 +62,8 @@ class MocoBranch(nn.Module):
         momentum: EMA momentum of the key side (seed: 0.99).
         temperature: InfoNCE temperature (seed: 0.2).
         sync_bn: Use SyncBatchNorm in both heads (only synchronises when a process group is running).
+        key_mask_ratio: Fraction of the key view's patches dropped before the momentum encoder (seed: 0, the full
+            record; the shared-pass hybrid uses the MAE mask ratio).
     """
 
     def __init__(
@@ -68,6 +76,7 @@ class MocoBranch(nn.Module):
             momentum: float = 0.99,
             temperature: float = 0.2,
             sync_bn: bool = False,
+            key_mask_ratio: float = 0.0,
     ) -> None:
         super().__init__()
         if queue_size < 1:
@@ -76,6 +85,9 @@ class MocoBranch(nn.Module):
             raise ValueError(f'momentum must be in [0, 1], got {momentum} (seed: 0.99).')
         if temperature <= 0:
             raise ValueError(f'temperature must be > 0, got {temperature} (seed: 0.2).')
+        if not 0.0 <= key_mask_ratio < 1.0:
+            raise ValueError(f'key_mask_ratio must be in [0, 1), got {key_mask_ratio} (seed: 0, no masking).')
+        self.key_mask_ratio = float(key_mask_ratio)
         self.momentum = float(momentum)
         self.temperature = float(temperature)
         self.queue_size = int(queue_size)
@@ -133,35 +145,47 @@ class MocoBranch(nn.Module):
 
     def forward_query(self, encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, L)`` -> normalised query ``(B, dim)`` from the [CLS] token."""
-        cls = encoder.forward_features(x)[:, 0]  # (B, D)
+        return self.project_query(encoder.forward_features(x)[:, 0])
+
+    def project_query(self, cls: torch.Tensor) -> torch.Tensor:
+        """An encoded [CLS] ``(B, D)`` -> normalised query ``(B, dim)``."""
         return F.normalize(self.head(cls), dim=1)
 
     @torch.no_grad()
-    def forward_key(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, L)`` -> normalised key ``(B, dim)`` from the momentum encoder."""
-        cls = self.momentum_encoder.forward_features(x)[:, 0]
+    def forward_key(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``(B, C, L)`` -> normalised key ``(B, dim)`` from the momentum encoder (masked if ``key_mask_ratio``)."""
+        if self.key_mask_ratio > 0:
+            cls = encode_masked(self.momentum_encoder, x, self.key_mask_ratio, generator, with_prefix=True)[0][:, 0]
+        else:
+            cls = self.momentum_encoder.forward_features(x)[:, 0]
         return F.normalize(self.momentum_head(cls), dim=1)
 
     def forward(
             self,
             encoder: nn.Module,
-            x_q: torch.Tensor,
+            x_q: Optional[torch.Tensor],
             x_k: torch.Tensor,
+            cls_q: Optional[torch.Tensor] = None,
+            generator: Optional[torch.Generator] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One MoCo step. In training mode this also updates the key side (first) and the queue (last).
 
         Args:
             encoder: The query encoder.
-            x_q: ``(B, C, L)`` query view.
+            x_q: ``(B, C, L)`` query view; ignored (may be None) when ``cls_q`` is given.
             x_k: ``(B, C, L)`` key view (an independent augmentation draw of the same records).
+            cls_q: The query's encoded [CLS] ``(B, D)`` when another pass already computed it (shared pass).
+            generator: Random generator for the key view's mask (``key_mask_ratio > 0``).
 
         Returns:
             ``(loss, q, k)``.
         """
+        if cls_q is None and x_q is None:
+            raise ValueError('MocoBranch needs a query view x_q or its encoded [CLS] cls_q.')
         if self.training:
             self._momentum_update_key_encoder(encoder)  # before the keys, as MoCo v1/v2
-        q = self.forward_query(encoder, x_q)
-        k = self.forward_key(x_k)
+        q = self.project_query(cls_q) if cls_q is not None else self.forward_query(encoder, x_q)
+        k = self.forward_key(x_k, generator)
         loss = self.contrastive_loss(q, k)
         if self.training:
             self._dequeue_and_enqueue(k)

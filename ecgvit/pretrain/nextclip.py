@@ -189,10 +189,45 @@ class NextclipBranch(nn.Module):
         lo = torch.full_like(span, int(np.ceil(self.min_context * length)))
         return lo, (length - span).clamp(min=0)
 
+    def hidden_samples(self, length: int, start: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
+        """``(B, length)`` bool, True where the encoder must not see the record: every sample from ``start`` on."""
+        t = torch.arange(length, device=start.device)
+        return t[None] >= start[:, None]
+
     def hide(self, x: torch.Tensor, start: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
-        """Zero every sample from ``start`` on (the future the encoder must not see)."""
-        t = torch.arange(x.shape[-1], device=x.device)
-        return x.masked_fill((t[None] >= start[:, None])[:, None, :], 0.0)
+        """Zero the samples :meth:`hidden_samples` marks (the future the encoder must not see)."""
+        return x.masked_fill(self.hidden_samples(x.shape[-1], start, span)[:, None, :], 0.0)
+
+    def masking_noise(
+            self,
+            start: torch.Tensor,
+            span: torch.Tensor,
+            length: int,
+            patch_len: int,
+            generator: Optional[torch.Generator] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """How the shared-pass hybrid masks the hidden record: MAE's uniform masking, with the clip's start kept.
+
+        The patch holding ``start`` is always kept: it is where the zeros begin, so [CLS] knows where the clip it must
+        predict starts (the seed's full-token pass gets that from the zero patches' positions). Every other patch is
+        ranked uniformly, as plain MAE masking.
+
+        Returns:
+            ``noise`` ``(B, N)`` for :func:`~ecgvit.pretrain.mae.random_masking`, and ``intact`` ``(B, N)`` float, 1
+            for patches with no hidden sample: the only ones the MAE loss may score (the rest are zeros, or the
+            clip's target).
+        """
+        batch, num = start.shape[0], length // patch_len
+        hidden = self.hidden_samples(length, start, span).reshape(batch, num, patch_len).any(dim=-1)  # (B, N)
+        noise = torch.rand(batch, num, device=start.device, generator=generator)
+        at_start = (start // patch_len).clamp(max=num - 1)
+        noise.scatter_(1, at_start[:, None], -1.0)
+        return noise, (~hidden).float()
+
+    def loss_from_cls(self, cls: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Decode an encoded [CLS] ``(B, D)`` and score it against ``target``: ``(loss, pred)``."""
+        pred = self.decoder(cls)
+        return F.mse_loss(pred.float(), target.float()), pred
 
     def make_targets(
             self,
@@ -225,6 +260,5 @@ class NextclipBranch(nn.Module):
         if x.dim() == 4:
             x = x.squeeze(2)
         x_hidden, target, _, _ = self.make_targets(x, rr_samples, generator)
-        cls = encoder.forward_features(x_hidden)[:, 0]  # (B, D)
-        pred = self.decoder(cls)
-        return F.mse_loss(pred.float(), target.float()), pred, target
+        loss, pred = self.loss_from_cls(encoder.forward_features(x_hidden)[:, 0], target)
+        return loss, pred, target
