@@ -7,17 +7,19 @@ FLOPs (counted with ``torch.utils.flop_counter``, attention included) per second
 of the same dtype measured in the same run. CPUs differ (bf16 is faster on some, slower on others), so the faster dtype
 is measured, not assumed, and reported as the default.
 
+A method name with ``+shared`` (e.g. ``mae_moco+shared``) builds the hybrid with ``shared_pass=True``: one masked
+encoder pass serves both tasks (see ``ecgvit.pretrain.hybrid``); its ratio to MAE is reported beside the seed's.
+
 Nextclip / Centerclip get precomputed ``rr_samples`` (the recommended setup: R peaks detected once per record); the
 cost of detecting them inside ``forward`` instead is timed separately.
 
 Usage:
     python benchmarks/pretrain_step.py                      # full run (several minutes on 2 cores)
-    python benchmarks/pretrain_step.py --batch 16 --repeats 1 --methods mae,mae_moco   # quick look
+    python benchmarks/pretrain_step.py --batch 16 --repeats 1 --methods mae,mae_moco,mae_moco+shared   # quick look
 """
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from typing import Dict, List, Optional
@@ -27,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ecgvit.data.rpeaks import median_rr_samples
 from ecgvit.pretrain import create_pretrainer, list_pretrainers
+from ecgvit.train.loop import machine_info
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
 
@@ -50,17 +53,6 @@ _CUSTOM_FLOPS = {
 }
 
 
-def cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
     """Best achieved FLOP/s of an n x n matmul in ``dtype`` over about ``seconds``."""
     a = torch.randn(n, n).to(dtype)
@@ -75,11 +67,16 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> floa
     return best
 
 
+SHARED = '+shared'
+
+
 def build(method: str, encoder: str, length: int):
-    kwargs = {}
-    if method in ('mae_nextclip', 'mae_centerclip'):
+    """``method`` is a pretrainer name, optionally with ``+shared`` for its shared-pass variant."""
+    base = method.removesuffix(SHARED)
+    kwargs = {'shared_pass': True} if method.endswith(SHARED) else {}
+    if base in ('mae_nextclip', 'mae_centerclip'):
         kwargs['sampling_rate'] = 360.0 * length / 3600
-    return create_pretrainer(method, encoder, dict(img_size=length), **kwargs)
+    return create_pretrainer(base, encoder, dict(img_size=length), **kwargs)
 
 
 def step_flops(model, x, rr) -> int:
@@ -109,7 +106,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser.add_argument('--batch', type=int, default=64, help='batch size (seed: 64)')
     parser.add_argument('--repeats', type=int, default=3, help='timed steps per method and dtype (median reported)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps first')
-    parser.add_argument('--methods', default=','.join(list_pretrainers()), help='comma-separated methods')
+    parser.add_argument('--methods', default=','.join(list_pretrainers()),
+                        help='comma-separated methods; add +shared to a hybrid for its shared-pass variant')
     parser.add_argument('--dtypes', default='fp32,bf16', help='comma-separated: fp32, bf16')
     parser.add_argument('--encoder', default='ecg_vit_mae_moco', help='encoder name (seed size by default)')
     parser.add_argument('--length', type=int, default=3600, help='samples per record')
@@ -123,14 +121,16 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     # made the first steps 10-20x slower here. Flushing them to zero changes nothing a float32 step can resolve.
     torch.set_flush_denormal(True)
     methods = [m.strip() for m in args.methods.split(',') if m.strip()]
-    bad = sorted(set(methods) - set(list_pretrainers()))
+    bad = sorted(m for m in methods if m.removesuffix(SHARED) not in list_pretrainers()
+                 or (m.endswith(SHARED) and m.removesuffix(SHARED) in ('mae', 'moco')))
     if bad:
         parser.error(f'unknown methods {bad}; valid: {", ".join(list_pretrainers())}')
     dtypes = [d.strip() for d in args.dtypes.split(',') if d.strip()]
     if set(dtypes) - set(DTYPES):
         parser.error(f'unknown dtypes {sorted(set(dtypes) - set(DTYPES))}; valid: fp32, bf16')
 
-    print(f'CPU: {cpu_name()} ({os.cpu_count()} logical cores) | torch {torch.__version__} | '
+    machine = machine_info(torch.device('cpu'))
+    print(f'CPU: {machine["cpu"]} ({os.cpu_count()} logical cores) | torch {torch.__version__} | '
           f'threads {torch.get_num_threads()} | '
           f'batch {args.batch} x 12 x {args.length} | encoder {args.encoder} | repeats {args.repeats}')
     peaks = {d: matmul_peak(DTYPES[d]) for d in dtypes}
@@ -156,7 +156,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             results[method][d] = dict(step_s=t, samples_per_s=args.batch / t, gflop_per_step=flops / 1e9,
                                       mfu=flops / t / peaks[d])
             r = results[method][d]
-            print(f'{method:15s} {d}: {t:7.3f} s/step  {r["samples_per_s"]:7.1f} samples/s  '
+            print(f'{method:21s} {d}: {t:7.3f} s/step  {r["samples_per_s"]:7.1f} samples/s  '
                   f'{r["gflop_per_step"]:8.1f} GFLOP/step  MFU {100 * r["mfu"]:5.1f}%', flush=True)
         del model, opt
 
@@ -168,28 +168,30 @@ def main(argv: Optional[List[str]] = None) -> Dict:
                 results[m][d]['mfu'] *= peaks[d] / end_peak
             peaks[d] = end_peak
     for m in methods:
-        print(f'MFU {m:15s} ' + '  '.join(f'{d}: {100 * results[m][d]["mfu"]:5.1f}%' for d in dtypes))
+        print(f'MFU {m:21s} ' + '  '.join(f'{d}: {100 * results[m][d]["mfu"]:5.1f}%' for d in dtypes))
 
     # The faster dtype over all measured methods is the default.
     best = min(dtypes, key=lambda d: sum(results[m][d]['step_s'] for m in methods))
     print(f'faster dtype on this CPU: {best}')
     ratios = {}
     if 'mae' in results:
-        for m in ('mae_moco', 'mae_nextclip', 'mae_centerclip', 'moco'):
-            if m in results:
+        for m in results:
+            if m != 'mae':
                 for d in dtypes:
                     ratios[f'{m}/mae[{d}]'] = results[m][d]['step_s'] / results['mae'][d]['step_s']
         for m, target in (('mae_moco', 1.6), ('mae_nextclip', 1.4)):
-            if m in results:
-                print(f'{m}/mae step-time ratio ({best}): {ratios[f"{m}/mae[{best}]"]:.2f}x (target <= {target}x)')
+            for variant in (m, m + SHARED):
+                if variant in results:
+                    print(f'{variant}/mae step-time ratio ({best}): {ratios[f"{variant}/mae[{best}]"]:.2f}x '
+                          f'(target <= {target}x)')
 
-    if any(m in methods for m in ('mae_nextclip', 'mae_centerclip')):
+    if any(m.removesuffix(SHARED) in ('mae_nextclip', 'mae_centerclip') for m in methods):
         t0 = time.perf_counter()
         median_rr_samples(x.numpy(), 360.0 * args.length / 3600, fallback=288.0)
         print(f'R-peak detection inside forward instead of precomputed rr_samples would add '
               f'{time.perf_counter() - t0:.3f} s per batch of {args.batch}')
 
-    out = dict(cpu=cpu_name(), torch=torch.__version__, threads=torch.get_num_threads(), batch=args.batch,
+    out = dict(cpu=machine['cpu'], torch=torch.__version__, threads=torch.get_num_threads(), batch=args.batch,
                length=args.length, encoder=args.encoder, peaks_gflops={d: peaks[d] / 1e9 for d in dtypes},
                results=results, ratios=ratios, best_dtype=best)
     if args.json:

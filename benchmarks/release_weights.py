@@ -17,6 +17,9 @@ the run and evaluation outputs (nothing typed by hand).
 Usage:
     python benchmarks/release_weights.py evaluate --runs runs/weights --out runs/eval --data-root ../shared/data
     python benchmarks/release_weights.py ship --runs runs/weights --eval runs/eval
+    # other runs on the same footing, e.g. the shared-pass hybrids (run folders runs/shared/<name>):
+    python benchmarks/release_weights.py evaluate --runs runs/shared --methods mae_moco_shared,mae_nextclip_shared \
+        --tasks ptbxl_superdiagnostic --protocols linear --out runs/eval_shared
 """
 import argparse
 import csv
@@ -52,13 +55,19 @@ def evaluate(args: argparse.Namespace) -> None:
     from ecgvit.hub import load_encoder
 
     runs, out = Path(args.runs), Path(args.out)
-    checkpoints = {m: str(runs / m) for m in METHODS if (runs / m / 'checkpoints' / 'best.safetensors').is_file()}
-    missing = sorted(set(METHODS) - set(checkpoints))
+    methods = [m.strip() for m in args.methods.split(',') if m.strip()]
+    tasks = [t.strip() for t in args.tasks.split(',') if t.strip()]
+    protocols = [p.strip() for p in args.protocols.split(',') if p.strip()]
+    if set(tasks) - set(TASKS):
+        raise SystemExit(f'--tasks: choose from {", ".join(TASKS)}')
+    checkpoints = {m: str(runs / m) for m in methods if (runs / m / 'checkpoints' / 'best.safetensors').is_file()}
+    missing = sorted(set(methods) - set(checkpoints))
     if missing:
         print(f'no finished pretraining run for {missing} under {runs}: those rows are left out')
-    for task, (spec, folder) in TASKS.items():
+    for task in tasks:
+        spec, folder = TASKS[task]
         cfg = BenchmarkConfig(
-            methods=list(checkpoints), protocols=['linear', 'finetune'], data=spec,
+            methods=list(checkpoints), protocols=protocols, data=spec,
             data_dir=str(Path(args.data_root) / folder), out=str(out / task), cache_dir=args.cache_dir,
             model='ecg_vit_mae_moco', sampling_rate=SAMPLING_RATE, num_samples=NUM_SAMPLES,
             pretrain_epochs=args.finetune_epochs, pretrain_warmup_epochs=1.0, finetune_epochs=args.finetune_epochs,
@@ -69,6 +78,8 @@ def evaluate(args: argparse.Namespace) -> None:
 
     # bf16 storage check on the primary task: probe the bf16-rounded encoder exactly like the fp32 one.
     task, (spec, folder) = next(iter(TASKS.items()))
+    if task not in tasks or 'linear' not in protocols or not set(SHIPPED) & set(checkpoints):
+        return
     splits = prepare_data(spec, str(Path(args.data_root) / folder), args.cache_dir or str(out / task / 'data'),
                           SAMPLING_RATE, NUM_SAMPLES)
     rows = {r['method']: r for r in _read_csv(out / task / 'results.csv') if r['protocol'] == 'linear'}
@@ -349,6 +360,9 @@ def main() -> None:
     p.add_argument('--finetune-epochs', type=int, default=4, help='fine-tune (and supervised floor) epochs')
     p.add_argument('--patience', type=int, default=10)
     p.add_argument('--n-boot', type=int, default=1000)
+    p.add_argument('--methods', default=','.join(METHODS), help='run folders under --runs to evaluate')
+    p.add_argument('--tasks', default=','.join(TASKS), help='comma-separated tasks')
+    p.add_argument('--protocols', default='linear,finetune', help='comma-separated protocols')
     p = sub.add_parser('ship', help='write weights/, the sha256 registry and the README table')
     p.add_argument('--runs', default='runs/weights')
     p.add_argument('--eval', default='runs/eval')
