@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--method-arg', action='append', default=[], metavar='KEY=VALUE',
                    help='Any other create_pretrainer argument, value parsed as JSON (repeatable).')
     g = p.add_argument_group('optimisation')
+    g.add_argument('--grad-checkpointing', action='store_true',
+                   help="Recompute the encoder's block activations in the backward pass: less memory, a little more "
+                        'time (seed MAE-MoCo at batch 64 on CPU: peak RSS 4.0 -> 2.6 GB).')
     g.add_argument('--epochs', type=int, default=10, help='Training epochs (seed: 710 for MAE-MoCo).')
     g.add_argument('-b', '--batch-size', type=int, default=64, help='Batch per process (seed: 64).')
     g.add_argument('--lr', type=float, default=2e-4, help='Adam learning rate (seed: 2e-4).')
@@ -396,6 +399,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                                        **method_kwargs)
     except TypeError as e:
         raise CliError(f'Bad method argument for {args.method}: {e}') from None
+    if args.grad_checkpointing:
+        pretrainer.encoder.set_grad_checkpointing(True)  # the masked passes honour it too (pretrain.mae.encode_tokens)
     cfg = TrainConfig(output_dir=args.output, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, schedule=args.sched,
                       plateau_factor=args.decay_rate, plateau_patience=args.patience_epochs, clip_grad=args.clip_grad,

@@ -98,14 +98,15 @@ def test_pretrain_outputs_and_resolved_config(pretrain_run):
     assert (out / 'checkpoints' / 'best.safetensors').is_file()
 
 
-def test_shared_pass_flag(pretrain_run, tmp_path, capsys):
+def test_shared_pass_and_grad_checkpointing_flags(pretrain_run, tmp_path, capsys):
     root, _ = pretrain_run
     common = ['--model', 'ecg_vit_tiny', *TINY_DATA, '--cache-dir', str(root / 'data'), '--epochs', '1', '-b', '8',
-              '--warmup-epochs', '1', '--amp', 'fp32', '--threads', '1', '--shared-pass']
+              '--warmup-epochs', '1', '--amp', 'fp32', '--threads', '1', '--shared-pass', '--grad-checkpointing']
     rc = main(['pretrain', '--method', 'mae_moco', '--queue-size', '64', *common, '--output', str(tmp_path / 'ok')])
     assert rc == 0
     cfg = json.loads((tmp_path / 'ok' / 'config.json').read_text())
     assert cfg['pretrainer']['shared_pass'] is True and cfg['method_kwargs']['shared_pass'] is True
+    assert cfg['args']['grad_checkpointing'] is True
     rc = main(['pretrain', '--method', 'mae', *common, '--output', str(tmp_path / 'bad')])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and 'shared_pass' in err and len(err.splitlines()) == 1
