@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -412,7 +413,18 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                   'data': {'spec': args.data, 'cache_dir': splits['cache_dir'], 'n_train': len(splits['train']),
                            'n_val': len(splits['val'])},
                   'preprocessing': splits['train'].preprocessing.to_dict()}
-    summary = train(pretrainer, splits['train'], splits['val'], cfg, run_config=run_config)
+    train_set, val_set = splits['train'], splits['val']
+    clip = getattr(pretrainer, 'clip', None)
+    if clip is not None and clip.cycle == 'rpeak':
+        # Detect each record's RR once here instead of in every step (about 15% of a shared-pass Nextclip step).
+        from ecgvit.data.rr_dataset import WithRR
+
+        t0 = time.perf_counter()
+        train_set = WithRR(train_set, args.sampling_rate)
+        val_set = WithRR(val_set, args.sampling_rate) if val_set is not None and len(val_set) else val_set
+        _logger.info('R peaks: median RR found for %.0f%% of %d training records in %.1f s (the rest use the '
+                     'fallback)', 100 * train_set.found_fraction(), len(train_set), time.perf_counter() - t0)
+    summary = train(pretrainer, train_set, val_set, cfg, run_config=run_config)
     if is_main_process():
         load_best_into(pretrainer, args.output)
         from ecgvit.hub import save_pretrained
