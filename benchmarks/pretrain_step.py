@@ -10,6 +10,9 @@ is measured, not assumed, and reported as the default.
 A method name with ``+shared`` (e.g. ``mae_moco+shared``) builds the hybrid with ``shared_pass=True``: one masked
 encoder pass serves both tasks (see ``ecgvit.pretrain.hybrid``); its ratio to MAE is reported beside the seed's.
 
+Like ``ecgvit.train.train`` on a CPU, the steps run with glibc recycling freed tensors
+(``ecgvit.train.cpu_memory.reuse_freed_memory``); ``--malloc default`` measures the allocator's defaults instead.
+
 Nextclip / Centerclip get precomputed ``rr_samples`` (the recommended setup: R peaks detected once per record); the
 cost of detecting them inside ``forward`` instead is timed separately.
 
@@ -29,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ecgvit.data.rpeaks import median_rr_samples
 from ecgvit.pretrain import create_pretrainer, list_pretrainers
+from ecgvit.train.cpu_memory import reuse_freed_memory
 from ecgvit.train.loop import machine_info
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
@@ -113,6 +117,9 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser.add_argument('--length', type=int, default=3600, help='samples per record')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
     parser.add_argument('--json', default='', help='also write the results to this JSON file')
+    parser.add_argument('--malloc', default='reuse', choices=['reuse', 'default'],
+                        help="'reuse': glibc recycles freed tensors, as ecgvit.train does on CPU; 'default': as is "
+                             '(process-wide, so it only applies to the first call in a process)')
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -120,6 +127,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     # Adam's second moments of small gradients start out denormal; x86 CPUs process denormals ~100x slower, which
     # made the first steps 10-20x slower here. Flushing them to zero changes nothing a float32 step can resolve.
     torch.set_flush_denormal(True)
+    malloc_reuse = reuse_freed_memory() if args.malloc == 'reuse' else False
     methods = [m.strip() for m in args.methods.split(',') if m.strip()]
     bad = sorted(m for m in methods if m.removesuffix(SHARED) not in list_pretrainers()
                  or (m.endswith(SHARED) and m.removesuffix(SHARED) in ('mae', 'moco')))
@@ -132,7 +140,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     machine = machine_info(torch.device('cpu'))
     print(f'CPU: {machine["cpu"]} ({os.cpu_count()} logical cores) | torch {torch.__version__} | '
           f'threads {torch.get_num_threads()} | '
-          f'batch {args.batch} x 12 x {args.length} | encoder {args.encoder} | repeats {args.repeats}')
+          f'batch {args.batch} x 12 x {args.length} | encoder {args.encoder} | repeats {args.repeats} | '
+          f'malloc {"reuse" if malloc_reuse else "default"}')
     peaks = {d: matmul_peak(DTYPES[d]) for d in dtypes}
     for d in dtypes:
         print(f'matmul peak {d}: {peaks[d] / 1e9:.1f} GFLOP/s (2048^3)')
@@ -193,7 +202,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
 
     out = dict(cpu=machine['cpu'], torch=torch.__version__, threads=torch.get_num_threads(), batch=args.batch,
                length=args.length, encoder=args.encoder, peaks_gflops={d: peaks[d] / 1e9 for d in dtypes},
-               results=results, ratios=ratios, best_dtype=best)
+               results=results, ratios=ratios, best_dtype=best, malloc_reuse=malloc_reuse)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(out, f, indent=2)

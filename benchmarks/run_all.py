@@ -5,16 +5,26 @@ The figures and their targets (issue 7, "Speed and memory"):
 ===========================  =============================================================================  =========
 figure                       what                                                                           target
 ===========================  =============================================================================  =========
-``mfu``                      MAE-MoCo pretraining step (seed size, batch 64) in the faster dtype: model      >= 0.60
-                             FLOP/s over the same-dtype matmul peak measured in the same run
-``mae_moco_over_mae``        step time MAE-MoCo / MAE, faster dtype                                          <= 1.6
-``mae_nextclip_over_mae``    step time MAE-Nextclip / MAE, faster dtype                                      <= 1.4
+``mfu``                      MAE-MoCo pretraining step (seed size, batch 64, shared pass) in the faster      >= 0.60
+                             dtype: model FLOP/s over the same-dtype matmul peak measured in the same run
+``mfu_seed``                 the same for the seed's passes                                                  >= 0.60
+``mae_moco_over_mae``        step time MAE-MoCo / MAE, faster dtype, shared pass (opt-in ``shared_pass``)    <= 1.6
+``mae_nextclip_over_mae``    step time MAE-Nextclip / MAE, the same                                          <= 1.4
+``mae_moco_over_mae_seed``   the same ratios for the seed's separate full-token passes (the default)        <= 1.6
+``mae_nextclip_over_mae_seed``                                                                               <= 1.4
 ``speedup_vs_mtae``          peer MTAE (ST-MEM) step time / our MAE step time (null without the checkout)    >= 1.2
 ``infer_ratio_vs_timm``      batch-1 latency of ecgvit's fast inference path / timm ViT in fp32              <= 0.6
 ``loader_records_per_s``     cached DataLoader throughput, 2 workers, batch 64                               >= 5000
 ``peak_rss_gb``              peak resident memory of MAE-MoCo pretraining (batch 64, Adam) in a fresh        <= 4
-                             process, in GB (10^9 bytes)
+                             process, in GB (10^9 bytes), shared pass
+``peak_rss_gb_seed``         the same for the seed's passes                                                  <= 4
+``peak_rss_gb_seed_grad_ckpt``  the seed's passes with ``encoder.set_grad_checkpointing()``                   <= 4
 ===========================  =============================================================================  =========
+
+The seed's MAE-MoCo runs the encoder on all 145 tokens for the query (with gradient) and the key, and MAE-Nextclip on
+all 145 tokens of the zeroed record, against MAE's 36: their step costs 5-6x and 4x MAE's in FLOPs, whatever the
+kernels. ``create_pretrainer(..., shared_pass=True)`` reads [CLS] from the MAE pass instead (``ecgvit.pretrain.hybrid``
+says exactly what changes); the unsuffixed figures measure it, the ``_seed`` ones the paper's method.
 
 Each figure comes from the script that owns it (``pretrain_step.py``, ``peer_mtae.py``, ``infer_latency.py``,
 ``data_throughput.py``, imported from this folder); timed figures are medians of ``--repeats`` (default 5) runs.
@@ -52,7 +62,7 @@ REPO = HERE.parent
 SPEED_FLAGS = ('avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16', 'avx512_fp16', 'amx_tile', 'amx_bf16',
                'amx_int8')
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
-PRETRAIN_METHODS = 'mae,mae_moco,mae_nextclip'
+PRETRAIN_METHODS = 'mae,mae_moco,mae_nextclip,mae_moco+shared,mae_nextclip+shared'  # +shared: shared_pass=True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,12 +78,17 @@ class Figure:
 
 FIGURES = (
     Figure('mfu', 'pretrain', '>=', 0.60),
+    Figure('mfu_seed', 'pretrain', '>=', 0.60),
     Figure('mae_moco_over_mae', 'pretrain', '<=', 1.6, 'x'),
     Figure('mae_nextclip_over_mae', 'pretrain', '<=', 1.4, 'x'),
+    Figure('mae_moco_over_mae_seed', 'pretrain', '<=', 1.6, 'x'),
+    Figure('mae_nextclip_over_mae_seed', 'pretrain', '<=', 1.4, 'x'),
     Figure('speedup_vs_mtae', 'peer', '>=', 1.2, 'x'),
     Figure('infer_ratio_vs_timm', 'infer', '<=', 0.6, 'x'),
     Figure('loader_records_per_s', 'loader', '>=', 5000.0, ' rec/s'),
     Figure('peak_rss_gb', 'rss', '<=', 4.0, ' GB'),
+    Figure('peak_rss_gb_seed', 'rss', '<=', 4.0, ' GB'),
+    Figure('peak_rss_gb_seed_grad_ckpt', 'rss', '<=', 4.0, ' GB'),
 )
 GROUPS = ('pretrain', 'peer', 'infer', 'loader', 'rss')
 
@@ -192,25 +207,32 @@ def rss_child(spec: Dict[str, Any]) -> Dict[str, Any]:
     parent reports ru_maxrss = 1.5 GB at start-up), so it would report the benchmark runner's peak, not ours.
     """
     from ecgvit.pretrain import create_pretrainer  # local: the parent process does not need it for this
+    from ecgvit.train.cpu_memory import reuse_freed_memory
 
+    if spec['malloc'] == 'reuse':  # as ecgvit.train does on a CPU
+        reuse_freed_memory()
     if spec.get('threads'):
         torch.set_num_threads(spec['threads'])
     torch.set_flush_denormal(True)  # as pretrain_step.py: denormal Adam moments are slow on x86
     torch.manual_seed(0)
-    model = create_pretrainer('mae_moco', spec['encoder'])
+    model = create_pretrainer('mae_moco', spec['encoder'], shared_pass=spec['shared_pass'])
+    if spec.get('grad_checkpointing'):
+        model.encoder.set_grad_checkpointing(True)
     times = _train_steps(model, spec['batch'], spec['steps'], DTYPES[spec['dtype']])
     maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
     hwm_kb = _vm_hwm_kb()
     return dict(encoder=spec['encoder'], batch=spec['batch'], steps=spec['steps'], dtype=spec['dtype'],
-                step_s=times, ru_maxrss_gb=maxrss_kb * 1024 / 1e9,
+                shared_pass=spec['shared_pass'], grad_checkpointing=bool(spec.get('grad_checkpointing')),
+                malloc=spec['malloc'], step_s=times, ru_maxrss_gb=maxrss_kb * 1024 / 1e9,
                 vm_hwm_gb=None if hwm_kb is None else hwm_kb * 1024 / 1e9,
                 peak_rss_gb=(maxrss_kb if hwm_kb is None else hwm_kb) * 1024 / 1e9)
 
 
-def measure_rss(settings: Settings, dtype: str, threads: int) -> Dict[str, Any]:
+def measure_rss(settings: Settings, dtype: str, threads: int, shared_pass: bool, malloc: str,
+                grad_checkpointing: bool = False) -> Dict[str, Any]:
     """Run :func:`rss_child` in a fresh interpreter so no other benchmark's allocations count."""
     spec = dict(encoder=settings.encoder, batch=settings.batch, steps=settings.rss_steps, dtype=dtype,
-                threads=threads)
+                threads=threads, shared_pass=shared_pass, malloc=malloc, grad_checkpointing=grad_checkpointing)
     env = dict(os.environ)
     # The child must import ecgvit the way this process did, installed or not.
     env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO), env.get('PYTHONPATH', '')) if p)
@@ -221,12 +243,12 @@ def measure_rss(settings: Settings, dtype: str, threads: int) -> Dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def profile_steps(settings: Settings, dtype: str) -> str:
+def profile_steps(settings: Settings, dtype: str, shared_pass: bool) -> str:
     """torch.profiler over ``settings.profile_steps`` MAE-MoCo steps; returns the top-10 table by self CPU time."""
     from ecgvit.pretrain import create_pretrainer
 
     torch.manual_seed(0)
-    model = create_pretrainer('mae_moco', settings.encoder)
+    model = create_pretrainer('mae_moco', settings.encoder, shared_pass=shared_pass)
     _train_steps(model, settings.batch, settings.warmup, DTYPES[dtype])  # one-time allocations stay out of it
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         _train_steps(model, settings.batch, settings.profile_steps, DTYPES[dtype])
@@ -334,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default; quick: 1)')
     parser.add_argument('--workdir', default=None, help='where the loader benchmark writes its WFDB files and cache '
                                                         '(default: reused temp folder; quick: a fresh one)')
+    parser.add_argument('--malloc', default='reuse', choices=['reuse', 'default'],
+                        help="glibc allocator during pretraining figures: 'reuse' (freed tensors recycled, as "
+                             "ecgvit.train does on CPU) or 'default'")
     parser.add_argument('--rss-child', default='', help=argparse.SUPPRESS)  # internal: the fresh RSS process
     return parser
 
@@ -396,12 +421,15 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: List[s
         out = _sibling('pretrain_step').main([
             '--batch', str(settings.batch), '--repeats', str(settings.repeats), '--warmup', str(settings.warmup),
             '--methods', PRETRAIN_METHODS, '--dtypes', ','.join(dtypes), '--encoder', settings.encoder,
-            '--threads', str(threads)])
+            '--threads', str(threads), '--malloc', args.malloc])
         raw['pretrain_step'] = out
         best = out['best_dtype']
-        values = dict(mfu=out['results']['mae_moco'][best]['mfu'],
-                      mae_moco_over_mae=out['ratios'][f'mae_moco/mae[{best}]'],
-                      mae_nextclip_over_mae=out['ratios'][f'mae_nextclip/mae[{best}]'])
+        values = dict(mfu=out['results']['mae_moco+shared'][best]['mfu'],
+                      mfu_seed=out['results']['mae_moco'][best]['mfu'],
+                      mae_moco_over_mae=out['ratios'][f'mae_moco+shared/mae[{best}]'],
+                      mae_nextclip_over_mae=out['ratios'][f'mae_nextclip+shared/mae[{best}]'],
+                      mae_moco_over_mae_seed=out['ratios'][f'mae_moco/mae[{best}]'],
+                      mae_nextclip_over_mae_seed=out['ratios'][f'mae_nextclip/mae[{best}]'])
         figures.update({k: v for k, v in values.items() if k not in skip})
 
     def peer() -> None:
@@ -438,23 +466,29 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: List[s
         print(f'cached DataLoader ({load_workers} workers): {figures["loader_records_per_s"]:,.0f} records/s')
 
     def rss() -> None:
-        out = measure_rss(settings, best, threads)
-        raw['peak_rss'] = out
-        figures['peak_rss_gb'] = out['peak_rss_gb']
-        print(f'MAE-MoCo {settings.encoder} batch {settings.batch} {best}, {settings.rss_steps} Adam steps in a '
-              f'fresh process: peak RSS {out["peak_rss_gb"]:.2f} GB')
+        runs = (('peak_rss_gb', True, False), ('peak_rss_gb_seed', False, False),
+                ('peak_rss_gb_seed_grad_ckpt', False, True))
+        for name, shared, grad_ckpt in runs:
+            if name in skip:
+                continue
+            out = measure_rss(settings, best, threads, shared, args.malloc, grad_ckpt)
+            raw[name] = out
+            figures[name] = out['peak_rss_gb']
+            print(f'MAE-MoCo ({"shared pass" if shared else "seed passes"}{", grad checkpointing" * grad_ckpt}) '
+                  f'{settings.encoder} batch {settings.batch} {best}, {settings.rss_steps} Adam steps in a fresh '
+                  f'process: peak RSS {out["peak_rss_gb"]:.2f} GB')
 
     run('pretrain', pretrain)
     run('peer', peer)  # after pretrain: it runs in the faster dtype
     run('infer', infer)
     run('loader', loader)
     run('rss', rss)
-    profile_table: Optional[str] = None
+    profile_tables: Dict[str, str] = {}
     if args.profile:
         def profile() -> None:
-            nonlocal profile_table
-            profile_table = profile_steps(settings, best)
-            print(profile_table)
+            for name, shared in (('seed', False), ('shared_pass', True)):
+                profile_tables[name] = profile_steps(settings, best, shared)
+                print(f'MAE-MoCo ({name}), top 10 ops by self CPU time:\n{profile_tables[name]}')
         wanted.add('profile')
         run('profile', profile)
 
@@ -482,8 +516,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: List[s
         errors=errors,
         raw=raw,
     )
-    if profile_table is not None:
-        out['profile_top10'] = profile_table
+    if profile_tables:
+        out['profile_top10'] = profile_tables
     out = _finite(out)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

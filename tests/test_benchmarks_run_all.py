@@ -10,8 +10,9 @@ import pytest
 import torch
 
 RUN_ALL = Path(__file__).resolve().parents[1] / 'benchmarks' / 'run_all.py'
-FIGURES = ('mfu', 'mae_moco_over_mae', 'mae_nextclip_over_mae', 'speedup_vs_mtae', 'infer_ratio_vs_timm',
-           'loader_records_per_s', 'peak_rss_gb')
+FIGURES = ('mfu', 'mfu_seed', 'mae_moco_over_mae', 'mae_nextclip_over_mae', 'mae_moco_over_mae_seed',
+           'mae_nextclip_over_mae_seed', 'speedup_vs_mtae', 'infer_ratio_vs_timm', 'loader_records_per_s',
+           'peak_rss_gb', 'peak_rss_gb_seed', 'peak_rss_gb_seed_grad_ckpt')
 
 
 def _load_run_all() -> ModuleType:
@@ -54,9 +55,17 @@ def test_quick_run_reports_every_figure(tmp_path):
         assert data['passed'][key] in (True, False)
     _check_common(data)
     assert data['dtype'] in ('fp32', 'bf16')
-    assert set(data['raw']) >= {'pretrain_step', 'infer_latency', 'data_throughput', 'peak_rss'}
-    # The figure is the fresh process's own peak, which can never exceed what ru_maxrss (inherited) says.
-    assert data['raw']['peak_rss']['peak_rss_gb'] <= data['raw']['peak_rss']['ru_maxrss_gb'] + 1e-9
+    rss = ('peak_rss_gb', 'peak_rss_gb_seed', 'peak_rss_gb_seed_grad_ckpt')
+    assert set(data['raw']) >= {'pretrain_step', 'infer_latency', 'data_throughput', *rss}
+    assert data['raw']['peak_rss_gb']['shared_pass'] and not data['raw']['peak_rss_gb_seed']['shared_pass']
+    assert data['raw']['peak_rss_gb_seed_grad_ckpt']['grad_checkpointing']
+    for key in rss:
+        # The figure is the fresh process's own peak, which can never exceed what ru_maxrss (inherited) says.
+        assert data['raw'][key]['peak_rss_gb'] <= data['raw'][key]['ru_maxrss_gb'] + 1e-9
+    # The shared pass runs one encoder pass where the seed runs three: cheaper in FLOPs even at the quick size.
+    steps = data['raw']['pretrain_step']['results']
+    for method in ('mae_moco', 'mae_nextclip'):
+        assert steps[f'{method}+shared']['fp32']['gflop_per_step'] < steps[method]['fp32']['gflop_per_step']
     # main() runs inside this process: it must leave the thread count and denormal handling as it found them.
     assert torch.get_num_threads() == threads
     assert run_all._flush_denormal_on() == flush
