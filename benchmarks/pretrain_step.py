@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ecgvit.data.rpeaks import median_rr_samples
 from ecgvit.pretrain import create_pretrainer, list_pretrainers
 from ecgvit.train.cpu_memory import reuse_freed_memory
-from ecgvit.train.loop import machine_info
+from ecgvit.train.loop import compile_blocks, machine_info
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
 
@@ -117,6 +117,9 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser.add_argument('--length', type=int, default=3600, help='samples per record')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
     parser.add_argument('--json', default='', help='also write the results to this JSON file')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the transformer blocks (ecgvit.train.loop.compile_blocks) after counting '
+                             'FLOPs; compilation happens in the warm-up steps')
     parser.add_argument('--malloc', default='reuse', choices=['reuse', 'default'],
                         help="'reuse': glibc recycles freed tensors, as ecgvit.train does on CPU; 'default': as is "
                              '(process-wide, so it only applies to the first call in a process)')
@@ -141,7 +144,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     print(f'CPU: {machine["cpu"]} ({os.cpu_count()} logical cores) | torch {torch.__version__} | '
           f'threads {torch.get_num_threads()} | '
           f'batch {args.batch} x 12 x {args.length} | encoder {args.encoder} | repeats {args.repeats} | '
-          f'malloc {"reuse" if malloc_reuse else "default"}')
+          f'malloc {"reuse" if malloc_reuse else "default"}{" | torch.compile" if args.compile else ""}')
     peaks = {d: matmul_peak(DTYPES[d]) for d in dtypes}
     for d in dtypes:
         print(f'matmul peak {d}: {peaks[d] / 1e9:.1f} GFLOP/s (2048^3)')
@@ -158,6 +161,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         model = build(method, args.encoder, args.length)
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-4)  # seed: Adam 2e-4
         flops = step_flops(model, x, rr)
+        if args.compile:
+            compile_blocks(model)
         results[method] = {}
         for d in dtypes:
             times = time_steps(model, opt, x, rr, DTYPES[d], args.repeats, args.warmup)
@@ -202,7 +207,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
 
     out = dict(cpu=machine['cpu'], torch=torch.__version__, threads=torch.get_num_threads(), batch=args.batch,
                length=args.length, encoder=args.encoder, peaks_gflops={d: peaks[d] / 1e9 for d in dtypes},
-               results=results, ratios=ratios, best_dtype=best, malloc_reuse=malloc_reuse)
+               results=results, ratios=ratios, best_dtype=best, malloc_reuse=malloc_reuse, compiled=args.compile)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(out, f, indent=2)

@@ -45,7 +45,7 @@ from .distributed import DistInfo, all_reduce_any, barrier, init_distributed
 from .schedules import create_schedule
 
 __all__ = ['TrainConfig', 'train', 'seed_everything', 'resolve_amp_dtype', 'ResumableSampler', 'autocast_context',
-           'batch_inputs', 'batch_kwargs', 'load_best_into']
+           'batch_inputs', 'batch_kwargs', 'compile_blocks', 'load_best_into']
 
 _logger = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ class TrainConfig:
         val_seed: Seed for the masks/augmentations of validation passes, so epochs are compared on equal terms.
         find_unused_parameters: DDP option; wrappers whose branches skip some parameters (e.g. MAE without [CLS])
             need it.
+        compile: ``torch.compile`` every transformer block in place (:func:`compile_blocks`); the first steps pay the
+            compilation (needs a C++ compiler on CPU).
         reuse_cpu_memory: On CPU, let glibc recycle freed tensors instead of page-faulting fresh memory for every
             large activation (:mod:`ecgvit.train.cpu_memory`; 15% off a seed MAE-MoCo step). It is process-wide and
             keeps the peak mapped, so turn it off when training shares a process with other work.
@@ -103,6 +105,7 @@ class TrainConfig:
     progress: bool = True
     val_seed: int = 12345
     find_unused_parameters: bool = True
+    compile: bool = False
     reuse_cpu_memory: bool = True
 
     @classmethod
@@ -122,6 +125,22 @@ def machine_info(device: torch.device) -> Dict[str, Any]:
     gpu = torch.cuda.get_device_name(device) if device.type == 'cuda' else None
     return {'cpu': cpu, 'logical_cores': os.cpu_count(), 'device': device.type, 'gpu': gpu,
             'torch': torch.__version__}
+
+
+def compile_blocks(model: nn.Module) -> int:
+    """``torch.compile`` each timm transformer ``Block`` of ``model`` in place; returns how many.
+
+    Blocks, not the whole pretrainer: its forward draws masks and augmentations and may detect R peaks in numpy,
+    which would break the graph anyway, while the blocks hold nearly all the FLOPs. ``Module.compile`` keeps the
+    parameter names, so checkpoints and ``state_dict`` are unchanged. Each distinct token count (the masked MAE pass,
+    full-length passes) compiles once.
+    """
+    from timm.models.vision_transformer import Block
+
+    blocks = [m for m in model.modules() if isinstance(m, Block)]
+    for block in blocks:
+        block.compile()
+    return len(blocks)
 
 
 def seed_everything(seed: int) -> None:
@@ -397,6 +416,8 @@ def train(
 
     # ---- model, optimiser, schedule
     model.to(info.device)
+    if config.compile:
+        _logger.info('torch.compile: %d transformer blocks', compile_blocks(model))
     if info.distributed and info.device.type == 'cuda':
         # seed/architecture: BatchNorm in the MoCo projection head must see the global batch.
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
