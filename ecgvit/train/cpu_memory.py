@@ -4,14 +4,16 @@ glibc's ``malloc`` serves a request above its mmap threshold (which adapts up to
 unmaps them again on ``free``. Seed-size activations are larger than that: one MAE-MoCo query pass at batch 64 holds
 ``64 x 145 x 1536`` floats (57 MB) per qkv projection. Every training step therefore maps, zero-fills and unmaps
 gigabytes, one 4 KiB page fault at a time: 2.9 million minor page faults in four MAE-MoCo steps, about a sixth of a
-6-s step on the 2-core Xeon of ``benchmarks/README.md`` (5.4 s instead of 6.3 s with :func:`reuse_freed_memory`).
+6-s step on the 2-core Xeon of ``benchmarks/README.md`` (5.4 s instead of 6.3 s with :func:`reuse_freed_memory`,
+0.9 million page faults).
 
 :func:`reuse_freed_memory` turns mmap allocation off (``M_MMAP_MAX = 0``) and raises the trim threshold
 (``M_TRIM_THRESHOLD``), so freed blocks stay in the heap and the next step reuses them. The cost is that memory is
-not handed back to the system while the process lives (the step's peak is kept, plus some fragmentation: peak RSS
-3.8 GB instead of 3.7 GB for seed MAE-MoCo). It changes the whole process, so :func:`~ecgvit.train.loop.train` calls
-it only for CPU runs and ``TrainConfig(reuse_cpu_memory=False)`` leaves the allocator alone. Other C libraries (musl,
-macOS, Windows) are left as they are.
+not handed back to the system while the process lives; the peak itself moved by less than 0.3 GB either way in our
+measurements (seed MAE-MoCo at batch 64: 3.82 GB with it, 4.07 GB without, in ``benchmarks/run_all.py``). It changes
+the whole process, so :func:`~ecgvit.train.loop.train` calls it only for CPU runs and
+``TrainConfig(reuse_cpu_memory=False)`` leaves the allocator alone. Other C libraries (musl, macOS, Windows) are left
+as they are.
 """
 import ctypes
 import ctypes.util
