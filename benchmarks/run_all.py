@@ -148,19 +148,17 @@ def _sibling(name: str) -> ModuleType:
 
 
 def machine_info() -> Dict[str, Any]:
-    """CPU model, logical cores and the instruction-set flags that decide which dtype and kernels are fast."""
-    name, flags = '', set()
+    """What ``ecgvit.train`` records of a machine, plus the instruction-set flags that decide which dtype is fast."""
+    from ecgvit.train.loop import machine_info as ecgvit_machine_info
+
+    flags: set = set()
     with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
-        for line in f:
-            if line.startswith('model name') and not name:
-                name = line.split(':', 1)[1].strip()
-            elif line.startswith('flags') and not flags:
-                flags = set(line.split(':', 1)[1].split())
+        flags = next((set(line.split(':', 1)[1].split()) for line in f if line.startswith('flags')), set())
     present = {flag: flag in flags for flag in SPEED_FLAGS}
     present['amx'] = any(present[f] for f in ('amx_tile', 'amx_bf16', 'amx_int8'))
-    return dict(cpu=name or platform.processor() or platform.machine(), logical_cores=os.cpu_count(),
-                torch_threads=torch.get_num_threads(), flags=present, python=platform.python_version(),
-                platform=platform.platform())
+    info = ecgvit_machine_info(torch.device('cpu'))
+    return dict(cpu=info['cpu'], logical_cores=info['logical_cores'], torch_threads=torch.get_num_threads(),
+                flags=present, python=platform.python_version(), platform=platform.platform())
 
 
 def _vm_hwm_kb() -> Optional[int]:
