@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--alpha', type=float, default=None, help='MAE loss weight (default 40 MAE-MoCo, 2 Nextclip).')
     g.add_argument('--queue-size', type=int, default=None, help='MoCo queue length (seed: 65536).')
     g.add_argument('--shared-pass', action='store_true', default=None,
-                   help='Hybrids: one masked encoder pass serves MAE and the [CLS] task (MoCo query / clip), 4-5x '
+                   help='Hybrids: one masked encoder pass serves MAE and the [CLS] task (MoCo query / clip), about 4x '
                         "cheaper than the seed's full-token passes; not the paper's method (ecgvit.pretrain.hybrid).")
     g.add_argument('--method-arg', action='append', default=[], metavar='KEY=VALUE',
                    help='Any other create_pretrainer argument, value parsed as JSON (repeatable).')
@@ -409,7 +409,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                       plateau_factor=args.decay_rate, plateau_patience=args.patience_epochs, clip_grad=args.clip_grad,
                       amp=args.amp, seed=args.seed, save_every=args.save_every, keep_last=args.checkpoint_hist,
                       log_every=args.log_interval, num_workers=args.workers, device=args.device,
-                      resume=args.resume, progress=not args.no_progress, compile=args.compile)
+                      resume=args.resume, progress=not args.no_progress, compile=args.compile,
+                      reuse_cpu_memory=True)  # this process only trains: let glibc recycle freed tensors
     run_config = {'command': 'pretrain', 'args': vars(args), 'method': args.method, 'model': model_name,
                   'method_kwargs': method_kwargs, 'pretrainer': getattr(pretrainer, 'config', {}),
                   'data': {'spec': args.data, 'cache_dir': splits['cache_dir'], 'n_train': len(splits['train']),
@@ -422,8 +423,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         from ecgvit.data.rr_dataset import WithRR
 
         t0 = time.perf_counter()
-        train_set = WithRR(train_set, args.sampling_rate)
-        val_set = WithRR(val_set, args.sampling_rate) if val_set is not None and len(val_set) else val_set
+        train_set = WithRR(train_set, clip.sampling_rate)  # the rate the branch itself would detect at
+        val_set = WithRR(val_set, clip.sampling_rate) if val_set is not None and len(val_set) else val_set
         _logger.info('R peaks: median RR found for %.0f%% of %d training records in %.1f s (the rest use the '
                      'fallback)', 100 * train_set.found_fraction(), len(train_set), time.perf_counter() - t0)
     summary = train(pretrainer, train_set, val_set, cfg, run_config=run_config)

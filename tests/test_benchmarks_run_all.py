@@ -10,9 +10,9 @@ import pytest
 import torch
 
 RUN_ALL = Path(__file__).resolve().parents[1] / 'benchmarks' / 'run_all.py'
-FIGURES = ('mfu', 'mfu_seed', 'mae_moco_over_mae', 'mae_nextclip_over_mae', 'mae_moco_over_mae_seed',
-           'mae_nextclip_over_mae_seed', 'speedup_vs_mtae', 'infer_ratio_vs_timm', 'loader_records_per_s',
-           'peak_rss_gb', 'peak_rss_gb_seed', 'peak_rss_gb_seed_grad_ckpt')
+FIGURES = ('mfu', 'mae_moco_over_mae', 'mae_nextclip_over_mae', 'mfu_shared', 'mae_moco_over_mae_shared',
+           'mae_nextclip_over_mae_shared', 'speedup_vs_mtae', 'infer_ratio_vs_timm', 'loader_records_per_s',
+           'peak_rss_gb', 'peak_rss_gb_grad_ckpt', 'peak_rss_gb_shared')
 
 
 def _load_run_all() -> ModuleType:
@@ -55,10 +55,10 @@ def test_quick_run_reports_every_figure(tmp_path):
         assert data['passed'][key] in (True, False)
     _check_common(data)
     assert data['dtype'] in ('fp32', 'bf16')
-    rss = ('peak_rss_gb', 'peak_rss_gb_seed', 'peak_rss_gb_seed_grad_ckpt')
+    rss = ('peak_rss_gb', 'peak_rss_gb_grad_ckpt', 'peak_rss_gb_shared')
     assert set(data['raw']) >= {'pretrain_step', 'infer_latency', 'data_throughput', *rss}
-    assert data['raw']['peak_rss_gb']['shared_pass'] and not data['raw']['peak_rss_gb_seed']['shared_pass']
-    assert data['raw']['peak_rss_gb_seed_grad_ckpt']['grad_checkpointing']
+    assert data['raw']['peak_rss_gb_shared']['shared_pass'] and not data['raw']['peak_rss_gb']['shared_pass']
+    assert data['raw']['peak_rss_gb_grad_ckpt']['grad_checkpointing']
     for key in rss:
         # The figure is the fresh process's own peak, which can never exceed what ru_maxrss (inherited) says.
         assert data['raw'][key]['peak_rss_gb'] <= data['raw'][key]['ru_maxrss_gb'] + 1e-9

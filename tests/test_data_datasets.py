@@ -271,6 +271,7 @@ def test_get_dataset_pool_is_pool_from_folder(tmp_path):
         assert isinstance(pool, PretrainingPool) and pool.descriptor() == ref.descriptor()
         assert [(e.record_id, e.split) for e in pool] == [(e.record_id, e.split) for e in ref]
     assert get_dataset('pool', tmp_path).val_fraction == 0.05
+    assert len(get_dataset('pool', tmp_path, label_set=None)) == len(get_dataset('pool', tmp_path))
     with pytest.raises(ValueError, match="unlabelled, so label_set='rhythm'"):
         get_dataset('pool', tmp_path, label_set='rhythm')
     with pytest.raises(ValueError, match='needs root'):

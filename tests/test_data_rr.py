@@ -49,6 +49,8 @@ def test_plain_items_and_flat_records_give_nan():
     assert set(ds[1]) == {'x', 'rr_samples'}
     with pytest.raises(ValueError, match='sampling_rate'):
         WithRR(items, 0.0)
+    with pytest.raises(ValueError, match='chunk'):
+        WithRR(items, FS, chunk=0)
 
 
 def test_pickles_and_collates_for_dataloader_workers(cached):

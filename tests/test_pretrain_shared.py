@@ -96,6 +96,15 @@ def test_clip_target_stays_hidden_from_the_shared_pass(method):
     assert torch.equal(a['loss_mae'], b['loss_mae'])
     assert not torch.allclose(a[OTHER[method]], b[OTHER[method]])
 
+    # And the MAE loss scores no patch with a hidden sample: the same input alone could not show that.
+    scored = []
+    original = model.mae.forward_loss
+    model.mae.forward_loss = lambda x_, pred, mask: scored.append(mask) or original(x_, pred, mask)
+    with torch.no_grad():
+        model(x, generator=torch.Generator().manual_seed(7))
+    touched = hidden.reshape(4, 20, 25).any(dim=-1)  # (B, N) patches with a hidden sample
+    assert scored[0][touched].abs().sum() == 0 and scored[0][~touched].sum() > 0
+
 
 def test_masking_noise_keeps_the_clip_start_and_scores_only_intact_patches():
     branch = NextclipBranch(create_pretrainer('mae', 'ecg_vit_tiny', TINY).encoder, clip_len=50, cycle='fixed')

@@ -5,12 +5,13 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 from ecgvit.train.cpu_memory import reuse_freed_memory
 
 GLIBC = platform.system() == 'Linux' and platform.libc_ver()[0] == 'glibc'
 
-# Run in a fresh interpreter: the setting is process-wide and must not leak into the rest of the suite's process.
+# Each probe runs in a fresh interpreter, so it starts from glibc's defaults whatever this process has set.
 _PROBE = textwrap.dedent('''
     import resource, sys, torch
     from ecgvit.train.cpu_memory import reuse_freed_memory
@@ -37,6 +38,23 @@ def test_freed_large_tensors_are_reused_instead_of_page_faulted_again():
     # Defaults: each 64 MiB tensor is a fresh mapping, 16k page faults per fill. Reuse: only the first one faults.
     assert default > 10 * 16384
     assert reuse < default / 5
+
+
+@pytest.mark.parametrize('reuse', [False, True])
+def test_train_applies_it_only_on_request(reuse, monkeypatch, tmp_path):
+    import ecgvit.train.loop as loop
+    from ecgvit.pretrain import create_pretrainer
+
+    calls = []
+    monkeypatch.setattr(loop, 'reuse_freed_memory', lambda: calls.append(1) or True)
+    torch.manual_seed(0)
+    model = create_pretrainer('mae', 'ecg_vit_tiny', dict(embed_dim=16, depth=1, num_heads=2, img_size=250),
+                              decoder_embed_dim=16, decoder_num_heads=2)
+    data = [torch.randn(12, 250) for _ in range(8)]
+    cfg = loop.TrainConfig(output_dir=str(tmp_path), epochs=1, batch_size=4, warmup_epochs=0.5, amp='fp32',
+                           progress=False, save_every=0, reuse_cpu_memory=reuse, device='cpu')
+    loop.train(model, data, None, cfg)
+    assert len(calls) == int(reuse)
 
 
 def test_returns_false_off_glibc(monkeypatch):

@@ -69,7 +69,7 @@ def create_pretrainer(
 
             - all hybrids: ``alpha`` (MAE loss weight; 40 for mae_moco, 2 for mae_nextclip / mae_centerclip; 0 skips
               the MAE branch), ``shared_pass`` (False: the seed's separate full-token passes; True: one masked pass
-              serves both tasks, 4-5x cheaper, see :mod:`ecgvit.pretrain.hybrid`).
+              serves both tasks, about 4x cheaper, see :mod:`ecgvit.pretrain.hybrid`).
             - MAE (mae_*, mae): ``mask_ratio`` (0.75), ``decoder_embed_dim`` (256), ``decoder_depth`` (1),
               ``decoder_num_heads`` (8), ``decoder_mlp_ratio`` (2), ``decoder_num_patches`` (the encoder's).
             - MoCo (mae_moco, moco): ``moco_dim`` (128), ``moco_hidden_dim`` (128), ``moco_num_layers`` (3),
@@ -117,6 +117,8 @@ def create_pretrainer(
         raise TypeError(f'create_pretrainer({method!r}) got unexpected keyword argument(s) {unknown}; '
                         f'{method} takes: {", ".join(sorted(allowed))}.')
     cfg = dict(allowed, **method_kwargs)
+    if not isinstance(cfg.get('shared_pass', False), bool):
+        raise TypeError(f'shared_pass must be True or False, got {cfg["shared_pass"]!r}.')
 
     if isinstance(encoder, str):
         from ecgvit.factory import create_model  # local: ecgvit/__init__ may re-export this module

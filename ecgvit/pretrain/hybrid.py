@@ -25,7 +25,12 @@ and reads [CLS] from that pass:
   the clip starts (:meth:`~ecgvit.pretrain.nextclip.NextclipBranch.masking_noise`); [CLS] feeds the clip decoder, and
   the MAE loss scores only masked patches the zeroing left intact (the zeros and the clip are not MAE targets).
 
-The MAE pass gains one token ([CLS]) and otherwise keeps the seed's masking, decoder and loss weights.
+The MAE pass gains one token ([CLS]) and keeps the seed's mask ratio, decoder and loss weights. For MAE-MoCo it is
+otherwise the seed's MAE. For the clip hybrids the mask is drawn over the whole zeroed record, so the intact part is
+masked at the seed's ratio, but the MAE sees and scores less signal: Nextclip zeroes on average about half the record
+(in a 3600-sample record ~49% of the 36 visible tokens are zero patches, as in the seed's Nextclip input, and ~52% of
+the patches are scoreable), Centerclip one half-cycle (~7% of the visible tokens). Keeping the token count fixed is
+what keeps the step cost at MAE's.
 """
 from typing import Any, Callable, Dict, Optional, Set
 

@@ -83,16 +83,31 @@ def random_masking(
 
 
 def embed_patches(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``(B, C, L)`` -> patch tokens with their positions ``(B, N, D)``, no prefix tokens, before any masking."""
+    """Patch tokens with their positions, before any masking and without the prefix tokens.
+
+    Args:
+        encoder: An ecgvit encoder.
+        x: ``(B, C, L)`` ECGs, L a multiple of the patch length.
+
+    Returns:
+        ``(B, N, D)`` tokens (positional dropout applied, as the encoder does).
+    """
     tokens = encoder.patch_embed(x)  # (B, N, D)
     pos = resample_pos_embed_1d(encoder.pos_embed, tokens.shape[1], encoder.num_prefix_tokens)
     return encoder.pos_drop(tokens + pos[:, encoder.num_prefix_tokens:])
 
 
 def prepend_prefix(encoder: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """Put the encoder's [CLS] (and register) tokens, with their positions, in front of ``(B, T, D)`` tokens.
+    """Put the encoder's [CLS] (and register) tokens, with their positions, in front of the patch tokens.
 
     The same prefix the encoder's own ``forward_features`` adds, so a masked pass can still read [CLS].
+
+    Args:
+        encoder: An ecgvit encoder.
+        tokens: ``(B, T, D)`` patch tokens (any subset, positions added).
+
+    Returns:
+        ``(B, num_prefix_tokens + T, D)``; ``tokens`` unchanged for an encoder without prefix tokens.
     """
     num_prefix = encoder.num_prefix_tokens
     if num_prefix == 0:

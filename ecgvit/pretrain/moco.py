@@ -148,7 +148,14 @@ class MocoBranch(nn.Module):
         return self.project_query(encoder.forward_features(x)[:, 0])
 
     def project_query(self, cls: torch.Tensor) -> torch.Tensor:
-        """An encoded [CLS] ``(B, D)`` -> normalised query ``(B, dim)``."""
+        """Project an encoded [CLS] to the query.
+
+        Args:
+            cls: ``(B, D)`` [CLS] output of the query encoder (any pass).
+
+        Returns:
+            ``(B, dim)`` L2-normalised query.
+        """
         return F.normalize(self.head(cls), dim=1)
 
     @torch.no_grad()

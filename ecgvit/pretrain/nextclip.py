@@ -190,7 +190,16 @@ class NextclipBranch(nn.Module):
         return lo, (length - span).clamp(min=0)
 
     def hidden_samples(self, length: int, start: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
-        """``(B, length)`` bool, True where the encoder must not see the record: every sample from ``start`` on."""
+        """Which samples the encoder must not see: every sample from ``start`` on.
+
+        Args:
+            length: Samples per record.
+            start: ``(B,)`` clip starts.
+            span: ``(B,)`` clip lengths (unused here; Centerclip hides only the clip).
+
+        Returns:
+            ``(B, length)`` bool, True where hidden.
+        """
         t = torch.arange(length, device=start.device)
         return t[None] >= start[:, None]
 
@@ -210,7 +219,15 @@ class NextclipBranch(nn.Module):
 
         The patch holding ``start`` is always kept: it is where the zeros begin, so [CLS] knows where the clip it must
         predict starts (the seed's full-token pass gets that from the zero patches' positions). Every other patch is
-        ranked uniformly, as plain MAE masking.
+        ranked uniformly, as plain MAE masking, zero patches included: the intact part is then masked at the MAE's
+        ratio, at the price of visible tokens spent on zeros (about half of them for Nextclip).
+
+        Args:
+            start: ``(B,)`` clip starts in samples.
+            span: ``(B,)`` clip lengths in samples.
+            length: Samples per record, a multiple of ``patch_len``.
+            patch_len: Samples per encoder patch.
+            generator: Random generator on ``start``'s device.
 
         Returns:
             ``noise`` ``(B, N)`` for :func:`~ecgvit.pretrain.mae.random_masking`, and ``intact`` ``(B, N)`` float, 1
@@ -225,7 +242,15 @@ class NextclipBranch(nn.Module):
         return noise, (~hidden).float()
 
     def loss_from_cls(self, cls: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Decode an encoded [CLS] ``(B, D)`` and score it against ``target``: ``(loss, pred)``."""
+        """Decode an encoded [CLS] into the clip and score it.
+
+        Args:
+            cls: ``(B, D)`` [CLS] output of the encoder on the hidden record.
+            target: ``(B, C, clip_len)`` clips from :meth:`make_targets`.
+
+        Returns:
+            ``(loss, pred)``: the MSE and the ``(B, C, clip_len)`` prediction.
+        """
         pred = self.decoder(cls)
         return F.mse_loss(pred.float(), target.float()), pred
 

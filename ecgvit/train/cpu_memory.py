@@ -8,12 +8,12 @@ gigabytes, one 4 KiB page fault at a time: 2.9 million minor page faults in four
 0.9 million page faults).
 
 :func:`reuse_freed_memory` turns mmap allocation off (``M_MMAP_MAX = 0``) and raises the trim threshold
-(``M_TRIM_THRESHOLD``), so freed blocks stay in the heap and the next step reuses them. The cost is that memory is
-not handed back to the system while the process lives; the peak itself moved by less than 0.3 GB either way in our
-measurements (seed MAE-MoCo at batch 64: 3.82 GB with it, 4.07 GB without, in ``benchmarks/run_all.py``). It changes
-the whole process, so :func:`~ecgvit.train.loop.train` calls it only for CPU runs and
-``TrainConfig(reuse_cpu_memory=False)`` leaves the allocator alone. Other C libraries (musl, macOS, Windows) are left
-as they are.
+(``M_TRIM_THRESHOLD``), so freed blocks stay in the heap and the next step reuses them. The cost is that memory is not
+handed back to the system while the process lives; the peak itself moved by less than 0.3 GB either way in our
+measurements (seed MAE-MoCo at batch 64: 3.82 GB with it, 4.07 GB without, in ``benchmarks/run_all.py``). It changes the
+whole process for good, so :func:`~ecgvit.train.loop.train` calls it only on request
+(``TrainConfig(reuse_cpu_memory=True)``, which ``ecgvit pretrain`` sets) and only for CPU runs. Other C libraries (musl,
+macOS, Windows) are left as they are.
 """
 import ctypes
 import ctypes.util
@@ -45,7 +45,8 @@ def reuse_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
+        # Trim threshold first: if mmap allocation were turned off alone, freed heap tops would still be returned.
+        ok = libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1 and libc.mallopt(_M_MMAP_MAX, 0) == 1
     except (OSError, AttributeError) as e:  # no loadable libc or no mallopt: run with the defaults
         _logger.debug('mallopt unavailable (%s); leaving the allocator as it is', e)
         return False
@@ -53,4 +54,6 @@ def reuse_freed_memory() -> bool:
     if ok:
         _logger.debug('glibc malloc: mmap allocation off, trim threshold %d bytes (freed tensors are reused)',
                       _TRIM_THRESHOLD)
+    else:
+        _logger.warning('glibc refused a mallopt setting; large tensors may still be page-faulted every step')
     return ok

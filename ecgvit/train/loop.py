@@ -81,8 +81,8 @@ class TrainConfig:
         compile: ``torch.compile`` every transformer block in place (:func:`compile_blocks`); the first steps pay the
             compilation (needs a C++ compiler on CPU).
         reuse_cpu_memory: On CPU, let glibc recycle freed tensors instead of page-faulting fresh memory for every
-            large activation (:mod:`ecgvit.train.cpu_memory`; 15% off a seed MAE-MoCo step). It is process-wide and
-            keeps the peak mapped, so turn it off when training shares a process with other work.
+            large activation (:mod:`ecgvit.train.cpu_memory`; 15% off a seed MAE-MoCo step). Off by default because
+            it is process-wide and cannot be undone; ``ecgvit pretrain``, a process of its own, turns it on.
     """
     output_dir: str = 'output/pretrain'
     epochs: int = 10
@@ -106,7 +106,7 @@ class TrainConfig:
     val_seed: int = 12345
     find_unused_parameters: bool = True
     compile: bool = False
-    reuse_cpu_memory: bool = True
+    reuse_cpu_memory: bool = False
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> 'TrainConfig':
@@ -128,12 +128,18 @@ def machine_info(device: torch.device) -> Dict[str, Any]:
 
 
 def compile_blocks(model: nn.Module) -> int:
-    """``torch.compile`` each timm transformer ``Block`` of ``model`` in place; returns how many.
+    """``torch.compile`` each timm transformer ``Block`` of ``model`` in place.
 
     Blocks, not the whole pretrainer: its forward draws masks and augmentations and may detect R peaks in numpy,
     which would break the graph anyway, while the blocks hold nearly all the FLOPs. ``Module.compile`` keeps the
     parameter names, so checkpoints and ``state_dict`` are unchanged. Each distinct token count (the masked MAE pass,
-    full-length passes) compiles once.
+    full-length passes) compiles once, on first use.
+
+    Args:
+        model: Any module holding timm ``Block`` s (an encoder, a pretrainer).
+
+    Returns:
+        The number of blocks compiled.
     """
     from timm.models.vision_transformer import Block
 
@@ -225,8 +231,13 @@ def batch_inputs(batch: Any) -> torch.Tensor:
 def batch_kwargs(batch: Any, device: torch.device) -> Dict[str, Any]:
     """The model's keyword arguments in a batch, moved to ``device``.
 
-    A dict batch passes every entry but ``x`` and ``y`` (e.g. ``rr_samples`` from
-    :class:`ecgvit.data.rr_dataset.WithRR`); tuple and tensor batches pass nothing.
+    Args:
+        batch: What the DataLoader yields. A dict passes every entry but ``x`` and ``y`` (e.g. ``rr_samples`` from
+            :class:`ecgvit.data.rr_dataset.WithRR`); tuples and tensors pass nothing.
+        device: Where the model runs.
+
+    Returns:
+        Keyword arguments for ``model(x, **kwargs)``.
     """
     if not isinstance(batch, dict):
         return {}

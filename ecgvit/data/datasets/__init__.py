@@ -70,8 +70,9 @@ def get_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: Any)
     if root is None and cls is not SyntheticDataset:
         raise ValueError(f'Dataset {name!r} needs root=<folder with the data>; only "synthetic" can generate its own.')
     if cls is PretrainingPool:
-        if 'label_set' in kwargs:
+        if kwargs.get('label_set') is not None:
             raise ValueError(f'The pretraining pool is unlabelled, so label_set={kwargs["label_set"]!r} is not valid: '
                              f'drop it, or pick one source, e.g. get_dataset("ptbxl", ..., label_set=...).')
+        kwargs.pop('label_set', None)  # label_set=None: a caller passing the same kwargs to every dataset
         return PretrainingPool.from_folder(root, **kwargs)
     return cls(root, **kwargs)
