@@ -22,7 +22,7 @@ from torch import nn
 
 __all__ = [
     'Erase', 'TimeOut', 'PartialNoise', 'Drop', 'RandomResizedCrop', 'Compose', 'default_ecg_augment',
-    'crop_resize', 'random_spans',
+    'crop_resize', 'random_spans', 'span_mask',
 ]
 
 
@@ -84,9 +84,32 @@ def random_spans(
     return start, span
 
 
-def _span_mask(start: torch.Tensor, span: torch.Tensor, length: int) -> torch.Tensor:
+def span_mask(start: torch.Tensor, span: torch.Tensor, length: int) -> torch.Tensor:
+    """Which samples fall inside each record's span ``[start, start + span)``.
+
+    Args:
+        start: ``(B,)`` first sample of each span.
+        span: ``(B,)`` span lengths.
+        length: Samples per record L.
+
+    Returns:
+        ``(B, L)`` bool, on ``start``'s device.
+    """
     t = torch.arange(length, device=start.device)  # (L,)
     return (t >= start[:, None]) & (t < (start + span)[:, None])  # (B, L)
+
+
+def _draw_spans(
+        x: torch.Tensor,
+        p: float,
+        frac_range: Tuple[float, float],
+        generator: Optional[torch.Generator],
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the span transforms draw, in this order: which records change ``(B,)``, then ``start, span``."""
+    _check_batch(x)
+    apply = _apply_mask(x, p, generator)
+    start, span = random_spans(x.shape[0], x.shape[-1], frac_range, x, generator)
+    return apply, start, span
 
 
 def crop_resize(x: torch.Tensor, start: torch.Tensor, length: torch.Tensor, out_len: int) -> torch.Tensor:
@@ -170,11 +193,8 @@ class TimeOut(nn.Module):
         self.frac_range = _check_frac_range('frac_range', frac_range)
 
     def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        _check_batch(x)
-        batch, _, length = x.shape
-        apply = _apply_mask(x, self.p, generator)
-        start, span = random_spans(batch, length, self.frac_range, x, generator)
-        mask = _span_mask(start, span, length) & apply[:, None]  # (B, L)
+        apply, start, span = _draw_spans(x, self.p, self.frac_range, generator)
+        mask = span_mask(start, span, x.shape[-1]) & apply[:, None]  # (B, L)
         return x.masked_fill(mask[:, None, :], 0.0)
 
     def extra_repr(self) -> str:
@@ -199,11 +219,8 @@ class PartialNoise(nn.Module):
         self.frac_range = _check_frac_range('frac_range', frac_range)
 
     def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        _check_batch(x)
-        batch, _, length = x.shape
-        apply = _apply_mask(x, self.p, generator)
-        start, span = random_spans(batch, length, self.frac_range, x, generator)
-        mask = _span_mask(start, span, length) & apply[:, None]  # (B, L)
+        apply, start, span = _draw_spans(x, self.p, self.frac_range, generator)
+        mask = span_mask(start, span, x.shape[-1]) & apply[:, None]  # (B, L)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32).to(x.dtype)
         return x + noise * (self.std * mask[:, None, :].to(x.dtype))
 
@@ -252,11 +269,8 @@ class RandomResizedCrop(nn.Module):
         self.scale = _check_frac_range('scale', scale)
 
     def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        _check_batch(x)
-        batch, _, length = x.shape
-        apply = _apply_mask(x, self.p, generator)
-        start, span = random_spans(batch, length, self.scale, x, generator)
-        out = crop_resize(x, start, span, length)
+        apply, start, span = _draw_spans(x, self.p, self.scale, generator)
+        out = crop_resize(x, start, span, x.shape[-1])
         return torch.where(apply[:, None, None], out, x)
 
     def extra_repr(self) -> str:

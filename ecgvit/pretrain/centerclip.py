@@ -11,6 +11,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from ecgvit.data.augment import span_mask
 from ecgvit.pretrain.nextclip import NextclipBranch
 
 __all__ = ['CenterclipBranch']
@@ -29,5 +30,4 @@ class CenterclipBranch(NextclipBranch):
 
     def hidden_samples(self, length: int, start: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
         """Only the clip ``[start, start + span)`` is hidden."""
-        t = torch.arange(length, device=start.device)
-        return (t[None] >= start[:, None]) & (t[None] < (start + span)[:, None])  # (B, L)
+        return span_mask(start, span, length)
