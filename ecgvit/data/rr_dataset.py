@@ -40,9 +40,10 @@ class WithRR(Dataset):
         n = len(dataset)
         rr = np.full(n, np.nan, dtype=np.float32)
         signals = getattr(dataset, 'signals', None)  # a cache's memmap: read in slices, no per-item overhead
+        sliceable = isinstance(signals, np.ndarray) and len(signals) == n
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
-            if isinstance(signals, np.ndarray) and len(signals) == n:
+            if sliceable:
                 batch = np.asarray(signals[lo:hi], dtype=np.float32)
             else:
                 batch = np.stack([np.asarray(_signal(dataset[i]), dtype=np.float32) for i in range(lo, hi)])

@@ -117,8 +117,9 @@ def create_pretrainer(
         raise TypeError(f'create_pretrainer({method!r}) got unexpected keyword argument(s) {unknown}; '
                         f'{method} takes: {", ".join(sorted(allowed))}.')
     cfg = dict(allowed, **method_kwargs)
-    if not isinstance(cfg.get('shared_pass', False), bool):
-        raise TypeError(f'shared_pass must be True or False, got {cfg["shared_pass"]!r}.')
+    shared_pass = cfg.get('shared_pass', False)
+    if not isinstance(shared_pass, bool):
+        raise TypeError(f'shared_pass must be True or False, got {shared_pass!r}.')
 
     if isinstance(encoder, str):
         from ecgvit.factory import create_model  # local: ecgvit/__init__ may re-export this module
@@ -153,7 +154,7 @@ def create_pretrainer(
             momentum=cfg['momentum'],
             temperature=cfg['temperature'],
             sync_bn=cfg['sync_bn'],
-            key_mask_ratio=cfg['mask_ratio'] if cfg.get('shared_pass') else 0.0,
+            key_mask_ratio=cfg['mask_ratio'] if shared_pass else 0.0,
         )
         augment = cfg['augment']
         if augment is None or augment == 'default_ecg_augment':  # the name is what config records: round-trips
@@ -191,5 +192,5 @@ def create_pretrainer(
         augment=augment,
         config=cfg,
         clip_name=spec['clip'] or 'nextclip',
-        shared_pass=bool(cfg.get('shared_pass', False)),
+        shared_pass=shared_pass,
     )
