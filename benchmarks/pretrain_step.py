@@ -10,7 +10,7 @@ is measured, not assumed, and reported as the default.
 A method name with ``+shared`` (e.g. ``mae_moco+shared``) builds the hybrid with ``shared_pass=True``: one masked
 encoder pass serves both tasks (see ``ecgvit.pretrain.hybrid``); its ratio to MAE is reported beside the seed's.
 
-Like ``ecgvit.train.train`` on a CPU, the steps run with glibc recycling freed tensors
+Like ``ecgvit pretrain`` on a CPU, the steps run with glibc recycling freed tensors
 (``ecgvit.train.cpu_memory.reuse_freed_memory``); ``--malloc default`` measures the allocator's defaults instead.
 
 Nextclip / Centerclip get precomputed ``rr_samples`` (the recommended setup: R peaks detected once per record); the
@@ -121,7 +121,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
                         help='torch.compile the transformer blocks (ecgvit.train.loop.compile_blocks) after counting '
                              'FLOPs; compilation happens in the warm-up steps')
     parser.add_argument('--malloc', default='reuse', choices=['reuse', 'default'],
-                        help="'reuse': glibc recycles freed tensors, as ecgvit.train does on CPU; 'default': as is "
+                        help="'reuse': glibc recycles freed tensors, as ecgvit pretrain does on CPU; 'default': as is "
                              '(process-wide, so it only applies to the first call in a process)')
     args = parser.parse_args(argv)
 

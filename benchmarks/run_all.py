@@ -205,7 +205,7 @@ def rss_child(spec: Dict[str, Any]) -> Dict[str, Any]:
     from ecgvit.pretrain import create_pretrainer  # local: the parent process does not need it for this
     from ecgvit.train.cpu_memory import reuse_freed_memory
 
-    if spec['malloc'] == 'reuse':  # as ecgvit.train does on a CPU
+    if spec['malloc'] == 'reuse':  # as ecgvit pretrain does on a CPU
         reuse_freed_memory()
     if spec.get('threads'):
         torch.set_num_threads(spec['threads'])
@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                         '(default: reused temp folder; quick: a fresh one)')
     parser.add_argument('--malloc', default='reuse', choices=['reuse', 'default'],
                         help="glibc allocator during pretraining figures: 'reuse' (freed tensors recycled, as "
-                             "ecgvit.train does on CPU) or 'default'")
+                             "ecgvit pretrain does on CPU) or 'default'")
     parser.add_argument('--rss-child', default='', help=argparse.SUPPRESS)  # internal: the fresh RSS process
     return parser
 
