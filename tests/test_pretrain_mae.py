@@ -1,9 +1,17 @@
-"""MAE branch pieces: patchify, random masking, visible-only encoding and the masked-patch loss."""
+"""MAE branch pieces: patchify, random masking, visible-only embedding and encoding, and the masked-patch loss."""
 import pytest
 import torch
 
 import ecgvit
-from ecgvit.pretrain.mae import MaeBranch, patchify, random_masking, unpatchify
+from ecgvit.pretrain.mae import (
+    MaeBranch,
+    embed_patches,
+    encode_masked,
+    masking_ids,
+    patchify,
+    random_masking,
+    unpatchify,
+)
 
 TINY = dict(embed_dim=32, depth=1, num_heads=2, img_size=250)
 
@@ -85,3 +93,46 @@ def test_grad_checkpointing_gives_the_same_loss_and_gradients():
         grads.append((loss.detach(), enc.blocks[0].attn.qkv.weight.grad.clone()))
     torch.testing.assert_close(grads[0][0], grads[1][0])
     torch.testing.assert_close(grads[0][1], grads[1][1])
+
+
+def _reference_kept_tokens(enc, x, ids_keep):
+    """The plain path: convolve every patch, add every position, then gather the kept tokens."""
+    tokens = embed_patches(enc, x)
+    return torch.gather(tokens, 1, ids_keep[:, :, None].expand(-1, -1, tokens.shape[-1]))
+
+
+@pytest.mark.parametrize('length', [250, 300])  # 300: positions resampled from the model's 10 to 12 patches
+def test_kept_patch_embedding_matches_embedding_everything(length):
+    enc = ecgvit.create_model('ecg_vit_tiny', **TINY)
+    x = torch.randn(3, 12, length)
+    num = length // 25
+    ids_keep, mask, _ = masking_ids(3, num, 0.7, x.device, torch.Generator().manual_seed(0))
+    fast = embed_patches(enc, x, ids_keep)
+    ref = _reference_kept_tokens(enc, x, ids_keep)
+    assert fast.shape == (3, round(num * 0.3), 32)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(embed_patches(enc, x.unsqueeze(2), ids_keep), fast)  # (B, C, 1, L) input
+    # The gradients reach the conv weights exactly as through the convolution.
+    g_fast = torch.autograd.grad(fast.square().sum(), enc.patch_embed.proj.weight)[0]
+    g_ref = torch.autograd.grad(ref.square().sum(), enc.patch_embed.proj.weight)[0]
+    torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-5)
+    # Every kept token comes from its own patch: the mask says which, masking_ids says in what order.
+    assert torch.all(mask.gather(1, ids_keep) == 0)
+
+
+def test_kept_patch_embedding_falls_back_for_other_patch_embeddings():
+    enc = ecgvit.create_model('ecg_vit_tiny', **TINY)
+    x = torch.randn(2, 12, 250)
+    ids_keep = torch.tensor([[0, 3, 7], [9, 1, 2]])
+    plain = embed_patches(enc, x, ids_keep)
+    # Padded, the convolution is no longer one linear map per patch (still 10 tokens): the module itself must run.
+    enc.patch_embed.proj.padding = (0, 1)
+    padded = embed_patches(enc, x, ids_keep)
+    torch.testing.assert_close(padded, _reference_kept_tokens(enc, x, ids_keep))
+    assert not torch.allclose(padded, plain, atol=1e-3)
+
+
+def test_encode_masked_rejects_a_length_that_is_not_whole_patches():
+    enc = ecgvit.create_model('ecg_vit_tiny', **TINY)
+    with pytest.raises(ValueError, match='multiple of the patch size 25'):
+        encode_masked(enc, torch.randn(1, 12, 260), 0.75)

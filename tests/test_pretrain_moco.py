@@ -102,6 +102,26 @@ def test_contrastive_loss_matches_hand_computed_infonce():
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_contrastive_loss_and_gradient_match_cross_entropy_over_the_logits():
+    """The loss is written as logsumexp - l_pos; the textbook form builds the (B, 1 + K) logits."""
+    branch = _moco(temperature=0.2).moco
+    q0 = torch.randn(5, 128)
+    k = F.normalize(torch.randn(5, 128), dim=1)
+    grads = []
+    for textbook in (False, True):
+        q_raw = q0.clone().requires_grad_()
+        q = F.normalize(q_raw, dim=1)
+        if textbook:
+            logits = torch.cat([(q * k).sum(1, keepdim=True), q @ branch.queue.t()], 1) / 0.2
+            loss = F.cross_entropy(logits, torch.zeros(5, dtype=torch.long))
+        else:
+            loss = branch.contrastive_loss(q, k)
+        loss.backward()
+        grads.append((loss.detach(), q_raw.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-5, atol=1e-7)
+
+
 def test_query_and_key_views_are_independent_augmentation_draws():
     seen = []
 
@@ -116,7 +136,8 @@ def test_query_and_key_views_are_independent_augmentation_draws():
 
 
 def test_mae_branch_sees_the_unaugmented_ecg():
-    model = create_pretrainer('mae_moco', 'ecg_vit_tiny', TINY, queue_size=8,
+    # The paper's passes: the MAE branch runs on its own (the shared pass is checked in test_pretrain_shared.py).
+    model = create_pretrainer('mae_moco', 'ecg_vit_tiny', TINY, queue_size=8, shared_pass=False,
                               augment=lambda x, generator=None: torch.zeros_like(x))
     x = torch.randn(4, 12, 250)
     g = torch.Generator().manual_seed(0)

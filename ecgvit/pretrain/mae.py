@@ -18,8 +18,8 @@ from torch import nn
 
 from ecgvit.models.ecg_vit import resample_pos_embed_1d
 
-__all__ = ['patchify', 'unpatchify', 'random_masking', 'MaeDecoder', 'MaeBranch', 'embed_patches', 'prepend_prefix',
-           'encode_masked', 'encode_tokens']
+__all__ = ['patchify', 'unpatchify', 'masking_ids', 'random_masking', 'MaeDecoder', 'MaeBranch', 'embed_patches',
+           'prepend_prefix', 'encode_masked', 'encode_tokens']
 
 
 def patchify(x: torch.Tensor, patch_len: int) -> torch.Tensor:
@@ -45,13 +45,53 @@ def unpatchify(patches: torch.Tensor, chans: int) -> torch.Tensor:
     return x.reshape(batch, chans, num * patch_len)
 
 
+def masking_ids(
+        batch: int,
+        num: int,
+        mask_ratio: float,
+        device: torch.device,
+        generator: Optional[torch.Generator] = None,
+        noise: Optional[torch.Tensor] = None,
+        dtype: torch.dtype = torch.float32,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which tokens a random mask keeps (MAE's noise-argsort trick), without touching the tokens themselves.
+
+    Args:
+        batch: Records in the batch.
+        num: Tokens per record.
+        mask_ratio: Fraction of tokens to drop, ``0 <= mask_ratio < 1``.
+        device: Device of the returned indices.
+        generator: Random generator on ``device``.
+        noise: Optional ``(B, N)`` ranking to use instead of fresh uniform noise: the lowest values are kept, so a
+            caller can force tokens in (very low values) or hold them back (high values).
+        dtype: dtype of ``mask``.
+
+    Returns:
+        ``ids_keep`` ``(B, N_keep)`` (kept token indices, in noise order), ``mask`` ``(B, N)`` with 1 = masked and
+        0 = kept, and ``ids_restore`` ``(B, N)`` that puts a kept-then-masked sequence back in the original order.
+    """
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f'mask_ratio must be in [0, 1), got {mask_ratio}.')
+    num_keep = max(1, int(round(num * (1.0 - mask_ratio))))
+    if noise is None:
+        noise = torch.rand(batch, num, device=device, generator=generator)  # (B, N)
+    elif noise.shape != (batch, num):
+        raise ValueError(f'noise must be (batch, tokens) = {(batch, num)}, got {tuple(noise.shape)}.')
+    ids_shuffle = noise.argsort(dim=1)  # ascending: the first num_keep are kept
+    ids_restore = ids_shuffle.argsort(dim=1)
+    mask = torch.ones(batch, num, device=device, dtype=dtype)
+    mask[:, :num_keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)  # (B, N) in the original order
+    return ids_shuffle[:, :num_keep], mask, ids_restore
+
+
 def random_masking(
         x: torch.Tensor,
         mask_ratio: float,
         generator: Optional[torch.Generator] = None,
         noise: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Keep a random subset of tokens per record (MAE's noise-argsort trick).
+    """Keep a random subset of tokens per record (MAE's noise-argsort trick, see :func:`masking_ids`).
 
     Args:
         x: ``(B, N, D)`` tokens.
@@ -64,37 +104,60 @@ def random_masking(
         ``x_kept`` ``(B, N_keep, D)``, ``mask`` ``(B, N)`` with 1 = masked (dropped) and 0 = kept, and
         ``ids_restore`` ``(B, N)`` that puts a kept-then-masked sequence back in the original order.
     """
-    if not 0.0 <= mask_ratio < 1.0:
-        raise ValueError(f'mask_ratio must be in [0, 1), got {mask_ratio}.')
     batch, num, dim = x.shape
-    num_keep = max(1, int(round(num * (1.0 - mask_ratio))))
-    if noise is None:
-        noise = torch.rand(batch, num, device=x.device, generator=generator)  # (B, N)
-    elif noise.shape != (batch, num):
-        raise ValueError(f'noise must be (batch, tokens) = {(batch, num)}, got {tuple(noise.shape)}.')
-    ids_shuffle = noise.argsort(dim=1)  # ascending: the first num_keep are kept
-    ids_restore = ids_shuffle.argsort(dim=1)
-    ids_keep = ids_shuffle[:, :num_keep]
+    ids_keep, mask, ids_restore = masking_ids(batch, num, mask_ratio, x.device, generator, noise, x.dtype)
     x_kept = torch.gather(x, 1, ids_keep[:, :, None].expand(-1, -1, dim))  # (B, N_keep, D)
-    mask = torch.ones(batch, num, device=x.device, dtype=x.dtype)
-    mask[:, :num_keep] = 0
-    mask = torch.gather(mask, 1, ids_restore)  # (B, N) in the original order
     return x_kept, mask, ids_restore
 
 
-def embed_patches(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Patch tokens with their positions, before any masking and without the prefix tokens.
+def embed_patches(encoder: nn.Module, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Patch tokens with their positions, without the prefix tokens: all of them, or only the kept ones.
 
     Args:
         encoder: An ecgvit encoder.
         x: ``(B, C, L)`` ECGs, L a multiple of the patch length.
+        ids_keep: Optional ``(B, K)`` patch indices; only those patches are embedded, in that order.
 
     Returns:
-        ``(B, N, D)`` tokens (positional dropout applied, as the encoder does).
+        ``(B, N, D)`` tokens, or ``(B, K, D)`` with ``ids_keep`` (positional dropout applied, as the encoder does).
     """
-    tokens = encoder.patch_embed(x)  # (B, N, D)
-    pos = resample_pos_embed_1d(encoder.pos_embed, tokens.shape[1], encoder.num_prefix_tokens)
-    return encoder.pos_drop(tokens + pos[:, encoder.num_prefix_tokens:])
+    proj = _patch_projection(encoder)
+    if ids_keep is None or proj is None:
+        tokens = encoder.patch_embed(x)  # (B, N, D)
+        pos = resample_pos_embed_1d(encoder.pos_embed, tokens.shape[1], encoder.num_prefix_tokens)
+        tokens = tokens + pos[:, encoder.num_prefix_tokens:]
+        if ids_keep is not None:
+            tokens = torch.gather(tokens, 1, ids_keep[:, :, None].expand(-1, -1, tokens.shape[-1]))
+        return encoder.pos_drop(tokens)
+    # The patch embedding is a (1, P) convolution with stride P, i.e. one linear map per patch: apply it to the
+    # kept patches only. At the seed's mask ratio this skips three quarters of the embedding and of the positional
+    # add, and the (B, D, N) -> (B, N, D) copy of every token (about 5% of a shared-pass MAE-MoCo step on CPU).
+    weight, bias = proj
+    batch, chans, length = x.shape if x.dim() == 3 else (x.shape[0], x.shape[1], x.shape[-1])
+    patch_len = encoder.patch_len
+    if length % patch_len != 0:
+        raise ValueError(f'ECG length {length} is not a multiple of the patch size {patch_len}: crop or pad the '
+                         f'signal to a multiple of {patch_len} samples.')
+    num = length // patch_len
+    patches = x.reshape(batch, chans, num, patch_len)[torch.arange(batch, device=x.device)[:, None], :, ids_keep]
+    tokens = encoder.patch_embed.norm(nn.functional.linear(patches.flatten(2), weight, bias))  # (B, K, D)
+    pos = resample_pos_embed_1d(encoder.pos_embed, num, encoder.num_prefix_tokens)[0, encoder.num_prefix_tokens:]
+    return encoder.pos_drop(tokens + pos[ids_keep])
+
+
+def _patch_projection(encoder: nn.Module) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    """The patch embedding as a ``(D, C * P)`` linear map, or None when it is not a plain non-overlapping conv.
+
+    The flattened conv weight is lead-major inside a patch, the layout :func:`patchify` uses.
+    """
+    embed = encoder.patch_embed
+    conv = getattr(embed, 'proj', None)
+    if not isinstance(conv, nn.Conv2d) or not getattr(embed, 'flatten', True) or conv.groups != 1:
+        return None
+    if conv.kernel_size != (1, encoder.patch_len) or conv.stride != conv.kernel_size or conv.padding != (0, 0) \
+            or conv.dilation != (1, 1) or getattr(embed, 'dynamic_img_pad', False):
+        return None
+    return conv.weight.flatten(1), conv.bias
 
 
 def prepend_prefix(encoder: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
@@ -139,7 +202,11 @@ def encode_masked(
     Returns:
         ``latent`` ``(B, prefix + N_keep, D)``, ``mask`` ``(B, N)`` (1 = masked), ``ids_restore`` ``(B, N)``.
     """
-    kept, mask, ids_restore = random_masking(embed_patches(encoder, x), mask_ratio, generator, noise)
+    if x.dim() == 4:
+        x = x.squeeze(2)
+    num = x.shape[-1] // encoder.patch_len
+    ids_keep, mask, ids_restore = masking_ids(x.shape[0], num, mask_ratio, x.device, generator, noise, x.dtype)
+    kept = embed_patches(encoder, x, ids_keep)
     if with_prefix:
         kept = prepend_prefix(encoder, kept)
     return encode_tokens(encoder, kept), mask, ids_restore

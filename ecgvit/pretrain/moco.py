@@ -136,12 +136,12 @@ class MocoBranch(nn.Module):
             q: ``(B, dim)`` L2-normalised queries.
             k: ``(B, dim)`` L2-normalised keys (no gradient).
         """
-        q = q.float()
-        l_pos = (q * k.float()).sum(dim=1, keepdim=True)  # (B, 1)
-        l_neg = q @ self.queue.clone().detach().float().t()  # (B, K)
-        logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature  # (B, 1 + K)
-        labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
-        return F.cross_entropy(logits, labels)
+        # Cross-entropy with label 0 over [l_pos, l_neg] / T, written as logsumexp - l_pos: the same value without
+        # building, dividing and log-softmaxing a (B, 1 + K) copy of the logits (K = 65536 by default).
+        q = q.float() / self.temperature
+        l_pos = (q * k.float()).sum(dim=1)  # (B,)
+        l_neg = q @ self.queue.clone().detach().float().t()  # (B, K); clone: the queue changes before backward
+        return (torch.logaddexp(l_pos, torch.logsumexp(l_neg, dim=1)) - l_pos).mean()
 
     def forward_query(self, encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, L)`` -> normalised query ``(B, dim)`` from the [CLS] token."""
