@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ecgvit.train.loop import resolve_amp_dtype, seed_everything
+from ecgvit.train.optim import create_adam
 
 from .common import TaskInfo, fit_classifier, infer_task, predict
 from .linear_probe import save_eval_outputs
@@ -106,7 +107,7 @@ def finetune(
                               num_workers=num_workers, generator=gen)
     val_loader = DataLoader(val_set, batch_size=batch_size, num_workers=num_workers)
     test_loader = DataLoader(test_set, batch_size=batch_size, num_workers=num_workers)
-    optimizer = torch.optim.AdamW(finetune_param_groups(encoder, weight_decay, layer_decay), lr=lr)
+    optimizer = create_adam(finetune_param_groups(encoder, weight_decay, layer_decay), lr, decoupled=True)
     fit = fit_classifier(encoder, train_loader, val_loader, task, optimizer, epochs, warmup_epochs, schedule,
                          early_stop_patience=early_stop_patience, device=dev, amp_dtype=amp_dtype,
                          clip_grad=clip_grad, progress=progress, desc='finetune')
