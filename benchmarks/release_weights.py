@@ -4,7 +4,10 @@ Step 1 pretrains each method on the pretraining pool (every real record of ``sha
 with the CLI, resumable in chunks (``runs/weights/chain.sh`` is one way to chain them)::
 
     ecgvit pretrain --method mae_moco --data pool --data-dir ../shared/data --cache-dir .cache \\
-        --epochs 8 --warmup-epochs 2 --queue-size 1024 --resume -o runs/weights/mae_moco
+        --epochs 8 --warmup-epochs 2 --queue-size 1024 --no-shared-pass --resume -o runs/weights/mae_moco
+
+(``--no-shared-pass``: the shipped weights used the paper's separate encoder passes; without it the hybrids use the
+shared pass by default, see ``ecgvit/pretrain/hybrid.py``.)
 
 Step 2 (this script, ``evaluate``) runs the benchmark harness on PTB-XL superdiagnostic (folds 1-8 / 9 / 10) and LUDB
 rhythm with the pretrained encoders passed as ``--checkpoint`` rows beside the random and supervised floors, and
@@ -215,6 +218,9 @@ def _card(method: str, model_name: str, run: Path, eval_dir: Path, dtype: str, c
     summary = json.loads((run / 'summary.json').read_text()) if (run / 'summary.json').is_file() else {}
     data = cfg.get('data', {})
     alpha = cfg.get('pretrainer', {}).get('alpha', cfg.get('method_kwargs', {}).get('alpha'))
+    # Runs from before the setting existed used the paper's passes.
+    passes = ('one shared masked encoder pass, shared_pass=True' if cfg.get('pretrainer', {}).get('shared_pass')
+              else "the paper's separate encoder passes, shared_pass=False")
     args = cfg.get('args', {})
     pool_note = _pool_counts(Path(data['cache_dir'])) if data.get('cache_dir') else ''
     hours = float(summary.get('time_s', 0)) / 3600
@@ -222,7 +228,7 @@ def _card(method: str, model_name: str, run: Path, eval_dir: Path, dtype: str, c
 
 | field | value |
 |---|---|
-| method | {method} (alpha = {alpha}) |
+| method | {method} (alpha = {alpha}; {passes}) |
 | data | pretraining pool: {data.get('n_train')} training + {data.get('n_val')} validation windows of 10 s |
 | epochs / optimiser steps | {summary.get('epochs')} / {summary.get('steps')} (the seed paper: 710 epochs) |
 | optimiser | Adam lr {args.get('lr')}, batch {args.get('batch_size')}, {args.get('warmup_epochs')} warm-up epochs, \

@@ -140,9 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--mask-ratio', type=float, default=None, help='MAE mask ratio (default 0.75).')
     g.add_argument('--alpha', type=float, default=None, help='MAE loss weight (default 40 MAE-MoCo, 2 Nextclip).')
     g.add_argument('--queue-size', type=int, default=None, help='MoCo queue length (seed: 65536).')
-    g.add_argument('--shared-pass', action='store_true', default=None,
-                   help='Hybrids: one masked encoder pass serves MAE and the [CLS] task (MoCo query / clip), about 4x '
-                        "cheaper than the seed's full-token passes; not the paper's method (ecgvit.pretrain.hybrid).")
+    g.add_argument('--shared-pass', action=argparse.BooleanOptionalAction, default=None,
+                   help='Hybrids: one masked encoder pass serves MAE and the [CLS] task (MoCo query / clip), 4x '
+                        "fewer FLOPs per step than the paper's separate full-token passes (--no-shared-pass; "
+                        'ecgvit.pretrain.hybrid says what differs). Default: on, or as the run being resumed.')
     g.add_argument('--method-arg', action='append', default=[], metavar='KEY=VALUE',
                    help='Any other create_pretrainer argument, value parsed as JSON (repeatable).')
     g = p.add_argument_group('optimisation')
@@ -362,11 +363,25 @@ def _print_metrics(result: Dict[str, Any]) -> None:
 # Commands
 
 
+def _resumed_method_settings(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
+    """The method settings (``pretrainer`` config) of the checkpoint ``--resume`` would continue, or None."""
+    from ecgvit.train.checkpoint import CheckpointError, read_checkpoint_state
+
+    where = Path(args.output) / 'checkpoints' if args.resume is True else Path(args.resume)
+    try:
+        state = read_checkpoint_state(where)
+    except CheckpointError:
+        return None  # nothing to continue (a fresh start), or a damaged one the training loop reports
+    return (state.get('config') or {}).get('pretrainer')
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     import ecgvit
     from ecgvit.pretrain import create_pretrainer, list_pretrainers
+    from ecgvit.pretrain.factory import METHODS
     from ecgvit.train import TrainConfig, load_best_into, seed_everything, train
     from ecgvit.train.distributed import barrier, cleanup_distributed, init_distributed, is_main_process
+    from ecgvit.train.loop import LEGACY_METHOD_SETTINGS
 
     if args.method is None:
         raise CliError('--method is required (on the command line or in --config).')
@@ -390,6 +405,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             method_kwargs[key] = getattr(args, key)
     if 'clip' in args.method:
         method_kwargs.setdefault('sampling_rate', args.sampling_rate)
+    if args.resume and METHODS[args.method]['alpha'] is not None and 'shared_pass' not in method_kwargs:
+        # A resumed run continues as it was trained: runs from before the shared pass became the default used the
+        # paper's passes, and switching mid-run would change what it learns.
+        saved = _resumed_method_settings(args)
+        if saved is not None:
+            method_kwargs['shared_pass'] = bool(saved.get('shared_pass', LEGACY_METHOD_SETTINGS['shared_pass']))
     # Under torchrun, rank 0 builds the cache while the others wait, then they open the finished one.
     info = init_distributed(args.device)
     splits = _splits(args) if info.is_main else None

@@ -98,16 +98,36 @@ def test_pretrain_outputs_and_resolved_config(pretrain_run):
     assert (out / 'checkpoints' / 'best.safetensors').is_file()
 
 
-def test_shared_pass_and_grad_checkpointing_flags(pretrain_run, tmp_path, capsys):
+def test_shared_pass_flags_and_resume(pretrain_run, tmp_path, capsys):
     root, _ = pretrain_run
-    common = ['--model', 'ecg_vit_tiny', *TINY_DATA, '--cache-dir', str(root / 'data'), '--epochs', '1', '-b', '8',
-              '--warmup-epochs', '1', '--amp', 'fp32', '--threads', '1', '--shared-pass', '--grad-checkpointing']
-    rc = main(['pretrain', '--method', 'mae_moco', '--queue-size', '64', *common, '--output', str(tmp_path / 'ok')])
-    assert rc == 0
-    cfg = json.loads((tmp_path / 'ok' / 'config.json').read_text())
-    assert cfg['pretrainer']['shared_pass'] is True and cfg['method_kwargs']['shared_pass'] is True
-    assert cfg['args']['grad_checkpointing'] is True
-    rc = main(['pretrain', '--method', 'mae', *common, '--output', str(tmp_path / 'bad')])
+    common = ['--model', 'ecg_vit_tiny', *TINY_DATA, '--cache-dir', str(root / 'data'), '-b', '8',
+              '--warmup-epochs', '1', '--amp', 'fp32', '--threads', '1', '--queue-size', '64', '--save-every', '2']
+
+    def shared_pass(out):
+        cfg = json.loads((out / 'config.json').read_text())
+        return cfg['pretrainer']['shared_pass']
+
+    # The hybrids' default is the shared pass; --grad-checkpointing rides along.
+    rc = main(['pretrain', '--method', 'mae_moco', *common, '--epochs', '1', '--grad-checkpointing',
+               '--output', str(tmp_path / 'default')])
+    assert rc == 0 and shared_pass(tmp_path / 'default') is True
+    assert json.loads((tmp_path / 'default' / 'config.json').read_text())['args']['grad_checkpointing'] is True
+    # A run with the paper's passes, resumed without the flag, continues with the paper's passes.
+    paper = tmp_path / 'paper'
+    assert main(['pretrain', '--method', 'mae_moco', *common, '--epochs', '1', '--no-shared-pass',
+                 '--output', str(paper)]) == 0
+    assert shared_pass(paper) is False
+    assert main(['pretrain', '--method', 'mae_moco', *common, '--epochs', '2', '--resume', '--output', str(paper)]) == 0
+    assert shared_pass(paper) is False
+    capsys.readouterr()
+    # Asking for the other setting on resume is refused, naming the setting, in one line.
+    rc = main(['pretrain', '--method', 'mae_moco', *common, '--epochs', '3', '--resume', '--shared-pass',
+               '--output', str(paper)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and 'shared_pass=False there, shared_pass=True here' in err and len(err.splitlines()) == 1
+    assert shared_pass(paper) is False  # nothing was overwritten
+    rc = main(['pretrain', '--method', 'mae', *common, '--epochs', '1', '--shared-pass',
+               '--output', str(tmp_path / 'bad')])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and 'shared_pass' in err and len(err.splitlines()) == 1
 

@@ -130,6 +130,17 @@ def test_defaults_follow_the_seed():
     assert create_pretrainer('mae_nextclip', 'ecg_vit_tiny').config['alpha'] == 2.0
 
 
+@pytest.mark.parametrize('method', ['mae_moco', 'mae_nextclip', 'mae_centerclip'])
+def test_hybrids_default_to_the_shared_pass(method):
+    model = create_pretrainer(method, 'ecg_vit_tiny', queue_size=8) if method == 'mae_moco' else \
+        create_pretrainer(method, 'ecg_vit_tiny')
+    assert model.shared_pass and model.config['shared_pass'] is True
+    paper = create_pretrainer(method, 'ecg_vit_tiny', **dict(model.config, shared_pass=False))
+    assert not paper.shared_pass
+    if method == 'mae_moco':  # the key view is masked like the MAE input only in the shared pass
+        assert model.moco.key_mask_ratio == 0.75 and paper.moco.key_mask_ratio == 0.0
+
+
 @pytest.mark.parametrize('method', list_pretrainers())
 def test_config_round_trips_through_create_pretrainer(method):
     model = _tiny(method)

@@ -11,8 +11,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from ecgvit.train import TrainConfig, WarmupCosine, WarmupPlateau, list_checkpoints, load_best, train
-from ecgvit.train.checkpoint import clean_partial, load_checkpoint, save_checkpoint
-from ecgvit.train.loop import seed_everything
+from ecgvit.train.checkpoint import clean_partial, load_checkpoint, read_checkpoint_state, save_checkpoint
+from ecgvit.train.loop import check_same_method, seed_everything
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -118,6 +118,33 @@ def test_resume_with_other_batch_size_is_refused(tmp_path):
     cfg = TrainConfig(output_dir=str(tmp_path), epochs=2, batch_size=4, amp='fp32', progress=False, resume=True)
     with pytest.raises(ValueError, match='Resume with the same --batch-size'):
         train(StandIn(), _data(), None, cfg)
+
+
+def test_resume_with_other_method_settings_is_refused(tmp_path):
+    method = {'alpha': 40.0, 'shared_pass': False, 'augment': 'default_ecg_augment'}
+    _run(tmp_path, epochs=1, save_every=2)
+    cfg = TrainConfig(output_dir=str(tmp_path), epochs=2, batch_size=8, lr=1e-3, warmup_epochs=1, seed=1,
+                      amp='fp32', progress=False, resume=True, save_every=2)
+    # The first run recorded no method settings: nothing to compare, the resume goes ahead.
+    seed_everything(1)
+    train(StandIn(), _data(), None, cfg, run_config={'pretrainer': dict(method, shared_pass=True)})
+    state = read_checkpoint_state(tmp_path / 'checkpoints')  # now they are recorded
+    assert state['config']['pretrainer']['shared_pass'] is True and state['step'] == 10
+    cfg.epochs = 3
+    with pytest.raises(ValueError, match=r"shared_pass=True there, shared_pass=False here.*--no-shared-pass"):
+        train(StandIn(), _data(), None, cfg, run_config={'pretrainer': method})
+
+
+def test_check_same_method_reads_settings_older_checkpoints_did_not_record():
+    old = {'path': 'ck', 'config': {'pretrainer': {'alpha': 40.0}}}  # before shared_pass existed: paper passes
+    check_same_method(old, {'alpha': 40.0, 'shared_pass': False})
+    with pytest.raises(ValueError, match="shared_pass=False there, shared_pass=True here"):
+        check_same_method(old, {'alpha': 40.0, 'shared_pass': True})
+    with pytest.raises(ValueError, match=r"alpha=40\.0 there, alpha=20\.0 here"):
+        check_same_method(old, {'alpha': 20.0, 'shared_pass': False})
+    # A setting this version no longer knows is not a difference; a run that records none is not checked.
+    check_same_method({'config': {'pretrainer': {'alpha': 40.0, 'retired': 1}}}, {'alpha': 40.0})
+    check_same_method(old, None)
 
 
 def test_keep_last_and_best(tmp_path):

@@ -68,8 +68,9 @@ def create_pretrainer(
         **method_kwargs: Settings of the method's branches (defaults are the seed's where it gives them):
 
             - all hybrids: ``alpha`` (MAE loss weight; 40 for mae_moco, 2 for mae_nextclip / mae_centerclip; 0 skips
-              the MAE branch), ``shared_pass`` (False: the seed's separate full-token passes; True: one masked pass
-              serves both tasks, about 4x cheaper, see :mod:`ecgvit.pretrain.hybrid`).
+              the MAE branch), ``shared_pass`` (True, the default: one masked encoder pass serves both tasks, about
+              4x fewer FLOPs per step; False: the paper's separate full-token passes, which the shipped weights
+              used; see :mod:`ecgvit.pretrain.hybrid`).
             - MAE (mae_*, mae): ``mask_ratio`` (0.75), ``decoder_embed_dim`` (256), ``decoder_depth`` (1),
               ``decoder_num_heads`` (8), ``decoder_mlp_ratio`` (2), ``decoder_num_patches`` (the encoder's).
             - MoCo (mae_moco, moco): ``moco_dim`` (128), ``moco_hidden_dim`` (128), ``moco_num_layers`` (3),
@@ -105,7 +106,7 @@ def create_pretrainer(
     allowed: Dict[str, Any] = {}
     if spec['alpha'] is not None:
         allowed['alpha'] = spec['alpha']
-        allowed['shared_pass'] = False  # the hybrids only: it shares the MAE pass with the other branch
+        allowed['shared_pass'] = True  # the hybrids only: the MAE pass serves the other branch too
     if spec['mae']:
         allowed.update(_MAE_KWARGS)
     if spec['moco']:

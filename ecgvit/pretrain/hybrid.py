@@ -12,11 +12,12 @@ L = L_Nextclip + 2 L_MAE); MAE alone or MoCo alone are the same code with a bran
 is the ``method`` string (or ``alpha=0``, which skips the MAE branch entirely). Build one with
 :func:`ecgvit.pretrain.create_pretrainer`.
 
-**Shared pass (opt-in, ``shared_pass=True``; not the seed).** The seed runs the encoder on every token of each extra
-view: MAE-MoCo's query (145 tokens, with gradient) and key (145, without), MAE-Nextclip's zeroed record (145, with
-gradient), against MAE's 36 visible patches. That makes a seed MAE-MoCo step 5-6x and a MAE-Nextclip step 4x the cost
-of a MAE step, whatever the kernels. The shared pass runs the encoder once, on [CLS] plus the MAE's visible patches,
-and reads [CLS] from that pass:
+**Shared pass (the default of** :func:`~ecgvit.pretrain.create_pretrainer` **;** ``shared_pass=False`` **gives the
+paper's passes).** The paper runs the encoder on every token of each extra view: MAE-MoCo's query (145 tokens, with
+gradient) and key (145, without), MAE-Nextclip's zeroed record (145, with gradient), against MAE's 36 visible patches.
+That makes a MAE-MoCo step 5-6x and a MAE-Nextclip step 4x the cost of a MAE step, whatever the kernels; the authors
+name this double forward pass as the method's main cost. The shared pass runs the encoder once, on [CLS] plus the
+MAE's visible patches, and reads [CLS] from that pass:
 
 - MAE-MoCo: the query is the MAE pass's [CLS] (the un-augmented record, 75% masked); the key is the momentum
   encoder's [CLS] of an augmented view masked the same way with its own mask (``MocoBranch.key_mask_ratio``), so
@@ -31,6 +32,12 @@ masked at the seed's ratio, but the MAE sees and scores less signal: Nextclip ze
 (in a 3600-sample record ~49% of the 36 visible tokens are zero patches, as in the seed's Nextclip input, and ~52% of
 the patches are scoreable), Centerclip one half-cycle (~7% of the visible tokens). Keeping the token count fixed is
 what keeps the step cost at MAE's.
+
+Measured (``benchmarks/README.md``): about 4x fewer FLOPs per seed-size step for both hybrids, and
+with the shipped weights' recipe (8 epochs on the pretraining pool) PTB-XL linear-probe macro AUROC 0.813 / 0.812
+against 0.793 / 0.792 for the paper's passes, fine-tuning 0.799 / 0.781 against 0.800 / 0.784: every 95% CI overlaps,
+so at that budget neither is shown to be better, while the shared pass took 3 minutes where the paper's took 10-30.
+The shipped weights were pretrained with the paper's passes; ``shared_pass=False`` reproduces them.
 """
 from typing import Any, Callable, Dict, Optional, Set
 
@@ -63,7 +70,8 @@ class HybridPretrainer(nn.Module):
         config: JSON-serialisable method kwargs, kept as ``self.config``.
         clip_name: Loss key suffix of the clip branch (``'nextclip'`` or ``'centerclip'``).
         shared_pass: Read MoCo's query / the clip's [CLS] from one masked MAE pass (see the module doc) instead of
-            the seed's full-token passes. Needs the MAE branch and one other.
+            the paper's full-token passes. Needs the MAE branch and one other, and MoCo's ``key_mask_ratio`` set to
+            match; :func:`~ecgvit.pretrain.create_pretrainer` does both, and makes it the default for the hybrids.
 
     Example:
         >>> import torch

@@ -26,9 +26,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-__all__ = ['save_checkpoint', 'load_checkpoint', 'list_checkpoints', 'latest_checkpoint', 'prune_checkpoints',
-           'save_best', 'load_best', 'clean_partial', 'get_rng_state', 'set_rng_state', 'optimizer_to_flat',
-           'optimizer_from_flat', 'atomic_write_text', 'CheckpointError']
+__all__ = ['save_checkpoint', 'load_checkpoint', 'read_checkpoint_state', 'list_checkpoints', 'latest_checkpoint',
+           'prune_checkpoints', 'save_best', 'load_best', 'clean_partial', 'get_rng_state', 'set_rng_state',
+           'optimizer_to_flat', 'optimizer_from_flat', 'atomic_write_text', 'CheckpointError']
 
 _STEP_RE = re.compile(r'^step-(\d{8})$')
 _TMP_PREFIX = '.tmp-'
@@ -240,6 +240,41 @@ def prune_checkpoints(ckpt_dir: os.PathLike, keep_last: int, protect: Optional[L
         shutil.rmtree(trash)
 
 
+def _resolve(path: os.PathLike) -> Path:
+    """A ``step-XXXXXXXX`` folder, or the newest one inside ``path``."""
+    path = Path(path)
+    if not (path / 'state.json').is_file():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f'No complete checkpoint at {str(path)!r}: expected a step-XXXXXXXX folder with '
+                                  f'state.json, or a folder containing some.')
+        path = latest
+    return path
+
+
+def read_checkpoint_state(path: os.PathLike) -> Dict[str, Any]:
+    """The JSON state of a checkpoint (run settings, step, ...) without loading any tensor.
+
+    Args:
+        path: The ``step-XXXXXXXX`` folder, or a folder of them (the newest is read).
+
+    Returns:
+        The state, with ``path`` set to the checkpoint folder read.
+
+    Raises:
+        CheckpointError: no complete checkpoint at ``path``, or its state.json is not valid JSON.
+    """
+    path = _resolve(path)
+    try:
+        with open(path / 'state.json', encoding='utf-8') as f:
+            state = json.load(f)
+    except ValueError as e:
+        raise CheckpointError(f'{str(path / "state.json")!r} is not valid JSON ({e}); the checkpoint is damaged: '
+                              f'resume from an older one (pass its folder to --resume) or start afresh.') from None
+    state['path'] = str(path)
+    return state
+
+
 def load_checkpoint(
         path: os.PathLike,
         model: Optional[nn.Module] = None,
@@ -262,15 +297,8 @@ def load_checkpoint(
     Raises:
         CheckpointError: no complete checkpoint at ``path``, or the weights do not fit ``model``.
     """
-    path = Path(path)
-    if not (path / 'state.json').is_file():
-        latest = latest_checkpoint(path)
-        if latest is None:
-            raise CheckpointError(f'No complete checkpoint at {str(path)!r}: expected a step-XXXXXXXX folder with '
-                                  f'state.json, or a folder containing some.')
-        path = latest
-    with open(path / 'state.json', encoding='utf-8') as f:
-        state = json.load(f)
+    state = read_checkpoint_state(path)
+    path = Path(state['path'])
     if model is not None:
         weights = load_file(str(path / 'model.safetensors'), device=map_location)
         try:

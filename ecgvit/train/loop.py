@@ -36,12 +36,14 @@ from .checkpoint import (
     latest_checkpoint,
     load_best,
     load_checkpoint,
+    read_checkpoint_state,
     save_best,
     save_checkpoint,
     set_rng_state,
 )
 from .cpu_memory import reuse_freed_memory
 from .distributed import DistInfo, all_reduce_any, barrier, init_distributed
+from .optim import create_adam
 from .schedules import create_schedule
 
 __all__ = ['TrainConfig', 'train', 'seed_everything', 'resolve_amp_dtype', 'ResumableSampler', 'autocast_context',
@@ -368,6 +370,41 @@ def _validate(model: nn.Module, loader: DataLoader, info: DistInfo, amp_dtype: O
     return float(total[0] / total[1]) if total[1] > 0 else math.nan
 
 
+# Method settings checkpoints did not record at first, with the behaviour they had then.
+LEGACY_METHOD_SETTINGS: Dict[str, Any] = {'shared_pass': False}
+
+
+def check_same_method(state: Dict[str, Any], pretrainer: Optional[Dict[str, Any]]) -> None:
+    """Refuse to resume a checkpoint with method settings other than those it was trained with.
+
+    Args:
+        state: The checkpoint's JSON state (:func:`~ecgvit.train.checkpoint.read_checkpoint_state`).
+        pretrainer: This run's method settings (``run_config['pretrainer']``, a pretrainer's ``config``); None when
+            the run records none, which skips the check.
+
+    Raises:
+        ValueError: a setting differs, naming each one and its two values.
+    """
+    saved = (state.get('config') or {}).get('pretrainer')
+    if pretrainer is None or saved is None:
+        return
+    current = json.loads(json.dumps(pretrainer, default=str))  # as the checkpoint stored it
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        old = saved.get(key, LEGACY_METHOD_SETTINGS.get(key))
+        new = current.get(key, LEGACY_METHOD_SETTINGS.get(key))
+        if key in saved and key not in current and key not in LEGACY_METHOD_SETTINGS:
+            new = old  # a setting this version no longer has: nothing to compare
+        if old != new:
+            diffs.append(f'{key}={old!r} there, {key}={new!r} here')
+    if diffs:
+        shared = any(d.startswith('shared_pass') for d in diffs)
+        hint = ' (ecgvit pretrain: --shared-pass / --no-shared-pass)' if shared else ''
+        raise ValueError(f'Cannot resume from {state.get("path")}: its method settings differ from this run\'s: '
+                         f'{"; ".join(diffs)}. Resume with the settings it was trained with{hint}, or start a new '
+                         f'--output.')
+
+
 def train(
         model: nn.Module,
         train_set: Dataset,
@@ -433,8 +470,7 @@ def train(
         # seed/architecture: BatchNorm in the MoCo projection head must see the global batch.
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     module = model
-    optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=config.lr,
-                                 weight_decay=config.weight_decay)
+    optimizer = create_adam([p for p in module.parameters() if p.requires_grad], config.lr, config.weight_decay)
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
     schedule = create_schedule(config.schedule, optimizer, warmup_steps, steps_per_epoch * config.epochs,
                                config.plateau_factor, config.plateau_patience)
@@ -450,6 +486,9 @@ def train(
             if info.is_main:
                 _logger.info('--resume: no checkpoint in %s yet, starting fresh', ckpt_dir)
     if resume_from is not None:
+        # Before any tensor is loaded: a run that changed method settings would load fine and silently learn
+        # something else (e.g. the shared pass has the same parameters as the paper's passes).
+        check_same_method(read_checkpoint_state(resume_from), (run_config or {}).get('pretrainer'))
         loaded = load_checkpoint(resume_from, module, optimizer, restore_rng=True)
         saved = loaded.get('config') or {}
         if saved.get('steps_per_epoch') not in (None, steps_per_epoch) or \
