@@ -7,8 +7,9 @@ FLOPs (counted with ``torch.utils.flop_counter``, attention included) per second
 of the same dtype measured in the same run. CPUs differ (bf16 is faster on some, slower on others), so the faster dtype
 is measured, not assumed, and reported as the default.
 
-A method name with ``+shared`` (e.g. ``mae_moco+shared``) builds the hybrid with ``shared_pass=True``: one masked
-encoder pass serves both tasks (see ``ecgvit.pretrain.hybrid``); its ratio to MAE is reported beside the seed's.
+The hybrids run as ``create_pretrainer`` builds them by default: one masked encoder pass serves both tasks (the shared
+pass, see ``ecgvit.pretrain.hybrid``). A method name with ``+paper`` (e.g. ``mae_moco+paper``) builds it with
+``shared_pass=False``, the paper's separate full-token passes; its ratio to MAE is reported beside the default's.
 
 Like ``ecgvit pretrain`` on a CPU, the steps run with glibc recycling freed tensors
 (``ecgvit.train.cpu_memory.reuse_freed_memory``); ``--malloc default`` measures the allocator's defaults instead.
@@ -18,7 +19,7 @@ cost of detecting them inside ``forward`` instead is timed separately.
 
 Usage:
     python benchmarks/pretrain_step.py                      # full run (several minutes on 2 cores)
-    python benchmarks/pretrain_step.py --batch 16 --repeats 1 --methods mae,mae_moco,mae_moco+shared   # quick look
+    python benchmarks/pretrain_step.py --batch 16 --repeats 1 --methods mae,mae_moco,mae_moco+paper   # quick look
 """
 import argparse
 import json
@@ -34,6 +35,7 @@ from ecgvit.data.rpeaks import median_rr_samples
 from ecgvit.pretrain import create_pretrainer, list_pretrainers
 from ecgvit.train.cpu_memory import reuse_freed_memory
 from ecgvit.train.loop import compile_blocks, machine_info
+from ecgvit.train.optim import create_adam
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
 
@@ -71,13 +73,13 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> floa
     return best
 
 
-SHARED = '+shared'
+PAPER = '+paper'
 
 
 def build(method: str, encoder: str, length: int):
-    """``method`` is a pretrainer name, optionally with ``+shared`` for its shared-pass variant."""
-    base = method.removesuffix(SHARED)
-    kwargs = {'shared_pass': True} if method.endswith(SHARED) else {}
+    """``method`` is a pretrainer name, optionally with ``+paper`` for a hybrid with the paper's passes."""
+    base = method.removesuffix(PAPER)
+    kwargs = {'shared_pass': False} if method.endswith(PAPER) else {}
     if base in ('mae_nextclip', 'mae_centerclip'):
         kwargs['sampling_rate'] = 360.0 * length / 3600
     return create_pretrainer(base, encoder, dict(img_size=length), **kwargs)
@@ -111,7 +113,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser.add_argument('--repeats', type=int, default=3, help='timed steps per method and dtype (median reported)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps first')
     parser.add_argument('--methods', default=','.join(list_pretrainers()),
-                        help='comma-separated methods; add +shared to a hybrid for its shared-pass variant')
+                        help="comma-separated methods; add +paper to a hybrid for the paper's separate passes")
     parser.add_argument('--dtypes', default='fp32,bf16', help='comma-separated: fp32, bf16')
     parser.add_argument('--encoder', default='ecg_vit_mae_moco', help='encoder name (seed size by default)')
     parser.add_argument('--length', type=int, default=3600, help='samples per record')
@@ -132,8 +134,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     torch.set_flush_denormal(True)
     malloc_reuse = reuse_freed_memory() if args.malloc == 'reuse' else False
     methods = [m.strip() for m in args.methods.split(',') if m.strip()]
-    bad = sorted(m for m in methods if m.removesuffix(SHARED) not in list_pretrainers()
-                 or (m.endswith(SHARED) and m.removesuffix(SHARED) in ('mae', 'moco')))
+    bad = sorted(m for m in methods if m.removesuffix(PAPER) not in list_pretrainers()
+                 or (m.endswith(PAPER) and m.removesuffix(PAPER) in ('mae', 'moco')))
     if bad:
         parser.error(f'unknown methods {bad}; valid: {", ".join(list_pretrainers())}')
     dtypes = [d.strip() for d in args.dtypes.split(',') if d.strip()]
@@ -159,7 +161,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     for method in methods:
         torch.manual_seed(0)
         model = build(method, args.encoder, args.length)
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-4)  # seed: Adam 2e-4
+        opt = create_adam([p for p in model.parameters() if p.requires_grad], 2e-4)  # seed: Adam 2e-4, as train()
         flops = step_flops(model, x, rr)
         if args.compile:
             compile_blocks(model)
@@ -194,12 +196,12 @@ def main(argv: Optional[List[str]] = None) -> Dict:
                 for d in dtypes:
                     ratios[f'{m}/mae[{d}]'] = results[m][d]['step_s'] / results['mae'][d]['step_s']
         for m, target in (('mae_moco', 1.6), ('mae_nextclip', 1.4)):
-            for variant in (m, m + SHARED):
+            for variant in (m, m + PAPER):
                 if variant in results:
                     print(f'{variant}/mae step-time ratio ({best}): {ratios[f"{variant}/mae[{best}]"]:.2f}x '
                           f'(target <= {target}x)')
 
-    if any(m.removesuffix(SHARED) in ('mae_nextclip', 'mae_centerclip') for m in methods):
+    if any(m.removesuffix(PAPER) in ('mae_nextclip', 'mae_centerclip') for m in methods):
         t0 = time.perf_counter()
         median_rr_samples(x.numpy(), 360.0 * args.length / 3600, fallback=288.0)
         print(f'R-peak detection inside forward instead of precomputed rr_samples would add '

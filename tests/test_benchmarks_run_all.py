@@ -10,9 +10,9 @@ import pytest
 import torch
 
 RUN_ALL = Path(__file__).resolve().parents[1] / 'benchmarks' / 'run_all.py'
-FIGURES = ('mfu', 'mae_moco_over_mae', 'mae_nextclip_over_mae', 'mfu_shared', 'mae_moco_over_mae_shared',
-           'mae_nextclip_over_mae_shared', 'speedup_vs_mtae', 'infer_ratio_vs_timm', 'loader_records_per_s',
-           'peak_rss_gb', 'peak_rss_gb_grad_ckpt', 'peak_rss_gb_shared')
+FIGURES = ('mfu', 'mae_moco_over_mae', 'mae_nextclip_over_mae', 'mfu_paper', 'mae_moco_over_mae_paper',
+           'mae_nextclip_over_mae_paper', 'speedup_vs_mtae', 'infer_ratio_vs_timm', 'loader_records_per_s',
+           'peak_rss_gb', 'peak_rss_gb_paper', 'peak_rss_gb_paper_grad_ckpt', 'gpu_mfu', 'gpu_epoch_s')
 
 
 def _load_run_all() -> ModuleType:
@@ -47,6 +47,9 @@ def test_quick_run_reports_every_figure(tmp_path):
     peer_present = (run_all._sibling('peer_mtae').STMEM_DIR / 'models' / 'mtae.py').is_file()
     for key in FIGURES:
         value = data[key]
+        if key.startswith('gpu_'):
+            assert value is None and data['notes'][key] == 'skipped (--quick)'  # a CPU smoke test measures no GPU
+            continue
         if key == 'speedup_vs_mtae' and not peer_present:
             assert value is None  # no ST-MEM checkout: skipped, not a made-up number
             assert data['notes'][key].startswith('skipped')
@@ -55,17 +58,17 @@ def test_quick_run_reports_every_figure(tmp_path):
         assert data['passed'][key] in (True, False)
     _check_common(data)
     assert data['dtype'] in ('fp32', 'bf16')
-    rss = ('peak_rss_gb', 'peak_rss_gb_grad_ckpt', 'peak_rss_gb_shared')
+    rss = ('peak_rss_gb', 'peak_rss_gb_paper', 'peak_rss_gb_paper_grad_ckpt')
     assert set(data['raw']) >= {'pretrain_step', 'infer_latency', 'data_throughput', *rss}
-    assert data['raw']['peak_rss_gb_shared']['shared_pass'] and not data['raw']['peak_rss_gb']['shared_pass']
-    assert data['raw']['peak_rss_gb_grad_ckpt']['grad_checkpointing']
+    assert data['raw']['peak_rss_gb']['shared_pass'] and not data['raw']['peak_rss_gb_paper']['shared_pass']
+    assert data['raw']['peak_rss_gb_paper_grad_ckpt']['grad_checkpointing']
     for key in rss:
         # The figure is the fresh process's own peak, which can never exceed what ru_maxrss (inherited) says.
         assert data['raw'][key]['peak_rss_gb'] <= data['raw'][key]['ru_maxrss_gb'] + 1e-9
-    # The shared pass runs one encoder pass where the seed runs three: cheaper in FLOPs even at the quick size.
+    # The default (shared) pass runs one encoder pass where the paper runs three: fewer FLOPs even at the quick size.
     steps = data['raw']['pretrain_step']['results']
     for method in ('mae_moco', 'mae_nextclip'):
-        assert steps[f'{method}+shared']['fp32']['gflop_per_step'] < steps[method]['fp32']['gflop_per_step']
+        assert steps[method]['fp32']['gflop_per_step'] < steps[f'{method}+paper']['fp32']['gflop_per_step']
     # main() runs inside this process: it must leave the thread count and denormal handling as it found them.
     assert torch.get_num_threads() == threads
     assert run_all._flush_denormal_on() == flush
@@ -73,7 +76,7 @@ def test_quick_run_reports_every_figure(tmp_path):
 
 def test_skipping_every_group_writes_nulls(tmp_path):
     run_all = _load_run_all()
-    data = run_all.main(['--skip', 'pretrain,peer,infer,loader,rss', '--json', str(tmp_path / 'r.json')])
+    data = run_all.main(['--skip', 'pretrain,peer,infer,loader,rss,gpu', '--json', str(tmp_path / 'r.json')])
     assert json.loads((tmp_path / 'r.json').read_text()) == data
     for key in FIGURES:
         assert data[key] is None and data['passed'][key] is None
@@ -86,3 +89,17 @@ def test_unknown_skip_name_is_an_error(capsys):
     with pytest.raises(SystemExit):
         _load_run_all().main(['--skip', 'mfu,nonsense'])
     assert 'nonsense' in capsys.readouterr().err
+
+
+def test_gpu_script_runs_its_code_path_on_the_cpu(tmp_path):
+    """benchmarks/gpu_pretrain.py with --device cpu: every step of the GPU row, at a tiny size."""
+    module = _load_run_all()._sibling('gpu_pretrain')
+    out = module.main(['--device', 'cpu', '--encoder', 'ecg_vit_tiny', '--batch', '4', '--records', '12',
+                       '--repeats', '1', '--warmup', '1', '--peak-n', '256', '--workdir', str(tmp_path),
+                       '--json', str(tmp_path / 'gpu.json')])
+    assert json.loads((tmp_path / 'gpu.json').read_text()) == out
+    assert out['device'] == 'cpu' and out['steps'] == 3 and out['records'] == 12
+    assert 0 < out['gpu_mfu'] < 1.5 and out['gflop_per_step'] > 0 and out['gpu_epoch_s'] > 0
+    assert list(tmp_path.iterdir()) == [tmp_path / 'gpu.json']  # the epoch run cleans up after itself
+    if not torch.cuda.is_available():
+        assert module.main([]) == {}  # no device: nothing measured, nothing made up
