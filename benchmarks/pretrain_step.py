@@ -32,7 +32,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ecgvit.data.rpeaks import median_rr_samples
-from ecgvit.pretrain import create_pretrainer, list_pretrainers
+from ecgvit.pretrain import PAPER_PASSES as PAPER
+from ecgvit.pretrain import create_pretrainer, list_pretrainers, split_method
 from ecgvit.train.cpu_memory import reuse_freed_memory
 from ecgvit.train.loop import compile_blocks, machine_info
 from ecgvit.train.optim import create_adam
@@ -73,13 +74,10 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> floa
     return best
 
 
-PAPER = '+paper'
-
 
 def build(method: str, encoder: str, length: int):
     """``method`` is a pretrainer name, optionally with ``+paper`` for a hybrid with the paper's passes."""
-    base = method.removesuffix(PAPER)
-    kwargs = {'shared_pass': False} if method.endswith(PAPER) else {}
+    base, kwargs = split_method(method)
     if base in ('mae_nextclip', 'mae_centerclip'):
         kwargs['sampling_rate'] = 360.0 * length / 3600
     return create_pretrainer(base, encoder, dict(img_size=length), **kwargs)
@@ -134,10 +132,9 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     torch.set_flush_denormal(True)
     malloc_reuse = reuse_freed_memory() if args.malloc == 'reuse' else False
     methods = [m.strip() for m in args.methods.split(',') if m.strip()]
-    bad = sorted(m for m in methods if m.removesuffix(PAPER) not in list_pretrainers()
-                 or (m.endswith(PAPER) and m.removesuffix(PAPER) in ('mae', 'moco')))
+    bad = sorted(set(methods) - set(list_pretrainers(variants=True)))
     if bad:
-        parser.error(f'unknown methods {bad}; valid: {", ".join(list_pretrainers())}')
+        parser.error(f'unknown methods {bad}; valid: {", ".join(list_pretrainers(variants=True))}')
     dtypes = [d.strip() for d in args.dtypes.split(',') if d.strip()]
     if set(dtypes) - set(DTYPES):
         parser.error(f'unknown dtypes {sorted(set(dtypes) - set(DTYPES))}; valid: fp32, bf16')

@@ -7,7 +7,8 @@ Every method produces an encoder, every protocol evaluates one:
   number of epochs the self-supervised methods pretrain (the supervised-pretraining baseline).
 - ``mae``, ``moco``, ``mae_moco``, ``mae_nextclip``, ``mae_centerclip``: self-supervised pretraining
   (:func:`ecgvit.pretrain.create_pretrainer` + :func:`ecgvit.train.train`) on the training split, best-validation
-  weights.
+  weights. The hybrids run with their default, the shared pass; ``mae_moco+paper``, ``mae_nextclip+paper`` and
+  ``mae_centerclip+paper`` run them with the paper's separate encoder passes, so both can sit in one table.
 
 - ``linear``: frozen encoder, linear layer on cached features (:func:`ecgvit.eval.linear_probe`).
 - ``finetune``: end to end with a new head (:func:`ecgvit.eval.finetune`).
@@ -264,10 +265,11 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
                        amp=cfg.amp, num_workers=cfg.num_workers, progress=cfg.progress)
         enc.reset_classifier(0)
         return enc, {'pretrain_time_s': time.time() - t0, 'pretrain_best_val_loss': res['best_val_loss']}
-    from ecgvit.pretrain import create_pretrainer
+    from ecgvit.pretrain import create_pretrainer, split_method
 
-    model = create_pretrainer(method, cfg.model, encoder_kwargs=enc_kwargs,
-                              **_method_kwargs(method, cfg, len(splits['train'])))
+    base, variant_kwargs = split_method(method)
+    model = create_pretrainer(base, cfg.model, encoder_kwargs=enc_kwargs,
+                              **_method_kwargs(base, cfg, len(splits['train'])), **variant_kwargs)
     tcfg = TrainConfig(output_dir=str(out_dir), epochs=cfg.pretrain_epochs,
                        batch_size=min(cfg.pretrain_batch_size, len(splits['train'])), lr=cfg.pretrain_lr,
                        warmup_epochs=cfg.pretrain_warmup_epochs, seed=cfg.seed, amp=cfg.amp, device=cfg.device,
@@ -369,7 +371,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> List[Dict[str, Any]]:
     """
     from ecgvit.pretrain import list_pretrainers
 
-    known = list(BASELINES) + list(list_pretrainers()) + list(cfg.checkpoints)
+    known = list(BASELINES) + list_pretrainers(variants=True) + list(cfg.checkpoints)
     methods = [m.strip() for m in cfg.methods if m.strip()]
     methods += [m for m in cfg.checkpoints if m not in methods]
     bad = [m for m in methods if m not in known]

@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--quick', action='store_true',
                    help='Tiny model and settings on built-in synthetic data (a few minutes on 2 CPU cores).')
     p.add_argument('--methods', default=None,
-                   help='Comma-separated methods (random and supervised are always added) '
+                   help='Comma-separated methods (random and supervised are always added; add +paper to a hybrid, '
+                        "e.g. mae_moco+paper, for the paper's separate encoder passes) "
                         '[default: random,supervised,mae,moco,mae_moco,mae_nextclip].')
     p.add_argument('--protocols', default=None, help="Comma-separated: 'linear', 'finetune' [default: both].")
     _add_data(p)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import ecgvit
-from ecgvit.pretrain import HybridPretrainer, create_pretrainer, list_pretrainers
+from ecgvit.pretrain import HybridPretrainer, create_pretrainer, list_pretrainers, split_method
 
 TINY = dict(embed_dim=64, depth=2, num_heads=4, img_size=500)
 DEC = dict(decoder_embed_dim=32, decoder_num_heads=4)
@@ -128,6 +128,16 @@ def test_defaults_follow_the_seed():
     assert (cfg['alpha'], cfg['momentum'], cfg['temperature'], cfg['queue_size']) == (40.0, 0.99, 0.2, 65536)
     assert (cfg['moco_dim'], cfg['moco_hidden_dim'], cfg['moco_num_layers'], cfg['mask_ratio']) == (128, 128, 3, 0.75)
     assert create_pretrainer('mae_nextclip', 'ecg_vit_tiny').config['alpha'] == 2.0
+
+
+def test_paper_variants_are_named_for_the_hybrids_only():
+    assert split_method('mae_moco') == ('mae_moco', {})
+    assert split_method('mae_nextclip+paper') == ('mae_nextclip', {'shared_pass': False})
+    assert set(list_pretrainers(variants=True)) - set(list_pretrainers()) == {
+        'mae_moco+paper', 'mae_nextclip+paper', 'mae_centerclip+paper'}
+    for bad in ('mae+paper', 'moco+paper', 'simclr'):
+        with pytest.raises(ValueError, match='Unknown pretraining method'):
+            split_method(bad)
 
 
 @pytest.mark.parametrize('method', ['mae_moco', 'mae_nextclip', 'mae_centerclip'])

@@ -8,14 +8,14 @@ Example:
     torch.Size([])
 """
 from .centerclip import CenterclipBranch
-from .factory import METHODS, create_pretrainer, list_pretrainers
+from .factory import METHODS, PAPER_PASSES, create_pretrainer, list_pretrainers, split_method
 from .hybrid import HybridPretrainer
 from .mae import MaeBranch, MaeDecoder, patchify, random_masking, unpatchify
 from .moco import MocoBranch, concat_all_gather
 from .nextclip import ClipDecoder, NextclipBranch
 
 __all__ = [
-    'create_pretrainer', 'list_pretrainers', 'METHODS', 'HybridPretrainer',
+    'create_pretrainer', 'list_pretrainers', 'split_method', 'METHODS', 'PAPER_PASSES', 'HybridPretrainer',
     'MaeBranch', 'MaeDecoder', 'patchify', 'unpatchify', 'random_masking',
     'MocoBranch', 'concat_all_gather',
     'ClipDecoder', 'NextclipBranch', 'CenterclipBranch',

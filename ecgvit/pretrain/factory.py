@@ -1,5 +1,5 @@
 """``create_pretrainer``: build any pretraining method around any ecgvit encoder from plain, JSON-friendly kwargs."""
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from torch import nn
 
@@ -10,7 +10,7 @@ from ecgvit.pretrain.mae import MaeBranch
 from ecgvit.pretrain.moco import MocoBranch
 from ecgvit.pretrain.nextclip import NextclipBranch
 
-__all__ = ['create_pretrainer', 'list_pretrainers', 'METHODS']
+__all__ = ['create_pretrainer', 'list_pretrainers', 'split_method', 'METHODS', 'PAPER_PASSES']
 
 # Which branches each method has, and its default MAE weight alpha (seed: 40 for MAE-MoCo, 2 for MAE-Nextclip; we
 # use MAE-Nextclip's for MAE-Centerclip, the closest task).
@@ -34,9 +34,36 @@ _CLIP_KWARGS: Dict[str, Any] = dict(
     clip_decoder_embed_dim=256, clip_decoder_depth=1, clip_decoder_num_heads=8, clip_decoder_mlp_ratio=2.0)
 
 
-def list_pretrainers() -> List[str]:
-    """Names accepted by :func:`create_pretrainer`."""
-    return list(METHODS)
+# Suffix naming a hybrid with the paper's separate encoder passes (shared_pass=False), e.g. 'mae_moco+paper', where
+# methods are given as names: the benchmark harness and benchmarks/pretrain_step.py.
+PAPER_PASSES = '+paper'
+
+
+def list_pretrainers(variants: bool = False) -> List[str]:
+    """Names accepted by :func:`create_pretrainer`; with ``variants``, also each hybrid's ``+paper`` name."""
+    names = list(METHODS)
+    if variants:
+        names += [m + PAPER_PASSES for m, spec in METHODS.items() if spec['alpha'] is not None]
+    return names
+
+
+def split_method(name: str) -> Tuple[str, Dict[str, Any]]:
+    """A method name of :func:`list_pretrainers` (``variants=True``) as the method and its extra kwargs.
+
+    Args:
+        name: e.g. ``'mae_moco'`` or ``'mae_moco+paper'``.
+
+    Returns:
+        ``('mae_moco', {})`` or ``('mae_moco', {'shared_pass': False})``.
+
+    Raises:
+        ValueError: not a known method or variant.
+    """
+    if name not in list_pretrainers(variants=True):
+        raise ValueError(f'Unknown pretraining method {name!r}; valid: {", ".join(list_pretrainers(variants=True))}.')
+    if name.endswith(PAPER_PASSES):
+        return name.removesuffix(PAPER_PASSES), {'shared_pass': False}
+    return name, {}
 
 
 def _check_encoder(encoder: nn.Module) -> None:
