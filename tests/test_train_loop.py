@@ -135,6 +135,20 @@ def test_resume_with_other_method_settings_is_refused(tmp_path):
         train(StandIn(), _data(), None, cfg, run_config={'pretrainer': method})
 
 
+def test_resume_steps_with_this_runs_optimiser_kernel(tmp_path, monkeypatch):
+    import ecgvit.train.loop as loop
+
+    fused = loop.create_adam  # a checkpoint written before the optimiser was fused, then resumed now
+    monkeypatch.setattr(loop, 'create_adam', lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd))
+    _run(tmp_path, epochs=1, save_every=2)
+    groups = read_checkpoint_state(tmp_path / 'checkpoints')['optimizer']['param_groups']
+    assert not any(g['fused'] for g in groups)
+    monkeypatch.setattr(loop, 'create_adam', fused)
+    _run(tmp_path, epochs=2, save_every=2, resume=True)
+    groups = read_checkpoint_state(tmp_path / 'checkpoints')['optimizer']['param_groups']
+    assert all(g['fused'] for g in groups)
+
+
 def test_check_same_method_reads_settings_older_checkpoints_did_not_record():
     old = {'path': 'ck', 'config': {'pretrainer': {'alpha': 40.0}}}  # before shared_pass existed: paper passes
     check_same_method(old, {'alpha': 40.0, 'shared_pass': False})

@@ -30,10 +30,28 @@ def test_fused_steps_match_the_unfused_optimiser(decoupled):
     assert not torch.equal(nets[0][0].weight, _params()[0][0].weight)  # it did train
 
 
-def test_parameter_groups_keep_their_settings():
+def test_parameter_groups_keep_their_settings_and_parameters():
     net, _ = _params()
+    # Generators, as nn.Module.parameters() returns: each group must still hold its parameters.
     opt = create_adam([{'params': net[0].parameters(), 'lr': 1e-3}, {'params': net[2].parameters()}], 1e-2)
     assert [g['lr'] for g in opt.param_groups] == [1e-3, 1e-2] and opt.defaults['fused'] is True
+    assert [len(g['params']) for g in opt.param_groups] == [2, 2]
+    assert len(create_adam(net.parameters(), 1e-2).param_groups[0]['params']) == 4
+
+
+def test_falls_back_to_the_unfused_optimiser_where_torch_has_no_fused_kernel(monkeypatch):
+    real = torch.optim.Adam
+
+    def old_torch(params, *args, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError('`fused=True` requires all the params to be floating point Tensors of supported '
+                               'devices: cuda')  # what torch < 2.4 says for CPU parameters
+        return real(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, 'Adam', old_torch)
+    net, params = _params()
+    opt = create_adam(net.parameters(), 1e-2)
+    assert isinstance(opt, real) and not opt.defaults['fused'] and len(opt.param_groups[0]['params']) == 4
 
 
 def test_unfused_where_the_kernel_cannot_run():

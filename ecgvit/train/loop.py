@@ -490,6 +490,8 @@ def train(
         # something else (e.g. the shared pass has the same parameters as the paper's passes).
         check_same_method(read_checkpoint_state(resume_from), (run_config or {}).get('pretrainer'))
         loaded = load_checkpoint(resume_from, module, optimizer, restore_rng=True)
+        for group in optimizer.param_groups:  # the kernel is this run's choice, not the checkpoint's (older: unfused)
+            group['fused'], group['foreach'] = optimizer.defaults.get('fused'), optimizer.defaults.get('foreach')
         saved = loaded.get('config') or {}
         if saved.get('steps_per_epoch') not in (None, steps_per_epoch) or \
                 saved.get('world_size') not in (None, info.world_size):

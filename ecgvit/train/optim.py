@@ -1,11 +1,14 @@
 """Adam / AdamW built with torch's fused kernel wherever every parameter allows it."""
+import logging
 from typing import Any, Dict, Iterable, List, Union
 
 import torch
 
 __all__ = ['create_adam', 'fused_supported']
 
-# Devices with a fused Adam kernel in the torch versions we support (CPU since torch 2.4).
+_logger = logging.getLogger(__name__)
+
+# Device types with a fused Adam kernel (CPU since torch 2.4; older versions fall back, see create_adam).
 _FUSED_DEVICES = ('cpu', 'cuda')
 
 ParamsT = Union[Iterable[torch.Tensor], Iterable[Dict[str, Any]]]
@@ -38,7 +41,13 @@ def create_adam(
     Returns:
         The optimiser.
     """
-    groups = list(params)
+    # Lists, not generators: the parameters are read twice (here and by torch).
+    groups = [dict(g, params=list(g['params'])) if isinstance(g, dict) else g for g in params]
     flat = [p for g in groups for p in (g['params'] if isinstance(g, dict) else [g])]
     cls = torch.optim.AdamW if decoupled else torch.optim.Adam
-    return cls(groups, lr=lr, weight_decay=weight_decay, fused=fused_supported(flat) or None)
+    if fused_supported(flat):
+        try:
+            return cls(groups, lr=lr, weight_decay=weight_decay, fused=True)
+        except RuntimeError as e:  # torch < 2.4 has no fused kernel for CPU parameters
+            _logger.debug('fused %s unavailable here (%s); using the unfused one', cls.__name__, e)
+    return cls(groups, lr=lr, weight_decay=weight_decay)
