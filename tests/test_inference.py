@@ -71,3 +71,11 @@ def test_int8_falls_back_to_eager_where_tracing_fails(model, monkeypatch):
     x = torch.randn(2, 12, 500)
     torch.testing.assert_close(fast(x), _eager_int8(model)(x), rtol=1e-5, atol=1e-6)
     assert fast.model._eager and not fast.model._graphs
+
+
+def test_int8_keeps_its_graphs_after_a_bad_input(model):
+    fast = optimize_for_inference(model, 'int8')
+    with pytest.raises(ValueError, match='multiple of the patch'):
+        fast(torch.randn(1, 12, 510))  # the encoder's own error, not swallowed
+    fast(torch.randn(1, 12, 500))
+    assert not fast.model._eager and len(fast.model._graphs) == 1

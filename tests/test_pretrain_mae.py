@@ -136,3 +136,13 @@ def test_encode_masked_rejects_a_length_that_is_not_whole_patches():
     enc = ecgvit.create_model('ecg_vit_tiny', **TINY)
     with pytest.raises(ValueError, match='multiple of the patch size 25'):
         encode_masked(enc, torch.randn(1, 12, 260), 0.75)
+
+
+def test_hooks_on_the_patch_embedding_are_honoured():
+    enc = ecgvit.create_model('ecg_vit_tiny', **TINY)
+    x = torch.randn(2, 12, 250)
+    calls = []
+    enc.patch_embed.register_forward_hook(lambda module, args, out: calls.append(out.shape))
+    latent, mask, _ = encode_masked(enc, x, 0.7, torch.Generator().manual_seed(0))
+    assert calls == [(2, 10, 32)]  # the module ran (on every patch), so its hook saw the tokens
+    assert latent.shape == (2, 3, 32) and mask.shape == (2, 10) and mask.dtype == latent.dtype

@@ -163,6 +163,9 @@ def test_alpha_zero_skips_the_mae_branch():
     model = _tiny('mae_moco', alpha=0.0)
     out = model(torch.randn(4, 12, 500))
     assert set(out) == {'loss', 'loss_moco'}
+    # Without MAE there is no masked pass to share: MoCo runs on full views, as the paper's ablation does.
+    assert not model.shared_pass and model.moco.key_mask_ratio == 0.0 and model.config['shared_pass'] is False
+    assert _tiny('mae_moco', alpha=0.0, shared_pass=True).shared_pass  # unless asked for
 
 
 def test_other_lengths_and_4d_input():

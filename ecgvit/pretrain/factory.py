@@ -97,7 +97,7 @@ def create_pretrainer(
             - all hybrids: ``alpha`` (MAE loss weight; 40 for mae_moco, 2 for mae_nextclip / mae_centerclip; 0 skips
               the MAE branch), ``shared_pass`` (True, the default: one masked encoder pass serves both tasks, about
               4x fewer FLOPs per step; False: the paper's separate full-token passes, which the shipped weights
-              used; see :mod:`ecgvit.pretrain.hybrid`).
+              used, and the default when ``alpha=0``; see :mod:`ecgvit.pretrain.hybrid`).
             - MAE (mae_*, mae): ``mask_ratio`` (0.75), ``decoder_embed_dim`` (256), ``decoder_depth`` (1),
               ``decoder_num_heads`` (8), ``decoder_mlp_ratio`` (2), ``decoder_num_patches`` (the encoder's).
             - MoCo (mae_moco, moco): ``moco_dim`` (128), ``moco_hidden_dim`` (128), ``moco_num_layers`` (3),
@@ -145,6 +145,10 @@ def create_pretrainer(
         raise TypeError(f'create_pretrainer({method!r}) got unexpected keyword argument(s) {unknown}; '
                         f'{method} takes: {", ".join(sorted(allowed))}.')
     cfg = dict(allowed, **method_kwargs)
+    if 'shared_pass' in allowed and 'shared_pass' not in method_kwargs:
+        # alpha=0 is the paper's ablation without MAE: the other branch then runs on its own full views, as the
+        # paper's does, rather than on a masked pass whose MAE loss nobody reads.
+        cfg['shared_pass'] = cfg['alpha'] > 0
     shared_pass = cfg.get('shared_pass', False)
     if not isinstance(shared_pass, bool):
         raise TypeError(f'shared_pass must be True or False, got {shared_pass!r}.')

@@ -9,8 +9,8 @@ A :class:`HybridPretrainer` owns one shared encoder and any of three branches:
 
 The loss is the non-MAE branch plus ``alpha`` times the MAE loss (seed: L = L_MoCo + 40 L_MAE and
 L = L_Nextclip + 2 L_MAE); MAE alone or MoCo alone are the same code with a branch left out, so the paper's ablation
-is the ``method`` string (or ``alpha=0``, which skips the MAE branch entirely). Build one with
-:func:`ecgvit.pretrain.create_pretrainer`.
+is the ``method`` string (or ``alpha=0``, which skips the MAE branch entirely and, unless ``shared_pass=True`` is
+asked for, runs the other branch on its own full views). Build one with :func:`ecgvit.pretrain.create_pretrainer`.
 
 **Shared pass (the default of** :func:`~ecgvit.pretrain.create_pretrainer` **;** ``shared_pass=False`` **gives the
 paper's passes).** The paper runs the encoder on every token of each extra view: MAE-MoCo's query (145 tokens, with
@@ -33,11 +33,12 @@ masked at the seed's ratio, but the MAE sees and scores less signal: Nextclip ze
 the patches are scoreable), Centerclip one half-cycle (~7% of the visible tokens). Keeping the token count fixed is
 what keeps the step cost at MAE's.
 
-Measured (``benchmarks/README.md``): about 4x fewer FLOPs per seed-size step for both hybrids, and
-with the shipped weights' recipe (8 epochs on the pretraining pool) PTB-XL linear-probe macro AUROC 0.813 / 0.812
-against 0.793 / 0.792 for the paper's passes, fine-tuning 0.799 / 0.781 against 0.800 / 0.784: every 95% CI overlaps,
-so at that budget neither is shown to be better, while the shared pass took 3 minutes where the paper's took 10-30.
-The shipped weights were pretrained with the paper's passes; ``shared_pass=False`` reproduces them.
+Measured (``benchmarks/README.md``): about 4x fewer FLOPs per seed-size step for both hybrids, and with the shipped
+weights' recipe (8 epochs on the pretraining pool) PTB-XL linear-probe macro AUROC 0.813 / 0.812 against 0.793 / 0.792
+for the paper's passes, fine-tuning 0.799 / 0.781 against 0.800 / 0.784: every 95% CI overlaps, so at that budget
+neither is shown to be better, while the shared pass took about a quarter of the time (3.1 and 2.7 min against an
+estimated 11-12 and 10.0 min in fp32 on a 2-core CPU). The shipped weights were pretrained with the paper's passes;
+``shared_pass=False`` reproduces them.
 """
 from typing import Any, Callable, Dict, Optional, Set
 

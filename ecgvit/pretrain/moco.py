@@ -11,9 +11,10 @@ The structure follows facebookresearch/moco: ``_momentum_update_key_encoder`` un
 keys are all-gathered before they are enqueued, and ``sync_bn=True`` makes the heads' BatchNorm a SyncBatchNorm; a
 single process needs no process group.
 
-The seed's views are full records (145 tokens each), so the query pass costs four MAE encoder passes. The opt-in
-shared-pass MAE-MoCo (:class:`~ecgvit.pretrain.hybrid.HybridPretrainer`) instead hands ``forward`` the [CLS] output of
-the MAE pass as the query and sets ``key_mask_ratio`` so the key view is masked like the MAE input.
+The seed's views are full records (145 tokens each), so the query pass costs four MAE encoder passes. The shared-pass
+MAE-MoCo (:class:`~ecgvit.pretrain.hybrid.HybridPretrainer`, the default of ``create_pretrainer('mae_moco')``) instead
+hands ``forward`` the [CLS] output of the MAE pass as the query and sets ``key_mask_ratio`` so the key view is masked
+like the MAE input; MoCo alone (``'moco'``) and ``shared_pass=False`` keep the seed's full views.
 """
 import copy
 from typing import Optional, Tuple
