@@ -74,7 +74,6 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> floa
     return best
 
 
-
 def build(method: str, encoder: str, length: int):
     """``method`` is a pretrainer name, optionally with ``+paper`` for a hybrid with the paper's passes."""
     base, kwargs = split_method(method)

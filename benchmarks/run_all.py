@@ -2,27 +2,27 @@
 
 The figures and their targets (issue 7, "Speed and memory"):
 
-=================================  =======================================================================  =========
-figure                             what                                                                     target
-=================================  =======================================================================  =========
-``mfu``                            MAE-MoCo pretraining step (seed size, batch 64) in the faster dtype:      >= 0.60
-                                   model FLOP/s over the same-dtype matmul peak measured in the same run
-``mae_moco_over_mae``              step time MAE-MoCo / MAE, faster dtype                                    <= 1.6
-``mae_nextclip_over_mae``          step time MAE-Nextclip / MAE, faster dtype                                <= 1.4
-``speedup_vs_mtae``                peer MTAE (ST-MEM) step time / our MAE step time (null without it)        >= 1.2
-``infer_ratio_vs_timm``            batch-1 latency of ecgvit's fast inference path / timm ViT in fp32        <= 0.6
-``loader_records_per_s``           cached DataLoader throughput, 2 workers, batch 64                         >= 5000
-``peak_rss_gb``                    peak resident memory of MAE-MoCo pretraining (batch 64, Adam) in a        <= 4
-                                   fresh process, in GB (10^9 bytes)
-``mfu_paper``, ``*_over_mae_paper`` ``mfu`` and the two ratios with ``shared_pass=False`` (the paper's     as above
-                                   separate encoder passes)
-``peak_rss_gb_paper``              ``peak_rss_gb`` with ``shared_pass=False``                                <= 4
-``peak_rss_gb_paper_grad_ckpt``    the same with ``encoder.set_grad_checkpointing()``                        <= 4
-``gpu_mfu``                        on a CUDA device: the MAE-MoCo step's FLOP utilisation in bf16 (null         >= 0.40
-                                   without one; ``gpu_pretrain.py``)
-``gpu_epoch_s``                    on a CUDA device: one PTB-XL-size epoch (17,440 records) of the training     <= 30
-                                   loop, bf16, seconds
-=================================  =======================================================================  =========
+======================================  ==================================================================  =========
+figure                                  what                                                                target
+======================================  ==================================================================  =========
+``mfu``                                 MAE-MoCo pretraining step (seed size, batch 64) in the faster        >= 0.60
+                                        dtype: model FLOP/s over the same-dtype matmul peak of the run
+``mae_moco_over_mae``                   step time MAE-MoCo / MAE, faster dtype                               <= 1.6
+``mae_nextclip_over_mae``               step time MAE-Nextclip / MAE, faster dtype                           <= 1.4
+``speedup_vs_mtae``                     peer MTAE (ST-MEM) step time / our MAE step time (null without it)   >= 1.2
+``infer_ratio_vs_timm``                 batch-1 latency of ecgvit's fast inference path / timm ViT, fp32     <= 0.6
+``loader_records_per_s``                cached DataLoader throughput, 2 workers, batch 64                    >= 5000
+``peak_rss_gb``                         peak resident memory of MAE-MoCo pretraining (batch 64, Adam) in a   <= 4
+                                        fresh process, in GB (10^9 bytes)
+``gpu_mfu``                             on a CUDA device: the MAE-MoCo step's FLOP utilisation in bf16       >= 0.40
+                                        (null without one; ``gpu_pretrain.py``)
+``gpu_epoch_s``                         on a CUDA device: one PTB-XL-size epoch (17,440 records) of the      <= 30
+                                        training loop, bf16, seconds
+``mfu_paper``, ``*_over_mae_paper``     ``mfu`` and the two ratios with ``shared_pass=False`` (the paper's   as above
+                                        separate encoder passes)
+``peak_rss_gb_paper``                   ``peak_rss_gb`` with ``shared_pass=False``                           <= 4
+``peak_rss_gb_paper_grad_ckpt``         the same with ``encoder.set_grad_checkpointing()``                   <= 4
+======================================  ==================================================================  =========
 
 The paper's MAE-MoCo runs the encoder on all 145 tokens for the query (with gradient) and the key, and MAE-Nextclip
 on all 145 tokens of the zeroed record, against MAE's 36: their steps cost 5-6x and 4-5x MAE's in FLOPs, whatever the

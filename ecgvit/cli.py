@@ -129,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    'batch 64, 20 warm-up epochs, then ReduceLROnPlateau (0.9, patience 15) on the '
                                    'validation loss. Writes OUTPUT/{config.json, metrics.csv, checkpoints/, '
                                    'encoder/}. Run under torchrun for DDP.')
-    p.add_argument('--method', default=None, help='mae_moco, mae_nextclip, mae_centerclip, mae or moco (required).')
+    p.add_argument('--method', default=None,
+                   help="mae_moco, mae_nextclip, mae_centerclip, mae or moco (required); a hybrid with +paper, e.g. "
+                        "mae_moco+paper, is the same as --no-shared-pass.")
     _add_common(p)
     _add_data(p)
     g = p.add_argument_group('encoder')
@@ -149,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group('optimisation')
     g.add_argument('--grad-checkpointing', action='store_true',
                    help="Recompute the encoder's block activations in the backward pass: less memory, a little more "
-                        'time (seed MAE-MoCo at batch 64 on CPU: peak RSS 3.8 -> 2.8 GB).')
+                        "time (MAE-MoCo at batch 64 on CPU with the paper's passes: peak RSS 3.8 -> 2.8 GB; the "
+                        'default shared pass needs 2.0 GB without it).')
     g.add_argument('--compile', action='store_true',
                    help='torch.compile the transformer blocks (needs a C++ compiler on CPU; the first steps compile).')
     g.add_argument('--epochs', type=int, default=10, help='Training epochs (seed: 710 for MAE-MoCo).')
@@ -378,7 +381,7 @@ def _resumed_method_settings(args: argparse.Namespace) -> Optional[Dict[str, Any
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     import ecgvit
-    from ecgvit.pretrain import create_pretrainer, list_pretrainers
+    from ecgvit.pretrain import create_pretrainer, list_pretrainers, split_method
     from ecgvit.pretrain.factory import METHODS
     from ecgvit.train import TrainConfig, load_best_into, seed_everything, train
     from ecgvit.train.distributed import barrier, cleanup_distributed, init_distributed, is_main_process
@@ -386,10 +389,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     if args.method is None:
         raise CliError('--method is required (on the command line or in --config).')
-    if args.method not in list_pretrainers():
-        raise CliError(f'Unknown --method {args.method!r}: choose from {list_pretrainers()}.')
+    if args.method not in list_pretrainers(variants=True):
+        raise CliError(f'Unknown --method {args.method!r}: choose from {list_pretrainers(variants=True)}.')
+    method, variant_kwargs = split_method(args.method)  # 'mae_moco+paper' -> 'mae_moco', shared_pass=False
+    if variant_kwargs and args.shared_pass:
+        raise CliError(f'--method {args.method} runs the paper\'s separate passes; drop --shared-pass (or use '
+                       f'--method {method}).')
     _check_positive(args, 'epochs', 'batch_size', 'lr')
-    model_name = args.model or {'mae_nextclip': 'ecg_vit_mae_nextclip'}.get(args.method, 'ecg_vit_mae_moco')
+    model_name = args.model or {'mae_nextclip': 'ecg_vit_mae_nextclip'}.get(method, 'ecg_vit_mae_moco')
     if model_name not in ecgvit.list_models():
         raise CliError(f'Unknown --model {model_name!r}: choose from {ecgvit.list_models()}.')
     method_kwargs: Dict[str, Any] = {}
@@ -404,9 +411,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     for key in ('mask_ratio', 'alpha', 'queue_size', 'shared_pass'):
         if getattr(args, key) is not None:
             method_kwargs[key] = getattr(args, key)
-    if 'clip' in args.method:
+    method_kwargs.update(variant_kwargs)
+    if 'clip' in method:
         method_kwargs.setdefault('sampling_rate', args.sampling_rate)
-    if args.resume and METHODS[args.method]['alpha'] is not None and 'shared_pass' not in method_kwargs:
+    if args.resume and METHODS[method]['alpha'] is not None and 'shared_pass' not in method_kwargs:
         # A resumed run continues as it was trained: runs from before the shared pass became the default used the
         # paper's passes, and switching mid-run would change what it learns.
         saved = _resumed_method_settings(args)
@@ -420,10 +428,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         splits = _splits(args)
     seed_everything(args.seed)
     try:
-        pretrainer = create_pretrainer(args.method, model_name, encoder_kwargs={'img_size': args.num_samples},
+        pretrainer = create_pretrainer(method, model_name, encoder_kwargs={'img_size': args.num_samples},
                                        **method_kwargs)
     except TypeError as e:
-        raise CliError(f'Bad method argument for {args.method}: {e}') from None
+        raise CliError(f'Bad method argument for {method}: {e}') from None
     if args.grad_checkpointing:
         pretrainer.encoder.set_grad_checkpointing(True)  # the masked passes honour it too (pretrain.mae.encode_tokens)
     cfg = TrainConfig(output_dir=args.output, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -433,7 +441,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                       log_every=args.log_interval, num_workers=args.workers, device=args.device,
                       resume=args.resume, progress=not args.no_progress, compile=args.compile,
                       reuse_cpu_memory=True)  # this process only trains: let glibc recycle freed tensors
-    run_config = {'command': 'pretrain', 'args': vars(args), 'method': args.method, 'model': model_name,
+    run_config = {'command': 'pretrain', 'args': vars(args), 'method': method, 'model': model_name,
                   'method_kwargs': method_kwargs, 'pretrainer': getattr(pretrainer, 'config', {}),
                   'data': {'spec': args.data, 'cache_dir': splits['cache_dir'], 'n_train': len(splits['train']),
                            'n_val': len(splits['val'])},
@@ -455,7 +463,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         from ecgvit.hub import save_pretrained
 
         save_pretrained(pretrainer.encoder, Path(args.output) / 'encoder',
-                        pretrained_cfg={'pretrain_method': args.method,
+                        pretrained_cfg={'pretrain_method': method,
                                         'preprocessing': splits['train'].preprocessing.to_dict()})
         print(json.dumps(summary, indent=2))
     cleanup_distributed()

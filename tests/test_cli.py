@@ -130,6 +130,15 @@ def test_shared_pass_flags_and_resume(pretrain_run, tmp_path, capsys):
                '--output', str(tmp_path / 'bad')])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and 'shared_pass' in err and len(err.splitlines()) == 1
+    # --method mae_moco+paper is --no-shared-pass by name (as in ecgvit benchmark); with --shared-pass it is refused.
+    assert main(['pretrain', '--method', 'mae_moco+paper', *common, '--epochs', '1',
+                 '--output', str(tmp_path / 'named')]) == 0
+    cfg = json.loads((tmp_path / 'named' / 'config.json').read_text())
+    assert cfg['method'] == 'mae_moco' and cfg['pretrainer']['shared_pass'] is False
+    rc = main(['pretrain', '--method', 'mae_moco+paper', *common, '--epochs', '1', '--shared-pass',
+               '--output', str(tmp_path / 'both')])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "runs the paper's separate passes" in err
 
 
 def test_config_file_with_cli_override(pretrain_run, tmp_path, capsys):
