@@ -17,6 +17,7 @@ the GPU figures.
 
 Usage:
     python benchmarks/gpu_pretrain.py                     # on a GPU machine: a few minutes at most
+    python benchmarks/gpu_pretrain.py --compile           # the same with compiled blocks, to report the speedup
     python benchmarks/gpu_pretrain.py --device cpu --encoder ecg_vit_tiny --batch 4 --records 16 --repeats 1
 """
 import argparse
@@ -34,7 +35,7 @@ from torch.utils.data import TensorDataset
 
 from ecgvit.pretrain import create_pretrainer
 from ecgvit.train import TrainConfig, train
-from ecgvit.train.loop import machine_info
+from ecgvit.train.loop import compile_blocks, machine_info
 from ecgvit.train.optim import create_adam
 
 PTBXL_TRAIN_RECORDS = 17440  # PTB-XL v1.0.3's folds 1-8: about 80% of 21,799 records
@@ -81,12 +82,14 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, seconds: float
 
 
 def step_utilisation(encoder: str, batch: int, device: torch.device, repeats: int, warmup: int,
-                     peak_n: int) -> Dict[str, Any]:
+                     peak_n: int, compile: bool = False) -> Dict[str, Any]:
     """Median bf16 step time of the default MAE-MoCo pretrainer and its FLOP utilisation on ``device``."""
     torch.manual_seed(0)
     model = create_pretrainer('mae_moco', encoder)
     x = torch.randn(batch, 12, 3600)
     flops = _pretrain_step_module().step_flops(model, x, None)  # on the CPU: the count the CPU figures use
+    if compile:
+        compile_blocks(model)  # the warm-up steps compile
     model.to(device).train()
     x = x.to(device)
     opt = create_adam([p for p in model.parameters() if p.requires_grad], 2e-4)
@@ -107,14 +110,18 @@ def step_utilisation(encoder: str, batch: int, device: torch.device, repeats: in
                 gpu_mfu=flops / t / peak, samples_per_s=batch / t)
 
 
-def epoch_time(encoder: str, batch: int, device: torch.device, records: int, workdir: Optional[str]) -> Dict[str, Any]:
-    """Wall time of one epoch of :func:`ecgvit.train.train` over ``records`` random records, bf16, no validation."""
+def epoch_time(encoder: str, batch: int, device: torch.device, records: int, workdir: Optional[str],
+               compile: bool = False) -> Dict[str, Any]:
+    """Wall time of one epoch of :func:`ecgvit.train.train` over ``records`` random records, bf16, no validation.
+
+    With ``compile`` the blocks compile inside the timed epoch, as they would in a real run.
+    """
     data = TensorDataset(torch.randn(records, 12, 3600, generator=torch.Generator().manual_seed(0)))
     torch.manual_seed(0)
     model = create_pretrainer('mae_moco', encoder)
     with tempfile.TemporaryDirectory(prefix='ecgvit-gpu-epoch-', dir=workdir) as out:
         cfg = TrainConfig(output_dir=out, epochs=1, batch_size=batch, warmup_epochs=0.5, amp='bf16', save_every=0,
-                          keep_last=1, device=str(device), progress=False, log_every=50)
+                          keep_last=1, device=str(device), progress=False, log_every=50, compile=compile)
         _sync(device)
         start = time.perf_counter()
         summary = train(model, data, None, cfg)
@@ -133,6 +140,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument('--records', type=int, default=PTBXL_TRAIN_RECORDS, help='records in the timed epoch')
     parser.add_argument('--peak-n', type=int, default=None, help='matmul size of the bf16 peak (8192; cpu: 1024)')
     parser.add_argument('--workdir', default=None, help='where the epoch run writes its (deleted) outputs')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the transformer blocks (ecgvit.train.loop.compile_blocks), as '
+                             'ecgvit pretrain --compile; on a GPU, where fusing the element-wise ops saves memory '
+                             'traffic and launches, this is where it may pay')
     parser.add_argument('--json', default='', help='also write the results to this JSON file')
     args = parser.parse_args(argv)
 
@@ -145,12 +156,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     info = machine_info(device)
     print(f'device: {info["gpu"] or info["cpu"]} | torch {torch.__version__} | encoder {args.encoder} | '
           f'batch {args.batch} | bf16')
-    out: Dict[str, Any] = dict(device=device.type, machine=info, encoder=args.encoder, batch=args.batch)
+    out: Dict[str, Any] = dict(device=device.type, machine=info, encoder=args.encoder, batch=args.batch,
+                               compiled=args.compile)
     peak_n = args.peak_n or (8192 if device.type == 'cuda' else 1024)
-    out.update(step_utilisation(args.encoder, args.batch, device, args.repeats, args.warmup, peak_n))
+    out.update(step_utilisation(args.encoder, args.batch, device, args.repeats, args.warmup, peak_n, args.compile))
     print(f'MAE-MoCo step {out["step_s"] * 1e3:.1f} ms, {out["gflop_per_step"]:.1f} GFLOP, bf16 matmul peak '
           f'{out["peak_gflops"] / 1e3:.1f} TFLOP/s: utilisation {100 * out["gpu_mfu"]:.1f}% (target >= 40%)')
-    out.update(epoch_time(args.encoder, args.batch, device, args.records, args.workdir))
+    out.update(epoch_time(args.encoder, args.batch, device, args.records, args.workdir, args.compile))
     print(f'one epoch of {out["records"]} records ({out["steps"]} steps): {out["gpu_epoch_s"]:.1f} s '
           f'(target <= 30 s)')
     if args.json:
