@@ -65,22 +65,6 @@ def _timed(fn: Callable[[], None], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, seconds: float = 2.0) -> float:
-    """Best achieved FLOP/s of an ``n`` x ``n`` matmul on ``device``, timed in batches of 10 (launches overlap)."""
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-
-    def ten() -> None:
-        for _ in range(10):
-            torch.mm(a, b)
-
-    ten()
-    best, end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        best = max(best, 10 * 2 * n ** 3 / _timed(ten, device))
-    return best
-
-
 def step_utilisation(encoder: str, batch: int, device: torch.device, repeats: int, warmup: int,
                      peak_n: int, compile: bool = False) -> Dict[str, Any]:
     """Median bf16 step time of the default MAE-MoCo pretrainer and its FLOP utilisation on ``device``."""
@@ -104,7 +88,7 @@ def step_utilisation(encoder: str, batch: int, device: torch.device, repeats: in
     for _ in range(warmup):
         step()
     times = [_timed(step, device) for _ in range(repeats)]
-    peak = matmul_peak(device, torch.bfloat16, peak_n)
+    peak = _pretrain_step_module().matmul_peak(torch.bfloat16, peak_n, device=str(device))
     t = statistics.median(times)
     return dict(step_s=t, step_times_s=times, gflop_per_step=flops / 1e9, peak_gflops=peak / 1e9,
                 gpu_mfu=flops / t / peak, samples_per_s=batch / t)
