@@ -16,7 +16,7 @@ from timm.models import checkpoint_seq
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from ecgvit.models.ecg_vit import resample_pos_embed_1d
+from ecgvit.models.ecg_vit import ecg_to_4d, resample_pos_embed_1d
 
 __all__ = ['patchify', 'unpatchify', 'masking_ids', 'random_masking', 'MaeDecoder', 'MaeBranch', 'embed_patches',
            'prepend_prefix', 'encode_masked', 'encode_tokens']
@@ -133,11 +133,9 @@ def embed_patches(encoder: nn.Module, x: torch.Tensor, ids_keep: Optional[torch.
     # kept patches only. At the seed's mask ratio this skips three quarters of the embedding and of the positional
     # add, and the (B, D, N) -> (B, N, D) copy of every token (7% of a shared-pass MAE-MoCo step on a 2-core CPU).
     weight, bias = proj
-    batch, chans, length = x.shape if x.dim() == 3 else (x.shape[0], x.shape[1], x.shape[-1])
     patch_len = encoder.patch_len
-    if length % patch_len != 0:
-        raise ValueError(f'ECG length {length} is not a multiple of the patch size {patch_len}: crop or pad the '
-                         f'signal to a multiple of {patch_len} samples.')
+    x = ecg_to_4d(x, patch_len)  # (B, C, 1, L), L checked against the patch length as the encoder checks it
+    batch, chans, length = x.shape[0], x.shape[1], x.shape[-1]
     num = length // patch_len
     patches = x.reshape(batch, chans, num, patch_len)[torch.arange(batch, device=x.device)[:, None], :, ids_keep]
     tokens = encoder.patch_embed.norm(nn.functional.linear(patches.flatten(2), weight, bias))  # (B, K, D)
