@@ -31,7 +31,8 @@ CASES = {
     'mae_centerclip_paper': ('mae_centerclip', dict(shared_pass=False, **DEC, **CLIP)),
 }
 
-# name: (training loss of each of the 4 logged steps, validation loss after the run, L1 distance of the encoder's weights from their init)
+# name: (training loss of each of the 4 logged steps, validation loss after the run,
+#        L1 distance of the encoder's weights from their init)
 PINNED = {
     'mae': ([1.18671, 1.18575, 1.14248, 1.13601], 1.099205493927002, 32.702476501464844),
     'moco': ([3.34994, 2.97671, 3.22147, 3.65886], 0.5803670883178711, 30.517080307006836),
