@@ -7,8 +7,9 @@ Every method produces an encoder, every protocol evaluates one:
   number of epochs the self-supervised methods pretrain (the supervised-pretraining baseline).
 - ``mae``, ``moco``, ``mae_moco``, ``mae_nextclip``, ``mae_centerclip``: self-supervised pretraining
   (:func:`ecgvit.pretrain.create_pretrainer` + :func:`ecgvit.train.train`) on the training split, best-validation
-  weights. The hybrids run with their default, the shared pass; ``mae_moco+paper``, ``mae_nextclip+paper`` and
-  ``mae_centerclip+paper`` run them with the paper's separate encoder passes, so both can sit in one table.
+  weights. The hybrids are the paper's methods (separate encoder passes); ``mae_moco_shared``,
+  ``mae_nextclip_shared`` and ``mae_centerclip_shared`` are ecgvit's shared-pass variants, so both can sit in one
+  table.
 
 - ``linear``: frozen encoder, linear layer on cached features (:func:`ecgvit.eval.linear_probe`).
 - ``finetune``: end to end with a new head (:func:`ecgvit.eval.finetune`).

@@ -130,8 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    'validation loss. Writes OUTPUT/{config.json, metrics.csv, checkpoints/, '
                                    'encoder/}. Run under torchrun for DDP.')
     p.add_argument('--method', default=None,
-                   help="mae_moco, mae_nextclip, mae_centerclip, mae or moco (required); a hybrid with +paper, e.g. "
-                        "mae_moco+paper, is the same as --no-shared-pass.")
+                   help="mae_moco, mae_nextclip, mae_centerclip, mae or moco (required): the paper's methods; "
+                        "mae_moco_shared, mae_nextclip_shared, mae_centerclip_shared: ecgvit's shared-pass variants "
+                        "(the same as --shared-pass).")
     _add_common(p)
     _add_data(p)
     g = p.add_argument_group('encoder')
@@ -143,16 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--alpha', type=float, default=None, help='MAE loss weight (default 40 MAE-MoCo, 2 Nextclip).')
     g.add_argument('--queue-size', type=int, default=None, help='MoCo queue length (seed: 65536).')
     g.add_argument('--shared-pass', action=argparse.BooleanOptionalAction, default=None,
-                   help='Hybrids: one masked encoder pass serves MAE and the [CLS] task (MoCo query / clip), 4x '
-                        "fewer FLOPs per step than the paper's separate full-token passes (--no-shared-pass; "
-                        'ecgvit.pretrain.hybrid says what differs). Default: on, or as the run being resumed.')
+                   help="Hybrids: ecgvit's variant, one masked encoder pass serves MAE and the [CLS] task (MoCo "
+                        "query / clip), 4x fewer FLOPs per step than the paper's separate full-token passes "
+                        "(ecgvit.pretrain.hybrid says what differs). Default: off (the paper's passes), or as the "
+                        'run being resumed.')
     g.add_argument('--method-arg', action='append', default=[], metavar='KEY=VALUE',
                    help='Any other create_pretrainer argument, value parsed as JSON (repeatable).')
     g = p.add_argument_group('optimisation')
     g.add_argument('--grad-checkpointing', action='store_true',
                    help="Recompute the encoder's block activations in the backward pass: less memory, a little more "
                         "time (MAE-MoCo at batch 64 on CPU with the paper's passes: peak RSS 3.8 -> 2.8 GB; the "
-                        'default shared pass needs 2.0 GB without it).')
+                        'shared pass needs 2.0 GB without it).')
     g.add_argument('--compile', action='store_true',
                    help='torch.compile the transformer blocks (needs a C++ compiler on CPU; the first steps compile).')
     g.add_argument('--epochs', type=int, default=10, help='Training epochs (seed: 710 for MAE-MoCo).')
@@ -211,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--quick', action='store_true',
                    help='Tiny model and settings on built-in synthetic data (a few minutes on 2 CPU cores).')
     p.add_argument('--methods', default=None,
-                   help='Comma-separated methods (random and supervised are always added; add +paper to a hybrid, '
-                        "e.g. mae_moco+paper, for the paper's separate encoder passes) "
+                   help="Comma-separated methods (random and supervised are always added; the hybrids are the "
+                        "paper's methods, add _shared, e.g. mae_moco_shared, for ecgvit's shared-pass variant) "
                         '[default: random,supervised,mae,moco,mae_moco,mae_nextclip].')
     p.add_argument('--protocols', default=None, help="Comma-separated: 'linear', 'finetune' [default: both].")
     _add_data(p)
@@ -389,12 +391,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     if args.method is None:
         raise CliError('--method is required (on the command line or in --config).')
-    if args.method not in list_pretrainers(variants=True):
+    if args.method not in list_pretrainers(variants=True) and not args.method.endswith('+paper'):
         raise CliError(f'Unknown --method {args.method!r}: choose from {list_pretrainers(variants=True)}.')
-    method, variant_kwargs = split_method(args.method)  # 'mae_moco+paper' -> 'mae_moco', shared_pass=False
-    if variant_kwargs and args.shared_pass:
-        raise CliError(f'--method {args.method} runs the paper\'s separate passes; drop --shared-pass (or use '
-                       f'--method {method}).')
+    method, variant_kwargs = split_method(args.method)  # 'mae_moco_shared' -> 'mae_moco', shared_pass=True
+    if variant_kwargs and args.shared_pass is not None and args.shared_pass != variant_kwargs['shared_pass']:
+        raise CliError(f'--method {args.method} contradicts --{"" if args.shared_pass else "no-"}shared-pass; drop '
+                       f'the flag (or use --method {method}).')
     _check_positive(args, 'epochs', 'batch_size', 'lr')
     model_name = args.model or {'mae_nextclip': 'ecg_vit_mae_nextclip'}.get(method, 'ecg_vit_mae_moco')
     if model_name not in ecgvit.list_models():
@@ -415,8 +417,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if 'clip' in method:
         method_kwargs.setdefault('sampling_rate', args.sampling_rate)
     if args.resume and METHODS[method]['alpha'] is not None and 'shared_pass' not in method_kwargs:
-        # A resumed run continues as it was trained: runs from before the shared pass became the default used the
-        # paper's passes, and switching mid-run would change what it learns.
+        # A resumed run continues as it was trained (a run of 0.1 may have used the shared pass, then the default):
+        # switching mid-run would change what it learns.
         saved = _resumed_method_settings(args)
         if saved is not None:
             method_kwargs['shared_pass'] = bool(saved.get('shared_pass', LEGACY_METHOD_SETTINGS['shared_pass']))

@@ -44,7 +44,7 @@ def test_quick_benchmark_cli(tmp_path, capsys):
     out = tmp_path / 'quick'
     save_pretrained(ecgvit.create_model('ecg_vit_tiny', img_size=500), tmp_path / 'mine')
     # The --quick preset with its slowest parts cut further (options given on the command line win over it).
-    rc = main(['benchmark', '--quick', '--methods', 'mae_moco,mae_moco+paper', '--protocols', 'linear,finetune',
+    rc = main(['benchmark', '--quick', '--methods', 'mae_moco,mae_moco_shared', '--protocols', 'linear,finetune',
                '--out', str(out),
                '--synthetic-records', '120', '--pretrain-epochs', '1', '--finetune-epochs', '1', '--probe-epochs', '20',
                '--n-boot', '50', '--no-progress', '--checkpoint', f'mine={tmp_path / "mine"}'])
@@ -52,11 +52,11 @@ def test_quick_benchmark_cli(tmp_path, capsys):
     rows = _rows(out / 'results.csv')
     # random and supervised are always included, first; a --checkpoint row is evaluated from its weights.
     assert [(r['method'], r['protocol']) for r in rows] == [
-        (m, p) for m in ('random', 'supervised', 'mae_moco', 'mae_moco+paper', 'mine') for p in ('linear', 'finetune')]
-    # The hybrid's default is the shared pass; +paper runs the paper's separate passes, side by side in one table.
+        (m, p) for m in ('random', 'supervised', 'mae_moco', 'mae_moco_shared', 'mine') for p in ('linear', 'finetune')]
+    # The hybrid is the paper's method; _shared runs ecgvit's shared pass, side by side in one table.
     passes = {m: json.loads((out / 'pretrain' / m / 'config.json').read_text())['pretrainer']['shared_pass']
-              for m in ('mae_moco', 'mae_moco+paper')}
-    assert passes == {'mae_moco': True, 'mae_moco+paper': False}
+              for m in ('mae_moco', 'mae_moco_shared')}
+    assert passes == {'mae_moco': False, 'mae_moco_shared': True}
     assert rows[-1]['checkpoint'].endswith('mine') and float(rows[-1]['pretrain_time_s']) == 0.0
     assert main(['benchmark', '--quick', '--checkpoint', 'mae_moco', '--out', str(tmp_path / 'x')]) == 2
     for r in rows:

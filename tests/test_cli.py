@@ -107,38 +107,39 @@ def test_shared_pass_flags_and_resume(pretrain_run, tmp_path, capsys):
         cfg = json.loads((out / 'config.json').read_text())
         return cfg['pretrainer']['shared_pass']
 
-    # The hybrids' default is the shared pass; --grad-checkpointing rides along.
+    # The hybrids are the paper's passes by default; --grad-checkpointing rides along.
     rc = main(['pretrain', '--method', 'mae_moco', *common, '--epochs', '1', '--grad-checkpointing',
                '--output', str(tmp_path / 'default')])
-    assert rc == 0 and shared_pass(tmp_path / 'default') is True
+    assert rc == 0 and shared_pass(tmp_path / 'default') is False
     assert json.loads((tmp_path / 'default' / 'config.json').read_text())['args']['grad_checkpointing'] is True
-    # A run with the paper's passes, resumed without the flag, continues with the paper's passes.
-    paper = tmp_path / 'paper'
-    assert main(['pretrain', '--method', 'mae_moco', *common, '--epochs', '1', '--no-shared-pass',
-                 '--output', str(paper)]) == 0
-    assert shared_pass(paper) is False
-    assert main(['pretrain', '--method', 'mae_moco', *common, '--epochs', '2', '--resume', '--output', str(paper)]) == 0
-    assert shared_pass(paper) is False
+    # A shared-pass run, resumed with the plain method name and no flag, continues with the shared pass.
+    shared = tmp_path / 'shared'
+    assert main(['pretrain', '--method', 'mae_moco', *common, '--epochs', '1', '--shared-pass',
+                 '--output', str(shared)]) == 0
+    assert shared_pass(shared) is True
+    assert main(['pretrain', '--method', 'mae_moco', *common, '--epochs', '2', '--resume',
+                 '--output', str(shared)]) == 0
+    assert shared_pass(shared) is True
     capsys.readouterr()
     # Asking for the other setting on resume is refused, naming the setting, in one line.
-    rc = main(['pretrain', '--method', 'mae_moco', *common, '--epochs', '3', '--resume', '--shared-pass',
-               '--output', str(paper)])
+    rc = main(['pretrain', '--method', 'mae_moco', *common, '--epochs', '3', '--resume', '--no-shared-pass',
+               '--output', str(shared)])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and 'shared_pass=False there, shared_pass=True here' in err and len(err.splitlines()) == 1
-    assert shared_pass(paper) is False  # nothing was overwritten
+    assert rc == 2 and 'shared_pass=True there, shared_pass=False here' in err and len(err.splitlines()) == 1
+    assert shared_pass(shared) is True  # nothing was overwritten
     rc = main(['pretrain', '--method', 'mae', *common, '--epochs', '1', '--shared-pass',
                '--output', str(tmp_path / 'bad')])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and 'shared_pass' in err and len(err.splitlines()) == 1
-    # --method mae_moco+paper is --no-shared-pass by name (as in ecgvit benchmark); with --shared-pass it is refused.
-    assert main(['pretrain', '--method', 'mae_moco+paper', *common, '--epochs', '1',
+    # --method mae_moco_shared is --shared-pass by name (as in ecgvit benchmark); with --no-shared-pass it is refused.
+    assert main(['pretrain', '--method', 'mae_moco_shared', *common, '--epochs', '1',
                  '--output', str(tmp_path / 'named')]) == 0
     cfg = json.loads((tmp_path / 'named' / 'config.json').read_text())
-    assert cfg['method'] == 'mae_moco' and cfg['pretrainer']['shared_pass'] is False
-    rc = main(['pretrain', '--method', 'mae_moco+paper', *common, '--epochs', '1', '--shared-pass',
+    assert cfg['method'] == 'mae_moco' and cfg['pretrainer']['shared_pass'] is True
+    rc = main(['pretrain', '--method', 'mae_moco_shared', *common, '--epochs', '1', '--no-shared-pass',
                '--output', str(tmp_path / 'both')])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and "runs the paper's separate passes" in err
+    assert rc == 2 and 'contradicts --no-shared-pass' in err
 
 
 def test_config_file_with_cli_override(pretrain_run, tmp_path, capsys):

@@ -130,25 +130,43 @@ def test_defaults_follow_the_seed():
     assert create_pretrainer('mae_nextclip', 'ecg_vit_tiny').config['alpha'] == 2.0
 
 
-def test_paper_variants_are_named_for_the_hybrids_only():
+def test_shared_variants_are_named_for_the_hybrids_only():
     assert split_method('mae_moco') == ('mae_moco', {})
-    assert split_method('mae_nextclip+paper') == ('mae_nextclip', {'shared_pass': False})
+    assert split_method('mae_nextclip_shared') == ('mae_nextclip', {'shared_pass': True})
     assert set(list_pretrainers(variants=True)) - set(list_pretrainers()) == {
-        'mae_moco+paper', 'mae_nextclip+paper', 'mae_centerclip+paper'}
-    for bad in ('mae+paper', 'moco+paper', 'simclr'):
+        'mae_moco_shared', 'mae_nextclip_shared', 'mae_centerclip_shared'}
+    for bad in ('mae_shared', 'moco_shared', 'mae+paper', 'simclr'):
         with pytest.raises(ValueError, match='Unknown pretraining method'):
             split_method(bad)
+    # 0.1's '+paper' names still run, as the paper's passes (now the plain name), with a warning
+    with pytest.warns(FutureWarning, match="'mae_moco' is the paper's method"):
+        assert split_method('mae_moco+paper') == ('mae_moco', {'shared_pass': False})
 
 
 @pytest.mark.parametrize('method', ['mae_moco', 'mae_nextclip', 'mae_centerclip'])
-def test_hybrids_default_to_the_shared_pass(method):
-    model = create_pretrainer(method, 'ecg_vit_tiny', queue_size=8) if method == 'mae_moco' else \
-        create_pretrainer(method, 'ecg_vit_tiny')
-    assert model.shared_pass and model.config['shared_pass'] is True
-    paper = create_pretrainer(method, 'ecg_vit_tiny', **dict(model.config, shared_pass=False))
-    assert not paper.shared_pass
+def test_hybrids_default_to_the_papers_passes(method):
+    kw = dict(queue_size=8) if method == 'mae_moco' else {}
+    model = create_pretrainer(method, 'ecg_vit_tiny', **kw)
+    assert not model.shared_pass and model.config['shared_pass'] is False
+    shared = create_pretrainer(f'{method}_shared', 'ecg_vit_tiny', **kw)
+    assert shared.shared_pass and shared.method == method and shared.config['shared_pass'] is True
+    assert create_pretrainer(method, 'ecg_vit_tiny', **dict(shared.config)).shared_pass  # the config round-trips
     if method == 'mae_moco':  # the key view is masked like the MAE input only in the shared pass
-        assert model.moco.key_mask_ratio == 0.75 and paper.moco.key_mask_ratio == 0.0
+        assert shared.moco.key_mask_ratio == 0.75 and model.moco.key_mask_ratio == 0.0
+    with pytest.raises(ValueError, match='implies'):
+        create_pretrainer(f'{method}_shared', 'ecg_vit_tiny', shared_pass=False, **kw)
+
+
+def test_paper_passes_follow_the_paper():
+    """MAE-MoCo by default: MAE without [CLS] on the un-augmented record, MoCo query and key from two augmented,
+    unmasked views (all 145 tokens), as the paper describes."""
+    model = create_pretrainer('mae_moco', 'ecg_vit_tiny', queue_size=8).train()
+    seen = []
+    model.encoder.blocks[0].register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    model(torch.randn(2, 12, 3600))
+    # the MAE pass: 36 visible patches, no [CLS]; the query pass: 144 patches + [CLS]
+    d = model.encoder.embed_dim
+    assert sorted(seen) == [(2, 36, d), (2, 145, d)]
 
 
 @pytest.mark.parametrize('method', list_pretrainers())

@@ -18,8 +18,8 @@ import torch
 
 from ecgvit.pretrain import create_pretrainer
 
-# The hybrids' default is the shared pass; +paper: shared_pass=False, the paper's separate encoder passes.
-METHODS = ('mae', 'moco', 'mae_moco', 'mae_nextclip', 'mae_moco+paper', 'mae_nextclip+paper')
+# The hybrids are the paper's separate encoder passes; _shared: ecgvit's shared-pass variant.
+METHODS = ('mae', 'moco', 'mae_moco', 'mae_nextclip', 'mae_moco_shared', 'mae_nextclip_shared')
 FP32_RTOL = 1e-4
 BF16_RTOL = 2e-2
 
@@ -34,8 +34,8 @@ def batch() -> torch.Tensor:
 
 def _model(method: str, **method_kwargs):
     torch.manual_seed(0)
-    if method.endswith('+paper'):
-        method, method_kwargs = method.removesuffix('+paper'), dict(method_kwargs, shared_pass=False)
+    if method.endswith('_shared'):
+        method, method_kwargs = method.removesuffix('_shared'), dict(method_kwargs, shared_pass=True)
     model = create_pretrainer(method, 'ecg_vit_tiny', **method_kwargs)
     fused = [m.fused_attn for m in model.modules() if hasattr(m, 'fused_attn')]
     assert fused and all(fused), ('the default path should use fused attention (is TIMM_FUSED_ATTN=0 set?); '
@@ -122,7 +122,7 @@ def test_the_seed_decides_the_draw(method, batch):
                                                                                 seed=2)['loss']
 
 
-@pytest.mark.parametrize('method', ['moco', 'mae_moco', 'mae_moco+paper'])
+@pytest.mark.parametrize('method', ['moco', 'mae_moco', 'mae_moco_shared'])
 def test_train_mode_forward_changes_moco_state(method, batch):
     """Why every run above restores the state first: a train-mode MoCo forward is not repeatable without it."""
     # A small queue: with the default 65,536 random negatives, swapping 4 of them for keys moved the fp32 loss by

@@ -1,4 +1,5 @@
 """``create_pretrainer``: build any pretraining method around any ecgvit encoder from plain, JSON-friendly kwargs."""
+import warnings
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from torch import nn
@@ -10,7 +11,7 @@ from ecgvit.pretrain.mae import MaeBranch
 from ecgvit.pretrain.moco import MocoBranch
 from ecgvit.pretrain.nextclip import NextclipBranch
 
-__all__ = ['create_pretrainer', 'list_pretrainers', 'split_method', 'METHODS', 'PAPER_PASSES']
+__all__ = ['create_pretrainer', 'list_pretrainers', 'split_method', 'METHODS', 'SHARED_PASS', 'PAPER_PASSES']
 
 # Which branches each method has, and its default MAE weight alpha (seed: 40 for MAE-MoCo, 2 for MAE-Nextclip; we
 # use MAE-Nextclip's for MAE-Centerclip, the closest task).
@@ -34,35 +35,51 @@ _CLIP_KWARGS: Dict[str, Any] = dict(
     clip_decoder_embed_dim=256, clip_decoder_depth=1, clip_decoder_num_heads=8, clip_decoder_mlp_ratio=2.0)
 
 
-# Suffix naming a hybrid with the paper's separate encoder passes (shared_pass=False), e.g. 'mae_moco+paper', where
-# methods are given as names: the benchmark harness and benchmarks/pretrain_step.py.
+# ecgvit's own variant of each hybrid, named apart from the paper's method: one masked encoder pass serves MAE and the
+# [CLS] task (shared_pass=True; see ecgvit.pretrain.hybrid). 'mae_moco' is always the paper's method.
+SHARED_PASS = '_shared'
+# Deprecated suffix of 0.1: 'mae_moco+paper' named the paper's passes while the shared pass was the default. The plain
+# name is the paper's method now; the suffix is still read so old commands and configs keep running.
 PAPER_PASSES = '+paper'
 
 
 def list_pretrainers(variants: bool = False) -> List[str]:
-    """Names accepted by :func:`create_pretrainer`; with ``variants``, also each hybrid's ``+paper`` name."""
+    """Names accepted by :func:`create_pretrainer`.
+
+    Args:
+        variants: Also list ecgvit's shared-pass variant of each hybrid (``'mae_moco_shared'``, ...).
+
+    Returns:
+        The paper's methods and baselines (``'mae_moco'``, ``'mae_nextclip'``, ``'mae_centerclip'``, ``'mae'``,
+        ``'moco'``), then the variants when asked for.
+    """
     names = list(METHODS)
     if variants:
-        names += [m + PAPER_PASSES for m, spec in METHODS.items() if spec['alpha'] is not None]
+        names += [m + SHARED_PASS for m, spec in METHODS.items() if spec['alpha'] is not None]
     return names
 
 
 def split_method(name: str) -> Tuple[str, Dict[str, Any]]:
-    """A method name of :func:`list_pretrainers` (``variants=True``) as the method and its extra kwargs.
+    """A method name as the method and the settings its name implies.
 
     Args:
-        name: e.g. ``'mae_moco'`` or ``'mae_moco+paper'``.
+        name: a name of :func:`list_pretrainers` (``variants=True``), e.g. ``'mae_moco'`` or ``'mae_moco_shared'``.
 
     Returns:
-        ``('mae_moco', {})`` or ``('mae_moco', {'shared_pass': False})``.
+        ``('mae_moco', {})`` (the paper's passes, the default) or ``('mae_moco', {'shared_pass': True})``.
 
     Raises:
         ValueError: not a known method or variant.
     """
+    if name.endswith(PAPER_PASSES) and METHODS.get(name.removesuffix(PAPER_PASSES), {}).get('alpha') is not None:
+        base = name.removesuffix(PAPER_PASSES)
+        warnings.warn(f'{name!r} is deprecated: {base!r} is the paper\'s method (separate encoder passes) by default '
+                      f'now; use {base!r}.', FutureWarning, stacklevel=2)
+        return base, {'shared_pass': False}
     if name not in list_pretrainers(variants=True):
         raise ValueError(f'Unknown pretraining method {name!r}; valid: {", ".join(list_pretrainers(variants=True))}.')
-    if name.endswith(PAPER_PASSES):
-        return name.removesuffix(PAPER_PASSES), {'shared_pass': False}
+    if name.endswith(SHARED_PASS):
+        return name.removesuffix(SHARED_PASS), {'shared_pass': True}
     return name, {}
 
 
@@ -87,7 +104,10 @@ def create_pretrainer(
     """Create a pretraining wrapper around an ecgvit encoder.
 
     Args:
-        method: ``'mae_moco'``, ``'mae_nextclip'``, ``'mae_centerclip'``, ``'mae'`` or ``'moco'``.
+        method: ``'mae_moco'``, ``'mae_nextclip'``, ``'mae_centerclip'``, ``'mae'`` or ``'moco'`` (the paper's
+            methods and baselines, as the paper computes them), or ecgvit's shared-pass variant of a hybrid,
+            ``'mae_moco_shared'``, ``'mae_nextclip_shared'``, ``'mae_centerclip_shared'`` (the same as
+            ``shared_pass=True``).
         encoder: A registered encoder name (made with ``ecgvit.create_model(encoder, **encoder_kwargs)``) or an
             encoder module, used as is (not copied).
         encoder_kwargs: Arguments for ``create_model`` when ``encoder`` is a name, e.g.
@@ -95,9 +115,10 @@ def create_pretrainer(
         **method_kwargs: Settings of the method's branches (defaults are the seed's where it gives them):
 
             - all hybrids: ``alpha`` (MAE loss weight; 40 for mae_moco, 2 for mae_nextclip / mae_centerclip; 0 skips
-              the MAE branch), ``shared_pass`` (True, the default: one masked encoder pass serves both tasks, about
-              4x fewer FLOPs per step; False: the paper's separate full-token passes, which the shipped weights
-              used, and the default when ``alpha=0``; see :mod:`ecgvit.pretrain.hybrid`).
+              the MAE branch), ``shared_pass`` (False, the default: the paper's separate passes, MAE on the
+              un-augmented record without [CLS], MoCo on two augmented unmasked views, Nextclip on the zeroed
+              record; True: ecgvit's variant, one masked encoder pass serves both tasks, about 4x fewer FLOPs per
+              step, see :mod:`ecgvit.pretrain.hybrid`).
             - MAE (mae_*, mae): ``mask_ratio`` (0.75), ``decoder_embed_dim`` (256), ``decoder_depth`` (1),
               ``decoder_num_heads`` (8), ``decoder_mlp_ratio`` (2), ``decoder_num_patches`` (the encoder's).
             - MoCo (mae_moco, moco): ``moco_dim`` (128), ``moco_hidden_dim`` (128), ``moco_num_layers`` (3),
@@ -127,13 +148,21 @@ def create_pretrainer(
         (['loss', 'loss_mae', 'loss_moco'], 40.0)
     """
     if method not in METHODS:
-        raise ValueError(f'Unknown pretraining method {method!r}; valid methods: {", ".join(METHODS)}.')
+        try:
+            method, implied = split_method(method)
+        except ValueError:
+            raise ValueError(f'Unknown pretraining method {method!r}; valid methods: '
+                             f'{", ".join(list_pretrainers(variants=True))}.') from None
+        clash = {k: v for k, v in implied.items() if k in method_kwargs and method_kwargs[k] != v}
+        if clash:
+            raise ValueError(f'The method name implies {implied} but {clash} was passed; drop one of them.')
+        method_kwargs = {**method_kwargs, **implied}
     spec = METHODS[method]
 
     allowed: Dict[str, Any] = {}
     if spec['alpha'] is not None:
         allowed['alpha'] = spec['alpha']
-        allowed['shared_pass'] = True  # the hybrids only: the MAE pass serves the other branch too
+        allowed['shared_pass'] = False  # the paper's passes; True is ecgvit's variant (hybrids only)
     if spec['mae']:
         allowed.update(_MAE_KWARGS)
     if spec['moco']:
@@ -145,10 +174,6 @@ def create_pretrainer(
         raise TypeError(f'create_pretrainer({method!r}) got unexpected keyword argument(s) {unknown}; '
                         f'{method} takes: {", ".join(sorted(allowed))}.')
     cfg = dict(allowed, **method_kwargs)
-    if 'shared_pass' in allowed and 'shared_pass' not in method_kwargs:
-        # alpha=0 is the paper's ablation without MAE: the other branch then runs on its own full views, as the
-        # paper's does, rather than on a masked pass whose MAE loss nobody reads.
-        cfg['shared_pass'] = cfg['alpha'] > 0
     shared_pass = cfg.get('shared_pass', False)
     if not isinstance(shared_pass, bool):
         raise TypeError(f'shared_pass must be True or False, got {shared_pass!r}.')

@@ -12,12 +12,15 @@ L = L_Nextclip + 2 L_MAE); MAE alone or MoCo alone are the same code with a bran
 is the ``method`` string (or ``alpha=0``, which skips the MAE branch entirely and, unless ``shared_pass=True`` is
 asked for, runs the other branch on its own full views). Build one with :func:`ecgvit.pretrain.create_pretrainer`.
 
-**Shared pass (the default of** :func:`~ecgvit.pretrain.create_pretrainer` **;** ``shared_pass=False`` **gives the
-paper's passes).** The paper runs the encoder on every token of each extra view: MAE-MoCo's query (145 tokens, with
-gradient) and key (145, without), MAE-Nextclip's zeroed record (145, with gradient), against MAE's 36 visible patches.
-That makes a MAE-MoCo step 5-6x and a MAE-Nextclip step 4x the cost of a MAE step, whatever the kernels; the authors
-name this double forward pass as the method's main cost. The shared pass runs the encoder once, on [CLS] plus the
-MAE's visible patches, and reads [CLS] from that pass:
+**The paper's passes (the default).** ``mae_moco``, ``mae_nextclip`` and ``mae_centerclip`` compute what the paper
+describes: the MAE encodes the un-augmented record's visible patches without [CLS]; MoCo's query is [CLS] of one
+augmented, unmasked view and its key the momentum encoder's [CLS] of a second, independent draw; Nextclip's [CLS]
+comes from a full-token pass over the record zeroed after the clip start. Every extra view costs a full-token encoder
+pass (145 tokens against MAE's 36 visible patches), which the authors name as the method's main cost.
+
+**ecgvit's shared pass (``shared_pass=True``, or the names** ``mae_moco_shared`` **,** ``mae_nextclip_shared`` **,**
+``mae_centerclip_shared`` **).** Our variant, not the paper's method: the encoder runs once, on [CLS] plus the MAE's
+visible patches, and [CLS] is read from that pass:
 
 - MAE-MoCo: the query is the MAE pass's [CLS] (the un-augmented record, 75% masked); the key is the momentum
   encoder's [CLS] of an augmented view masked the same way with its own mask (``MocoBranch.key_mask_ratio``), so
@@ -26,19 +29,12 @@ MAE's visible patches, and reads [CLS] from that pass:
   the clip starts (:meth:`~ecgvit.pretrain.nextclip.NextclipBranch.masking_noise`); [CLS] feeds the clip decoder, and
   the MAE loss scores only masked patches the zeroing left intact (the zeros and the clip are not MAE targets).
 
-The MAE pass gains one token ([CLS]) and keeps the seed's mask ratio, decoder and loss weights. For MAE-MoCo it is
-otherwise the seed's MAE. For the clip hybrids the mask is drawn over the whole zeroed record, so the intact part is
-masked at the seed's ratio, but the MAE sees and scores less signal: Nextclip zeroes on average about half the record
-(in a 3600-sample record ~49% of the 36 visible tokens are zero patches, as in the seed's Nextclip input, and ~52% of
-the patches are scoreable), Centerclip one half-cycle (~7% of the visible tokens). Keeping the token count fixed is
-what keeps the step cost at MAE's.
-
-Measured (``benchmarks/README.md``): about 4x fewer FLOPs per seed-size step for both hybrids, and with the shipped
-weights' recipe (8 epochs on the pretraining pool) PTB-XL linear-probe macro AUROC 0.813 / 0.812 against 0.793 / 0.792
-for the paper's passes, fine-tuning 0.799 / 0.781 against 0.800 / 0.784: every 95% CI overlaps, so at that budget
-neither is shown to be better, while the shared pass took about a quarter of the time (3.1 and 2.7 min against an
-estimated 11-12 and 10.0 min in fp32 on a 2-core CPU). The shipped weights were pretrained with the paper's passes;
-``shared_pass=False`` reproduces them.
+The shared MAE pass gains one token ([CLS]) and keeps the seed's mask ratio, decoder and loss weights. For the clip
+hybrids the mask is drawn over the whole zeroed record, so the MAE sees and scores less signal than the paper's:
+Nextclip zeroes on average about half the record, Centerclip one half-cycle. Keeping the token count fixed is what
+keeps the step cost near MAE's (about 4x fewer FLOPs per seed-size step than the paper's passes). Whether it learns
+as well is an empirical question: the measured comparison is in ``benchmarks/README.md`` (results live in the docs,
+not here).
 """
 from typing import Any, Callable, Dict, Optional, Set
 
@@ -70,9 +66,9 @@ class HybridPretrainer(nn.Module):
         augment: Callable ``(x, generator=None) -> x`` drawing one augmented view; used twice per step for MoCo.
         config: JSON-serialisable method kwargs, kept as ``self.config``.
         clip_name: Loss key suffix of the clip branch (``'nextclip'`` or ``'centerclip'``).
-        shared_pass: Read MoCo's query / the clip's [CLS] from one masked MAE pass (see the module doc) instead of
-            the paper's full-token passes. Needs the MAE branch and one other, and MoCo's ``key_mask_ratio`` set to
-            match; :func:`~ecgvit.pretrain.create_pretrainer` does both, and makes it the default for the hybrids.
+        shared_pass: ecgvit's variant: read MoCo's query / the clip's [CLS] from one masked MAE pass (see the module
+            doc) instead of the paper's full-token passes (False, the default). Needs the MAE branch and one other,
+            and MoCo's ``key_mask_ratio`` set to match; :func:`~ecgvit.pretrain.create_pretrainer` does both.
 
     Example:
         >>> import torch
