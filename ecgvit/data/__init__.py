@@ -13,6 +13,7 @@ from .datasets import (
     SPLITS,
     ChallengeDataset,
     ChapmanDataset,
+    Code15Dataset,
     CPSC2018Dataset,
     DatasetLayoutError,
     ECGDataset,
@@ -35,6 +36,6 @@ __all__ = [
     'SYNTHETIC_CLASSES', 'SyntheticECG', 'make_synthetic', 'synthesize_ecg', 'split_by_patient',
     'SPLITS', 'ECGDataset', 'Entry', 'DatasetLayoutError', 'get_dataset', 'list_datasets', 'PTBXLDataset',
     'PTBXL_LABEL_SETS', 'CPSC2018Dataset', 'CPSC2018_CLASSES', 'ChapmanDataset', 'CHAPMAN_CLASSES', 'ChallengeDataset',
-    'LUDBDataset', 'FolderDataset', 'SyntheticDataset', 'PretrainingPool',
+    'Code15Dataset', 'LUDBDataset', 'FolderDataset', 'SyntheticDataset', 'PretrainingPool',
     'build_cache', 'CachedECGDataset', 'CacheBuildError', 'CacheError', 'signal_sha256', 'CACHE_VERSION',
 ]
