@@ -344,7 +344,15 @@ def _splits(args: argparse.Namespace, model_cfg: Optional[Dict[str, Any]] = None
 
     cache = args.cache_dir or str(Path(args.output) / 'data')
     return prepare_data(args.data, args.data_dir, cache, args.sampling_rate, args.num_samples, args.seed,
-                        args.synthetic_records, args.workers, not args.no_progress, model_cfg=model_cfg)
+                        args.synthetic_records, args.workers, not args.no_progress, model_cfg=model_cfg,
+                        model_name=_weights_name(args))
+
+
+def _weights_name(args: argparse.Namespace) -> str:
+    """How the command line named the encoder's weights (for errors)."""
+    if getattr(args, 'checkpoint', None):
+        return f'--checkpoint {args.checkpoint}'
+    return f'--pretrained --model {getattr(args, "model", None) or "ecg_vit_mae_moco"}'
 
 
 def load_encoder(checkpoint: Optional[str], model: Optional[str], num_samples: Optional[int],
@@ -433,7 +441,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         raise CliError(f'Bad method argument for {method}: {e}') from None
     # An encoder that comes with trained weights (when the options give one) must see the data it was trained on.
     weights = {'pretrained': getattr(args, 'pretrained', False), 'checkpoint': getattr(args, 'checkpoint', None)}
-    check_model_data(splits['train'].preprocessing, model_data_cfg(pretrainer.encoder, weights), model_name)
+    check_model_data(splits['train'].preprocessing, model_data_cfg(pretrainer.encoder, weights), _weights_name(args))
     if args.grad_checkpointing:
         pretrainer.encoder.set_grad_checkpointing(True)  # the masked passes honour it too (pretrain.mae.encode_tokens)
     cfg = TrainConfig(output_dir=args.output, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -573,7 +581,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     encoder, source = load_encoder(args.checkpoint, args.model, length, args.pretrained)
     model_cfg = model_data_cfg(encoder, source)
     if cached:
-        check_model_data(dataset.preprocessing, model_cfg, '--input cache')
+        check_model_data(dataset.preprocessing, model_cfg, f'--input {args.input} (a cache) for {_weights_name(args)}')
     else:
         index = get_dataset('folder', src, labels_csv=False)
         if len(index) == 0:
@@ -585,7 +593,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
                                                    missing_leads='zero')
             given = {k: v for k, v in (('sampling_rate', args.sampling_rate), ('num_samples', args.num_samples))
                      if v is not None}
-            check_model_data(Preprocessing.from_dict(dict(pp.to_dict(), **given)), model_cfg)
+            check_model_data(Preprocessing.from_dict(dict(pp.to_dict(), **given)), model_cfg, _weights_name(args))
         else:  # random initialisation: any rate; the model is built for the length
             pp = data_preprocessing(args.sampling_rate or DEFAULT_SAMPLING_RATE, length or DEFAULT_NUM_SAMPLES)
         if pp.num_samples != length:  # the encoder was built before the recipe was known

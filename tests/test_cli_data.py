@@ -53,8 +53,8 @@ def test_eval_commands_refuse_data_the_weights_were_not_trained_on(command, run,
     for checkpoint in (out, out / 'encoder'):  # a run folder and its save_pretrained export
         _fails_with(capsys, [command, '--checkpoint', str(checkpoint), *TINY, *OTHER_RATE, '--cache-dir',
                              str(tmp_path / 'cache'), '--output', str(tmp_path / 'o')],
-                    'sampling rate: data 200 Hz, model 100 Hz', 'length: data 1000 samples, model 500 samples',
-                    '--sampling-rate 100 --num-samples 500')
+                    f'--checkpoint {checkpoint}: ', 'sampling rate: data 200 Hz, model 100 Hz',
+                    'length: data 1000 samples, model 500 samples', '--sampling-rate 100 --num-samples 500')
     assert not (tmp_path / 'cache').exists()  # refused before any data were generated or cached
     assert main([command, '--checkpoint', str(out), *TINY, *RUN_RATE, '--cache-dir', str(root / 'data'),
                  '--epochs', '1', '-b', '8', '--n-boot', '0', '--output', str(tmp_path / 'ok')]) == 0
@@ -87,7 +87,7 @@ def test_embed_uses_the_weights_recipe_and_refuses_other_data(run, capsys, tmp_p
                  '--cache-dir', str(tmp_path / 'other'), '--output', str(tmp_path / 'p')]) == 0
     other = next((tmp_path / 'other').glob('cache-*'))
     _fails_with(capsys, ['embed', '--checkpoint', str(out), '--input', str(other), '--output', str(tmp_path / 'e4')],
-                '--input cache', 'sampling rate: data 200 Hz, model 100 Hz')
+                '(a cache) for --checkpoint', 'sampling rate: data 200 Hz, model 100 Hz')
 
 
 def test_benchmark_refuses_a_checkpoint_before_training_anything(run, capsys, tmp_path):

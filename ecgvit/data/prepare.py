@@ -113,11 +113,12 @@ def model_data_cfg(encoder: Any, source: Mapping[str, Any]) -> dict[str, Any] | 
 
 
 def check_model_data(preprocessing: Preprocessing, model_cfg: Mapping[str, Any] | None,
-                     model: str = 'the model') -> None:
+                     model: str | None = None) -> None:
     """Raise ``IncompatibleDataError`` when data built with ``preprocessing`` are not what ``model_cfg``'s weights
     were trained on (rate, length, leads, normalisation, band-pass); a no-op for ``model_cfg=None``.
 
-    The message lists every mismatch and the fix, as a ``Preprocessing`` and as command-line options.
+    The message lists every mismatch and the fix, as a ``Preprocessing`` and as command-line options; ``model``
+    (e.g. ``'--checkpoint runs/x'``) says which weights it is about.
     """
     if model_cfg is None:
         return
@@ -129,7 +130,7 @@ def check_model_data(preprocessing: Preprocessing, model_cfg: Mapping[str, Any] 
             cli = f' On the command line: --sampling-rate {want.sampling_rate:g} --num-samples {want.num_samples}.'
         except (TypeError, ValueError):
             cli = ''
-        raise IncompatibleDataError(f'{model}: {e}{cli}') from None
+        raise IncompatibleDataError(f'{model + ": " if model else ""}{e}{cli}') from None
 
 
 def prepare_data(
@@ -145,6 +146,7 @@ def prepare_data(
         *,
         preprocessing: Preprocessing | None = None,
         model_cfg: Mapping[str, Any] | None = None,
+        model_name: str | None = None,
 ) -> dict[str, Any]:
     """Index a dataset, build (or reuse) its preprocessed cache, and open its train/val/test splits.
 
@@ -162,6 +164,7 @@ def prepare_data(
             ``data_preprocessing(sampling_rate, num_samples)``. When given, its rate and length are used.
         model_cfg: The pretrained cfg of the model that will read the data (``model_data_cfg``); checked with
             ``Preprocessing.check_compatible`` before anything is indexed or built.
+        model_name: Names the weights in that check's error (e.g. ``'--checkpoint runs/x'``).
 
     Returns:
         ``{'train': CachedECGDataset, 'val': ..., 'test': ..., 'cache_dir': str, 'label_names': [...],
@@ -181,7 +184,7 @@ def prepare_data(
             raise FileNotFoundError(f'--data-dir {str(data_dir)!r} does not exist or is not a folder.')
     pp = preprocessing if preprocessing is not None else data_preprocessing(sampling_rate, num_samples)
     check_num_samples(pp.num_samples)
-    check_model_data(pp, model_cfg)
+    check_model_data(pp, model_cfg, model_name)
     if name == 'pool' and label_set is not None:
         raise ValueError(f'The pretraining pool is unlabelled, so --data pool:{label_set} is not valid: use '
                          f'--data pool.')
