@@ -164,3 +164,16 @@ def test_ludb_and_folder_demographics(tmp_path):
     assert np.abs(ds.read(0).signal - sine_leads(500.0, 5000)).max() < 1.0 / 2259
     folder = get_dataset('folder', root / 'data')
     assert [(e.meta['age'], e.meta['sex']) for e in folder] == [(90.0, 'M'), (51.0, 'F')]
+
+
+@pytest.mark.parametrize('name, folder, dx', [('cinc', '', '426783006'), ('cpsc2018', 'cpsc', '164889003'),
+                                              ('chapman', 'chap', '426177001')])
+def test_challenge_readers_give_uniform_demographics(tmp_path, name, folder, dx):
+    write_dx_tables(tmp_path)
+    write_challenge(tmp_path / (folder or 'db'), 'A0001', sine_leads(500.0, 5000), 500.0, dx=[dx], age='74',
+                    sex='Male')
+    write_challenge(tmp_path / (folder or 'db'), 'A0002', sine_leads(500.0, 5000, freq=2.0), 500.0, dx=[dx], age='NaN',
+                    sex='Unknown')
+    ds = get_dataset(name, tmp_path / folder if folder else tmp_path)
+    meta = sorted((e.record_id, e.meta['age'], e.meta['sex']) for e in ds)
+    assert meta[0][1:] == (74.0, 'M') and math.isnan(meta[1][1]) and meta[1][2] is None
