@@ -97,3 +97,22 @@ def test_benchmark_refuses_a_checkpoint_before_training_anything(run, capsys, tm
                 f'checkpoint mae={out}', 'sampling rate: data 200 Hz, model 100 Hz',
                 '--sampling-rate 100 --num-samples 500')
     assert not (tmp_path / 'pretrain').exists() and not (tmp_path / 'data').exists()
+
+
+def test_pretrain_checks_an_encoder_that_comes_with_weights(monkeypatch, capsys, tmp_path):
+    # No pretrain option gives trained weights today, so stand in for one: the encoder reports a 100 Hz x 500 recipe.
+    import ecgvit.data.prepare as prepare
+    from ecgvit.data import Preprocessing
+
+    recipe = {'preprocessing': Preprocessing(sampling_rate=100.0, num_samples=500).to_dict()}
+    calls = []
+
+    def fake_model_data_cfg(encoder, source):
+        calls.append(source)
+        return recipe
+
+    monkeypatch.setattr(prepare, 'model_data_cfg', fake_model_data_cfg)
+    _fails_with(capsys, ['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', *TINY, *OTHER_RATE, '--epochs', '1',
+                         '-b', '8', '--output', str(tmp_path / 'pt')],
+                'sampling rate: data 200 Hz, model 100 Hz', '--sampling-rate 100 --num-samples 500')
+    assert calls and not (tmp_path / 'pt' / 'checkpoints').exists()  # refused before training
