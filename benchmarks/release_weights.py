@@ -53,7 +53,8 @@ def _read_csv(path: Path) -> List[Dict[str, str]]:
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    from ecgvit.benchmark import BenchmarkConfig, prepare_data, run_benchmark
+    from ecgvit.benchmark import BenchmarkConfig, run_benchmark
+    from ecgvit.data.prepare import prepare_data
     from ecgvit.eval import linear_probe
     from ecgvit.hub import load_encoder
 

@@ -24,7 +24,6 @@ Example:
 import copy
 import csv
 import dataclasses
-import inspect
 import json
 import logging
 import math
@@ -36,8 +35,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-__all__ = ['BenchmarkConfig', 'run_benchmark', 'prepare_data', 'parse_data_spec', 'BASELINES', 'PROTOCOLS',
-           'quick_config', 'format_table', 'make_encoder']
+from ecgvit.data import Preprocessing
+from ecgvit.data.prepare import check_model_data, data_preprocessing, model_data_cfg, prepare_data
+
+__all__ = ['BenchmarkConfig', 'run_benchmark', 'BASELINES', 'PROTOCOLS', 'quick_config', 'format_table',
+           'make_encoder', 'load_checkpoint_encoder']
 
 _logger = logging.getLogger(__name__)
 
@@ -127,107 +129,6 @@ def quick_config(out: str = 'benchmark-quick', **overrides: Any) -> BenchmarkCon
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Data
-
-
-def parse_data_spec(spec: str) -> Tuple[str, Optional[str]]:
-    """``'ptbxl:superdiagnostic'`` -> ``('ptbxl', 'superdiagnostic')``; ``'synthetic'`` -> ``('synthetic', None)``."""
-    name, _, label_set = str(spec).partition(':')
-    if not name:
-        raise ValueError(f'Bad --data {spec!r}: use name[:label_set], e.g. ptbxl:superdiagnostic or synthetic.')
-    return name.lower(), (label_set or None)
-
-
-def _dataset_kwargs(name: str, label_set: Optional[str], sampling_rate: float, seed: int,
-                    synthetic_records: int, num_samples: int) -> Dict[str, Any]:
-    from ecgvit.data import get_dataset
-    from ecgvit.data.datasets import DATASETS
-
-    cls = DATASETS.get({'cpsc': 'cpsc2018', 'challenge': 'cinc'}.get(name, name))
-    if cls is None:
-        get_dataset(name, None)  # raises the data layer's "unknown dataset" error with the valid names
-    params = inspect.signature(cls.__init__).parameters
-    kwargs: Dict[str, Any] = {}
-    if label_set is not None:
-        if 'label_set' not in params:
-            raise ValueError(f'Dataset {name!r} has no label sets, so {name}:{label_set} is not valid: '
-                             f'use --data {name}.')
-        kwargs['label_set'] = label_set
-    if name == 'ptbxl':
-        # Read the stored copy closest above the model rate (downsampling loses nothing the model sees).
-        kwargs['sampling_rate'] = 100 if sampling_rate <= 100 else 500
-    if name == 'synthetic':
-        kwargs.update(n_records=synthetic_records, seed=seed, fs=float(sampling_rate),
-                      duration_s=num_samples / float(sampling_rate))
-    return kwargs
-
-
-def prepare_data(
-        data: str,
-        data_dir: Optional[str],
-        cache_dir: str,
-        sampling_rate: float = 100.0,
-        num_samples: int = 1000,
-        seed: int = 0,
-        synthetic_records: int = 400,
-        num_workers: int = 0,
-        progress: bool = False,
-) -> Dict[str, Any]:
-    """Index a dataset, build (or reuse) its preprocessed cache, and open its train/val/test splits.
-
-    Args:
-        data: ``name[:label_set]``.
-        data_dir: Dataset folder (None only for 'synthetic', which generates into ``cache_dir``).
-        cache_dir: Where the cache (and generated synthetic data) go.
-        sampling_rate: Model input rate (records are resampled).
-        num_samples: Model input length (centre crop / zero pad).
-        seed: Synthetic data seed.
-        synthetic_records: Records for 'synthetic'.
-        num_workers: Cache-building processes.
-        progress: Progress bars.
-
-    Returns:
-        ``{'train': CachedECGDataset, 'val': ..., 'test': ..., 'cache_dir': str, 'label_names': [...],
-        'multilabel': bool}``.
-
-    Raises:
-        ValueError / FileNotFoundError: unknown dataset, label set not in the dataset, missing folder, empty split.
-    """
-    from ecgvit.data import CachedECGDataset, Preprocessing, build_cache, get_dataset
-
-    name, label_set = parse_data_spec(data)
-    if name != 'synthetic':
-        if not data_dir:
-            raise ValueError(f'--data {data} needs --data-dir <folder with the {name} files> (only synthetic data '
-                             f'is generated on the fly).')
-        if not Path(data_dir).is_dir():
-            raise FileNotFoundError(f'--data-dir {data_dir!r} does not exist or is not a folder.')
-    if int(num_samples) % 25 != 0:
-        raise ValueError(f'num_samples {num_samples} is not a multiple of the patch length 25: use '
-                         f'{max(25, round(num_samples / 25) * 25)}.')
-    cache_root = Path(cache_dir)
-    root = data_dir
-    if name == 'pool' and label_set is not None:
-        raise ValueError(f'The pretraining pool is unlabelled, so --data pool:{label_set} is not valid: use '
-                         f'--data pool.')
-    kwargs = _dataset_kwargs(name, label_set, sampling_rate, seed, synthetic_records, num_samples)
-    if name == 'synthetic' and root is None:
-        root = str(cache_root / f'synthetic-{synthetic_records}-{seed}-{int(sampling_rate)}hz-{num_samples}')
-    dataset = get_dataset(name, root, **kwargs)
-    pp = Preprocessing(sampling_rate=sampling_rate, num_samples=num_samples, pad='zero',
-                       empty_lead_policy='zero', missing_leads='zero')
-    tag = f'{name}-{label_set or "default"}-{int(sampling_rate)}hz-{num_samples}'
-    cache = build_cache(dataset, pp, cache_root / f'cache-{tag}', num_workers=num_workers, progress=progress)
-    splits = {s: CachedECGDataset(cache, split=s) for s in ('train', 'val', 'test')}
-    for s, ds in splits.items():
-        if len(ds) == 0 and not (name == 'pool' and s == 'test'):  # a pool holds no test split by design
-            raise ValueError(f'The {s} split of {data} is empty (the cache at {cache} holds '
-                             f'{len(CachedECGDataset(cache))} records); use a larger dataset.')
-    return dict(splits, cache_dir=str(cache), label_names=splits['train'].label_names,
-                multilabel=splits['train'].multilabel)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # Encoders
 
 
@@ -241,6 +142,20 @@ def _method_kwargs(method: str, cfg: BenchmarkConfig, n_train: int) -> Dict[str,
     return kwargs
 
 
+def load_checkpoint_encoder(method: str, cfg: BenchmarkConfig, preprocessing: Preprocessing) -> Tuple[Any, Dict]:
+    """Load ``cfg.checkpoints[method]`` and check that data built with ``preprocessing`` fit its weights.
+
+    Raises:
+        IncompatibleDataError: the benchmark's rate, length or leads differ from what the weights were trained on.
+    """
+    from ecgvit.hub import load_encoder
+
+    path = cfg.checkpoints[method]
+    enc, source = load_encoder(path, cfg.model, cfg.num_samples)
+    check_model_data(preprocessing, model_data_cfg(enc, source), f'checkpoint {method}={path}')
+    return enc, {'pretrain_time_s': 0.0, 'checkpoint': source.get('checkpoint', '')}
+
+
 def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_dir: Path) -> Tuple[Any, Dict]:
     """Produce the encoder of ``method`` (see the module docstring); returns (encoder, info)."""
     import ecgvit
@@ -251,10 +166,7 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
     seed_everything(cfg.seed)
     enc_kwargs = dict(img_size=cfg.num_samples)
     if method in cfg.checkpoints:
-        from ecgvit.hub import load_encoder
-
-        enc, source = load_encoder(cfg.checkpoints[method], cfg.model, cfg.num_samples)
-        return enc, {'pretrain_time_s': 0.0, 'checkpoint': source.get('checkpoint', '')}
+        return load_checkpoint_encoder(method, cfg, splits['train'].preprocessing)
     if method == 'random':
         return ecgvit.create_model(cfg.model, **enc_kwargs), {'pretrain_time_s': 0.0}
     if method == 'supervised':
@@ -276,7 +188,8 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
                        warmup_epochs=cfg.pretrain_warmup_epochs, seed=cfg.seed, amp=cfg.amp, device=cfg.device,
                        num_workers=cfg.num_workers, save_every=0, keep_last=1, progress=cfg.progress)
     summary = train(model, splits['train'], splits['val'], tcfg,
-                    run_config={'method': method, 'model': cfg.model, 'pretrainer': getattr(model, 'config', {})})
+                    run_config={'method': method, 'model': cfg.model, 'pretrainer': getattr(model, 'config', {}),
+                                'preprocessing': splits['train'].preprocessing.to_dict()})
     load_best_into(model, out_dir)
     return model.encoder.cpu(), {'pretrain_time_s': time.time() - t0,
                                  'pretrain_best_val_loss': summary['best_val_loss']}
@@ -401,8 +314,12 @@ def run_benchmark(cfg: BenchmarkConfig) -> List[Dict[str, Any]]:
 def _run(cfg: BenchmarkConfig, out: Path, t_start: float, methods: List[str], protocols: List[str]) -> List[Dict]:
     from ecgvit.eval import finetune, linear_probe, primary_metric
 
-    splits = prepare_data(cfg.data, cfg.data_dir, cfg.cache_dir or str(out / 'data'), cfg.sampling_rate,
-                          cfg.num_samples, cfg.seed, cfg.synthetic_records, cfg.num_workers, cfg.progress)
+    pp = data_preprocessing(cfg.sampling_rate, cfg.num_samples)
+    for method in cfg.checkpoints:  # a checkpoint the data do not fit ends the run before anything is trained
+        load_checkpoint_encoder(method, cfg, pp)
+    splits = prepare_data(cfg.data, cfg.data_dir, cfg.cache_dir or str(out / 'data'), seed=cfg.seed,
+                          synthetic_records=cfg.synthetic_records, num_workers=cfg.num_workers, progress=cfg.progress,
+                          preprocessing=pp)
     smallest = min(len(splits['train']), len(splits['val']))
     resolved = dict(dataclasses.asdict(cfg), cache_dir=splits['cache_dir'], label_names=splits['label_names'],
                     multilabel=splits['multilabel'], n_train=len(splits['train']), n_val=len(splits['val']),

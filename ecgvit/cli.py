@@ -252,8 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder(p)
     p.add_argument('--input', default=None, metavar='PATH',
                    help='WFDB folder (searched recursively) or cache folder (required).')
-    p.add_argument('--sampling-rate', type=float, default=360.0, help='Model input rate in Hz (WFDB input).')
-    p.add_argument('--num-samples', type=int, default=3600, help='Model input length in samples (WFDB input).')
+    p.add_argument('--sampling-rate', type=float, default=None,
+                   help="Model input rate in Hz for WFDB input (default: the rate the weights were trained at, "
+                        "from their config; 360 for an untrained encoder).")
+    p.add_argument('--num-samples', type=int, default=None,
+                   help="Model input length in samples for WFDB input (default: the weights' own; 3600 for an "
+                        "untrained encoder).")
     p.add_argument('-b', '--batch-size', type=int, default=128, help='Records per forward pass.')
     p.add_argument('--fast', default='off', choices=['off', 'auto', 'fp32', 'bf16', 'int8', 'compile'],
                    help="CPU fast path: 'auto' times fp32, bf16 and int8 dynamic quantisation on this machine and "
@@ -336,19 +340,21 @@ def _check_positive(args: Any, *names: str) -> None:
             raise CliError(f'--{n.replace("_", "-")} must be positive, got {v}.')
 
 
-def _check_length(num_samples: int) -> None:
-    if num_samples % 25 != 0 or num_samples <= 0:
-        raise CliError(f'--num-samples {num_samples} is not a positive multiple of the patch length 25: use '
-                       f'{max(25, round(num_samples / 25) * 25)}.')
+def _splits(args: argparse.Namespace, model_cfg: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The command's cached splits; ``model_cfg`` (``model_data_cfg``) is checked against them before any work."""
+    from ecgvit.data.prepare import prepare_data
 
-
-def _splits(args: argparse.Namespace) -> Dict[str, Any]:
-    from ecgvit.benchmark import prepare_data
-
-    _check_length(args.num_samples)
     cache = args.cache_dir or str(Path(args.output) / 'data')
     return prepare_data(args.data, args.data_dir, cache, args.sampling_rate, args.num_samples, args.seed,
-                        args.synthetic_records, args.workers, not args.no_progress)
+                        args.synthetic_records, args.workers, not args.no_progress, model_cfg=model_cfg,
+                        model_name=_weights_name(args))
+
+
+def _weights_name(args: argparse.Namespace) -> str:
+    """How the command line named the encoder's weights (for errors)."""
+    if getattr(args, 'checkpoint', None):
+        return f'--checkpoint {args.checkpoint}'
+    return f'--pretrained --model {getattr(args, "model", None) or "ecg_vit_mae_moco"}'
 
 
 def load_encoder(checkpoint: Optional[str], model: Optional[str], num_samples: Optional[int],
@@ -383,6 +389,7 @@ def _resumed_method_settings(args: argparse.Namespace) -> Optional[Dict[str, Any
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     import ecgvit
+    from ecgvit.data.prepare import check_model_data, model_data_cfg
     from ecgvit.pretrain import create_pretrainer, list_pretrainers, split_method
     from ecgvit.pretrain.factory import METHODS
     from ecgvit.train import TrainConfig, load_best_into, seed_everything, train
@@ -434,6 +441,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                                        **method_kwargs)
     except TypeError as e:
         raise CliError(f'Bad method argument for {method}: {e}') from None
+    # An encoder that comes with trained weights (when the options give one) must see the data it was trained on.
+    weights = {'pretrained': getattr(args, 'pretrained', False), 'checkpoint': getattr(args, 'checkpoint', None)}
+    check_model_data(splits['train'].preprocessing, model_data_cfg(pretrainer.encoder, weights), _weights_name(args))
     if args.grad_checkpointing:
         pretrainer.encoder.set_grad_checkpointing(True)  # the masked passes honour it too (pretrain.mae.encode_tokens)
     cfg = TrainConfig(output_dir=args.output, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -473,13 +483,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _eval_command(args: argparse.Namespace, protocol: str) -> int:
+    from ecgvit.data.prepare import check_num_samples, model_data_cfg
     from ecgvit.eval import finetune, linear_probe
 
     _check_positive(args, 'epochs', 'batch_size', 'lr')
-    _check_length(args.num_samples)
+    check_num_samples(args.num_samples)
     extra = {'drop_path_rate': args.drop_path} if protocol == 'finetune' and args.drop_path else {}
     encoder, source = load_encoder(args.checkpoint, args.model, args.num_samples, args.pretrained, **extra)
-    splits = _splits(args)
+    splits = _splits(args, model_data_cfg(encoder, source))
     if args.batch_size > len(splits['train']):
         raise CliError(f'--batch-size {args.batch_size} is larger than the training split '
                        f'({len(splits["train"])} records): use {len(splits["train"])} or less.')
@@ -537,7 +548,6 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(cfg, progress=not args.no_progress, cache_dir=args.cache_dir, **overrides)
     _check_positive(cfg, 'pretrain_epochs', 'pretrain_batch_size', 'probe_epochs', 'finetune_epochs',
                     'synthetic_records')
-    _check_length(cfg.num_samples)
     rows = run_benchmark(cfg)
     print(format_table(rows))
     print(f'\nwrote {Path(cfg.out) / "results.csv"}, results.md, results.png and config.json')
@@ -552,7 +562,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from ecgvit.constants import DEFAULT_NUM_SAMPLES, DEFAULT_SAMPLING_RATE
     from ecgvit.data import CachedECGDataset, Preprocessing, build_cache, get_dataset
+    from ecgvit.data.prepare import check_model_data, check_num_samples, data_preprocessing, model_data_cfg
     from ecgvit.eval import extract_features
 
     if args.input is None:
@@ -561,20 +573,35 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if not src.exists():
         raise CliError(f'--input {args.input!r} does not exist.')
     out = Path(args.output)
-    if (src / 'manifest.json').is_file():
-        dataset = CachedECGDataset(src)
-        num_samples = dataset.preprocessing.num_samples
+    cached = (src / 'manifest.json').is_file()
+    dataset = CachedECGDataset(src) if cached else None
+    if args.num_samples is not None:
+        check_num_samples(args.num_samples)
+    length = dataset.preprocessing.num_samples if cached else args.num_samples
+    if length is None and not (args.checkpoint or args.pretrained):
+        length = DEFAULT_NUM_SAMPLES  # an untrained encoder has no recipe of its own
+    encoder, source = load_encoder(args.checkpoint, args.model, length, args.pretrained)
+    model_cfg = model_data_cfg(encoder, source)
+    if cached:
+        check_model_data(dataset.preprocessing, model_cfg, f'--input {args.input} (a cache) for {_weights_name(args)}')
     else:
-        _check_length(args.num_samples)
         index = get_dataset('folder', src, labels_csv=False)
         if len(index) == 0:
             raise CliError(f'--input {args.input!r} holds no readable WFDB records (.hea + signal files).')
-        pp = Preprocessing(sampling_rate=args.sampling_rate, num_samples=args.num_samples, pad='zero',
-                           empty_lead_policy='zero', missing_leads='zero')
+        if model_cfg is not None:
+            # The recipe the weights were trained with (--sampling-rate / --num-samples may only restate it); short
+            # records and empty leads are tolerated as by every command, whatever the training run did.
+            pp = Preprocessing.from_pretrained_cfg(model_cfg, pad='zero', empty_lead_policy='zero',
+                                                   missing_leads='zero')
+            given = {k: v for k, v in (('sampling_rate', args.sampling_rate), ('num_samples', args.num_samples))
+                     if v is not None}
+            check_model_data(Preprocessing.from_dict(dict(pp.to_dict(), **given)), model_cfg, _weights_name(args))
+        else:  # random initialisation: any rate; the model is built for the length
+            pp = data_preprocessing(args.sampling_rate or DEFAULT_SAMPLING_RATE, length or DEFAULT_NUM_SAMPLES)
+        if pp.num_samples != length:  # the encoder was built before the recipe was known
+            encoder, source = load_encoder(args.checkpoint, args.model, pp.num_samples, args.pretrained)
         cache = build_cache(index, pp, out / 'cache', num_workers=args.workers, progress=not args.no_progress)
         dataset = CachedECGDataset(cache)
-        num_samples = args.num_samples
-    encoder, source = load_encoder(args.checkpoint, args.model, num_samples, args.pretrained)
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     amp = args.amp
     if args.fast != 'off':

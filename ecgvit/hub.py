@@ -448,4 +448,7 @@ def load_encoder(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[
     if missing or unexpected:
         raise CheckpointError(f'{path} does not fit {name}: missing {missing[:3]}, unexpected {unexpected[:3]} '
                               f'(pass the model it was trained with).')
+    if run_cfg.get('preprocessing'):
+        # What these weights were trained on, where data meet the model (ecgvit.data.prepare.model_data_cfg).
+        encoder.pretrained_cfg = dict(encoder.pretrained_cfg, preprocessing=run_cfg['preprocessing'])
     return encoder, {'model': name, 'checkpoint': str(path)}

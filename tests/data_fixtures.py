@@ -17,28 +17,38 @@ def sine_leads(fs: float, n: int, freq: float = 5.0, n_leads: int = 12, amp: flo
 
 
 def write_wfdb(folder: Path, name: str, signal: np.ndarray, fs: float, lead_names: Sequence[str] = LEADS,
-               comments: Sequence[str] = (), fmt: str = '16', units: str = 'mV', gain: float = 1000.0) -> Path:
-    """Write ``signal`` (leads, samples) in mV-like units as a WFDB record; return the record path (no extension)."""
+               comments: Sequence[str] = (), fmt: str = '16', units: str = 'mV', gain: float = 1000.0,
+               baseline: int = 0) -> Path:
+    """Write ``signal`` (leads, samples) in mV-like units as a WFDB record; return the record path (no extension).
+
+    ``gain`` (adu per unit) and ``baseline`` (adu of 0 units) go into the header as in real files (LUDB: gains of
+    about 700-2300, baselines != 0), so a reader must apply both to get the signal back.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     n = signal.shape[0]
     p = np.round(np.asarray(signal, dtype=np.float64).T * gain) / gain
     wfdb.wrsamp(name, fs=fs, units=[units] * n, sig_name=list(lead_names), p_signal=p, fmt=[fmt] * n,
-                adc_gain=[gain] * n, baseline=[0] * n, comments=list(comments), write_dir=str(folder))
+                adc_gain=[gain] * n, baseline=[baseline] * n, comments=list(comments), write_dir=str(folder))
     return folder / name
 
 
 def write_challenge(folder: Path, name: str, signal: np.ndarray, fs: float, dx: Sequence[str] | None,
-                    lead_names: Sequence[str] = LEADS, extra_comments: Sequence[str] = ()) -> Path:
-    """Write the PhysioNet/CinC challenge layout: MATLAB v4 ``val`` (int16, 1000 adu/mV) + a ``.hea`` header."""
+                    lead_names: Sequence[str] = LEADS, extra_comments: Sequence[str] = (),
+                    header_name: str | None = None, age: str = '60', sex: str = 'Female') -> Path:
+    """Write the PhysioNet/CinC challenge layout: MATLAB v4 ``val`` (int16, 1000 adu/mV) + a ``.hea`` header.
+
+    ``header_name`` replaces the record name on the header's first line, e.g. ``'E00271.mat'`` as some Georgia
+    headers have it.
+    """
     from scipy.io import savemat
 
     folder.mkdir(parents=True, exist_ok=True)
     val = np.round(np.asarray(signal) * 1000.0).astype(np.int16)
     savemat(str(folder / f'{name}.mat'), {'val': val}, format='4')
-    lines = [f'{name} {val.shape[0]} {fs:g} {val.shape[1]}']
+    lines = [f'{header_name or name} {val.shape[0]} {fs:g} {val.shape[1]}']
     for k, lead in enumerate(lead_names):
         lines.append(f'{name}.mat 16+24 1000/mV 16 0 {int(val[k, 0])} 0 0 {lead}')
-    lines += ['#Age: 60', '#Sex: Female']
+    lines += [f'#Age: {age}', f'#Sex: {sex}']
     if dx is not None:
         lines.append('#Dx: ' + ','.join(dx))
     lines += [f'#{c}' for c in extra_comments]
@@ -62,8 +72,15 @@ def write_dx_tables(folder: Path) -> None:
         'Dx,SNOMEDCTCode,Abbreviation\n' + ''.join(f'{a},{b},{c}\n' for a, b, c in unscored))
 
 
-def write_ptbxl(root: Path, n: int = 20, rng_seed: int = 0) -> Path:
-    """A tiny PTB-XL layout: both record copies, ptbxl_database.csv and a reduced scp_statements.csv."""
+def write_ptbxl(root: Path, n: int = 20, rng_seed: int = 0, hr_upto: int | None = None,
+                ages: dict[int, float] | None = None) -> Path:
+    """A tiny PTB-XL layout: both record copies, ptbxl_database.csv and a reduced scp_statements.csv.
+
+    Record ``i`` is ``synthesize_ecg('NSR', fs=500, rng=i)`` (its 100 Hz copy every 5th sample) in ``strat_fold``
+    ``(i // 2) % 10 + 1``, aged 50 unless ``ages`` says otherwise (e.g. ``{3: 300}``, v1.0.3's code for over 89).
+    ``hr_upto``: write 500 Hz files only for ecg_id <= hr_upto, as in a subset that holds the rest at 100 Hz only
+    (``filename_hr`` still names a file for every row, as in the official table).
+    """
     import pandas as pd
 
     from ecgvit.data import synthesize_ecg
@@ -84,9 +101,12 @@ def write_ptbxl(root: Path, n: int = 20, rng_seed: int = 0) -> Path:
     for i in range(1, n + 1):
         lr, hr = f'records100/00000/{i:05d}_lr', f'records500/00000/{i:05d}_hr'
         ecg = synthesize_ecg('NSR', fs=500.0, rng=i)
-        write_wfdb(root / 'records500/00000', f'{i:05d}_hr', ecg.signal, 500.0, lead_names=[n.upper() for n in LEADS])
+        if hr_upto is None or i <= hr_upto:
+            write_wfdb(root / 'records500/00000', f'{i:05d}_hr', ecg.signal, 500.0,
+                       lead_names=[n.upper() for n in LEADS])
         write_wfdb(root / 'records100/00000', f'{i:05d}_lr', ecg.signal[:, ::5], 100.0)
-        rows.append({'ecg_id': i, 'patient_id': float(1000 + i // 2), 'age': 50.0, 'sex': int(rng.integers(0, 2)),
+        rows.append({'ecg_id': i, 'patient_id': float(1000 + i // 2), 'age': (ages or {}).get(i, 50.0),
+                     'sex': int(rng.integers(0, 2)),
                      'scp_codes': codes[i % len(codes)], 'strat_fold': (i // 2) % 10 + 1, 'filename_lr': lr,
                      'filename_hr': hr})
     pd.DataFrame(rows).to_csv(root / 'ptbxl_database.csv', index=False)

@@ -1,4 +1,4 @@
-"""Benchmark harness: `ecgvit benchmark --quick` end to end (a method subset), table formatting and data specs."""
+"""Benchmark harness: `ecgvit benchmark --quick` end to end (a method subset) and table formatting."""
 import csv
 import json
 import math
@@ -7,15 +7,8 @@ import time
 
 import pytest
 
-from ecgvit.benchmark import format_table, parse_data_spec, quick_config
+from ecgvit.benchmark import format_table, quick_config
 from ecgvit.cli import main
-
-
-def test_parse_data_spec():
-    assert parse_data_spec('ptbxl:superdiagnostic') == ('ptbxl', 'superdiagnostic')
-    assert parse_data_spec('Synthetic') == ('synthetic', None)
-    with pytest.raises(ValueError, match='name\\[:label_set\\]'):
-        parse_data_spec(':rhythm')
 
 
 def test_format_table_skips_metrics_that_never_apply():
@@ -79,20 +72,3 @@ def test_full_quick_benchmark_under_five_minutes(tmp_path):
     assert main(['benchmark', '--quick', '--out', str(tmp_path), '--no-progress']) == 0
     assert time.time() - t0 < 300
     assert len(_rows(tmp_path / 'results.csv')) == 12
-
-
-def test_prepare_data_pool_gives_train_and_val_and_rejects_labels(tmp_path):
-    from data_fixtures import sine_leads, write_wfdb
-
-    from ecgvit.benchmark import prepare_data
-    from ecgvit.data import get_dataset
-
-    for i in range(40):
-        write_wfdb(tmp_path / 'data' / 'mine', f'r{i}', sine_leads(100.0, 1000, freq=1 + i / 20), 100.0)
-    splits = prepare_data('pool', str(tmp_path / 'data'), str(tmp_path / 'cache'), 100.0, 1000)
-    assert len(splits['train']) + len(splits['val']) == 40 and len(splits['val']) > 0 and len(splits['test']) == 0
-    pool = get_dataset('pool', tmp_path / 'data')  # the data layer's pool is what the benchmark caches
-    assert len(splits['val']) == sum(e.split == 'val' for e in pool)
-    assert splits['train'][0][0].shape == (12, 1000)
-    with pytest.raises(ValueError, match='unlabelled'):
-        prepare_data('pool:rhythm', str(tmp_path / 'data'), str(tmp_path / 'cache'), 100.0, 1000)

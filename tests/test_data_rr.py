@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from ecgvit.benchmark import prepare_data
+from ecgvit.data.prepare import prepare_data
 from ecgvit.data.rpeaks import median_rr_samples
 from ecgvit.data.rr_dataset import WithRR
 from ecgvit.pretrain import create_pretrainer

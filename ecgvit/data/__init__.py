@@ -3,7 +3,8 @@
 Files -> ``read_record`` (a ``Record``: float32 (leads, samples) mV, canonical lead order) -> ``Preprocessing``
 (resample, optional band-pass, crop/pad, per-lead z-score) -> ``build_cache`` (memmap + labels + manifest) ->
 ``CachedECGDataset`` (a torch Dataset with zero-copy reads). Datasets (``get_dataset``) index the official splits and
-labels of each source.
+labels of each source; ``prepare_data`` goes from a spec such as 'ptbxl:superdiagnostic' to cached splits, for every
+command and the benchmark harness.
 """
 from .cache import CACHE_VERSION, CacheBuildError, CachedECGDataset, CacheError, build_cache, signal_sha256
 from .datasets import (
@@ -13,6 +14,7 @@ from .datasets import (
     SPLITS,
     ChallengeDataset,
     ChapmanDataset,
+    Code15Dataset,
     CPSC2018Dataset,
     DatasetLayoutError,
     ECGDataset,
@@ -25,6 +27,7 @@ from .datasets import (
     get_dataset,
     list_datasets,
 )
+from .prepare import check_model_data, check_num_samples, model_data_cfg, parse_data_spec, prepare_data
 from .preprocess import IncompatibleDataError, Preprocessing
 from .records import MissingLeadsError, Record, RecordError, RecordFileNotFoundError, canonical_lead_name, read_record
 from .synthetic import SYNTHETIC_CLASSES, SyntheticECG, make_synthetic, split_by_patient, synthesize_ecg
@@ -32,9 +35,10 @@ from .synthetic import SYNTHETIC_CLASSES, SyntheticECG, make_synthetic, split_by
 __all__ = [
     'Record', 'RecordError', 'RecordFileNotFoundError', 'MissingLeadsError', 'read_record', 'canonical_lead_name',
     'Preprocessing', 'IncompatibleDataError',
+    'prepare_data', 'parse_data_spec', 'check_num_samples', 'model_data_cfg', 'check_model_data',
     'SYNTHETIC_CLASSES', 'SyntheticECG', 'make_synthetic', 'synthesize_ecg', 'split_by_patient',
     'SPLITS', 'ECGDataset', 'Entry', 'DatasetLayoutError', 'get_dataset', 'list_datasets', 'PTBXLDataset',
     'PTBXL_LABEL_SETS', 'CPSC2018Dataset', 'CPSC2018_CLASSES', 'ChapmanDataset', 'CHAPMAN_CLASSES', 'ChallengeDataset',
-    'LUDBDataset', 'FolderDataset', 'SyntheticDataset', 'PretrainingPool',
+    'Code15Dataset', 'LUDBDataset', 'FolderDataset', 'SyntheticDataset', 'PretrainingPool',
     'build_cache', 'CachedECGDataset', 'CacheBuildError', 'CacheError', 'signal_sha256', 'CACHE_VERSION',
 ]

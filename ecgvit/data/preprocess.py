@@ -230,33 +230,40 @@ class Preprocessing:
     def check_compatible(self, pretrained_cfg: Mapping[str, Any] | Any) -> None:
         """Raise ``IncompatibleDataError`` if this preprocessing does not produce what the model was trained on.
 
+        When the cfg stores the full ``preprocessing`` its weights were trained with, that is the reference (it is
+        the most specific record: a cfg's top-level ``sampling_rate``/``input_size`` may be the architecture's
+        defaults); otherwise ``sampling_rate``, ``duration_s``/``input_size``, ``lead_names`` and ``normalization``.
+
         Args:
-            pretrained_cfg: the model's pretrained cfg as a dict (e.g. ``model.pretrained_cfg``); fields used:
-                ``sampling_rate``, ``duration_s``/``input_size``, ``lead_names``, ``normalization``, ``preprocessing``.
+            pretrained_cfg: the model's pretrained cfg as a dict (e.g. ``model.pretrained_cfg``).
 
         Raises:
             IncompatibleDataError: listing every mismatch and the ``Preprocessing`` that fits the model.
         """
         cfg = _cfg_as_dict(pretrained_cfg)
+        ref = cfg.get('preprocessing')
+        if ref:
+            ref = dict(ref)
+            fs, n = ref.get('sampling_rate'), ref.get('num_samples')
+            lead_names, ref_z = ref.get('leads'), ref.get('normalize', 'zscore') == 'zscore'
+            norm = ref.get('normalize', 'zscore')
+        else:
+            fs = cfg.get('sampling_rate')
+            n = _cfg_num_samples(cfg, float(fs if fs is not None else self.sampling_rate)) \
+                if fs is not None or cfg.get('input_size') is not None else None
+            lead_names, norm = cfg.get('lead_names'), cfg.get('normalization')
+            ref_z = None if norm is None else str(norm).lower().startswith('zscore')
         problems = []
-        fs = cfg.get('sampling_rate')
         if fs is not None and not np.isclose(float(fs), self.sampling_rate):
             problems.append(f'sampling rate: data {self.sampling_rate:g} Hz, model {float(fs):g} Hz')
-        if fs is not None or cfg.get('input_size') is not None:
-            n = _cfg_num_samples(cfg, float(fs if fs is not None else self.sampling_rate))
-            if n != self.num_samples:
-                problems.append(f'length: data {self.num_samples} samples, model {n} samples')
-        lead_names = cfg.get('lead_names')
+        if n is not None and int(n) != self.num_samples:
+            problems.append(f'length: data {self.num_samples} samples, model {int(n)} samples')
         if lead_names is not None:
-            model_leads = tuple(canonical_lead_name(n) for n in lead_names)
+            model_leads = tuple(canonical_lead_name(name) for name in lead_names)
             if model_leads != self.leads:
                 problems.append(f'leads: data {list(self.leads)}, model {list(model_leads)}')
-        norm = cfg.get('normalization')
-        if norm is not None:
-            model_z = str(norm).lower().startswith('zscore')
-            if model_z != (self.normalize == 'zscore'):
-                problems.append(f'normalisation: data {self.normalize!r}, model {norm!r}')
-        ref = cfg.get('preprocessing')
+        if ref_z is not None and ref_z != (self.normalize == 'zscore'):
+            problems.append(f'normalisation: data {self.normalize!r}, model {norm!r}')
         if ref:
             ref_bp = ref.get('bandpass')
             mine = None if self.bandpass is None else list(self.bandpass)

@@ -7,6 +7,7 @@ from typing import Any
 from .base import SPLITS, DatasetLayoutError, ECGDataset, Entry, assign_splits
 from .challenge import ChallengeDataset, load_dx_mapping
 from .chapman import CHAPMAN_CLASSES, ChapmanDataset
+from .code15 import CODE15_CLASSES, Code15Dataset
 from .cpsc2018 import CPSC2018_CLASSES, CPSC2018Dataset
 from .folder import FolderDataset
 from .ludb import LUDBDataset
@@ -16,9 +17,9 @@ from .synthetic import SyntheticDataset, default_data_dir
 
 __all__ = [
     'SPLITS', 'DatasetLayoutError', 'ECGDataset', 'Entry', 'assign_splits', 'ChallengeDataset', 'load_dx_mapping',
-    'CHAPMAN_CLASSES', 'ChapmanDataset', 'CPSC2018_CLASSES', 'CPSC2018Dataset', 'FolderDataset', 'LUDBDataset',
-    'PretrainingPool', 'PTBXL_LABEL_SETS', 'PTBXLDataset', 'SyntheticDataset', 'default_data_dir', 'get_dataset',
-    'list_datasets', 'DATASETS',
+    'CHAPMAN_CLASSES', 'ChapmanDataset', 'CODE15_CLASSES', 'Code15Dataset', 'CPSC2018_CLASSES', 'CPSC2018Dataset',
+    'FolderDataset', 'LUDBDataset', 'PretrainingPool', 'PTBXL_LABEL_SETS', 'PTBXLDataset', 'SyntheticDataset',
+    'default_data_dir', 'get_dataset', 'list_datasets', 'DATASETS',
 ]
 
 DATASETS: dict[str, type[ECGDataset]] = {
@@ -29,6 +30,7 @@ DATASETS: dict[str, type[ECGDataset]] = {
     'chapman': ChapmanDataset,
     'cinc': ChallengeDataset,
     'ludb': LUDBDataset,
+    'code15': Code15Dataset,
     'pool': PretrainingPool,  # built by PretrainingPool.from_folder: root holds dataset folders
 }
 
@@ -44,7 +46,8 @@ def get_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: Any)
     Args:
         name: one of ``list_datasets()``: 'synthetic' (root optional: generated into a folder), 'folder' (any WFDB
             folder + optional labels CSV), 'ptbxl', 'cpsc2018', 'chapman', 'cinc' (PhysioNet/CinC challenge format),
-            'ludb', 'pool' (unlabelled ``PretrainingPool.from_folder(root)`` over every dataset folder in root).
+            'ludb', 'code15' (CODE-15%, Challenge 2025 format, Chagas label), 'pool' (unlabelled
+            ``PretrainingPool.from_folder(root)`` over every dataset folder in root).
         root: the dataset folder (for 'pool', the folder of dataset folders).
         **kwargs: options of the dataset class (e.g. ``sampling_rate=100, label_set='rhythm'`` for 'ptbxl'; for
             'pool', those of ``PretrainingPool.from_folder``, e.g. ``val_fraction=0.05``).
@@ -61,8 +64,8 @@ def get_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: Any)
     key = str(name).lower().replace('-', '').replace('_', '')
     aliases = {'ptbxl': 'ptbxl', 'cpsc': 'cpsc2018', 'cpsc2018': 'cpsc2018', 'chapman': 'chapman',
                'chapmanshaoxing': 'chapman', 'cinc': 'cinc', 'challenge': 'cinc', 'cinc2020': 'cinc',
-               'cinc2021': 'cinc', 'ludb': 'ludb', 'folder': 'folder', 'wfdb': 'folder', 'synthetic': 'synthetic',
-               'pool': 'pool'}
+               'cinc2021': 'cinc', 'ludb': 'ludb', 'code15': 'code15', 'code15%': 'code15', 'folder': 'folder',
+               'wfdb': 'folder', 'synthetic': 'synthetic', 'pool': 'pool'}
     if key not in aliases:
         raise ValueError(f'Unknown dataset {name!r}; choose one of {list_datasets()} (or PretrainingPool([...]) to '
                          f'merge several).')

@@ -5,6 +5,11 @@ for in the dataset folder and its parents, or passed explicitly). The three pair
 diagnosis (CRBBB/RBBB, PAC/SVPB, PVC/VPB, CLBBB/LBBB) are merged by default. The challenge publishes no patient ids
 or validation split, so records are split 70/15/15 with a fixed seed, by ``# Patient ID`` when the header has one.
 
+``entry.meta`` holds ``age`` (float years, NaN if unknown) and ``sex`` ('M'/'F'/None) from the header comments, the raw
+codes, and for the challenge's copies of PTB-XL (records ``HR<number>``, number = PTB-XL ``ecg_id``) ``ptbxl_ecg_id``,
+so a pretraining pool can hold them out with their PTB-XL fold. Some releases write the record name with its file
+extension on the header's first line (``E00271.mat 12 500 5000``); ``read_record`` takes the file stem as the name.
+
 Reference: Perez Alday et al., *Classification of 12-lead ECGs: the PhysioNet/CinC Challenge 2020*, Physiol. Meas.
 41 (2020); Reyna et al., *Will Two Do?*, CinC 48 (2021).
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -22,8 +28,10 @@ from ecgvit.constants import LEADS
 
 from ..records import parse_comments
 from .base import DatasetLayoutError, ECGDataset, Entry, assign_splits
+from .demographics import parse_age, parse_sex
 
-__all__ = ['ChallengeDataset', 'DxCode', 'load_dx_mapping', 'scan_challenge_headers', 'EQUIVALENT_CODES']
+__all__ = ['ChallengeDataset', 'DxCode', 'load_dx_mapping', 'scan_challenge_headers', 'EQUIVALENT_CODES',
+           'ptbxl_copy_id']
 
 # The challenge scores each pair as one diagnosis (notes column of dx_mapping_scored.csv); first code is kept.
 EQUIVALENT_CODES: dict[str, str] = {
@@ -95,6 +103,15 @@ def parse_dx(value: str | None) -> list[str]:
     if not value:
         return []
     return [c.strip() for c in str(value).replace(';', ',').split(',') if c.strip().isdigit()]
+
+
+_PTBXL_COPY = re.compile(r'^HR(\d+)$')
+
+
+def ptbxl_copy_id(record_name: str) -> int | None:
+    """PTB-XL ``ecg_id`` of a challenge record named ``HR<number>`` (the challenge's PTB-XL copies), else None."""
+    m = _PTBXL_COPY.match(Path(record_name).name)
+    return int(m.group(1)) if m else None
 
 
 def _signal_file_present(base: Path) -> bool:
@@ -197,9 +214,12 @@ class ChallengeDataset(ECGDataset):
                 y[index[n]] = 1.0
             patient = meta.get('patient_id') or rid
             source = rid.split('/')[0] if '/' in rid else ''
-            kept.append(Entry(record_id=rid, patient_id=str(patient), split='', labels=y, path=str(base),
-                              meta={'dx_codes': codes, 'dx': names, 'unknown_codes': unknown, 'source': source,
-                                    'age': meta.get('age'), 'sex': meta.get('sex')}))
+            info = {'dx_codes': codes, 'dx': names, 'unknown_codes': unknown, 'source': source,
+                    'age': parse_age(meta.get('age')), 'sex': parse_sex(meta.get('sex'))}
+            ecg_id = ptbxl_copy_id(base.name)
+            if ecg_id is not None:
+                info['ptbxl_ecg_id'] = ecg_id
+            kept.append(Entry(record_id=rid, patient_id=str(patient), split='', labels=y, path=str(base), meta=info))
         splits = assign_splits([e.patient_id for e in kept], seed=seed)
         for e in kept:
             e.split = splits[e.patient_id]

@@ -19,6 +19,7 @@ from ecgvit.constants import LEADS
 
 from .base import DatasetLayoutError, ECGDataset, Entry, assign_splits
 from .challenge import _signal_file_present, parse_dx, scan_challenge_headers
+from .demographics import parse_age, parse_sex
 
 __all__ = ['ChapmanDataset', 'CHAPMAN_CLASSES', 'CHAPMAN_RHYTHM_CODES']
 
@@ -74,7 +75,8 @@ class ChapmanDataset(ECGDataset):
                 continue
             kept.append(Entry(record_id=rid, patient_id=meta.get('patient_id') or rid, split='',
                               labels=CHAPMAN_CLASSES.index(merged[0]), path=str(base),
-                              meta={'dx_codes': codes, 'age': meta.get('age'), 'sex': meta.get('sex')}))
+                              meta={'dx_codes': codes, 'age': parse_age(meta.get('age')),
+                                    'sex': parse_sex(meta.get('sex'))}))
         splits = assign_splits([e.patient_id for e in kept], seed=seed)
         for e in kept:
             e.split = splits[e.patient_id]

@@ -21,6 +21,7 @@ from ecgvit.constants import LEADS
 
 from .base import DatasetLayoutError, ECGDataset, Entry, assign_splits
 from .challenge import _signal_file_present, parse_dx, scan_challenge_headers
+from .demographics import parse_age, parse_sex
 
 __all__ = ['CPSC2018Dataset', 'CPSC2018_CLASSES', 'CPSC2018_CODES']
 
@@ -103,7 +104,8 @@ class CPSC2018Dataset(ECGDataset):
             y = np.zeros(len(CPSC2018_CLASSES), dtype=np.float32)
             y[classes] = 1.0
             kept.append(Entry(record_id=rid, patient_id=meta.get('patient_id') or rid, split='', labels=y,
-                              path=str(base), meta={'dx_codes': codes, 'age': meta.get('age'), 'sex': meta.get('sex')}))
+                              path=str(base), meta={'dx_codes': codes, 'age': parse_age(meta.get('age')),
+                                                    'sex': parse_sex(meta.get('sex'))}))
         splits = assign_splits([e.patient_id for e in kept], seed=seed)
         for e in kept:
             e.split = splits[e.patient_id]

@@ -4,7 +4,8 @@ Records are found recursively (``**/*.hea``); a record's id is its path relative
 Labels come from a CSV (one row per record: ``record`` plus a label column; optional ``patient_id`` and ``split``), or
 from a header comment (e.g. ``# Chagas label: True`` with ``label_from_header='chagas_label'``), or are absent
 (unlabelled data for pretraining). Without a split column, records are split 70/15/15 by patient with a fixed seed
-(patient ids from the CSV, else from a ``# Patient ID`` header comment, else the record id).
+(patient ids from the CSV, else from a ``# Patient ID`` header comment, else the record id). ``# Age`` / ``# Sex``
+header comments, where present, become ``entry.meta['age']`` (float years) and ``meta['sex']`` ('M'/'F').
 
 Example (``labels.csv``)::
 
@@ -24,6 +25,7 @@ from ecgvit.constants import LEADS
 
 from .base import SPLITS, DatasetLayoutError, ECGDataset, Entry, assign_splits
 from .challenge import scan_challenge_headers
+from .demographics import parse_age, parse_sex
 
 __all__ = ['FolderDataset']
 
@@ -111,8 +113,10 @@ class FolderDataset(ECGDataset):
                                          f'{split_column!r} column or leave it out to split by patient.')
         splits = assign_splits([r[3] for r in raw], seed=seed)
         for (rid, base, _, patient, split), y in zip(raw, self._labels):
+            meta = by_id[rid][1]
+            info = {k: f(meta[k]) for k, f in (('age', parse_age), ('sex', parse_sex)) if k in meta}
             self.entries.append(Entry(record_id=rid, patient_id=patient, split=split or splits[patient], labels=y,
-                                      path=str(base)))
+                                      path=str(base), meta=info))
         del self._labels
         self._finalize()
 

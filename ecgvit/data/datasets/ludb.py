@@ -5,7 +5,8 @@ single-label: the first line of the Rhythms cell (secondary findings such as "wa
 ``entry.meta``). ``label_set='diagnosis'`` is multi-label over every statement line of the diagnostic columns (axis,
 conduction, extrasystoles, hypertrophy, pacing, ischaemia, repolarisation, other). Without ``ludb.csv`` the rhythm is
 read from the ``#Rhythm:`` header comment. LUDB has no official folds and one record per subject, so records are split
-70/15/15 with a fixed seed.
+70/15/15 with a fixed seed. ``entry.meta`` holds ``age`` (float years; '>89' is 90.0, "90 or over") and ``sex``
+('M'/'F') from ``ludb.csv`` (else the header).
 
 Reference: Kalyakulina et al., *LUDB: A New Open-Access Validation Tool for Electrocardiogram Delineation
 Algorithms*, IEEE Access 8 (2020).
@@ -21,6 +22,7 @@ from ecgvit.constants import LEADS
 
 from .base import DatasetLayoutError, ECGDataset, Entry, assign_splits
 from .challenge import scan_challenge_headers
+from .demographics import parse_age, parse_sex
 
 __all__ = ['LUDBDataset']
 
@@ -75,6 +77,7 @@ class LUDBDataset(ECGDataset):
             if not base.with_suffix('.dat').is_file():
                 self._skip(rid, f'signal file {base.name}.dat is missing.')
                 continue
+            row = None
             if rows:
                 row = rows.get(base.name)
                 if row is None:
@@ -88,6 +91,10 @@ class LUDBDataset(ECGDataset):
             if label_set == 'rhythm' and not rhythms:
                 self._skip(rid, 'no rhythm statement in ludb.csv or the header.')
                 continue
+            # Demographics from ludb.csv, else the header's '#<age>: 51' / '#<sex>: F' lines; '>89' is 90.
+            age = (row or {}).get('Age', meta.get('age'))
+            sex = (row or {}).get('Sex', meta.get('sex'))
+            meta = dict(meta, age=parse_age(age), sex=parse_sex(sex))
             raw.append((rid, base, meta, rhythms, diagnoses))
 
         if label_set == 'rhythm':

@@ -4,9 +4,17 @@ Exact duplicates (the same samples in two sources, e.g. PTB-XL records redistrib
 challenge) are dropped by ``build_cache``, which hashes every window's signal: the first copy in pool order is kept.
 Windows that exactly repeat a record of an *excluded* split are dropped too, so a test record cannot slip into
 pretraining through another source's copy of it.
+
+Hashes only catch copies at the same sampling rate. The PhysioNet/CinC challenge redistributes PTB-XL at 500 Hz
+(records ``HR<ecg_id>``), while a PTB-XL folder may hold a record only at 100 Hz, so copies are also matched by
+``ecg_id`` (``entry.meta['ptbxl_ecg_id']`` against the PTB-XL source's ``meta['ecg_id']``): a copy of a held-out
+record (folds 9-10 by default) is held out, a copy of a pooled record is a duplicate and dropped, and a copy whose
+``ecg_id`` the PTB-XL table does not list (its fold cannot be checked) is held out while any PTB-XL split is
+(``unlisted_ptbxl_copies='keep'`` keeps it). ``held_out_copies`` lists each with the reason.
 """
 from __future__ import annotations
 
+import logging
 import os
 import zlib
 from pathlib import Path
@@ -16,8 +24,11 @@ from ecgvit.constants import LEADS
 
 from ..records import RecordError, read_header
 from .base import SPLITS, ECGDataset, Entry
+from .ptbxl import PTBXLDataset
 
 __all__ = ['PretrainingPool']
+
+_logger = logging.getLogger(__name__)
 
 
 class PretrainingPool(ECGDataset):
@@ -39,6 +50,8 @@ class PretrainingPool(ECGDataset):
         val_fraction: share of patients whose windows go to split 'val' (for the validation loss that drives the
             pretraining schedule). Chosen by a hash of the patient id, so it is stable across runs and machines and
             never splits one patient's windows.
+        unlisted_ptbxl_copies: 'exclude' (default) or 'keep': another source's copy of a PTB-XL record whose
+            ``ecg_id`` the pool's PTB-XL table does not list, while a PTB-XL split is held out (see the module doc).
 
     Example:
         >>> pool = PretrainingPool([ptbxl, cinc], exclude=['ptbxl:val', 'ptbxl:test'])  # doctest: +SKIP
@@ -47,13 +60,17 @@ class PretrainingPool(ECGDataset):
 
     def __init__(self, datasets: Sequence[ECGDataset] | Mapping[str, ECGDataset], *,
                  exclude: Iterable[str] | Mapping[str, Iterable[str]] | None = None, window_s: float = 10.0,
-                 dedupe: bool = True, leads: Sequence[str] = LEADS, strict: bool = False, val_fraction: float = 0.0):
+                 dedupe: bool = True, leads: Sequence[str] = LEADS, strict: bool = False, val_fraction: float = 0.0,
+                 unlisted_ptbxl_copies: str = 'exclude'):
         super().__init__(None, leads=leads, strict=strict)
         if window_s <= 0:
             raise ValueError(f'window_s must be positive, got {window_s!r}.')
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f'val_fraction must be in [0, 1), got {val_fraction!r}.')
+        if unlisted_ptbxl_copies not in ('exclude', 'keep'):
+            raise ValueError(f"unlisted_ptbxl_copies must be 'exclude' or 'keep', got {unlisted_ptbxl_copies!r}.")
         self.val_fraction = float(val_fraction)
+        self.unlisted_ptbxl_copies = unlisted_ptbxl_copies
         named = dict(datasets) if isinstance(datasets, Mapping) else self._name_sources(datasets)
         if not named:
             raise ValueError('PretrainingPool needs at least one dataset.')
@@ -62,6 +79,8 @@ class PretrainingPool(ECGDataset):
         self.dedupe = dedupe
         self.excluded = self._parse_exclude(exclude, named)
         self.blocked: list[Entry] = []  # excluded entries, whose signals must not reappear through another source
+        self.held_out_copies: list[tuple[str, str]] = []  # (pool record id, why) of PTB-XL copies left out by ecg_id
+        ptbxl_splits, ptbxl_held_out = self._ptbxl_index(named)
         for src, ds in named.items():
             self.skipped.extend((f'{src}/{rid}', reason) for rid, reason in ds.skipped)
             drop = self.excluded.get(src, set())
@@ -69,8 +88,39 @@ class PretrainingPool(ECGDataset):
                 if e.split in drop:
                     self.blocked.extend(self._windows(src, e))  # windowed like the pool, so hashes line up
                     continue
+                if not isinstance(ds, PTBXLDataset) and e.meta.get('ptbxl_ecg_id') is not None:
+                    reason = self._copy_reason(int(e.meta['ptbxl_ecg_id']), ptbxl_splits, ptbxl_held_out)
+                    if reason:
+                        self.held_out_copies.append((f'{src}/{e.record_id}', reason))
+                        continue
                 self.entries.extend(self._windows(src, e))
+        if self.held_out_copies:
+            _logger.info('pool: %d copies of PTB-XL records in other sources left out by ecg_id (held-out fold, '
+                         'duplicate or unlisted; see held_out_copies)', len(self.held_out_copies))
         self._finalize()
+
+    def _ptbxl_index(self, named: Mapping[str, ECGDataset]) -> tuple[dict[int, tuple[str, str]], bool]:
+        """(ecg_id -> (PTB-XL source, split) over every PTB-XL source, whether any PTB-XL split is held out)."""
+        splits: dict[int, tuple[str, str]] = {}
+        held_out = False
+        for src, ds in named.items():
+            if isinstance(ds, PTBXLDataset):
+                held_out = held_out or bool(self.excluded.get(src))
+                for e in ds.entries:
+                    splits[int(e.meta['ecg_id'])] = (src, e.split)
+        return splits, held_out
+
+    def _copy_reason(self, ecg_id: int, ptbxl_splits: dict[int, tuple[str, str]], held_out: bool) -> str | None:
+        """Why another source's copy of PTB-XL record ``ecg_id`` must stay out of the pool (None: keep it)."""
+        if ecg_id in ptbxl_splits:
+            src, split = ptbxl_splits[ecg_id]
+            if split in self.excluded.get(src, set()):
+                return f'copy of PTB-XL ecg_id {ecg_id}, whose {split} split is held out'
+            return f'duplicate of PTB-XL ecg_id {ecg_id}, already pooled from {src}'
+        if held_out and self.unlisted_ptbxl_copies == 'exclude':
+            return (f'copy of PTB-XL ecg_id {ecg_id}, which the PTB-XL table does not list, so its fold cannot be '
+                    f'checked against the held-out ones (unlisted_ptbxl_copies="keep" pools it)')
+        return None
 
     @staticmethod
     def _name_sources(datasets: Sequence[ECGDataset]) -> dict[str, ECGDataset]:
@@ -119,9 +169,9 @@ class PretrainingPool(ECGDataset):
                     val_fraction: float = 0.05, **kwargs) -> PretrainingPool:
         """Pool every dataset found in the sub-folders of ``root`` (e.g. the project's ``shared/data``).
 
-        Sub-folders are recognised by name: ``ptbxl*`` (read at 500 Hz when present), ``ludb*``, ``cinc*`` /
-        ``*challenge*`` (PhysioNet/CinC format), ``cpsc*``, ``chapman*``; any other sub-folder holding ``.hea`` files is
-        read as a plain WFDB folder.
+        Sub-folders are recognised by name: ``ptbxl*`` (read at 500 Hz when present, records without a 500 Hz file at
+        100 Hz), ``ludb*``, ``cinc*`` / ``*challenge*`` (PhysioNet/CinC format), ``code15*`` (CODE-15%, Challenge 2025
+        format), ``cpsc*``, ``chapman*``; any other sub-folder holding ``.hea`` files is read as a plain WFDB folder.
 
         Args:
             root: folder of dataset folders.
@@ -150,6 +200,8 @@ class PretrainingPool(ECGDataset):
                 sources['ludb'] = get_dataset('ludb', sub)
             elif low.startswith('cinc') or 'challenge' in low:
                 sources[sub.name] = get_dataset('cinc', sub)
+            elif low.startswith('code15') or low.startswith('code-15'):
+                sources[sub.name] = get_dataset('code15', sub, label_set=None)
             elif low.startswith('cpsc'):
                 sources[sub.name] = get_dataset('cpsc2018', sub)
             elif low.startswith('chapman'):
@@ -183,10 +235,11 @@ class PretrainingPool(ECGDataset):
         d = super().descriptor()
         d.update({'sources': {k: v.descriptor() for k, v in self.sources.items()},
                   'excluded': {k: sorted(v) for k, v in self.excluded.items()}, 'window_s': self.window_s,
-                  'dedupe': self.dedupe, 'val_fraction': self.val_fraction})
+                  'dedupe': self.dedupe, 'val_fraction': self.val_fraction,
+                  'unlisted_ptbxl_copies': self.unlisted_ptbxl_copies, 'held_out_copies': len(self.held_out_copies)})
         return d
 
     def __repr__(self) -> str:
         return (f'PretrainingPool(sources={list(self.sources)}, windows={len(self)}, excluded='
                 f'{ {k: sorted(v) for k, v in self.excluded.items()} }, blocked={len(self.blocked)}, '
-                f'skipped={len(self.skipped)})')
+                f'held_out_copies={len(self.held_out_copies)}, skipped={len(self.skipped)})')

@@ -7,12 +7,20 @@ likelihood, and records with no label in the chosen set are left out (as in the 
 list comes from ``scp_statements.csv``, so it is the same for any subset of the database. Splits: ``strat_fold`` 1-8
 train, 9 val, 10 test.
 
+Subsets that hold a record only at 100 Hz (e.g. the project's data: 500 Hz files for ecg_id 1-500 only, while
+``filename_hr`` names a file for every row) are read at 100 Hz for those records when 500 Hz is asked for, with a
+warning that counts them (``missing_500hz='error'`` raises instead, naming them); preprocessing resamples every record
+to the model rate, so the mix is harmless. ``entry.meta`` holds ``ecg_id``, ``age`` (float years, NaN if unknown; ages
+over 89 are 90.0, "90 or over": v1.0.3 codes them as 300, v1.0.1 rows give 90 or 91), ``sex`` ('M'/'F' from the table's
+0/1), ``strat_fold``, ``scp_codes`` and ``fs`` (the rate of the file read).
+
 Reference: Wagner et al., *PTB-XL, a large publicly available electrocardiography dataset*, Sci. Data 7, 154 (2020).
 """
 from __future__ import annotations
 
 import ast
 import os
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -20,6 +28,7 @@ import numpy as np
 from ecgvit.constants import LEADS
 
 from .base import DatasetLayoutError, ECGDataset, Entry
+from .demographics import parse_age, parse_sex
 
 __all__ = ['PTBXLDataset', 'PTBXL_LABEL_SETS', 'fold_to_split']
 
@@ -64,6 +73,9 @@ class PTBXLDataset(ECGDataset):
     Args:
         root: folder holding ``ptbxl_database.csv``, ``scp_statements.csv`` and ``records100/`` / ``records500/``.
         sampling_rate: 100 or 500 (which copy of the records to read).
+        missing_500hz: with ``sampling_rate=500``, what to do with a record whose 500 Hz file is absent but whose
+            100 Hz file exists: 'fallback' (read it at 100 Hz, warn with the count; ``fallback_records`` lists them)
+            or 'error' (raise ``DatasetLayoutError`` naming them).
         label_set: one of ``PTBXL_LABEL_SETS``.
         drop_empty: leave out records with no label in the set (benchmark convention).
         leads: lead order for reading.
@@ -77,7 +89,8 @@ class PTBXLDataset(ECGDataset):
     name = 'ptbxl'
 
     def __init__(self, root: str | os.PathLike, *, sampling_rate: int = 500, label_set: str = 'superdiagnostic',
-                 drop_empty: bool = True, leads: Sequence[str] = LEADS, strict: bool = False):
+                 drop_empty: bool = True, missing_500hz: str = 'fallback', leads: Sequence[str] = LEADS,
+                 strict: bool = False):
         import pandas as pd
 
         super().__init__(root, leads=leads, strict=strict)
@@ -85,8 +98,11 @@ class PTBXLDataset(ECGDataset):
             raise ValueError(f'PTB-XL has records at 100 or 500 Hz, got sampling_rate={sampling_rate!r}.')
         if label_set not in PTBXL_LABEL_SETS:
             raise ValueError(f'Unknown PTB-XL label_set {label_set!r}; use one of {PTBXL_LABEL_SETS}.')
+        if missing_500hz not in ('fallback', 'error'):
+            raise ValueError(f"missing_500hz must be 'fallback' or 'error', got {missing_500hz!r}.")
         self.sampling_rate = int(sampling_rate)
         self.label_set = label_set
+        self.fallback_records: list[str] = []  # read at 100 Hz although 500 Hz was asked for
         db_path, st_path = self.root / 'ptbxl_database.csv', self.root / 'scp_statements.csv'
         for p in (db_path, st_path):
             if not p.is_file():
@@ -124,15 +140,31 @@ class PTBXLDataset(ECGDataset):
             if drop_empty and not y.any():
                 self._skip(rid, f'no {label_set} label among scp_codes {sorted(codes)}.')
                 continue
-            base = self.root / str(row[file_col])
+            base, fs = self.root / str(row[file_col]), self.sampling_rate
+            if not base.with_suffix('.hea').is_file() and self.sampling_rate == 500:
+                low = self.root / str(row['filename_lr'])
+                if low.with_suffix('.hea').is_file():
+                    self.fallback_records.append(rid)
+                    base, fs = low, 100
             if not base.with_suffix('.hea').is_file():
-                self._skip(rid, f'header {base}.hea not found (the {self.sampling_rate} Hz copy of the record is '
-                                f'missing).')
+                self._skip(rid, f'header {base}.hea not found (no {self.sampling_rate} Hz copy of the record'
+                                f'{"" if self.sampling_rate == 100 else " and no 100 Hz copy either"}).')
                 continue
             patient = row['patient_id']
             patient = str(int(patient)) if isinstance(patient, float) and patient.is_integer() else str(patient)
             self.entries.append(Entry(
                 record_id=rid, patient_id=patient, split=fold_to_split(row['strat_fold']), labels=y, path=str(base),
-                meta={'strat_fold': int(row['strat_fold']), 'scp_codes': codes,
-                      'age': None if pd.isna(row.get('age')) else float(row['age']), 'sex': row.get('sex')}))
+                meta={'ecg_id': int(ecg_id), 'strat_fold': int(row['strat_fold']), 'scp_codes': codes,
+                      'age': parse_age(row.get('age'), top_code=True), 'sex': parse_sex(row.get('sex'), numeric=True),
+                      'fs': fs}))
+        if self.fallback_records:
+            ids = self.fallback_records
+            listed = f'{", ".join(ids[:10])}{", ..." if len(ids) > 10 else ""}'
+            if missing_500hz == 'error':
+                raise DatasetLayoutError(f'{self.name}: {len(ids)} records have no 500 Hz file under {self.root} '
+                                         f'(ecg_id {listed}). Use sampling_rate=100, or missing_500hz="fallback" to '
+                                         f'read those records at 100 Hz.')
+            warnings.warn(f'{self.name}: {len(ids)} of {len(self.entries)} records have no 500 Hz file and are read '
+                          f'at 100 Hz (ecg_id {listed}); preprocessing resamples them to the model rate. Pass '
+                          f'missing_500hz="error" to refuse instead.', stacklevel=2)
         self._finalize()

@@ -1,0 +1,206 @@
+"""From a dataset spec to cached train/val/test splits, for every command and the benchmark harness.
+
+``prepare_data('ptbxl:superdiagnostic', 'data/ptbxl', 'cache')`` indexes the dataset (``get_dataset``), builds or
+reuses its preprocessed cache (``build_cache``) and opens the official splits (``CachedECGDataset``). Dataset
+knowledge needed to go from a spec to a dataset (which PTB-XL copy to read for a model rate, how to generate synthetic
+data) lives here, not in the commands. When data meet a model, ``model_data_cfg`` says what the model's weights
+expect and ``prepare_data(..., model_cfg=...)`` checks the data against it before anything is built.
+
+Example:
+    >>> splits = prepare_data('synthetic', None, 'cache', sampling_rate=100, num_samples=1000)  # doctest: +SKIP
+    >>> splits['train'][0][0].shape
+    torch.Size([12, 1000])
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from ecgvit.constants import PATCH_SIZE
+
+from .cache import CachedECGDataset, build_cache
+from .datasets import DATASETS, get_dataset
+from .preprocess import IncompatibleDataError, Preprocessing
+
+__all__ = ['parse_data_spec', 'dataset_kwargs', 'check_num_samples', 'data_preprocessing', 'model_data_cfg',
+           'check_model_data', 'prepare_data']
+
+_logger = logging.getLogger(__name__)
+
+# Short names the command line accepts besides the registered ones.
+_ALIASES = {'cpsc': 'cpsc2018', 'challenge': 'cinc'}
+
+
+def parse_data_spec(spec: str) -> tuple[str, str | None]:
+    """``'ptbxl:superdiagnostic'`` -> ``('ptbxl', 'superdiagnostic')``; ``'synthetic'`` -> ``('synthetic', None)``."""
+    name, _, label_set = str(spec).partition(':')
+    if not name:
+        raise ValueError(f'Bad --data {spec!r}: use name[:label_set], e.g. ptbxl:superdiagnostic or synthetic.')
+    return name.lower(), (label_set or None)
+
+
+def check_num_samples(num_samples: int) -> int:
+    """Return ``num_samples`` if it is a positive multiple of the patch length, else raise ``ValueError`` naming the
+    nearest length that is (the one place this is checked for data; models check their own input)."""
+    n = int(num_samples)
+    if n <= 0 or n % PATCH_SIZE:
+        raise ValueError(f'num_samples (--num-samples) {num_samples} is not a positive multiple of the patch length '
+                         f'{PATCH_SIZE}: use {max(PATCH_SIZE, round(n / PATCH_SIZE) * PATCH_SIZE)}.')
+    return n
+
+
+def dataset_kwargs(name: str, label_set: str | None, sampling_rate: float, seed: int = 0,
+                   synthetic_records: int = 400, num_samples: int = 1000) -> dict[str, Any]:
+    """``get_dataset`` options for a spec at a model rate.
+
+    PTB-XL is read from the stored copy closest above the model rate (100 Hz up to 100 Hz, else 500 Hz, records
+    without a 500 Hz file at 100 Hz): downsampling loses nothing the model sees. Synthetic data are generated at the
+    model rate and length.
+
+    Raises:
+        ValueError: unknown dataset, or a label set for a dataset that has none.
+    """
+    cls = DATASETS.get(_ALIASES.get(name, name))
+    if cls is None:
+        get_dataset(name, None)  # raises the data layer's "unknown dataset" error with the valid names
+    params = inspect.signature(cls.__init__).parameters
+    kwargs: dict[str, Any] = {}
+    if label_set is not None:
+        if 'label_set' not in params:
+            raise ValueError(f'Dataset {name!r} has no label sets, so {name}:{label_set} is not valid: '
+                             f'use --data {name}.')
+        kwargs['label_set'] = label_set
+    if name == 'ptbxl':
+        kwargs['sampling_rate'] = 100 if sampling_rate <= 100 else 500
+    if name == 'synthetic':
+        kwargs.update(n_records=synthetic_records, seed=seed, fs=float(sampling_rate),
+                      duration_s=num_samples / float(sampling_rate))
+    return kwargs
+
+
+def data_preprocessing(sampling_rate: float, num_samples: int) -> Preprocessing:
+    """The preprocessing commands use for a model rate and length: short records zero-padded, missing or empty leads
+    zero-filled (real collections have both: 7.3-s CODE-15% exams, Ningbo records with flat chest leads)."""
+    return Preprocessing(sampling_rate=sampling_rate, num_samples=check_num_samples(num_samples), pad='zero',
+                         empty_lead_policy='zero', missing_leads='zero')
+
+
+def model_data_cfg(encoder: Any, source: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What an encoder's weights expect of the data (its pretrained cfg), or None when nothing can be known.
+
+    Args:
+        encoder: the model (its ``pretrained_cfg``).
+        source: where its weights came from, as ``ecgvit.hub.load_encoder`` describes it: ``checkpoint`` (a path)
+            and/or ``pretrained`` (the published weights).
+
+    Returns:
+        The cfg to pass to ``Preprocessing.check_compatible``, or None for an encoder at its random initialisation
+        (its weights have seen no data) and for a checkpoint that records no preprocessing (a warning says so).
+    """
+    if not source.get('checkpoint') and not source.get('pretrained'):
+        return None
+    cfg = dict(getattr(encoder, 'pretrained_cfg', None) or {})
+    if cfg.get('preprocessing') or source.get('pretrained'):
+        return cfg
+    # A training checkpoint without recorded preprocessing: the cfg is the architecture's default, not a fact
+    # about these weights, so checking against it would reject data the weights were trained on.
+    _logger.warning('checkpoint %s records no preprocessing, so the data cannot be checked against it; make sure '
+                    'the sampling rate and length are the ones it was trained with', source.get('checkpoint'))
+    return None
+
+
+def check_model_data(preprocessing: Preprocessing, model_cfg: Mapping[str, Any] | None,
+                     model: str | None = None) -> None:
+    """Raise ``IncompatibleDataError`` when data built with ``preprocessing`` are not what ``model_cfg``'s weights
+    were trained on (rate, length, leads, normalisation, band-pass); a no-op for ``model_cfg=None``.
+
+    The message lists every mismatch and the fix, as a ``Preprocessing`` and as command-line options; ``model``
+    (e.g. ``'--checkpoint runs/x'``) says which weights it is about.
+    """
+    if model_cfg is None:
+        return
+    try:
+        preprocessing.check_compatible(model_cfg)
+    except IncompatibleDataError as e:
+        try:
+            want = Preprocessing.from_pretrained_cfg(model_cfg)
+            cli = f' On the command line: --sampling-rate {want.sampling_rate:g} --num-samples {want.num_samples}.'
+        except (TypeError, ValueError):
+            cli = ''
+        raise IncompatibleDataError(f'{model + ": " if model else ""}{e}{cli}') from None
+
+
+def prepare_data(
+        data: str,
+        data_dir: str | os.PathLike | None,
+        cache_dir: str | os.PathLike,
+        sampling_rate: float = 100.0,
+        num_samples: int = 1000,
+        seed: int = 0,
+        synthetic_records: int = 400,
+        num_workers: int = 0,
+        progress: bool = False,
+        *,
+        preprocessing: Preprocessing | None = None,
+        model_cfg: Mapping[str, Any] | None = None,
+        model_name: str | None = None,
+) -> dict[str, Any]:
+    """Index a dataset, build (or reuse) its preprocessed cache, and open its train/val/test splits.
+
+    Args:
+        data: ``name[:label_set]``, e.g. 'ptbxl:superdiagnostic', 'ludb:rhythm', 'code15', 'pool', 'synthetic'.
+        data_dir: Dataset folder (None only for 'synthetic', which generates into ``cache_dir``).
+        cache_dir: Where the cache (and generated synthetic data) go.
+        sampling_rate: Model input rate (records are resampled).
+        num_samples: Model input length, a multiple of the patch length (centre crop / zero pad).
+        seed: Synthetic data seed.
+        synthetic_records: Records for 'synthetic'.
+        num_workers: Cache-building processes.
+        progress: Progress bars.
+        preprocessing: The full recipe (e.g. ``Preprocessing.from_pretrained_cfg(model.pretrained_cfg)``); default
+            ``data_preprocessing(sampling_rate, num_samples)``. When given, its rate and length are used.
+        model_cfg: The pretrained cfg of the model that will read the data (``model_data_cfg``); checked with
+            ``Preprocessing.check_compatible`` before anything is indexed or built.
+        model_name: Names the weights in that check's error (e.g. ``'--checkpoint runs/x'``).
+
+    Returns:
+        ``{'train': CachedECGDataset, 'val': ..., 'test': ..., 'cache_dir': str, 'label_names': [...],
+        'multilabel': bool, 'preprocessing': Preprocessing}``.
+
+    Raises:
+        ValueError / FileNotFoundError: unknown dataset, label set not in the dataset, missing folder, empty split,
+            a length that is not a multiple of the patch length.
+        IncompatibleDataError: the data would not be what ``model_cfg``'s weights were trained on.
+    """
+    name, label_set = parse_data_spec(data)
+    if name != 'synthetic':
+        if not data_dir:
+            raise ValueError(f'--data {data} needs --data-dir <folder with the {name} files> (only synthetic data '
+                             f'is generated on the fly).')
+        if not Path(data_dir).is_dir():
+            raise FileNotFoundError(f'--data-dir {str(data_dir)!r} does not exist or is not a folder.')
+    pp = preprocessing if preprocessing is not None else data_preprocessing(sampling_rate, num_samples)
+    check_num_samples(pp.num_samples)
+    check_model_data(pp, model_cfg, model_name)
+    if name == 'pool' and label_set is not None:
+        raise ValueError(f'The pretraining pool is unlabelled, so --data pool:{label_set} is not valid: use '
+                         f'--data pool.')
+    rate, length = pp.sampling_rate, pp.num_samples
+    kwargs = dataset_kwargs(name, label_set, rate, seed, synthetic_records, length)
+    cache_root = Path(cache_dir)
+    root = data_dir
+    if name == 'synthetic' and root is None:
+        root = str(cache_root / f'synthetic-{synthetic_records}-{seed}-{int(rate)}hz-{length}')
+    dataset = get_dataset(name, root, **kwargs)
+    tag = f'{name}-{label_set or "default"}-{int(rate)}hz-{length}'
+    cache = build_cache(dataset, pp, cache_root / f'cache-{tag}', num_workers=num_workers, progress=progress)
+    splits = {s: CachedECGDataset(cache, split=s) for s in ('train', 'val', 'test')}
+    for s, ds in splits.items():
+        if len(ds) == 0 and not (name == 'pool' and s == 'test'):  # a pool holds no test split by design
+            raise ValueError(f'The {s} split of {data} is empty (the cache at {cache} holds '
+                             f'{len(CachedECGDataset(cache))} records); use a larger dataset.')
+    return dict(splits, cache_dir=str(cache), label_names=splits['train'].label_names,
+                multilabel=splits['train'].multilabel, preprocessing=pp)
