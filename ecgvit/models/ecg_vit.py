@@ -11,6 +11,7 @@ helpers). Only what ECG needs is overridden: 3-D ``(B, 12, L)`` input, a clear e
 into patches, and positional embeddings resampled along time only (never as a square image).
 """
 import dataclasses
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -29,10 +30,13 @@ from ecgvit.constants import (
     NUM_LEADS,
     PATCH_SIZE,
 )
+from ecgvit.errors import CheckpointError
+from ecgvit.weights import WEIGHTS_SHA256, resolve_pretrained_weights
 
-from ._weights import WEIGHTS_SHA256
+__all__ = ['EcgVisionTransformer', 'EcgPretrainedCfg', 'resample_pos_embed_1d', 'checkpoint_filter_fn',
+           'to_ecg_pretrained_cfg']
 
-__all__ = ['EcgVisionTransformer', 'EcgPretrainedCfg', 'resample_pos_embed_1d', 'checkpoint_filter_fn']
+_logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +54,21 @@ class EcgPretrainedCfg(PretrainedCfg):
     sha256: Optional[str] = None  # of the weight file; checked before loading
     hub_repo_id: Optional[str] = None  # where the weights are (to be) published; not a download source until set
     pretrain_method: Optional[str] = None
+
+
+def to_ecg_pretrained_cfg(cfg: Any) -> Any:
+    """Turn a cfg dict (e.g. read from ``config.json``) into an ``EcgPretrainedCfg``, dropping unknown keys.
+
+    Anything that is not a dict (None, a tag string, a cfg instance) is returned unchanged.
+    """
+    if not isinstance(cfg, dict):
+        return cfg
+    names = {f.name for f in dataclasses.fields(EcgPretrainedCfg)}
+    unknown = sorted(set(cfg) - names)
+    if unknown:
+        _logger.debug('Ignoring unknown pretrained cfg keys: %s', unknown)
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k in names}
+    return EcgPretrainedCfg(**values)
 
 
 @register_notrace_function
@@ -241,6 +260,9 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: EcgVisionTr
     classifier head that does not fit the model's (so a fine-tuned checkpoint loads as an encoder and vice versa).
 
     Accepts plain encoder state dicts and those saved from a pretraining wrapper (keys under ``encoder.``).
+
+    Raises:
+        CheckpointError: the encoder tensors do not fit ``model`` (other sizes, missing or extra tensors).
     """
     if 'state_dict' in state_dict:
         state_dict = state_dict['state_dict']
@@ -255,41 +277,43 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: EcgVisionTr
             # A classifier trained for other classes (or none wanted): the encoder loads, the head stays fresh.
             continue
         out[k] = v
+    _check_fits(out, model_sd, getattr(model, 'pretrained_cfg', {}).get('architecture') or type(model).__name__)
     return out
+
+
+def _check_fits(state_dict: Dict[str, torch.Tensor], model_sd: Dict[str, torch.Tensor], name: str) -> None:
+    """Raise a CheckpointError naming every encoder tensor whose presence or shape differs from the model's."""
+    first_conv = 'patch_embed.proj.weight'
+    wrong = []
+    for k, v in state_dict.items():
+        want = model_sd.get(k)
+        if want is None:
+            wrong.append(f'unexpected {k}')
+        elif v.shape != want.shape and not (k == first_conv and v.shape[:1] + v.shape[2:] == want.shape[:1]
+                                            + want.shape[2:]):  # another lead count: timm adapts the conv
+            wrong.append(f'{k} is {tuple(v.shape)}, the model has {tuple(want.shape)}')
+    wrong += [f'missing {k}' for k in model_sd if k not in state_dict and not k.startswith('head.')]
+    if wrong:
+        raise CheckpointError(
+            f'The checkpoint does not fit {name} with these arguments: {"; ".join(wrong[:4])}'
+            f'{f" (and {len(wrong) - 4} more)" if len(wrong) > 4 else ""}. Check that the weights were saved from '
+            f'the same architecture (embed_dim, depth, patch_size) and pass matching kwargs.')
 
 
 def _create_ecg_vit(variant: str, pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
     if kwargs.get('img_size') is not None:
         kwargs['img_size'] = (1, _as_length(kwargs['img_size']))
-    # Local import: hub resolves and checks weight files and imports nothing from here at module load.
-    from ecgvit.hub import CheckpointError, resolve_pretrained_weights, to_ecg_pretrained_cfg
-    if isinstance(kwargs.get('pretrained_cfg'), dict):
-        # cfg dicts come from config.json (local-dir: / hf-hub:) and carry the ECG fields timm's dataclass lacks
-        kwargs['pretrained_cfg'] = to_ecg_pretrained_cfg(kwargs['pretrained_cfg'])
-    if pretrained:
+    # cfg dicts come from config.json (local-dir: / hf-hub:) and carry the ECG fields timm's dataclass lacks.
+    kwargs['pretrained_cfg'] = to_ecg_pretrained_cfg(kwargs.get('pretrained_cfg'))
+    if pretrained:  # ecgvit's lookup (local weights/, sha256) hands timm the verified state dict
         kwargs['pretrained_cfg_overlay'] = resolve_pretrained_weights(
-            variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
+            variant, kwargs['pretrained_cfg'], kwargs.get('pretrained_cfg_overlay'))
     # timm's ViT default is the last 3 blocks; shallower test-size variants get all of theirs.
     out_indices = kwargs.pop('out_indices', min(3, kwargs.get('depth', 3)))
-    try:
-        model = build_model_with_cfg(
-            EcgVisionTransformer,
-            variant,
-            pretrained,
-            pretrained_filter_fn=checkpoint_filter_fn,
-            feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
-            **kwargs,
-        )
-    except RuntimeError as e:
-        if pretrained and ('size mismatch' in str(e) or 'Missing key' in str(e) or 'Unexpected key' in str(e)):
-            raise CheckpointError(
-                f'The checkpoint does not fit {variant} with these arguments: {e}. Check that the weights were '
-                f'saved from the same architecture (embed_dim, depth, patch_size) and pass matching kwargs.') from e
-        raise
-    # The loaded tensors now live in the model; do not keep a second reference to them in the cfg.
-    for cfg in (getattr(model, 'pretrained_cfg', None), getattr(model, 'default_cfg', None)):
-        if isinstance(cfg, dict):
-            cfg.pop('state_dict', None)
+    model = build_model_with_cfg(
+        EcgVisionTransformer, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'), **kwargs)
+    model.pretrained_cfg.pop('state_dict', None)  # the tensors live in the model now; the cfg keeps no second copy
     return model
 
 
