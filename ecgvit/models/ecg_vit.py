@@ -8,7 +8,9 @@ standard pre-norm transformer.
 Subclassing timm's ``VisionTransformer`` keeps timm's whole model contract (registry, ``build_model_with_cfg``,
 ``forward_features`` / ``forward_head``, ``forward_intermediates``, ``features_only``, grad checkpointing, Hub
 helpers). Only what ECG needs is overridden: 3-D ``(B, 12, L)`` input, a clear error for lengths that do not divide
-into patches, and positional embeddings resampled along time only (never as a square image).
+into patches, and positional embeddings resampled along time only (never as a square image). One method is added:
+``forward_masked``, the encoder on a subset of its patches (embedding only the kept ones), which the MAE-style
+pretraining wrappers call; it holds no parameters and stays out of the TorchScript / FX path of ``forward``.
 """
 import dataclasses
 import logging
@@ -19,8 +21,9 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from timm.layers import PatchEmbed, register_notrace_function
-from timm.models import PretrainedCfg, build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import PretrainedCfg, build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models.vision_transformer import VisionTransformer
+from torch import nn
 
 from ecgvit.constants import (
     DEFAULT_DURATION_S,
@@ -223,6 +226,93 @@ class EcgVisionTransformer(VisionTransformer):
             x = torch.cat(to_cat + [x], dim=1)
         x = x + pos_embed  # (B, prefix + N, D)
         return self.pos_drop(x)
+
+    @torch.jit.ignore
+    def embed_patches(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Patch tokens with their positions, without the prefix tokens: all of them, or only the kept ones.
+
+        Args:
+            x: ``(B, leads, L)`` or ``(B, leads, 1, L)`` ECGs, L a multiple of the patch length.
+            ids_keep: Optional ``(B, K)`` patch indices; only those patches are embedded, in that order.
+
+        Returns:
+            ``(B, N, D)`` tokens, or ``(B, K, D)`` with ``ids_keep`` (positional dropout applied, as in
+            ``forward_features``).
+        """
+        proj = self._patch_linear()
+        if ids_keep is None or proj is None:
+            tokens = self.patch_embed(x)  # (B, N, D)
+            pos = resample_pos_embed_1d(self.pos_embed, tokens.shape[1], self.num_prefix_tokens)
+            tokens = tokens + pos[:, self.num_prefix_tokens:]
+            if ids_keep is not None:
+                tokens = torch.gather(tokens, 1, ids_keep[:, :, None].expand(-1, -1, tokens.shape[-1]))
+            return self.pos_drop(tokens)
+        # The patch embedding is a (1, P) convolution with stride P, i.e. one linear map per patch: apply it to the
+        # kept patches only. At MAE's mask ratio this skips three quarters of the embedding and of the positional
+        # add, and the (B, D, N) -> (B, N, D) copy of every token (7% of a shared-pass MAE-MoCo step on a 2-core CPU).
+        weight, bias = proj
+        patch_len = self.patch_len
+        x = ecg_to_4d(x, patch_len)  # (B, C, 1, L), L checked against the patch length as patch_embed checks it
+        batch, chans, length = x.shape[0], x.shape[1], x.shape[-1]
+        num = length // patch_len
+        patches = x.reshape(batch, chans, num, patch_len)[torch.arange(batch, device=x.device)[:, None], :, ids_keep]
+        tokens = self.patch_embed.norm(F.linear(patches.flatten(2), weight, bias))  # (B, K, D)
+        pos = resample_pos_embed_1d(self.pos_embed, num, self.num_prefix_tokens)[0, self.num_prefix_tokens:]
+        return self.pos_drop(tokens + pos[ids_keep])
+
+    def _patch_linear(self) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """The patch embedding as a ``(D, C * P)`` linear map, or None when it is not a plain non-overlapping conv.
+
+        The flattened conv weight is lead-major inside a patch. Modules with hooks (feature hooks, old-style weight
+        norm, adapters) or a replaced / re-configured convolution return None: only running the module honours them.
+        """
+        embed = self.patch_embed
+        conv = getattr(embed, 'proj', None)
+        if not isinstance(conv, nn.Conv2d) or not getattr(embed, 'flatten', True) or conv.groups != 1:
+            return None
+        if any(m._forward_hooks or m._forward_pre_hooks for m in (embed, conv)):
+            return None
+        if conv.kernel_size != (1, self.patch_len) or conv.stride != conv.kernel_size or conv.padding != (0, 0) \
+                or conv.dilation != (1, 1) or getattr(embed, 'dynamic_img_pad', False):
+            return None
+        return conv.weight.flatten(1), conv.bias
+
+    def _prefix_tokens(self, batch: int) -> torch.Tensor:
+        """The [CLS] (and register) tokens with their positions, as ``_pos_embed`` adds them: ``(B, prefix, D)``."""
+        prefix = [t.expand(batch, -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
+        return self.pos_drop(torch.cat(prefix, dim=1) + self.pos_embed[:, :self.num_prefix_tokens])
+
+    @torch.jit.ignore
+    def forward_masked(
+            self,
+            x: torch.Tensor,
+            ids_keep: Optional[torch.Tensor],
+            with_prefix: bool = False,
+    ) -> torch.Tensor:
+        """``forward_features`` on a subset of the patches: only the kept ones are embedded and encoded.
+
+        The masked pass of MAE-style pretraining (and of the shared-pass hybrids' [CLS] tasks). It holds no
+        parameters of its own: the pretraining wrappers choose ``ids_keep`` and keep their decoders.
+
+        Args:
+            x: ``(B, leads, L)`` or ``(B, leads, 1, L)`` ECGs, L a multiple of the patch length.
+            ids_keep: ``(B, K)`` indices of the patches to encode, in the order wanted out; None keeps all.
+            with_prefix: Also encode the [CLS] (and register) tokens, first in the output (MAE's own pass leaves
+                them out).
+
+        Returns:
+            ``(B, [prefix +] K, D)`` normed tokens. With ``ids_keep=None`` and ``with_prefix=True`` this equals
+            ``forward_features(x)``.
+        """
+        tokens = self.embed_patches(x, ids_keep)
+        if with_prefix and self.num_prefix_tokens > 0:
+            tokens = torch.cat([self._prefix_tokens(tokens.shape[0]), tokens], dim=1)
+        tokens = self.norm_pre(tokens)
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            tokens = checkpoint_seq(self.blocks, tokens)  # honour set_grad_checkpointing(), as forward_features does
+        else:
+            tokens = self.blocks(tokens)
+        return self.norm(tokens)
 
     @torch.jit.ignore
     def set_input_size(
