@@ -167,8 +167,8 @@ def _missing_weights_message(variant: str, cfg: Any, tried: list) -> str:
     lines.append(
         f"To get weights: pretrain your own (`ecgvit pretrain ...`) and load them with "
         f"create_model('local-dir:/path/to/dir', pretrained=True) or pretrained_cfg_overlay=dict(file="
-        f"'model.safetensors'); or put model.safetensors under {weights_dir() / variant}/ (the folder is "
-        f"$ECGVIT_WEIGHTS_DIR/<name>/ when that variable is set)"
+        f"'model.safetensors'); or put model.safetensors under {weights_dir() / variant}/ (set $ECGVIT_WEIGHTS_DIR "
+        f"to a folder holding <name>/model.safetensors; a git checkout's weights/ is found with `pip install -e .`)"
         + (f"; or download once online with `huggingface-cli download {repo}`" if cfg.hf_hub_id else '') + '.')
     return ' '.join(lines)
 
