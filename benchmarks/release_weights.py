@@ -14,7 +14,7 @@ rhythm with the pretrained encoders passed as ``--checkpoint`` rows beside the r
 checks whether bf16 storage changes the linear-probe AUROC by more than 0.002.
 
 Step 3 (``ship``) writes ``weights/<model>/{model.safetensors, config.json, README.md, loss_curve.png}``, the
-registry's sha256 table ``ecgvit/models/_weights.py`` and the README's "Pretrained models" table, all generated from
+registry's sha256 table ``ecgvit/weights_sha256.py`` and the README's "Pretrained models" table, all generated from
 the run and evaluation outputs (nothing typed by hand).
 
 Usage:
@@ -346,7 +346,7 @@ def ship(args: argparse.Namespace) -> None:
         _loss_curve(run / 'metrics.csv', out / 'loss_curve.png', f'{name}: pretraining loss')
         shas[name] = sha256_file(out / 'model.safetensors')
         print(f'{out}: {dtype}, sha256 {shas[name]}')
-    _atomic_write(REPO / 'ecgvit' / 'models' / '_weights.py', _registry(shas))
+    _atomic_write(REPO / 'ecgvit' / 'weights_sha256.py', _registry(shas))
     readme = REPO / 'README.md'
     text = readme.read_text()
     if TABLE_START in text and TABLE_END in text:

@@ -3,7 +3,11 @@ import difflib
 from typing import Any, List
 
 import timm
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
+
+from ecgvit.errors import PretrainedWeightsError
+from ecgvit.weights import hub_download
 
 __all__ = ['create_model', 'list_models', 'UnknownModelError']
 
@@ -30,7 +34,7 @@ def list_models(filter: str = '', pretrained: bool = False) -> List[str]:
 def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """Create an ECG encoder by name, exactly as ``timm.create_model`` would once ``ecgvit`` is imported.
 
-    Also accepts timm's ``hf-hub:org/name`` and ``local-dir:/path`` sources (see :mod:`ecgvit.hub`).
+    Also accepts timm's ``hf-hub:org/name`` and ``local-dir:/path`` sources (see :mod:`ecgvit.weights`).
 
     Args:
         model_name: A registered name (see :func:`list_models`), optionally ``name.tag``, or a hub/local source.
@@ -64,11 +68,9 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
 
 
 def _create_from_hub(model_name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
-
-    from ecgvit.hub import PretrainedWeightsError
-
     repo_id = model_name.split(':', 1)[1]
+    # Fetch config.json first with ecgvit's bounded download: timm's own call would retry a silent Hub for minutes.
+    hub_download(repo_id, 'config.json')
     try:
         return timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except (LocalEntryNotFoundError, EntryNotFoundError, HfHubHTTPError, OSError) as e:

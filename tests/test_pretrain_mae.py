@@ -5,7 +5,6 @@ import torch
 import ecgvit
 from ecgvit.pretrain.mae import (
     MaeBranch,
-    embed_patches,
     encode_masked,
     masking_ids,
     patchify,
@@ -97,7 +96,7 @@ def test_grad_checkpointing_gives_the_same_loss_and_gradients():
 
 def _reference_kept_tokens(enc, x, ids_keep):
     """The plain path: convolve every patch, add every position, then gather the kept tokens."""
-    tokens = embed_patches(enc, x)
+    tokens = enc.embed_patches(x)
     return torch.gather(tokens, 1, ids_keep[:, :, None].expand(-1, -1, tokens.shape[-1]))
 
 
@@ -107,11 +106,11 @@ def test_kept_patch_embedding_matches_embedding_everything(length):
     x = torch.randn(3, 12, length)
     num = length // 25
     ids_keep, mask, _ = masking_ids(3, num, 0.7, x.device, torch.Generator().manual_seed(0))
-    fast = embed_patches(enc, x, ids_keep)
+    fast = enc.embed_patches(x, ids_keep)
     ref = _reference_kept_tokens(enc, x, ids_keep)
     assert fast.shape == (3, round(num * 0.3), 32)
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(embed_patches(enc, x.unsqueeze(2), ids_keep), fast)  # (B, C, 1, L) input
+    torch.testing.assert_close(enc.embed_patches(x.unsqueeze(2), ids_keep), fast)  # (B, C, 1, L) input
     # The gradients reach the conv weights exactly as through the convolution.
     g_fast = torch.autograd.grad(fast.square().sum(), enc.patch_embed.proj.weight)[0]
     g_ref = torch.autograd.grad(ref.square().sum(), enc.patch_embed.proj.weight)[0]
@@ -124,10 +123,10 @@ def test_kept_patch_embedding_falls_back_for_other_patch_embeddings():
     enc = ecgvit.create_model('ecg_vit_tiny', **TINY)
     x = torch.randn(2, 12, 250)
     ids_keep = torch.tensor([[0, 3, 7], [9, 1, 2]])
-    plain = embed_patches(enc, x, ids_keep)
+    plain = enc.embed_patches(x, ids_keep)
     # Padded, the convolution is no longer one linear map per patch (still 10 tokens): the module itself must run.
     enc.patch_embed.proj.padding = (0, 1)
-    padded = embed_patches(enc, x, ids_keep)
+    padded = enc.embed_patches(x, ids_keep)
     torch.testing.assert_close(padded, _reference_kept_tokens(enc, x, ids_keep))
     assert not torch.allclose(padded, plain, atol=1e-3)
 

@@ -5,7 +5,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ecgvit.pretrain import create_pretrainer
-from ecgvit.pretrain.mae import embed_patches, encode_tokens, prepend_prefix
 from ecgvit.pretrain.nextclip import NextclipBranch
 
 TINY = dict(embed_dim=64, depth=2, num_heads=4, img_size=500)
@@ -34,13 +33,15 @@ def _token_counts(module: torch.nn.Module) -> list:
     return counts
 
 
-def test_prefix_helpers_reproduce_forward_features():
+def test_the_masked_forward_with_every_patch_is_forward_features():
     model = _tiny('mae_moco')
     enc = model.encoder.eval()
     x = torch.randn(2, 12, 500)
     with torch.no_grad():
-        ours = encode_tokens(enc, prepend_prefix(enc, embed_patches(enc, x)))
-        assert torch.allclose(ours, enc.forward_features(x), atol=1e-6)
+        assert torch.allclose(enc.forward_masked(x, None, with_prefix=True), enc.forward_features(x), atol=1e-6)
+        # Every patch kept, in order, through the kept-patch embedding: the same tokens again.
+        ids_all = torch.arange(20).expand(2, -1)
+        assert torch.allclose(enc.forward_masked(x, ids_all, with_prefix=True), enc.forward_features(x), atol=1e-5)
 
 
 @pytest.mark.parametrize('method', list(KW))
@@ -74,7 +75,8 @@ def test_moco_query_is_the_mae_pass_cls():
     model = _tiny('mae_moco').eval()  # eval: no momentum or queue update between the two computations
     x = torch.randn(4, 12, 500)
     seen = {}
-    model.moco.register_forward_hook(lambda m, args, kw, out: seen.update(q=out[1]), with_kwargs=True)
+    scored = model.moco.contrastive_loss
+    model.moco.contrastive_loss = lambda q, k: seen.update(q=q) or scored(q, k)
     with torch.no_grad():
         model(x, generator=torch.Generator().manual_seed(3))
         latent, _, _ = model.mae.forward_encoder(model.encoder, x, torch.Generator().manual_seed(3), with_prefix=True)

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 import ecgvit
-from ecgvit.hub import CheckpointError, load_weights_file, sha256_file, weights_dir
-from ecgvit.models._weights import WEIGHTS_SHA256
+from ecgvit.weights import WEIGHTS_SHA256, CheckpointError, load_weights_file, sha256_file, weights_dir
 
 SHIPPED = ('ecg_vit_mae_moco', 'ecg_vit_mae_nextclip')
 

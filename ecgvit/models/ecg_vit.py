@@ -8,9 +8,12 @@ standard pre-norm transformer.
 Subclassing timm's ``VisionTransformer`` keeps timm's whole model contract (registry, ``build_model_with_cfg``,
 ``forward_features`` / ``forward_head``, ``forward_intermediates``, ``features_only``, grad checkpointing, Hub
 helpers). Only what ECG needs is overridden: 3-D ``(B, 12, L)`` input, a clear error for lengths that do not divide
-into patches, and positional embeddings resampled along time only (never as a square image).
+into patches, and positional embeddings resampled along time only (never as a square image). One method is added:
+``forward_masked``, the encoder on a subset of its patches (embedding only the kept ones), which the MAE-style
+pretraining wrappers call; it holds no parameters and stays out of the TorchScript / FX path of ``forward``.
 """
 import dataclasses
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -18,8 +21,9 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from timm.layers import PatchEmbed, register_notrace_function
-from timm.models import PretrainedCfg, build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import PretrainedCfg, build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models.vision_transformer import VisionTransformer
+from torch import nn
 
 from ecgvit.constants import (
     DEFAULT_DURATION_S,
@@ -29,10 +33,13 @@ from ecgvit.constants import (
     NUM_LEADS,
     PATCH_SIZE,
 )
+from ecgvit.errors import CheckpointError
+from ecgvit.weights import WEIGHTS_SHA256, resolve_pretrained_weights
 
-from ._weights import WEIGHTS_SHA256
+__all__ = ['EcgVisionTransformer', 'EcgPretrainedCfg', 'resample_pos_embed_1d', 'checkpoint_filter_fn',
+           'to_ecg_pretrained_cfg']
 
-__all__ = ['EcgVisionTransformer', 'EcgPretrainedCfg', 'resample_pos_embed_1d', 'checkpoint_filter_fn']
+_logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +57,21 @@ class EcgPretrainedCfg(PretrainedCfg):
     sha256: Optional[str] = None  # of the weight file; checked before loading
     hub_repo_id: Optional[str] = None  # where the weights are (to be) published; not a download source until set
     pretrain_method: Optional[str] = None
+
+
+def to_ecg_pretrained_cfg(cfg: Any) -> Any:
+    """Turn a cfg dict (e.g. read from ``config.json``) into an ``EcgPretrainedCfg``, dropping unknown keys.
+
+    Anything that is not a dict (None, a tag string, a cfg instance) is returned unchanged.
+    """
+    if not isinstance(cfg, dict):
+        return cfg
+    names = {f.name for f in dataclasses.fields(EcgPretrainedCfg)}
+    unknown = sorted(set(cfg) - names)
+    if unknown:
+        _logger.debug('Ignoring unknown pretrained cfg keys: %s', unknown)
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k in names}
+    return EcgPretrainedCfg(**values)
 
 
 @register_notrace_function
@@ -206,6 +228,93 @@ class EcgVisionTransformer(VisionTransformer):
         return self.pos_drop(x)
 
     @torch.jit.ignore
+    def embed_patches(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Patch tokens with their positions, without the prefix tokens: all of them, or only the kept ones.
+
+        Args:
+            x: ``(B, leads, L)`` or ``(B, leads, 1, L)`` ECGs, L a multiple of the patch length.
+            ids_keep: Optional ``(B, K)`` patch indices; only those patches are embedded, in that order.
+
+        Returns:
+            ``(B, N, D)`` tokens, or ``(B, K, D)`` with ``ids_keep`` (positional dropout applied, as in
+            ``forward_features``).
+        """
+        proj = self._patch_linear()
+        if ids_keep is None or proj is None:
+            tokens = self.patch_embed(x)  # (B, N, D)
+            pos = resample_pos_embed_1d(self.pos_embed, tokens.shape[1], self.num_prefix_tokens)
+            tokens = tokens + pos[:, self.num_prefix_tokens:]
+            if ids_keep is not None:
+                tokens = torch.gather(tokens, 1, ids_keep[:, :, None].expand(-1, -1, tokens.shape[-1]))
+            return self.pos_drop(tokens)
+        # The patch embedding is a (1, P) convolution with stride P, i.e. one linear map per patch: apply it to the
+        # kept patches only. At MAE's mask ratio this skips three quarters of the embedding and of the positional
+        # add, and the (B, D, N) -> (B, N, D) copy of every token (7% of a shared-pass MAE-MoCo step on a 2-core CPU).
+        weight, bias = proj
+        patch_len = self.patch_len
+        x = ecg_to_4d(x, patch_len)  # (B, C, 1, L), L checked against the patch length as patch_embed checks it
+        batch, chans, length = x.shape[0], x.shape[1], x.shape[-1]
+        num = length // patch_len
+        patches = x.reshape(batch, chans, num, patch_len)[torch.arange(batch, device=x.device)[:, None], :, ids_keep]
+        tokens = self.patch_embed.norm(F.linear(patches.flatten(2), weight, bias))  # (B, K, D)
+        pos = resample_pos_embed_1d(self.pos_embed, num, self.num_prefix_tokens)[0, self.num_prefix_tokens:]
+        return self.pos_drop(tokens + pos[ids_keep])
+
+    def _patch_linear(self) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """The patch embedding as a ``(D, C * P)`` linear map, or None when it is not a plain non-overlapping conv.
+
+        The flattened conv weight is lead-major inside a patch. Modules with hooks (feature hooks, old-style weight
+        norm, adapters) or a replaced / re-configured convolution return None: only running the module honours them.
+        """
+        embed = self.patch_embed
+        conv = getattr(embed, 'proj', None)
+        if not isinstance(conv, nn.Conv2d) or not getattr(embed, 'flatten', True) or conv.groups != 1:
+            return None
+        if any(m._forward_hooks or m._forward_pre_hooks for m in (embed, conv)):
+            return None
+        if conv.kernel_size != (1, self.patch_len) or conv.stride != conv.kernel_size or conv.padding != (0, 0) \
+                or conv.dilation != (1, 1) or getattr(embed, 'dynamic_img_pad', False):
+            return None
+        return conv.weight.flatten(1), conv.bias
+
+    def _prefix_tokens(self, batch: int) -> torch.Tensor:
+        """The [CLS] (and register) tokens with their positions, as ``_pos_embed`` adds them: ``(B, prefix, D)``."""
+        prefix = [t.expand(batch, -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
+        return self.pos_drop(torch.cat(prefix, dim=1) + self.pos_embed[:, :self.num_prefix_tokens])
+
+    @torch.jit.ignore
+    def forward_masked(
+            self,
+            x: torch.Tensor,
+            ids_keep: Optional[torch.Tensor],
+            with_prefix: bool = False,
+    ) -> torch.Tensor:
+        """``forward_features`` on a subset of the patches: only the kept ones are embedded and encoded.
+
+        The masked pass of MAE-style pretraining (and of the shared-pass hybrids' [CLS] tasks). It holds no
+        parameters of its own: the pretraining wrappers choose ``ids_keep`` and keep their decoders.
+
+        Args:
+            x: ``(B, leads, L)`` or ``(B, leads, 1, L)`` ECGs, L a multiple of the patch length.
+            ids_keep: ``(B, K)`` indices of the patches to encode, in the order wanted out; None keeps all.
+            with_prefix: Also encode the [CLS] (and register) tokens, first in the output (MAE's own pass leaves
+                them out).
+
+        Returns:
+            ``(B, [prefix +] K, D)`` normed tokens. With ``ids_keep=None`` and ``with_prefix=True`` this equals
+            ``forward_features(x)``.
+        """
+        tokens = self.embed_patches(x, ids_keep)
+        if with_prefix and self.num_prefix_tokens > 0:
+            tokens = torch.cat([self._prefix_tokens(tokens.shape[0]), tokens], dim=1)
+        tokens = self.norm_pre(tokens)
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            tokens = checkpoint_seq(self.blocks, tokens)  # honour set_grad_checkpointing(), as forward_features does
+        else:
+            tokens = self.blocks(tokens)
+        return self.norm(tokens)
+
+    @torch.jit.ignore
     def set_input_size(
             self,
             img_size: Optional[Union[int, Tuple[int, int]]] = None,
@@ -241,6 +350,9 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: EcgVisionTr
     classifier head that does not fit the model's (so a fine-tuned checkpoint loads as an encoder and vice versa).
 
     Accepts plain encoder state dicts and those saved from a pretraining wrapper (keys under ``encoder.``).
+
+    Raises:
+        CheckpointError: the encoder tensors do not fit ``model`` (other sizes, missing or extra tensors).
     """
     if 'state_dict' in state_dict:
         state_dict = state_dict['state_dict']
@@ -255,41 +367,43 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: EcgVisionTr
             # A classifier trained for other classes (or none wanted): the encoder loads, the head stays fresh.
             continue
         out[k] = v
+    _check_fits(out, model_sd, getattr(model, 'pretrained_cfg', {}).get('architecture') or type(model).__name__)
     return out
+
+
+def _check_fits(state_dict: Dict[str, torch.Tensor], model_sd: Dict[str, torch.Tensor], name: str) -> None:
+    """Raise a CheckpointError naming every encoder tensor whose presence or shape differs from the model's."""
+    first_conv = 'patch_embed.proj.weight'
+    wrong = []
+    for k, v in state_dict.items():
+        want = model_sd.get(k)
+        if want is None:
+            wrong.append(f'unexpected {k}')
+        elif v.shape != want.shape and not (k == first_conv and v.shape[:1] + v.shape[2:] == want.shape[:1]
+                                            + want.shape[2:]):  # another lead count: timm adapts the conv
+            wrong.append(f'{k} is {tuple(v.shape)}, the model has {tuple(want.shape)}')
+    wrong += [f'missing {k}' for k in model_sd if k not in state_dict and not k.startswith('head.')]
+    if wrong:
+        raise CheckpointError(
+            f'The checkpoint does not fit {name} with these arguments: {"; ".join(wrong[:4])}'
+            f'{f" (and {len(wrong) - 4} more)" if len(wrong) > 4 else ""}. Check that the weights were saved from '
+            f'the same architecture (embed_dim, depth, patch_size) and pass matching kwargs.')
 
 
 def _create_ecg_vit(variant: str, pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
     if kwargs.get('img_size') is not None:
         kwargs['img_size'] = (1, _as_length(kwargs['img_size']))
-    # Local import: hub resolves and checks weight files and imports nothing from here at module load.
-    from ecgvit.hub import CheckpointError, resolve_pretrained_weights, to_ecg_pretrained_cfg
-    if isinstance(kwargs.get('pretrained_cfg'), dict):
-        # cfg dicts come from config.json (local-dir: / hf-hub:) and carry the ECG fields timm's dataclass lacks
-        kwargs['pretrained_cfg'] = to_ecg_pretrained_cfg(kwargs['pretrained_cfg'])
-    if pretrained:
+    # cfg dicts come from config.json (local-dir: / hf-hub:) and carry the ECG fields timm's dataclass lacks.
+    kwargs['pretrained_cfg'] = to_ecg_pretrained_cfg(kwargs.get('pretrained_cfg'))
+    if pretrained:  # ecgvit's lookup (local weights/, sha256) hands timm the verified state dict
         kwargs['pretrained_cfg_overlay'] = resolve_pretrained_weights(
-            variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
+            variant, kwargs['pretrained_cfg'], kwargs.get('pretrained_cfg_overlay'))
     # timm's ViT default is the last 3 blocks; shallower test-size variants get all of theirs.
     out_indices = kwargs.pop('out_indices', min(3, kwargs.get('depth', 3)))
-    try:
-        model = build_model_with_cfg(
-            EcgVisionTransformer,
-            variant,
-            pretrained,
-            pretrained_filter_fn=checkpoint_filter_fn,
-            feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
-            **kwargs,
-        )
-    except RuntimeError as e:
-        if pretrained and ('size mismatch' in str(e) or 'Missing key' in str(e) or 'Unexpected key' in str(e)):
-            raise CheckpointError(
-                f'The checkpoint does not fit {variant} with these arguments: {e}. Check that the weights were '
-                f'saved from the same architecture (embed_dim, depth, patch_size) and pass matching kwargs.') from e
-        raise
-    # The loaded tensors now live in the model; do not keep a second reference to them in the cfg.
-    for cfg in (getattr(model, 'pretrained_cfg', None), getattr(model, 'default_cfg', None)):
-        if isinstance(cfg, dict):
-            cfg.pop('state_dict', None)
+    model = build_model_with_cfg(
+        EcgVisionTransformer, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'), **kwargs)
+    model.pretrained_cfg.pop('state_dict', None)  # the tensors live in the model now; the cfg keeps no second copy
     return model
 
 

@@ -5,6 +5,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from torch import nn
 
 from ecgvit.data.augment import default_ecg_augment
+from ecgvit.models.ecg_vit import EcgVisionTransformer
 from ecgvit.pretrain.centerclip import CenterclipBranch
 from ecgvit.pretrain.hybrid import HybridPretrainer
 from ecgvit.pretrain.mae import MaeBranch
@@ -84,12 +85,10 @@ def split_method(name: str) -> Tuple[str, Dict[str, Any]]:
 
 
 def _check_encoder(encoder: nn.Module) -> None:
-    needed = ('patch_embed', 'pos_embed', 'cls_token', 'blocks', 'norm', 'norm_pre', 'pos_drop', 'embed_dim',
-              'num_prefix_tokens', 'patch_len', 'forward_features')
-    missing = [n for n in needed if not hasattr(encoder, n)]
-    if missing:
-        raise TypeError(f'Encoder {type(encoder).__name__} lacks {missing}: pass an ecgvit encoder '
-                        f'(ecgvit.create_model(...)) or a registered name such as "ecg_vit_mae_moco".')
+    if not isinstance(encoder, EcgVisionTransformer):
+        raise TypeError(f'Encoder {type(encoder).__name__} is not an ecgvit encoder: the pretraining methods need '
+                        f'EcgVisionTransformer.forward_masked. Pass ecgvit.create_model(...) or a registered name '
+                        f'such as "ecg_vit_mae_moco".')
     if encoder.cls_token is None:
         raise ValueError('The encoder has no [CLS] token (class_token=False); MoCo and Nextclip read [CLS]. Create it '
                          'with class_token=True (the default).')

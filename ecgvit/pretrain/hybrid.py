@@ -188,7 +188,7 @@ class HybridPretrainer(nn.Module):
             out['loss_mae'] = loss_mae
             total = total + self.alpha * loss_mae
         if self.moco is not None:
-            loss_moco, _, _ = self.moco(self.encoder, None, self._view(x, generator), cls_q=cls, generator=generator)
+            loss_moco, _, _ = self.moco.forward_from_cls(self.encoder, cls, self._view(x, generator), generator)
             out['loss_moco'] = loss_moco
             total = total + loss_moco
         else:

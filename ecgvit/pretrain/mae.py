@@ -7,19 +7,18 @@ shared encoder. A one-block decoder (seed: Linear 512 -> 256, a learnable [mask]
 positions back in, and the loss is the MSE on the masked patches only.
 
 The split into :func:`random_masking`, ``forward_encoder``, ``forward_decoder`` and ``forward_loss`` follows
-facebookresearch/mae; the encoder is not owned here but passed in, so one encoder can serve several branches.
+facebookresearch/mae; the encoder is not owned here but passed in, so one encoder can serve several branches. The
+masked pass itself (embedding and encoding only the kept patches) is the encoder's own
+:meth:`~ecgvit.models.ecg_vit.EcgVisionTransformer.forward_masked`; this module only chooses which patches to keep.
 """
 from typing import Optional, Tuple
 
 import torch
-from timm.models import checkpoint_seq
-from timm.models.vision_transformer import Block
 from torch import nn
 
-from ecgvit.models.ecg_vit import ecg_to_4d, resample_pos_embed_1d
+from ecgvit.pretrain.decoder import LightDecoder
 
-__all__ = ['patchify', 'unpatchify', 'masking_ids', 'random_masking', 'MaeDecoder', 'MaeBranch', 'embed_patches',
-           'prepend_prefix', 'encode_masked', 'encode_tokens']
+__all__ = ['patchify', 'unpatchify', 'masking_ids', 'random_masking', 'encode_masked', 'MaeDecoder', 'MaeBranch']
 
 
 def patchify(x: torch.Tensor, patch_len: int) -> torch.Tensor:
@@ -110,78 +109,6 @@ def random_masking(
     return x_kept, mask, ids_restore
 
 
-def embed_patches(encoder: nn.Module, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Patch tokens with their positions, without the prefix tokens: all of them, or only the kept ones.
-
-    Args:
-        encoder: An ecgvit encoder.
-        x: ``(B, C, L)`` ECGs, L a multiple of the patch length.
-        ids_keep: Optional ``(B, K)`` patch indices; only those patches are embedded, in that order.
-
-    Returns:
-        ``(B, N, D)`` tokens, or ``(B, K, D)`` with ``ids_keep`` (positional dropout applied, as the encoder does).
-    """
-    proj = _patch_projection(encoder)
-    if ids_keep is None or proj is None:
-        tokens = encoder.patch_embed(x)  # (B, N, D)
-        pos = resample_pos_embed_1d(encoder.pos_embed, tokens.shape[1], encoder.num_prefix_tokens)
-        tokens = tokens + pos[:, encoder.num_prefix_tokens:]
-        if ids_keep is not None:
-            tokens = torch.gather(tokens, 1, ids_keep[:, :, None].expand(-1, -1, tokens.shape[-1]))
-        return encoder.pos_drop(tokens)
-    # The patch embedding is a (1, P) convolution with stride P, i.e. one linear map per patch: apply it to the
-    # kept patches only. At the seed's mask ratio this skips three quarters of the embedding and of the positional
-    # add, and the (B, D, N) -> (B, N, D) copy of every token (7% of a shared-pass MAE-MoCo step on a 2-core CPU).
-    weight, bias = proj
-    patch_len = encoder.patch_len
-    x = ecg_to_4d(x, patch_len)  # (B, C, 1, L), L checked against the patch length as the encoder checks it
-    batch, chans, length = x.shape[0], x.shape[1], x.shape[-1]
-    num = length // patch_len
-    patches = x.reshape(batch, chans, num, patch_len)[torch.arange(batch, device=x.device)[:, None], :, ids_keep]
-    tokens = encoder.patch_embed.norm(nn.functional.linear(patches.flatten(2), weight, bias))  # (B, K, D)
-    pos = resample_pos_embed_1d(encoder.pos_embed, num, encoder.num_prefix_tokens)[0, encoder.num_prefix_tokens:]
-    return encoder.pos_drop(tokens + pos[ids_keep])
-
-
-def _patch_projection(encoder: nn.Module) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-    """The patch embedding as a ``(D, C * P)`` linear map, or None when it is not a plain non-overlapping conv.
-
-    The flattened conv weight is lead-major inside a patch, the layout :func:`patchify` uses. Modules with hooks
-    (feature hooks, old-style weight norm, adapters) return None: only running the modules themselves honours them.
-    """
-    embed = encoder.patch_embed
-    conv = getattr(embed, 'proj', None)
-    if not isinstance(conv, nn.Conv2d) or not getattr(embed, 'flatten', True) or conv.groups != 1:
-        return None
-    if any(m._forward_hooks or m._forward_pre_hooks for m in (embed, conv)):
-        return None
-    if conv.kernel_size != (1, encoder.patch_len) or conv.stride != conv.kernel_size or conv.padding != (0, 0) \
-            or conv.dilation != (1, 1) or getattr(embed, 'dynamic_img_pad', False):
-        return None
-    return conv.weight.flatten(1), conv.bias
-
-
-def prepend_prefix(encoder: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """Put the encoder's [CLS] (and register) tokens, with their positions, in front of the patch tokens.
-
-    The same prefix the encoder's own ``forward_features`` adds, so a masked pass can still read [CLS].
-
-    Args:
-        encoder: An ecgvit encoder.
-        tokens: ``(B, T, D)`` patch tokens (any subset, positions added).
-
-    Returns:
-        ``(B, num_prefix_tokens + T, D)``; ``tokens`` unchanged for an encoder without prefix tokens.
-    """
-    num_prefix = encoder.num_prefix_tokens
-    if num_prefix == 0:
-        return tokens
-    prefix = [t.expand(tokens.shape[0], -1, -1) for t in (encoder.cls_token, getattr(encoder, 'reg_token', None))
-              if t is not None]
-    prefix = torch.cat(prefix, dim=1) + encoder.pos_embed[:, :num_prefix]  # ecgvit encoders embed the prefix too
-    return torch.cat([encoder.pos_drop(prefix), tokens], dim=1)
-
-
 def encode_masked(
         encoder: nn.Module,
         x: torch.Tensor,
@@ -190,61 +117,27 @@ def encode_masked(
         noise: Optional[torch.Tensor] = None,
         with_prefix: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Embed ``(B, C, L)``, keep a random ``1 - mask_ratio`` of the patches, and encode only those.
+    """Draw a random mask over ``x``'s patches (:func:`masking_ids`) and encode the kept ones with
+    ``encoder.forward_masked``.
 
     Args:
         encoder: An ecgvit encoder.
-        x: ``(B, C, L)`` ECGs.
+        x: ``(B, C, L)`` or ``(B, C, 1, L)`` ECGs.
         mask_ratio: Fraction of patches dropped.
         generator: Random generator on ``x``'s device.
-        noise: Optional ``(B, N)`` ranking for :func:`random_masking`.
+        noise: Optional ``(B, N)`` ranking (see :func:`masking_ids`).
         with_prefix: Also encode the [CLS] (and register) tokens, first in the output.
 
     Returns:
-        ``latent`` ``(B, prefix + N_keep, D)``, ``mask`` ``(B, N)`` (1 = masked), ``ids_restore`` ``(B, N)``.
+        ``latent`` ``(B, [prefix +] N_keep, D)``, ``mask`` ``(B, N)`` (1 = masked), ``ids_restore`` ``(B, N)``.
     """
-    if x.dim() == 4:
-        x = x.squeeze(2)
-    if _patch_projection(encoder) is None:  # a patch embedding of another kind: embed everything, then mask
-        kept, mask, ids_restore = random_masking(embed_patches(encoder, x), mask_ratio, generator, noise)
-    else:
-        num = x.shape[-1] // encoder.patch_len
-        ids_keep, mask, ids_restore = masking_ids(x.shape[0], num, mask_ratio, x.device, generator, noise)
-        kept = embed_patches(encoder, x, ids_keep)
-        mask = mask.to(kept.dtype)  # the tokens' dtype, as random_masking gives
-    if with_prefix:
-        kept = prepend_prefix(encoder, kept)
-    return encode_tokens(encoder, kept), mask, ids_restore
+    ids_keep, mask, ids_restore = masking_ids(x.shape[0], x.shape[-1] // encoder.patch_len, mask_ratio, x.device,
+                                              generator, noise)
+    latent = encoder.forward_masked(x, ids_keep, with_prefix=with_prefix)
+    return latent, mask.to(latent.dtype), ids_restore
 
 
-def encode_tokens(encoder: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """Run ``(B, T, D)`` tokens (positions already added) through the encoder's blocks and final norm."""
-    x = encoder.norm_pre(tokens)
-    if getattr(encoder, 'grad_checkpointing', False) and torch.is_grad_enabled():
-        x = checkpoint_seq(encoder.blocks, x)  # honour encoder.set_grad_checkpointing(), as forward_features does
-    else:
-        x = encoder.blocks(x)
-    return encoder.norm(x)
-
-
-def decoder_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float) -> nn.Sequential:
-    """The transformer blocks of a light decoder (timm ``Block``, qkv bias, as MAE's decoder)."""
-    return nn.Sequential(*[Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth)])
-
-
-def init_decoder_weights(module: nn.Module) -> None:
-    """MAE's decoder init: xavier-uniform linears with zero bias, unit LayerNorms."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
-class MaeDecoder(nn.Module):
+class MaeDecoder(LightDecoder):
     """The seed's MAE decoder: embed, fill with the [mask] token, add positions, blocks, norm, size matcher.
 
     Args:
@@ -267,21 +160,10 @@ class MaeDecoder(nn.Module):
             decoder_num_heads: int = 8,
             decoder_mlp_ratio: float = 2.0,
     ) -> None:
-        super().__init__()
+        # seed: Linear 512 -> 256, [mask] token (1, 256), pos-embed (144, 256), size matcher to 25 x 12
+        super().__init__(embed_dim, decoder_embed_dim, num_patches, patch_values, decoder_embed_dim, decoder_depth,
+                         decoder_num_heads, decoder_mlp_ratio, mask_token=True)
         self.num_patches = num_patches
-        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))  # seed: [mask] token (1, 256)
-        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, num_patches, decoder_embed_dim))  # seed: (144, 256)
-        self.decoder_blocks = decoder_blocks(decoder_embed_dim, decoder_depth, decoder_num_heads, decoder_mlp_ratio)
-        self.decoder_norm = nn.LayerNorm(decoder_embed_dim)
-        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_values)  # seed: "size matcher" to 25 x 12
-        self.init_weights()
-
-    def init_weights(self) -> None:
-        # MAE's init: small normal for tokens and positions, xavier for linears.
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
-        nn.init.trunc_normal_(self.decoder_pos_embed, std=0.02)
-        init_decoder_weights(self)
 
     def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """Predict every patch from the kept tokens.
@@ -299,10 +181,7 @@ class MaeDecoder(nn.Module):
         mask_tokens = self.mask_token.to(x.dtype).expand(batch, num - num_keep, dim)
         x = torch.cat([x, mask_tokens], dim=1)  # (B, N, Dd) kept-then-masked
         x = torch.gather(x, 1, ids_restore[:, :, None].expand(-1, -1, dim))  # original order
-        x = x + resample_pos_embed_1d(self.decoder_pos_embed, num, num_prefix_tokens=0)
-        x = self.decoder_blocks(x)
-        x = self.decoder_norm(x)
-        return self.decoder_pred(x)  # (B, N, C*P)
+        return self.decode(x)  # (B, N, C*P)
 
 
 class MaeBranch(nn.Module):

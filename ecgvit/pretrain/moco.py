@@ -12,9 +12,9 @@ keys are all-gathered before they are enqueued, and ``sync_bn=True`` makes the h
 single process needs no process group.
 
 The seed's views are full records (145 tokens each), so the query pass costs four MAE encoder passes. The shared-pass
-MAE-MoCo (:class:`~ecgvit.pretrain.hybrid.HybridPretrainer`, the default of ``create_pretrainer('mae_moco')``) instead
-hands ``forward`` the [CLS] output of the MAE pass as the query and sets ``key_mask_ratio`` so the key view is masked
-like the MAE input; MoCo alone (``'moco'``) and ``shared_pass=False`` keep the seed's full views.
+MAE-MoCo (:class:`~ecgvit.pretrain.hybrid.HybridPretrainer` with ``shared_pass=True``) instead calls
+:meth:`MocoBranch.forward_from_cls` with the [CLS] output of the MAE pass as the query, and sets ``key_mask_ratio`` so
+the key view is masked like the MAE input; :meth:`MocoBranch.forward` takes the seed's two full views.
 """
 import copy
 from typing import Optional, Tuple
@@ -171,28 +171,53 @@ class MocoBranch(nn.Module):
     def forward(
             self,
             encoder: nn.Module,
-            x_q: Optional[torch.Tensor],
+            x_q: torch.Tensor,
             x_k: torch.Tensor,
-            cls_q: Optional[torch.Tensor] = None,
             generator: Optional[torch.Generator] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One MoCo step. In training mode this also updates the key side (first) and the queue (last).
+        """One MoCo step on two full views. In training mode this also updates the key side and the queue.
 
         Args:
             encoder: The query encoder.
-            x_q: ``(B, C, L)`` query view; ignored (may be None) when ``cls_q`` is given.
+            x_q: ``(B, C, L)`` query view.
             x_k: ``(B, C, L)`` key view (an independent augmentation draw of the same records).
-            cls_q: The query's encoded [CLS] ``(B, D)`` when another pass already computed it (shared pass).
             generator: Random generator for the key view's mask (``key_mask_ratio > 0``).
 
         Returns:
             ``(loss, q, k)``.
         """
-        if cls_q is None and x_q is None:
-            raise ValueError('MocoBranch needs a query view x_q or its encoded [CLS] cls_q.')
+        return self._step(encoder, self.forward_query(encoder, x_q), x_k, generator)
+
+    def forward_from_cls(
+            self,
+            encoder: nn.Module,
+            cls_q: torch.Tensor,
+            x_k: torch.Tensor,
+            generator: Optional[torch.Generator] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One MoCo step whose query is a [CLS] another pass already encoded (the shared-pass hybrid's MAE pass).
+
+        Args:
+            encoder: The query encoder (the key side follows it).
+            cls_q: ``(B, D)`` the query's encoded [CLS].
+            x_k: ``(B, C, L)`` key view.
+            generator: Random generator for the key view's mask (``key_mask_ratio > 0``).
+
+        Returns:
+            ``(loss, q, k)``.
+        """
+        return self._step(encoder, self.project_query(cls_q), x_k, generator)
+
+    def _step(
+            self,
+            encoder: nn.Module,
+            q: torch.Tensor,
+            x_k: torch.Tensor,
+            generator: Optional[torch.Generator],
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.training:
-            self._momentum_update_key_encoder(encoder)  # before the keys, as MoCo v1/v2
-        q = self.project_query(cls_q) if cls_q is not None else self.forward_query(encoder, x_q)
+            # Before the keys, as MoCo v1/v2 (the query above used the encoder and head, which this leaves alone).
+            self._momentum_update_key_encoder(encoder)
         k = self.forward_key(x_k, generator)
         loss = self.contrastive_loss(q, k)
         if self.training:

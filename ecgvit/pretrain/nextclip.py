@@ -30,12 +30,12 @@ from torch import nn
 
 from ecgvit.data.augment import crop_resize
 from ecgvit.data.rpeaks import median_rr_samples
-from ecgvit.pretrain.mae import decoder_blocks, init_decoder_weights
+from ecgvit.pretrain.decoder import LightDecoder
 
 __all__ = ['ClipDecoder', 'NextclipBranch']
 
 
-class ClipDecoder(nn.Module):
+class ClipDecoder(LightDecoder):
     """[CLS] ``(B, D)`` -> clip ``(B, C, clip_len)``: projection to clip tokens, block(s), LayerNorm, linear.
 
     Args:
@@ -60,28 +60,22 @@ class ClipDecoder(nn.Module):
             decoder_num_heads: int = 8,
             decoder_mlp_ratio: float = 2.0,
     ) -> None:
-        super().__init__()
         if clip_len < token_len or clip_len % token_len != 0:
             raise ValueError(f'clip_len {clip_len} must be a positive multiple of the patch length {token_len} '
                              f'(e.g. {max(1, round(clip_len / token_len)) * token_len}).')
+        num_tokens = clip_len // token_len
+        # One [CLS] vector is projected to all the clip's tokens at once.
+        super().__init__(embed_dim, num_tokens * decoder_embed_dim, num_tokens, in_chans * token_len,
+                         decoder_embed_dim, decoder_depth, decoder_num_heads, decoder_mlp_ratio)
         self.clip_len = clip_len
         self.in_chans = in_chans
-        self.num_tokens = clip_len // token_len
+        self.num_tokens = num_tokens
         self.decoder_embed_dim = decoder_embed_dim
-        self.decoder_embed = nn.Linear(embed_dim, self.num_tokens * decoder_embed_dim)
-        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, decoder_embed_dim))
-        self.decoder_blocks = decoder_blocks(decoder_embed_dim, decoder_depth, decoder_num_heads, decoder_mlp_ratio)
-        self.decoder_norm = nn.LayerNorm(decoder_embed_dim)
-        self.decoder_pred = nn.Linear(decoder_embed_dim, in_chans * token_len)
-        nn.init.trunc_normal_(self.decoder_pos_embed, std=0.02)
-        init_decoder_weights(self)
 
     def forward(self, cls: torch.Tensor) -> torch.Tensor:
         batch = cls.shape[0]
         x = self.decoder_embed(cls).reshape(batch, self.num_tokens, self.decoder_embed_dim)  # (B, T, Dd)
-        x = x + self.decoder_pos_embed
-        x = self.decoder_norm(self.decoder_blocks(x))
-        x = self.decoder_pred(x)  # (B, T, C*P), lead-major inside a token as mae.patchify
+        x = self.decode(x)  # (B, T, C*P), lead-major inside a token as mae.patchify
         x = x.reshape(batch, self.num_tokens, self.in_chans, -1).permute(0, 2, 1, 3)  # (B, C, T, P)
         return x.reshape(batch, self.in_chans, self.clip_len)
 

@@ -26,6 +26,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ecgvit.errors import CheckpointError  # one class for every bad checkpoint; still importable from here
+
 __all__ = ['save_checkpoint', 'load_checkpoint', 'read_checkpoint_state', 'list_checkpoints', 'latest_checkpoint',
            'prune_checkpoints', 'save_best', 'load_best', 'clean_partial', 'get_rng_state', 'set_rng_state',
            'optimizer_to_flat', 'optimizer_from_flat', 'atomic_write_text', 'CheckpointError']
@@ -34,10 +36,6 @@ _STEP_RE = re.compile(r'^step-(\d{8})$')
 _TMP_PREFIX = '.tmp-'
 _TRASH_PREFIX = '.trash-'
 BEST_NAME = 'best.safetensors'
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or does not fit the model it is loaded into."""
 
 
 def _fsync_dir(path: Path) -> None:

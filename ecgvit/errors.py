@@ -1,0 +1,27 @@
+"""ecgvit's exception hierarchy: one class per kind of failure, all under :class:`EcgvitError`.
+
+This module imports nothing from ecgvit, so every layer (weights, models, train, hub, cli) can raise and catch the
+same classes: ``except CheckpointError`` catches a bad weight file from ``create_model(pretrained=True)`` as well as a
+bad training checkpoint from ``--resume``.
+"""
+
+__all__ = ['EcgvitError', 'CheckpointError', 'PretrainedWeightsError']
+
+
+class EcgvitError(Exception):
+    """Base of every error ecgvit raises on purpose (the message names the bad value and the fix)."""
+
+
+class CheckpointError(EcgvitError, ValueError, RuntimeError):
+    """A weight file or training checkpoint exists but is unusable: corrupt, truncated, wrong hash, incomplete, or
+    its tensors do not fit the model.
+
+    Both ``ValueError`` (what ``ecgvit.hub`` raised) and ``RuntimeError`` (what ``ecgvit.train.checkpoint`` raised,
+    and what ``nn.Module.load_state_dict`` raises for a mismatch) are bases, so ``except`` clauses written for
+    either of the two former classes still catch it.
+    """
+
+
+class PretrainedWeightsError(EcgvitError, RuntimeError):
+    """No usable weights could be found for a ``pretrained=True`` request (nothing local, offline, or the Hub
+    could not be reached)."""
