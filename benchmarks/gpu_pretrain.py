@@ -35,7 +35,7 @@ from torch.utils.data import TensorDataset
 
 from ecgvit.pretrain import create_pretrainer
 from ecgvit.train import TrainConfig, train
-from ecgvit.train.loop import compile_blocks, machine_info
+from ecgvit.train.runtime import compile_blocks, machine_info
 from ecgvit.train.optim import create_adam
 
 PTBXL_TRAIN_RECORDS = 17440  # PTB-XL v1.0.3's folds 1-8: about 80% of 21,799 records
@@ -125,7 +125,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument('--peak-n', type=int, default=None, help='matmul size of the bf16 peak (8192; cpu: 1024)')
     parser.add_argument('--workdir', default=None, help='where the epoch run writes its (deleted) outputs')
     parser.add_argument('--compile', action='store_true',
-                        help='torch.compile the transformer blocks (ecgvit.train.loop.compile_blocks), as '
+                        help='torch.compile the transformer blocks (ecgvit.train.runtime.compile_blocks), as '
                              'ecgvit pretrain --compile; on a GPU, where fusing the element-wise ops saves memory '
                              'traffic and launches, this is where it may pay')
     parser.add_argument('--json', default='', help='also write the results to this JSON file')

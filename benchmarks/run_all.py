@@ -156,7 +156,7 @@ def _sibling(name: str) -> ModuleType:
 
 def machine_info() -> Dict[str, Any]:
     """What ``ecgvit.train`` records of a machine, plus the instruction-set flags that decide which dtype is fast."""
-    from ecgvit.train.loop import machine_info as ecgvit_machine_info
+    from ecgvit.train.runtime import machine_info as ecgvit_machine_info
 
     flags: set = set()
     with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:

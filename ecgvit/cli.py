@@ -577,7 +577,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     amp = args.amp
     if args.fast != 'off':
         from ecgvit.inference import optimize_for_inference
-        from ecgvit.train.loop import batch_inputs
+        from ecgvit.train.batch import batch_inputs
 
         if device.type != 'cpu':
             raise CliError('--fast is a CPU path (int8 dynamic quantisation, bf16, compile): add --device cpu, or '
