@@ -22,7 +22,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Dict, Optional, Tuple, Type
 
-__all__ = ['RunOptions', 'DataOptions', 'option', 'add_options', 'options_from_args', 'flag_name']
+__all__ = ['RunOptions', 'DataOptions', 'option', 'add_options', 'options_from_args', 'flag_name',
+           'model_input_defaults']
 
 
 def option(default: Any = None, help: str = '', *, default_factory: Optional[Callable[[], Any]] = None,
@@ -77,6 +78,34 @@ class DataOptions:
     num_samples: Optional[int] = option(None, "Model input length in samples, a multiple of 25 (default: the model's "
                                               'own; 3600 = 10 s at 360 Hz for the seed-size encoders).')
     synthetic_records: int = option(400, "Records generated for 'synthetic'.")
+
+
+def model_input_defaults(model: Any) -> Tuple[float, int]:
+    """The (sampling rate, input length) a model was made for, the defaults of :class:`DataOptions`.
+
+    Read from the model's pretrained cfg: its recorded preprocessing when it has one (weights pretrained by
+    ecgvit), else its ``sampling_rate`` and ``input_size``.
+
+    Args:
+        model: A registered model name or a model with a ``pretrained_cfg``.
+
+    Example:
+        >>> model_input_defaults('ecg_vit_tiny')
+        (360.0, 3600)
+    """
+    from ecgvit.constants import DEFAULT_NUM_SAMPLES, DEFAULT_SAMPLING_RATE
+
+    if isinstance(model, str):
+        from timm.models import get_pretrained_cfg
+
+        found = get_pretrained_cfg(model)
+        cfg = found.to_dict() if found is not None else {}
+    else:
+        cfg = dict(getattr(model, 'pretrained_cfg', None) or {})
+    pp = cfg.get('preprocessing') or {}
+    rate = pp.get('sampling_rate') or cfg.get('sampling_rate') or DEFAULT_SAMPLING_RATE
+    length = pp.get('num_samples') or (cfg.get('input_size') or (DEFAULT_NUM_SAMPLES,))[-1]
+    return float(rate), int(length)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
