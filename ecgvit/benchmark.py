@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from ecgvit.eval.config import FinetuneConfig, ProbeConfig
-from ecgvit.options import DataOptions, RunOptions, model_input_defaults, option
+from ecgvit.options import DataOptions, RunOptions, documented, model_input_defaults, option
 from ecgvit.train.config import TrainConfig
 
 __all__ = ['BenchmarkConfig', 'run_benchmark', 'prepare_data', 'parse_data_spec', 'BASELINES', 'PROTOCOLS',
@@ -49,6 +49,7 @@ PROTOCOLS = ('linear', 'finetune')
 DEFAULT_METHODS = ('random', 'supervised', 'mae', 'moco', 'mae_moco', 'mae_nextclip')
 
 
+@documented
 @dataclass
 class BenchmarkConfig(DataOptions, RunOptions):
     """Settings of a benchmark run (JSON-serialisable; written to ``config.json`` in ``out``).
@@ -68,7 +69,7 @@ class BenchmarkConfig(DataOptions, RunOptions):
     model: str = option('ecg_vit_tiny', 'Encoder architecture for every method (a registered ecgvit name).')
     queue_size: Optional[int] = option(None, 'MoCo queue (default: the largest power of two <= the training set, at '
                                              'most 65536, the seed\'s).')
-    n_boot: int = option(1000, 'Bootstrap resamples for the 95%% CIs of every row (the same for every protocol, so '
+    n_boot: int = option(1000, 'Bootstrap resamples for the 95% CIs of every row (the same for every protocol, so '
                                'rows compare).')
     threads: Optional[int] = option(None, "torch intra-op threads for the run (default: torch's).", cli=False)
     checkpoints: Dict[str, str] = option(

@@ -22,7 +22,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Dict, Optional, Tuple, Type
 
-__all__ = ['RunOptions', 'DataOptions', 'option', 'add_options', 'options_from_args', 'flag_name',
+__all__ = ['RunOptions', 'DataOptions', 'option', 'documented', 'add_options', 'options_from_args', 'flag_name',
            'model_input_defaults']
 
 
@@ -35,17 +35,30 @@ def option(default: Any = None, help: str = '', *, default_factory: Optional[Cal
     return field(default=default, metadata=meta)
 
 
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def documented(cls: Type) -> Type:
+    """Class decorator: append an ``Attributes:`` section built from the fields' help and defaults to the docstring,
+    so the docs are generated from the one declaration too."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        default = _default_of(f)
+        shown = '' if default is None or dataclasses.is_dataclass(default) else f' Default: {default!r}.'
+        lines.append(f'        {f.name}: {f.metadata.get("help", "")}{shown}')
+    cls.__doc__ = (cls.__doc__ or cls.__name__).rstrip() + '\n\n    Attributes:\n' + '\n'.join(lines) + '\n'
+    return cls
+
+
+@documented
 @dataclass
 class RunOptions:
-    """Settings every run has: seed, device, precision, workers, progress bars.
-
-    Attributes:
-        seed: Seed for initialisation, data order, masks, augmentations and the bootstrap.
-        device: 'cpu', 'cuda' or None (CUDA when available).
-        amp: 'auto' (bf16 where a quick transformer-block probe shows it is faster), 'bf16' or 'fp32'.
-        num_workers: DataLoader (and cache-building) worker processes.
-        progress: Show progress bars.
-    """
+    """Settings every run has: seed, device, precision, workers, progress bars."""
     seed: int = option(0, 'Seed for initialisation, data order, masks, augmentations and the bootstrap.')
     device: Optional[str] = option(None, "'cpu' or 'cuda' (default: CUDA when available).")
     amp: str = option('auto', "Mixed precision: 'auto' picks bf16 where a quick transformer-block probe shows it is "
@@ -54,22 +67,14 @@ class RunOptions:
     progress: bool = option(True, 'Show progress bars (--no-progress hides them).')
 
 
+@documented
 @dataclass
 class DataOptions:
-    """Which records a command reads and how they are shaped for the model.
-
-    Attributes:
-        data: Dataset and label set, ``name[:label_set]``.
-        data_dir: Dataset folder (not needed for 'synthetic').
-        cache_dir: Where preprocessed caches go (default: OUTPUT/data).
-        sampling_rate: Model input rate in Hz; None: the model's own (its pretrained cfg), 360 Hz for the seed's.
-        num_samples: Model input length in samples (a multiple of 25); None: the model's own (3600 for the seed's).
-        synthetic_records: Records generated for 'synthetic'.
-    """
+    """Which records a command reads and how they are shaped for the model."""
     data: str = option('synthetic', "Dataset and label set, e.g. 'synthetic' (built in, generated on first use), "
                                     "'ptbxl:superdiagnostic', 'cpsc2018', 'chapman', 'ludb:rhythm', 'cinc', 'folder', "
                                     "or 'pool' (pretraining: every dataset folder under --data-dir, 10-s windows, "
-                                    'duplicates dropped, PTB-XL folds 9-10 held out, 5%% of patients for the '
+                                    'duplicates dropped, PTB-XL folds 9-10 held out, 5% of patients for the '
                                     'validation loss).', metavar='NAME[:LABELS]')
     data_dir: Optional[str] = option(None, 'Dataset folder (not needed for synthetic).', metavar='PATH')
     cache_dir: Optional[str] = option(None, 'Where preprocessed caches go (default: OUTPUT/data).', metavar='PATH')
@@ -139,14 +144,6 @@ def _selected(cls: Type, only: Optional[Collection[str]], skip: Collection[str])
     return tuple(chosen)
 
 
-def _default_of(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
-
-
 def add_options(parser: Any, cls: Type, prefix: str = '', only: Optional[Collection[str]] = None,
                 skip: Collection[str] = (), defaults: Optional[Dict[str, Any]] = None) -> None:
     """Add one flag per field of dataclass ``cls`` to ``parser`` (a parser or an argument group).
@@ -173,6 +170,7 @@ def add_options(parser: Any, cls: Type, prefix: str = '', only: Optional[Collect
         if default not in (None, False, '') and 'default' not in text:
             shown = ','.join(default) if isinstance(default, (list, tuple)) else default
             text += f' [default: {shown}]'
+        text = text.replace('%', '%%')  # argparse formats help with %
         names = [flag] + ([f.metadata['short']] if f.metadata.get('short') and not prefix else [])
         kwargs: Dict[str, Any] = dict(dest=dest, default=None, help=text)
         if tp is bool:

@@ -9,11 +9,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ecgvit.options import RunOptions, option
+from ecgvit.options import RunOptions, documented, option
 
 __all__ = ['FitOptions', 'ProbeConfig', 'FinetuneConfig', 'with_options']
 
 
+@documented
 @dataclass
 class FitOptions(RunOptions):
     """What the probe and fine-tuning share: schedule, early stopping, bootstrap (and :class:`RunOptions`)."""
@@ -25,9 +26,10 @@ class FitOptions(RunOptions):
     plateau_patience: int = option(15, 'ReduceLROnPlateau patience in epochs (seed: 15, as in pretraining).')
     # Longer than the plateau patience, so the schedule gets to lower the rate before the run stops.
     early_stop_patience: int = option(20, 'Early stopping: epochs without a better validation loss.')
-    n_boot: int = option(1000, 'Bootstrap resamples for the test metrics\' 95%% CIs.')
+    n_boot: int = option(1000, 'Bootstrap resamples for the test metrics\' 95% CIs.')
 
 
+@documented
 @dataclass
 class ProbeConfig(FitOptions):
     """Linear probe of a frozen encoder (:func:`ecgvit.eval.linear_probe`): embed once, fit a linear layer."""
@@ -38,6 +40,7 @@ class ProbeConfig(FitOptions):
     normalize: bool = option(True, "Standardise the features with the training split's statistics.")
 
 
+@documented
 @dataclass
 class FinetuneConfig(FitOptions):
     """End-to-end fine-tuning with a new linear head (:func:`ecgvit.eval.finetune`)."""

@@ -6,7 +6,7 @@ the validation loss.
 from dataclasses import dataclass, fields
 from typing import Any, Dict, Optional
 
-from ecgvit.options import RunOptions, option
+from ecgvit.options import RunOptions, documented, option
 
 __all__ = ['TrainConfig', 'resolve_warmup_epochs', 'SEED_WARMUP_EPOCHS', 'AUTO_WARMUP_FRACTION']
 
@@ -31,6 +31,7 @@ def resolve_warmup_epochs(warmup_epochs: Optional[float], epochs: int) -> float:
     return min(SEED_WARMUP_EPOCHS, AUTO_WARMUP_FRACTION * float(epochs))
 
 
+@documented
 @dataclass
 class TrainConfig(RunOptions):
     """Settings of a pretraining run (all JSON-serialisable; written to ``config.json`` beside the outputs).
