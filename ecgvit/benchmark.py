@@ -85,8 +85,8 @@ class BenchmarkConfig(DataOptions, RunOptions):
 
 # The nested fields `ecgvit benchmark` takes as flags (--pretrain-epochs, ...); the rest go through --config FILE.
 NESTED_FLAGS = {'pretrain': ('epochs', 'batch_size', 'lr', 'warmup_epochs'),
-                'probe': ('epochs', 'batch_size', 'lr', 'early_stop_patience'),
-                'finetune': ('epochs', 'batch_size', 'lr', 'layer_decay', 'early_stop_patience')}
+                'probe': ('epochs', 'early_stop_patience'),
+                'finetune': ('epochs', 'lr', 'layer_decay', 'early_stop_patience')}
 
 
 def quick_config(out: str = 'benchmark-quick', **overrides: Any) -> BenchmarkConfig:

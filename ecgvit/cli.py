@@ -54,16 +54,18 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 # (ecgvit.options.add_options): the flags below that are written out by hand belong to the command line alone.
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, run: bool = True) -> None:
     from ecgvit.options import RunOptions, add_options
 
     p.add_argument('--config', metavar='FILE', help='YAML or JSON file of option values (keys are option names, '
                    'e.g. batch_size or batch-size); options given on the command line override it.')
+    p.add_argument('-v', '--verbose', action='store_true', help='Debug logging.')
+    if not run:  # a command that computes nothing needs no seed, device or threads
+        return
     add_options(p, RunOptions)
     p.add_argument('--threads', type=int, default=None,
                    help='torch intra-op CPU threads (default: torch\'s choice). 1 is often fastest for tiny models '
                         'and on a CPU shared with other jobs, where extra threads spin waiting for each other.')
-    p.add_argument('-v', '--verbose', action='store_true', help='Debug logging.')
 
 
 def _add_data(p: argparse.ArgumentParser, only: Optional[Sequence[str]] = None) -> None:
@@ -210,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('push', formatter_class=_Formatter, help='Upload an encoder to the Hugging Face Hub.',
                        description='Save the encoder (safetensors + config.json + model card) and upload it with '
                                    'ecgvit.hub.push_to_hub. Needs network access and a Hub token.')
-    _add_common(p)
+    _add_common(p, run=False)
     _add_encoder(p)
     p.add_argument('--repo-id', default=None, help='Hub repository, org/name (required).')
     p.add_argument('--private', action='store_true', help='Create the repository private.')

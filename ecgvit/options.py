@@ -149,8 +149,9 @@ def add_options(parser: Any, cls: Type, prefix: str = '', only: Optional[Collect
     """Add one flag per field of dataclass ``cls`` to ``parser`` (a parser or an argument group).
 
     The flag is :func:`flag_name` of the field, its help the field's ``metadata['help']`` plus the default, its type
-    the field's (``Optional[X]`` -> X, ``bool`` -> ``--x/--no-x``, ``List[str]`` -> comma-separated). The parsed
-    value is None when the flag is not given (see :func:`options_from_args`).
+    the field's (``Optional[X]`` -> X, ``List[str]`` -> comma-separated; a ``bool`` gets the one flag that changes
+    it: ``--x`` when off by default, ``--no-x`` when on, ``--x/--no-x`` when None). The parsed value is None when the
+    flag is not given (see :func:`options_from_args`).
 
     Args:
         parser: An ``argparse.ArgumentParser`` or argument group.
@@ -173,7 +174,11 @@ def add_options(parser: Any, cls: Type, prefix: str = '', only: Optional[Collect
         text = text.replace('%', '%%')  # argparse formats help with %
         names = [flag] + ([f.metadata['short']] if f.metadata.get('short') and not prefix else [])
         kwargs: Dict[str, Any] = dict(dest=dest, default=None, help=text)
-        if tp is bool:
+        if tp is bool and default in (True, False):
+            # One flag, the one that changes something: --x for an option off by default, --no-x for one on.
+            names = [flag_name(f'no_{f.name}', prefix)] if default else names
+            kwargs.update(action='store_const', const=not default, help=f.metadata.get('help', '').replace('%', '%%'))
+        elif tp is bool:
             kwargs['action'] = argparse.BooleanOptionalAction
         else:
             origin = typing.get_origin(tp)

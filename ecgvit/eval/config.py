@@ -37,7 +37,7 @@ class ProbeConfig(FitOptions):
     batch_size: int = option(128, 'Batch for embedding and fitting.', short='-b')
     lr: float = option(1e-3, 'Adam learning rate of the linear layer.')
     weight_decay: float = option(0.0, 'Adam weight decay.')
-    normalize: bool = option(True, "Standardise the features with the training split's statistics.")
+    normalize: bool = option(True, "Standardise the features with the training split's statistics.", cli=False)
 
 
 @documented
