@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -29,21 +29,19 @@ from .batch import batch_inputs, batch_kwargs
 from .checkpoint import (
     atomic_write_text,
     clean_partial,
-    get_rng_state,
     latest_checkpoint,
     load_best,
-    load_checkpoint,
     read_checkpoint_state,
     save_best,
     save_checkpoint,
-    set_rng_state,
 )
 from .compat import check_same_method
-from .config import TrainConfig, resolve_warmup_epochs
+from .config import TrainConfig
 from .cpu_memory import reuse_freed_memory
 from .distributed import DistInfo, all_reduce_any, barrier, init_distributed
 from .metrics_log import MetricsLog, scalar_parts
 from .optim import create_adam
+from .resume import checkpoint_to_resume, gather_rng, json_rng, resume_or_seed, run_warmup_epochs
 from .runtime import autocast_context, compile_blocks, machine_info, resolve_amp_dtype, seed_everything
 from .sampler import ResumableSampler
 from .schedules import create_schedule
@@ -86,16 +84,16 @@ def train(
     """
     info = _start_process(config)
     out_dir, ckpt_dir = _prepare_output(Path(config.output_dir), info)
-    resume_from = _checkpoint_to_resume(config, ckpt_dir, info)
+    resume_from = checkpoint_to_resume(config, ckpt_dir, info)
     saved = read_checkpoint_state(resume_from) if resume_from is not None else None
     if saved is not None:
         # Before any tensor is loaded: a run that changed method settings would load fine and silently learn
         # something else (e.g. the shared pass has the same parameters as the paper's passes).
         check_same_method(saved, (run_config or {}).get('pretrainer'))
-    config = dataclasses.replace(config, warmup_epochs=_warmup_epochs(config, saved))
+    config = dataclasses.replace(config, warmup_epochs=run_warmup_epochs(config, saved))
     data = _make_loaders(train_set, val_set, config, info)
     module, optimizer, schedule = _make_optimisation(model, config, data.steps_per_epoch, info)
-    state = _resume_or_seed(resume_from, module, optimizer, schedule, data.steps_per_epoch, config, info)
+    state = resume_or_seed(resume_from, module, optimizer, schedule, data.steps_per_epoch, config, info)
     amp_dtype = _run_amp(state, config, info)
     model = _wrap_ddp(module, config, info)
     resolved = {'train': dataclasses.asdict(config), 'world_size': info.world_size,
@@ -142,26 +140,6 @@ def _prepare_output(out_dir: Path, info: DistInfo) -> Tuple[Path, Path]:
     return out_dir, ckpt_dir
 
 
-def _checkpoint_to_resume(config: TrainConfig, ckpt_dir: Path, info: DistInfo) -> Optional[Path]:
-    if not config.resume:
-        return None
-    if config.resume is True or config.resume == 'auto':
-        found = latest_checkpoint(ckpt_dir)
-        if found is None and info.is_main:
-            _logger.info('resume: no checkpoint in %s yet, starting fresh', ckpt_dir)
-        return found
-    return Path(config.resume)
-
-
-def _warmup_epochs(config: TrainConfig, saved: Optional[Dict[str, Any]]) -> float:
-    """The run's warm-up: as given; else the resumed run's own (its schedule is under way); else auto."""
-    if config.warmup_epochs is None and saved is not None:
-        recorded = ((saved.get('config') or {}).get('train') or {}).get('warmup_epochs')
-        if recorded is not None:
-            return float(recorded)
-    return resolve_warmup_epochs(config.warmup_epochs, config.epochs)
-
-
 @dataclass
 class _Data:
     loader: DataLoader
@@ -203,39 +181,6 @@ def _make_optimisation(model: nn.Module, config: TrainConfig, steps_per_epoch: i
     schedule = create_schedule(config.schedule, optimizer, warmup_steps, steps_per_epoch * config.epochs,
                                config.plateau_factor, config.plateau_patience)
     return model, optimizer, schedule
-
-
-def _resume_or_seed(resume_from: Optional[Path], module: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any,
-                    steps_per_epoch: int, config: TrainConfig, info: DistInfo) -> Dict[str, Any]:
-    """The loop's counters: restored with weights, optimiser, schedule and RNGs from a checkpoint, or fresh."""
-    state: Dict[str, Any] = {'epoch': 0, 'batch_in_epoch': 0, 'global_step': 0, 'optimizer_steps': 0,
-                             'skipped_steps': 0, 'best_val_loss': None, 'best_epoch': None, 'amp': None}
-    if resume_from is None:
-        seed_everything(config.seed + info.rank)
-        return state
-    loaded = load_checkpoint(resume_from, module, optimizer, restore_rng=True)
-    for group in optimizer.param_groups:  # the kernel is this run's choice, not the checkpoint's (older: unfused)
-        group['fused'], group['foreach'] = optimizer.defaults.get('fused'), optimizer.defaults.get('foreach')
-    saved = loaded.get('config') or {}
-    if saved.get('steps_per_epoch') not in (None, steps_per_epoch) or \
-            saved.get('world_size') not in (None, info.world_size):
-        raise ValueError(
-            f'Cannot resume from {loaded["path"]}: it was written with {saved.get("steps_per_epoch")} steps per '
-            f'epoch on {saved.get("world_size")} process(es), this run has {steps_per_epoch} on '
-            f'{info.world_size}. Resume with the same --batch-size, data and number of processes (or start a new '
-            f'--output).')
-    schedule.load_state_dict(loaded['schedule'])
-    for k in state:
-        state[k] = loaded.get(k, state[k])
-    if info.distributed and info.rank > 0:
-        ranks = loaded.get('rng_other_ranks') or []
-        if len(ranks) == info.world_size - 1:
-            r = ranks[info.rank - 1]
-            set_rng_state({k: torch.tensor(v, dtype=torch.uint8) for k, v in r['torch'].items()}, r['meta'])
-    if info.is_main:
-        _logger.info('resumed from %s at step %d (epoch %d, batch %d)', loaded['path'], state['global_step'],
-                     state['epoch'], state['batch_in_epoch'])
-    return state
 
 
 def _run_amp(state: Dict[str, Any], config: TrainConfig, info: DistInfo) -> Optional[torch.dtype]:
@@ -384,10 +329,10 @@ class _Run:
 
     def save(self, step: int) -> None:
         """A resumable checkpoint (collective: every rank calls it, rank 0 writes)."""
-        rng = _gather_rng(self.info)
+        rng = gather_rng(self.info)
         if self.info.is_main:
             st = dict(self.state, schedule=self.schedule.state_dict(), config=self.resolved)
-            st['rng_other_ranks'] = _json_rng(rng)
+            st['rng_other_ranks'] = json_rng(rng)
             save_checkpoint(self.ckpt_dir, step, self.module, self.optimizer, st, keep_last=self.config.keep_last)
         barrier()
         self.last_saved = step
@@ -465,19 +410,3 @@ def _validate(model: nn.Module, loader: DataLoader, info: DistInfo, amp_dtype: O
         dist.all_reduce(total)
     module.train(was_training)
     return float(total[0] / total[1]) if total[1] > 0 else math.nan
-
-
-def _gather_rng(info: DistInfo) -> List[Any]:
-    """Every rank's RNG state (rank order), so a distributed resume restores each rank's own stream."""
-    mine = get_rng_state()
-    if not info.distributed:
-        return [mine]
-    mine = ({k: v.cpu() for k, v in mine[0].items()}, mine[1])
-    gathered: List[Any] = [None] * info.world_size
-    dist.all_gather_object(gathered, mine)
-    return gathered
-
-
-def _json_rng(states: List[Any]) -> List[Any]:
-    # Other ranks' torch states travel in JSON as byte lists (5 KB each); rank 0's goes to safetensors as usual.
-    return [{'torch': {k: v.tolist() for k, v in t.items()}, 'meta': m} for t, m in states[1:]]
