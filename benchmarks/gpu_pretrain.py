@@ -21,7 +21,6 @@ Usage:
     python benchmarks/gpu_pretrain.py --device cpu --encoder ecg_vit_tiny --batch 4 --records 16 --repeats 1
 """
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -35,21 +34,10 @@ from torch.utils.data import TensorDataset
 
 from ecgvit.pretrain import create_pretrainer
 from ecgvit.train import TrainConfig, train
-from ecgvit.train.loop import compile_blocks, machine_info
 from ecgvit.train.optim import create_adam
+from ecgvit.train.runtime import compile_blocks, machine_info
 
 PTBXL_TRAIN_RECORDS = 17440  # PTB-XL v1.0.3's folds 1-8: about 80% of 21,799 records
-
-
-def _pretrain_step_module():
-    """``benchmarks/pretrain_step.py``, imported by path (benchmarks/ is not a package)."""
-    name = '_ecgvit_benchmarks_pretrain_step'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / 'pretrain_step.py')
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def _sync(device: torch.device) -> None:
@@ -68,10 +56,12 @@ def _timed(fn: Callable[[], None], device: torch.device) -> float:
 def step_utilisation(encoder: str, batch: int, device: torch.device, repeats: int, warmup: int,
                      peak_n: int, compile: bool = False) -> Dict[str, Any]:
     """Median bf16 step time of the default MAE-MoCo pretrainer and its FLOP utilisation on ``device``."""
+    from benchmarks import pretrain_step
+
     torch.manual_seed(0)
     model = create_pretrainer('mae_moco', encoder)
     x = torch.randn(batch, 12, 3600)
-    flops = _pretrain_step_module().step_flops(model, x, None)  # on the CPU: the count the CPU figures use
+    flops = pretrain_step.step_flops(model, x, None)  # on the CPU: the count the CPU figures use
     if compile:
         compile_blocks(model)  # the warm-up steps compile
     model.to(device).train()
@@ -88,7 +78,7 @@ def step_utilisation(encoder: str, batch: int, device: torch.device, repeats: in
     for _ in range(warmup):
         step()
     times = [_timed(step, device) for _ in range(repeats)]
-    peak = _pretrain_step_module().matmul_peak(torch.bfloat16, peak_n, device=str(device))
+    peak = pretrain_step.matmul_peak(torch.bfloat16, peak_n, device=str(device))
     t = statistics.median(times)
     return dict(step_s=t, step_times_s=times, gflop_per_step=flops / 1e9, peak_gflops=peak / 1e9,
                 gpu_mfu=flops / t / peak, samples_per_s=batch / t)
@@ -125,7 +115,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument('--peak-n', type=int, default=None, help='matmul size of the bf16 peak (8192; cpu: 1024)')
     parser.add_argument('--workdir', default=None, help='where the epoch run writes its (deleted) outputs')
     parser.add_argument('--compile', action='store_true',
-                        help='torch.compile the transformer blocks (ecgvit.train.loop.compile_blocks), as '
+                        help='torch.compile the transformer blocks (ecgvit.train.runtime.compile_blocks), as '
                              'ecgvit pretrain --compile; on a GPU, where fusing the element-wise ops saves memory '
                              'traffic and launches, this is where it may pay')
     parser.add_argument('--json', default='', help='also write the results to this JSON file')
@@ -155,4 +145,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == '__main__':
+    if not __package__:  # `python benchmarks/gpu_pretrain.py`: pretrain_step imports as part of the benchmarks package
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     main()

@@ -145,7 +145,7 @@ def main() -> None:
         auc = [row['auroc'] for row in r]
         sd = statistics.stdev(auc) if len(auc) > 1 else 0.0
 
-        def mean(key: str) -> float:
+        def mean(key: str, r: List[Dict[str, Any]] = r) -> float:
             return statistics.fmean(row[key] for row in r)
 
         print(f'| {queue} | {queue / n:.2f} | {mean("self_copies"):.2f} | {mean("random_left"):.2f} | '

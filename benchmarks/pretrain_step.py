@@ -35,8 +35,8 @@ from ecgvit.data.rpeaks import median_rr_samples
 from ecgvit.pretrain import PAPER_PASSES as PAPER
 from ecgvit.pretrain import create_pretrainer, list_pretrainers, split_method
 from ecgvit.train.cpu_memory import reuse_freed_memory
-from ecgvit.train.loop import compile_blocks, machine_info
 from ecgvit.train.optim import create_adam
+from ecgvit.train.runtime import compile_blocks, machine_info
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
 
@@ -133,8 +133,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
     parser.add_argument('--json', default='', help='also write the results to this JSON file')
     parser.add_argument('--compile', action='store_true',
-                        help='torch.compile the transformer blocks (ecgvit.train.loop.compile_blocks) after counting '
-                             'FLOPs; compilation happens in the warm-up steps')
+                        help='torch.compile the transformer blocks (ecgvit.train.runtime.compile_blocks) after '
+                             'counting FLOPs; compilation happens in the warm-up steps')
     parser.add_argument('--malloc', default='reuse', choices=['reuse', 'default'],
                         help="'reuse': glibc recycles freed tensors, as ecgvit pretrain does on CPU; 'default': as is "
                              '(process-wide, so it only applies to the first call in a process)')

@@ -55,8 +55,9 @@ def _read_csv(path: Path) -> List[Dict[str, str]]:
 def evaluate(args: argparse.Namespace) -> None:
     from ecgvit.benchmark import BenchmarkConfig, run_benchmark
     from ecgvit.data.prepare import prepare_data
-    from ecgvit.eval import linear_probe
+    from ecgvit.eval import FinetuneConfig, ProbeConfig, linear_probe
     from ecgvit.hub import load_encoder
+    from ecgvit.train import TrainConfig
 
     runs, out = Path(args.runs), Path(args.out)
     methods = [m.strip() for m in args.methods.split(',') if m.strip()]
@@ -73,9 +74,11 @@ def evaluate(args: argparse.Namespace) -> None:
         cfg = BenchmarkConfig(
             methods=list(checkpoints), protocols=protocols, data=spec,
             data_dir=str(Path(args.data_root) / folder), out=str(out / task), cache_dir=args.cache_dir,
-            model='ecg_vit_mae_moco', sampling_rate=SAMPLING_RATE, num_samples=NUM_SAMPLES,
-            pretrain_epochs=args.finetune_epochs, pretrain_warmup_epochs=1.0, finetune_epochs=args.finetune_epochs,
-            finetune_batch_size=32, probe_epochs=200, early_stop_patience=args.patience, n_boot=args.n_boot,
+            model='ecg_vit_mae_moco', sampling_rate=SAMPLING_RATE, num_samples=NUM_SAMPLES, n_boot=args.n_boot,
+            pretrain=TrainConfig(epochs=args.finetune_epochs, warmup_epochs=1.0),
+            probe=ProbeConfig(epochs=200, early_stop_patience=args.patience),
+            finetune=FinetuneConfig(epochs=args.finetune_epochs, batch_size=32, warmup_epochs=1.0,
+                                    early_stop_patience=args.patience),
             seed=0, amp='auto', checkpoints=checkpoints, progress=False)
         print(f'== {task}: {spec}', flush=True)
         run_benchmark(cfg)
@@ -97,7 +100,7 @@ def evaluate(args: argparse.Namespace) -> None:
                 if p.is_floating_point():
                     p.copy_(p.to(torch.bfloat16).float())
         res = linear_probe(enc, splits['train'], splits['val'], splits['test'], epochs=200, lr=1e-3, batch_size=128,
-                           early_stop_patience=args.patience, n_boot=0, seed=0, amp='auto')
+                           early_stop_patience=args.patience, n_boot=0, seed=0, amp='auto', progress=False)
         metric = rows[method]['primary_metric']
         fp32, bf16 = float(rows[method][metric]), float(res[metric])
         check[method] = {'metric': metric, 'fp32': fp32, 'bf16': bf16, 'abs_diff': abs(fp32 - bf16),
@@ -222,7 +225,7 @@ def _card(method: str, model_name: str, run: Path, eval_dir: Path, dtype: str, c
     # Runs from before the setting existed used the paper's passes.
     passes = ('one shared masked encoder pass, shared_pass=True' if cfg.get('pretrainer', {}).get('shared_pass')
               else "the paper's separate encoder passes, shared_pass=False")
-    args = cfg.get('args', {})
+    tc = cfg.get('train', {})  # the run's resolved TrainConfig
     pool_note = _pool_counts(Path(data['cache_dir'])) if data.get('cache_dir') else ''
     hours = float(summary.get('time_s', 0)) / 3600
     return f"""## Pretraining
@@ -232,8 +235,8 @@ def _card(method: str, model_name: str, run: Path, eval_dir: Path, dtype: str, c
 | method | {method} (alpha = {alpha}; {passes}) |
 | data | pretraining pool: {data.get('n_train')} training + {data.get('n_val')} validation windows of 10 s |
 | epochs / optimiser steps | {summary.get('epochs')} / {summary.get('steps')} (the seed paper: 710 epochs) |
-| optimiser | Adam lr {args.get('lr')}, batch {args.get('batch_size')}, {args.get('warmup_epochs')} warm-up epochs, \
-then ReduceLROnPlateau (factor {args.get('decay_rate')}, patience {args.get('patience_epochs')}) on validation loss |
+| optimiser | Adam lr {tc.get('lr')}, batch {tc.get('batch_size')}, {tc.get('warmup_epochs')} warm-up epochs, \
+then ReduceLROnPlateau (factor {tc.get('plateau_factor')}, patience {tc.get('plateau_patience')}) on validation loss |
 | precision | {summary.get('amp')} (chosen by measurement on the machine) |
 | hardware | {_hardware(cfg.get('machine'))} |
 | wall time | {hours:.2f} h |

@@ -43,7 +43,6 @@ Usage (from the repository root):
 import argparse
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -57,7 +56,6 @@ import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -139,24 +137,9 @@ class Settings:
                    rss_steps=2)
 
 
-def _sibling(name: str) -> ModuleType:
-    """Import ``benchmarks/<name>.py`` by path.
-
-    benchmarks/ is not a package; loading by path works both for ``python benchmarks/run_all.py`` and for tests
-    that import this file with importlib, without touching ``sys.path``.
-    """
-    key = f'_ecgvit_benchmarks_{name}'
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, HERE / f'{name}.py')
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module  # registered first so pickling by module name works in DataLoader workers
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
 def machine_info() -> Dict[str, Any]:
     """What ``ecgvit.train`` records of a machine, plus the instruction-set flags that decide which dtype is fast."""
-    from ecgvit.train.loop import machine_info as ecgvit_machine_info
+    from ecgvit.train.runtime import machine_info as ecgvit_machine_info
 
     flags: set = set()
     with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
@@ -243,7 +226,7 @@ def measure_rss(settings: Settings, dtype: str, threads: int, shared_pass: bool,
     env = dict(os.environ)
     # The child must import ecgvit the way this process did, installed or not.
     env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO), env.get('PYTHONPATH', '')) if p)
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), '--rss-child', json.dumps(spec)],
+    proc = subprocess.run([sys.executable, '-m', 'benchmarks.run_all', '--rss-child', json.dumps(spec)],
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f'peak-RSS subprocess failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}')
@@ -425,7 +408,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: List[s
 
     def pretrain() -> None:
         nonlocal best
-        out = _sibling('pretrain_step').main([
+        from benchmarks import pretrain_step
+
+        out = pretrain_step.main([
             '--batch', str(settings.batch), '--repeats', str(settings.repeats), '--warmup', str(settings.warmup),
             '--methods', PRETRAIN_METHODS, '--dtypes', ','.join(dtypes), '--encoder', settings.encoder,
             '--threads', str(threads), '--malloc', args.malloc])
@@ -444,12 +429,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: List[s
             from ecgvit.train.cpu_memory import reuse_freed_memory
 
             reuse_freed_memory()
-        module = _sibling('peer_mtae')
-        out = module.measure(settings.batch, settings.repeats, DTYPES[best])
+        from benchmarks import peer_mtae
+
+        out = peer_mtae.measure(settings.batch, settings.repeats, DTYPES[best])
         raw['peer_mtae'] = dict(out, dtype=best) if out else None
         if not out:
             notes['speedup_vs_mtae'] = 'skipped (no ST-MEM checkout)'
-            print(f'peer MTAE skipped: no ST-MEM checkout at {module.STMEM_DIR} (see benchmarks/peer_mtae.py to '
+            print(f'peer MTAE skipped: no ST-MEM checkout at {peer_mtae.STMEM_DIR} (see benchmarks/peer_mtae.py to '
                   f'fetch it); speedup_vs_mtae is null.')
             return
         figures['speedup_vs_mtae'] = out['speedup_vs_mtae']
@@ -458,20 +444,24 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: List[s
 
     def infer() -> None:
         # Batch-1 forwards take milliseconds, so more of them cost little and steady the median (20 at the default).
-        out = _sibling('infer_latency').measure(4 * settings.repeats, 'ecg_vit_mae_moco', False, threads)
+        from benchmarks import infer_latency
+
+        out = infer_latency.measure(4 * settings.repeats, 'ecg_vit_mae_moco', False, threads)
         raw['infer_latency'] = out
         figures['infer_ratio_vs_timm'] = out['infer_ratio_vs_timm']
         print(f'timm fp32 {out["timm_fp32_ms"]:.2f} ms, ecgvit {out["fast_mode"]} {out["ecgvit_fast_ms"]:.2f} ms '
               f'(cosine {out["cosine_vs_fp32"]:.5f})')
 
     def loader() -> None:
+        from benchmarks import data_throughput
+
         load_workers = 2
         with contextlib.ExitStack() as stack:
             workdir = args.workdir
             if workdir is None and args.quick:  # a smoke test must not depend on or leave files behind
                 workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix='ecgvit-bench-'))
-            out = _sibling('data_throughput').measure(settings.loader_records, settings.repeats, workdir,
-                                                      settings.loader_batch, 2, load_workers)
+            out = data_throughput.measure(settings.loader_records, settings.repeats, workdir,
+                                          settings.loader_batch, 2, load_workers)
         raw['data_throughput'] = out
         figures['loader_records_per_s'] = out['cached_load_records_per_s'][f'workers={load_workers}']['median']
         print(f'cached DataLoader ({load_workers} workers): {figures["loader_records_per_s"]:,.0f} records/s')
@@ -503,8 +493,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: List[s
             notes.update(gpu_mfu=reason, gpu_epoch_s=reason)
             print(f'GPU figures {reason}; benchmarks/gpu_pretrain.py --device cpu smoke-tests the code path.')
             return
-        out = _sibling('gpu_pretrain').main(['--encoder', settings.encoder, '--batch', str(settings.batch)]
-                                           + (['--workdir', args.workdir] if args.workdir else []))
+        from benchmarks import gpu_pretrain
+
+        out = gpu_pretrain.main(['--encoder', settings.encoder, '--batch', str(settings.batch)]
+                                + (['--workdir', args.workdir] if args.workdir else []))
         raw['gpu_pretrain'] = out
         figures.update({k: out[k] for k in ('gpu_mfu', 'gpu_epoch_s') if k not in skip})
 
@@ -554,4 +546,6 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: List[s
 
 
 if __name__ == '__main__':
+    if not __package__:  # `python benchmarks/run_all.py`: the scripts it runs import as the benchmarks package
+        sys.path.insert(0, str(REPO))
     sys.exit(1 if main().get('errors') else 0)

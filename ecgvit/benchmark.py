@@ -19,7 +19,7 @@ Test metrics come with 95% bootstrap CIs over test records. ``random`` and ``sup
 Example:
     >>> # ecgvit benchmark --quick --out results/quick
     >>> # run_benchmark(BenchmarkConfig(methods=['mae_moco'], protocols=['linear'], data='ptbxl:superdiagnostic',
-    >>> #                               data_dir='data/ptbxl', pretrain_epochs=5, out='results/ptbxl'))
+    >>> #                               data_dir='data/ptbxl', pretrain=TrainConfig(epochs=5), out='results/ptbxl'))
 """
 import copy
 import csv
@@ -29,7 +29,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -37,9 +37,12 @@ import torch
 
 from ecgvit.data import Preprocessing
 from ecgvit.data.prepare import check_model_data, data_preprocessing, model_data_cfg, prepare_data
+from ecgvit.eval.config import FinetuneConfig, ProbeConfig
+from ecgvit.options import DataOptions, RunOptions, documented, model_input_defaults, option
+from ecgvit.train.config import TrainConfig
 
 __all__ = ['BenchmarkConfig', 'run_benchmark', 'BASELINES', 'PROTOCOLS', 'quick_config', 'format_table',
-           'make_encoder', 'load_checkpoint_encoder']
+           'make_encoder', 'load_checkpoint_encoder', 'resolve_input']
 
 _logger = logging.getLogger(__name__)
 
@@ -48,84 +51,73 @@ PROTOCOLS = ('linear', 'finetune')
 DEFAULT_METHODS = ('random', 'supervised', 'mae', 'moco', 'mae_moco', 'mae_nextclip')
 
 
+@documented
 @dataclass
-class BenchmarkConfig:
+class BenchmarkConfig(DataOptions, RunOptions):
     """Settings of a benchmark run (JSON-serialisable; written to ``config.json`` in ``out``).
 
-    Attributes:
-        methods: Encoders to compare (``random`` and ``supervised`` are added if missing).
-        protocols: 'linear' and/or 'finetune'.
-        data: Dataset spec ``name[:label_set]``, e.g. 'synthetic', 'ptbxl:superdiagnostic', 'ludb:rhythm'.
-        data_dir: Dataset folder (not needed for 'synthetic').
-        out: Results folder.
-        cache_dir: Preprocessed-data folder (default: ``out/data``); reused across runs with equal settings.
-        model: Encoder architecture (a registered ecgvit name).
-        sampling_rate: Model input rate in Hz.
-        num_samples: Model input length in samples (a multiple of 25).
-        synthetic_records: Records to generate for 'synthetic'.
-        pretrain_epochs: Epochs of self-supervised (and supervised) pretraining.
-        pretrain_batch_size: Pretraining batch (seed: 64).
-        pretrain_lr: Pretraining Adam lr (seed: 2e-4).
-        pretrain_warmup_epochs: Warm-up epochs (seed: 20; tiny runs need fewer).
-        queue_size: MoCo queue; None picks the largest power of two <= the training set (seed: 65536).
-        probe_epochs, probe_lr, probe_batch_size: Linear-probe settings.
-        finetune_epochs, finetune_lr, finetune_batch_size, layer_decay: Fine-tuning settings.
-        early_stop_patience: Epochs without a better validation loss before an evaluation stops.
-        n_boot: Bootstrap resamples for the CIs.
-        seed: One seed for everything.
-        amp: 'auto', 'bf16' or 'fp32'.
-        device: 'cpu', 'cuda' or None.
-        num_workers: DataLoader / cache-building workers.
-        threads: torch intra-op threads for the run (None: torch's default).
-        progress: Show progress bars.
-        checkpoints: Method -> encoder weights pretrained elsewhere (a pretraining run folder, checkpoint or
-            save_pretrained folder); those methods are evaluated from the weights instead of pretrained here. A key
-            that is not a method name adds a row under that name (e.g. a user's own checkpoint).
+    The run settings (seed, device, amp, num_workers, progress: :class:`~ecgvit.options.RunOptions`) and the data
+    (:class:`~ecgvit.options.DataOptions`) apply to every stage; each stage's recipe is its own config, nested:
+    ``pretrain`` (:class:`~ecgvit.train.TrainConfig`), ``probe`` (:class:`~ecgvit.eval.ProbeConfig`) and
+    ``finetune`` (:class:`~ecgvit.eval.FinetuneConfig`), with their defaults. On the command line the nested fields
+    are ``--pretrain-epochs``, ``--probe-lr``, ``--finetune-layer-decay``, ...
     """
-    methods: List[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
-    protocols: List[str] = field(default_factory=lambda: list(PROTOCOLS))
-    data: str = 'synthetic'
-    data_dir: Optional[str] = None
-    out: str = 'benchmark-results'
-    cache_dir: Optional[str] = None
-    model: str = 'ecg_vit_tiny'
-    sampling_rate: float = 100.0
-    num_samples: int = 1000
-    synthetic_records: int = 400
-    pretrain_epochs: int = 10
-    pretrain_batch_size: int = 64  # seed
-    pretrain_lr: float = 2e-4  # seed
-    pretrain_warmup_epochs: float = 1.0
-    queue_size: Optional[int] = None
-    probe_epochs: int = 200
-    probe_lr: float = 1e-3
-    probe_batch_size: int = 128
-    finetune_epochs: int = 30
-    finetune_lr: float = 3e-4
-    finetune_batch_size: int = 32
-    layer_decay: Optional[float] = 0.75
-    early_stop_patience: int = 10
-    n_boot: int = 1000
-    seed: int = 0
-    amp: str = 'auto'
-    device: Optional[str] = None
-    num_workers: int = 0
-    threads: Optional[int] = None
-    progress: bool = False
-    checkpoints: Dict[str, str] = field(default_factory=dict)
+    methods: List[str] = option(default_factory=lambda: list(DEFAULT_METHODS),
+                                help="Comma-separated methods (random and supervised are always added; the hybrids are "
+                                     "the paper's methods, add _shared, e.g. mae_moco_shared, for ecgvit's "
+                                     'shared-pass variant).')
+    protocols: List[str] = option(default_factory=lambda: list(PROTOCOLS),
+                                  help="Comma-separated evaluation protocols: 'linear', 'finetune'.")
+    out: str = option('benchmark-results', 'Results folder.', cli=False)
+    model: str = option('ecg_vit_tiny', 'Encoder architecture for every method (a registered ecgvit name).')
+    queue_size: Optional[int] = option(None, 'MoCo queue (default: the largest power of two <= the training set, at '
+                                             'most 65536, the seed\'s).')
+    n_boot: int = option(1000, 'Bootstrap resamples for the 95% CIs of every row (the same for every protocol, so '
+                               'rows compare).')
+    threads: Optional[int] = option(None, "torch intra-op threads for the run (default: torch's).", cli=False)
+    checkpoints: Dict[str, str] = option(
+        default_factory=dict, cli=False,
+        help='Method -> encoder weights pretrained elsewhere (a pretraining run folder, checkpoint or save_pretrained '
+             'folder); those methods are evaluated from the weights instead of pretrained here. A key that is not a '
+             "method name adds a row under that name (e.g. a user's own checkpoint).")
+    pretrain: TrainConfig = option(default_factory=TrainConfig, cli=False,
+                                   help='Pretraining recipe of the self-supervised (and supervised) methods.')
+    probe: ProbeConfig = option(default_factory=ProbeConfig, cli=False, help='Linear-probe settings.')
+    finetune: FinetuneConfig = option(default_factory=FinetuneConfig, cli=False, help='Fine-tuning settings.')
+
+
+# The nested fields `ecgvit benchmark` takes as flags (--pretrain-epochs, ...); the rest go through --config FILE.
+NESTED_FLAGS = {'pretrain': ('epochs', 'batch_size', 'lr', 'warmup_epochs'),
+                'probe': ('epochs', 'early_stop_patience'),
+                'finetune': ('epochs', 'lr', 'layer_decay', 'early_stop_patience')}
 
 
 def quick_config(out: str = 'benchmark-quick', **overrides: Any) -> BenchmarkConfig:
     """Tiny settings that finish in a couple of minutes on 2 CPU cores (built-in synthetic data)."""
     cfg = BenchmarkConfig(
         data='synthetic', out=out, model='ecg_vit_tiny', sampling_rate=100.0, num_samples=500,
-        synthetic_records=240, pretrain_epochs=4, pretrain_batch_size=32, pretrain_lr=1e-3,
-        pretrain_warmup_epochs=1.0, queue_size=128, probe_epochs=100, finetune_epochs=4, finetune_lr=1e-3,
-        finetune_batch_size=32, early_stop_patience=10, n_boot=200, amp='fp32',
+        synthetic_records=240, queue_size=128, n_boot=200, amp='fp32',
+        pretrain=TrainConfig(epochs=4, batch_size=32, lr=1e-3, warmup_epochs=1.0),
+        probe=ProbeConfig(epochs=100, early_stop_patience=10),
+        finetune=FinetuneConfig(epochs=4, batch_size=32, lr=1e-3, warmup_epochs=1.0, early_stop_patience=10),
         # One thread: a 64-dim model gains nothing from a second one, and on a CPU shared with other jobs extra
         # threads spin waiting for each other (measured on 2 busy cores: 1.6 s vs 35 s for the same epochs).
         threads=1)
     return dataclasses.replace(cfg, **overrides)
+
+
+def resolve_input(cfg: BenchmarkConfig) -> BenchmarkConfig:
+    """``cfg`` with the sampling rate and input length filled in from the model's pretrained cfg where unset."""
+    if cfg.sampling_rate is not None and cfg.num_samples is not None:
+        return cfg
+    rate, length = model_input_defaults(cfg.model)
+    return dataclasses.replace(cfg, sampling_rate=cfg.sampling_rate or rate, num_samples=cfg.num_samples or length)
+
+
+def _stage(stage_cfg: Any, cfg: BenchmarkConfig, **overrides: Any) -> Any:
+    """A stage's config with the benchmark's run settings (one seed, device, precision, ... for every stage)."""
+    run = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(RunOptions)}
+    return dataclasses.replace(stage_cfg, **run, **overrides)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -160,9 +152,10 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
     """Produce the encoder of ``method`` (see the module docstring); returns (encoder, info)."""
     import ecgvit
     from ecgvit.eval import finetune
-    from ecgvit.train import TrainConfig, load_best_into, seed_everything, train
+    from ecgvit.train import load_best_into, seed_everything, train
 
     t0 = time.time()
+    cfg = resolve_input(cfg)
     seed_everything(cfg.seed)
     enc_kwargs = dict(img_size=cfg.num_samples)
     if method in cfg.checkpoints:
@@ -171,11 +164,10 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
         return ecgvit.create_model(cfg.model, **enc_kwargs), {'pretrain_time_s': 0.0}
     if method == 'supervised':
         enc = ecgvit.create_model(cfg.model, **enc_kwargs)
-        res = finetune(enc, splits['train'], splits['val'], splits['val'], epochs=cfg.pretrain_epochs,
-                       batch_size=min(cfg.finetune_batch_size, len(splits['train'])), lr=cfg.finetune_lr,
-                       layer_decay=None, warmup_epochs=min(1.0, cfg.pretrain_warmup_epochs),
-                       early_stop_patience=cfg.early_stop_patience, n_boot=0, seed=cfg.seed, device=cfg.device,
-                       amp=cfg.amp, num_workers=cfg.num_workers, progress=cfg.progress)
+        # The supervised baseline trains as long as the self-supervised methods pretrain, validated on val.
+        sup = _stage(cfg.finetune, cfg, epochs=cfg.pretrain.epochs, layer_decay=None, n_boot=0,
+                     batch_size=min(cfg.finetune.batch_size, len(splits['train'])))
+        res = finetune(enc, splits['train'], splits['val'], splits['val'], config=sup)
         enc.reset_classifier(0)
         return enc, {'pretrain_time_s': time.time() - t0, 'pretrain_best_val_loss': res['best_val_loss']}
     from ecgvit.pretrain import create_pretrainer, split_method
@@ -183,10 +175,8 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
     base, variant_kwargs = split_method(method)
     model = create_pretrainer(base, cfg.model, encoder_kwargs=enc_kwargs,
                               **_method_kwargs(base, cfg, len(splits['train'])), **variant_kwargs)
-    tcfg = TrainConfig(output_dir=str(out_dir), epochs=cfg.pretrain_epochs,
-                       batch_size=min(cfg.pretrain_batch_size, len(splits['train'])), lr=cfg.pretrain_lr,
-                       warmup_epochs=cfg.pretrain_warmup_epochs, seed=cfg.seed, amp=cfg.amp, device=cfg.device,
-                       num_workers=cfg.num_workers, save_every=0, keep_last=1, progress=cfg.progress)
+    tcfg = _stage(cfg.pretrain, cfg, output_dir=str(out_dir), save_every=0, keep_last=1,
+                  batch_size=min(cfg.pretrain.batch_size, len(splits['train'])))
     summary = train(model, splits['train'], splits['val'], tcfg,
                     run_config={'method': method, 'model': cfg.model, 'pretrainer': getattr(model, 'config', {}),
                                 'preprocessing': splits['train'].preprocessing.to_dict()})
@@ -296,7 +286,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> List[Dict[str, Any]]:
     bad = [p for p in protocols if p not in PROTOCOLS]
     if bad or not protocols:
         raise ValueError(f'Unknown protocol(s) {bad or protocols}: choose from {list(PROTOCOLS)}.')
-    cfg = dataclasses.replace(cfg, methods=methods, protocols=protocols)
+    cfg = resolve_input(dataclasses.replace(cfg, methods=methods, protocols=protocols))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -342,19 +332,16 @@ def _run(cfg: BenchmarkConfig, out: Path, t_start: float, methods: List[str], pr
         for proto in protocols:
             _logger.info('[%s] %s', method, proto)
             eval_dir = out / 'eval' / f'{method}-{proto}'
-            common = dict(n_boot=cfg.n_boot, seed=cfg.seed, device=cfg.device, num_workers=cfg.num_workers,
-                          early_stop_patience=cfg.early_stop_patience, output_dir=str(eval_dir),
-                          progress=cfg.progress)
             enc = copy.deepcopy(encoder)
             try:
                 if proto == 'linear':
-                    res = linear_probe(enc, splits['train'], splits['val'], splits['test'], epochs=cfg.probe_epochs,
-                                       lr=cfg.probe_lr, batch_size=cfg.probe_batch_size, amp=cfg.amp, **common)
+                    res = linear_probe(enc, splits['train'], splits['val'], splits['test'],
+                                       config=_stage(cfg.probe, cfg, n_boot=cfg.n_boot), output_dir=str(eval_dir))
                 else:
-                    res = finetune(enc, splits['train'], splits['val'], splits['test'], epochs=cfg.finetune_epochs,
-                                   lr=cfg.finetune_lr, batch_size=min(cfg.finetune_batch_size,
-                                                                      len(splits['train'])),
-                                   layer_decay=cfg.layer_decay, warmup_epochs=1.0, amp=cfg.amp, **common)
+                    res = finetune(enc, splits['train'], splits['val'], splits['test'],
+                                   config=_stage(cfg.finetune, cfg, n_boot=cfg.n_boot,
+                                                 batch_size=min(cfg.finetune.batch_size, len(splits['train']))),
+                                   output_dir=str(eval_dir))
             except Exception as e:
                 _logger.exception('[%s] %s failed', method, proto)
                 rows.append({'method': method, 'protocol': proto, 'dataset': cfg.data, 'error': str(e)[:200]})
@@ -372,8 +359,8 @@ def _run(cfg: BenchmarkConfig, out: Path, t_start: float, methods: List[str], pr
     table = format_table(rows)
     settings = (f'data `{cfg.data}` ({resolved["n_train"]}/{resolved["n_val"]}/{resolved["n_test"]} train/val/test '
                 f'records, {cfg.sampling_rate:g} Hz x {cfg.num_samples} samples), model `{cfg.model}`, pretraining '
-                f'{cfg.pretrain_epochs} epochs, probe <= {cfg.probe_epochs} epochs, fine-tune <= '
-                f'{cfg.finetune_epochs} epochs, {cfg.n_boot} bootstrap resamples, seed {cfg.seed}; '
+                f'{cfg.pretrain.epochs} epochs, probe <= {cfg.probe.epochs} epochs, fine-tune <= '
+                f'{cfg.finetune.epochs} epochs, {cfg.n_boot} bootstrap resamples, seed {cfg.seed}; '
                 f'total {time.time() - t_start:.0f} s.')
     (out / 'results.md').write_text(f'# Benchmark results\n\n{table}\n\n{settings}\n'
                                     f'Values are test-set point estimates with 95% bootstrap CIs.\n')

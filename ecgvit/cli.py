@@ -15,6 +15,7 @@ its fully resolved settings as ``config.json`` beside its outputs. Under ``torch
 status 2 (set ``ECGVIT_DEBUG=1`` for the traceback).
 """
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -49,41 +50,31 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Option groups shared by several commands
+# Option groups. Each setting is a field of a config dataclass, its flag and help generated from it
+# (ecgvit.options.add_options): the flags below that are written out by hand belong to the command line alone.
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, run: bool = True) -> None:
+    from ecgvit.options import RunOptions, add_options
+
     p.add_argument('--config', metavar='FILE', help='YAML or JSON file of option values (keys are option names, '
                    'e.g. batch_size or batch-size); options given on the command line override it.')
-    p.add_argument('--seed', type=int, default=0, help='Seed for initialisation, data order, masks and bootstrap.')
-    p.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: CUDA when available).")
-    p.add_argument('--amp', default='auto', choices=['auto', 'bf16', 'fp32'],
-                   help="Mixed precision: 'auto' picks bf16 where a quick transformer-block probe shows it is faster.")
-    p.add_argument('-j', '--workers', type=int, default=0, dest='workers',
-                   help='DataLoader and cache-building worker processes.')
+    p.add_argument('-v', '--verbose', action='store_true', help='Debug logging.')
+    if not run:  # a command that computes nothing needs no seed, device or threads
+        return
+    add_options(p, RunOptions)
     p.add_argument('--threads', type=int, default=None,
                    help='torch intra-op CPU threads (default: torch\'s choice). 1 is often fastest for tiny models '
                         'and on a CPU shared with other jobs, where extra threads spin waiting for each other.')
-    p.add_argument('--no-progress', action='store_true', help='Hide progress bars.')
-    p.add_argument('-v', '--verbose', action='store_true', help='Debug logging.')
 
 
-def _add_data(p: argparse.ArgumentParser, default: str = 'synthetic') -> None:
-    g = p.add_argument_group('data')
-    g.add_argument('--data', default=default, metavar='NAME[:LABELS]',
-                   help="Dataset and label set, e.g. 'synthetic' (built in, generated on first use), "
-                        "'ptbxl:superdiagnostic', 'cpsc2018', 'chapman', 'ludb:rhythm', 'cinc', 'folder', or 'pool' "
-                        "(pretraining: every dataset folder under --data-dir, 10-s windows, duplicates dropped, "
-                        "PTB-XL folds 9-10 held out, 5%% of patients for the validation loss).")
-    g.add_argument('--data-dir', metavar='PATH', help='Dataset folder (not needed for synthetic).')
-    g.add_argument('--cache-dir', metavar='PATH', help='Where preprocessed caches go (default: OUTPUT/data).')
-    g.add_argument('--sampling-rate', type=float, default=360.0, help='Model input rate in Hz (seed: 360).')
-    g.add_argument('--num-samples', type=int, default=3600,
-                   help='Model input length in samples, a multiple of 25 (seed: 3600 = 10 s at 360 Hz).')
-    g.add_argument('--synthetic-records', type=int, default=400, help="Records generated for 'synthetic'.")
+def _add_data(p: argparse.ArgumentParser, only: Optional[Sequence[str]] = None) -> None:
+    from ecgvit.options import DataOptions, add_options
+
+    add_options(p.add_argument_group('data'), DataOptions, only=only)
 
 
-def _add_encoder(p: argparse.ArgumentParser) -> None:
+def _add_encoder(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g = p.add_argument_group('encoder')
     g.add_argument('--model', default=None,
                    help='Encoder architecture (ecgvit.list_models()); default: the checkpoint\'s, else '
@@ -92,31 +83,23 @@ def _add_encoder(p: argparse.ArgumentParser) -> None:
     g.add_argument('--checkpoint', metavar='PATH',
                    help='Encoder weights: a pretraining run folder (its best weights), a checkpoint folder or '
                         '.safetensors file, or a folder written by ecgvit.hub.save_pretrained.')
+    return g
 
 
-def _add_eval(p: argparse.ArgumentParser, epochs: int, lr: float, batch: int, warmup: float, patience: int) -> None:
-    g = p.add_argument_group('optimisation')
-    g.add_argument('--epochs', type=int, default=epochs, help='Maximum epochs (early stopping may end sooner).')
-    g.add_argument('--lr', type=float, default=lr, help='Learning rate.')
-    g.add_argument('-b', '--batch-size', type=int, default=batch, help='Batch size.')
-    g.add_argument('--weight-decay', type=float, default=0.0, help='Weight decay.')
-    g.add_argument('--warmup-epochs', type=float, default=warmup, help='Linear warm-up epochs.')
-    g.add_argument('--sched', default='plateau', choices=['plateau', 'cosine'],
-                   help='Schedule after warm-up: ReduceLROnPlateau on val loss, or cosine decay.')
-    g.add_argument('--patience', type=int, default=patience,
-                   help='Early stopping: epochs without a better validation loss.')
-    g.add_argument('--n-boot', type=int, default=1000, help='Bootstrap resamples for the 95%% CIs.')
-
-
-def _add_output(p: argparse.ArgumentParser, default: str) -> None:
+def _add_output(p: Any, default: str) -> None:
     p.add_argument('-o', '--output', '--out', dest='output', default=default, metavar='DIR',
                    help='Output folder (created).')
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ecgvit`` argument parser (one subparser per command)."""
+    from ecgvit.benchmark import NESTED_FLAGS, BenchmarkConfig
+    from ecgvit.eval.config import FinetuneConfig, ProbeConfig
+    from ecgvit.options import DataOptions, RunOptions, add_options
+    from ecgvit.train.config import TrainConfig
     from ecgvit.version import __version__
 
+    run_fields = [f.name for f in dataclasses.fields(RunOptions)]
     parser = _Parser(prog='ecgvit', description=__doc__.split('\n\n')[0], formatter_class=_Formatter)
     parser.add_argument('--version', action='version', version=f'ecgvit {__version__}')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=_Parser)
@@ -126,9 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('pretrain', formatter_class=_Formatter,
                        help='Self-supervised pretraining (MAE-MoCo, MAE-Nextclip, ...) with checkpoints and resume.',
                        description='Pretrain an encoder with a self-supervised method. Seed recipe: Adam lr 2e-4, '
-                                   'batch 64, 20 warm-up epochs, then ReduceLROnPlateau (0.9, patience 15) on the '
-                                   'validation loss. Writes OUTPUT/{config.json, metrics.csv, checkpoints/, '
-                                   'encoder/}. Run under torchrun for DDP.')
+                                   'batch 64, 20 warm-up epochs (auto: min(20, 0.2 x epochs)), then '
+                                   'ReduceLROnPlateau (0.9, patience 15) on the validation loss. Writes '
+                                   'OUTPUT/{config.json, metrics.csv, checkpoints/, encoder/}. Run under torchrun for '
+                                   'DDP.')
     p.add_argument('--method', default=None,
                    help="mae_moco, mae_nextclip, mae_centerclip, mae or moco (required): the paper's methods; "
                         "mae_moco_shared, mae_nextclip_shared, mae_centerclip_shared: ecgvit's shared-pass variants "
@@ -139,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--model', default=None,
                    help="Encoder architecture; default: the method's registered name (ecg_vit_mae_moco, "
                         "ecg_vit_mae_nextclip), ecg_vit_mae_moco otherwise. ecg_vit_tiny/small for CPU runs.")
+    g.add_argument('--grad-checkpointing', action='store_true',
+                   help="Recompute the encoder's block activations in the backward pass: less memory, a little more "
+                        "time (MAE-MoCo at batch 64 on CPU with the paper's passes: peak RSS 3.8 -> 2.8 GB; the "
+                        'default shared pass needs 2.0 GB without it).')
     g = p.add_argument_group('method')
     g.add_argument('--mask-ratio', type=float, default=None, help='MAE mask ratio (default 0.75).')
     g.add_argument('--alpha', type=float, default=None, help='MAE loss weight (default 40 MAE-MoCo, 2 Nextclip).')
@@ -150,56 +138,35 @@ def build_parser() -> argparse.ArgumentParser:
                         'run being resumed.')
     g.add_argument('--method-arg', action='append', default=[], metavar='KEY=VALUE',
                    help='Any other create_pretrainer argument, value parsed as JSON (repeatable).')
-    g = p.add_argument_group('optimisation')
-    g.add_argument('--grad-checkpointing', action='store_true',
-                   help="Recompute the encoder's block activations in the backward pass: less memory, a little more "
-                        "time (MAE-MoCo at batch 64 on CPU with the paper's passes: peak RSS 3.8 -> 2.8 GB; the "
-                        'shared pass needs 2.0 GB without it).')
-    g.add_argument('--compile', action='store_true',
-                   help='torch.compile the transformer blocks (needs a C++ compiler on CPU; the first steps compile).')
-    g.add_argument('--epochs', type=int, default=10, help='Training epochs (seed: 710 for MAE-MoCo).')
-    g.add_argument('-b', '--batch-size', type=int, default=64, help='Batch per process (seed: 64).')
-    g.add_argument('--lr', type=float, default=2e-4, help='Adam learning rate (seed: 2e-4).')
-    g.add_argument('--weight-decay', type=float, default=0.0, help='Adam weight decay.')
-    g.add_argument('--warmup-epochs', type=float, default=20.0, help='Linear warm-up epochs (seed: 20).')
-    g.add_argument('--sched', default='plateau', choices=['plateau', 'cosine'], help='Schedule after warm-up.')
-    g.add_argument('--decay-rate', type=float, default=0.9, help='ReduceLROnPlateau factor (seed: 0.9).')
-    g.add_argument('--patience-epochs', type=int, default=15, help='ReduceLROnPlateau patience (seed: 15).')
-    g.add_argument('--clip-grad', type=float, default=None, help='Clip the gradient norm to this value.')
-    g = p.add_argument_group('checkpoints and logging')
+    add_options(p.add_argument_group('optimisation, checkpoints and logging'), TrainConfig, skip=run_fields)
+    g = p.add_argument_group('output')
     _add_output(g, 'output/pretrain')
-    g.add_argument('--save-every', type=int, default=500, help='Checkpoint every N steps (0: only at the end).')
-    g.add_argument('--checkpoint-hist', type=int, default=3, help='Resumable checkpoints to keep (0: all).')
     g.add_argument('--resume', nargs='?', const=True, default=False, metavar='PATH',
                    help='Continue exactly from the newest checkpoint in OUTPUT (or from PATH); starts fresh '
                         'if OUTPUT has none.')
-    g.add_argument('--log-interval', type=int, default=10, help='Steps between CSV/TensorBoard rows.')
 
     # -- probe / finetune
     p = sub.add_parser('probe', formatter_class=_Formatter,
                        help='Linear probe of a frozen encoder (embed once, fit a linear layer).',
                        description='Linear probe: the encoder is frozen, records are embedded once and a linear '
-                                   'layer is trained on the features with early stopping on the validation loss; '
-                                   'the best-validation layer is tested (metrics with 95% bootstrap CIs).')
+                                   'layer is trained on the features (warm-up, then ReduceLROnPlateau, as in '
+                                   'pretraining) with early stopping on the validation loss; the best-validation '
+                                   'layer is tested (metrics with 95% bootstrap CIs).')
     _add_common(p)
     _add_data(p)
     _add_encoder(p)
-    _add_eval(p, epochs=100, lr=1e-3, batch=128, warmup=5.0, patience=15)
+    add_options(p.add_argument_group('linear probe'), ProbeConfig, skip=run_fields)
     _add_output(p, 'output/probe')
     p = sub.add_parser('finetune', formatter_class=_Formatter,
                        help='End-to-end fine-tuning with a new linear head (layer-wise lr decay option).',
                        description='Fine-tune the whole encoder with a linear head on [CLS] (CE for single-label, '
-                                   'BCE for multi-label), early stopping on the validation loss, best model tested.')
+                                   'BCE for multi-label; warm-up, then ReduceLROnPlateau, as in pretraining), early '
+                                   'stopping on the validation loss, best model tested.')
     _add_common(p)
     _add_data(p)
-    _add_encoder(p)
-    _add_eval(p, epochs=50, lr=3e-4, batch=64, warmup=5.0, patience=10)
-    g = p.add_argument_group('fine-tuning')
-    g.add_argument('--layer-decay', type=float, default=0.75,
-                   help='Layer-wise lr decay (each block below the head trains at this fraction of the lr above); '
-                        '1 disables.')
-    g.add_argument('--drop-path', type=float, default=0.0, help='Stochastic depth rate.')
-    g.add_argument('--clip-grad', type=float, default=1.0, help='Gradient-norm clip (0 disables).')
+    g = _add_encoder(p)
+    g.add_argument('--drop-path', type=float, default=0.0, help='Stochastic depth rate of the encoder.')
+    add_options(p.add_argument_group('fine-tuning'), FinetuneConfig, skip=run_fields)
     _add_output(p, 'output/finetune')
 
     # -- benchmark
@@ -208,37 +175,21 @@ def build_parser() -> argparse.ArgumentParser:
                        description='Pretrain each method, evaluate each protocol, and tabulate test metrics with '
                                    '95% bootstrap CIs. random (untrained encoder) and supervised (trained from '
                                    'scratch on the labels) rows are always included. --quick runs tiny settings on '
-                                   'built-in synthetic data in a few minutes on a CPU.')
+                                   'built-in synthetic data in a few minutes on a CPU; options given with it adjust '
+                                   'the preset.')
     _add_common(p)
     p.add_argument('--quick', action='store_true',
                    help='Tiny model and settings on built-in synthetic data (a few minutes on 2 CPU cores).')
-    p.add_argument('--methods', default=None,
-                   help="Comma-separated methods (random and supervised are always added; the hybrids are the "
-                        "paper's methods, add _shared, e.g. mae_moco_shared, for ecgvit's shared-pass variant) "
-                        '[default: random,supervised,mae,moco,mae_moco,mae_nextclip].')
-    p.add_argument('--protocols', default=None, help="Comma-separated: 'linear', 'finetune' [default: both].")
+    data_fields = [f.name for f in dataclasses.fields(DataOptions)]
+    add_options(p, BenchmarkConfig, skip=run_fields + data_fields)
     _add_data(p)
-    p.add_argument('--model', default=None, help='Encoder architecture for every method [default: ecg_vit_tiny].')
-    p.add_argument('--pretrain-epochs', type=int, default=None, help='Pretraining epochs per method [default: 10].')
-    p.add_argument('--pretrain-batch-size', type=int, default=None, help='Pretraining batch [default: 64, the seed].')
-    p.add_argument('--pretrain-lr', type=float, default=None, help='Pretraining lr [default: 2e-4, the seed].')
-    p.add_argument('--pretrain-warmup-epochs', type=float, default=None, help='Pretraining warm-up [default: 1].')
-    p.add_argument('--queue-size', type=int, default=None,
-                   help='MoCo queue [default: largest power of two <= the training set, at most 65536].')
-    p.add_argument('--probe-epochs', type=int, default=None, help='Linear-probe epochs, early stopped [default: 200].')
-    p.add_argument('--finetune-epochs', type=int, default=None, help='Fine-tuning epochs, early stopped [default: 30].')
-    p.add_argument('--finetune-lr', type=float, default=None, help='Fine-tuning lr [default: 3e-4].')
-    p.add_argument('--layer-decay', type=float, default=None, help='Fine-tuning layer-wise lr decay [default: 0.75].')
-    p.add_argument('--patience', type=int, default=None, help='Early-stopping patience of the evaluations '
-                   '[default: 10].')
-    p.add_argument('--n-boot', type=int, default=None, help='Bootstrap resamples for the 95%% CIs [default: 1000].')
+    for stage, cls in (('pretrain', TrainConfig), ('probe', ProbeConfig), ('finetune', FinetuneConfig)):
+        # The recipe fields used most; every field is reachable from Python (BenchmarkConfig.pretrain/probe/finetune).
+        add_options(p.add_argument_group(stage), cls, prefix=stage, only=NESTED_FLAGS[stage])
     p.add_argument('--checkpoint', action='append', default=None, metavar='METHOD=PATH', dest='checkpoints',
                    help='Evaluate METHOD from weights pretrained elsewhere (an `ecgvit pretrain` output folder, a '
                         'checkpoint or a save_pretrained folder) instead of pretraining it here; repeatable. A '
                         'METHOD that is not a method name adds a row of that name.')
-    # Unset options fall back to the preset (--quick or the full defaults), so --quick can still be adjusted.
-    p.set_defaults(seed=None, amp=None, workers=None, data=None, sampling_rate=None, num_samples=None,
-                   synthetic_records=None)
     _add_output(p, 'benchmark-results')
 
     # -- embed
@@ -252,12 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder(p)
     p.add_argument('--input', default=None, metavar='PATH',
                    help='WFDB folder (searched recursively) or cache folder (required).')
-    p.add_argument('--sampling-rate', type=float, default=None,
-                   help="Model input rate in Hz for WFDB input (default: the rate the weights were trained at, "
-                        "from their config; 360 for an untrained encoder).")
-    p.add_argument('--num-samples', type=int, default=None,
-                   help="Model input length in samples for WFDB input (default: the weights' own; 3600 for an "
-                        "untrained encoder).")
+    _add_data(p, only=('sampling_rate', 'num_samples'))
     p.add_argument('-b', '--batch-size', type=int, default=128, help='Records per forward pass.')
     p.add_argument('--fast', default='off', choices=['off', 'auto', 'fp32', 'bf16', 'int8', 'compile'],
                    help="CPU fast path: 'auto' times fp32, bf16 and int8 dynamic quantisation on this machine and "
@@ -268,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('push', formatter_class=_Formatter, help='Upload an encoder to the Hugging Face Hub.',
                        description='Save the encoder (safetensors + config.json + model card) and upload it with '
                                    'ecgvit.hub.push_to_hub. Needs network access and a Hub token.')
-    _add_common(p)
+    _add_common(p, run=False)
     _add_encoder(p)
     p.add_argument('--repo-id', default=None, help='Hub repository, org/name (required).')
     p.add_argument('--private', action='store_true', help='Create the repository private.')
@@ -333,11 +279,34 @@ def _write_config(out: Path, args: argparse.Namespace, extra: Optional[Dict[str,
     atomic_write_text(out / 'config.json', json.dumps(resolved, indent=2, default=str))
 
 
-def _check_positive(args: Any, *names: str) -> None:
+def _fill_defaults(args: argparse.Namespace, *classes: Any) -> None:
+    """Options not given take their config dataclass's default (the one place it is declared)."""
+    from ecgvit.options import options_from_args
+
+    for cls in classes:
+        given = options_from_args(args, cls)
+        for f in dataclasses.fields(cls):
+            if f.name not in given and f.metadata.get('cli', True) and hasattr(args, f.name):
+                setattr(args, f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())
+
+
+def _resolve_input(args: argparse.Namespace, model: Any) -> None:
+    """Unset --sampling-rate / --num-samples become the model's own (its pretrained cfg)."""
+    from ecgvit.options import model_input_defaults
+
+    if args.sampling_rate is None or args.num_samples is None:
+        rate, length = model_input_defaults(model)
+        args.sampling_rate = args.sampling_rate or rate
+        args.num_samples = args.num_samples or length
+
+
+def _check_positive(args: Any, *names: str, prefix: str = '') -> None:
+    from ecgvit.options import flag_name
+
     for n in names:
         v = getattr(args, n, None)
         if v is not None and v <= 0:
-            raise CliError(f'--{n.replace("_", "-")} must be positive, got {v}.')
+            raise CliError(f'{flag_name(n, prefix)} must be positive, got {v}.')
 
 
 def _splits(args: argparse.Namespace, model_cfg: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -346,7 +315,7 @@ def _splits(args: argparse.Namespace, model_cfg: Optional[Dict[str, Any]] = None
 
     cache = args.cache_dir or str(Path(args.output) / 'data')
     return prepare_data(args.data, args.data_dir, cache, args.sampling_rate, args.num_samples, args.seed,
-                        args.synthetic_records, args.workers, not args.no_progress, model_cfg=model_cfg,
+                        args.synthetic_records, args.num_workers, args.progress, model_cfg=model_cfg,
                         model_name=_weights_name(args))
 
 
@@ -375,6 +344,16 @@ def _print_metrics(result: Dict[str, Any]) -> None:
 # Commands
 
 
+def train_config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~ecgvit.train.TrainConfig` of ``ecgvit pretrain``: the options given, the dataclass's defaults
+    for the rest."""
+    from ecgvit.options import options_from_args
+    from ecgvit.train import TrainConfig
+
+    return TrainConfig(**options_from_args(args, TrainConfig), output_dir=args.output, resume=args.resume,
+                       reuse_cpu_memory=True)  # this process only trains: let glibc recycle freed tensors
+
+
 def _resumed_method_settings(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
     """The method settings (``pretrainer`` config) of the checkpoint ``--resume`` would continue, or None."""
     from ecgvit.train.checkpoint import CheckpointError, read_checkpoint_state
@@ -390,12 +369,13 @@ def _resumed_method_settings(args: argparse.Namespace) -> Optional[Dict[str, Any
 def cmd_pretrain(args: argparse.Namespace) -> int:
     import ecgvit
     from ecgvit.data.prepare import check_model_data, model_data_cfg
+    from ecgvit.options import DataOptions, RunOptions
     from ecgvit.pretrain import create_pretrainer, list_pretrainers, split_method
     from ecgvit.pretrain.factory import METHODS
-    from ecgvit.train import TrainConfig, load_best_into, seed_everything, train
+    from ecgvit.train import MethodSettingsError, load_best_into, seed_everything, train
     from ecgvit.train.distributed import barrier, cleanup_distributed, init_distributed, is_main_process
-    from ecgvit.train.loop import LEGACY_METHOD_SETTINGS
 
+    _fill_defaults(args, RunOptions, DataOptions)
     if args.method is None:
         raise CliError('--method is required (on the command line or in --config).')
     if args.method not in list_pretrainers(variants=True) and not args.method.endswith('+paper'):
@@ -408,6 +388,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     model_name = args.model or {'mae_nextclip': 'ecg_vit_mae_nextclip'}.get(method, 'ecg_vit_mae_moco')
     if model_name not in ecgvit.list_models():
         raise CliError(f'Unknown --model {model_name!r}: choose from {ecgvit.list_models()}.')
+    _resolve_input(args, model_name)
     method_kwargs: Dict[str, Any] = {}
     for item in args.method_arg:
         key, sep, value = item.partition('=')
@@ -424,11 +405,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if 'clip' in method:
         method_kwargs.setdefault('sampling_rate', args.sampling_rate)
     if args.resume and METHODS[method]['alpha'] is not None and 'shared_pass' not in method_kwargs:
-        # A resumed run continues as it was trained (a run of 0.1 may have used the shared pass, then the default):
-        # switching mid-run would change what it learns.
+        # A resumed run continues as it was trained: switching passes mid-run would change what it learns.
         saved = _resumed_method_settings(args)
-        if saved is not None:
-            method_kwargs['shared_pass'] = bool(saved.get('shared_pass', LEGACY_METHOD_SETTINGS['shared_pass']))
+        if saved is not None and 'shared_pass' in saved:
+            method_kwargs['shared_pass'] = bool(saved['shared_pass'])
     # Under torchrun, rank 0 builds the cache while the others wait, then they open the finished one.
     info = init_distributed(args.device)
     splits = _splits(args) if info.is_main else None
@@ -446,13 +426,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     check_model_data(splits['train'].preprocessing, model_data_cfg(pretrainer.encoder, weights), _weights_name(args))
     if args.grad_checkpointing:
         pretrainer.encoder.set_grad_checkpointing(True)  # the masked passes honour it too (pretrain.mae.encode_tokens)
-    cfg = TrainConfig(output_dir=args.output, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, schedule=args.sched,
-                      plateau_factor=args.decay_rate, plateau_patience=args.patience_epochs, clip_grad=args.clip_grad,
-                      amp=args.amp, seed=args.seed, save_every=args.save_every, keep_last=args.checkpoint_hist,
-                      log_every=args.log_interval, num_workers=args.workers, device=args.device,
-                      resume=args.resume, progress=not args.no_progress, compile=args.compile,
-                      reuse_cpu_memory=True)  # this process only trains: let glibc recycle freed tensors
+    cfg = train_config_from_args(args)
     run_config = {'command': 'pretrain', 'args': vars(args), 'method': method, 'model': model_name,
                   'method_kwargs': method_kwargs, 'pretrainer': getattr(pretrainer, 'config', {}),
                   'data': {'spec': args.data, 'cache_dir': splits['cache_dir'], 'n_train': len(splits['train']),
@@ -469,7 +443,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         val_set = WithRR(val_set, clip.sampling_rate) if val_set is not None and len(val_set) else val_set
         _logger.info('R peaks: median RR found for %.0f%% of %d training records in %.1f s (the rest use the '
                      'fallback)', 100 * train_set.found_fraction(), len(train_set), time.perf_counter() - t0)
-    summary = train(pretrainer, train_set, val_set, cfg, run_config=run_config)
+    try:
+        summary = train(pretrainer, train_set, val_set, cfg, run_config=run_config)
+    except MethodSettingsError as e:
+        if any(key == 'shared_pass' for key, _, _ in e.diffs):
+            raise CliError(f'{e} (ecgvit pretrain: --shared-pass / --no-shared-pass)') from None
+        raise
     if is_main_process():
         load_best_into(pretrainer, args.output)
         from ecgvit.hub import save_pretrained
@@ -484,70 +463,59 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def _eval_command(args: argparse.Namespace, protocol: str) -> int:
     from ecgvit.data.prepare import check_num_samples, model_data_cfg
-    from ecgvit.eval import finetune, linear_probe
+    from ecgvit.eval import FinetuneConfig, ProbeConfig, finetune, linear_probe
+    from ecgvit.options import DataOptions, RunOptions, options_from_args
 
+    _fill_defaults(args, RunOptions, DataOptions)
     _check_positive(args, 'epochs', 'batch_size', 'lr')
-    check_num_samples(args.num_samples)
+    if args.num_samples is not None:
+        check_num_samples(args.num_samples)
     extra = {'drop_path_rate': args.drop_path} if protocol == 'finetune' and args.drop_path else {}
     encoder, source = load_encoder(args.checkpoint, args.model, args.num_samples, args.pretrained, **extra)
+    _resolve_input(args, encoder)
+    cls = ProbeConfig if protocol == 'linear' else FinetuneConfig
+    cfg = cls(**options_from_args(args, cls))
     splits = _splits(args, model_data_cfg(encoder, source))
-    if args.batch_size > len(splits['train']):
-        raise CliError(f'--batch-size {args.batch_size} is larger than the training split '
+    if cfg.batch_size > len(splits['train']):
+        raise CliError(f'--batch-size {cfg.batch_size} is larger than the training split '
                        f'({len(splits["train"])} records): use {len(splits["train"])} or less.')
     out = Path(args.output)
-    _write_config(out, args, {'command': protocol, 'encoder': source, 'cache_dir': splits['cache_dir'],
-                              'label_names': splits['label_names'], 'multilabel': splits['multilabel']})
-    common = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                  warmup_epochs=args.warmup_epochs, schedule=args.sched, early_stop_patience=args.patience,
-                  n_boot=args.n_boot, seed=args.seed, device=args.device, amp=args.amp, num_workers=args.workers,
-                  output_dir=str(out), progress=not args.no_progress)
-    if protocol == 'linear':
-        result = linear_probe(encoder, splits['train'], splits['val'], splits['test'], **common)
-    else:
-        result = finetune(encoder, splits['train'], splits['val'], splits['test'],
-                          layer_decay=None if args.layer_decay in (None, 1.0) else args.layer_decay,
-                          clip_grad=args.clip_grad or None, **common)
+    _write_config(out, args, {**dataclasses.asdict(cfg), 'command': protocol, 'encoder': source,
+                              'cache_dir': splits['cache_dir'], 'label_names': splits['label_names'],
+                              'multilabel': splits['multilabel']})
+    run = linear_probe if protocol == 'linear' else finetune
+    result = run(encoder, splits['train'], splits['val'], splits['test'], config=cfg, output_dir=str(out))
     _print_metrics(dict(result, method=source.get('checkpoint') or source.get('model')))
     return 0
 
 
-_BENCH_FIELDS = {'methods': 'methods', 'protocols': 'protocols', 'data': 'data', 'data_dir': 'data_dir',
-                 'model': 'model', 'sampling_rate': 'sampling_rate', 'num_samples': 'num_samples',
-                 'synthetic_records': 'synthetic_records', 'pretrain_epochs': 'pretrain_epochs',
-                 'pretrain_batch_size': 'pretrain_batch_size', 'pretrain_lr': 'pretrain_lr',
-                 'pretrain_warmup_epochs': 'pretrain_warmup_epochs', 'queue_size': 'queue_size',
-                 'probe_epochs': 'probe_epochs', 'finetune_epochs': 'finetune_epochs', 'finetune_lr': 'finetune_lr',
-                 'layer_decay': 'layer_decay', 'patience': 'early_stop_patience', 'n_boot': 'n_boot', 'seed': 'seed',
-                 'amp': 'amp', 'device': 'device', 'workers': 'num_workers'}
-
-
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from ecgvit.benchmark import BenchmarkConfig, format_table, quick_config, run_benchmark
+    from ecgvit.benchmark import NESTED_FLAGS, BenchmarkConfig, format_table, quick_config, run_benchmark
+    from ecgvit.data.prepare import check_num_samples
+    from ecgvit.eval.config import FinetuneConfig, ProbeConfig
+    from ecgvit.options import options_from_args
+    from ecgvit.train.config import TrainConfig
 
     cfg = quick_config(args.output) if args.quick else BenchmarkConfig(out=args.output)
-    overrides: Dict[str, Any] = {}
-    for arg, fld in _BENCH_FIELDS.items():
-        value = getattr(args, arg, None)
-        if value is None:
-            continue
-        if arg in ('methods', 'protocols'):
-            value = [v for v in str(value).split(',') if v.strip()]
-        overrides[fld] = value
+    overrides: Dict[str, Any] = options_from_args(args, BenchmarkConfig)  # given on the command line: over the preset
+    for stage, cls in (('pretrain', TrainConfig), ('probe', ProbeConfig), ('finetune', FinetuneConfig)):
+        given = options_from_args(args, cls, prefix=stage, only=NESTED_FLAGS[stage])
+        if given:
+            overrides[stage] = dataclasses.replace(getattr(cfg, stage), **given)
     if args.checkpoints:
         pairs = [c.partition('=') for c in args.checkpoints]
         bad = [c for c, (_, sep, path) in zip(args.checkpoints, pairs) if not sep or not path]
         if bad:
             raise CliError(f'--checkpoint {bad[0]!r} is not METHOD=PATH (e.g. mae_moco=runs/mae_moco).')
         overrides['checkpoints'] = {k.strip(): path for k, _, path in pairs}
-    if overrides.get('layer_decay') == 1.0:
-        overrides['layer_decay'] = None
     if args.threads is not None:
         overrides['threads'] = args.threads
-    cfg = dataclasses.replace(cfg, progress=not args.no_progress, cache_dir=args.cache_dir, **overrides)
-    _check_positive(cfg, 'pretrain_epochs', 'pretrain_batch_size', 'probe_epochs', 'finetune_epochs',
-                    'synthetic_records')
+    cfg = dataclasses.replace(cfg, **overrides)
+    for stage in ('pretrain', 'probe', 'finetune'):
+        _check_positive(getattr(cfg, stage), 'epochs', 'batch_size', 'lr', prefix=stage)
+    _check_positive(cfg, 'synthetic_records')
+    if cfg.num_samples is not None:
+        check_num_samples(cfg.num_samples)
     rows = run_benchmark(cfg)
     print(format_table(rows))
     print(f'\nwrote {Path(cfg.out) / "results.csv"}, results.md, results.png and config.json')
@@ -566,7 +534,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from ecgvit.data import CachedECGDataset, Preprocessing, build_cache, get_dataset
     from ecgvit.data.prepare import check_model_data, check_num_samples, data_preprocessing, model_data_cfg
     from ecgvit.eval import extract_features
+    from ecgvit.options import RunOptions
 
+    _fill_defaults(args, RunOptions)
     if args.input is None:
         raise CliError('--input is required (on the command line or in --config).')
     src = Path(args.input)
@@ -600,13 +570,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
             pp = data_preprocessing(args.sampling_rate or DEFAULT_SAMPLING_RATE, length or DEFAULT_NUM_SAMPLES)
         if pp.num_samples != length:  # the encoder was built before the recipe was known
             encoder, source = load_encoder(args.checkpoint, args.model, pp.num_samples, args.pretrained)
-        cache = build_cache(index, pp, out / 'cache', num_workers=args.workers, progress=not args.no_progress)
+        cache = build_cache(index, pp, out / 'cache', num_workers=args.num_workers, progress=args.progress)
         dataset = CachedECGDataset(cache)
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     amp = args.amp
     if args.fast != 'off':
         from ecgvit.inference import optimize_for_inference
-        from ecgvit.train.loop import batch_inputs
+        from ecgvit.train.batch import batch_inputs
 
         if device.type != 'cpu':
             raise CliError('--fast is a CPU path (int8 dynamic quantisation, bf16, compile): add --device cpu, or '
@@ -618,7 +588,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         print(f'fast path: {encoder.mode} ' + ' '.join(f'{k} {v:.1f} ms' for k, v in encoder.timings_ms.items()))
         amp = 'fp32'  # the fast encoder manages its own precision
     feats, _ = extract_features(encoder, dataset, batch_size=args.batch_size, amp=amp,
-                                num_workers=args.workers, progress=not args.no_progress, device=device)
+                                num_workers=args.num_workers, progress=args.progress, device=device)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / 'embeddings.npy', feats)
     ids = list(dataset.record_ids)

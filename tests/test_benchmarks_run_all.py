@@ -1,29 +1,15 @@
 """benchmarks/run_all.py: the quick run writes every figure (a finite number, or null where the peer is absent)."""
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 
-RUN_ALL = Path(__file__).resolve().parents[1] / 'benchmarks' / 'run_all.py'
+from benchmarks import run_all
+
 FIGURES = ('mfu', 'mae_moco_over_mae', 'mae_nextclip_over_mae', 'mfu_paper', 'mae_moco_over_mae_paper',
            'mae_nextclip_over_mae_paper', 'speedup_vs_mtae', 'infer_ratio_vs_timm', 'loader_records_per_s',
            'peak_rss_gb', 'peak_rss_gb_paper', 'peak_rss_gb_paper_grad_ckpt', 'gpu_mfu', 'gpu_epoch_s')
-
-
-def _load_run_all() -> ModuleType:
-    # benchmarks/ is not a package: import the script from its path, as a user would run it.
-    name = '_ecgvit_benchmarks_run_all'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, RUN_ALL)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def _check_common(data: dict) -> None:
@@ -37,14 +23,15 @@ def _check_common(data: dict) -> None:
 
 @pytest.mark.slow  # about 25 s on a busy 2-core machine
 def test_quick_run_reports_every_figure(tmp_path):
-    run_all = _load_run_all()
     threads, flush = torch.get_num_threads(), run_all._flush_denormal_on()
     returned = run_all.main(['--quick', '--json', str(tmp_path / 'r.json')])
     data = json.loads((tmp_path / 'r.json').read_text())
 
     assert data == returned
     assert not data['errors'], data['errors']
-    peer_present = (run_all._sibling('peer_mtae').STMEM_DIR / 'models' / 'mtae.py').is_file()
+    from benchmarks import peer_mtae
+
+    peer_present = (peer_mtae.STMEM_DIR / 'models' / 'mtae.py').is_file()
     for key in FIGURES:
         value = data[key]
         if key.startswith('gpu_'):
@@ -75,7 +62,6 @@ def test_quick_run_reports_every_figure(tmp_path):
 
 
 def test_skipping_every_group_writes_nulls(tmp_path):
-    run_all = _load_run_all()
     data = run_all.main(['--skip', 'pretrain,peer,infer,loader,rss,gpu', '--json', str(tmp_path / 'r.json')])
     assert json.loads((tmp_path / 'r.json').read_text()) == data
     for key in FIGURES:
@@ -87,13 +73,13 @@ def test_skipping_every_group_writes_nulls(tmp_path):
 
 def test_unknown_skip_name_is_an_error(capsys):
     with pytest.raises(SystemExit):
-        _load_run_all().main(['--skip', 'mfu,nonsense'])
+        run_all.main(['--skip', 'mfu,nonsense'])
     assert 'nonsense' in capsys.readouterr().err
 
 
 def test_gpu_script_runs_its_code_path_on_the_cpu(tmp_path):
     """benchmarks/gpu_pretrain.py with --device cpu: every step of the GPU row, at a tiny size."""
-    module = _load_run_all()._sibling('gpu_pretrain')
+    from benchmarks import gpu_pretrain as module
     out = module.main(['--device', 'cpu', '--encoder', 'ecg_vit_tiny', '--batch', '4', '--records', '12',
                        '--repeats', '1', '--warmup', '1', '--peak-n', '256', '--workdir', str(tmp_path),
                        '--json', str(tmp_path / 'gpu.json')])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ecgvit.cli import build_parser, main
+from ecgvit.cli import build_parser, main, train_config_from_args
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -33,7 +33,9 @@ def test_help_explains_each_command(command, capsys):
         main([command, '--help'])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    assert '--config' in text and '--seed' in text and len(text.splitlines()) > 10
+    assert '--config' in text and len(text.splitlines()) > 10
+    # push computes nothing: it takes no seed, device or threads
+    assert ('--seed' in text) == (command != 'push') and ('--threads' in text) == (command != 'push')
 
 
 def test_console_script_entry_point(capsys):
@@ -202,6 +204,26 @@ def test_push_goes_through_hub(pretrain_run, tmp_path, monkeypatch):
 
 
 def test_parser_defaults_follow_the_seed():
-    args = build_parser().parse_args(['pretrain', '--method', 'mae_moco'])
-    assert (args.lr, args.batch_size, args.warmup_epochs, args.decay_rate, args.patience_epochs) == \
-        (2e-4, 64, 20.0, 0.9, 15)
+    # Flags come from TrainConfig's fields and take its defaults (warm-up: auto, the seed's 20 from 100 epochs on).
+    cfg = train_config_from_args(build_parser().parse_args(['pretrain', '--method', 'mae_moco']))
+    assert (cfg.lr, cfg.batch_size, cfg.warmup_epochs, cfg.plateau_factor, cfg.plateau_patience) == \
+        (2e-4, 64, None, 0.9, 15)
+    cfg = train_config_from_args(build_parser().parse_args(
+        ['pretrain', '--method', 'mae', '--plateau-factor', '0.5', '--keep-last', '1', '--no-progress']))
+    assert (cfg.plateau_factor, cfg.keep_last, cfg.progress, cfg.epochs) == (0.5, 1, False, 10)
+
+
+def test_one_default_everywhere():
+    from ecgvit.benchmark import BenchmarkConfig
+    from ecgvit.eval import FinetuneConfig, ProbeConfig
+    from ecgvit.options import options_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(['finetune'])
+    assert FinetuneConfig(**options_from_args(args, FinetuneConfig)).weight_decay == 0.05  # was 0.0 from the CLI
+    assert ProbeConfig().amp == FinetuneConfig().amp == BenchmarkConfig().amp == 'auto'  # probe was fp32
+    assert BenchmarkConfig().sampling_rate is None  # the model's own rate (was 100 Hz here, 360 Hz in the CLI)
+    assert BenchmarkConfig().probe == ProbeConfig() and BenchmarkConfig().finetune == FinetuneConfig()
+    # Nested recipe fields get prefixed flags; options not given leave the preset alone.
+    args = parser.parse_args(['benchmark', '--pretrain-epochs', '3', '--finetune-layer-decay', '1'])
+    assert (args.pretrain_epochs, args.finetune_layer_decay, args.probe_epochs) == (3, 1.0, None)

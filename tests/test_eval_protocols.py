@@ -47,7 +47,8 @@ def test_linear_probe_learns_and_folds_head(tmp_path):
     torch.manual_seed(0)
     enc = ecgvit.create_model('ecg_vit_tiny')
     tr, va, te = _task_data(90, 0), _task_data(30, 1), _task_data(30, 2)
-    res = linear_probe(enc, tr, va, te, epochs=60, warmup_epochs=2, n_boot=50, output_dir=str(tmp_path))
+    # fp32: the folded head is compared with the encoder's own fp32 forward below.
+    res = linear_probe(enc, tr, va, te, epochs=60, warmup_epochs=2, n_boot=50, amp='fp32', output_dir=str(tmp_path))
     assert res['auc_ovo'] > 0.9 and res['auc_ovo_lo'] <= res['auc_ovo'] <= res['auc_ovo_hi']
     assert res['best_epoch'] >= 0 and res['epochs_run'] <= 60
     # The encoder now carries the probe as its head, standardisation folded in: same predictions.
@@ -72,3 +73,27 @@ def test_finetune_multilabel_with_layer_decay(tmp_path):
     assert res['multilabel'] and res['primary_metric'] == 'auroc_macro'
     assert res['auroc_macro'] > 0.7
     assert (tmp_path / 'model.safetensors').is_file()
+
+
+def test_schedules_follow_the_seed_and_are_written_in_the_results(tmp_path):
+    from ecgvit.eval import FinetuneConfig, ProbeConfig
+
+    for cls in (ProbeConfig, FinetuneConfig):  # "same as pretraining": auto warm-up, then plateau 0.9 / 15
+        cfg = cls()
+        assert (cfg.warmup_epochs, cfg.schedule, cfg.plateau_factor, cfg.plateau_patience) == \
+            (None, 'plateau', 0.9, 15)
+        assert cfg.early_stop_patience > cfg.plateau_patience and cfg.amp == 'auto'
+    assert FinetuneConfig().weight_decay == 0.05 and ProbeConfig().weight_decay == 0.0
+    torch.manual_seed(0)
+    enc = ecgvit.create_model('ecg_vit_tiny')
+    tr, va, te = _task_data(40, 0), _task_data(20, 1), _task_data(20, 2)
+    res = linear_probe(enc, tr, va, te, epochs=10, plateau_patience=2, n_boot=0, amp='fp32',
+                       output_dir=str(tmp_path))
+    written = json.loads((tmp_path / 'results.json').read_text())['config']
+    assert written['warmup_epochs'] == 2.0 == res['warmup_epochs']  # auto resolved: 0.2 x 10 epochs
+    assert (written['plateau_factor'], written['plateau_patience'], written['epochs']) == (0.9, 2, 10)
+    res = finetune(enc, tr, va, te, config=FinetuneConfig(epochs=1, batch_size=8, warmup_epochs=0.5, n_boot=0,
+                                                          amp='fp32', progress=False))
+    assert res['config']['warmup_epochs'] == 0.5 and res['config']['weight_decay'] == 0.05
+    with pytest.raises(ValueError, match=r"Unknown ProbeConfig option\(s\) \['epochz'\]"):
+        linear_probe(enc, tr, va, te, epochz=3)

@@ -16,8 +16,8 @@ from ecgvit.train import list_checkpoints, load_best
 
 ARGS = ['--method', 'mae_moco', '--model', 'ecg_vit_tiny', '--data', 'synthetic', '--synthetic-records', '60',
         '--sampling-rate', '100', '--num-samples', '500', '--epochs', '4', '-b', '8', '--warmup-epochs', '1',
-        '--queue-size', '64', '--save-every', '1', '--checkpoint-hist', '2', '--amp', 'fp32', '--no-progress',
-        '--log-interval', '1']
+        '--queue-size', '64', '--save-every', '1', '--keep-last', '2', '--amp', 'fp32', '--no-progress',
+        '--log-every', '1']
 
 
 def _cmd(out, cache):

@@ -10,7 +10,16 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from ecgvit.train import TrainConfig, WarmupCosine, WarmupPlateau, list_checkpoints, load_best, train
+from ecgvit.train import (
+    MethodSettingsError,
+    TrainConfig,
+    WarmupCosine,
+    WarmupPlateau,
+    list_checkpoints,
+    load_best,
+    resolve_warmup_epochs,
+    train,
+)
 from ecgvit.train.checkpoint import clean_partial, load_checkpoint, read_checkpoint_state, save_checkpoint
 from ecgvit.train.loop import check_same_method, seed_everything
 
@@ -131,8 +140,10 @@ def test_resume_with_other_method_settings_is_refused(tmp_path):
     state = read_checkpoint_state(tmp_path / 'checkpoints')  # now they are recorded
     assert state['config']['pretrainer']['shared_pass'] is True and state['step'] == 10
     cfg.epochs = 3
-    with pytest.raises(ValueError, match=r"shared_pass=True there, shared_pass=False here.*--no-shared-pass"):
+    with pytest.raises(MethodSettingsError, match=r"shared_pass=True there, shared_pass=False here") as err:
         train(StandIn(), _data(), None, cfg, run_config={'pretrainer': method})
+    # The loop names no command-line flag (the CLI adds its own hint) and says which setting differs.
+    assert '--' not in str(err.value) and err.value.diffs == [('shared_pass', True, False)]
 
 
 def test_resume_steps_with_this_runs_optimiser_kernel(tmp_path, monkeypatch):
@@ -149,16 +160,36 @@ def test_resume_steps_with_this_runs_optimiser_kernel(tmp_path, monkeypatch):
     assert all(g['fused'] for g in groups)
 
 
-def test_check_same_method_reads_settings_older_checkpoints_did_not_record():
-    old = {'path': 'ck', 'config': {'pretrainer': {'alpha': 40.0}}}  # before shared_pass existed: paper passes
-    check_same_method(old, {'alpha': 40.0, 'shared_pass': False})
-    with pytest.raises(ValueError, match="shared_pass=False there, shared_pass=True here"):
-        check_same_method(old, {'alpha': 40.0, 'shared_pass': True})
+def test_check_same_method_compares_the_settings_both_record():
+    saved = {'path': 'ck', 'config': {'pretrainer': {'alpha': 40.0, 'shared_pass': False}}}
+    check_same_method(saved, {'alpha': 40.0, 'shared_pass': False})
+    with pytest.raises(MethodSettingsError, match="shared_pass=False there, shared_pass=True here"):
+        check_same_method(saved, {'alpha': 40.0, 'shared_pass': True})
     with pytest.raises(ValueError, match=r"alpha=40\.0 there, alpha=20\.0 here"):
-        check_same_method(old, {'alpha': 20.0, 'shared_pass': False})
-    # A setting this version no longer knows is not a difference; a run that records none is not checked.
-    check_same_method({'config': {'pretrainer': {'alpha': 40.0, 'retired': 1}}}, {'alpha': 40.0})
-    check_same_method(old, None)
+        check_same_method(saved, {'alpha': 20.0, 'shared_pass': False})
+    # A setting only one side knows is not a difference; a run that records none is not checked.
+    check_same_method({'config': {'pretrainer': {'alpha': 40.0, 'retired': 1}}}, {'alpha': 40.0, 'new': 2})
+    check_same_method(saved, None)
+
+
+def test_auto_warmup_scales_to_the_run_and_is_recorded(tmp_path):
+    assert TrainConfig().warmup_epochs is None  # auto
+    # min(20, 0.2 x epochs): never longer than the run, the seed's 20 epochs from 100 epochs on; explicit values kept.
+    assert [resolve_warmup_epochs(None, e) for e in (1, 10, 99, 100, 710)] == [0.2, 2.0, 19.8, 20.0, 20.0]
+    assert resolve_warmup_epochs(0, 10) == 0.0 and resolve_warmup_epochs(30, 10) == 30.0
+    with pytest.raises(ValueError, match='warmup_epochs must be >= 0'):
+        resolve_warmup_epochs(-1, 10)
+    seed_everything(0)
+    cfg = TrainConfig(output_dir=str(tmp_path), epochs=5, batch_size=8, seed=0, amp='fp32', progress=False,
+                      save_every=0)
+    train(StandIn(), _data(), None, cfg)  # 5 steps per epoch
+    resolved = json.loads((tmp_path / 'config.json').read_text())
+    assert resolved['train']['warmup_epochs'] == 1.0 and resolved['warmup_steps'] == 5
+    # A resumed run keeps the warm-up it started with, although a longer run would get a longer auto warm-up.
+    cfg.epochs, cfg.resume = 6, True
+    train(StandIn(), _data(), None, cfg)
+    resolved = json.loads((tmp_path / 'config.json').read_text())
+    assert resolved['train']['warmup_epochs'] == 1.0 and resolved['train']['epochs'] == 6
 
 
 def test_keep_last_and_best(tmp_path):
@@ -238,7 +269,7 @@ def test_warmup_cosine_schedule():
 
 
 def test_amp_auto_is_measured_once_and_explicit_choices_are_kept(monkeypatch):
-    from ecgvit.train import loop
+    from ecgvit.train import runtime as loop
 
     calls = []
     monkeypatch.setattr(loop, '_AMP_CACHE', {})

@@ -1,5 +1,7 @@
-"""Evaluation: linear probe, end-to-end fine-tuning and metrics with bootstrap confidence intervals."""
+"""Evaluation: linear probe (:class:`ProbeConfig`), end-to-end fine-tuning (:class:`FinetuneConfig`) and metrics with
+bootstrap confidence intervals."""
 from .common import TaskInfo, fit_classifier, infer_task, predict
+from .config import FinetuneConfig, ProbeConfig
 from .finetune import finetune, finetune_param_groups
 from .linear_probe import extract_features, linear_probe
 from .metrics import (
@@ -14,7 +16,7 @@ from .metrics import (
 )
 
 __all__ = [
-    'METRIC_NAMES', 'TaskInfo', 'binary_auc', 'bootstrap_metrics', 'compute_metrics', 'extract_features', 'finetune',
-    'finetune_param_groups', 'fit_classifier', 'infer_task', 'linear_probe', 'multilabel_macro_auroc', 'ovo_macro_auc',
-    'ovr_macro_auc', 'predict', 'primary_metric',
+    'METRIC_NAMES', 'FinetuneConfig', 'ProbeConfig', 'TaskInfo', 'binary_auc', 'bootstrap_metrics', 'compute_metrics',
+    'extract_features', 'finetune', 'finetune_param_groups', 'fit_classifier', 'infer_task', 'linear_probe',
+    'multilabel_macro_auroc', 'ovo_macro_auc', 'ovr_macro_auc', 'predict', 'primary_metric',
 ]

@@ -12,8 +12,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ecgvit.train.loop import autocast_context
+from ecgvit.train.config import resolve_warmup_epochs
+from ecgvit.train.runtime import autocast_context
 from ecgvit.train.schedules import create_schedule
+
+from .config import FitOptions
 
 __all__ = ['TaskInfo', 'infer_task', 'make_loss', 'fit_classifier', 'predict', 'probabilities']
 
@@ -110,36 +113,45 @@ def fit_classifier(
         val_loader: DataLoader,
         task: TaskInfo,
         optimizer: torch.optim.Optimizer,
-        epochs: int,
-        warmup_epochs: float = 0.0,
-        schedule: str = 'plateau',
-        plateau_factor: float = 0.5,
-        plateau_patience: int = 3,
-        early_stop_patience: int = 10,
+        config: FitOptions,
         device: torch.device = torch.device('cpu'),
         amp_dtype: Optional[torch.dtype] = None,
         clip_grad: Optional[float] = None,
-        progress: bool = False,
         desc: str = 'fit',
 ) -> Dict[str, Any]:
     """Supervised training with warm-up + schedule and early stopping on the validation loss.
 
     The best-validation weights are loaded back into ``model`` before returning (the seed tests that model).
 
+    Args:
+        model: The classifier to train.
+        train_loader, val_loader: Batches of ``(x, y)``.
+        task: The label space.
+        optimizer: Optimiser over the trainable parameters.
+        config: A :class:`~ecgvit.eval.ProbeConfig` or :class:`~ecgvit.eval.FinetuneConfig`: epochs, schedule,
+            early stopping, progress (``warmup_epochs`` None: auto, see :func:`ecgvit.train.resolve_warmup_epochs`).
+        device: Where the model runs.
+        amp_dtype: Autocast dtype, None for fp32.
+        clip_grad: Gradient-norm clip, or None.
+        desc: Progress-bar and log label.
+
     Returns:
-        ``{'best_epoch', 'best_val_loss', 'epochs_run', 'history': [{epoch, train_loss, val_loss, lr}, ...]}``.
+        ``{'best_epoch', 'best_val_loss', 'epochs_run', 'warmup_epochs', 'history': [{epoch, train_loss, val_loss,
+        lr}, ...]}``.
     """
     if len(train_loader) == 0:
         raise ValueError('The training split is smaller than one batch: lower --batch-size.')
     loss_fn = make_loss(task)
     steps = len(train_loader)
-    sched = create_schedule(schedule, optimizer, int(round(warmup_epochs * steps)), steps * epochs,
-                            plateau_factor, plateau_patience)
+    epochs = config.epochs
+    warmup_epochs = resolve_warmup_epochs(config.warmup_epochs, epochs)
+    sched = create_schedule(config.schedule, optimizer, int(round(warmup_epochs * steps)), steps * epochs,
+                            config.plateau_factor, config.plateau_patience)
     params = [p for g in optimizer.param_groups for p in g['params']]
     best_loss, best_epoch, best_state, bad_epochs = math.inf, -1, None, 0
     history = []
     iterator = range(epochs)
-    if progress:
+    if config.progress:
         from tqdm.auto import tqdm
         iterator = tqdm(iterator, desc=desc, leave=False, dynamic_ncols=True)
     t0 = time.time()
@@ -172,9 +184,9 @@ def fit_classifier(
             best_state = copy.deepcopy(model.state_dict())
         else:
             bad_epochs += 1
-            if bad_epochs >= early_stop_patience:
+            if bad_epochs >= config.early_stop_patience:
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    return {'best_epoch': best_epoch, 'best_val_loss': best_loss, 'epochs_run': len(history), 'history': history,
-            'fit_time_s': time.time() - t0}
+    return {'best_epoch': best_epoch, 'best_val_loss': best_loss, 'epochs_run': len(history),
+            'warmup_epochs': warmup_epochs, 'history': history, 'fit_time_s': time.time() - t0}

@@ -5,6 +5,7 @@ before its probe head); the standardisation is folded into the linear layer afte
 ``encoder + nn.Linear`` classifier.
 """
 import contextlib
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -15,9 +16,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ecgvit.train.loop import autocast_context, resolve_amp_dtype, seed_everything
+from ecgvit.train.runtime import autocast_context, resolve_amp_dtype, seed_everything
 
 from .common import TaskInfo, fit_classifier, infer_task, predict
+from .config import ProbeConfig, with_options
 from .metrics import bootstrap_metrics, primary_metric
 
 __all__ = ['extract_features', 'linear_probe', 'save_eval_outputs']
@@ -121,21 +123,9 @@ def linear_probe(
         val_set: Dataset,
         test_set: Dataset,
         task: Optional[TaskInfo] = None,
-        epochs: int = 100,
-        batch_size: int = 128,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        warmup_epochs: float = 5.0,
-        schedule: str = 'plateau',
-        early_stop_patience: int = 15,
-        normalize: bool = True,
-        n_boot: int = 1000,
-        seed: int = 0,
-        device: Optional[str] = None,
-        amp: str = 'fp32',
-        num_workers: int = 0,
+        config: Optional[ProbeConfig] = None,
         output_dir: Optional[str] = None,
-        progress: bool = False,
+        **options: Any,
 ) -> Dict[str, Any]:
     """Linear probe of a frozen encoder: embed once, fit a linear layer, test the best-validation layer.
 
@@ -143,62 +133,55 @@ def linear_probe(
         encoder: The encoder to probe (left unchanged except for its head, which becomes the fitted layer).
         train_set, val_set, test_set: Labelled datasets yielding ``(x, y)``.
         task: Label space (default: read from ``train_set``).
-        epochs: Maximum epochs over the cached features.
-        batch_size: Batch for both embedding and fitting.
-        lr: Adam learning rate of the linear layer.
-        weight_decay: Adam weight decay.
-        warmup_epochs: Linear warm-up epochs.
-        schedule: 'plateau' or 'cosine' after warm-up.
-        early_stop_patience: Epochs without a better validation loss before stopping.
-        normalize: Standardise features with the training split's statistics.
-        n_boot: Bootstrap resamples for the test metrics' 95% CIs.
-        seed: Seed of the linear layer's initialisation, batch order and bootstrap.
-        device: 'cpu', 'cuda' or None.
-        amp: Autocast for the embedding pass ('fp32', 'bf16', 'auto').
-        num_workers: DataLoader workers for the embedding pass.
+        config: Settings (default: :class:`~ecgvit.eval.ProbeConfig`, which documents each one).
         output_dir: If set, results.json, predictions.npz and the classifier weights are written there.
-        progress: Show progress bars.
+        **options: :class:`~ecgvit.eval.ProbeConfig` fields overriding ``config`` (e.g. ``epochs=60``).
 
     Returns:
-        Test metrics with ``_lo``/``_hi`` CI bounds, plus best_epoch, epochs_run, best_val_loss, time_s, ...
+        Test metrics with ``_lo``/``_hi`` CI bounds, plus best_epoch, epochs_run, best_val_loss, time_s, and the
+        resolved settings under ``config`` (the warm-up actually used included).
+
+    Raises:
+        ValueError: an empty or unlabelled split, or an unknown option.
 
     Example:
-        >>> # result = linear_probe(ecgvit.create_model('ecg_vit_tiny'), train_ds, val_ds, test_ds)
+        >>> # result = linear_probe(ecgvit.create_model('ecg_vit_tiny'), train_ds, val_ds, test_ds, epochs=60)
         >>> # result['auc_ovo'], result['auc_ovo_lo'], result['auc_ovo_hi']
     """
+    cfg = with_options(config or ProbeConfig(), options)
     t0 = time.time()
-    dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    dev = torch.device(cfg.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     task = task or infer_task(train_set)
     splits = {}
     for name, ds in (('train', train_set), ('val', val_set), ('test', test_set)):
         if ds is None or len(ds) == 0:
             raise ValueError(f'The {name} split is empty: the probe needs train, val and test records.')
-        feats, labels = extract_features(encoder, ds, batch_size, dev, amp, num_workers, progress)
+        feats, labels = extract_features(encoder, ds, cfg.batch_size, dev, cfg.amp, cfg.num_workers, cfg.progress)
         if labels is None:
             raise ValueError(f'The {name} split has no labels: the probe needs a labelled dataset.')
         splits[name] = (torch.from_numpy(feats), torch.from_numpy(labels))
     embed_s = time.time() - t0
     mean = splits['train'][0].mean(0)
     std = splits['train'][0].std(0).clamp_min(1e-6)
-    if not normalize:
+    if not cfg.normalize:
         mean, std = torch.zeros_like(mean), torch.ones_like(std)
     loaders = {}
-    seed_everything(seed)
-    gen = torch.Generator().manual_seed(seed)
+    seed_everything(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
     for name, (f, y) in splits.items():
-        loaders[name] = DataLoader(TensorDataset((f - mean) / std, y), batch_size=batch_size,
+        loaders[name] = DataLoader(TensorDataset((f - mean) / std, y), batch_size=cfg.batch_size,
                                    shuffle=name == 'train', generator=gen if name == 'train' else None)
     head = nn.Linear(mean.numel(), task.num_classes).to(dev)
-    optimizer = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     with _single_thread(dev):
-        fit = fit_classifier(head, loaders['train'], loaders['val'], task, optimizer, epochs, warmup_epochs, schedule,
-                             early_stop_patience=early_stop_patience, device=dev, progress=progress, desc='probe')
+        fit = fit_classifier(head, loaders['train'], loaders['val'], task, optimizer, cfg, device=dev, desc='probe')
         y, prob, test_loss = predict(head, loaders['test'], task, dev)
     result: Dict[str, Any] = {'protocol': 'linear', 'multilabel': task.multilabel, 'num_classes': task.num_classes,
                               'label_names': task.label_names, 'primary_metric': primary_metric(task.multilabel)}
-    result.update(bootstrap_metrics(y, prob, task.multilabel, n_boot=n_boot, seed=seed))
+    result.update(bootstrap_metrics(y, prob, task.multilabel, n_boot=cfg.n_boot, seed=cfg.seed))
     result.update({k: v for k, v in fit.items() if k != 'history'})
     result.update({'test_loss': test_loss, 'embed_time_s': embed_s, 'time_s': time.time() - t0,
+                   'config': dataclasses.asdict(dataclasses.replace(cfg, warmup_epochs=fit['warmup_epochs'])),
                    'history': fit['history']})
     # Fold the standardisation into the layer and install it as the encoder's head: encoder(x) is now the probe.
     with torch.no_grad():

@@ -10,8 +10,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-__all__ = ['DistInfo', 'init_distributed', 'cleanup_distributed', 'is_main_process', 'barrier', 'all_reduce_mean',
-           'all_reduce_any', 'broadcast_object']
+__all__ = ['DistInfo', 'init_distributed', 'cleanup_distributed', 'is_main_process', 'barrier', 'all_reduce_any']
 
 
 @dataclass
@@ -96,15 +95,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    """Mean of ``value`` over ranks (a copy; the input is untouched)."""
-    value = value.detach().clone()
-    if _active():
-        dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value /= dist.get_world_size()
-    return value
-
-
 def all_reduce_any(flag: bool, device: torch.device) -> bool:
     """True if ``flag`` is true on any rank: ranks must agree on skipping a step or they fall out of sync."""
     if not _active():
@@ -112,12 +102,3 @@ def all_reduce_any(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
-
-
-def broadcast_object(obj):
-    """Rank 0's ``obj`` on every rank (identity outside a distributed run)."""
-    if not _active():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

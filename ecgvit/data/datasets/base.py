@@ -111,13 +111,6 @@ class ECGDataset:
             raise ValueError(f'Unknown split {split!r}; use one of {SPLITS}.')
         return [e for e in self.entries if e.split == split]
 
-    def label_matrix(self) -> np.ndarray:
-        """(N, C) multi-hot labels (multilabel) or (N,) class indices."""
-        if self.multilabel:
-            return np.stack([np.asarray(e.labels, dtype=np.float32) for e in self.entries]) if self.entries else \
-                np.zeros((0, len(self.label_names)), np.float32)
-        return np.asarray([-1 if e.labels is None else int(e.labels) for e in self.entries], dtype=np.int64)
-
     def label_counts(self) -> dict[str, dict[str, int]]:
         """Per split, the number of records carrying each label."""
         out = {}
