@@ -1,0 +1,108 @@
+"""The import rules of docs/architecture.md: each layer imports only the layers below it that its row names."""
+import ast
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Set, Tuple
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / 'ecgvit'
+
+# module (first name under ecgvit) -> layer
+LAYER_OF = {
+    'constants': 'basics', 'version': 'basics', 'errors': 'basics',
+    'weights': 'weights', 'weights_sha256': 'weights',
+    'models': 'models', 'factory': 'models',
+    'data': 'data',
+    'options': 'options',
+    'pretrain': 'pretrain',
+    'train': 'train',
+    'eval': 'eval',
+    'hub': 'hub',
+    'inference': 'inference',
+    'benchmark': 'harness',
+    'cli': 'cli',
+    '__init__': 'package',
+}
+
+# layer -> the layers it may import (docs/architecture.md, "The layers")
+ALLOWED: Dict[str, Set[str]] = {
+    'basics': set(),
+    'weights': {'basics'},
+    'models': {'basics', 'weights'},
+    'data': {'basics'},
+    'options': {'basics', 'models'},
+    'pretrain': {'basics', 'models', 'data'},
+    'train': {'basics', 'options'},
+    'eval': {'basics', 'weights', 'models', 'data', 'options', 'train'},
+    'hub': {'basics', 'weights', 'models', 'train'},
+    'inference': {'basics', 'models'},
+    'harness': {'basics', 'weights', 'models', 'data', 'options', 'pretrain', 'train', 'eval', 'hub', 'inference',
+                'package'},
+    'cli': {'basics', 'weights', 'models', 'data', 'options', 'pretrain', 'train', 'eval', 'hub', 'inference',
+            'harness', 'package'},
+    'package': {'basics', 'models'},  # ecgvit/__init__.py: the rest loads lazily, on first use
+}
+
+
+def _module_name(path: Path) -> Tuple[str, ...]:
+    parts = path.relative_to(ROOT.parent).with_suffix('').parts
+    return parts[:-1] if parts[-1] == '__init__' else parts
+
+
+def _imports(path: Path, text: Optional[str] = None) -> Iterator[Tuple[str, int]]:
+    """(imported ecgvit module, line) for every import in the file, at any depth (function-level ones too)."""
+    mod = _module_name(path)
+    package = mod if path.name == '__init__.py' else mod[:-1]
+    for node in ast.walk(ast.parse(path.read_text() if text is None else text)):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - (node.level - 1)]
+                name = '.'.join(base + ((node.module,) if node.module else ()))
+                names = [name] if node.module else [f'{name}.{a.name}' for a in node.names]
+            else:
+                names = [node.module or '']
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name == 'ecgvit' or name.startswith('ecgvit.'):
+                yield name, node.lineno
+
+
+def _layer(dotted: str) -> str:
+    parts = dotted.split('.')
+    return LAYER_OF['__init__' if len(parts) == 1 else parts[1]]
+
+
+FILES = sorted(ROOT.rglob('*.py'))
+
+
+def test_every_module_has_a_layer():
+    unknown = sorted({p.relative_to(ROOT).parts[0].removesuffix('.py') for p in FILES} - set(LAYER_OF))
+    assert not unknown, f'add these to LAYER_OF and docs/architecture.md: {unknown}'
+
+
+def _violations(path: Path, text: Optional[str] = None) -> List[str]:
+    own = _layer('.'.join(_module_name(path)))
+    bad = []
+    for name, line in _imports(path, text):
+        layer = _layer(name)
+        if layer != own and layer not in ALLOWED[own]:
+            bad.append(f'line {line}: {name} ({own} may not import {layer})')
+    return bad
+
+
+@pytest.mark.parametrize('path', FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_follow_the_layers(path):
+    bad = _violations(path)
+    assert not bad, '\n'.join(bad)
+
+
+def test_the_checker_sees_forbidden_imports_at_any_depth():
+    data_file, loop_file = ROOT / 'data' / 'cache.py', ROOT / 'train' / 'loop.py'
+    assert _violations(data_file, 'def f():\n    from ecgvit.models import ecg_vit\n') == [
+        'line 2: ecgvit.models (data may not import models)']
+    assert _violations(loop_file, 'from ..pretrain import hybrid\n') == [
+        'line 1: ecgvit.pretrain (train may not import pretrain)']
+    assert _violations(loop_file, 'from .checkpoint import save_checkpoint\nimport ecgvit.options\n') == []
