@@ -70,8 +70,8 @@ class BenchmarkConfig(DataOptions, RunOptions):
                                   help="Comma-separated evaluation protocols: 'linear', 'finetune'.")
     out: str = option('benchmark-results', 'Results folder.', cli=False)
     model: str = option('ecg_vit_tiny', 'Encoder architecture for every method (a registered ecgvit name).')
-    queue_size: Optional[int] = option(None, 'MoCo queue (default: the largest power of two <= the training set, at '
-                                             'most 65536, the seed\'s).')
+    queue_size: Optional[int] = option(None, "MoCo queue (default: the seed's 65536, as everywhere; a queue longer "
+                                             'than the training set is used as is, with a warning).')
     n_boot: int = option(1000, 'Bootstrap resamples for the 95% CIs of every row (the same for every protocol, so '
                                'rows compare).')
     threads: Optional[int] = option(None, "torch intra-op threads for the run (default: torch's).", cli=False)
@@ -126,9 +126,8 @@ def _stage(stage_cfg: Any, cfg: BenchmarkConfig, **overrides: Any) -> Any:
 
 def _method_kwargs(method: str, cfg: BenchmarkConfig, n_train: int) -> Dict[str, Any]:
     kwargs: Dict[str, Any] = {}
-    if 'moco' in method:
-        queue = cfg.queue_size or min(65536, 2 ** int(math.log2(max(2, n_train))))
-        kwargs['queue_size'] = int(queue)
+    if 'moco' in method and cfg.queue_size is not None:
+        kwargs['queue_size'] = int(cfg.queue_size)
     if 'clip' in method:
         kwargs['sampling_rate'] = float(cfg.sampling_rate)
     return kwargs
@@ -170,16 +169,19 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
         res = finetune(enc, splits['train'], splits['val'], splits['val'], config=sup)
         enc.reset_classifier(0)
         return enc, {'pretrain_time_s': time.time() - t0, 'pretrain_best_val_loss': res['best_val_loss']}
-    from ecgvit.pretrain import create_pretrainer, split_method
+    from ecgvit.pretrain import create_pretrainer, queue_copies_per_record, split_method
 
     base, variant_kwargs = split_method(method)
     model = create_pretrainer(base, cfg.model, encoder_kwargs=enc_kwargs,
                               **_method_kwargs(base, cfg, len(splits['train'])), **variant_kwargs)
     tcfg = _stage(cfg.pretrain, cfg, output_dir=str(out_dir), save_every=0, keep_last=1,
                   batch_size=min(cfg.pretrain.batch_size, len(splits['train'])))
-    summary = train(model, splits['train'], splits['val'], tcfg,
-                    run_config={'method': method, 'model': cfg.model, 'pretrainer': getattr(model, 'config', {}),
-                                'preprocessing': splits['train'].preprocessing.to_dict()})
+    run_config = {'method': method, 'model': cfg.model, 'pretrainer': getattr(model, 'config', {}),
+                  'preprocessing': splits['train'].preprocessing.to_dict()}
+    if getattr(model, 'moco', None) is not None:
+        run_config['data'] = {'n_train': len(splits['train']), 'queue_copies_per_record': queue_copies_per_record(
+            model.moco.queue_size, len(splits['train']))}
+    summary = train(model, splits['train'], splits['val'], tcfg, run_config=run_config)
     load_best_into(model, out_dir)
     return model.encoder.cpu(), {'pretrain_time_s': time.time() - t0,
                                  'pretrain_best_val_loss': summary['best_val_loss']}

@@ -425,17 +425,22 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     weights = {'pretrained': getattr(args, 'pretrained', False), 'checkpoint': getattr(args, 'checkpoint', None)}
     check_model_data(splits['train'].preprocessing, model_data_cfg(pretrainer.encoder, weights), _weights_name(args))
     if args.grad_checkpointing:
-        pretrainer.encoder.set_grad_checkpointing(True)  # the masked passes honour it too (pretrain.mae.encode_tokens)
+        pretrainer.encoder.set_grad_checkpointing(True)  # the masked passes honour it too (forward_masked)
     cfg = train_config_from_args(args)
     run_config = {'command': 'pretrain', 'args': vars(args), 'method': method, 'model': model_name,
                   'method_kwargs': method_kwargs, 'pretrainer': getattr(pretrainer, 'config', {}),
                   'data': {'spec': args.data, 'cache_dir': splits['cache_dir'], 'n_train': len(splits['train']),
                            'n_val': len(splits['val'])},
                   'preprocessing': splits['train'].preprocessing.to_dict()}
+    if getattr(pretrainer, 'moco', None) is not None:
+        from ecgvit.pretrain import queue_copies_per_record
+
+        run_config['data']['queue_copies_per_record'] = queue_copies_per_record(
+            pretrainer.moco.queue_size, len(splits['train']))
     train_set, val_set = splits['train'], splits['val']
     clip = getattr(pretrainer, 'clip', None)
     if clip is not None and clip.cycle == 'rpeak':
-        # Detect each record's RR once here instead of in every step (about 15% of a shared-pass Nextclip step).
+        # Detect each record's RR once here instead of in every step of every epoch.
         from ecgvit.data.rr_dataset import WithRR
 
         t0 = time.perf_counter()

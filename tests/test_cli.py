@@ -113,6 +113,8 @@ def test_shared_pass_flags_and_resume(pretrain_run, tmp_path, capsys):
     rc = main(['pretrain', '--method', 'mae_moco', *common, '--epochs', '1', '--grad-checkpointing',
                '--output', str(tmp_path / 'default')])
     assert rc == 0 and shared_pass(tmp_path / 'default') is False
+    data = json.loads((tmp_path / 'default' / 'config.json').read_text())['data']
+    assert data['queue_copies_per_record'] == pytest.approx(64 / data['n_train'])  # the queue used, recorded
     assert json.loads((tmp_path / 'default' / 'config.json').read_text())['args']['grad_checkpointing'] is True
     # A shared-pass run, resumed with the plain method name and no flag, continues with the shared pass.
     shared = tmp_path / 'shared'

@@ -1,6 +1,7 @@
 """MoCo branch: momentum update, FIFO queue and InfoNCE against hand-computed values; multi-process key gathering."""
 import os
 import socket
+import warnings
 
 import pytest
 import torch
@@ -189,3 +190,15 @@ def test_keys_from_all_ranks_are_enqueued(tmp_path):
     assert int(r0['ptr']) == int(r1['ptr']) == 4  # 2 keys x 2 ranks
     torch.testing.assert_close(r0['queue'], r1['queue'])
     torch.testing.assert_close(r0['queue'][:4], torch.cat([_rank_keys(0), _rank_keys(1)]))
+
+
+def test_queue_longer_than_the_data_is_kept_with_a_warning():
+    from ecgvit.pretrain import queue_copies_per_record
+
+    with pytest.warns(UserWarning, match=r'65536 keys\) is longer than the training set \(2000 records\).*32\.8'):
+        assert queue_copies_per_record(65536, 2000) == pytest.approx(32.768)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert queue_copies_per_record(256, 1195) == pytest.approx(256 / 1195)  # shorter: no warning
+    with pytest.raises(ValueError, match='num_records must be >= 1'):
+        queue_copies_per_record(256, 0)

@@ -17,6 +17,7 @@ MAE-MoCo (:class:`~ecgvit.pretrain.hybrid.HybridPretrainer` with ``shared_pass=T
 the key view is masked like the MAE input; :meth:`MocoBranch.forward` takes the seed's two full views.
 """
 import copy
+import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -26,7 +27,7 @@ from torch import nn
 
 from ecgvit.pretrain.mae import encode_masked
 
-__all__ = ['MocoBranch', 'concat_all_gather']
+__all__ = ['MocoBranch', 'concat_all_gather', 'queue_copies_per_record']
 
 
 def _build_mlp(num_layers: int, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -223,6 +224,34 @@ class MocoBranch(nn.Module):
         if self.training:
             self._dequeue_and_enqueue(k)
         return loss, q, k
+
+
+def queue_copies_per_record(queue_size: int, num_records: int, warn: bool = True) -> float:
+    """How many keys of each training record a full MoCo queue holds, warning when it is more than one.
+
+    The seed's 65,536-key queue assumes far more records than keys. On a smaller training set the queue fills with
+    older keys of the query's own record, used as its negatives. ``benchmarks/moco_queue.py`` measured this on PTB-XL
+    (``benchmarks/README.md``): no linear-probe difference shown between 0.2x and 55x the training set, so the
+    seed's queue stays the default and this only says so.
+
+    Args:
+        queue_size: The MoCo queue length.
+        num_records: Records in the training set (all processes together).
+        warn: Emit a ``UserWarning`` when the ratio exceeds 1.
+
+    Returns:
+        ``queue_size / num_records`` (recorded in every run's config).
+    """
+    if num_records < 1:
+        raise ValueError(f'num_records must be >= 1, got {num_records}.')
+    copies = queue_size / num_records
+    if warn and copies > 1:
+        warnings.warn(f'The MoCo queue ({queue_size} keys) is longer than the training set ({num_records} records): '
+                      f'once full it holds about {copies:.1f} older keys of each record, used as negatives of its '
+                      f'own query. This is the seed\'s queue and no effect on the probe was measured '
+                      f'(benchmarks/README.md); pass --queue-size / queue_size={num_records // 64 * 64 or 64} to '
+                      f'keep one copy at most.', UserWarning, stacklevel=2)
+    return copies
 
 
 @torch.no_grad()
