@@ -7,9 +7,9 @@ FLOPs (counted with ``torch.utils.flop_counter``, attention included) per second
 of the same dtype measured in the same run. CPUs differ (bf16 is faster on some, slower on others), so the faster dtype
 is measured, not assumed, and reported as the default.
 
-The hybrids run as ``create_pretrainer`` builds them by default: one masked encoder pass serves both tasks (the shared
-pass, see ``ecgvit.pretrain.hybrid``). A method name with ``+paper`` (e.g. ``mae_moco+paper``) builds it with
-``shared_pass=False``, the paper's separate full-token passes; its ratio to MAE is reported beside the default's.
+The hybrids run as ``create_pretrainer`` builds them by default: the paper's separate full-token passes. A name with
+``_shared`` (e.g. ``mae_moco_shared``) builds ecgvit's shared-pass variant (one masked encoder pass serves both tasks,
+see ``ecgvit.pretrain.hybrid``); its ratio to MAE is reported beside the paper's.
 
 Like ``ecgvit pretrain`` on a CPU, the steps run with glibc recycling freed tensors
 (``ecgvit.train.cpu_memory.reuse_freed_memory``); ``--malloc default`` measures the allocator's defaults instead.
@@ -19,7 +19,7 @@ cost of detecting them inside ``forward`` instead is timed separately.
 
 Usage:
     python benchmarks/pretrain_step.py                      # full run (several minutes on 2 cores)
-    python benchmarks/pretrain_step.py --batch 16 --repeats 1 --methods mae,mae_moco,mae_moco+paper   # quick look
+    python benchmarks/pretrain_step.py --batch 16 --repeats 1 --methods mae,mae_moco,mae_moco_shared   # quick look
 """
 import argparse
 import json
@@ -91,7 +91,7 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0, device:
 
 
 def build(method: str, encoder: str, length: int):
-    """``method`` is a pretrainer name, optionally with ``+paper`` for a hybrid with the paper's passes."""
+    """``method`` is a pretrainer name of ``list_pretrainers(variants=True)``, e.g. ``mae_moco_shared``."""
     base, kwargs = split_method(method)
     if base in ('mae_nextclip', 'mae_centerclip'):
         kwargs['sampling_rate'] = 360.0 * length / 3600
@@ -126,7 +126,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser.add_argument('--repeats', type=int, default=3, help='timed steps per method and dtype (median reported)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps first')
     parser.add_argument('--methods', default=','.join(list_pretrainers()),
-                        help="comma-separated methods; add +paper to a hybrid for the paper's separate passes")
+                        help="comma-separated methods; add _shared to a hybrid for ecgvit's shared pass")
     parser.add_argument('--dtypes', default='fp32,bf16', help='comma-separated: fp32, bf16')
     parser.add_argument('--encoder', default='ecg_vit_mae_moco', help='encoder name (seed size by default)')
     parser.add_argument('--length', type=int, default=3600, help='samples per record')

@@ -7,9 +7,10 @@ import torch
 
 from benchmarks import run_all
 
-FIGURES = ('mfu', 'mae_moco_over_mae', 'mae_nextclip_over_mae', 'mfu_paper', 'mae_moco_over_mae_paper',
-           'mae_nextclip_over_mae_paper', 'speedup_vs_mtae', 'infer_ratio_vs_timm', 'loader_records_per_s',
-           'peak_rss_gb', 'peak_rss_gb_paper', 'peak_rss_gb_paper_grad_ckpt', 'gpu_mfu', 'gpu_epoch_s')
+FIGURES = ('mfu', 'mae_moco_over_mae_per_flop', 'mae_nextclip_over_mae_per_flop', 'mfu_shared',
+           'mae_moco_shared_over_mae', 'mae_nextclip_shared_over_mae', 'speedup_vs_mtae', 'infer_ratio_vs_timm',
+           'loader_records_per_s', 'peak_rss_gb', 'peak_rss_gb_grad_ckpt', 'peak_rss_gb_shared', 'gpu_mfu',
+           'gpu_epoch_s')
 
 
 def _check_common(data: dict) -> None:
@@ -45,17 +46,17 @@ def test_quick_run_reports_every_figure(tmp_path):
         assert data['passed'][key] in (True, False)
     _check_common(data)
     assert data['dtype'] in ('fp32', 'bf16')
-    rss = ('peak_rss_gb', 'peak_rss_gb_paper', 'peak_rss_gb_paper_grad_ckpt')
+    rss = ('peak_rss_gb', 'peak_rss_gb_grad_ckpt', 'peak_rss_gb_shared')
     assert set(data['raw']) >= {'pretrain_step', 'infer_latency', 'data_throughput', *rss}
-    assert data['raw']['peak_rss_gb']['shared_pass'] and not data['raw']['peak_rss_gb_paper']['shared_pass']
-    assert data['raw']['peak_rss_gb_paper_grad_ckpt']['grad_checkpointing']
+    assert not data['raw']['peak_rss_gb']['shared_pass'] and data['raw']['peak_rss_gb_shared']['shared_pass']
+    assert data['raw']['peak_rss_gb_grad_ckpt']['grad_checkpointing']
     for key in rss:
         # The figure is the fresh process's own peak, which can never exceed what ru_maxrss (inherited) says.
         assert data['raw'][key]['peak_rss_gb'] <= data['raw'][key]['ru_maxrss_gb'] + 1e-9
-    # The default (shared) pass runs one encoder pass where the paper runs three: fewer FLOPs even at the quick size.
+    # The shared pass runs one encoder pass where the paper runs three: fewer FLOPs even at the quick size.
     steps = data['raw']['pretrain_step']['results']
     for method in ('mae_moco', 'mae_nextclip'):
-        assert steps[method]['fp32']['gflop_per_step'] < steps[f'{method}+paper']['fp32']['gflop_per_step']
+        assert steps[f'{method}_shared']['fp32']['gflop_per_step'] < steps[method]['fp32']['gflop_per_step']
     # main() runs inside this process: it must leave the thread count and denormal handling as it found them.
     assert torch.get_num_threads() == threads
     assert run_all._flush_denormal_on() == flush
