@@ -4,10 +4,10 @@ Step 1 pretrains each method on the pretraining pool (every real record of ``sha
 with the CLI, resumable in chunks (``runs/weights/chain.sh`` is one way to chain them)::
 
     ecgvit pretrain --method mae_moco --data pool --data-dir ../shared/data --cache-dir .cache \\
-        --epochs 8 --warmup-epochs 2 --queue-size 1024 --no-shared-pass --resume -o runs/weights/mae_moco
+        --epochs 8 --warmup-epochs 2 --queue-size 1024 --resume -o runs/weights/mae_moco
 
-(``--no-shared-pass``: the shipped weights used the paper's separate encoder passes; without it the hybrids use the
-shared pass by default, see ``ecgvit/pretrain/hybrid.py``.)
+(the paper's separate encoder passes, the default; ``--method mae_moco_shared`` would pretrain ecgvit's shared-pass
+variant, see ``ecgvit/pretrain/hybrid.py``.)
 
 Step 2 (this script, ``evaluate``) runs the benchmark harness on PTB-XL superdiagnostic (folds 1-8 / 9 / 10) and LUDB
 rhythm with the pretrained encoders passed as ``--checkpoint`` rows beside the random and supervised floors, and
@@ -217,12 +217,21 @@ def _pool_counts(cache_dir: Path) -> str:
             f'(records/windows per source: {per}).')
 
 
+def _queue_note(cfg: Dict[str, Any]) -> str:
+    """The MoCo queue a run used and how many keys of each training record it held (issue 13: in every card)."""
+    queue = cfg.get('pretrainer', {}).get('queue_size')
+    if queue is None:
+        return 'none (no MoCo branch)'
+    n_train = cfg.get('data', {}).get('n_train')
+    copies = cfg.get('data', {}).get('queue_copies_per_record') or (queue / n_train if n_train else None)
+    return f'{queue} keys' + (f', {copies:.2f} per training record once full' if copies is not None else '')
+
+
 def _card(method: str, model_name: str, run: Path, eval_dir: Path, dtype: str, check: Dict[str, Any]) -> str:
     cfg = json.loads((run / 'config.json').read_text())
     summary = json.loads((run / 'summary.json').read_text()) if (run / 'summary.json').is_file() else {}
     data = cfg.get('data', {})
     alpha = cfg.get('pretrainer', {}).get('alpha', cfg.get('method_kwargs', {}).get('alpha'))
-    # Runs from before the setting existed used the paper's passes.
     passes = ('one shared masked encoder pass, shared_pass=True' if cfg.get('pretrainer', {}).get('shared_pass')
               else "the paper's separate encoder passes, shared_pass=False")
     tc = cfg.get('train', {})  # the run's resolved TrainConfig
@@ -233,6 +242,7 @@ def _card(method: str, model_name: str, run: Path, eval_dir: Path, dtype: str, c
 | field | value |
 |---|---|
 | method | {method} (alpha = {alpha}; {passes}) |
+| MoCo queue | {_queue_note(cfg)} |
 | data | pretraining pool: {data.get('n_train')} training + {data.get('n_val')} validation windows of 10 s |
 | epochs / optimiser steps | {summary.get('epochs')} / {summary.get('steps')} (the seed paper: 710 epochs) |
 | optimiser | Adam lr {tc.get('lr')}, batch {tc.get('batch_size')}, {tc.get('warmup_epochs')} warm-up epochs, \
