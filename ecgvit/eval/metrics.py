@@ -20,7 +20,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 __all__ = ['binary_auc', 'ovo_macro_auc', 'ovr_macro_auc', 'multilabel_macro_auroc', 'compute_metrics',
            'bootstrap_metrics', 'METRIC_NAMES', 'primary_metric', 'average_precision', 'multilabel_macro_auprc',
            'weighted_auroc', 'weighted_average_precision', 'weighted_metric', 'bootstrap_weights',
-           'seed_averaged_metric', 'paired_bootstrap_diff', 'verdict', 'LOWER_IS_BETTER']
+           'seed_averaged_metric', 'paired_bootstrap_diff', 'diff_interval', 'verdict', 'LOWER_IS_BETTER']
 
 SINGLE_LABEL_METRICS = ('auc_ovo', 'auroc_ovr', 'f1_macro', 'accuracy')
 MULTILABEL_METRICS = ('auroc_macro', 'f1_macro', 'accuracy')
@@ -378,14 +378,21 @@ def paired_bootstrap_diff(
         scores_b = [scores_b]
     n = len(y)
     ones = np.ones((1, n))
-    a = float(seed_averaged_metric(name, y, scores_a, ones)[0])
-    b = float(seed_averaged_metric(name, y, scores_b, ones)[0])
-    out = {'a': a, 'b': b, 'diff': a - b, 'n_test': n}
     if weights is None:
         weights = bootstrap_weights(n, n_boot, seed)
-    ma = seed_averaged_metric(name, y, scores_a, weights)
-    mb = seed_averaged_metric(name, y, scores_b, weights)
-    d = ma - mb
+    return diff_interval(float(seed_averaged_metric(name, y, scores_a, ones)[0]),
+                         float(seed_averaged_metric(name, y, scores_b, ones)[0]),
+                         seed_averaged_metric(name, y, scores_a, weights),
+                         seed_averaged_metric(name, y, scores_b, weights), alpha, n_test=n)
+
+
+def diff_interval(a: float, b: float, boot_a: np.ndarray, boot_b: np.ndarray, alpha: float = 0.05,
+                  n_test: Optional[int] = None) -> Dict[str, float]:
+    """Paired-bootstrap summary of ``a - b`` from both methods' metric on the *same* resamples (``boot_a[k]`` and
+    ``boot_b[k]`` from resample k); resamples where either is undefined are left out. Keys as for
+    :func:`paired_bootstrap_diff`."""
+    out = {'a': a, 'b': b, 'diff': a - b, 'n_test': n_test}
+    d = np.asarray(boot_a) - np.asarray(boot_b)
     keep = ~np.isnan(d)
     out['n_boot'] = int(keep.sum())
     if not keep.any():
@@ -393,8 +400,8 @@ def paired_bootstrap_diff(
         return out
     q = (alpha / 2, 1 - alpha / 2)
     out['diff_lo'], out['diff_hi'] = (float(v) for v in np.quantile(d[keep], q))
-    out['a_lo'], out['a_hi'] = (float(v) for v in np.quantile(ma[keep], q))
-    out['b_lo'], out['b_hi'] = (float(v) for v in np.quantile(mb[keep], q))
+    out['a_lo'], out['a_hi'] = (float(v) for v in np.quantile(np.asarray(boot_a)[keep], q))
+    out['b_lo'], out['b_hi'] = (float(v) for v in np.quantile(np.asarray(boot_b)[keep], q))
     dk = d[keep]
     out['p_value'] = float(min(1.0, 2 * min((dk <= 0).mean(), (dk >= 0).mean()))) if np.any(dk != 0) else 1.0
     return out

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .metrics import LOWER_IS_BETTER, bootstrap_weights, paired_bootstrap_diff, verdict, weighted_metric
+from .metrics import LOWER_IS_BETTER, bootstrap_weights, diff_interval, verdict, weighted_metric
 from .suite_data import Task, assign_record_splits, build_tasks, load_sources, subsample_train
 
 __all__ = ['SuiteConfig', 'run_suite', 'resolve_encoders', 'fit_probe']
@@ -285,14 +285,17 @@ def _compare(tasks: List[Task], fits: Dict[str, Dict[str, Dict]], encoders: List
             weights = bootstrap_weights(len(y), cfg.n_boot, _stable_seed('boot', task.name, fraction))
             for metric in task.metrics:
                 per = {e: _seed_scores(fits[e][task.name], fraction) for e in encoders}
+                ones = np.ones((1, len(y)))
+                seed_vals = {e: [float(weighted_metric(metric, y, s, ones)[0]) for s in per[e]] for e in encoders}
+                # One set of resamples for every encoder: each encoder's metric per resample is computed once and
+                # every pairwise difference is taken resample by resample (paired).
+                boot = {e: np.mean([weighted_metric(metric, y, s, weights) for s in per[e]], axis=0) for e in encoders}
                 pairs = {}
-                for i, a in enumerate(encoders):
-                    for b in encoders[i + 1:]:
-                        r = paired_bootstrap_diff(metric, y, per[a], per[b], weights=weights)
-                        pairs[(a, b)] = r
-                        pairs[(b, a)] = dict(r, a=r['b'], b=r['a'], diff=-r['diff'], diff_lo=-r['diff_hi'],
-                                             diff_hi=-r['diff_lo'], a_lo=r['b_lo'], a_hi=r['b_hi'], b_lo=r['a_lo'],
-                                             b_hi=r['a_hi'])
+                for a in encoders:
+                    for b in encoders:
+                        if a != b:
+                            pairs[(a, b)] = diff_interval(float(np.mean(seed_vals[a])), float(np.mean(seed_vals[b])),
+                                                          boot[a], boot[b], n_test=len(y))
                 for i, a in enumerate(encoders):
                     for b in encoders[i + 1:]:
                         r = pairs[(a, b)]
@@ -303,19 +306,16 @@ def _compare(tasks: List[Task], fits: Dict[str, Dict[str, Dict]], encoders: List
                                                                                     metric),
                                          'n_test': r['n_test'], 'n_boot': r['n_boot']})
                 for e in encoders:
-                    seed_vals = [float(weighted_metric(metric, y, s, np.ones((1, len(y))))[0]) for s in per[e]]
-                    ones = np.ones((1, len(y)))
-                    point = float(np.mean([weighted_metric(metric, y, s, ones)[0] for s in per[e]]))
-                    boot = np.mean([weighted_metric(metric, y, s, weights) for s in per[e]], axis=0)
-                    boot = boot[~np.isnan(boot)]
+                    vals = boot[e][~np.isnan(boot[e])]
+                    point = float(np.mean(seed_vals[e]))
                     fit_list = [v for (f, _), v in fits[e][task.name].items() if f == fraction]
                     row = {'task': task.name, 'kind': task.kind, 'metric': metric, 'encoder': e,
-                           'fraction': fraction, 'n_seeds': len(seed_vals),
+                           'fraction': fraction, 'n_seeds': len(seed_vals[e]),
                            'n_train': int(np.mean([v['n_train'] for v in fit_list])), 'n_test': len(y),
                            'n_labels': len(task.label_names), 'mean': point,
-                           'sd': float(np.std(seed_vals, ddof=1)) if len(seed_vals) > 1 else 0.0,
-                           'ci_lo': float(np.quantile(boot, 0.025)) if len(boot) else math.nan,
-                           'ci_hi': float(np.quantile(boot, 0.975)) if len(boot) else math.nan,
+                           'sd': float(np.std(seed_vals[e], ddof=1)) if len(seed_vals[e]) > 1 else 0.0,
+                           'ci_lo': float(np.quantile(vals, 0.025)) if len(vals) else math.nan,
+                           'ci_hi': float(np.quantile(vals, 0.975)) if len(vals) else math.nan,
                            'C': ','.join(f'{v["C"]:g}' for v in fit_list)}
                     if e != 'random' and 'random' in encoders:
                         r = pairs[(e, 'random')]
