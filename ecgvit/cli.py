@@ -522,7 +522,7 @@ _BENCH_FIELDS = {'methods': 'methods', 'protocols': 'protocols', 'data': 'data',
 
 def cmd_suite(args: argparse.Namespace) -> int:
     """``ecgvit benchmark --suite real``: the evaluation suite (``ecgvit.eval.suite.run_suite``) on given encoders."""
-    from ecgvit.eval.suite import PRIMARY, SuiteConfig, run_suite
+    from ecgvit.eval.suite import SuiteConfig, run_suite
 
     if not args.data_dir:
         raise CliError('--suite needs --data-dir: the folder holding ptbxl/, ludb/, cinc2021_samples/ and '
@@ -557,7 +557,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
         torch.set_num_threads(max(1, args.threads))
     summary = run_suite(cfg)
     for r in summary['results']:
-        if r['fraction'] == max(cfg.fractions) and r['metric'] == PRIMARY[r['kind']]:
+        if r['fraction'] == max(cfg.fractions) and r.get('headline', True):
             diff = '' if r['encoder'] == 'random' else (f'  vs random {r["diff_vs_random"]:+.3f} [{r["diff_lo"]:+.3f}, '
                                                         f'{r["diff_hi"]:+.3f}] {r["verdict_vs_random"]}')
             print(f'{r["task"]:24s} {r["metric"]:7s} {r["encoder"]:22s} {r["mean"]:.3f} +- {r["sd"]:.3f}{diff}')

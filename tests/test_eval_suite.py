@@ -69,6 +69,35 @@ def test_weighted_ovo_and_regression_match_sklearn():
     assert weighted_metric('r2', t, pred, np.ones((1, 150)))[0] == pytest.approx(r2_score(t, pred))
 
 
+def test_within_source_metrics_ignore_telling_sources_apart():
+    # Source A is mostly positive, source B mostly negative; a score that only knows the source looks good pooled.
+    rng = np.random.default_rng(4)
+    groups = np.repeat(['A', 'B'], 100)
+    y = np.r_[rng.random(100) < 0.8, rng.random(100) < 0.2].astype(float)
+    source_only = (groups == 'A').astype(float) + 1e-9 * rng.random(200)  # no information within a source
+    ones = np.ones((1, 200))
+    assert weighted_metric('auroc', y, source_only, ones)[0] > 0.75
+    assert weighted_metric('auroc_within', y, source_only, ones, groups)[0] == pytest.approx(0.5, abs=0.1)
+    within_a = roc_auc_score(y[:100], source_only[:100])
+    assert 0.3 < within_a < 0.7
+    ages = np.r_[rng.normal(40, 5, 100), rng.normal(70, 5, 100)]
+    pred = np.r_[np.full(100, 40.0), np.full(100, 70.0)]  # the source mean: pooled R2 high, within-source R2 ~ 0
+    assert weighted_metric('r2', ages, pred, ones)[0] > 0.8
+    assert abs(weighted_metric('r2_within', ages, pred, ones, groups)[0]) < 0.1
+    w = bootstrap_weights(200, 3, 0)
+    for k in range(3):  # the stratified AUROC is the pair-weighted mean of the per-source AUROCs
+        idx = np.repeat(np.arange(200), w[k].astype(int))
+        num = den = 0.0
+        for g in ('A', 'B'):
+            m = groups[idx] == g
+            pos, neg = y[idx][m].sum(), (1 - y[idx][m]).sum()
+            num += roc_auc_score(y[idx][m], source_only[idx][m]) * pos * neg
+            den += pos * neg
+        assert weighted_metric('auroc_within', y, source_only, w[k:k + 1], groups)[0] == pytest.approx(num / den)
+    with pytest.raises(ValueError, match='groups'):
+        weighted_metric('auroc_within', y, source_only, ones)
+
+
 def _noisy_scores(seed, n=200, signal=1.0):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
@@ -282,7 +311,8 @@ def test_suite_writes_every_output_with_its_columns(suite_run):
     assert {r['encoder'] for r in res} == {'random', 'tiny', 'tiny_copy', 'spectral', 'constant'}
     assert {r['metric'] for r in res if r['task'] == 'ptbxl_superdiagnostic'} == {'auroc', 'auprc'}
     assert {r['metric'] for r in res if r['task'] == 'ludb_rhythm'} == {'auc_ovo'}
-    assert {r['metric'] for r in res if r['task'] == 'age'} == {'mae', 'r2'}
+    assert {r['metric'] for r in res if r['task'] == 'age'} == {'mae', 'r2', 'r2_within'}
+    assert {r['metric'] for r in res if r['task'] == 'sex' and r['headline'] == 'True'} == {'auroc_within'}
     # one row per task x metric x encoder x fraction; the random floor has no difference to itself
     assert len(res) == len({(r['task'], r['metric'], r['encoder'], r['fraction']) for r in res})
     assert all(r['verdict_vs_random'] == '' for r in res if r['encoder'] == 'random')

@@ -212,17 +212,8 @@ def _tie_groups(score: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return order, starts
 
 
-def weighted_auroc(positive: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """ROC AUC of ``score`` for ``positive`` under each row of record weights (ties count one half).
-
-    Args:
-        positive: (N,) booleans.
-        score: (N,) scores, higher = more positive.
-        weights: (B, N) non-negative record weights (bootstrap counts; a row of ones is the plain AUC).
-
-    Returns:
-        (B,) AUCs; NaN where a row gives no weight to the positives or to the negatives.
-    """
+def _auroc_parts(positive: np.ndarray, score: np.ndarray, weights: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(concordant positive-negative pair weight, ties counting one half; total pair weight), each (B,)."""
     positive = np.asarray(positive, dtype=bool)
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     order, starts = _tie_groups(np.asarray(score, dtype=np.float64))
@@ -231,10 +222,35 @@ def weighted_auroc(positive: np.ndarray, score: np.ndarray, weights: np.ndarray)
     pos_g = np.add.reduceat(w * pos, starts, axis=1)  # (B, G) positive weight per tie group
     neg_g = np.add.reduceat(w * ~pos, starts, axis=1)
     neg_below = np.cumsum(neg_g, axis=1) - neg_g
-    n_pos, n_neg = pos_g.sum(1), neg_g.sum(1)
-    num = (pos_g * (neg_below + 0.5 * neg_g)).sum(1)
+    return (pos_g * (neg_below + 0.5 * neg_g)).sum(1), pos_g.sum(1) * neg_g.sum(1)
+
+
+def weighted_auroc(positive: np.ndarray, score: np.ndarray, weights: np.ndarray,
+                   groups: Optional[np.ndarray] = None) -> np.ndarray:
+    """ROC AUC of ``score`` for ``positive`` under each row of record weights (ties count one half).
+
+    Args:
+        positive: (N,) booleans.
+        score: (N,) scores, higher = more positive.
+        weights: (B, N) non-negative record weights (bootstrap counts; a row of ones is the plain AUC).
+        groups: (N,) group of each record (e.g. its source dataset). If given, only positive-negative pairs from the
+            same group count (a stratified AUROC): a score that merely tells the groups apart earns nothing.
+
+    Returns:
+        (B,) AUCs; NaN where a row gives no weight to (same-group) positive-negative pairs.
+    """
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if groups is None:
+        num, den = _auroc_parts(positive, score, weights)
+    else:
+        groups = np.asarray(groups)
+        num, den = np.zeros(len(weights)), np.zeros(len(weights))
+        for g in np.unique(groups):
+            m = groups == g
+            n_g, d_g = _auroc_parts(np.asarray(positive)[m], np.asarray(score)[m], weights[:, m])
+            num, den = num + n_g, den + d_g
     with np.errstate(invalid='ignore', divide='ignore'):
-        return np.where((n_pos > 0) & (n_neg > 0), num / (n_pos * n_neg), np.nan)
+        return np.where(den > 0, num / den, np.nan)
 
 
 def weighted_average_precision(positive: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -283,16 +299,20 @@ def _nanmean_rows(per_label: List[np.ndarray]) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def weighted_metric(name: str, y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def weighted_metric(name: str, y: np.ndarray, score: np.ndarray, weights: np.ndarray,
+                    groups: Optional[np.ndarray] = None) -> np.ndarray:
     """One metric of one prediction set under each row of record weights.
 
     Args:
         name: 'auroc' / 'auprc' (macro over labels for multi-hot ``y`` (N, L), binary for (N,) 0/1 ``y`` with (N,)
             scores), 'auc_ovo' (single-label: ``y`` class indices (N,), ``score`` probabilities (N, C); Hand & Till
-            over the class pairs present), 'mae' or 'r2' (regression).
+            over the class pairs present), 'mae' or 'r2' (regression); and, with ``groups``, 'auroc_within'
+            (binary AUROC over same-group pairs only) and 'r2_within' (1 - residual / within-group variance), which
+            a probe cannot raise by recognising the group (dataset) of a record.
         y: Targets.
         score: Scores or predictions.
         weights: (B, N) record weights; ``np.ones((1, N))`` for the point estimate.
+        groups: (N,) group per record, for the '_within' metrics.
 
     Returns:
         (B,) values; NaN where the resample leaves the metric undefined (e.g. no positives).
@@ -305,6 +325,22 @@ def weighted_metric(name: str, y: np.ndarray, score: np.ndarray, weights: np.nda
         if y.ndim == 1:
             return fn(y > 0.5, score if score.ndim == 1 else score[:, -1], weights)
         return _nanmean_rows([fn(y[:, c] > 0.5, score[:, c], weights) for c in range(y.shape[1])])
+    if name in ('auroc_within', 'r2_within') and groups is None:
+        raise ValueError(f'Metric {name!r} needs groups (the source of each record).')
+    if name == 'auroc_within':
+        return weighted_auroc(y > 0.5, score if score.ndim == 1 else score[:, -1], weights, groups=groups)
+    if name == 'r2_within':
+        groups = np.asarray(groups)
+        ss_res = (weights * (y - score) ** 2).sum(1)
+        ss_tot = np.zeros(len(weights))
+        for g in np.unique(groups):
+            m = groups == g
+            w, yg = weights[:, m], y[m]
+            with np.errstate(invalid='ignore', divide='ignore'):
+                mean = np.nan_to_num((w * yg).sum(1) / w.sum(1))
+            ss_tot += (w * (yg[None] - mean[:, None]) ** 2).sum(1)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            return np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.nan)
     if name == 'auc_ovo':
         classes = np.unique(y)
         pairs = []
@@ -325,7 +361,8 @@ def weighted_metric(name: str, y: np.ndarray, score: np.ndarray, weights: np.nda
             ss_res = (weights * (y - score) ** 2).sum(1)
             ss_tot = (weights * (y[None] - mean[:, None]) ** 2).sum(1)
             return np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.nan)
-    raise ValueError(f"Unknown metric {name!r}; use 'auroc', 'auprc', 'auc_ovo', 'mae' or 'r2'.")
+    raise ValueError(f"Unknown metric {name!r}; use 'auroc', 'auprc', 'auc_ovo', 'mae', 'r2', 'auroc_within' or "
+                     f"'r2_within'.")
 
 
 def bootstrap_weights(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
@@ -337,9 +374,10 @@ def bootstrap_weights(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
     return counts
 
 
-def seed_averaged_metric(name: str, y: np.ndarray, scores: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+def seed_averaged_metric(name: str, y: np.ndarray, scores: Sequence[np.ndarray], weights: np.ndarray,
+                         groups: Optional[np.ndarray] = None) -> np.ndarray:
     """The metric averaged over several prediction sets (probe seeds) of the same records, per weight row."""
-    return np.mean([weighted_metric(name, y, s, weights) for s in scores], axis=0)
+    return np.mean([weighted_metric(name, y, s, weights, groups) for s in scores], axis=0)
 
 
 def paired_bootstrap_diff(

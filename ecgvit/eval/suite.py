@@ -45,7 +45,6 @@ __all__ = ['SuiteConfig', 'run_suite', 'resolve_encoders', 'fit_probe']
 
 _logger = logging.getLogger(__name__)
 
-PRIMARY = {'multilabel': 'auroc', 'binary': 'auroc', 'multiclass': 'auc_ovo', 'regression': 'r2'}
 
 
 @dataclass
@@ -281,15 +280,18 @@ def _compare(tasks: List[Task], fits: Dict[str, Dict[str, Dict]], encoders: List
     results, pairwise = [], []
     for task in tasks:
         y = task.y[task.indices('test')]
+        groups = task.groups[task.indices('test')]
         for fraction in cfg.fractions:
             weights = bootstrap_weights(len(y), cfg.n_boot, _stable_seed('boot', task.name, fraction))
             for metric in task.metrics:
                 per = {e: _seed_scores(fits[e][task.name], fraction) for e in encoders}
                 ones = np.ones((1, len(y)))
-                seed_vals = {e: [float(weighted_metric(metric, y, s, ones)[0]) for s in per[e]] for e in encoders}
+                seed_vals = {e: [float(weighted_metric(metric, y, s, ones, groups)[0]) for s in per[e]]
+                             for e in encoders}
                 # One set of resamples for every encoder: each encoder's metric per resample is computed once and
                 # every pairwise difference is taken resample by resample (paired).
-                boot = {e: np.mean([weighted_metric(metric, y, s, weights) for s in per[e]], axis=0) for e in encoders}
+                boot = {e: np.mean([weighted_metric(metric, y, s, weights, groups) for s in per[e]], axis=0)
+                        for e in encoders}
                 pairs = {}
                 for a in encoders:
                     for b in encoders:
@@ -309,7 +311,8 @@ def _compare(tasks: List[Task], fits: Dict[str, Dict[str, Dict]], encoders: List
                     vals = boot[e][~np.isnan(boot[e])]
                     point = float(np.mean(seed_vals[e]))
                     fit_list = [v for (f, _), v in fits[e][task.name].items() if f == fraction]
-                    row = {'task': task.name, 'kind': task.kind, 'metric': metric, 'encoder': e,
+                    row = {'task': task.name, 'kind': task.kind, 'metric': metric, 'headline': metric == task.headline,
+                           'encoder': e,
                            'fraction': fraction, 'n_seeds': len(seed_vals[e]),
                            'n_train': int(np.mean([v['n_train'] for v in fit_list])), 'n_test': len(y),
                            'n_labels': len(task.label_names), 'mean': point,
@@ -391,15 +394,15 @@ def _write_markdown(path: Path, results: List[Dict[str, Any]], tasks: List[Task]
             cells = []
             for e in encoders:
                 r = next((r for r in results if r['task'] == name and r['encoder'] == e and r['fraction'] == fraction
-                          and r['metric'] == PRIMARY[r['kind']]), None)
+                          and r['headline']), None)
                 if r is None:
                     cells.append('')
                     continue
                 extra = '' if math.isnan(r['diff_vs_random']) else \
                     f' ({r["diff_vs_random"]:+.3f}, {r["verdict_vs_random"]})'
                 cells.append(f'{_fmt(r["mean"])}{extra}')
-            kind = next(r['kind'] for r in results if r['task'] == name)
-            lines.append(f'| {name} | {PRIMARY[kind]} | ' + ' | '.join(cells) + ' |')
+            metric = next(r['metric'] for r in results if r['task'] == name and r['headline'])
+            lines.append(f'| {name} | {metric} | ' + ' | '.join(cells) + ' |')
         lines.append('')
     by_task = {t.name: t for t in tasks}
     for name in dict.fromkeys(r['task'] for r in results):
@@ -427,9 +430,14 @@ def _plot(path: Path, results: List[Dict[str, Any]], fractions: Sequence[float])
     matplotlib.use('Agg')  # headless
     import matplotlib.pyplot as plt
 
-    rows = [r for r in results if r['metric'] == PRIMARY[r['kind']] and r['encoder'] != 'random']
-    if not rows:
-        rows = [r for r in results if r['metric'] == PRIMARY[r['kind']]]
+    rows = [r for r in results if r['headline'] and r['encoder'] != 'random']
+    if not rows or all(math.isnan(r['diff_vs_random']) for r in rows):
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.axis('off')
+        ax.text(0.5, 0.5, 'No comparison with the random-init floor in this run', ha='center', va='center')
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return
     tasks = list(dict.fromkeys(r['task'] for r in rows))
     encoders = list(dict.fromkeys(r['encoder'] for r in rows))
     fig, axes = plt.subplots(1, len(fractions), figsize=(4.2 * len(fractions), 0.55 * len(tasks) * max(1, len(
@@ -450,7 +458,7 @@ def _plot(path: Path, results: List[Dict[str, Any]], fractions: Sequence[float])
                             fmt='o', mfc=colours[k % len(colours)] if shown else 'white',
                             color=colours[k % len(colours)], capsize=3, label=enc if i == 0 else None)
         ax.set_yticks(range(len(tasks)))
-        ax.set_yticklabels([f'{t} ({PRIMARY[next(r["kind"] for r in rows if r["task"] == t)]})' for t in tasks])
+        ax.set_yticklabels([f'{t} ({next(r["metric"] for r in rows if r["task"] == t)})' for t in tasks])
         ax.set_title(f'{fraction:.0%} of the training labels')
         ax.set_xlabel('difference to random init (95% paired CI)')
         ax.grid(axis='x', alpha=0.3)

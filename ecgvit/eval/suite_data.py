@@ -181,7 +181,9 @@ class Task:
     Attributes:
         name: Task name (``TASK_NAMES``).
         kind: 'multilabel', 'binary', 'multiclass' or 'regression'.
-        metrics: Metric names (``ecgvit.eval.metrics.weighted_metric``); the first is the headline.
+        metrics: Metric names (``ecgvit.eval.metrics.weighted_metric``); the first is the headline. Pooled tasks
+            lead with the within-source metrics: sources differ in sex ratio and age, so a probe that only recognises
+            the source would score on the pooled AUROC / R2 but not on these.
         label_names: Labels (multilabel), classes (multiclass), the positive class (binary) or the target (regression).
         keys: ``source/record_id`` per record.
         split: 'train' / 'val' / 'test' per record.
@@ -200,6 +202,16 @@ class Task:
     dropped_labels: List[Dict[str, Any]] = field(default_factory=list)
     excluded: List[Tuple[str, str]] = field(default_factory=list)
     description: str = ''
+
+    @property
+    def groups(self) -> np.ndarray:
+        """The source of each record (for the within-source metrics of pooled tasks)."""
+        return np.asarray([k.split('/', 1)[0] for k in self.keys])
+
+    @property
+    def headline(self) -> str:
+        """The metric a task is summarised by (its first; higher is better for every headline)."""
+        return self.metrics[0]
 
     def indices(self, split: str) -> np.ndarray:
         """Positions of the records of one split."""
@@ -337,7 +349,8 @@ def _pooled_tasks(sources: Dict[str, SuiteSource], splits: Dict[str, str]) -> Li
         y = np.asarray(ys, dtype=np.float64 if kind == 'regression' else np.float32)
         what = {'sex': 'sex (female vs male)', 'age_ge60': 'age >= 60 years', 'age': 'age in years (regression; '
                 'PTB-XL 300 = 90)'}[task_name]
-        tasks.append(Task(task_name, kind, _METRICS[kind], labels, keys, split, y, [], excl,
+        metrics = ('auroc_within', 'auroc', 'auprc') if kind == 'binary' else ('r2_within', 'r2', 'mae')
+        tasks.append(Task(task_name, kind, metrics, labels, keys, split, y, [], excl,
                           f'{what}, pooled over {where}; PTB-XL by fold, the others by patient'))
     return tasks
 
