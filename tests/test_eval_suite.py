@@ -422,3 +422,21 @@ def test_cli_suite_flags_reach_the_config(monkeypatch, tmp_path, capsys):
     assert main(['benchmark', '--suite', 'real', '--data-dir', str(tmp_path), '--checkpoint', 'nopath']) == 2
     assert main(['benchmark', '--suite', 'real']) == 2  # no --data-dir
     assert 'data-dir' in capsys.readouterr().err
+
+
+def test_labels_without_enough_positives_are_dropped_and_said_so():
+    from ecgvit.eval.suite_data import _keep_labels
+
+    split = np.array(['train'] * 6 + ['test'] * 4)
+    y = np.zeros((10, 4), np.float32)
+    y[[0, 1, 6], 0] = 1  # 2 train / 1 test positive
+    y[[0, 1, 2, 6, 7], 1] = 1  # 3 / 2
+    y[[0, 1], 2] = 1  # none in test
+    y[:, 3] = 1  # no negative anywhere
+    kept_y, kept, dropped = _keep_labels('t', ['a', 'b', 'c', 'd'], y, split)
+    assert kept == ['a', 'b'] and kept_y.shape == (10, 2)
+    reasons = {d['label']: d['reason'] for d in dropped}
+    assert reasons == {'c': 'no positive record in test',
+                       'd': 'no negative record in train; no negative record in test'}
+    _, kept2, dropped2 = _keep_labels('t', ['a', 'b', 'c', 'd'], y, split, min_positives=2)
+    assert kept2 == ['b'] and '1 positive(s) in test < 2' in dropped2[0]['reason']

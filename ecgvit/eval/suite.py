@@ -63,6 +63,8 @@ class SuiteConfig:
         n_boot: Bootstrap resamples.
         split_seed: Seed of the patient splits of every source but PTB-XL.
         split_fractions: train/val/test fractions of patients for those sources.
+        min_positives: Positive records a label (class) needs in train and in test to stay in its task (1: drop only
+            labels without positives; more makes per-label AUROCs less noisy at the cost of labels).
         c_grid: Inverse L2 strengths tried for logistic regression (sklearn's C); ridge uses alpha = 1 / C.
         max_iter: L-BFGS iterations per logistic fit.
         cache_dir: Preprocessed signals and embeddings (default: ``out/cache``); reused across runs.
@@ -82,6 +84,7 @@ class SuiteConfig:
     n_boot: int = 1000
     split_seed: int = 0
     split_fractions: Tuple[float, float, float] = (0.6, 0.2, 0.2)
+    min_positives: int = 1
     c_grid: Tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)
     max_iter: int = 300
     cache_dir: Optional[str] = None
@@ -519,7 +522,7 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
     t0 = time.perf_counter()
     sources, missing = load_sources(cfg.data_dir)
     splits = assign_record_splits(sources, cfg.split_seed, tuple(cfg.split_fractions))
-    tasks, not_built = build_tasks(sources, splits, cfg.tasks)
+    tasks, not_built = build_tasks(sources, splits, cfg.tasks, cfg.min_positives)
     if not tasks:
         raise ValueError(f'No suite task could be built from {cfg.data_dir}: {not_built}.')
     timings['index_s'] = time.perf_counter() - t0

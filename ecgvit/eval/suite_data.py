@@ -264,14 +264,16 @@ def _ptbxl_label_map(stmts, label_set: str) -> Tuple[List[str], Dict[str, str]]:
     return names, {s: s for s in names}
 
 
-def _keep_labels(task_name: str, names: List[str], y: np.ndarray, split: np.ndarray,
+def _keep_labels(task_name: str, names: List[str], y: np.ndarray, split: np.ndarray, min_positives: int = 1,
                  need: Sequence[str] = ('train', 'test')) -> Tuple[np.ndarray, List[str], List[Dict[str, Any]]]:
-    """Drop labels without a positive or a negative record in a split of ``need`` (they cannot be learnt or tested)."""
+    """Drop labels with fewer than ``min_positives`` positive records (or no negative one) in a split of ``need``:
+    they cannot be learnt or tested."""
     keep, dropped = [], []
     for j, n in enumerate(names):
         pos = {s: int(y[split == s, j].sum()) for s in ('train', 'val', 'test')}
         neg = {s: int((split == s).sum()) - pos[s] for s in ('train', 'val', 'test')}
-        reasons = [f'no positive record in {s}' for s in need if pos[s] == 0] + \
+        reasons = [(f'no positive record in {s}' if pos[s] == 0 else f'{pos[s]} positive(s) in {s} < {min_positives}')
+                   for s in need if pos[s] < max(1, min_positives)] + \
             [f'no negative record in {s}' for s in need if neg[s] == 0]
         if reasons:
             dropped.append({'task': task_name, 'label': n, 'positives': pos, 'reason': '; '.join(reasons)})
@@ -280,7 +282,7 @@ def _keep_labels(task_name: str, names: List[str], y: np.ndarray, split: np.ndar
     return y[:, keep], [names[j] for j in keep], dropped
 
 
-def _ptbxl_tasks(src: SuiteSource, splits: Dict[str, str]) -> List[Task]:
+def _ptbxl_tasks(src: SuiteSource, splits: Dict[str, str], min_positives: int) -> List[Task]:
     stmts = _ptbxl_statements(src.root)
     tasks = []
     for label_set in ('superdiagnostic', 'form', 'rhythm', 'all'):
@@ -304,7 +306,7 @@ def _ptbxl_tasks(src: SuiteSource, splits: Dict[str, str]) -> List[Task]:
         name = f'ptbxl_{label_set}'
         split = np.asarray([splits[k] for k in keys])
         y = np.stack(ys) if ys else np.zeros((0, len(names)), np.float32)
-        y, kept, dropped = _keep_labels(name, names, y, split)
+        y, kept, dropped = _keep_labels(name, names, y, split, min_positives)
         tasks.append(Task(name, 'multilabel', _METRICS['multilabel'], kept, keys, split, y, dropped, excluded,
                           f'PTB-XL 100 Hz, {label_set} statements (multi-label), official folds'))
     return tasks
@@ -355,27 +357,28 @@ def _pooled_tasks(sources: Dict[str, SuiteSource], splits: Dict[str, str]) -> Li
     return tasks
 
 
-def _cinc_task(src: SuiteSource, splits: Dict[str, str]) -> Task:
+def _cinc_task(src: SuiteSource, splits: Dict[str, str], min_positives: int) -> Task:
     keys = [f'cinc/{e.record_id}' for e in src.entries]
     y = np.stack([e.meta['dx_labels'] for e in src.entries]) if keys else np.zeros((0, len(src.source_label_names)))
     split = np.asarray([splits[k] for k in keys])
-    y, kept, dropped = _keep_labels('cinc_scored', list(src.source_label_names), y, split)
+    y, kept, dropped = _keep_labels('cinc_scored', list(src.source_label_names), y, split, min_positives)
     return Task('cinc_scored', 'multilabel', _METRICS['multilabel'], kept, keys, split, y, dropped, [],
                 'PhysioNet/CinC 2020-21 scored SNOMED-CT classes (multi-label), split by patient')
 
 
-def _ludb_task(src: SuiteSource, splits: Dict[str, str]) -> Task:
+def _ludb_task(src: SuiteSource, splits: Dict[str, str], min_positives: int) -> Task:
     rhythm = {f'ludb/{e.record_id}': (e.meta.get('rhythms') or [None])[0] for e in src.entries}
     split_of = {k: splits[k] for k in rhythm}
     classes = sorted({r for r in rhythm.values() if r is not None})
     keep, dropped = [], []
     for c in classes:
         n = {s: sum(1 for k, r in rhythm.items() if r == c and split_of[k] == s) for s in ('train', 'val', 'test')}
-        if n['train'] and n['test']:
+        short = [s for s in ('train', 'test') if n[s] < max(1, min_positives)]
+        if not short:
             keep.append(c)
         else:
             dropped.append({'task': 'ludb_rhythm', 'label': c, 'positives': n,
-                            'reason': 'no record in train' if not n['train'] else 'no record in test'})
+                            'reason': '; '.join(f'{n[s]} record(s) in {s}' for s in short)})
     index = {c: i for i, c in enumerate(keep)}
     keys, ys, excluded = [], [], []
     for k, r in rhythm.items():
@@ -383,15 +386,21 @@ def _ludb_task(src: SuiteSource, splits: Dict[str, str]) -> Task:
             keys.append(k)
             ys.append(index[r])
         else:
-            excluded.append((k, f'rhythm {r!r} has no record in train or test (class dropped)'))
+            excluded.append((k, f'rhythm {r!r} has too few records in train or test (class dropped)'))
     split = np.asarray([split_of[k] for k in keys])
     return Task('ludb_rhythm', 'multiclass', _METRICS['multiclass'], keep, keys, split, np.asarray(ys, np.int64),
                 dropped, excluded, 'LUDB rhythm (single-label, OvO macro AUC: the seed\'s metric), split by patient')
 
 
-def build_tasks(sources: Dict[str, SuiteSource], splits: Dict[str, str],
-                names: Optional[Sequence[str]] = None) -> Tuple[List[Task], Dict[str, str]]:
+def build_tasks(sources: Dict[str, SuiteSource], splits: Dict[str, str], names: Optional[Sequence[str]] = None,
+                min_positives: int = 1) -> Tuple[List[Task], Dict[str, str]]:
     """The suite's tasks over the sources present.
+
+    Args:
+        sources: From :func:`load_sources`.
+        splits: From :func:`assign_record_splits`.
+        names: Tasks to build (default: all).
+        min_positives: A label (class) needs at least this many positive records in train and in test to stay.
 
     Returns:
         (tasks, task name -> why it was not built).
@@ -402,13 +411,13 @@ def build_tasks(sources: Dict[str, SuiteSource], splits: Dict[str, str],
         raise ValueError(f'Unknown suite tasks {unknown}; choose from {list(TASK_NAMES)}.')
     tasks, not_built = [], {}
     if 'ptbxl' in sources:
-        tasks += [t for t in _ptbxl_tasks(sources['ptbxl'], splits) if t.name in wanted]
+        tasks += [t for t in _ptbxl_tasks(sources['ptbxl'], splits, min_positives) if t.name in wanted]
     if any(n in sources for n in POOLED_SOURCES):
         tasks += [t for t in _pooled_tasks(sources, splits) if t.name in wanted]
     if 'cinc' in sources and 'cinc_scored' in wanted:
-        tasks.append(_cinc_task(sources['cinc'], splits))
+        tasks.append(_cinc_task(sources['cinc'], splits, min_positives))
     if 'ludb' in sources and 'ludb_rhythm' in wanted:
-        tasks.append(_ludb_task(sources['ludb'], splits))
+        tasks.append(_ludb_task(sources['ludb'], splits, min_positives))
     built = {t.name for t in tasks}
     for n in wanted:
         if n not in built:
