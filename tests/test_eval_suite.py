@@ -440,3 +440,16 @@ def test_labels_without_enough_positives_are_dropped_and_said_so():
                        'd': 'no negative record in train; no negative record in test'}
     _, kept2, dropped2 = _keep_labels('t', ['a', 'b', 'c', 'd'], y, split, min_positives=2)
     assert kept2 == ['b'] and '1 positive(s) in test < 2' in dropped2[0]['reason']
+
+
+def test_suite_refuses_non_finite_embeddings(suite_run, tmp_path):
+    class NanEncoder(ConstantEncoder):
+        def forward(self, x):
+            return torch.full((x.shape[0], 4), float('nan'))
+
+    cfg = copy.copy(suite_run['cfg'])
+    cfg.out, cfg.tasks = str(tmp_path / 'nan'), ('sex',)
+    cfg.encoders = {'tiny': suite_run['encoders']['tiny'], 'broken': NanEncoder(suite_run['encoders']['tiny']
+                                                                                .pretrained_cfg)}
+    with pytest.raises(ValueError, match="'broken' gives non-finite embeddings"):
+        run_suite(cfg)

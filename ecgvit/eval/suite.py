@@ -555,7 +555,12 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
     # Records that could not be read leave every task (listed once per task).
     final_tasks = []
     for task in tasks:
-        final_tasks.append(_restrict(task, unreadable))
+        restricted = _restrict(task, unreadable)
+        counts = restricted.counts()
+        if min(counts['train'], counts['test']) == 0:
+            not_built[task.name] = f'empty split once unreadable records are left out (records per split: {counts})'
+        else:
+            final_tasks.append(restricted)
         for k in task.keys:
             if k in unreadable:
                 skipped.append({'stage': 'task', 'source': k.split('/')[0], 'record_id': k.split('/', 1)[1],
@@ -564,6 +569,8 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
             skipped.append({'stage': 'task', 'source': k.split('/')[0], 'record_id': k.split('/', 1)[1],
                             'task': task.name, 'reason': why})
 
+    if not final_tasks:
+        raise ValueError(f'No suite task is left once unreadable records are left out: {not_built}.')
     for name, (model, info) in encoders.items():
         pp = pp_of[name]
         fp = encoder_fingerprint(model)
@@ -579,6 +586,11 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
             index.update({f'{src_name}/{rid}': offset + i for i, rid in enumerate(ids)})
             blocks.append(feats)
         features = np.concatenate(blocks)
+        bad = ~np.isfinite(features).all(axis=1)
+        if bad.any():
+            rows = sorted(k for k, i in index.items() if bad[i])
+            raise ValueError(f'Encoder {name!r} gives non-finite embeddings for {len(rows)} records (e.g. {rows[:3]}); '
+                             f'check its weights (a diverged checkpoint?) before evaluating it.')
         t1 = time.perf_counter()
         fits[name] = {t.name: _probe_task(t, features[[index[k] for k in t.keys]], cfg) for t in final_tasks}
         enc_info[name] = dict(info, fingerprint=fp, preprocessing=pp.to_dict(), embedding_dim=int(features.shape[1]),
