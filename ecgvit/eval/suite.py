@@ -388,7 +388,10 @@ def _write_markdown(path: Path, results: List[Dict[str, Any]], tasks: List[Task]
              f'Linear probes on frozen embeddings; mean +- sd over {len(summary["seeds"])} probe seeds (label-fraction '
              f'draws; one deterministic fit at fraction 1.0). CI: 95% bootstrap over test records of the '
              f'seed-averaged metric. diff vs random: paired bootstrap on the same test records; "better"/"worse" when '
-             f'its 95% CI excludes 0 (for MAE lower is better). Wall time {summary["wall_time_s"]:.0f} s.', '']
+             f'its 95% CI excludes 0 (for MAE lower is better). Verdicts are per comparison, not corrected for '
+             f'multiplicity: of {sum(r["verdict_vs_random"] != "" for r in results)} comparisons with random, about '
+             f'5% would read "better" or "worse" by chance if the encoders were equal. Wall time '
+             f'{summary["wall_time_s"]:.0f} s.', '']
     encoders = list(dict.fromkeys(r['encoder'] for r in results))
     for fraction in dict.fromkeys(r['fraction'] for r in results):
         lines += [f'### Summary at {fraction:.0%} of the training labels (headline metric; diff vs random, verdict)',
