@@ -462,16 +462,21 @@ def _plot(path: Path, results: List[Dict[str, Any]], fractions: Sequence[float])
                 ax.errorbar(r['diff_vs_random'], yv, xerr=[[r['diff_vs_random'] - r['diff_lo']],
                                                            [r['diff_hi'] - r['diff_vs_random']]],
                             fmt='o', mfc=colours[k % len(colours)] if shown else 'white',
-                            color=colours[k % len(colours)], capsize=3, label=enc if i == 0 else None)
+                            color=colours[k % len(colours)], capsize=3)
         ax.set_yticks(range(len(tasks)))
         ax.set_yticklabels([f'{t} ({next(r["metric"] for r in rows if r["task"] == t)})' for t in tasks])
         ax.set_title(f'{fraction:.0%} of the training labels')
         ax.set_xlabel('difference to random init (95% paired CI)')
         ax.grid(axis='x', alpha=0.3)
     axes[0][0].invert_yaxis()  # shared y: once for all panels, first task on top
-    axes[0][0].legend(loc='best', fontsize=8, title='filled: CI excludes 0', title_fontsize=8)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker='o', ls='', color=colours[k % len(colours)], label=enc)
+               for k, enc in enumerate(encoders)]
+    handles.append(Line2D([], [], marker='o', ls='', color='0.4', mfc='white', label='CI contains 0 (open)'))
+    fig.legend(handles=handles, loc='lower center', ncol=min(len(handles), 5), fontsize=8, frameon=False)
     fig.suptitle('Linear probe: encoder minus random-init floor (right of 0 = better)')
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
