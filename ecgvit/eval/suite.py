@@ -638,6 +638,7 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
         'tasks_not_built': not_built,
         'unreadable_records': len(unreadable),
         'skipped_rows': len(skipped),
+        'skipped_by_stage_and_task': _count_skipped(skipped),
         'prediction_rows': n_pred,
         'seeds': list(cfg.seeds),
         'fractions': list(cfg.fractions),
@@ -658,6 +659,14 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
     tmp.write_text(json.dumps(summary, indent=1, default=_json_default))
     tmp.replace(out / 'suite_config.json')
     return dict(summary, results=results, pairwise=pairwise)
+
+
+def _count_skipped(skipped: List[Dict[str, str]]) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for r in skipped:
+        key = f'{r["stage"]}:{r["task"] or r["source"]}'
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _restrict(task: Task, unreadable: Dict[str, str]) -> Task:
