@@ -190,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help='Evaluate METHOD from weights pretrained elsewhere (an `ecgvit pretrain` output folder, a '
                         'checkpoint or a save_pretrained folder) instead of pretraining it here; repeatable. A '
                         'METHOD that is not a method name adds a row of that name.')
+    g = p.add_argument_group('evaluation suite (--suite real)')
+    g.add_argument('--suite', default=None, choices=['real'],
+                   help='Run the evaluation suite instead (ecgvit.eval.suite): linear probes of existing encoders on '
+                        'PTB-XL (100 Hz, official folds; superdiagnostic/form/rhythm/all), sex and age pooled over '
+                        'PTB-XL, LUDB, CODE-15%% and CinC, CinC scored classes and LUDB rhythm, with paired bootstrap '
+                        'CIs against a random-init floor. --data-dir holds ptbxl/, ludb/, cinc2021_samples/, '
+                        'code15_samples/; encoders: --checkpoint NAME=PATH and/or --model NAME[,NAME] (registered, '
+                        'published weights) [default: ecg_vit_mae_moco,ecg_vit_mae_nextclip].')
+    g.add_argument('--seeds', default=None, help='Suite: probe seeds, comma-separated [default: 0,1,2].')
+    g.add_argument('--fractions', default=None,
+                   help='Suite: fractions of the training labels, comma-separated [default: 0.01,0.1,1].')
+    g.add_argument('--tasks', default=None, help='Suite: task names, comma-separated [default: all present].')
     _add_output(p, 'benchmark-results')
 
     # -- embed
@@ -494,12 +506,62 @@ def _eval_command(args: argparse.Namespace, protocol: str) -> int:
     return 0
 
 
+def cmd_suite(args: argparse.Namespace) -> int:
+    """``ecgvit benchmark --suite real``: the evaluation suite (``ecgvit.eval.suite.run_suite``) on given encoders."""
+    from ecgvit.eval.suite import SuiteConfig, run_suite
+
+    if not args.data_dir:
+        raise CliError('--suite needs --data-dir: the folder holding ptbxl/, ludb/, cinc2021_samples/ and '
+                       'code15_samples/.')
+
+    def _list(value, cast, option):
+        try:
+            return tuple(cast(v) for v in str(value).split(',') if v.strip())
+        except ValueError:
+            raise CliError(f'{option} {value!r} is not a comma-separated list of numbers.') from None
+
+    encoders: Dict[str, str] = {}
+    for item in args.checkpoints or []:
+        name, sep, path = item.partition('=')
+        if not sep or not name.strip() or not path:
+            raise CliError(f'--checkpoint {item!r} is not NAME=PATH (e.g. mae_moco=runs/mae_moco).')
+        encoders[name.strip()] = path
+    for name in (args.model or '').split(','):
+        if name.strip():
+            encoders[name.strip()] = name.strip()
+    cfg = SuiteConfig(
+        data_dir=args.data_dir, out=args.output,
+        encoders=encoders or {'ecg_vit_mae_moco': 'ecg_vit_mae_moco', 'ecg_vit_mae_nextclip': 'ecg_vit_mae_nextclip'},
+        seeds=_list(args.seeds or '0,1,2', int, '--seeds'),
+        fractions=_list(args.fractions or '0.01,0.1,1', float, '--fractions'),
+        tasks=_list(args.tasks, str, '--tasks') if args.tasks else None,
+        **{k: v for k, v in (('n_boot', args.n_boot), ('split_seed', args.seed), ('device', args.device),
+                             ('amp', args.amp), ('workers', args.num_workers), ('progress', args.progress))
+           if v is not None},
+        cache_dir=args.cache_dir)
+    if args.threads is not None:
+        import torch
+        torch.set_num_threads(max(1, args.threads))
+    summary = run_suite(cfg)
+    for r in summary['results']:
+        if r['fraction'] == max(cfg.fractions) and r.get('headline', True):
+            diff = '' if r['encoder'] == 'random' else (f'  vs random {r["diff_vs_random"]:+.3f} [{r["diff_lo"]:+.3f}, '
+                                                        f'{r["diff_hi"]:+.3f}] {r["verdict_vs_random"]}')
+            print(f'{r["task"]:24s} {r["metric"]:7s} {r["encoder"]:22s} {r["mean"]:.3f} +- {r["sd"]:.3f}{diff}')
+    print(f'\nwrote {Path(cfg.out) / "results.md"}, results.csv, pairwise.csv, predictions.csv, differences.png, '
+          f'skipped.csv, splits.csv and suite_config.json ({summary["wall_time_s"]:.0f} s)')
+    return 0
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from ecgvit.benchmark import NESTED_FLAGS, BenchmarkConfig, format_table, quick_config, run_benchmark
     from ecgvit.data.prepare import check_num_samples
     from ecgvit.eval.config import FinetuneConfig, ProbeConfig
     from ecgvit.options import options_from_args
     from ecgvit.train.config import TrainConfig
+
+    if args.suite:
+        return cmd_suite(args)
 
     cfg = quick_config(args.output) if args.quick else BenchmarkConfig(out=args.output)
     overrides: Dict[str, Any] = options_from_args(args, BenchmarkConfig)  # given on the command line: over the preset

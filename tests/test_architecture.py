@@ -33,7 +33,7 @@ ALLOWED: Dict[str, Set[str]] = {
     'options': {'basics', 'models'},
     'pretrain': {'basics', 'models', 'data'},
     'train': {'basics', 'options'},
-    'eval': {'basics', 'weights', 'models', 'data', 'options', 'train'},
+    'eval': {'basics', 'weights', 'models', 'data', 'options', 'train', 'hub'},  # the suite reads run folders
     'hub': {'basics', 'weights', 'models', 'train'},
     'inference': {'basics', 'models'},
     'harness': {'basics', 'weights', 'models', 'data', 'options', 'pretrain', 'train', 'eval', 'hub', 'inference',

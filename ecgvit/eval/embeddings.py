@@ -1,0 +1,132 @@
+"""Embed a preprocessed dataset once per encoder and keep the features on disk.
+
+A linear probe never changes the encoder, so the evaluation suite embeds each (encoder, dataset) pair once and fits
+every probe on the stored features. A stored embedding is keyed by two fingerprints:
+
+- the **encoder fingerprint**: sha256 over the architecture name and every tensor of the state dict (names, shapes,
+  dtypes, bytes), so retrained weights never reuse old features;
+- the **data fingerprint**: the cache's own fingerprint (preprocessing + dataset index) and the sha256 of its signals.
+
+Files: ``<dir>/<encoder fp[:16]>-<data fp[:16]>.npy`` (float32, N x D, rows in cache order) and a ``.json`` beside it
+(record ids, both fingerprints, time taken). Both are written atomically; a pair that does not match is recomputed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ['encoder_fingerprint', 'data_fingerprint', 'embed_cached']
+
+
+def encoder_fingerprint(encoder: nn.Module) -> str:
+    """sha256 over the encoder's class, architecture name and every state-dict tensor (name, shape, dtype, bytes)."""
+    h = hashlib.sha256()
+    cfg = getattr(encoder, 'pretrained_cfg', None) or {}
+    arch = cfg.get('architecture') if isinstance(cfg, dict) else getattr(cfg, 'architecture', None)
+    h.update(f'{type(encoder).__module__}.{type(encoder).__qualname__}|{arch}\n'.encode())
+    for name, t in sorted(encoder.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f'{name}|{tuple(t.shape)}|{t.dtype}\n'.encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b'')
+    return h.hexdigest()
+
+
+def data_fingerprint(cache_dir: str | os.PathLike) -> str:
+    """sha256 of a cache's settings fingerprint and signal digest (from its manifest)."""
+    manifest = json.loads((Path(cache_dir) / 'manifest.json').read_text())
+    return hashlib.sha256(f'{manifest["fingerprint"]}|{manifest["signals_sha256"]}'.encode()).hexdigest()
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.npy', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            np.save(f, array)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def embed_cached(
+        encoder: nn.Module,
+        cache_dir: str | os.PathLike,
+        out_dir: str | os.PathLike,
+        *,
+        encoder_fp: str | None = None,
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+        amp: str = 'fp32',
+        progress: bool = False,
+) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """Embeddings of every item of a ``build_cache`` folder, computed once and then read from ``out_dir``.
+
+    Args:
+        encoder: The frozen encoder (its pre-logits embedding is taken, as by the linear probe).
+        cache_dir: A cache written by ``ecgvit.data.build_cache``.
+        out_dir: Folder of stored embeddings (created).
+        encoder_fp: The encoder's fingerprint if already computed (see :func:`encoder_fingerprint`).
+        batch_size: Records per forward pass.
+        device: Where to run (default: CUDA when available).
+        amp: 'fp32', 'bf16' or 'auto' for the forward pass.
+        progress: Show a progress bar while embedding.
+
+    Returns:
+        (features float32 (N, D) in cache order, record ids, info dict with ``reused``, ``seconds``, fingerprints).
+    """
+    from ecgvit.data import CachedECGDataset
+
+    from .linear_probe import extract_features
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    enc_fp = encoder_fp or encoder_fingerprint(encoder)
+    dat_fp = data_fingerprint(cache_dir)
+    stem = f'{enc_fp[:16]}-{dat_fp[:16]}'
+    npy, meta_path = out / f'{stem}.npy', out / f'{stem}.json'
+    dataset = CachedECGDataset(cache_dir)
+    ids = list(dataset.record_ids)
+    if npy.is_file() and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+            feats = np.load(npy)
+            if meta.get('encoder_fingerprint') == enc_fp and meta.get('data_fingerprint') == dat_fp and \
+                    meta.get('record_ids') == ids and feats.shape[0] == len(ids):
+                return feats, ids, {'reused': True, 'seconds': 0.0, 'file': str(npy), 'encoder_fingerprint': enc_fp,
+                                    'data_fingerprint': dat_fp}
+        except (OSError, ValueError):
+            pass  # unreadable or partial: recompute below
+    t0 = time.perf_counter()
+    dev = torch.device(device) if device is not None else None
+    feats, _ = extract_features(encoder, dataset, batch_size=batch_size, device=dev, amp=amp, progress=progress)
+    seconds = time.perf_counter() - t0
+    _atomic_save_npy(npy, feats.astype(np.float32))
+    _atomic_write_text(meta_path, json.dumps({'encoder_fingerprint': enc_fp, 'data_fingerprint': dat_fp,
+                                              'cache_dir': str(cache_dir), 'shape': list(feats.shape),
+                                              'seconds': round(seconds, 3), 'record_ids': ids}))
+    return feats, ids, {'reused': False, 'seconds': seconds, 'file': str(npy), 'encoder_fingerprint': enc_fp,
+                        'data_fingerprint': dat_fp}
