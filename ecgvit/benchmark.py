@@ -101,7 +101,7 @@ def quick_config(out: str = 'benchmark-quick', **overrides: Any) -> BenchmarkCon
         probe=ProbeConfig(epochs=100, early_stop_patience=10),
         finetune=FinetuneConfig(epochs=4, batch_size=32, lr=1e-3, warmup_epochs=1.0, early_stop_patience=10),
         # One thread: a 64-dim model gains nothing from a second one, and on a CPU shared with other jobs extra
-        # threads spin waiting for each other (measured on 2 busy cores: 1.6 s vs 35 s for the same epochs).
+        # threads spin waiting for each other (many times slower on 2 busy cores).
         threads=1)
     return dataclasses.replace(cfg, **overrides)
 

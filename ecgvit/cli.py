@@ -125,8 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "ecg_vit_mae_nextclip), ecg_vit_mae_moco otherwise. ecg_vit_tiny/small for CPU runs.")
     g.add_argument('--grad-checkpointing', action='store_true',
                    help="Recompute the encoder's block activations in the backward pass: less memory, a little more "
-                        "time (MAE-MoCo at batch 64 on CPU with the paper's passes: peak RSS 3.8 -> 2.8 GB; the "
-                        'default shared pass needs 2.0 GB without it).')
+                        'time (peak memory is measured by benchmarks/run_all.py).')
     g = p.add_argument_group('method')
     g.add_argument('--mask-ratio', type=float, default=None, help='MAE mask ratio (default 0.75).')
     g.add_argument('--alpha', type=float, default=None, help='MAE loss weight (default 40 MAE-MoCo, 2 Nextclip).')

@@ -49,8 +49,8 @@ class _FrozenPerShape(nn.Module):
     """Run ``module`` through TorchScript graphs traced and frozen once per input shape, falling back to eager.
 
     For batch-1 inference of an int8 dynamically quantised encoder, most of the time outside the quantised matmuls is
-    Python and dispatch overhead of some 150 small ops; a frozen graph removes it (seed size on a 2-core Xeon: 9.1 ms
-    instead of 11.6 ms per record, outputs bit-identical). A trace is only valid for the shape it saw (the positional
+    Python and dispatch overhead of some 150 small ops; a frozen graph removes it (outputs bit-identical; the latency
+    gain is measured by ``benchmarks/infer_latency.py``). A trace is only valid for the shape it saw (the positional
     embedding's resampling is a Python branch), so each new input shape gets its own trace, a few hundred ms once, and
     holds its own frozen copy of the weights (about 12 MB at seed size in int8). TorchScript is deprecated in torch;
     where tracing fails this runs the module eagerly, with the same results.

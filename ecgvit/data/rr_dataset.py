@@ -1,10 +1,10 @@
 """A dataset wrapper that adds each record's median RR interval, detected once instead of once per batch.
 
 Nextclip and Centerclip size their targets from the RR interval (:mod:`ecgvit.data.rpeaks`). Detecting R peaks
-inside every training step costs about 2.5 ms per 10-s record (0.15-0.18 s per batch of 64, 15% of a shared-pass
-MAE-Nextclip step on a 2-core Xeon), and the answer never changes for a record, so :class:`WithRR` detects it once
-for the whole dataset, up front, and serves it with the signal. Up front means a few seconds per thousand records at
-start-up (5 s for the 1,037-window pretraining pool), repeated by every DDP rank and on every resume.
+inside every training step is a noticeable share of a step (measured in ``benchmarks/README.md``), and the answer
+never changes for a record, so :class:`WithRR` detects it once for the whole dataset, up front, and serves it with the
+signal. Up front means a few seconds per thousand records at start-up, repeated by every DDP rank and on every
+resume.
 """
 from typing import Any, Dict
 

@@ -28,7 +28,7 @@ __all__ = ['extract_features', 'linear_probe', 'save_eval_outputs']
 @contextlib.contextmanager
 def _single_thread(device: torch.device):
     # A (batch x dim) @ (dim x classes) matmul is far below what a thread pool pays off for: on a busy CPU the
-    # intra-op threads mostly wait on each other (measured: 8 ms vs 10 us per step on 2 shared cores).
+    # intra-op threads mostly wait on each other (orders of magnitude slower on 2 shared cores).
     if device.type != 'cpu':
         yield
         return

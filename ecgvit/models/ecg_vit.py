@@ -249,7 +249,7 @@ class EcgVisionTransformer(VisionTransformer):
             return self.pos_drop(tokens)
         # The patch embedding is a (1, P) convolution with stride P, i.e. one linear map per patch: apply it to the
         # kept patches only. At MAE's mask ratio this skips three quarters of the embedding and of the positional
-        # add, and the (B, D, N) -> (B, N, D) copy of every token (7% of a shared-pass MAE-MoCo step on a 2-core CPU).
+        # add, and the (B, D, N) -> (B, N, D) copy of every token.
         weight, bias = proj
         patch_len = self.patch_len
         x = ecg_to_4d(x, patch_len)  # (B, C, 1, L), L checked against the patch length as patch_embed checks it

@@ -67,9 +67,9 @@ class TrainConfig(RunOptions):
     compile: bool = option(False, 'torch.compile every transformer block in place (needs a C++ compiler on CPU; the '
                                   'first steps compile).')
     reuse_cpu_memory: bool = option(False, 'On CPU, let glibc recycle freed tensors instead of page-faulting fresh '
-                                           'memory for every large activation (ecgvit.train.cpu_memory; 15% off a seed '
-                                           'MAE-MoCo step). Process-wide and cannot be undone, so off in the API; '
-                                           '`ecgvit pretrain`, a process of its own, turns it on.', cli=False)
+                                           'memory for every large activation (ecgvit.train.cpu_memory; measured in '
+                                           'benchmarks/README.md). Process-wide and cannot be undone, so off in the '
+                                           'API; `ecgvit pretrain`, a process of its own, turns it on.', cli=False)
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> 'TrainConfig':

@@ -9,8 +9,8 @@ gigabytes, one 4 KiB page fault at a time: 2.9 million minor page faults in four
 
 :func:`reuse_freed_memory` turns mmap allocation off (``M_MMAP_MAX = 0``) and raises the trim threshold
 (``M_TRIM_THRESHOLD``), so freed blocks stay in the heap and the next step reuses them. The cost is that memory is not
-handed back to the system while the process lives; the peak itself moved by less than 0.3 GB either way in our
-measurements (seed MAE-MoCo at batch 64: 3.82 GB with it, 4.07 GB without, in ``benchmarks/run_all.py``). It changes the
+handed back to the system while the process lives (the peak itself barely moves: ``benchmarks/run_all.py`` measures
+it). It changes the
 whole process for good, so :func:`~ecgvit.train.train` calls it only on request
 (``TrainConfig(reuse_cpu_memory=True)``, which ``ecgvit pretrain`` sets) and only for CPU runs. Other C libraries (musl,
 macOS, Windows) are left as they are.

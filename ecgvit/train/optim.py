@@ -29,7 +29,7 @@ def create_adam(
     """Adam (or AdamW with ``decoupled=True``), fused when :func:`fused_supported` says so.
 
     torch steps CPU parameters one tensor at a time unless asked otherwise; the fused kernel does the same arithmetic
-    in one pass over each tensor (seed-size pretrainer on a 2-core CPU: 9 ms instead of 27 ms per step). Results
+    in one pass over each tensor (several times faster on CPU: ``benchmarks/README.md``). Results
     agree with the unfused optimiser to float rounding.
 
     Args:

@@ -61,9 +61,9 @@ _AMP_CACHE: Dict[str, Optional[torch.dtype]] = {}
 def _probe_cpu_bf16(reps: int = 5) -> bool:
     """Time a small transformer block's forward + backward in fp32 and under bf16 autocast, interleaved.
 
-    True when bf16 is at least 10% faster. A bare matmul is the wrong probe: it favoured bf16 on an AMD EPYC where a
-    real seed-size MAE-MoCo step ran 1.5x slower under bf16 autocast (casts, LayerNorm, softmax and the backward all
-    count), so the probe runs the same kind of work as training.
+    True when bf16 is at least 10% faster. A bare matmul is the wrong probe: it can favour bf16 on a CPU where a real
+    pretraining step runs slower under bf16 autocast (casts, LayerNorm, softmax and the backward all count), so the
+    probe runs the same kind of work as training.
     """
     from timm.models.vision_transformer import Block
 
