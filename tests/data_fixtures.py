@@ -32,6 +32,12 @@ def write_wfdb(folder: Path, name: str, signal: np.ndarray, fs: float, lead_name
     return folder / name
 
 
+def checksum16(digital: np.ndarray) -> int:
+    """A WFDB header checksum: the sum of a signal's samples modulo 2**16, written signed as the challenge files do."""
+    c = int(np.asarray(digital, dtype=np.int64).sum()) % 65536
+    return c - 65536 if c >= 32768 else c
+
+
 def write_challenge(folder: Path, name: str, signal: np.ndarray, fs: float, dx: Sequence[str] | None,
                     lead_names: Sequence[str] = LEADS, extra_comments: Sequence[str] = (),
                     header_name: str | None = None, age: str = '60', sex: str = 'Female') -> Path:
@@ -47,7 +53,7 @@ def write_challenge(folder: Path, name: str, signal: np.ndarray, fs: float, dx: 
     savemat(str(folder / f'{name}.mat'), {'val': val}, format='4')
     lines = [f'{header_name or name} {val.shape[0]} {fs:g} {val.shape[1]}']
     for k, lead in enumerate(lead_names):
-        lines.append(f'{name}.mat 16+24 1000/mV 16 0 {int(val[k, 0])} 0 0 {lead}')
+        lines.append(f'{name}.mat 16+24 1000/mV 16 0 {int(val[k, 0])} {checksum16(val[k])} 0 {lead}')
     lines += [f'#Age: {age}', f'#Sex: {sex}']
     if dx is not None:
         lines.append('#Dx: ' + ','.join(dx))
