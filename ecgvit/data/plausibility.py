@@ -28,8 +28,12 @@ PLAUSIBILITY_MODES = ('warn', 'strict', 'off')
 AMPLITUDE_MV = (0.03, 40.0)
 # Median RR of detected beats. Below 25 bpm or above 250 bpm a record is far more likely misdated than real.
 HEART_RATE_BPM = (25.0, 250.0)
-# For a whole dataset, a median outside this range means the rate is off for (almost) every record.
-DATASET_HEART_RATE_BPM = (40.0, 160.0)
+# For a whole dataset, a median outside this range means the rate is off for (almost) every record: real collections
+# have medians of about 60-80 bpm, one with the rate doubled or halved in every header lands outside.
+DATASET_HEART_RATE_BPM = (45.0, 150.0)
+# No ECG recorder in use samples below 100 Hz (QRS content reaches 40 Hz and more); a lower declared rate is a typo or
+# a unit mix-up in the header, and the R-peak detector is not reliable there either.
+MIN_ECG_RATE_HZ = 100.0
 _COMMON_RATES = (100.0, 125.0, 128.0, 200.0, 250.0, 257.0, 300.0, 360.0, 400.0, 500.0, 1000.0)
 _MAX_SECONDS = 12.0  # the check looks at the first 12 s of a long record: enough beats, bounded cost
 
@@ -81,9 +85,13 @@ def check_record(record: Record) -> dict[str, Any]:
     fs = float(record.fs)
     x = x[:, :int(_MAX_SECONDS * fs)] if fs > 0 else x
     amp = _amplitude_mv(x)
-    hr = _heart_rate_bpm(x, fs) if fs > 0 else None
+    hr = _heart_rate_bpm(x, fs) if fs >= MIN_ECG_RATE_HZ else None
     problems = []
     where = f' (file {record.path}.hea)' if record.path else ''
+    if fs < MIN_ECG_RATE_HZ:
+        problems.append(f'declared sampling rate {fs:g} Hz is below {MIN_ECG_RATE_HZ:g} Hz, lower than any ECG '
+                        f'recorder uses: the rate is likely wrong (e.g. 50 Hz written for 100 Hz data, which makes '
+                        f'every beat look twice as long). Fix the rate on the header\'s first line{where}.')
     if amp is not None and amp > AMPLITUDE_MV[1]:
         factor = '1000' if amp > 300 else '10-100'
         problems.append(f'median lead amplitude {amp:.4g} mV is {factor} times that of an ECG (about 0.3-5 mV): the '

@@ -508,7 +508,7 @@ def read_record(path: str | os.PathLike, *, leads: Sequence[str] | None = LEADS,
                                 f'(I, II, ..., V6) as the last field of each signal line, or pass leads=None.')
     if len(file_leads) != header.n_sig:
         raise RecordError(base, f'the header names {len(file_leads)} leads for {header.n_sig} signals.')
-    dupes = sorted({n for n in file_leads if file_leads.count(n) > 1})
+    dupes = sorted({n for n in file_leads if n and file_leads.count(n) > 1})  # unnamed: leads=None only
     if dupes:
         raise RecordError(base, f'lead names {dupes} occur more than once in the header ({header.sig_name}); '
                                 f'each lead must have a distinct name.')
