@@ -40,20 +40,23 @@ def checksum16(digital: np.ndarray) -> int:
 
 def write_challenge(folder: Path, name: str, signal: np.ndarray, fs: float, dx: Sequence[str] | None,
                     lead_names: Sequence[str] = LEADS, extra_comments: Sequence[str] = (),
-                    header_name: str | None = None, age: str = '60', sex: str = 'Female') -> Path:
+                    header_name: str | None = None, age: str = '60', sex: str = 'Female', gain: float = 1000.0,
+                    baseline: int = 0) -> Path:
     """Write the PhysioNet/CinC challenge layout: MATLAB v4 ``val`` (int16, 1000 adu/mV) + a ``.hea`` header.
 
     ``header_name`` replaces the record name on the header's first line, e.g. ``'E00271.mat'`` as some Georgia
-    headers have it.
+    headers have it. ``gain`` / ``baseline`` other than the challenge's 1000 and 0 are written as ``gain(baseline)``,
+    so a reader must apply both.
     """
     from scipy.io import savemat
 
     folder.mkdir(parents=True, exist_ok=True)
-    val = np.round(np.asarray(signal) * 1000.0).astype(np.int16)
+    val = (np.round(np.asarray(signal) * gain) + baseline).astype(np.int16)
     savemat(str(folder / f'{name}.mat'), {'val': val}, format='4')
     lines = [f'{header_name or name} {val.shape[0]} {fs:g} {val.shape[1]}']
+    adc = f'{gain:g}' if baseline == 0 else f'{gain:g}({baseline})'
     for k, lead in enumerate(lead_names):
-        lines.append(f'{name}.mat 16+24 1000/mV 16 0 {int(val[k, 0])} {checksum16(val[k])} 0 {lead}')
+        lines.append(f'{name}.mat 16+24 {adc}/mV 16 0 {int(val[k, 0])} {checksum16(val[k])} 0 {lead}')
     lines += [f'#Age: {age}', f'#Sex: {sex}']
     if dx is not None:
         lines.append('#Dx: ' + ','.join(dx))

@@ -51,7 +51,7 @@ from ecgvit.data import (
     synthesize_ecg,
 )
 from ecgvit.data.plausibility import check_record
-from ecgvit.data.prepare import data_preprocessing
+from ecgvit.data.prepare import data_preprocessing, prepare_data
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / 'docs' / 'hostile_input.md'
@@ -329,6 +329,12 @@ def b_mat_bad_checksum(tmp):
     tok = line.split()
     edit_header(base, line, ' '.join(tok[:6] + [str(int(tok[6]) + 3)] + tok[7:]))
     return read(base)
+
+
+def b_mat_gain_baseline(tmp):
+    sig = ecg(500.0)
+    base = write_challenge(tmp, 'A1', sig, 500.0, dx=['426783006'], gain=487.0, baseline=23)
+    return lambda: (read_record(base), sig)
 
 
 def b_mat_no_val(tmp):
@@ -775,6 +781,16 @@ def check_embed(result, tmp):
     assert json.loads((out / 'config.json').read_text())['num_skipped'] == 4
 
 
+def b_fourteen_prepare(tmp):
+    d = _fourteen(tmp)
+    return lambda: prepare_data('folder', d, tmp / 'cache', sampling_rate=FS, num_samples=2500, seed=0)
+
+
+def check_prepare(splits, tmp):
+    assert splits['skipped'] == 4 and len(pd.read_csv(splits['skipped_csv'])) == 4
+    assert sum(len(splits[s]) for s in ('train', 'val', 'test')) == 10
+
+
 def _small_cache(tmp) -> Path:
     d = tmp / 'small'
     for i in range(3):
@@ -987,6 +1003,7 @@ RECORD_CASES = [
          r'00042_lr\.dat .* I \(samples sum to 61530, header says 61531\)'),
     Case('record', 'challenge .mat whose checksum is wrong', b_mat_bad_checksum, ChecksumError,
          r'A1\.mat does not match'),
+    Case('record', 'challenge .mat with gain 487, baseline 23', b_mat_gain_baseline, check=check_good),
     Case('record', 'challenge .mat without "val"', b_mat_no_val, RecordError, r'A1\.mat has no variable "val"'),
     Case('record', 'challenge .mat of garbage', b_mat_garbage, RecordError, r'cannot read A1\.mat.*Re-download'),
     Case('record', 'two records above 2.1e6 mV', b_huge_amplitudes, check=lambda ds, t: len(ds) == 2),
@@ -1080,6 +1097,8 @@ DATASET_CASES = [
 CACHE_CASES = [
     Case('cache', '14 records, 4 bad, 1 with 2 leads', b_fourteen_cache, check=check_fourteen,
          warns=r'4 of 14 records were left out .* listed in .*skipped\.csv'),
+    Case('cache', 'same through prepare_data', b_fourteen_prepare, check=check_prepare,
+         warns=r'4 of 14 records were left out'),
     Case('cache', 'same, strict=True', b_fourteen_strict, CacheBuildError, r'\(.*fourteen/\w+\): '),
     Case('cache', 'version-1 cache', b_cache_old_version, CacheError, r'cache version 1.*force=True'),
     Case('cache', 'lead_mask.npy deleted', b_cache_no_mask, CacheError, r'lead_mask\.npy is missing.*force=True'),
