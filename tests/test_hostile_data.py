@@ -882,6 +882,66 @@ def _race(root: Path, seeds: tuple[int, int]) -> list[tuple[str, Any]]:
     return results
 
 
+def _build(folder: str, out: str, barrier, queue) -> None:
+    try:
+        ds = get_dataset('folder', folder, labels_csv=False)
+        barrier.wait(timeout=60)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            path = build_cache(ds, Preprocessing(sampling_rate=FS, num_samples=2500), out, num_workers=0,
+                               progress=False)
+        queue.put(('ok', len(CachedECGDataset(path))))
+    except Exception as e:  # reported to the parent, which checks it
+        queue.put((type(e).__name__, str(e)))
+
+
+def b_two_cache_builds(tmp):
+    d = tmp / 'data'
+    for i in range(8):
+        write_wfdb(d, f'r{i}', ecg(seed=i), FS)
+
+    def run():
+        ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
+        barrier, queue = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=_build, args=(str(d), str(tmp / 'c'), barrier, queue)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        results = [queue.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        return results
+    return run
+
+
+def b_lost_rename_race(tmp):
+    """The interleaving two processes can hit: ours checks that ``out`` is absent, theirs renames the same cache into
+    place, ours renames: forced here by making the first existence check say 'absent'."""
+    import shutil
+    from unittest import mock
+
+    import ecgvit.data.cache as cache_mod
+
+    out = _small_cache(tmp)
+    theirs = json.loads((out / 'manifest.json').read_text())
+    ours = tmp / f'.c.tmp-{os.getpid()}-race'
+    shutil.copytree(out, ours)
+    real_exists = Path.exists
+    calls = []
+
+    def exists_once_absent(self):
+        if self == out and not calls:
+            calls.append(self)
+            return False
+        return real_exists(self)
+
+    def run():
+        with mock.patch.object(Path, 'exists', exists_once_absent):
+            cache_mod._swap_into_place(ours, out)
+        assert calls and not ours.exists()
+        return CachedECGDataset(out), theirs
+    return run
+
+
 def b_two_generators_same(tmp):
     return lambda: _race(tmp / 'syn', (0, 0))
 
@@ -1117,6 +1177,10 @@ CLI_DATA_CASES = [
 CONCURRENCY_CASES = [
     Case('concurrency', 'two processes generate the same synthetic data', b_two_generators_same,
          check=check_two_generators_same),
+    Case('concurrency', 'two processes build the same cache', b_two_cache_builds,
+         check=lambda r, t: r == [('ok', 8), ('ok', 8)] and not [p for p in t.iterdir() if p.name.startswith('.c.')]),
+    Case('concurrency', 'lost rename race against the same cache', b_lost_rename_race,
+         check=lambda r, t: r[0].manifest['fingerprint'] == r[1]['fingerprint'] and len(r[0]) == 3),
     Case('concurrency', 'two processes, different seeds, one folder', b_two_generators_different,
          check=check_two_generators_different),
     Case('interruption', 'temporary folder of a killed generation', b_killed_generation, check=check_gone),

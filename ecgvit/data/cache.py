@@ -298,13 +298,35 @@ def _raise_implausible(plaus: dict, out: Path) -> None:
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.parent / f'.{out.name}.old-{os.getpid()}-{time.time_ns()}'
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Rename the finished ``tmp`` to ``out``, setting an existing ``out`` aside first.
+
+    Another process may build the same cache at the same moment (two commands sharing a ``--cache-dir``): when its
+    rename lands between ours, ``out`` is a non-empty folder again and the rename fails. If what is there now is a
+    complete cache with our fingerprint, it is the same cache and we keep it; otherwise we set it aside and retry.
+    """
+    fingerprint = (_read_manifest(tmp) or {}).get('fingerprint')
+    for _ in range(5):
+        old = None
+        if out.exists():
+            old = out.parent / f'.{out.name}.old-{os.getpid()}-{time.time_ns()}'
+            try:
+                os.replace(out, old)
+            except FileNotFoundError:  # the other process moved it aside first
+                old = None
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            theirs = _read_manifest(out)
+            if fingerprint and _is_valid(out, theirs) and theirs.get('fingerprint') == fingerprint:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            continue
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        return
+    raise CacheError(f'{out}: could not move the new cache into place ({tmp}); another process keeps replacing it. '
+                     f'Give each run its own cache folder (--cache-dir).')
 
 
 def _combine_digests(item_digests) -> str:
