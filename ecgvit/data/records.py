@@ -435,7 +435,8 @@ def _read_dat(base: Path, header: Header, verify_checksum: bool = True) -> np.nd
         if digital is None:
             sig = wfdb.rdrecord(str(base), physical=True, return_res=64).p_signal
         else:
-            if verify_checksum and rec.checksum is not None:
+            # Multi-frequency signals are read with their frames averaged, which changes their sums: not checked.
+            if verify_checksum and rec.checksum is not None and all(k == 1 for k in rec.samps_per_frame or [1]):
                 header.checksum = list(rec.checksum)
                 _verify_checksums(base, header, np.asarray(digital, dtype=np.int64).sum(axis=0),
                                   ', '.join(dict.fromkeys(rec.file_name or [])))
