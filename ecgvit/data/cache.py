@@ -197,8 +197,8 @@ def build_cache(dataset: ECGDataset, preprocessing: Preprocessing, out_dir: str 
         progress: show a tqdm progress bar.
         plausibility: 'warn' (default): check every record's amplitude and heart rate (``ecgvit.data.plausibility``)
             and warn, naming the records and the likely fix (units, gain, sampling rate), when they are not those
-            of an ECG in mV; 'strict': raise ``ImplausibleDataError`` instead; 'off': skip the check (about 4 ms
-            a record). The summary is in the manifest under ``plausibility``.
+            of an ECG in mV; 'strict': raise ``ImplausibleDataError`` instead; 'off': skip the check (2-3 ms
+            a record, once per build). The summary is in the manifest under ``plausibility``.
 
     Returns:
         ``Path(out_dir)``.
