@@ -706,7 +706,7 @@ def b_ptbxl_bad_scp(tmp):
 
 
 def b_ptbxl_missing_column(tmp):
-    root = _ptbxl(tmp, lambda db: db.drop(columns=['strat_fold'], inplace=True))
+    root = _ptbxl(tmp, lambda db: db.pop('strat_fold'))
     return lambda: get_dataset('ptbxl', root, sampling_rate=100)
 
 
@@ -747,6 +747,16 @@ def check_fourteen(ds, tmp):
     assert mask.tolist() == [True, True] + [False] * 10
     assert ds.lead_mask.sum() == 9 * 12 + 2
     assert json.loads((ds.cache_dir / 'manifest.json').read_text())['n_partial_leads'] == 1
+
+
+def b_two_lead_cache(tmp):
+    d = tmp / 'd'
+    write_wfdb(d, 'a', ecg(seed=1), FS)
+    write_wfdb(d, 'b', ecg(seed=2), FS)
+    write_wfdb(d, 'c', ecg(seed=3)[:2], FS, lead_names=['I', 'II'])
+    return lambda: CachedECGDataset(build_cache(get_dataset('folder', d, labels_csv=False),
+                                                data_preprocessing(FS, 2500), tmp / 'c', num_workers=0,
+                                                progress=False))
 
 
 def b_fourteen_strict(tmp):
@@ -1157,6 +1167,9 @@ DATASET_CASES = [
 CACHE_CASES = [
     Case('cache', '14 records, 4 bad, 1 with 2 leads', b_fourteen_cache, check=check_fourteen,
          warns=r'4 of 14 records were left out .* listed in .*skipped\.csv'),
+    Case('cache', 'a 2-lead record among 12-lead ones', b_two_lead_cache,
+         check=lambda ds, t: ds.lead_mask.sum(axis=1).tolist() == [12, 12, 2],
+         warns=r'1 of 3 cached items lack some of the leads .*/lead_mask\.npy'),
     Case('cache', 'same through prepare_data', b_fourteen_prepare, check=check_prepare,
          warns=r'4 of 14 records were left out'),
     Case('cache', 'same, strict=True', b_fourteen_strict, CacheBuildError, r'\(.*fourteen/\w+\): '),
@@ -1204,14 +1217,20 @@ ALL_CASES = [c for cases in LAYERS.values() for c in cases]
 @pytest.mark.parametrize('case', ALL_CASES, ids=[c.id for c in ALL_CASES])
 def test_hostile_input(case: Case, tmp_path):
     run = case.build(tmp_path)
-    expect_warning = pytest.warns(UserWarning, match=case.warns) if case.warns else contextlib.nullcontext()
-    with expect_warning:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
         if case.expect == 'ok':
             result = run()
         else:
             assert case.match, 'an expected error needs the message fragment that names the file/option and the fix'
             with pytest.raises(case.expect, match=case.match):
                 run()
+    ours = [str(w.message) for w in caught if issubclass(w.category, UserWarning)
+            and not issubclass(w.category, (DeprecationWarning, FutureWarning))]
+    if case.warns:
+        assert any(re.search(case.warns, m) for m in ours), (case.warns, ours)
+    elif case.expect == 'ok':
+        assert not ours, f'a clean input must not warn: {ours}'
     if case.expect == 'ok' and case.check is not None:
         outcome = case.check(result, tmp_path)
         assert outcome is None or outcome is True

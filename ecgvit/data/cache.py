@@ -270,6 +270,11 @@ def _report(manifest: dict, out: Path, name: str) -> None:
         first = ', '.join(f"{s['record_id']} ({s['reason']})" for s in skipped[:3])
         warnings.warn(f'{name}: {len(skipped)} of {manifest["n_entries"] + _n_index_skipped(manifest)} records were '
                       f'left out of the cache, e.g. {first}; all are listed in {out / _SKIPPED}.', stacklevel=3)
+    partial = manifest.get('n_partial_leads') or 0
+    if partial:
+        warnings.warn(f'{name}: {partial} of {manifest["shape"][0]} cached items lack some of the leads '
+                      f'{manifest["preprocessing"]["leads"]} (missing or empty in the record): those leads are zero '
+                      f'and marked False in {out / "lead_mask.npy"} (CachedECGDataset.lead_mask).', stacklevel=3)
     plaus = manifest.get('plausibility') or {}
     flagged = plaus.get('flagged') or []
     problems = list(plaus.get('dataset_problems') or [])
