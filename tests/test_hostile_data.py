@@ -1168,7 +1168,7 @@ CACHE_CASES = [
     Case('cache', '14 records, 4 bad, 1 with 2 leads', b_fourteen_cache, check=check_fourteen,
          warns=r'4 of 14 records were left out .* listed in .*skipped\.csv'),
     Case('cache', 'a 2-lead record among 12-lead ones', b_two_lead_cache,
-         check=lambda ds, t: ds.lead_mask.sum(axis=1).tolist() == [12, 12, 2],
+         check=lambda ds, t: ds.lead_mask[ds.record_ids.index('c')].sum() == 2 and ds.lead_mask.sum() == 26,
          warns=r'1 of 3 cached items lack some of the leads .*/lead_mask\.npy'),
     Case('cache', 'same through prepare_data', b_fourteen_prepare, check=check_prepare,
          warns=r'4 of 14 records were left out'),
