@@ -315,7 +315,11 @@ def _run(cfg: BenchmarkConfig, out: Path, t_start: float, methods: List[str], pr
     smallest = min(len(splits['train']), len(splits['val']))
     resolved = dict(dataclasses.asdict(cfg), cache_dir=splits['cache_dir'], label_names=splits['label_names'],
                     multilabel=splits['multilabel'], n_train=len(splits['train']), n_val=len(splits['val']),
-                    n_test=len(splits['test']), torch_threads=torch.get_num_threads())
+                    n_test=len(splits['test']), torch_threads=torch.get_num_threads(),
+                    n_skipped=splits['skipped'], skipped_csv=splits['skipped_csv'])
+    if splits['skipped']:
+        _logger.warning('%s: skipped %d records (listed with reasons in %s)', cfg.data, splits['skipped'],
+                        splits['skipped_csv'])
     (out / 'config.json').write_text(json.dumps(resolved, indent=2))
     if smallest < 2:
         raise ValueError(f'{cfg.data}: the train/val splits hold {len(splits["train"])}/{len(splits["val"])} '

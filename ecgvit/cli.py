@@ -325,9 +325,17 @@ def _splits(args: argparse.Namespace, model_cfg: Optional[Dict[str, Any]] = None
     from ecgvit.data.prepare import prepare_data
 
     cache = args.cache_dir or str(Path(args.output) / 'data')
-    return prepare_data(args.data, args.data_dir, cache, args.sampling_rate, args.num_samples, args.seed,
-                        args.synthetic_records, args.num_workers, args.progress, model_cfg=model_cfg,
-                        model_name=_weights_name(args))
+    splits = prepare_data(args.data, args.data_dir, cache, args.sampling_rate, args.num_samples, args.seed,
+                          args.synthetic_records, args.num_workers, args.progress, model_cfg=model_cfg,
+                          model_name=_weights_name(args))
+    _print_skipped(splits['skipped'], splits['skipped_csv'])
+    return splits
+
+
+def _print_skipped(n: int, path: str) -> None:
+    """Say how many records the data left out and where they are listed (nothing is dropped without a word)."""
+    if n:
+        print(f'skipped {n} record{"s" if n != 1 else ""} (listed with reasons in {path})', file=sys.stderr)
 
 
 def _weights_name(args: argparse.Namespace) -> str:
@@ -662,9 +670,14 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if windows is not None and len(set(ids)) != len(ids):  # several windows per record: make ids unique
         ids = [f'{r}#{w}' for r, w in zip(ids, windows)]
     (out / 'ids.txt').write_text('\n'.join(ids) + '\n')
+    import shutil
+
+    skipped = dataset.skipped
+    shutil.copyfile(dataset.skipped_csv, out / 'skipped.csv')  # beside the results: which records are not in them
     _write_config(out, args, {'command': 'embed', 'encoder': source, 'num_records': len(ids),
-                              'embedding_dim': int(feats.shape[1])})
+                              'num_skipped': len(skipped), 'embedding_dim': int(feats.shape[1])})
     print(f'wrote {out / "embeddings.npy"} {tuple(feats.shape)} and {out / "ids.txt"}')
+    _print_skipped(len(skipped), str(out / 'skipped.csv'))
     return 0
 
 

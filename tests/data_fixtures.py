@@ -32,22 +32,31 @@ def write_wfdb(folder: Path, name: str, signal: np.ndarray, fs: float, lead_name
     return folder / name
 
 
+def checksum16(digital: np.ndarray) -> int:
+    """A WFDB header checksum: the sum of a signal's samples modulo 2**16, written signed as the challenge files do."""
+    c = int(np.asarray(digital, dtype=np.int64).sum()) % 65536
+    return c - 65536 if c >= 32768 else c
+
+
 def write_challenge(folder: Path, name: str, signal: np.ndarray, fs: float, dx: Sequence[str] | None,
                     lead_names: Sequence[str] = LEADS, extra_comments: Sequence[str] = (),
-                    header_name: str | None = None, age: str = '60', sex: str = 'Female') -> Path:
+                    header_name: str | None = None, age: str = '60', sex: str = 'Female', gain: float = 1000.0,
+                    baseline: int = 0) -> Path:
     """Write the PhysioNet/CinC challenge layout: MATLAB v4 ``val`` (int16, 1000 adu/mV) + a ``.hea`` header.
 
     ``header_name`` replaces the record name on the header's first line, e.g. ``'E00271.mat'`` as some Georgia
-    headers have it.
+    headers have it. ``gain`` / ``baseline`` other than the challenge's 1000 and 0 are written as ``gain(baseline)``,
+    so a reader must apply both.
     """
     from scipy.io import savemat
 
     folder.mkdir(parents=True, exist_ok=True)
-    val = np.round(np.asarray(signal) * 1000.0).astype(np.int16)
+    val = (np.round(np.asarray(signal) * gain) + baseline).astype(np.int16)
     savemat(str(folder / f'{name}.mat'), {'val': val}, format='4')
     lines = [f'{header_name or name} {val.shape[0]} {fs:g} {val.shape[1]}']
+    adc = f'{gain:g}' if baseline == 0 else f'{gain:g}({baseline})'
     for k, lead in enumerate(lead_names):
-        lines.append(f'{name}.mat 16+24 1000/mV 16 0 {int(val[k, 0])} 0 0 {lead}')
+        lines.append(f'{name}.mat 16+24 {adc}/mV 16 0 {int(val[k, 0])} {checksum16(val[k])} 0 {lead}')
     lines += [f'#Age: {age}', f'#Sex: {sex}']
     if dx is not None:
         lines.append('#Dx: ' + ','.join(dx))
@@ -111,3 +120,83 @@ def write_ptbxl(root: Path, n: int = 20, rng_seed: int = 0, hr_upto: int | None 
                      'filename_hr': hr})
     pd.DataFrame(rows).to_csv(root / 'ptbxl_database.csv', index=False)
     return root
+
+
+# Headers with exactly the layout of the real files (spacing, field order, gain with baseline in parentheses, unsigned
+# checksums in PTB-XL, signed ones plus the date/time and #Rx/#Hx/#Sx comments in the PhysioNet/CinC challenge files).
+# The values are made up; ``write_real_layout`` writes samples that match their initial values and checksums.
+PTBXL_LAYOUT_HEADER = """\
+00042_lr 12 100 1000
+00042_lr.dat 16 1000.0(0)/mV 16 0 -87 61530 0 I
+00042_lr.dat 16 1000.0(0)/mV 16 0 -12 1877 0 II
+00042_lr.dat 16 1000.0(0)/mV 16 0 75 5402 0 III
+00042_lr.dat 16 1000.0(0)/mV 16 0 49 63310 0 AVR
+00042_lr.dat 16 1000.0(0)/mV 16 0 -81 60015 0 AVL
+00042_lr.dat 16 1000.0(0)/mV 16 0 31 4477 0 AVF
+00042_lr.dat 16 1000.0(0)/mV 16 0 -40 2290 0 V1
+00042_lr.dat 16 1000.0(0)/mV 16 0 -18 59001 0 V2
+00042_lr.dat 16 1000.0(0)/mV 16 0 6 64123 0 V3
+00042_lr.dat 16 1000.0(0)/mV 16 0 -22 812 0 V4
+00042_lr.dat 16 1000.0(0)/mV 16 0 -35 33017 0 V5
+00042_lr.dat 16 1000.0(0)/mV 16 0 -64 7 0 V6
+"""
+
+CINC_LAYOUT_HEADER = """\
+E99001 12 500 5000 11-Jan-2021 09:41:07
+E99001.mat 16+24 1000/mV 16 0 112 -20411 0 I
+E99001.mat 16+24 1000/mV 16 0 95 871 0 II
+E99001.mat 16+24 1000/mV 16 0 -17 22014 0 III
+E99001.mat 16+24 1000/mV 16 0 -103 -15320 0 aVR
+E99001.mat 16+24 1000/mV 16 0 64 -30007 0 aVL
+E99001.mat 16+24 1000/mV 16 0 39 9123 0 aVF
+E99001.mat 16+24 1000/mV 16 0 -28 12001 0 V1
+E99001.mat 16+24 1000/mV 16 0 51 -18422 0 V2
+E99001.mat 16+24 1000/mV 16 0 70 -27 0 V3
+E99001.mat 16+24 1000/mV 16 0 83 31999 0 V4
+E99001.mat 16+24 1000/mV 16 0 77 -32101 0 V5
+E99001.mat 16+24 1000/mV 16 0 66 14550 0 V6
+#Age: 63
+#Sex: Female
+#Dx: 426783006
+#Rx: Unknown
+#Hx: Unknown
+#Sx: Unknown
+"""
+
+
+def _digital_matching(init: int, checksum: int, n: int, fs: float, lead: int) -> np.ndarray:
+    """int16 samples of an ECG-like lead that start at ``init`` and sum to ``checksum`` modulo 2**16: a synthetic
+    beat train, nudged by at most a few adu per sample (a few uV) so the sum comes out right."""
+    from ecgvit.data import synthesize_ecg
+
+    d = np.round(synthesize_ecg('NSR', fs=fs, duration_s=n / fs, rng=7).signal[lead] * 1000.0).astype(np.int64)
+    d += init - d[0]
+    delta = (checksum - int(d.sum())) % 65536
+    if delta >= 32768:
+        delta -= 65536
+    step, rest = divmod(abs(delta), n - 1)
+    sign = 1 if delta >= 0 else -1
+    d[1:] += sign * step
+    d[1:1 + rest] += sign
+    assert (int(d.sum()) - checksum) % 65536 == 0 and d[0] == init
+    return d
+
+
+def write_real_layout(folder: Path, which: str) -> tuple[Path, np.ndarray]:
+    """Write ``PTBXL_LAYOUT_HEADER`` (format 16 ``.dat``) or ``CINC_LAYOUT_HEADER`` (MATLAB v4 ``.mat``) with
+    samples that agree with the header; return (record path, expected signal in mV, shape (12, n))."""
+    from scipy.io import savemat
+
+    text = PTBXL_LAYOUT_HEADER if which == 'ptbxl' else CINC_LAYOUT_HEADER
+    lines = text.splitlines()
+    name, _, fs, n = lines[0].split()[:4]
+    fs, n = float(fs), int(n)
+    digital = np.stack([_digital_matching(int(line.split()[5]), int(line.split()[6]), n, fs, k)
+                        for k, line in enumerate(lines[1:13])])
+    folder.mkdir(parents=True, exist_ok=True)
+    if which == 'ptbxl':
+        digital.T.astype('<i2').tofile(folder / f'{name}.dat')
+    else:
+        savemat(str(folder / f'{name}.mat'), {'val': digital.astype(np.int16)}, format='4')
+    (folder / f'{name}.hea').write_text(text)
+    return folder / name, (digital / 1000.0).astype(np.float32)

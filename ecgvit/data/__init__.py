@@ -6,7 +6,15 @@ Files -> ``read_record`` (a ``Record``: float32 (leads, samples) mV, canonical l
 labels of each source; ``prepare_data`` goes from a spec such as 'ptbxl:superdiagnostic' to cached splits, for every
 command and the benchmark harness.
 """
-from .cache import CACHE_VERSION, CacheBuildError, CachedECGDataset, CacheError, build_cache, signal_sha256
+from .cache import (
+    CACHE_VERSION,
+    CacheBuildError,
+    CachedECGDataset,
+    CacheError,
+    ImplausibleDataError,
+    build_cache,
+    signal_sha256,
+)
 from .datasets import (
     CHAPMAN_CLASSES,
     CPSC2018_CLASSES,
@@ -29,16 +37,27 @@ from .datasets import (
 )
 from .prepare import check_model_data, check_num_samples, model_data_cfg, parse_data_spec, prepare_data
 from .preprocess import IncompatibleDataError, Preprocessing
-from .records import MissingLeadsError, Record, RecordError, RecordFileNotFoundError, canonical_lead_name, read_record
+from .records import (
+    ChecksumError,
+    MissingLeadsError,
+    Record,
+    RecordError,
+    RecordFileNotFoundError,
+    UnsafePathError,
+    canonical_lead_name,
+    read_record,
+)
 from .synthetic import SYNTHETIC_CLASSES, SyntheticECG, make_synthetic, split_by_patient, synthesize_ecg
 
 __all__ = [
-    'Record', 'RecordError', 'RecordFileNotFoundError', 'MissingLeadsError', 'read_record', 'canonical_lead_name',
+    'Record', 'RecordError', 'RecordFileNotFoundError', 'MissingLeadsError', 'ChecksumError', 'UnsafePathError',
+    'read_record', 'canonical_lead_name',
     'Preprocessing', 'IncompatibleDataError',
     'prepare_data', 'parse_data_spec', 'check_num_samples', 'model_data_cfg', 'check_model_data',
     'SYNTHETIC_CLASSES', 'SyntheticECG', 'make_synthetic', 'synthesize_ecg', 'split_by_patient',
     'SPLITS', 'ECGDataset', 'Entry', 'DatasetLayoutError', 'get_dataset', 'list_datasets', 'PTBXLDataset',
     'PTBXL_LABEL_SETS', 'CPSC2018Dataset', 'CPSC2018_CLASSES', 'ChapmanDataset', 'CHAPMAN_CLASSES', 'ChallengeDataset',
     'Code15Dataset', 'LUDBDataset', 'FolderDataset', 'SyntheticDataset', 'PretrainingPool',
-    'build_cache', 'CachedECGDataset', 'CacheBuildError', 'CacheError', 'signal_sha256', 'CACHE_VERSION',
+    'build_cache', 'CachedECGDataset', 'CacheBuildError', 'CacheError', 'ImplausibleDataError', 'signal_sha256',
+    'CACHE_VERSION',
 ]

@@ -4,8 +4,11 @@ Layout of a cache folder::
 
     signals.f32     raw float32, shape (N, leads, num_samples), C order; items grouped by split (train, val, test)
     labels.npy      (N,) int64 class index (-1 = unlabelled) or (N, C) float32 multi-hot
+    lead_mask.npy   (N, leads) bool: False where a lead was missing or empty in the record and is zero in signals
     index.csv       item, record_id, patient_id, split, window, sha256 (of the raw record signal), item_sha256, source
-    manifest.json   written last: settings fingerprint, preprocessing, dataset descriptor, shapes, skipped records
+    skipped.csv     record_id, path, reason of every record left out (header only when none was)
+    manifest.json   written last: settings fingerprint, preprocessing, dataset descriptor, shapes, skipped records,
+                    the amplitude / heart-rate plausibility summary
 
 A build writes into a hidden temporary sibling folder and renames it into place, so an interrupted build never leaves
 a cache that loads; re-running with the same settings returns at once; a changed setting (preprocessing, dataset
@@ -19,33 +22,44 @@ Example:
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import logging
 import multiprocessing as mp
 import operator
 import os
 import shutil
 import sys
-import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .datasets.base import SPLITS, ECGDataset, Entry
+from .plausibility import PLAUSIBILITY_MODES, check_record, summarize
 from .preprocess import Preprocessing
 from .records import Record, RecordError
+from .staging import staging_dir, sweep_stale
 
 __all__ = ['build_cache', 'CachedECGDataset', 'CacheBuildError', 'CacheError', 'signal_sha256', 'CACHE_VERSION']
 
-CACHE_VERSION = 1
+# 2: lead_mask.npy and skipped.csv; the raw-signal sha256 hashes float64 values (no int32 overflow).
+CACHE_VERSION = 2
 _MANIFEST = 'manifest.json'
 _SIGNALS = 'signals.f32'
+_SKIPPED = 'skipped.csv'
+_logger = logging.getLogger(__name__)
 
 
 class CacheBuildError(RuntimeError):
     """A strict build met a bad record (the message names it and why)."""
+
+
+class ImplausibleDataError(CacheBuildError):
+    """``plausibility='strict'``: records whose amplitude or heart rate says the units or the rate are wrong."""
 
 
 class CacheError(ValueError):
@@ -53,10 +67,17 @@ class CacheError(ValueError):
 
 
 def signal_sha256(record: Record) -> str:
-    """sha256 of a record's signal on a 1 uV grid plus its rate: equal for exact copies in any file format."""
+    """sha256 of a record's signal on a 1 uV grid plus its rate: equal for exact copies in any file format.
+
+    The grid values are hashed as float64, which holds every magnitude (an integer cast overflows: all records above
+    2.1e6 mV once hashed alike and were dropped as duplicates); ``+ 0.0`` folds -0.0 into 0.0 and NaNs are made one
+    value, so equal signals give equal bytes.
+    """
     h = hashlib.sha256()
     h.update(f'{record.fs:g}|{record.signal.shape}|'.encode())
-    h.update(np.round(record.signal.astype(np.float64) * 1000.0).astype(np.int32).tobytes())
+    grid = np.round(np.asarray(record.signal, dtype=np.float64) * 1000.0) + 0.0
+    grid[np.isnan(grid)] = np.nan
+    h.update(np.ascontiguousarray(grid).tobytes())
     return h.hexdigest()
 
 
@@ -64,11 +85,13 @@ def signal_sha256(record: Record) -> str:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(dataset: ECGDataset, preprocessing: Preprocessing | None, slots: tuple | None = None) -> None:
+def _init_worker(dataset: ECGDataset, preprocessing: Preprocessing | None, slots: tuple | None = None,
+                 plausibility: bool = False) -> None:
     """Per-process state. ``slots`` = (path, shape): write results straight into that memmap instead of returning
-    them, so no signal crosses a pipe."""
+    them, so no signal crosses a pipe. ``plausibility``: run ``plausibility.check_record`` on every raw record."""
     _STATE['dataset'] = dataset
     _STATE['pp'] = preprocessing
+    _STATE['plausibility'] = plausibility
     _STATE['memmap'] = None if slots is None else np.memmap(slots[0], dtype=np.float32, mode='r+', shape=slots[1])
 
 
@@ -80,8 +103,9 @@ def _process(job: tuple[int, int, Entry]) -> tuple:
     """Read + preprocess one entry.
 
     Returns:
-        (position, arrays or None, sha256 of the raw signal, failure reason or None, sha256 per output item).
-        With a memmap, the single output array is written at row ``slot`` and ``arrays`` is None.
+        (position, arrays or None, sha256 of the raw signal, failure reason or None, sha256 per output item,
+        lead mask or None, plausibility result or None). With a memmap, the single output array is written at row
+        ``slot`` and ``arrays`` is None.
     """
     pos, slot, entry = job
     ds, pp, mm = _STATE['dataset'], _STATE['pp'], _STATE['memmap']
@@ -89,30 +113,32 @@ def _process(job: tuple[int, int, Entry]) -> tuple:
         rec = ds.read(entry, missing_leads=pp.missing_leads if pp is not None else 'error')
         digest = signal_sha256(rec)
         if pp is None:  # hash-only pass (held-out entries of a pool)
-            return pos, None, digest, None, []
-        out = pp(rec, rng=np.random.default_rng(pos))
+            return pos, None, digest, None, [], None, None
+        plaus = check_record(rec) if _STATE.get('plausibility') else None
+        out, mask = pp(rec, rng=np.random.default_rng(pos), return_mask=True)
         arrays = out if isinstance(out, list) else [out]
         if not arrays:
-            return pos, None, digest, 'no complete window in the record.', []
+            return pos, None, digest, 'no complete window in the record.', [], None, plaus
         item_digests = [_item_sha256(a) for a in arrays]
         if mm is not None:
             mm[slot] = arrays[0]
-            return pos, None, digest, None, item_digests
-        return pos, arrays, digest, None, item_digests
+            return pos, None, digest, None, item_digests, mask, plaus
+        return pos, arrays, digest, None, item_digests, mask, plaus
     except RecordError as e:
-        return pos, None, None, e.reason, []
+        return pos, None, None, e.reason, [], None, None
     except Exception as e:  # corrupt data can surface as anything inside wfdb/scipy; report it, do not die
-        return pos, None, None, f'{type(e).__name__}: {e}', []
+        return pos, None, None, f'{type(e).__name__}: {e}', [], None, None
 
 
-def _map(jobs, dataset, preprocessing, num_workers: int, desc: str, progress: bool, slots: tuple | None = None):
+def _map(jobs, dataset, preprocessing, num_workers: int, desc: str, progress: bool, slots: tuple | None = None,
+         plausibility: bool = False):
     """Yield ``_process`` results in job order, in-process or over a process pool, with a tqdm bar."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(jobs), desc=desc, unit='rec', disable=not progress or not jobs, file=sys.stderr)
     try:
         if num_workers <= 0 or len(jobs) < 2 * max(num_workers, 1):
-            _init_worker(dataset, preprocessing, slots)
+            _init_worker(dataset, preprocessing, slots, plausibility)
             try:
                 for job in jobs:
                     yield _process(job)
@@ -123,7 +149,8 @@ def _map(jobs, dataset, preprocessing, num_workers: int, desc: str, progress: bo
         # fork shares the dataset index for free; spawn (non-Linux) pickles it once per worker.
         ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
         chunk = max(1, min(16, len(jobs) // (num_workers * 8) or 1))
-        with ctx.Pool(num_workers, initializer=_init_worker, initargs=(dataset, preprocessing, slots)) as pool:
+        init = (dataset, preprocessing, slots, plausibility)
+        with ctx.Pool(num_workers, initializer=_init_worker, initargs=init) as pool:
             for res in pool.imap(_process, jobs, chunksize=chunk):
                 yield res
                 bar.update(1)
@@ -154,24 +181,9 @@ def _is_valid(cache_dir: Path, manifest: dict | None) -> bool:
     return sig.is_file() and sig.stat().st_size == n * c * length * 4 and (cache_dir / 'labels.npy').is_file()
 
 
-def _clean_stale_tmp(out: Path) -> None:
-    """Remove temporary (and set-aside old) folders of builds whose process is gone: a killed build leaves them."""
-    for tmp in [*out.parent.glob(f'.{out.name}.tmp-*'), *out.parent.glob(f'.{out.name}.old-*')]:
-        try:
-            marker = '.tmp-' if '.tmp-' in tmp.name else '.old-'
-            pid = int(tmp.name.rsplit(marker, 1)[1].split('-')[0])
-            os.kill(pid, 0)
-            alive = pid != os.getpid()
-        except (ValueError, IndexError, ProcessLookupError):
-            alive = False
-        except PermissionError:
-            alive = True
-        if not alive:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def build_cache(dataset: ECGDataset, preprocessing: Preprocessing, out_dir: str | os.PathLike, *,
-                num_workers: int = 2, strict: bool = False, force: bool = False, progress: bool = True) -> Path:
+                num_workers: int = 2, strict: bool = False, force: bool = False, progress: bool = True,
+                plausibility: str = 'warn') -> Path:
     """Preprocess every record of ``dataset`` into a memmap cache at ``out_dir``.
 
     Args:
@@ -180,17 +192,24 @@ def build_cache(dataset: ECGDataset, preprocessing: Preprocessing, out_dir: str 
         out_dir: cache folder (created; replaced atomically when rebuilt).
         num_workers: processes for reading/preprocessing (0 = in this process).
         strict: raise ``CacheBuildError`` at the first bad record; by default bad records are skipped and listed
-            (with reasons) in ``manifest.json`` under ``skipped``.
+            (with reasons) in ``skipped.csv`` and in ``manifest.json`` under ``skipped``, and a warning counts them.
         force: rebuild even if a valid cache with the same settings exists.
         progress: show a tqdm progress bar.
+        plausibility: 'warn' (default): check every record's amplitude and heart rate (``ecgvit.data.plausibility``)
+            and warn, naming the records and the likely fix (units, gain, sampling rate), when they are not those
+            of an ECG in mV; 'strict': raise ``ImplausibleDataError`` instead; 'off': skip the check (2-3 ms
+            a record, once per build). The summary is in the manifest under ``plausibility``.
 
     Returns:
         ``Path(out_dir)``.
 
     Raises:
         CacheBuildError: ``strict=True`` and a record failed, or no record at all could be converted.
+        ImplausibleDataError: ``plausibility='strict'`` and records (or the dataset as a whole) look implausible.
         CacheError: ``out_dir`` exists, is not empty and is not a cache (it is never overwritten).
     """
+    if plausibility not in PLAUSIBILITY_MODES:
+        raise ValueError(f'plausibility={plausibility!r} is not supported; use one of {PLAUSIBILITY_MODES}.')
     if not isinstance(preprocessing, Preprocessing):
         raise TypeError(f'preprocessing must be an ecgvit.data.Preprocessing, got {type(preprocessing).__name__}.')
     if not isinstance(dataset, ECGDataset):
@@ -200,6 +219,8 @@ def build_cache(dataset: ECGDataset, preprocessing: Preprocessing, out_dir: str 
     fingerprint, desc = _fingerprint(dataset, preprocessing)
     manifest = _read_manifest(out)
     if not force and _is_valid(out, manifest) and manifest.get('fingerprint') == fingerprint:
+        if plausibility == 'strict':
+            _raise_implausible(manifest.get('plausibility') or {}, out)
         return out
     if out.exists() and manifest is None and (not out.is_dir() or any(out.iterdir())):
         raise CacheError(f'{out} exists and is not an ecgvit cache (no {_MANIFEST}); refusing to overwrite it. '
@@ -208,11 +229,14 @@ def build_cache(dataset: ECGDataset, preprocessing: Preprocessing, out_dir: str 
         rid, reason = dataset.skipped[0]
         raise CacheBuildError(f'{rid}: {reason} ({len(dataset.skipped)} records were skipped while indexing).')
     out.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale_tmp(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-{os.getpid()}-', dir=out.parent))
+    sweep_stale(out)
+    tmp = staging_dir(out)
     t0 = time.perf_counter()
     try:
-        stats = _write(dataset, preprocessing, tmp, num_workers=num_workers, strict=strict, progress=progress)
+        stats = _write(dataset, preprocessing, tmp, num_workers=num_workers, strict=strict, progress=progress,
+                       plausibility=plausibility != 'off')
+        if plausibility == 'strict':
+            _raise_implausible(stats['plausibility'], out)
         elapsed = time.perf_counter() - t0
         manifest = {
             'cache_version': CACHE_VERSION, 'complete': True, 'fingerprint': fingerprint,
@@ -223,7 +247,8 @@ def build_cache(dataset: ECGDataset, preprocessing: Preprocessing, out_dir: str 
             'split_ranges': stats['split_ranges'], 'signals_sha256': stats['signals_sha256'],
             'signals_sha256_scheme': 'sha256 of the concatenated per-item sha256 hex digests (index.csv item_sha256)',
             'n_entries': len(dataset), 'n_skipped': len(stats['skipped']), 'skipped': stats['skipped'],
-            'duplicates': stats['duplicates'], 'seconds': round(elapsed, 3),
+            'duplicates': stats['duplicates'], 'n_partial_leads': stats['n_partial_leads'],
+            'plausibility': stats['plausibility'], 'seconds': round(elapsed, 3),
             'records_per_s': round(len(dataset) / elapsed, 1) if elapsed > 0 else None,
         }
         with open(tmp / _MANIFEST, 'w') as f:
@@ -234,17 +259,79 @@ def build_cache(dataset: ECGDataset, preprocessing: Preprocessing, out_dir: str 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _report(manifest, out, dataset.name)
     return out
 
 
+def _report(manifest: dict, out: Path, name: str) -> None:
+    """Warn about what a build left out or found doubtful, so nothing is dropped without a word."""
+    skipped = manifest.get('skipped') or []
+    if skipped:
+        first = ', '.join(f"{s['record_id']} ({s['reason']})" for s in skipped[:3])
+        warnings.warn(f'{name}: {len(skipped)} of {manifest["n_entries"] + _n_index_skipped(manifest)} records were '
+                      f'left out of the cache, e.g. {first}; all are listed in {out / _SKIPPED}.', stacklevel=3)
+    partial = manifest.get('n_partial_leads') or 0
+    if partial:
+        warnings.warn(f'{name}: {partial} of {manifest["shape"][0]} cached items lack some of the leads '
+                      f'{manifest["preprocessing"]["leads"]} (missing or empty in the record): those leads are zero '
+                      f'and marked False in {out / "lead_mask.npy"} (CachedECGDataset.lead_mask).', stacklevel=3)
+    plaus = manifest.get('plausibility') or {}
+    flagged = plaus.get('flagged') or []
+    problems = list(plaus.get('dataset_problems') or [])
+    if flagged:
+        first = '; '.join(f"{f['record_id']}: {f['problem']}" for f in flagged[:3])
+        problems.append(f'{name}: {len(flagged)} record(s) do not look like an ECG in mV at their declared rate '
+                        f'(all in {out / _MANIFEST} under "plausibility"), e.g. {first}')
+    for p in problems:
+        warnings.warn(p, stacklevel=3)
+
+
+def _n_index_skipped(manifest: dict) -> int:
+    """Records skipped while indexing are not among the dataset's entries but are in ``skipped``."""
+    return sum(1 for s in manifest.get('skipped') or [] if s.get('stage') == 'index')
+
+
+def _raise_implausible(plaus: dict, out: Path) -> None:
+    flagged = plaus.get('flagged') or []
+    problems = list(plaus.get('dataset_problems') or [])
+    problems += [f"{f['record_id']}: {f['problem']}" for f in flagged[:5]]
+    if problems:
+        more = f' ({len(flagged)} records flagged in all)' if len(flagged) > 5 else ''
+        raise ImplausibleDataError(f'{out}: plausibility="strict" and the data do not look like ECGs in mV at their '
+                                   f'declared rates{more}: ' + ' | '.join(problems) +
+                                   ' (plausibility="warn" builds anyway).')
+
+
 def _swap_into_place(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.parent / f'.{out.name}.old-{os.getpid()}-{time.time_ns()}'
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Rename the finished ``tmp`` to ``out``, setting an existing ``out`` aside first.
+
+    Another process may build the same cache at the same moment (two commands sharing a ``--cache-dir``): when its
+    rename lands between ours, ``out`` is a non-empty folder again and the rename fails. If what is there now is a
+    complete cache with our fingerprint, it is the same cache and we keep it; otherwise we set it aside and retry.
+    """
+    fingerprint = (_read_manifest(tmp) or {}).get('fingerprint')
+    for _ in range(5):
+        old = None
+        if out.exists():
+            old = out.parent / f'.{out.name}.old-{os.getpid()}-{time.time_ns()}'
+            try:
+                os.replace(out, old)
+            except FileNotFoundError:  # the other process moved it aside first
+                old = None
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            theirs = _read_manifest(out)
+            if fingerprint and _is_valid(out, theirs) and theirs.get('fingerprint') == fingerprint:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            continue
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        return
+    raise CacheError(f'{out}: could not move the new cache into place ({tmp}); another process keeps replacing it. '
+                     f'Give each run its own cache folder (--cache-dir).')
 
 
 def _combine_digests(item_digests) -> str:
@@ -256,8 +343,8 @@ def _combine_digests(item_digests) -> str:
 
 
 def _write(dataset: ECGDataset, pp: Preprocessing, tmp: Path, *, num_workers: int, strict: bool,
-           progress: bool) -> dict:
-    skipped = [{'record_id': rid, 'reason': reason} for rid, reason in dataset.skipped]
+           progress: bool, plausibility: bool = True) -> dict:
+    skipped = [{'record_id': rid, 'path': '', 'reason': reason, 'stage': 'index'} for rid, reason in dataset.skipped]
     dedupe = bool(getattr(dataset, 'dedupe', False))
 
     # Hashes of held-out records (pool exclusions): a copy of one of them must not enter the cache.
@@ -265,7 +352,7 @@ def _write(dataset: ECGDataset, pp: Preprocessing, tmp: Path, *, num_workers: in
     blocked_entries = list(getattr(dataset, 'blocked', []) or [])
     if blocked_entries:
         jobs = [(i, i, e) for i, e in enumerate(blocked_entries)]
-        for pos, _, digest, _, _ in _map(jobs, dataset, None, num_workers, 'hash held-out', progress):
+        for pos, _, digest, *_ in _map(jobs, dataset, None, num_workers, 'hash held-out', progress):
             if digest is not None:
                 blocked.setdefault(digest, blocked_entries[pos].record_id)
 
@@ -283,11 +370,13 @@ def _write(dataset: ECGDataset, pp: Preprocessing, tmp: Path, *, num_workers: in
             f.truncate(len(jobs) * item_bytes)
 
     seen: dict[str, str] = {}
-    duplicates, rows, labels, item_digests, kept_slots = [], [], [], [], []
+    duplicates, rows, labels, item_digests, kept_slots, masks, checks = [], [], [], [], [], [], []
     with open(path, 'r+b' if in_place else 'wb') as f:
-        for (pos, arrays, digest, reason, digests), (_, slot, _) in zip(
-                _map(jobs, dataset, pp, num_workers, f'cache {dataset.name}', progress, slots), jobs):
+        for (pos, arrays, digest, reason, digests, mask, plaus), (_, slot, _) in zip(
+                _map(jobs, dataset, pp, num_workers, f'cache {dataset.name}', progress, slots, plausibility), jobs):
             entry = dataset.entries[pos]
+            if plaus is not None:
+                checks.append(dict(plaus, record_id=entry.record_id))
             if reason is None and digest is not None:
                 if digest in blocked:
                     reason = f'exact copy of held-out record {blocked[digest]}.'
@@ -300,8 +389,8 @@ def _write(dataset: ECGDataset, pp: Preprocessing, tmp: Path, *, num_workers: in
                     seen[digest] = entry.record_id
             if reason is not None:
                 if strict:
-                    raise CacheBuildError(f'{entry.record_id}: {reason}')
-                skipped.append({'record_id': entry.record_id, 'reason': reason})
+                    raise CacheBuildError(f'{entry.record_id} ({entry.path}): {reason}')
+                skipped.append({'record_id': entry.record_id, 'path': entry.path, 'reason': reason, 'stage': 'read'})
                 continue
             if in_place:
                 kept_slots.append(slot)
@@ -313,6 +402,7 @@ def _write(dataset: ECGDataset, pp: Preprocessing, tmp: Path, *, num_workers: in
                              entry.meta.get('source', dataset.name)))
                 labels.append(entry.labels)
                 item_digests.append(item_digest)
+                masks.append(mask)
         n_items = len(rows)
         if in_place and n_items < len(jobs):
             # Close the gaps of skipped records: kept slots only move down, so a forward copy is safe.
@@ -335,6 +425,9 @@ def _write(dataset: ECGDataset, pp: Preprocessing, tmp: Path, *, num_workers: in
     else:
         lab = np.asarray([-1 if y is None else int(y) for y in labels], dtype=np.int64)
     np.save(tmp / 'labels.npy', lab)
+    lead_mask = np.stack(masks) if masks else np.zeros((0, len(pp.leads)), dtype=bool)
+    np.save(tmp / 'lead_mask.npy', lead_mask)
+    _write_skipped(tmp / _SKIPPED, skipped)
     import pandas as pd
 
     columns = ['item', 'record_id', 'patient_id', 'split', 'window', 'sha256', 'item_sha256', 'source']
@@ -345,7 +438,18 @@ def _write(dataset: ECGDataset, pp: Preprocessing, tmp: Path, *, num_workers: in
         if idx:
             split_ranges[s] = [idx[0], idx[-1] + 1]
     return {'n_items': n_items, 'skipped': skipped, 'duplicates': duplicates, 'split_ranges': split_ranges,
-            'signals_sha256': _combine_digests(item_digests)}
+            'signals_sha256': _combine_digests(item_digests),
+            'n_partial_leads': int((~lead_mask).any(axis=1).sum()),
+            'plausibility': summarize(checks, dataset.name) if plausibility else None}
+
+
+def _write_skipped(path: Path, skipped: list[dict]) -> None:
+    """``skipped.csv``: one row per record left out (record_id, path, stage, reason), a header when none was."""
+    with open(path, 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['record_id', 'path', 'stage', 'reason'])
+        for s in skipped:
+            w.writerow([s['record_id'], s.get('path', ''), s.get('stage', ''), s['reason']])
 
 
 def _torch_dataset_base():
@@ -369,6 +473,8 @@ class CachedECGDataset(_torch_dataset_base()):
     Attributes:
         signals: memmap (N, leads, num_samples) of this split (a view of the file, no copy).
         labels: (N,) int64 or (N, C) float32 numpy array.
+        lead_mask: (N, leads) bool numpy array, False where the record lacked the lead (or it was empty) and the
+            signal row is zero-filled.
         label_names, multilabel, record_ids, patient_ids, splits, windows, preprocessing, manifest.
 
     Example:
@@ -410,6 +516,11 @@ class CachedECGDataset(_torch_dataset_base()):
         self.splits: list[str] = index['split'].tolist()
         self.windows: list[int] = index['window'].tolist()
         self.labels = np.load(self.cache_dir / 'labels.npy')[lo:hi]
+        try:
+            self.lead_mask: np.ndarray = np.load(self.cache_dir / 'lead_mask.npy')[lo:hi]
+        except (OSError, ValueError) as e:
+            raise CacheError(f'{self.cache_dir}: lead_mask.npy is missing or unreadable ({e}); rebuild with '
+                             f'build_cache(..., force=True).') from None
         self._signals = None
         self._labels_t = None
         if verify:
@@ -459,8 +570,13 @@ class CachedECGDataset(_torch_dataset_base()):
 
     @property
     def skipped(self) -> list[dict]:
-        """Records left out of the cache, with reasons."""
+        """Records left out of the cache, with reasons (also in ``skipped_csv``)."""
         return list(self.manifest.get('skipped', []))
+
+    @property
+    def skipped_csv(self) -> Path:
+        """The file listing the records left out of the cache (record_id, path, stage, reason)."""
+        return self.cache_dir / _SKIPPED
 
     def __repr__(self) -> str:
         return (f'CachedECGDataset({str(self.cache_dir)!r}, split={self.split!r}, items={len(self)}, '

@@ -168,7 +168,9 @@ def prepare_data(
 
     Returns:
         ``{'train': CachedECGDataset, 'val': ..., 'test': ..., 'cache_dir': str, 'label_names': [...],
-        'multilabel': bool, 'preprocessing': Preprocessing}``.
+        'multilabel': bool, 'preprocessing': Preprocessing, 'skipped': int, 'skipped_csv': str}``: ``skipped``
+        counts the records left out (unreadable, too short, no usable lead, no label, ...), each listed with its
+        reason in the file ``skipped_csv`` inside the cache.
 
     Raises:
         ValueError / FileNotFoundError: unknown dataset, label set not in the dataset, missing folder, empty split,
@@ -202,5 +204,7 @@ def prepare_data(
         if len(ds) == 0 and not (name == 'pool' and s == 'test'):  # a pool holds no test split by design
             raise ValueError(f'The {s} split of {data} is empty (the cache at {cache} holds '
                              f'{len(CachedECGDataset(cache))} records); use a larger dataset.')
+    skipped = splits['train'].skipped
     return dict(splits, cache_dir=str(cache), label_names=splits['train'].label_names,
-                multilabel=splits['train'].multilabel, preprocessing=pp)
+                multilabel=splits['train'].multilabel, preprocessing=pp, skipped=len(skipped),
+                skipped_csv=str(splits['train'].skipped_csv))

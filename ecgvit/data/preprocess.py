@@ -31,7 +31,10 @@ from ecgvit.constants import DEFAULT_NUM_SAMPLES, DEFAULT_SAMPLING_RATE, LEADS
 
 from .records import Record, RecordError, canonical_lead_name
 
-__all__ = ['Preprocessing', 'IncompatibleDataError', 'resample', 'bandpass_filter', 'zscore']
+__all__ = ['Preprocessing', 'IncompatibleDataError', 'resample', 'bandpass_filter', 'zscore', 'MIN_RECORD_S']
+
+# A record shorter than this holds no complete heartbeat (at 60 bpm); padded, it would be an input of zeros.
+MIN_RECORD_S = 1.0
 
 _CROPS = ('center', 'random', 'start', 'windows')
 _PADS = ('error', 'zero', 'edge')
@@ -279,26 +282,41 @@ class Preprocessing:
                                         '(Preprocessing.from_pretrained_cfg(model.pretrained_cfg)).')
 
     # ---- the pipeline
-    def __call__(self, record: Record, rng: np.random.Generator | int | None = None) -> np.ndarray | list[np.ndarray]:
+    def __call__(self, record: Record, rng: np.random.Generator | int | None = None, *, return_mask: bool = False):
         """Preprocess one record.
 
         Args:
             record: a ``Record`` (any lead order, any rate).
             rng: generator or seed for crop='random'.
+            return_mask: also return the lead mask: bool (len(leads),), False for a lead that was missing or empty
+                and is therefore all zero in the output.
 
         Returns:
-            float32 array (len(leads), num_samples); for crop='windows' a list of such arrays (at least one).
+            float32 array (len(leads), num_samples); for crop='windows' a list of such arrays (at least one). With
+            ``return_mask``, a tuple (that, mask).
 
         Raises:
             RecordError: missing leads, NaNs with nan_policy='error', empty leads with empty_lead_policy='error',
-                a record shorter than ``num_samples`` with pad='error', an invalid sampling rate.
+                a record shorter than ``num_samples`` with pad='error', an invalid sampling rate; whatever the
+                policies, a record with no usable lead at all or shorter than ``MIN_RECORD_S`` (its output would be
+                zeros, not an ECG).
         """
         rid = record.record_id
         if not np.isfinite(record.fs) or record.fs <= 0:
             raise RecordError(rid, f'unknown sampling rate {record.fs!r}; set Record.fs to the rate in Hz.')
+        n_in = np.asarray(record.signal).shape[-1]
+        if n_in < MIN_RECORD_S * record.fs:
+            raise RecordError(rid, f'the record is {n_in} samples at {record.fs:g} Hz ({n_in / record.fs:.3g} s), '
+                                   f'shorter than {MIN_RECORD_S:g} s: too short to hold a heartbeat, so padding it '
+                                   f'would give an input of zeros. Check the header\'s sample count, or leave the '
+                                   f'record out.')
         x, mask = self._select_leads(record)
         x = _fix_nans(x.astype(np.float64), self.nan_policy, rid, self.leads)
         x, mask = self._check_empty(x, mask, rid)
+        if mask is not None and not mask.any():
+            raise RecordError(rid, f'no usable lead: every lead of {list(self.leads)} is missing, all NaN, all zero '
+                                   f'or constant, so the input would be all zeros. Check the record (its lead names '
+                                   f'{list(record.lead_names)} and samples), or leave it out.')
         x = resample(x, record.fs, self.sampling_rate)
         if self.bandpass is not None:
             x = bandpass_filter(x, self.sampling_rate, *self.bandpass, order=self.bandpass_order)
@@ -312,7 +330,10 @@ class Preprocessing:
             if n_pad:
                 w = self._pad(w, n_pad)
             out.append(np.ascontiguousarray(w, dtype=np.float32))
-        return out if self.crop == 'windows' else out[0]
+        result = out if self.crop == 'windows' else out[0]
+        if return_mask:
+            return result, (np.ones(len(self.leads), dtype=bool) if mask is None else np.asarray(mask, dtype=bool))
+        return result
 
     def _select_leads(self, record: Record) -> tuple[np.ndarray, np.ndarray | None]:
         sig = np.asarray(record.signal)

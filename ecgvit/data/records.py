@@ -22,8 +22,8 @@ import numpy as np
 from ecgvit.constants import LEADS
 
 __all__ = [
-    'Record', 'RecordError', 'RecordFileNotFoundError', 'MissingLeadsError', 'read_record', 'read_header',
-    'canonical_lead_name', 'parse_comments', 'Header',
+    'Record', 'RecordError', 'RecordFileNotFoundError', 'MissingLeadsError', 'ChecksumError', 'UnsafePathError',
+    'read_record', 'read_header', 'canonical_lead_name', 'parse_comments', 'Header',
 ]
 
 
@@ -42,6 +42,15 @@ class RecordFileNotFoundError(RecordError, FileNotFoundError):
 
 class MissingLeadsError(RecordError):
     """The record lacks some of the requested leads."""
+
+
+class ChecksumError(RecordError):
+    """The samples of a signal file do not add up to the checksum its header gives: the file is corrupt or belongs to
+    another header."""
+
+
+class UnsafePathError(RecordError):
+    """A header names a signal file outside the record's folder (an absolute path or one through ``..``)."""
 
 
 # Alias -> canonical name. Keys are normalised (lower case, no spaces, dashes or the word "lead").
@@ -153,6 +162,7 @@ class Header:
     sig_name: list[str]
     comments: list[str]
     simple: bool = True  # single segment, no skew, one sample per frame: the fast reader applies
+    checksum: list[int | None] = field(default_factory=list)  # 16-bit sum of each signal's samples, when given
 
 
 def _parse_fs(base: Path, record_line: str) -> float:
@@ -222,6 +232,11 @@ def _parse_header_text(base: Path, text: str) -> Header | None:
             gain = float(g) or 200.0  # WFDB: gain 0 means uncalibrated, read as 200
         if baseline is None:
             baseline = int(tok[4]) if len(tok) > 4 else 0  # WFDB: the baseline defaults to the ADC zero
+        try:  # fields: file format gain adc_res adc_zero init_value checksum block_size description
+            checksum = int(tok[6]) if len(tok) > 6 else None
+        except ValueError:
+            raise RecordError(base, f'unreadable checksum {tok[6]!r} (7th field) in signal line {line!r}; it must be '
+                                    f'an integer (the 16-bit sum of the samples).') from None
         h.file_name.append(tok[0])
         h.fmt.append(fmt)
         h.byte_offset.append(offset)
@@ -230,18 +245,41 @@ def _parse_header_text(base: Path, text: str) -> Header | None:
         h.baseline.append(baseline)
         h.units.append(units)
         h.sig_name.append(' '.join(tok[8:]) if len(tok) > 8 else '')
+        h.checksum.append(checksum)
     return h
+
+
+def _signal_path(base: Path, name: str) -> Path:
+    """The path of a signal file a header names, which must stay inside the record's folder.
+
+    WFDB names signal files relative to the header. An absolute name or one through ``..`` would make reading a
+    record from an untrusted folder open any file on the machine, so it is refused. The check is lexical (no
+    ``resolve``), so a folder of symbolic links to the real files still reads.
+    """
+    text = str(name).replace('\\', '/')
+    norm = os.path.normpath(text)
+    if not text or os.path.isabs(text) or re.match(r'^[A-Za-z]:', text) or norm == '..' or \
+            norm.startswith('../') or norm == '.':
+        raise UnsafePathError(base, f'the header names signal file {name!r}, which is not inside the record\'s '
+                                    f'folder {base.parent}. A WFDB header must name its signal files by a path '
+                                    f'relative to the header, without "..": fix the first field of the signal lines '
+                                    f'in {base.with_suffix(".hea").name} (e.g. {base.name}.dat).')
+    return base.parent / norm
 
 
 def _header_from_wfdb(base: Path, fs: float) -> Header:
     import wfdb
 
     w = wfdb.rdheader(str(base))
+    for seg in getattr(w, 'seg_name', None) or []:  # multi-segment: the segments' headers must stay inside too
+        if seg and seg != '~':
+            _signal_path(base, seg)
     n = w.n_sig or 0
     return Header(w.record_name, n, fs, w.sig_len or 0, list(w.file_name or []), [str(f) for f in (w.fmt or [])],
                   [b or 0 for b in (w.byte_offset or [0] * n)], list(w.samps_per_frame or [1] * n),
                   [g or 200.0 for g in (w.adc_gain or [200.0] * n)], [b or 0 for b in (w.baseline or [0] * n)],
-                  list(w.units or ['mV'] * n), list(w.sig_name or [''] * n), list(w.comments or []), simple=False)
+                  list(w.units or ['mV'] * n), list(w.sig_name or [''] * n), list(w.comments or []), simple=False,
+                  checksum=list(w.checksum or [None] * n))
 
 
 def read_header(path: str | os.PathLike) -> Header:
@@ -278,6 +316,8 @@ def read_header(path: str | os.PathLike) -> Header:
                                 f'format (record line, then one line per signal).') from e
     if not header.n_sig:
         raise RecordError(base, 'the header declares 0 signals; an ECG record needs at least one lead.')
+    for name in dict.fromkeys(header.file_name):
+        _signal_path(base, name)
     return header
 
 
@@ -292,7 +332,7 @@ def _check_signal_files(base: Path, header: Header) -> None:
     for i, name in enumerate(header.file_name):
         by_file.setdefault(name, []).append(i)
     for name, idx in by_file.items():
-        fpath = base.parent / name
+        fpath = _signal_path(base, name)
         if not fpath.is_file():
             raise RecordFileNotFoundError(base, f'signal file {fpath} named in the header is missing. Copy it next '
                                                 f'to {base.with_suffix(".hea").name}.')
@@ -312,11 +352,28 @@ def _check_signal_files(base: Path, header: Header) -> None:
                                     f'Re-download the record.')
 
 
-def _read_mat(base: Path, header: Header) -> np.ndarray:
+def _verify_checksums(base: Path, header: Header, sums: np.ndarray, file_name: str) -> None:
+    """Compare each signal's sample sum with the header's checksum (WFDB: the sum modulo 2**16, written signed or
+    unsigned), so a signal file of the right size but the wrong content (random bytes, another record's file, a
+    corrupted copy) is an error instead of a plausible-looking ECG. Costs one integer sum per signal."""
+    bad = []
+    for i, (got, want) in enumerate(zip(sums, header.checksum or [])):
+        if want is not None and (int(got) - int(want)) % 65536:
+            bad.append(f'{header.sig_name[i] or i} (samples sum to {int(got) % 65536}, header says '
+                       f'{int(want) % 65536})')
+    if bad:
+        raise ChecksumError(base, f'signal file {file_name} does not match the checksums in '
+                                  f'{base.with_suffix(".hea").name} for {len(bad)} of {header.n_sig} signals: '
+                                  f'{", ".join(bad[:4])}{", ..." if len(bad) > 4 else ""}. The file is corrupt or '
+                                  f'belongs to another record: re-download the record (read_record(..., '
+                                  f'verify_checksum=False) reads it anyway).')
+
+
+def _read_mat(base: Path, header: Header, verify_checksum: bool = True) -> np.ndarray:
     """Read the challenge ``.mat`` layout (a ``val`` int array, leads x samples) and convert to physical units."""
     from scipy.io import loadmat
 
-    mat_path = base.parent / header.file_name[0]
+    mat_path = _signal_path(base, header.file_name[0])
     try:
         val = loadmat(str(mat_path))['val']
     except KeyError:
@@ -332,10 +389,13 @@ def _read_mat(base: Path, header: Header) -> np.ndarray:
     if header.sig_len and val.shape[1] < header.sig_len:
         raise RecordError(base, f'{mat_path.name} is truncated: {val.shape[1]} samples, the header declares '
                               f'{header.sig_len}. Re-download the record.')
+    if header.sig_len:
+        val = val[:, :header.sig_len]
+    if verify_checksum:
+        _verify_checksums(base, header, val.astype(np.int64).sum(axis=1), mat_path.name)
     gain = np.asarray(header.adc_gain, dtype=np.float64)[:, None]
     baseline = np.asarray(header.baseline, dtype=np.float64)[:, None]
-    sig = (val.astype(np.float64) - baseline) / gain
-    return sig[:, :header.sig_len] if header.sig_len else sig
+    return (val.astype(np.float64) - baseline) / gain
 
 
 # Formats the fast reader handles: numpy dtype, value subtracted after reading, and the WFDB "invalid sample" code.
@@ -343,13 +403,13 @@ _FAST_FORMATS = {'16': ('<i2', 0, -32768), '61': ('>i2', 0, -32768), '80': ('u1'
                  '160': ('<u2', 32768, -32768), '32': ('<i4', 0, -2147483648)}
 
 
-def _read_dat(base: Path, header: Header) -> np.ndarray:
+def _read_dat(base: Path, header: Header, verify_checksum: bool = True) -> np.ndarray:
     """(n_sig, n) physical values; plain interleaved formats are read directly with numpy, the rest with wfdb."""
     fast = (header.simple and len(set(header.file_name)) == 1 and len(set(header.fmt)) == 1
             and header.fmt[0] in _FAST_FORMATS and len(set(header.byte_offset)) == 1)
     if fast:
         dtype, shift, invalid = _FAST_FORMATS[header.fmt[0]]
-        path = base.parent / header.file_name[0]
+        path = _signal_path(base, header.file_name[0])
         itemsize = np.dtype(dtype).itemsize
         n = header.sig_len or (path.stat().st_size - header.byte_offset[0]) // (itemsize * header.n_sig)
         raw = np.fromfile(path, dtype=dtype, count=n * header.n_sig, offset=header.byte_offset[0])
@@ -357,6 +417,8 @@ def _read_dat(base: Path, header: Header) -> np.ndarray:
             raise RecordError(base, f'signal file {path.name} is truncated: {raw.size} values, the header needs '
                                     f'{n * header.n_sig}. Re-download the record.')
         digital = raw.reshape(n, header.n_sig).T.astype(np.int64) - shift
+        if verify_checksum:
+            _verify_checksums(base, header, digital.sum(axis=1), path.name)
         gain = np.asarray(header.adc_gain, dtype=np.float64)[:, None]
         baseline = np.asarray(header.baseline, dtype=np.float64)[:, None]
         sig = (digital - baseline) / gain
@@ -365,11 +427,25 @@ def _read_dat(base: Path, header: Header) -> np.ndarray:
     import wfdb
 
     try:
-        rec = wfdb.rdrecord(str(base), physical=True, return_res=64)
+        try:
+            rec = wfdb.rdrecord(str(base), physical=False, return_res=64)
+            digital = rec.d_signal
+        except (ValueError, TypeError, AttributeError):  # e.g. multi-segment layouts wfdb only reads physically
+            rec, digital = None, None
+        if digital is None:
+            sig = wfdb.rdrecord(str(base), physical=True, return_res=64).p_signal
+        else:
+            # Multi-frequency signals are read with their frames averaged, which changes their sums: not checked.
+            if verify_checksum and rec.checksum is not None and all(k == 1 for k in rec.samps_per_frame or [1]):
+                header.checksum = list(rec.checksum)
+                _verify_checksums(base, header, np.asarray(digital, dtype=np.int64).sum(axis=0),
+                                  ', '.join(dict.fromkeys(rec.file_name or [])))
+            sig = rec.dac(return_res=64)
+    except RecordError:
+        raise
     except Exception as e:
         raise RecordError(base, f'cannot read the signal ({type(e).__name__}: {e}); the signal file is corrupt or '
                                 f'does not match the header.') from e
-    sig = rec.p_signal
     if sig is None or sig.ndim != 2 or sig.shape[1] != header.n_sig:
         raise RecordError(base, f'signal shape {None if sig is None else sig.shape} does not match the header '
                                 f'({header.n_sig} signals).')
@@ -380,7 +456,7 @@ _UNIT_SCALE = {'mv': 1.0, 'uv': 1e-3, 'µv': 1e-3, 'μv': 1e-3, 'v': 1e3, 'nu': 
 
 
 def read_record(path: str | os.PathLike, *, leads: Sequence[str] | None = LEADS, missing_leads: str = 'error',
-                record_id: str | None = None) -> Record:
+                record_id: str | None = None, verify_checksum: bool = True) -> Record:
     """Read a WFDB record (``.hea`` + ``.dat``, or the challenge ``.hea`` + ``.mat``) as float32 millivolts.
 
     Args:
@@ -388,6 +464,8 @@ def read_record(path: str | os.PathLike, *, leads: Sequence[str] | None = LEADS,
         leads: lead names wanted, in output order (aliases accepted); None keeps the file's leads in file order.
         missing_leads: 'error' (raise ``MissingLeadsError``) or 'zero' (fill with zeros, set ``lead_mask``).
         record_id: id to give the record; defaults to the file stem.
+        verify_checksum: compare each signal's samples with the checksum in its header line (when the header gives
+            one) and raise ``ChecksumError`` on a mismatch.
 
     Returns:
         A ``Record`` with ``signal`` of shape (len(leads), samples). NaNs mark invalid samples (e.g. WFDB's -32768).
@@ -395,6 +473,8 @@ def read_record(path: str | os.PathLike, *, leads: Sequence[str] | None = LEADS,
     Raises:
         RecordFileNotFoundError: the header or a signal file is missing.
         MissingLeadsError: requested leads are absent and ``missing_leads='error'``.
+        ChecksumError: the samples do not match the header's checksums (corrupt file, or another record's).
+        UnsafePathError: the header names a signal file outside the record's folder.
         RecordError: corrupt/truncated files, duplicate lead names, no sampling rate, unknown units.
 
     Example:
@@ -406,9 +486,9 @@ def read_record(path: str | os.PathLike, *, leads: Sequence[str] | None = LEADS,
     header = read_header(base)
     _check_signal_files(base, header)
     if any(str(n).lower().endswith('.mat') for n in header.file_name):
-        sig = _read_mat(base, header)
+        sig = _read_mat(base, header, verify_checksum)
     else:
-        sig = _read_dat(base, header)
+        sig = _read_dat(base, header, verify_checksum)
     if header.sig_len and sig.shape[1] != header.sig_len:
         raise RecordError(base, f'read {sig.shape[1]} samples, the header declares {header.sig_len}; the signal '
                                 f'file is truncated or has the wrong format.')
@@ -429,7 +509,7 @@ def read_record(path: str | os.PathLike, *, leads: Sequence[str] | None = LEADS,
                                 f'(I, II, ..., V6) as the last field of each signal line, or pass leads=None.')
     if len(file_leads) != header.n_sig:
         raise RecordError(base, f'the header names {len(file_leads)} leads for {header.n_sig} signals.')
-    dupes = sorted({n for n in file_leads if file_leads.count(n) > 1})
+    dupes = sorted({n for n in file_leads if n and file_leads.count(n) > 1})  # unnamed: leads=None only
     if dupes:
         raise RecordError(base, f'lead names {dupes} occur more than once in the header ({header.sig_name}); '
                                 f'each lead must have a distinct name.')
@@ -440,6 +520,10 @@ def read_record(path: str | os.PathLike, *, leads: Sequence[str] | None = LEADS,
     else:
         names = tuple(canonical_lead_name(n) for n in leads)
         missing = [n for n in names if n not in file_leads]
+        if len(missing) == len(names):  # zero-filling every lead would make an all-zero input, not an ECG
+            raise MissingLeadsError(base, f'none of the requested leads {list(names)} is in the file, whose signals '
+                                          f'are named {header.sig_name}. Rename the signals in the header to standard '
+                                          f'lead names (I, II, III, aVR, aVL, aVF, V1-V6), or pass leads=None.')
         if missing and missing_leads == 'error':
             raise MissingLeadsError(base, f'missing leads {missing}; the file has {header.sig_name}. Pass '
                                           f"missing_leads='zero' to zero-fill them (with a lead mask), or choose "

@@ -16,6 +16,8 @@ Example (``labels.csv``)::
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +30,34 @@ from .challenge import scan_challenge_headers
 from .demographics import parse_age, parse_sex
 
 __all__ = ['FolderDataset']
+
+
+# Spellings of one class that label files mix up; a name normalises to the first of its group.
+_SYNONYMS = (('af', 'afib', 'atrialfibrillation'), ('nsr', 'sr', 'normalsinusrhythm', 'sinusrhythm'),
+             ('sb', 'sbrad', 'sinusbradycardia', 'brady'), ('stach', 'sinustachycardia', 'tachy'),
+             ('bbb', 'bundlebranchblock'), ('rbbb', 'rightbundlebranchblock', 'crbbb'),
+             ('lbbb', 'leftbundlebranchblock', 'clbbb'), ('pvc', 'veb', 'prematureventricularcontraction'),
+             ('mi', 'myocardialinfarction'))
+_SYNONYM_OF = {alias: group[0] for group in _SYNONYMS for alias in group}
+
+
+def _label_key(name: str) -> str:
+    """Case, spaces and punctuation removed, known synonyms merged: equal keys look like one class."""
+    key = re.sub(r'[^0-9a-z]+', '', str(name).casefold())
+    return _SYNONYM_OF.get(key, key)
+
+
+def near_duplicate_labels(names: Sequence[str]) -> list[list[str]]:
+    """Groups of label names that differ only in case, spacing, punctuation or a known synonym (AF/Afib,
+    NSR/'nsr ', ...): almost always one class written two ways, which would train as two classes."""
+    groups: dict[str, list[str]] = {}
+    for n in dict.fromkeys(names):
+        groups.setdefault(_label_key(n), []).append(n)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _first(ids: Sequence[str], n: int = 5) -> str:
+    return ', '.join(map(str, ids[:n])) + (', ...' if len(ids) > n else '')
 
 
 def _is_missing(v) -> bool:
@@ -82,6 +112,7 @@ class FolderDataset(ECGDataset):
         labelled = csv_path is not None or label_from_header is not None
 
         raw = []  # (rid, base, label cell, patient, split)
+        unlisted: list[str] = []  # records without a row in the labels file
         for rid, (base, meta) in by_id.items():
             if not (base.with_suffix('.dat').is_file() or base.with_suffix('.mat').is_file()):
                 self._skip(rid, f'no signal file next to {base.name}.hea (expected .dat or .mat).')
@@ -89,6 +120,7 @@ class FolderDataset(ECGDataset):
             row = rows.get(rid)
             if csv_path is not None and row is None:
                 self._skip(rid, f'no row for this record in {csv_path.name}.')
+                unlisted.append(rid)
                 continue
             if row is not None:
                 cell = row.get(label_column)
@@ -105,6 +137,10 @@ class FolderDataset(ECGDataset):
                 patient = meta.get('patient_id') or rid
             raw.append((rid, base, cell, str(patient), None if _is_missing(split) else str(split).strip()))
 
+        if unlisted:
+            warnings.warn(f'{self.name}: {len(unlisted)} of {len(by_id)} records under {self.root} have no row in '
+                          f'{csv_path} ({_first(unlisted)}); they are left out (see skipped). Add rows for them, or '
+                          f'pass labels_csv=False to read the folder unlabelled.', stacklevel=2)
         self._assign_labels(raw, labelled, label_names, label_sep)
         if has_split:
             bad = sorted({s for *_, s in raw if s not in SPLITS})
@@ -147,7 +183,7 @@ class FolderDataset(ECGDataset):
         if dupes:
             raise DatasetLayoutError(f'{path}: duplicate record ids {dupes[:10]} in column {record_column!r}; each '
                                      f'record must have one row.')
-        rows = {}
+        rows, orphans = {}, []
         for row in df.to_dict('records'):
             key = str(row[record_column]).strip()
             key = key[:-4] if key.endswith('.hea') else key
@@ -157,6 +193,12 @@ class FolderDataset(ECGDataset):
                 rows[stems[Path(key).name][0]] = row
             else:
                 self._skip(key, f'listed in {path.name} but no header {key}.hea found under {self.root}.')
+                orphans.append(key)
+        if orphans:
+            warnings.warn(f'{self.name}: {len(orphans)} rows of {path} name no record under {self.root} '
+                          f'({_first(orphans)}); they are left out (see skipped). Fix the {record_column!r} column '
+                          f'(ids are paths relative to the folder, without extension) or add the records.',
+                          stacklevel=4)
         return rows, split_column in df.columns, patient_column in df.columns
 
     def _assign_labels(self, raw, labelled: bool, label_names, label_sep: str) -> None:
@@ -171,6 +213,16 @@ class FolderDataset(ECGDataset):
         else:
             parsed = cells
             found = sorted(set(cells))
+        raw_names = {str(r[2]) for r in raw} if not self.multilabel else \
+            {s for r in raw for s in str(r[2]).split(label_sep) if s.strip()}
+        for group in [g for g in near_duplicate_labels(sorted(raw_names)) if len({n.strip() for n in g}) > 1]:
+            message = (f'{self.name}: label names {group} in {self.root} look like one class written '
+                       f'{len(group)} ways (case, spaces or a synonym); as written they train as '
+                       f'{len({g.strip() for g in group})} classes. Use one spelling in the label file, or pass '
+                       f'label_names= to fix the classes.')
+            if self.strict:
+                raise DatasetLayoutError(message)
+            warnings.warn(message, stacklevel=4)
         self.label_names = list(label_names) if label_names is not None else found
         unknown = sorted(set(found) - set(self.label_names))
         if unknown:

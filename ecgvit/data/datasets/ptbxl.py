@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import warnings
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -140,14 +142,15 @@ class PTBXLDataset(ECGDataset):
             if drop_empty and not y.any():
                 self._skip(rid, f'no {label_set} label among scp_codes {sorted(codes)}.')
                 continue
-            base, fs = self.root / str(row[file_col]), self.sampling_rate
-            if not base.with_suffix('.hea').is_file() and self.sampling_rate == 500:
-                low = self.root / str(row['filename_lr'])
-                if low.with_suffix('.hea').is_file():
+            base, fs = self._record_path(db_path, rid, file_col, row[file_col]), self.sampling_rate
+            if (base is None or not base.with_suffix('.hea').is_file()) and self.sampling_rate == 500:
+                low = self._record_path(db_path, rid, 'filename_lr', row['filename_lr'])
+                if low is not None and low.with_suffix('.hea').is_file():
                     self.fallback_records.append(rid)
                     base, fs = low, 100
-            if not base.with_suffix('.hea').is_file():
-                self._skip(rid, f'header {base}.hea not found (no {self.sampling_rate} Hz copy of the record'
+            if base is None or not base.with_suffix('.hea').is_file():
+                where = f'header {base}.hea not found' if base is not None else f'empty {file_col}'
+                self._skip(rid, f'{where} (no {self.sampling_rate} Hz copy of the record'
                                 f'{"" if self.sampling_rate == 100 else " and no 100 Hz copy either"}).')
                 continue
             patient = row['patient_id']
@@ -168,3 +171,21 @@ class PTBXLDataset(ECGDataset):
                           f'at 100 Hz (ecg_id {listed}); preprocessing resamples them to the model rate. Pass '
                           f'missing_500hz="error" to refuse instead.', stacklevel=2)
         self._finalize()
+
+    def _record_path(self, db_path, rid: str, column: str, value) -> Path | None:
+        """``root / value`` for a filename cell, which must name a path inside the dataset folder.
+
+        The table is data, not code: a cell such as ``../../home/x`` or ``/etc/x`` would make indexing read files
+        anywhere on the machine, so it is refused (lexically, so symbolic links inside the folder still work).
+        """
+        text = '' if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).strip()
+        if not text:
+            return None  # an empty cell: no file at this rate (the record is skipped or read at the other rate)
+        text = text.replace('\\', '/')
+        norm = os.path.normpath(text)
+        if os.path.isabs(text) or re.match(r'^[A-Za-z]:', text) or norm in ('.', '..') or \
+                norm.startswith('../'):
+            raise DatasetLayoutError(f'{db_path}: ecg_id {rid} has {column} {value!r}, which is not a path inside '
+                                     f'the dataset folder {self.root}. The official table gives relative paths such '
+                                     f'as records100/00000/00001_lr: fix that cell (or remove the row).')
+        return self.root / norm

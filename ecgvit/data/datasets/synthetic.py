@@ -5,12 +5,12 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from ecgvit.constants import LEADS
 
+from ..staging import staging_dir, sweep_stale
 from ..synthetic import SYNTHETIC_CLASSES, make_synthetic
 from .base import DatasetLayoutError
 from .folder import FolderDataset
@@ -54,38 +54,60 @@ class SyntheticDataset(FolderDataset):
             root = default_data_dir() / f'synthetic-{tag}'
         root = Path(root)
         settings_file = root / 'synthetic.json'
+        if not settings_file.is_file() and not (root / 'labels.csv').is_file():
+            _generate_atomically(root, settings)  # safe against a concurrent generation of the same folder
         if settings_file.is_file():
             found = json.loads(settings_file.read_text())
             if found != settings:
                 raise DatasetLayoutError(f'synthetic: {root} holds data generated with {found}, not {settings}. '
                                          f'Use another root, or delete the folder to regenerate.')
-        elif (root / 'labels.csv').is_file():
+        else:
             raise DatasetLayoutError(f'synthetic: {root} has labels.csv but no synthetic.json; it is not a synthetic '
                                      f"dataset folder. Use get_dataset('folder', {str(root)!r}) for it.")
-        else:
-            _generate_atomically(root, settings)
         super().__init__(root, labels_csv=root / 'labels.csv', label_names=list(classes), leads=leads, strict=strict)
 
 
 def _generate_atomically(root: Path, settings: dict) -> None:
-    """Generate into a temporary sibling and rename, so an interrupted run leaves no half dataset at ``root``."""
+    """Generate into a temporary sibling and rename, so an interrupted run leaves no half dataset at ``root``.
+
+    Two processes may generate the same dataset at once (two commands started together on a fresh machine): both
+    write their own temporary copy, the first rename wins, and the other accepts the winner's folder when its
+    ``synthetic.json`` holds the same settings (generation is deterministic, so the files are identical) and drops
+    its own copy. Temporary folders of killed runs are removed by the next run (``staging.sweep_stale``).
+    """
     root.parent.mkdir(parents=True, exist_ok=True)
     if root.exists() and any(root.iterdir()):
+        if (root / 'synthetic.json').is_file():
+            return  # a concurrent run finished first; the caller checks its settings
         raise DatasetLayoutError(f'synthetic: {root} exists and is not empty, but holds no synthetic.json; choose an '
                                  f'empty or new folder.')
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{root.name}.tmp-', dir=root.parent))
+    sweep_stale(root)
+    tmp = staging_dir(root)
     try:
         make_synthetic(tmp, settings['n_records'], seed=settings['seed'], fs=settings['fs'],
                        duration_s=settings['duration_s'], classes=settings['classes'])
         (tmp / 'synthetic.json').write_text(json.dumps(settings, sort_keys=True))
-        if root.exists():
-            root.rmdir()
         try:
+            # rename(2) replaces an empty folder (one the user made) atomically, and fails on a non-empty one.
             os.replace(tmp, root)
         except OSError:
-            if not (root / 'synthetic.json').is_file():  # lost a race only if the winner finished the same job
-                raise
+            if root.is_dir() and not any(root.iterdir()):  # an empty folder where replacing one is not allowed
+                root.rmdir()
+                os.replace(tmp, root)
+            else:
+                _accept_winner(root, settings)
+    finally:
+        if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+
+def _accept_winner(root: Path, settings: dict) -> None:
+    """After losing the rename race: the folder in place must be the same dataset, else it is an error."""
+    try:
+        found = json.loads((root / 'synthetic.json').read_text())
+    except (OSError, ValueError):
+        found = None
+    if found != settings:
+        raise DatasetLayoutError(f'synthetic: while generating {settings} into {root}, another process put '
+                                 f'{"a folder without synthetic.json" if found is None else found} there. Use another '
+                                 f'root, or delete the folder to regenerate.')
