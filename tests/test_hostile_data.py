@@ -774,7 +774,7 @@ def b_fourteen_embed(tmp):
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             code = main(['embed', '--input', str(d), '--model', 'ecg_vit_tiny', '--sampling-rate', '250',
-                         '--num-samples', '2500', '--device', 'cpu', '--no-progress', '--workers', '0',
+                         '--num-samples', '2500', '--device', 'cpu', '--no-progress', '--num-workers', '0',
                          '-o', str(tmp / 'emb')])
         return code, err.getvalue()
     return run
