@@ -126,8 +126,7 @@ def test_cli_refuses_an_untrained_encoder(tmp_path, capsys):
 
 
 def test_full_size_pretrained_export(tmp_path, capsys):
-    """The paper's size (ecg_vit_mae_moco, 12.8M parameters) with its published weights, through the CLI (about 10 s
-    on a 2-core CPU)."""
+    """The paper's size (ecg_vit_mae_moco, 12.8M parameters) with its published weights, through the CLI."""
     rc = main(['export', '--format', 'onnx', '--pretrained', '--model', 'ecg_vit_mae_moco', '-o', str(tmp_path)])
     assert rc == 0
     info = json.loads((tmp_path / 'model.onnx.json').read_text())
