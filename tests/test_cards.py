@@ -153,3 +153,16 @@ def test_pretrained_weights_untouched():
 
     for name, digest in WEIGHTS_SHA256.items():
         assert hub.sha256_file(REPO / 'weights' / name / 'model.safetensors') == digest
+
+
+def test_pool_sources_from_the_cache_index_and_from_a_card(tmp_path):
+    with open(tmp_path / 'index.csv', 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['record_id', 'label'])
+        w.writerows([['ptbxl/00001_hr@0', ''], ['code15_samples/123@0', ''], ['ptbxl/00002_hr@0', '']])
+    assert release_weights._pool_sources(tmp_path) == ['code15_samples', 'ptbxl']
+    assert release_weights._pool_sources(tmp_path / 'missing') == []
+    note = 'Exact counts: 3 records, 3 windows (records/windows per source: code15_samples 1/1, ptbxl 2/2).'
+    assert release_weights.parse_pool_sources(note) == ['code15_samples', 'ptbxl']
+    meta = release_weights.card_metadata('mae_moco', {}, ['code15_samples', 'ptbxl'])
+    assert cards.card_data('m', **meta).datasets == ['code-15', 'ptb-xl'] and meta['eval_rows'] == []
