@@ -15,11 +15,17 @@ checks whether bf16 storage changes the linear-probe AUROC by more than 0.002.
 
 Step 3 (``ship``) writes ``weights/<model>/{model.safetensors, config.json, README.md, loss_curve.png}``, the
 registry's sha256 table ``ecgvit/weights_sha256.py`` and the README's "Pretrained models" table, all generated from
-the run and evaluation outputs (nothing typed by hand).
+the run and evaluation outputs (nothing typed by hand). The cards' Hugging Face metadata (``datasets:``, ``metrics:``,
+``model-index``) comes from the same outputs (``ecgvit.cards``).
+
+``cards`` rewrites only the YAML metadata of the shipped cards from what those cards already hold (the evaluation
+table and the pool's sources that ``ship`` wrote into them), for when the run outputs are not at hand; it touches
+neither the weights nor ``config.json``.
 
 Usage:
     python benchmarks/release_weights.py evaluate --runs runs/weights --out runs/eval --data-root ../shared/data
     python benchmarks/release_weights.py ship --runs runs/weights --eval runs/eval
+    python benchmarks/release_weights.py cards  # refresh the shipped cards' YAML from their own tables
     # other runs on the same footing, e.g. the shared-pass hybrids (run folders runs/shared/<name>):
     python benchmarks/release_weights.py evaluate --runs runs/shared --methods mae_moco_shared,mae_nextclip_shared \
         --tasks ptbxl_superdiagnostic --protocols linear --out runs/eval_shared
@@ -217,6 +223,94 @@ def _pool_counts(cache_dir: Path) -> str:
             f'(records/windows per source: {per}).')
 
 
+def _pool_sources(cache_dir: Path) -> List[str]:
+    """The source folders of the pool cache's records (the first part of each record id), sorted."""
+    index = cache_dir / 'index.csv'
+    return sorted({r['record_id'].split('/', 1)[0] for r in _read_csv(index)}) if index.is_file() else []
+
+
+def card_metadata(method: str, results: Dict[str, List[Dict[str, Any]]], sources: List[str]) -> Dict[str, Any]:
+    """The card's Hub metadata (``ecgvit.hub.save_pretrained(card_metadata=...)``): the pretraining sources and the
+    evaluated tasks as ``datasets``, and ``method``'s rows of every task's results as ``eval_rows``.
+
+    Args:
+        method: The shipped method's row name in the results (e.g. 'mae_moco').
+        results: task -> benchmark ``results.csv`` rows (or :func:`parse_eval_table` rows).
+        sources: Pretraining pool source folders (``cinc2021_samples``, ``ptbxl``, ...).
+    """
+    from ecgvit.cards import benchmark_rows
+
+    rows = [row for task in TASKS if task in results for row in benchmark_rows(results[task], method, task)]
+    return {'datasets': list(sources) + [TASKS[t][1] for t in TASKS if t in results], 'eval_rows': rows}
+
+
+def _eval_results(eval_dir: Path) -> Dict[str, List[Dict[str, str]]]:
+    return {t: _read_csv(eval_dir / t / 'results.csv') for t in TASKS if (eval_dir / t / 'results.csv').is_file()}
+
+
+_TABLE_METRICS = ('auroc', 'auc_ovo', 'f1_macro')  # the columns of eval_table after task, method, protocol
+
+
+def parse_eval_table(card: str) -> Dict[str, List[Dict[str, str]]]:
+    """The rows of the evaluation table :func:`eval_table` wrote into a card, back as task -> results rows (value,
+    ``_lo``, ``_hi`` per metric, as in ``results.csv``, to the table's 3 decimals).
+
+    For refreshing a card's metadata when the evaluation outputs are not at hand; the macro AUROC column holds
+    ``auroc_macro`` for multi-label tasks and ``auroc_ovr`` for single-label ones (the OvO column is filled exactly
+    for the latter), as :func:`eval_table` chose.
+    """
+    head = '| task | method | protocol | macro AUROC [95% CI] | OvO macro AUC [95% CI] | macro F1 | n test |'
+    if head not in card:
+        raise ValueError('The card has no evaluation table written by release_weights.eval_table (its header '
+                         f'{head!r} is missing): regenerate the card with `ship` from the evaluation outputs.')
+    out: Dict[str, List[Dict[str, str]]] = {}
+    for line in card.split(head, 1)[1].splitlines()[2:]:
+        if not line.startswith('|'):
+            break
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        task, method, protocol, *metrics, n_test = cells
+        row = {'method': method, 'protocol': protocol, 'n_test': n_test, 'error': ''}
+        for name, cell in zip(_TABLE_METRICS, metrics):
+            if cell == '-':
+                continue
+            value, _, ci = cell.partition(' [')
+            lo, _, hi = ci.rstrip(']').partition(', ')
+            row.update({name: value, f'{name}_lo': lo, f'{name}_hi': hi})
+        if 'auroc' in row:  # see the docstring: multi-label tasks have no OvO AUC
+            key = 'auroc_ovr' if 'auc_ovo' in row else 'auroc_macro'
+            for suffix in ('', '_lo', '_hi'):
+                row[key + suffix] = row.pop('auroc' + suffix)
+        out.setdefault(task, []).append(row)
+    return out
+
+
+def parse_pool_sources(card: str) -> List[str]:
+    """The pool's source folders from the 'records/windows per source: a 1/2, b 3/4' note :func:`_pool_counts`
+    wrote into a card."""
+    marker = 'records/windows per source:'
+    if marker not in card:
+        return []
+    text = card.split(marker, 1)[1].split(')', 1)[0]
+    return sorted(part.split()[0] for part in text.split(',') if part.strip())
+
+
+def refresh_cards(weights_root: Path = REPO / 'weights') -> List[Path]:
+    """Rewrite the YAML metadata of each shipped card from the card's own tables; the body, the weights and
+    ``config.json`` are left as they are."""
+    from ecgvit.cards import encoder_card_data, front_matter, split_front_matter
+
+    written = []
+    for method, name in SHIPPED.items():
+        folder = weights_root / name
+        card = (folder / 'README.md').read_text()
+        _, body = split_front_matter(card)
+        meta = card_metadata(method, parse_eval_table(body), parse_pool_sources(body))
+        config = json.loads((folder / 'config.json').read_text())
+        _atomic_write(folder / 'README.md', front_matter(encoder_card_data(config, **meta)) + body)
+        written.append(folder / 'README.md')
+    return written
+
+
 def _queue_note(cfg: Dict[str, Any]) -> str:
     """The MoCo queue a run used and how many keys of each training record it held (issue 13: in every card)."""
     queue = cfg.get('pretrainer', {}).get('queue_size')
@@ -352,10 +446,12 @@ def ship(args: argparse.Namespace) -> None:
             enc = enc.to(torch.bfloat16)
         run_cfg = json.loads((run / 'config.json').read_text())
         out = REPO / 'weights' / name
+        cache = run_cfg.get('data', {}).get('cache_dir')
         save_pretrained(enc, out, pretrained_cfg={
             'pretrain_method': method, 'preprocessing': run_cfg.get('preprocessing'),
             'license': 'apache-2.0', 'weights_dtype': dtype},
-            card_extra=_card(method, name, run, eval_dir, dtype, check.get(method, {})))
+            card_extra=_card(method, name, run, eval_dir, dtype, check.get(method, {})),
+            card_metadata=card_metadata(method, _eval_results(eval_dir), _pool_sources(Path(cache)) if cache else []))
         _loss_curve(run / 'metrics.csv', out / 'loss_curve.png', f'{name}: pretraining loss')
         shas[name] = sha256_file(out / 'model.safetensors')
         print(f'{out}: {dtype}, sha256 {shas[name]}')
@@ -386,7 +482,13 @@ def main() -> None:
     p = sub.add_parser('ship', help='write weights/, the sha256 registry and the README table')
     p.add_argument('--runs', default='runs/weights')
     p.add_argument('--eval', default='runs/eval')
+    p = sub.add_parser('cards', help="refresh the shipped cards' Hugging Face metadata from their own tables")
+    p.add_argument('--weights', default=str(REPO / 'weights'), help='folder of the shipped model folders')
     args = parser.parse_args()
+    if args.command == 'cards':
+        for path in refresh_cards(Path(args.weights)):
+            print(f'{path}: metadata refreshed')
+        return
     {'evaluate': evaluate, 'ship': ship}[args.command](args)
 
 

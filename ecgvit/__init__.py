@@ -20,8 +20,9 @@ _LAZY = {
     'load_pretrained': 'ecgvit.hub',
     'push_to_hub': 'ecgvit.hub',
     'optimize_for_inference': 'ecgvit.inference',
+    'export_onnx': 'ecgvit.export',
 }
-_SUBMODULES = ('data', 'pretrain', 'train', 'eval', 'hub', 'inference', 'benchmark')
+_SUBMODULES = ('data', 'pretrain', 'train', 'eval', 'hub', 'inference', 'benchmark', 'export', 'cards')
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,7 @@ Subcommands (``ecgvit <command> --help`` explains every option)::
     ecgvit benchmark --quick --out results/quick
     ecgvit embed     --checkpoint runs/mae_moco --input path/to/wfdb_or_cache --output runs/embeddings
     ecgvit push      --checkpoint runs/mae_moco --repo-id org/ecg_vit_mae_moco
+    ecgvit export    --format onnx --pretrained --model ecg_vit_mae_moco -o export/mae_moco
 
 Every command accepts ``--config FILE`` (YAML or JSON; keys are option names, command-line options win) and writes
 its fully resolved settings as ``config.json`` beside its outputs. Under ``torchrun --nproc_per_node N`` the
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``ecgvit`` argument parser (one subparser per command)."""
     from ecgvit.benchmark import NESTED_FLAGS, BenchmarkConfig
     from ecgvit.eval.config import FinetuneConfig, ProbeConfig
+    from ecgvit.export import ExportConfig
     from ecgvit.options import DataOptions, RunOptions, add_options
     from ecgvit.train.config import TrainConfig
     from ecgvit.version import __version__
@@ -234,6 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--commit-message', default='Add ecgvit encoder', help='Commit message.')
     p.add_argument('--create-pr', action='store_true', help='Open a pull request instead of committing.')
     _add_output(p, 'output/push')
+
+    # -- export
+    p = sub.add_parser('export', formatter_class=_Formatter,
+                       help='Export an encoder for deployment (ONNX, dynamic batch, preprocessing in its metadata).',
+                       description='Write OUTPUT/model.onnx: z-scored ECG batch (batch, leads, samples) -> pre-logits '
+                                   'embedding (and logits when the model has a head), batch size dynamic. Sampling '
+                                   'rate, length, lead order, normalisation, model name, ecgvit version and the '
+                                   'sha256 of the source weights are stored in its metadata_props and in '
+                                   'OUTPUT/model.onnx.json, with the onnxruntime-vs-PyTorch check (max abs diff, '
+                                   "cosine) for batch sizes 1 and 3. Needs pip install 'ecgvit[onnx]'.")
+    _add_common(p, run=False)
+    _add_encoder(p)
+    _add_data(p, only=('num_samples',))
+    add_options(p.add_argument_group('export'), ExportConfig)
+    _add_output(p, 'output/export')
     return parser
 
 
@@ -695,9 +712,58 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights_sha256(encoder: Any, source: Dict[str, Any]) -> Optional[str]:
+    """sha256 of the weight file ``load_encoder`` read (``source``): the checkpoint file, or the published weights'
+    verified digest; None for an encoder that was not loaded from a file."""
+    from ecgvit.weights import WEIGHTS_NAME, sha256_file
+
+    if source.get('checkpoint'):
+        path = Path(source['checkpoint'])
+        path = path / WEIGHTS_NAME if path.is_dir() else path
+        return sha256_file(path) if path.is_file() else None
+    if source.get('pretrained'):
+        return (getattr(encoder, 'pretrained_cfg', None) or {}).get('sha256')  # checked when the weights were loaded
+    return None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ecgvit.data.prepare import check_num_samples
+    from ecgvit.export import ExportConfig, export_onnx
+    from ecgvit.options import options_from_args
+
+    cfg = ExportConfig(**options_from_args(args, ExportConfig))
+    if not (args.checkpoint or args.pretrained):
+        raise CliError('give the weights to export: --checkpoint PATH or --pretrained --model NAME (an untrained '
+                       'encoder has nothing to deploy).')
+    _check_positive(args, 'opset', 'atol', 'min_cosine')
+    if args.num_samples is not None:
+        check_num_samples(args.num_samples)
+    encoder, source = load_encoder(args.checkpoint, args.model, args.num_samples, args.pretrained)
+    out = Path(args.output)
+    result = export_onnx(encoder, out / 'model.onnx', opset=cfg.opset, dynamic_batch=cfg.dynamic_batch,
+                         num_samples=args.num_samples, exporter=cfg.exporter,
+                         model_name=source.get('model') or encoder.pretrained_cfg.get('architecture'),
+                         weights_sha256=_weights_sha256(encoder, source), check=cfg.check, atol=cfg.atol,
+                         min_cosine=cfg.min_cosine)
+    _write_config(out, args, {'command': 'export', 'encoder': source, 'export': dataclasses.asdict(cfg),
+                              'files': [result.path.name, result.sidecar.name], 'parity': result.parity})
+    meta = result.metadata
+    print(f"wrote {result.path} ({meta['model']}, input ecg (batch, {len(json.loads(meta['leads']))}, "
+          f"{meta['num_samples']}) at {meta['sampling_rate']} Hz, outputs {', '.join(json.loads(meta['outputs']))}) "
+          f'and {result.sidecar}')
+    if result.parity:
+        for batch, per in result.parity['batches'].items():
+            print(f'parity vs PyTorch (onnxruntime {result.parity["onnxruntime"]}), batch {batch}: ' + '; '.join(
+                f'{name} max abs diff {v["max_abs_diff"]:.2e}, min cosine {v["min_cosine"]:.8f}'
+                for name, v in per.items()))
+    else:
+        print('parity check skipped (--no-check)')
+    return 0
+
+
 _COMMANDS = {'pretrain': cmd_pretrain, 'probe': lambda a: _eval_command(a, 'linear'),
              'finetune': lambda a: _eval_command(a, 'finetune'), 'benchmark': cmd_benchmark, 'embed': cmd_embed,
-             'push': cmd_push}
+             'push': cmd_push, 'export': cmd_export}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

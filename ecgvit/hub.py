@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Union
 
 from huggingface_hub import HfApi
 from safetensors.torch import save_file
@@ -38,18 +38,25 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f'{type(obj).__name__} is not JSON-serialisable')
 
 
-def model_card(model: nn.Module, config: Dict[str, Any], extra: Optional[str] = None) -> str:
-    """Markdown model card (with Hub YAML front matter) describing an exported encoder."""
+def model_card(model: nn.Module, config: Dict[str, Any], extra: Optional[str] = None, *,
+               datasets: Sequence[str] = (), eval_rows: Iterable[Mapping[str, Any]] = ()) -> str:
+    """Markdown model card describing an exported encoder, with Hugging Face YAML metadata (:mod:`ecgvit.cards`).
+
+    Args:
+        model: The encoder.
+        config: Its ``config.json`` content.
+        extra: Markdown appended to the card.
+        datasets: ecgvit names of its pretraining and evaluation data (``datasets:``).
+        eval_rows: Evaluation results rows (``ecgvit.cards.benchmark_rows`` / ``suite_rows``): the ``model-index``.
+    """
+    from ecgvit.cards import encoder_card_data, front_matter
+
     cfg = config.get('pretrained_cfg', {})
     arch = config.get('architecture', type(model).__name__)
     n_params = sum(p.numel() for p in model.parameters())
     leads = ', '.join(cfg.get('lead_names') or [])
     lines = [
-        '---',
-        'library_name: timm',
-        f"license: {cfg.get('license') or 'apache-2.0'}",
-        'tags: [ecg, electrocardiogram, vision-transformer, self-supervised, timm, ecgvit]',
-        '---',
+        front_matter(encoder_card_data(dict(config, architecture=arch), datasets, eval_rows)).rstrip('\n'),
         f'# {arch}',
         '',
         'A 1-D Vision Transformer encoder for 12-lead ECGs from [ecgvit](https://pypi.org/project/ecgvit/) '
@@ -108,6 +115,7 @@ def save_pretrained(
         model_args: Optional[Dict[str, Any]] = None,
         pretrained_cfg: Optional[Dict[str, Any]] = None,
         card_extra: Optional[str] = None,
+        card_metadata: Optional[Dict[str, Any]] = None,
 ) -> Path:
     """Write ``model.safetensors``, ``config.json`` and a model card ``README.md`` into ``save_dir``.
 
@@ -121,6 +129,8 @@ def save_pretrained(
         model_args: Extra JSON-serialisable reconstruction args (timm records the factory's own).
         pretrained_cfg: Fields to add to the stored pretrained cfg (e.g. ``preprocessing``, ``pretrain_method``).
         card_extra: Markdown appended to the model card (training details, evaluation table, ...).
+        card_metadata: The card's Hub metadata: ``datasets`` (ecgvit source names) and ``eval_rows`` (evaluation
+            results rows, see :mod:`ecgvit.cards`), passed to :func:`model_card`.
 
     Returns:
         ``save_dir`` as a Path.
@@ -141,7 +151,7 @@ def save_pretrained(
         for key in ('state_dict', 'file', 'source', 'hf_hub_id', 'url'):
             config['pretrained_cfg'].pop(key, None)
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=_json_default))
-        (tmp / CARD_NAME).write_text(model_card(model, config, card_extra))
+        (tmp / CARD_NAME).write_text(model_card(model, config, card_extra, **(card_metadata or {})))
         save_dir.mkdir(parents=True, exist_ok=True)
         for name in (WEIGHTS_NAME, CARD_NAME, CONFIG_NAME):
             # Files made inside mkdtemp's private folder can be owner-only; shared exports must be readable.

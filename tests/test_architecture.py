@@ -17,8 +17,9 @@ LAYER_OF = {
     'pretrain': 'pretrain',
     'train': 'train',
     'eval': 'eval',
-    'hub': 'hub',
+    'hub': 'hub', 'cards': 'hub',
     'inference': 'inference',
+    'export': 'export',
     'benchmark': 'harness',
     'cli': 'cli',
     '__init__': 'package',
@@ -36,10 +37,11 @@ ALLOWED: Dict[str, Set[str]] = {
     'eval': {'basics', 'weights', 'models', 'data', 'options', 'train', 'hub'},  # the suite reads run folders
     'hub': {'basics', 'weights', 'models', 'train'},
     'inference': {'basics', 'models'},
+    'export': {'basics', 'weights', 'models', 'data', 'options'},
     'harness': {'basics', 'weights', 'models', 'data', 'options', 'pretrain', 'train', 'eval', 'hub', 'inference',
                 'package'},
     'cli': {'basics', 'weights', 'models', 'data', 'options', 'pretrain', 'train', 'eval', 'hub', 'inference',
-            'harness', 'package'},
+            'export', 'harness', 'package'},
     'package': {'basics', 'models'},  # ecgvit/__init__.py: the rest loads lazily, on first use
 }
 

@@ -27,15 +27,16 @@ def pretrain_run(tmp_path_factory):
     return root, out
 
 
-@pytest.mark.parametrize('command', ['pretrain', 'probe', 'finetune', 'benchmark', 'embed', 'push'])
+@pytest.mark.parametrize('command', ['pretrain', 'probe', 'finetune', 'benchmark', 'embed', 'push', 'export'])
 def test_help_explains_each_command(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, '--help'])
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert '--config' in text and len(text.splitlines()) > 10
-    # push computes nothing: it takes no seed, device or threads
-    assert ('--seed' in text) == (command != 'push') and ('--threads' in text) == (command != 'push')
+    # push and export train nothing: they take no seed, device or threads
+    runs = command not in ('push', 'export')
+    assert ('--seed' in text) == runs and ('--threads' in text) == runs
 
 
 def test_console_script_entry_point(capsys):
@@ -47,7 +48,7 @@ def test_console_script_entry_point(capsys):
         main(['--help'])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for command in ('pretrain', 'probe', 'finetune', 'benchmark', 'embed', 'push'):
+    for command in ('pretrain', 'probe', 'finetune', 'benchmark', 'embed', 'push', 'export'):
         assert command in out
 
 
