@@ -1,5 +1,6 @@
 """``create_model`` / ``list_models``: thin wrappers over timm's that know ecgvit's names and fail helpfully."""
 import difflib
+from pathlib import Path
 from typing import Any, List
 
 import timm
@@ -7,6 +8,7 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntr
 from torch import nn
 
 from ecgvit.errors import PretrainedWeightsError
+from ecgvit.models.arch_bounds import read_model_config
 from ecgvit.weights import hub_download
 
 __all__ = ['create_model', 'list_models', 'UnknownModelError']
@@ -64,13 +66,18 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
                 f'(list them with ecgvit.list_models()).')
     if model_name.startswith(('hf-hub:', 'hf_hub:')):
         return _create_from_hub(model_name, pretrained=pretrained, **kwargs)
+    if model_name.startswith('local-dir:'):
+        config = Path(model_name.split(':', 1)[1]) / 'config.json'
+        if config.is_file():  # a missing one is timm's FileNotFoundError, which names it
+            read_model_config(config, timm.is_model)
     return timm.create_model(model_name, pretrained=pretrained, **kwargs)
 
 
 def _create_from_hub(model_name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
     repo_id = model_name.split(':', 1)[1]
     # Fetch config.json first with ecgvit's bounded download: timm's own call would retry a silent Hub for minutes.
-    hub_download(repo_id, 'config.json')
+    # It is checked before timm sizes a model from it (a config is data: it must not allocate arbitrary memory).
+    read_model_config(hub_download(repo_id, 'config.json'), timm.is_model)
     try:
         return timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except (LocalEntryNotFoundError, EntryNotFoundError, HfHubHTTPError, OSError) as e:
