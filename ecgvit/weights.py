@@ -197,8 +197,7 @@ def _find_weights(variant: str, cfg: Any) -> Path:
             return path
     if cfg.hf_hub_id:
         if not hub_offline():
-            repo, _, revision = cfg.hf_hub_id.partition('@')
-        return _cache_lookup(repo, filename, revision or None) or hub_download(cfg.hf_hub_id, filename)
+            return hub_download(cfg.hf_hub_id, filename)  # the cache was looked up above
         tried.append(f'Hub {cfg.hf_hub_id} (skipped: HF_HUB_OFFLINE is set)')
     raise PretrainedWeightsError(_missing_weights_message(variant, cfg, tried))
 
