@@ -52,8 +52,10 @@ def model_card(model: nn.Module, config: Dict[str, Any], extra: Optional[str] = 
         '---',
         f'# {arch}',
         '',
-        'A 1-D Vision Transformer encoder for 12-lead ECGs from [ecgvit](https://pypi.org/project/ecgvit/) '
-        '(MAE-MoCo / MAE-Nextclip, *Hybrid Self-Supervised Learning for ECG*).',
+        # No link: ecgvit is not published on PyPI (a card must not point at a page that does not exist).
+        'A 1-D Vision Transformer encoder for 12-lead ECGs from `ecgvit`, a timm plugin (MAE-MoCo / MAE-Nextclip, '
+        '*Hybrid Self-Supervised Learning for ECG*). ecgvit is not on PyPI yet: install it from its source checkout '
+        'with `pip install -e .`.',
         '',
         '**Not for clinical use.** Research model; it has not been validated for diagnosis.',
         '',
