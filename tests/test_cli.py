@@ -29,7 +29,7 @@ def pretrain_run(tmp_path_factory):
 
 @pytest.mark.parametrize('command', ['pretrain', 'probe', 'finetune', 'benchmark', 'embed', 'push'])
 def test_help_explains_each_command(command, capsys):
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(SystemExit, match='^0$') as e:
         main([command, '--help'])
     assert e.value.code == 0
     text = capsys.readouterr().out
@@ -41,7 +41,7 @@ def test_console_script_entry_point(capsys):
 
     scripts = {e.name: e.value for e in entry_points(group='console_scripts')}
     assert scripts.get('ecgvit') == 'ecgvit.cli:main'
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(SystemExit, match='^0$') as e:
         main(['--help'])
     assert e.value.code == 0
     out = capsys.readouterr().out
