@@ -1,5 +1,6 @@
 """``create_model`` / ``list_models``: thin wrappers over timm's that know ecgvit's names and fail helpfully."""
 import difflib
+import warnings
 from pathlib import Path
 from typing import Any, List
 
@@ -70,6 +71,11 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
         config = Path(model_name.split(':', 1)[1]) / 'config.json'
         if config.is_file():  # a missing one is timm's FileNotFoundError, which names it
             read_model_config(config, timm.is_model)
+        if not pretrained:
+            # timm's semantics (the folder's architecture, fresh weights), but rarely what a user pointing at a folder
+            # of trained weights wants; say so instead of handing back a random model silently.
+            warnings.warn(f"create_model({model_name!r}) without pretrained=True builds the folder's architecture "
+                          f'with random weights; pass pretrained=True to load its model.safetensors.', stacklevel=2)
     return timm.create_model(model_name, pretrained=pretrained, **kwargs)
 
 

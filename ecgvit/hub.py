@@ -115,7 +115,8 @@ def save_pretrained(
 
     Files are written to a temporary folder beside ``save_dir`` and moved into place with ``os.replace``, weights
     first and ``config.json`` last; the config records the weights' sha256, so a reader never silently pairs a new
-    config with old weights. The folder loads with ``create_model('local-dir:save_dir')`` or :func:`load_pretrained`.
+    config with old weights. The folder loads with ``create_model('local-dir:save_dir', pretrained=True)`` or
+    :func:`load_pretrained`.
 
     Args:
         model: An ecgvit encoder (from ``create_model``; a pretraining wrapper's ``.encoder``).

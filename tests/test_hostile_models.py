@@ -182,9 +182,9 @@ def _config_case(edit: Callable[[dict], None], match: str):
     def check(tmp_path, monkeypatch):
         out = _export(tmp_path)
         config = _edit_config(out, edit)
-        for load in (lambda: hub.load_pretrained(out), lambda: ecgvit.create_model(f'local-dir:{out}')):
+        for source in (out, f'local-dir:{out}'):
             with pytest.raises(errors.CheckpointError, match=f'{config}.*{match}'):
-                load()
+                hub.load_pretrained(source)
     return check
 
 
@@ -268,9 +268,20 @@ def _non_editable_install(tmp_path, monkeypatch):
     with pytest.raises(errors.PretrainedWeightsError, match='ECGVIT_WEIGHTS_DIR') as info:
         ecgvit.create_model('ecg_vit_mae_moco', pretrained=True)
     message = str(info.value)
-    assert 'checkout' in message and 'pip install -e .' in message and str(tmp_path / 'site-packages') in message
+    assert 'installed without the weights/ folder of its git checkout' in message and 'pip install -e .' in message
+    assert str(tmp_path / 'site-packages' / 'weights') in message and 'ECGVIT_WEIGHTS_DIR=/path/to' in message
     assert "create_model('local-dir:/path/to/dir', pretrained=True)" in message  # the hint loads weights
     assert 'lfs' not in message.lower()
+
+
+@case('weights', 'local-dir: without pretrained=True', "create_model('local-dir:/export') with no pretrained flag",
+      "a UserWarning that the folder's architecture gets random weights and pretrained=True loads them")
+def _local_dir_without_pretrained(tmp_path, monkeypatch):
+    out = _export(tmp_path)
+    with pytest.warns(UserWarning, match='without pretrained=True builds .* random weights'):
+        fresh = ecgvit.create_model(f'local-dir:{out}')
+    trained = ecgvit.create_model(f'local-dir:{out}', pretrained=True)
+    assert not torch.equal(fresh.pos_embed, trained.pos_embed)
 
 
 @case('weights', 'model card links', 'the card of an export and the shipped weights/*/README.md',
