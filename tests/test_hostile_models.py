@@ -319,6 +319,27 @@ def _wrong_lead_count_masked(tmp_path, monkeypatch):
         _pretrainer()(torch.randn(2, 8, L))
 
 
+def _method_arg_case(method: str, kwargs: dict, match: str):
+    def check(tmp_path, monkeypatch):
+        extra = {'cycle': 'fixed'} if 'clip' in method else {}
+        with pytest.raises(ValueError, match=match):
+            create_pretrainer(method, 'ecg_vit_tiny', encoder_kwargs=dict(TINY, img_size=L), **extra, **kwargs)
+    return check
+
+
+for _method, _kwargs, _match in [
+    ('mae_nextclip', {'sampling_rate': math.nan}, 'sampling_rate must be positive'),
+    ('mae_nextclip', {'fallback_rr_s': math.inf}, 'fallback_rr_s must be positive'),
+    ('mae_moco', {'temperature': math.nan}, 'temperature must be > 0'),
+    ('mae_moco', {'alpha': math.nan}, r'alpha \(the MAE loss weight\) must be a finite number'),
+]:
+    _arg, _value = next(iter(_kwargs.items()))
+    case('method options', f'{_method} {_arg} = {_value}', f'create_pretrainer({_method!r}, {_arg}={_value}) '
+         f'(ecgvit pretrain --method-arg {_arg}=...)',
+         'ValueError naming the setting (NaN used to pass a `<= 0` check: NaN loss, or the MAE branch silently off)')(
+        _method_arg_case(_method, _kwargs, _match))
+
+
 @case('model input', 'overflow inside the model (x 1e30)',
       'a finite batch scaled by 1e30 reaches MAE-MoCo (paper passes, shared pass, MoCo alone) in training mode',
       'loss NaN (the loop skips the step); queue, BatchNorm statistics and momentum weights unchanged and finite')

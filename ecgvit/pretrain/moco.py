@@ -21,6 +21,7 @@ is rolled back: the momentum update and both heads' BatchNorm statistics return 
 the training loop's skip of that step leaves no NaN behind (:meth:`MocoBranch._commit_or_roll_back`).
 """
 import copy
+import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -88,7 +89,7 @@ class MocoBranch(nn.Module):
             raise ValueError(f'queue_size must be >= 1, got {queue_size} (seed: 65536).')
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f'momentum must be in [0, 1], got {momentum} (seed: 0.99).')
-        if temperature <= 0:
+        if not math.isfinite(temperature) or temperature <= 0:  # NaN would make every loss NaN
             raise ValueError(f'temperature must be > 0, got {temperature} (seed: 0.2).')
         if not 0.0 <= key_mask_ratio < 1.0:
             raise ValueError(f'key_mask_ratio must be in [0, 1), got {key_mask_ratio} (seed: 0, no masking).')
