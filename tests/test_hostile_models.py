@@ -312,6 +312,23 @@ def _wrong_lead_count(tmp_path, monkeypatch):
         scripted(torch.randn(2, 8, 500))
 
 
+@case('model input', 'empty or too short record',
+      'a (1, 12, 0) or (1, 12, 10) batch (shorter than one 25-sample patch)',
+      "ValueError naming the length and the patch size (not the convolution's raw kernel-size error)")
+def _too_short(tmp_path, monkeypatch):
+    model = ecgvit.create_model('ecg_vit_tiny', **TINY).eval()
+    for length in (0, 10):
+        with pytest.raises(ValueError, match=f'ECG length {length} is shorter than one patch'):
+            model(torch.zeros(1, 12, length))
+
+
+@case('model input', 'integer samples', 'an int64 batch (raw ADC counts) reaches the encoder',
+      'ValueError naming the dtype and x.float() (not a raw type-mismatch RuntimeError)')
+def _integer_input(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match='floating-point ECG batch, got dtype torch.int64'):
+        ecgvit.create_model('ecg_vit_tiny', **TINY)(torch.zeros(1, 12, 500, dtype=torch.int64))
+
+
 @case('model input', 'wrong lead count in pretraining', 'an 8-lead batch reaches the MAE-MoCo masked pass',
       'ValueError naming the expected leads')
 def _wrong_lead_count_masked(tmp_path, monkeypatch):

@@ -101,7 +101,12 @@ def ecg_to_4d(x: torch.Tensor, patch_len: int, num_leads: int = -1) -> torch.Ten
                          f'{x.shape[1]} in shape {list(x.shape)}: select or reorder the leads to match '
                          f'(ecgvit.data.Preprocessing(leads=...) does), or build the model with in_chans='
                          f'{x.shape[1]}.')
+    if not x.is_floating_point():  # else torch's raw "Input type (long int) and bias type (float)"
+        raise ValueError(f'Expected a floating-point ECG batch, got dtype {x.dtype}: convert it with x.float().')
     length = x.shape[-1]
+    if length < patch_len:  # an empty record would otherwise meet the convolution's raw "kernel size" error
+        raise ValueError(f'ECG length {length} is shorter than one patch: the model needs a multiple of the patch '
+                         f'size {patch_len}, at least {patch_len} samples.')
     if length % patch_len != 0:
         raise ValueError(f'ECG length {length} is not a multiple of the patch size {patch_len}: crop or pad the '
                          f'signal to a multiple of {patch_len} samples (e.g. {(length // patch_len) * patch_len}).')
