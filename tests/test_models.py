@@ -269,3 +269,12 @@ def test_pretrained_without_weights_fails_fast_and_clearly(tmp_path, monkeypatch
     monkeypatch.setattr(socket, 'create_connection', no_network)
     with pytest.raises(PretrainedWeightsError, match='No weights are published'):
         ecgvit.create_model('ecg_vit_mae_nextclip', pretrained=True)
+
+
+def test_numpy_integer_sizes_are_accepted_and_checked():
+    import numpy as np
+
+    model = _tiny('ecg_vit_tiny', img_size=np.int64(500), patch_size=np.int64(25))
+    assert model.seq_len == 500 and model.patch_len == 25
+    with pytest.raises(ValueError, match=r'embed_dim=(np.int64\()?100000\)? .*from 1 to 8192'):
+        _tiny('ecg_vit_tiny', embed_dim=np.int64(100_000))

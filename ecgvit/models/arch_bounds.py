@@ -8,6 +8,7 @@ mistyped config fails fast with the file and the key named.
 """
 import json
 import math
+import numbers
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -41,7 +42,7 @@ def _length(value: Any) -> Any:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # numpy integers count
 
 
 def check_model_args(args: Dict[str, Any], where: str = 'create_model', error: type = ValueError) -> None:
@@ -68,12 +69,12 @@ def check_model_args(args: Dict[str, Any], where: str = 'create_model', error: t
         if not _is_int(value) or not lo <= value <= hi:
             fail(key, args[key], f'an integer from {lo} to {hi}')
     ratio = args.get('mlp_ratio')
-    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or
                               not math.isfinite(ratio) or not 0 < ratio <= MAX_MLP_RATIO):
         fail('mlp_ratio', ratio, f'a number above 0 and at most {MAX_MLP_RATIO:g}')
     for key in _RATES:
         rate = args.get(key)
-        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, numbers.Real) or
                                  not 0 <= rate < 1):
             fail(key, rate, 'a probability in [0, 1)')
     dim, heads = args.get('embed_dim'), args.get('num_heads')

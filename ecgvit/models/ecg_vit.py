@@ -14,6 +14,7 @@ pretraining wrappers call; it holds no parameters and stays out of the TorchScri
 """
 import dataclasses
 import logging
+import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -142,8 +143,8 @@ class EcgPatchEmbed(PatchEmbed):
 
 
 def _as_length(img_size: Union[int, Tuple[int, int], List[int]]) -> int:
-    if isinstance(img_size, int):
-        return img_size
+    if isinstance(img_size, numbers.Integral):  # numpy integers too
+        return int(img_size)
     size = tuple(img_size)
     if len(size) != 2 or size[0] != 1:
         raise ValueError(f'ECG models take img_size as a length or (1, length), got {img_size}.')
@@ -151,8 +152,8 @@ def _as_length(img_size: Union[int, Tuple[int, int], List[int]]) -> int:
 
 
 def _as_patch(patch_size: Union[int, Tuple[int, int], List[int]]) -> int:
-    if isinstance(patch_size, int):
-        return patch_size
+    if isinstance(patch_size, numbers.Integral):  # numpy integers too
+        return int(patch_size)
     size = tuple(patch_size)
     if len(size) != 2 or size[0] != 1:
         raise ValueError(f'ECG models take patch_size as a length or (1, length), got {patch_size}.')
