@@ -487,6 +487,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     try:
         summary = train(pretrainer, train_set, val_set, cfg, run_config=run_config)
     except MethodSettingsError as e:
+        if any(key == 'method' for key, _, _ in e.diffs):
+            raise CliError(f'{e} (ecgvit pretrain: --method, --shared-pass / --no-shared-pass)') from None
         if any(key == 'shared_pass' for key, _, _ in e.diffs):
             raise CliError(f'{e} (ecgvit pretrain: --shared-pass / --no-shared-pass)') from None
         raise

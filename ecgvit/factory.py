@@ -1,5 +1,7 @@
 """``create_model`` / ``list_models``: thin wrappers over timm's that know ecgvit's names and fail helpfully."""
 import difflib
+import warnings
+from pathlib import Path
 from typing import Any, List
 
 import timm
@@ -7,6 +9,7 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntr
 from torch import nn
 
 from ecgvit.errors import PretrainedWeightsError
+from ecgvit.models.arch_bounds import read_model_config
 from ecgvit.weights import hub_download
 
 __all__ = ['create_model', 'list_models', 'UnknownModelError']
@@ -64,13 +67,23 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
                 f'(list them with ecgvit.list_models()).')
     if model_name.startswith(('hf-hub:', 'hf_hub:')):
         return _create_from_hub(model_name, pretrained=pretrained, **kwargs)
+    if model_name.startswith('local-dir:'):
+        config = Path(model_name.split(':', 1)[1]) / 'config.json'
+        if config.is_file():  # a missing one is timm's FileNotFoundError, which names it
+            read_model_config(config, timm.is_model)
+        if not pretrained:
+            # timm's semantics (the folder's architecture, fresh weights), but rarely what a user pointing at a folder
+            # of trained weights wants; say so instead of handing back a random model silently.
+            warnings.warn(f"create_model({model_name!r}) without pretrained=True builds the folder's architecture "
+                          f'with random weights; pass pretrained=True to load its model.safetensors.', stacklevel=2)
     return timm.create_model(model_name, pretrained=pretrained, **kwargs)
 
 
 def _create_from_hub(model_name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
     repo_id = model_name.split(':', 1)[1]
     # Fetch config.json first with ecgvit's bounded download: timm's own call would retry a silent Hub for minutes.
-    hub_download(repo_id, 'config.json')
+    # It is checked before timm sizes a model from it (a config is data: it must not allocate arbitrary memory).
+    read_model_config(hub_download(repo_id, 'config.json'), timm.is_model)
     try:
         return timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except (LocalEntryNotFoundError, EntryNotFoundError, HfHubHTTPError, OSError) as e:

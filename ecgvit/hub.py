@@ -59,8 +59,10 @@ def model_card(model: nn.Module, config: Dict[str, Any], extra: Optional[str] = 
         front_matter(encoder_card_data(dict(config, architecture=arch), datasets, eval_rows)).rstrip('\n'),
         f'# {arch}',
         '',
-        'A 1-D Vision Transformer encoder for 12-lead ECGs from [ecgvit](https://pypi.org/project/ecgvit/) '
-        '(MAE-MoCo / MAE-Nextclip, *Hybrid Self-Supervised Learning for ECG*).',
+        # No link: ecgvit is not published on PyPI (a card must not point at a page that does not exist).
+        'A 1-D Vision Transformer encoder for 12-lead ECGs from `ecgvit`, a timm plugin (MAE-MoCo / MAE-Nextclip, '
+        '*Hybrid Self-Supervised Learning for ECG*). ecgvit is not on PyPI yet: install it from its source checkout '
+        'with `pip install -e .`.',
         '',
         '**Not for clinical use.** Research model; it has not been validated for diagnosis.',
         '',
@@ -121,7 +123,8 @@ def save_pretrained(
 
     Files are written to a temporary folder beside ``save_dir`` and moved into place with ``os.replace``, weights
     first and ``config.json`` last; the config records the weights' sha256, so a reader never silently pairs a new
-    config with old weights. The folder loads with ``create_model('local-dir:save_dir')`` or :func:`load_pretrained`.
+    config with old weights. The folder loads with ``create_model('local-dir:save_dir', pretrained=True)`` or
+    :func:`load_pretrained`.
 
     Args:
         model: An ecgvit encoder (from ``create_model``; a pretraining wrapper's ``.encoder``).

@@ -164,6 +164,11 @@ def _missing_weights_message(variant: str, cfg: Any, tried: list) -> str:
     if not cfg.hf_hub_id:
         lines.append(f'No weights are published for it yet (planned Hub repo: {repo or "none"}).')
     lines.append('Looked in: ' + '; '.join(tried) + '.')
+    if not os.environ.get('ECGVIT_WEIGHTS_DIR') and not weights_dir().is_dir():
+        # A plain (non-editable) `pip install` copies the package only: the checkout's weights/ stays behind.
+        lines.append(f'This ecgvit is installed without the weights/ folder of its git checkout ({weights_dir()} '
+                     f'does not exist; a plain `pip install .` copies only the package): install the checkout with '
+                     f'`pip install -e .`, or set ECGVIT_WEIGHTS_DIR=/path/to/checkout/weights.')
     lines.append(
         f"To get weights: pretrain your own (`ecgvit pretrain ...`) and load them with "
         f"create_model('local-dir:/path/to/dir', pretrained=True) or pretrained_cfg_overlay=dict(file="
@@ -197,8 +202,7 @@ def _find_weights(variant: str, cfg: Any) -> Path:
             return path
     if cfg.hf_hub_id:
         if not hub_offline():
-            repo, _, revision = cfg.hf_hub_id.partition('@')
-        return _cache_lookup(repo, filename, revision or None) or hub_download(cfg.hf_hub_id, filename)
+            return hub_download(cfg.hf_hub_id, filename)  # the cache was looked up above
         tried.append(f'Hub {cfg.hf_hub_id} (skipped: HF_HUB_OFFLINE is set)')
     raise PretrainedWeightsError(_missing_weights_message(variant, cfg, tried))
 

@@ -73,7 +73,7 @@ def test_skipping_every_group_writes_nulls(tmp_path):
 
 
 def test_unknown_skip_name_is_an_error(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match='^2$'):  # argparse's usage-error status
         run_all.main(['--skip', 'mfu,nonsense'])
     assert 'nonsense' in capsys.readouterr().err
 
@@ -86,7 +86,8 @@ def test_gpu_script_runs_its_code_path_on_the_cpu(tmp_path):
                        '--json', str(tmp_path / 'gpu.json')])
     assert json.loads((tmp_path / 'gpu.json').read_text()) == out
     assert out['device'] == 'cpu' and out['steps'] == 3 and out['records'] == 12
-    assert 0 < out['gpu_mfu'] < 1.5 and out['gflop_per_step'] > 0 and out['gpu_epoch_s'] > 0
+    # Timings on a shared CPU say nothing (an MFU from a busy machine can exceed 1): only that they were measured.
+    assert all(math.isfinite(out[k]) and out[k] > 0 for k in ('gpu_mfu', 'gflop_per_step', 'gpu_epoch_s'))
     assert list(tmp_path.iterdir()) == [tmp_path / 'gpu.json']  # the epoch run cleans up after itself
     if not torch.cuda.is_available():
         assert module.main([]) == {}  # no device: nothing measured, nothing made up

@@ -136,8 +136,13 @@ def test_hf_cache_round_trip_offline(exported, tmp_path):
     x = torch.randn(2, 12, 500)
     torch.save({'x': x, 'ref': model(x).detach()}, tmp_path / 'io.pt')
     script = textwrap.dedent(f"""
-        import time, torch, ecgvit
+        import socket, torch, ecgvit
         from ecgvit.hub import PretrainedWeightsError
+
+        def no_network(*args, **kwargs):  # offline means no connection is even attempted (not: a quick one)
+            raise SystemExit('a network connection was attempted while HF_HUB_OFFLINE=1: ' + repr(args[1:]))
+
+        socket.socket.connect = socket.socket.connect_ex = socket.create_connection = no_network
         io = torch.load({str(tmp_path / 'io.pt')!r}, weights_only=True)
         m = ecgvit.create_model('hf-hub:ecgvit-test/tiny', pretrained=True).eval()
         assert torch.equal(m(io['x']), io['ref'])
@@ -146,12 +151,9 @@ def test_hf_cache_round_trip_offline(exported, tmp_path):
                                                             num_classes=3)).eval()
         assert torch.equal(m(io['x']), io['ref'])
         for name, kw in (('hf-hub:ecgvit-test/missing', {{}}), ('ecg_vit_mae_moco', {{}})):
-            start = time.perf_counter()
             try:
                 ecgvit.create_model(name, pretrained=True, **kw)
             except PretrainedWeightsError as e:
-                elapsed = time.perf_counter() - start
-                assert elapsed < 2.0, elapsed
                 assert ('ecgvit-test/missing' in str(e)) or ('ecgvit/ecg_vit_mae_moco' in str(e)), str(e)
                 assert 'download' in str(e) or 'pretrain' in str(e), str(e)
             else:

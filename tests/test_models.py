@@ -4,6 +4,7 @@ import timm
 import torch
 
 import ecgvit
+from ecgvit import errors
 from ecgvit.models.ecg_vit import resample_pos_embed_1d
 
 # Tiny arguments where size is not the point; the registry names keep their own patch size and lead count.
@@ -64,7 +65,7 @@ def test_wrong_rank_and_constructor_errors():
         model(torch.randn(12, 3600))
     with pytest.raises(ValueError, match='multiple of patch_size'):
         _tiny('ecg_vit_tiny', img_size=3610)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match='not_an_argument'):
         _tiny('ecg_vit_tiny', not_an_argument=1)
     with pytest.raises(TypeError, match='dynamic_img_size'):
         _tiny('ecg_vit_tiny', dynamic_img_size=True)
@@ -104,6 +105,64 @@ def test_global_pool(pool, expected):
     model = _tiny('ecg_vit_tiny', global_pool=pool).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 12, 500)).shape == expected
+
+
+def test_token_and_avg_pooling_give_their_own_values():
+    """'token' is the normed [CLS] output; 'avg' the mean of the patch tokens (not [CLS]), normed after pooling
+    (timm's fc_norm): same weights, other values, each computed here by hand from the blocks' output."""
+    torch.manual_seed(0)
+    token = _tiny('ecg_vit_tiny', global_pool='token').eval()
+    avg = _tiny('ecg_vit_tiny', global_pool='avg').eval()
+    state = token.state_dict()
+    state.update({f'fc_norm.{k}': state.pop(f'norm.{k}') for k in ('weight', 'bias')})  # avg norms after pooling
+    avg.load_state_dict(state)
+    x = torch.randn(2, 12, 500)
+    with torch.no_grad():
+        raw = token.blocks(token.norm_pre(token._pos_embed(token.patch_embed(x))))  # (B, 1 + 20, D), before norm
+        torch.testing.assert_close(token(x), token.norm(raw)[:, 0])
+        torch.testing.assert_close(avg(x), token.norm(raw[:, 1:].mean(dim=1)))
+        assert not torch.allclose(avg(x), token.norm(raw.mean(dim=1)), atol=1e-4)  # [CLS] is not averaged in
+        assert (token(x) - avg(x)).abs().max() > 1e-2
+
+
+def test_checkpoint_filter_fn_resamples_pos_embed_and_unwraps_prefixes():
+    from ecgvit.models.ecg_vit import checkpoint_filter_fn
+
+    torch.manual_seed(0)
+    src = _tiny('ecg_vit_tiny', img_size=500)  # 20 patches
+    dst = _tiny('ecg_vit_tiny', img_size=1000)  # 40 patches
+    state = src.state_dict()
+    out = checkpoint_filter_fn(dict(state), dst)
+    assert out['pos_embed'].shape == (1, 41, 32)
+    torch.testing.assert_close(out['pos_embed'], resample_pos_embed_1d(state['pos_embed'], 40))
+    torch.testing.assert_close(out['pos_embed'][:, 0], state['pos_embed'][:, 0])  # [CLS] keeps its position
+    # Resampling a linear ramp along time keeps it linear, end to end.
+    ramp = state['pos_embed'].clone()
+    ramp[0, 1:] = torch.linspace(0, 19, 20)[:, None]
+    resampled = checkpoint_filter_fn(dict(state, pos_embed=ramp), dst)['pos_embed'][0, 1:, 0]
+    # Patch i of 40 sits at i / 2 - 0.25 of the 20 old positions; the ends are clamped to the old ends.
+    torch.testing.assert_close(resampled[1:-1], torch.arange(1, 39) / 2 - 0.25)
+    assert resampled[0] == 0 and resampled[-1] == 19
+    dst.load_state_dict(out)
+    # Prefixed checkpoints: a pretraining wrapper ('encoder.'), DDP ('module.'), torch.compile ('_orig_mod.').
+    wrapper = dict(state, **{f'encoder.{k}': v for k, v in state.items()}, **{'moco.queue': torch.zeros(4, 2)})
+    wrapper = {k: v for k, v in wrapper.items() if k.startswith(('encoder.', 'moco.'))}
+    for prefixed in (wrapper, {f'module.{k}': v for k, v in state.items()},
+                     {f'module._orig_mod.{k}': v for k, v in state.items()},
+                     {'state_dict': {f'module.{k}': v for k, v in state.items()}}):
+        got = checkpoint_filter_fn(prefixed, src)
+        assert sorted(got) == sorted(state)
+        assert all(torch.equal(got[k], state[k]) for k in state)
+    # An unknown prefix is not guessed at: every tensor is named as unexpected.
+    with pytest.raises(errors.CheckpointError, match='unexpected model.encoder.pos_embed'):
+        checkpoint_filter_fn({f'model.encoder.{k}': v for k, v in state.items()}, src)
+
+
+def test_the_lead_order_in_the_lead_count_error_is_the_constants():
+    from ecgvit.constants import LEADS
+
+    with pytest.raises(ValueError, match=f"in the order {', '.join(LEADS)} "):
+        _tiny('ecg_vit_tiny')(torch.randn(1, 8, 500))
 
 
 def test_forward_head_reset_classifier_and_pre_logits():
@@ -196,13 +255,26 @@ def test_timm_contract_on_registry(name):
 
 
 def test_pretrained_without_weights_fails_fast_and_clearly(tmp_path, monkeypatch):
-    import time
+    import socket
 
     from ecgvit.hub import PretrainedWeightsError
 
+    def no_network(*args, **kwargs):
+        raise AssertionError(f'a network connection was attempted while offline: {args[1:]}')
+
     monkeypatch.setenv('ECGVIT_WEIGHTS_DIR', str(tmp_path))  # no weights there, whatever the checkout ships
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
-    start = time.perf_counter()
+    # Fast because nothing is attempted, not because a timer says so: any connection fails the test.
+    monkeypatch.setattr(socket.socket, 'connect', no_network)
+    monkeypatch.setattr(socket, 'create_connection', no_network)
     with pytest.raises(PretrainedWeightsError, match='No weights are published'):
         ecgvit.create_model('ecg_vit_mae_nextclip', pretrained=True)
-    assert time.perf_counter() - start < 2.0
+
+
+def test_numpy_integer_sizes_are_accepted_and_checked():
+    import numpy as np
+
+    model = _tiny('ecg_vit_tiny', img_size=np.int64(500), patch_size=np.int64(25))
+    assert model.seq_len == 500 and model.patch_len == 25
+    with pytest.raises(ValueError, match=r'embed_dim=(np.int64\()?100000\)? .*from 1 to 8192'):
+        _tiny('ecg_vit_tiny', embed_dim=np.int64(100_000))

@@ -54,3 +54,28 @@ def test_a_corrupted_copy_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv('ECGVIT_WEIGHTS_DIR', str(tmp_path))
     with pytest.raises(CheckpointError, match='sha256'):
         ecgvit.create_model(name, pretrained=True)
+
+
+# A fixed, smooth 12-lead input (z-scored per lead) and a few of each shipped encoder's outputs on it, measured once on
+# the released files. A change of weights, of the input path (patching, positions) or of pooling moves them.
+PINNED = {
+    'ecg_vit_mae_moco': ([1.71656, 1.34168, 1.25381, 1.66882, -0.91077, 0.51657], 22.6504),
+    'ecg_vit_mae_nextclip': ([0.03281, 0.47571, 0.93034, 1.02507, -0.26917, 1.61371], 22.6361),
+}
+
+
+def _fixed_input() -> torch.Tensor:
+    t = torch.arange(3600, dtype=torch.float64) / 360.0
+    lead = torch.arange(1, 13, dtype=torch.float64)[:, None]
+    x = torch.sin(2 * torch.pi * (0.8 + 0.1 * lead) * t) + 0.3 * torch.cos(2 * torch.pi * 7.0 * t + lead)
+    return ((x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True)).float()[None]
+
+
+@pytest.mark.parametrize('name', SHIPPED)
+def test_shipped_weights_give_their_pinned_output_on_a_fixed_input(name):
+    model = ecgvit.create_model(name, pretrained=True).eval()
+    with torch.no_grad():
+        emb = model(_fixed_input())[0].double()
+    values, norm = PINNED[name]
+    assert emb[[0, 1, 2, 3, 100, 511]].tolist() == pytest.approx(values, abs=2e-4)
+    assert emb.norm().item() == pytest.approx(norm, abs=2e-3)

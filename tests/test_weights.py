@@ -76,10 +76,10 @@ def test_a_bad_training_checkpoint_and_a_bad_weight_file_raise_the_same_class(tm
 def test_wrong_shapes_name_the_tensors_that_do_not_fit(tmp_path):
     model = ecgvit.create_model('ecg_vit_tiny', **TINY)
     out = hub.save_pretrained(model, tmp_path / 'export')
-    with pytest.raises(errors.CheckpointError) as info:
+    with pytest.raises(errors.CheckpointError, match='does not fit ecg_vit_tiny') as info:
         ecgvit.create_model('ecg_vit_tiny', pretrained=True, embed_dim=32, depth=3, num_heads=2,
                             pretrained_cfg_overlay=dict(file=str(out / 'model.safetensors')))
-    assert 'missing blocks.2.norm1.weight' in str(info.value) and 'does not fit ecg_vit_tiny' in str(info.value)
+    assert 'missing blocks.2.norm1.weight' in str(info.value)
     wider = r'blocks.0.attn.proj.bias is \(32,\), the model has \(64,\).*more'
     with pytest.raises(errors.CheckpointError, match=wider):
         ecgvit.create_model('ecg_vit_tiny', pretrained=True, embed_dim=64, depth=2, num_heads=2,
@@ -243,3 +243,50 @@ def test_a_hub_that_never_answers_fails_fast_with_a_clear_error(silent_endpoint,
                          text=True, timeout=60)
     assert res.stdout.startswith('ERROR'), res.stderr[-3000:]
     assert 'org/never-answers' in res.stdout and 'HF_HUB_OFFLINE=1' in res.stdout and 'local-dir:' in res.stdout
+
+
+def test_lookup_order_is_explicit_file_then_weights_dir_then_cache_then_hub(tmp_path, monkeypatch):
+    """Every source present with its own weights; removing them one by one must hand the load to the next one."""
+    import shutil
+
+    from huggingface_hub import constants as hf_constants
+
+    sources = {}
+    for seed, name in enumerate(('file', 'weights', 'cache', 'hub')):
+        torch.manual_seed(100 + seed)
+        sources[name] = hub.save_pretrained(ecgvit.create_model('ecg_vit_tiny', **TINY), tmp_path / name)
+    shutil.copytree(sources['weights'], tmp_path / 'weights-dir' / 'ecg_vit_tiny')
+    monkeypatch.setenv('ECGVIT_WEIGHTS_DIR', str(tmp_path / 'weights-dir'))
+    cache = tmp_path / 'hf-cache'
+    _hand_built_hf_cache(cache, 'org/tiny-cached', {'model.safetensors': (sources['cache'] / 'model.safetensors')
+                                                    .read_bytes()})
+    monkeypatch.setattr(hf_constants, 'HF_HUB_CACHE', str(cache))
+    monkeypatch.delenv('HF_HUB_OFFLINE', raising=False)
+    monkeypatch.setattr(hf_constants, 'HF_HUB_OFFLINE', False)
+    downloads = []
+
+    def fake_hub_download(repo_id, filename='model.safetensors'):  # the Hub: a folder, and a record of each call
+        downloads.append(repo_id)
+        return sources['hub'] / filename
+
+    monkeypatch.setattr(weights, 'hub_download', fake_hub_download)
+    fingerprints = {name: hub.load_weights_file(path)['pos_embed'] for name, path in sources.items()}
+
+    def loaded_from(**overlay):
+        overlay = dict(hf_hub_id='org/tiny-hub', hub_repo_id='org/tiny-cached', **overlay)
+        model = ecgvit.create_model('ecg_vit_tiny', pretrained=True, pretrained_cfg_overlay=overlay, **TINY)
+        found = [name for name, pe in fingerprints.items() if torch.equal(model.pos_embed.detach(), pe)]
+        assert len(found) == 1, found
+        return found[0]
+
+    assert loaded_from(file=str(sources['file'] / 'model.safetensors')) == 'file'
+    assert loaded_from() == 'weights'
+    shutil.rmtree(tmp_path / 'weights-dir' / 'ecg_vit_tiny')
+    assert loaded_from() == 'cache'
+    assert downloads == []  # nothing was downloaded while a local source had the weights
+    shutil.rmtree(cache / 'models--org--tiny-cached')
+    assert loaded_from() == 'hub' and downloads == ['org/tiny-hub']
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')  # offline: the Hub is skipped, and the miss says what was tried
+    with pytest.raises(errors.PretrainedWeightsError, match=r'HF cache for org/tiny-hub.*HF_HUB_OFFLINE is set'):
+        loaded_from()
+    assert downloads == ['org/tiny-hub']

@@ -14,6 +14,7 @@ pretraining wrappers call; it holds no parameters and stays out of the TorchScri
 """
 import dataclasses
 import logging
+import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -34,6 +35,7 @@ from ecgvit.constants import (
     PATCH_SIZE,
 )
 from ecgvit.errors import CheckpointError
+from ecgvit.models.arch_bounds import check_model_args
 from ecgvit.weights import WEIGHTS_SHA256, resolve_pretrained_weights
 
 __all__ = ['EcgVisionTransformer', 'EcgPretrainedCfg', 'resample_pos_embed_1d', 'checkpoint_filter_fn',
@@ -75,17 +77,37 @@ def to_ecg_pretrained_cfg(cfg: Any) -> Any:
 
 
 @register_notrace_function
-def ecg_to_4d(x: torch.Tensor, patch_len: int) -> torch.Tensor:
-    """Return ``(B, C, 1, L)`` from ``(B, C, L)`` or ``(B, C, 1, L)``, checking that L divides into patches.
+def ecg_to_4d(x: torch.Tensor, patch_len: int, num_leads: int = -1) -> torch.Tensor:
+    """Return ``(B, C, 1, L)`` from ``(B, C, L)`` or ``(B, C, 1, L)``, checking the leads and that L divides into
+    patches.
 
-    Registered as an FX leaf so symbolic tracing does not branch on the input's shape.
+    Registered as an FX leaf so symbolic tracing does not branch on the input's shape (and TorchScript compiles the
+    checks as plain ``raise`` statements).
+
+    Args:
+        x: The ECG batch.
+        patch_len: Samples per patch.
+        num_leads: Leads the model was built for (``in_chans``); -1 skips the check.
     """
     if x.dim() == 3:
         x = x.unsqueeze(2)
     if x.dim() != 4:
         raise ValueError(f'Expected an ECG batch of shape (B, leads, samples) or (B, leads, 1, samples), '
                          f'got {x.dim()} dims.')
+    if num_leads > 0 and x.shape[1] != num_leads:
+        # Without this the patch convolution fails with torch's raw "expected input to have N channels".
+        # A literal (TorchScript cannot read a global str): ecgvit.constants.LEADS, checked by the tests.
+        order = ' in the order I, II, III, aVR, aVL, aVF, V1, V2, V3, V4, V5, V6' if num_leads == 12 else ''
+        raise ValueError(f'The model expects {num_leads} leads{order} (dim 1 of a (B, leads, samples) batch), got '
+                         f'{x.shape[1]} in shape {list(x.shape)}: select or reorder the leads to match '
+                         f'(ecgvit.data.Preprocessing(leads=...) does), or build the model with in_chans='
+                         f'{x.shape[1]}.')
+    if not x.is_floating_point():  # else torch's raw "Input type (long int) and bias type (float)"
+        raise ValueError(f'Expected a floating-point ECG batch, got dtype {x.dtype}: convert it with x.float().')
     length = x.shape[-1]
+    if length < patch_len:  # an empty record would otherwise meet the convolution's raw "kernel size" error
+        raise ValueError(f'ECG length {length} is shorter than one patch: the model needs a multiple of the patch '
+                         f'size {patch_len}, at least {patch_len} samples.')
     if length % patch_len != 0:
         raise ValueError(f'ECG length {length} is not a multiple of the patch size {patch_len}: crop or pad the '
                          f'signal to a multiple of {patch_len} samples (e.g. {(length // patch_len) * patch_len}).')
@@ -112,7 +134,7 @@ class EcgPatchEmbed(PatchEmbed):
     """timm's PatchEmbed with a (1, P) kernel that also accepts ``(B, leads, samples)``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = ecg_to_4d(x, self.patch_size[1])
+        x = ecg_to_4d(x, self.patch_size[1], self.proj.in_channels)
         x = self.proj(x)  # (B, D, 1, N)
         if self.flatten:
             x = x.flatten(2).transpose(1, 2)  # (B, N, D)
@@ -121,8 +143,8 @@ class EcgPatchEmbed(PatchEmbed):
 
 
 def _as_length(img_size: Union[int, Tuple[int, int], List[int]]) -> int:
-    if isinstance(img_size, int):
-        return img_size
+    if isinstance(img_size, numbers.Integral):  # numpy integers too
+        return int(img_size)
     size = tuple(img_size)
     if len(size) != 2 or size[0] != 1:
         raise ValueError(f'ECG models take img_size as a length or (1, length), got {img_size}.')
@@ -130,8 +152,8 @@ def _as_length(img_size: Union[int, Tuple[int, int], List[int]]) -> int:
 
 
 def _as_patch(patch_size: Union[int, Tuple[int, int], List[int]]) -> int:
-    if isinstance(patch_size, int):
-        return patch_size
+    if isinstance(patch_size, numbers.Integral):  # numpy integers too
+        return int(patch_size)
     size = tuple(patch_size)
     if len(size) != 2 or size[0] != 1:
         raise ValueError(f'ECG models take patch_size as a length or (1, length), got {patch_size}.')
@@ -252,7 +274,7 @@ class EcgVisionTransformer(VisionTransformer):
         # add, and the (B, D, N) -> (B, N, D) copy of every token.
         weight, bias = proj
         patch_len = self.patch_len
-        x = ecg_to_4d(x, patch_len)  # (B, C, 1, L), L checked against the patch length as patch_embed checks it
+        x = ecg_to_4d(x, patch_len, weight.shape[1] // patch_len)  # (B, C, 1, L), checked as patch_embed checks it
         batch, chans, length = x.shape[0], x.shape[1], x.shape[-1]
         num = length // patch_len
         patches = x.reshape(batch, chans, num, patch_len)[torch.arange(batch, device=x.device)[:, None], :, ids_keep]
@@ -349,13 +371,19 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: EcgVisionTr
     """Adapt a checkpoint to ``model``: resample the pos-embed along time, unwrap pretraining wrappers, and drop a
     classifier head that does not fit the model's (so a fine-tuned checkpoint loads as an encoder and vice versa).
 
-    Accepts plain encoder state dicts and those saved from a pretraining wrapper (keys under ``encoder.``).
+    Accepts plain encoder state dicts, those nested under ``'state_dict'`` / ``'model'``, those saved from a
+    DistributedDataParallel or ``torch.compile`` wrapper (every key under ``module.`` / ``_orig_mod.``), and those of a
+    pretraining wrapper (the encoder's keys under ``encoder.``; its other branches are dropped).
 
     Raises:
         CheckpointError: the encoder tensors do not fit ``model`` (other sizes, missing or extra tensors).
     """
-    if 'state_dict' in state_dict:
-        state_dict = state_dict['state_dict']
+    for key in ('state_dict', 'model'):
+        if isinstance(state_dict.get(key), dict):
+            state_dict = state_dict[key]
+    for prefix in ('module.', '_orig_mod.'):  # wrappers that prefix every key (DDP, torch.compile)
+        if state_dict and all(k.startswith(prefix) for k in state_dict):
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
     if any(k.startswith('encoder.') for k in state_dict):
         state_dict = {k[len('encoder.'):]: v for k, v in state_dict.items() if k.startswith('encoder.')}
     model_sd = model.state_dict()
@@ -391,6 +419,7 @@ def _check_fits(state_dict: Dict[str, torch.Tensor], model_sd: Dict[str, torch.T
 
 
 def _create_ecg_vit(variant: str, pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
+    check_model_args(kwargs, where=f'create_model({variant!r})')  # before any tensor is allocated
     if kwargs.get('img_size') is not None:
         kwargs['img_size'] = (1, _as_length(kwargs['img_size']))
     # cfg dicts come from config.json (local-dir: / hf-hub:) and carry the ECG fields timm's dataclass lacks.

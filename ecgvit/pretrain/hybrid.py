@@ -36,6 +36,7 @@ keeps the step cost near MAE's (about 4x fewer FLOPs per seed-size step than the
 as well is an empirical question: the measured comparison is in ``benchmarks/README.md`` (results live in the docs,
 not here).
 """
+import math
 from typing import Any, Callable, Dict, Optional, Set
 
 import torch
@@ -95,8 +96,8 @@ class HybridPretrainer(nn.Module):
         super().__init__()
         if mae is None and moco is None and clip is None:
             raise ValueError('A pretrainer needs at least one branch (mae, moco or clip).')
-        if alpha < 0:
-            raise ValueError(f'alpha (the MAE loss weight) must be >= 0, got {alpha}.')
+        if not math.isfinite(alpha) or alpha < 0:  # NaN passed `< 0` and silently switched the MAE branch off
+            raise ValueError(f'alpha (the MAE loss weight) must be a finite number >= 0, got {alpha}.')
         if shared_pass and (mae is None or (moco is None and clip is None)):
             raise ValueError('shared_pass=True reads [CLS] from the MAE pass for MoCo or a clip branch: it needs the '
                              'MAE branch and one of them (methods mae_moco, mae_nextclip, mae_centerclip).')

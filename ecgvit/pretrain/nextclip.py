@@ -21,6 +21,7 @@ The paper leaves two things open; our choices (both parameters):
 :class:`NextclipBranch` also hosts what :mod:`ecgvit.pretrain.centerclip` changes: where the clip is drawn and which
 samples are hidden.
 """
+import math
 from typing import Optional, Tuple
 
 import numpy as np
@@ -115,11 +116,11 @@ class NextclipBranch(nn.Module):
         super().__init__()
         if cycle not in ('rpeak', 'fixed'):
             raise ValueError(f"cycle must be 'rpeak' or 'fixed', got {cycle!r}.")
-        if sampling_rate <= 0:
+        if not math.isfinite(sampling_rate) or sampling_rate <= 0:  # NaN passed `<= 0` and drew NaN clip spans
             raise ValueError(f'sampling_rate must be positive (Hz), got {sampling_rate}.')
         if not 0.0 < cycle_fraction <= 1.0:
             raise ValueError(f'cycle_fraction must be in (0, 1], got {cycle_fraction} (seed: 0.5).')
-        if fallback_rr_s <= 0:
+        if not math.isfinite(fallback_rr_s) or fallback_rr_s <= 0:
             raise ValueError(f'fallback_rr_s must be positive (seconds), got {fallback_rr_s}.')
         if not 0.0 <= min_context < 1.0:
             raise ValueError(f'min_context must be a fraction in [0, 1), got {min_context}.')

@@ -12,25 +12,32 @@ Layout of a run's checkpoint folder::
 Every write goes to a hidden temporary name and is moved into place with ``os.replace``, so a crash (even SIGKILL)
 leaves either the old checkpoint or the new one, never half of one; leftovers are swept on the next start.
 Loading reads safetensors and JSON only: nothing is ever unpickled.
+
+A checkpoint damaged after it was written (a truncated copy, a full disk during a backup, a bad sector) is found by
+:func:`checkpoint_problem` from its safetensors headers and state.json alone: :func:`latest_checkpoint` warns, names
+the damaged file and falls back to the newest intact checkpoint, and pruning never counts a damaged one among those
+it keeps.
 """
 import json
 import os
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ecgvit.errors import CheckpointError  # one class for every bad checkpoint; still importable from here
 
 __all__ = ['save_checkpoint', 'load_checkpoint', 'read_checkpoint_state', 'list_checkpoints', 'latest_checkpoint',
-           'prune_checkpoints', 'save_best', 'load_best', 'clean_partial', 'get_rng_state', 'set_rng_state',
-           'optimizer_to_flat', 'optimizer_from_flat', 'atomic_write_text', 'CheckpointError']
+           'checkpoint_problem', 'prune_checkpoints', 'save_best', 'load_best', 'clean_partial', 'get_rng_state',
+           'set_rng_state', 'optimizer_to_flat', 'optimizer_from_flat', 'atomic_write_text', 'CheckpointError']
 
 _STEP_RE = re.compile(r'^step-(\d{8})$')
 _TMP_PREFIX = '.tmp-'
@@ -159,10 +166,57 @@ def list_checkpoints(ckpt_dir: os.PathLike) -> List[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
+def checkpoint_problem(path: os.PathLike) -> Optional[str]:
+    """Why the checkpoint folder ``path`` cannot be resumed, or None when it is intact.
+
+    Cheap: reads state.json and the safetensors headers (a header names every tensor's byte range, so a truncated
+    file fails here), never the tensors themselves.
+
+    Returns:
+        A sentence naming the damaged or missing file, or None.
+    """
+    path = Path(path)
+    for name in ('model.safetensors', 'optimizer.safetensors'):
+        file = path / name
+        if not file.is_file():
+            return f'{file} is missing'
+        try:
+            with safe_open(str(file), framework='pt'):
+                pass
+        except Exception as e:  # safetensors raises its own error type for short files and bad headers
+            return f'{file} is damaged (truncated or corrupt: {e})'
+    try:
+        with open(path / 'state.json', encoding='utf-8') as f:
+            json.load(f)
+    except (OSError, ValueError) as e:
+        return f'{path / "state.json"} is damaged (not valid JSON: {e})'
+    return None
+
+
 def latest_checkpoint(ckpt_dir: os.PathLike) -> Optional[Path]:
-    """The newest complete checkpoint in ``ckpt_dir``, or None."""
+    """The newest intact checkpoint in ``ckpt_dir``, or None when there is none at all.
+
+    A newer checkpoint that is damaged (see :func:`checkpoint_problem`) is skipped with a warning that names its
+    file, so ``--resume`` continues from the newest one that loads instead of stopping on the damaged one.
+
+    Raises:
+        CheckpointError: there are complete checkpoints, but every one is damaged (starting afresh over them
+            silently would lose the run).
+    """
     found = list_checkpoints(ckpt_dir)
-    return found[-1] if found else None
+    damaged = []
+    for path in reversed(found):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            if damaged:
+                warnings.warn(f'Skipping damaged checkpoint(s): {"; ".join(damaged)}. Resuming from the newest '
+                              f'intact one, {path} (delete the damaged folder(s) to silence this).', stacklevel=2)
+            return path
+        damaged.append(problem)
+    if damaged:
+        raise CheckpointError(f'Every checkpoint in {str(ckpt_dir)!r} is damaged: {"; ".join(damaged)}. Restore '
+                              f'one from a backup, or start afresh in a new --output folder.')
+    return None
 
 
 def save_checkpoint(
@@ -224,11 +278,13 @@ def save_checkpoint(
 
 
 def prune_checkpoints(ckpt_dir: os.PathLike, keep_last: int, protect: Optional[List[Path]] = None) -> None:
-    """Delete all but the newest ``keep_last`` checkpoints (0 keeps all). Each goes by rename-then-delete."""
+    """Delete all but the newest ``keep_last`` intact checkpoints (0 keeps all). Each goes by rename-then-delete."""
     if keep_last <= 0:
         return
     keep = {Path(p).resolve() for p in (protect or [])}
-    ckpts = list_checkpoints(ckpt_dir)
+    # Only intact checkpoints count: a damaged newest one must not push the last good ones out. Damaged folders are
+    # left for the user (latest_checkpoint names them); a later save of the same step replaces one.
+    ckpts = [p for p in list_checkpoints(ckpt_dir) if checkpoint_problem(p) is None]
     for old in ckpts[:-keep_last]:
         if old.resolve() in keep:
             continue
@@ -236,6 +292,23 @@ def prune_checkpoints(ckpt_dir: os.PathLike, keep_last: int, protect: Optional[L
         trash = old.with_name(f'{_TRASH_PREFIX}{old.name}.{os.getpid()}')
         os.replace(old, trash)
         shutil.rmtree(trash)
+
+
+def _older_intact(path: Path) -> List[Path]:
+    """Intact checkpoints older than the checkpoint folder ``path``, newest first (for error messages)."""
+    return [p for p in reversed(list_checkpoints(path.parent)) if p.name < path.name and checkpoint_problem(p) is None]
+
+
+def _load_tensors(file: Path, device: str) -> Dict[str, torch.Tensor]:
+    """``load_file`` with a CheckpointError that names the damaged file and the checkpoints to resume from instead."""
+    try:
+        return load_file(str(file), device=device)
+    except Exception as e:  # safetensors' own error type (short file, bad header), or an OSError
+        older = _older_intact(file.parent)
+        hint = (f'resume from the newest intact one instead (--resume {older[0]}), or pass the run folder to '
+                f'--resume and the damaged one is skipped' if older else
+                'no older intact checkpoint is left: restore one from a backup, or start afresh in a new --output')
+        raise CheckpointError(f'{file} is damaged (truncated or corrupt: {e}); {hint}.') from None
 
 
 def _resolve(path: os.PathLike) -> Path:
@@ -298,13 +371,13 @@ def load_checkpoint(
     state = read_checkpoint_state(path)
     path = Path(state['path'])
     if model is not None:
-        weights = load_file(str(path / 'model.safetensors'), device=map_location)
+        weights = _load_tensors(path / 'model.safetensors', map_location)
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError as e:
             raise CheckpointError(f'Checkpoint {str(path)!r} does not fit the model: {str(e).splitlines()[0]} '
                                   f'(was it written for another --model/--method?)') from None
-    extra = load_file(str(path / 'optimizer.safetensors'), device='cpu')
+    extra = _load_tensors(path / 'optimizer.safetensors', 'cpu')
     if optimizer is not None and state.get('optimizer') is not None:
         optimizer.load_state_dict(optimizer_from_flat(extra, state['optimizer']))
     if restore_rng:
@@ -336,16 +409,18 @@ def load_best(path: os.PathLike, model: Optional[nn.Module] = None) -> Tuple[Dic
     Returns:
         (state dict, info) where info holds step, epoch and val_loss.
     """
-    from safetensors import safe_open
-
     path = Path(path)
     if path.is_dir():
         path = path / BEST_NAME
     if not path.is_file():
         raise CheckpointError(f'No best weights at {str(path)!r}: a run writes them after its first validation.')
-    with safe_open(str(path), framework='pt') as f:
-        meta = f.metadata() or {}
-    weights = load_file(str(path))
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            meta = f.metadata() or {}
+        weights = load_file(str(path))
+    except Exception as e:  # safetensors' own error type for short files and bad headers
+        raise CheckpointError(f'{path} is damaged (truncated or corrupt: {e}): the checkpoints beside it hold the '
+                              f'latest weights (--resume continues from them).') from None
     if model is not None:
         model.load_state_dict(weights, strict=True)
     return weights, json.loads(meta.get('ecgvit', '{}'))

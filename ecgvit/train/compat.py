@@ -1,8 +1,12 @@
-"""Which checkpoints a run may resume: the method settings it was trained with must be this run's."""
+"""Which checkpoints a run may resume: the method and the method settings it was trained with must be this run's.
+
+Resuming an MAE-MoCo checkpoint as MAE-Nextclip used to fail with a list of changed settings (``queue_size``,
+``clip_len``, ...) that never said the obvious: the method differs. :func:`check_resume_method` says that first.
+"""
 import json
 from typing import Any, Dict, List, Optional
 
-__all__ = ['MethodSettingsError', 'check_same_method']
+__all__ = ['MethodSettingsError', 'check_same_method', 'check_resume_method', 'resumed_method']
 
 
 class MethodSettingsError(ValueError):
@@ -43,3 +47,44 @@ def check_same_method(state: Dict[str, Any], pretrainer: Optional[Dict[str, Any]
         raise MethodSettingsError(f'Cannot resume from {state.get("path")}: its method settings differ from this '
                                   f'run\'s: {text}. Resume with the settings it was trained with, or start a new run '
                                   f'in another output folder.', diffs)
+
+
+# One setting that only each branch has (the branch kwargs of ecgvit.pretrain.factory): names a run's branches when
+# its run config records no method (runs built through the API).
+_BRANCH_MARKERS = (('mae', 'mask_ratio'), ('moco', 'queue_size'), ('clip', 'clip_len'))
+
+
+def resumed_method(run_config: Optional[Dict[str, Any]]) -> Optional[str]:
+    """The method of a run config (``'mae_moco'``, ``'mae_moco_shared'``, or ``'mae+moco'`` from its branches)."""
+    run_config = run_config or {}
+    pretrainer = run_config.get('pretrainer') or {}
+    method = run_config.get('method')
+    if not isinstance(method, str) or not method:
+        branches = [name for name, key in _BRANCH_MARKERS if key in pretrainer]
+        if not branches:
+            return None
+        method = '+'.join(branches)
+    if pretrainer.get('shared_pass') and not method.endswith('_shared'):
+        method += '_shared'
+    return method
+
+
+def check_resume_method(state: Dict[str, Any], run_config: Optional[Dict[str, Any]]) -> None:
+    """Refuse to resume a checkpoint trained with another pretraining method, saying so first.
+
+    Called before :func:`check_same_method`: when the method itself differs, that is what the user needs to hear, not
+    the settings that follow from it.
+
+    Args:
+        state: The checkpoint's JSON state (:func:`~ecgvit.train.checkpoint.read_checkpoint_state`).
+        run_config: This run's run config (``method`` and ``pretrainer``).
+
+    Raises:
+        MethodSettingsError: the methods differ; the message names both and the fix.
+    """
+    old, new = resumed_method(state.get('config')), resumed_method(run_config)
+    if old is None or new is None or old == new:
+        return
+    raise MethodSettingsError(f'Cannot resume from {state.get("path")}: the method differs: the checkpoint was trained '
+                              f'with {old}, this run asks for {new}. Resume with {old} (and the settings it was '
+                              f'trained with), or start {new} in a new output folder.', [('method', old, new)])

@@ -35,7 +35,7 @@ from .checkpoint import (
     save_best,
     save_checkpoint,
 )
-from .compat import check_same_method
+from .compat import check_resume_method, check_same_method
 from .config import TrainConfig
 from .cpu_memory import reuse_freed_memory
 from .distributed import DistInfo, all_reduce_any, barrier, init_distributed
@@ -45,6 +45,7 @@ from .resume import checkpoint_to_resume, gather_rng, json_rng, resume_or_seed, 
 from .runtime import autocast_context, compile_blocks, machine_info, resolve_amp_dtype, seed_everything
 from .sampler import ResumableSampler
 from .schedules import create_schedule
+from .validate import validate_train_config
 
 # Re-exported: callers and tests import these from the loop module.
 __all__ = ['TrainConfig', 'train', 'seed_everything', 'resolve_amp_dtype', 'ResumableSampler', 'autocast_context',
@@ -82,6 +83,7 @@ def train(
     Example:
         >>> # ecgvit.train.train(create_pretrainer('mae_moco'), train_ds, val_ds, TrainConfig(epochs=1))
     """
+    validate_train_config(config)
     info = _start_process(config)
     out_dir, ckpt_dir = _prepare_output(Path(config.output_dir), info)
     resume_from = checkpoint_to_resume(config, ckpt_dir, info)
@@ -89,6 +91,7 @@ def train(
     if saved is not None:
         # Before any tensor is loaded: a run that changed method settings would load fine and silently learn
         # something else (e.g. the shared pass has the same parameters as the paper's passes).
+        check_resume_method(saved, run_config)
         check_same_method(saved, (run_config or {}).get('pretrainer'))
     config = dataclasses.replace(config, warmup_epochs=run_warmup_epochs(config, saved))
     data = _make_loaders(train_set, val_set, config, info)

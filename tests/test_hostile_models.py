@@ -1,0 +1,448 @@
+"""Hostile input on the model side: checkpoints, model configs, weights, model inputs, training options, numerics.
+
+Every case ends in a correct result or a clear typed error that names the file or option and the fix. Each case is
+one row of ``HOSTILE_CASES`` ({layer, kind, description, expected}), exercised by the check registered with it; the
+docs table of hostile inputs is generated from these rows (together with tests/test_hostile_data.py's).
+"""
+import json
+import math
+import shutil
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+import ecgvit
+from ecgvit import errors, hub, weights
+from ecgvit.pretrain import create_pretrainer
+from ecgvit.train import TrainConfig, seed_everything, train
+from ecgvit.train.checkpoint import (
+    checkpoint_problem,
+    latest_checkpoint,
+    list_checkpoints,
+    load_best,
+    load_checkpoint,
+    prune_checkpoints,
+    read_checkpoint_state,
+)
+
+HOSTILE_CASES: List[Dict[str, str]] = []
+_CHECKS: List[Callable[[Path, pytest.MonkeyPatch], None]] = []
+TINY = dict(embed_dim=32, depth=2, num_heads=2)
+L = 100  # samples per record: 4 patches, the smallest input worth a mask
+
+
+def case(layer: str, kind: str, description: str, expected: str):
+    """Register the decorated check as one row of HOSTILE_CASES."""
+    def register(check: Callable[[Path, pytest.MonkeyPatch], None]):
+        HOSTILE_CASES.append({'layer': layer, 'kind': kind, 'description': description, 'expected': expected})
+        _CHECKS.append(check)
+        return check
+    return register
+
+
+def _pretrainer(method: str = 'mae_moco', **kwargs):
+    return create_pretrainer(method, 'ecg_vit_tiny', encoder_kwargs=dict(TINY, img_size=L), queue_size=16, **kwargs)
+
+
+def _run(out: Path, epochs: int = 2, **kwargs) -> tuple:
+    """A real tiny MAE-MoCo pretraining run: 16 records, batch 4, 4 steps an epoch, a checkpoint every step."""
+    seed_everything(0)
+    model = _pretrainer()
+    data = TensorDataset(torch.randn(16, 12, L, generator=torch.Generator().manual_seed(0)))
+    cfg = TrainConfig(output_dir=str(out), epochs=epochs, batch_size=4, lr=1e-3, warmup_epochs=1, amp='fp32',
+                      progress=False, save_every=1, keep_last=0, seed=0, **kwargs)
+    return model, train(model, data, None, cfg)
+
+
+def _truncate(file: Path) -> None:
+    data = file.read_bytes()
+    file.write_bytes(data[:len(data) // 2])
+
+
+def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training checkpoints
+
+
+@case('checkpoint', 'truncated newest checkpoint, --resume',
+      'the newest step-XXXXXXXX/model.safetensors is cut in half (a copy or disk that filled up)',
+      'warning naming the damaged file; the run resumes from the newest intact checkpoint, exactly')
+def _truncated_newest_resumes_from_the_older_one(tmp_path, monkeypatch):
+    full, summary = _run(tmp_path / 'full')
+    part = tmp_path / 'part'
+    shutil.copytree(tmp_path / 'full', part)
+    ckpts = list_checkpoints(part / 'checkpoints')
+    for p in ckpts[5:]:  # the run "died" after step 5, whose weights file was damaged
+        shutil.rmtree(p)
+    damaged = ckpts[4] / 'model.safetensors'
+    _truncate(damaged)
+    with pytest.warns(UserWarning, match=f'{damaged}.*Resuming from the newest intact one, .*step-00000004'):
+        resumed, summary2 = _run(part, resume=True)
+    assert summary2['steps'] == summary['steps'] == 8
+    assert _same_state(full, resumed), 'resuming from step 4 must give the uninterrupted run exactly'
+
+
+@case('checkpoint', 'truncated optimizer state',
+      "the newest checkpoint's optimizer.safetensors is truncated",
+      'latest_checkpoint warns naming optimizer.safetensors and returns the older checkpoint')
+def _truncated_optimizer_file(tmp_path, monkeypatch):
+    _run(tmp_path, epochs=1)
+    ckpts = list_checkpoints(tmp_path / 'checkpoints')
+    _truncate(ckpts[-1] / 'optimizer.safetensors')
+    with pytest.warns(UserWarning, match='optimizer.safetensors is damaged'):
+        assert latest_checkpoint(tmp_path / 'checkpoints') == ckpts[-2]
+
+
+@case('checkpoint', 'damaged state.json',
+      "the newest checkpoint's state.json is not valid JSON",
+      'warning naming state.json; the older checkpoint is used')
+def _damaged_state_json(tmp_path, monkeypatch):
+    _run(tmp_path, epochs=1)
+    ckpts = list_checkpoints(tmp_path / 'checkpoints')
+    (ckpts[-1] / 'state.json').write_text('{"step": 4, "rng"')
+    with pytest.warns(UserWarning, match='state.json is damaged'):
+        assert latest_checkpoint(tmp_path / 'checkpoints') == ckpts[-2]
+    # The folder form of read_checkpoint_state (what the CLI reads first) falls back too.
+    with pytest.warns(UserWarning, match='state.json is damaged'):
+        assert read_checkpoint_state(tmp_path / 'checkpoints')['path'] == str(ckpts[-2])
+
+
+@case('checkpoint', '--resume naming a damaged checkpoint',
+      '--resume points at one step-XXXXXXXX folder whose model.safetensors is truncated',
+      'CheckpointError naming the file and the newest intact checkpoint to resume from instead')
+def _explicit_damaged_checkpoint(tmp_path, monkeypatch):
+    _run(tmp_path, epochs=1)
+    ckpts = list_checkpoints(tmp_path / 'checkpoints')
+    _truncate(ckpts[-1] / 'model.safetensors')
+    with pytest.raises(errors.CheckpointError, match=f'{ckpts[-1] / "model.safetensors"} is damaged.*'
+                                                     f'--resume {ckpts[-2]}'):
+        load_checkpoint(ckpts[-1], _pretrainer())
+
+
+@case('checkpoint', 'every checkpoint damaged',
+      'all checkpoints of the run folder are truncated and --resume is given',
+      'CheckpointError naming each damaged file (never a silent fresh start over them)')
+def _all_damaged(tmp_path, monkeypatch):
+    _run(tmp_path, epochs=1)
+    for p in list_checkpoints(tmp_path / 'checkpoints'):
+        _truncate(p / 'model.safetensors')
+    with pytest.raises(errors.CheckpointError, match='Every checkpoint .* is damaged: .*step-00000001'):
+        latest_checkpoint(tmp_path / 'checkpoints')
+
+
+@case('checkpoint', 'pruning beside a damaged checkpoint',
+      'keep_last=1 while the newest checkpoint is damaged and the run saves a new, older step',
+      'the damaged one does not count: the newest intact checkpoint is kept, none is pruned wrongly')
+def _prune_keeps_intact(tmp_path, monkeypatch):
+    _run(tmp_path, epochs=1)
+    ckpts = list_checkpoints(tmp_path / 'checkpoints')
+    _truncate(ckpts[-1] / 'model.safetensors')
+    prune_checkpoints(tmp_path / 'checkpoints', keep_last=1)
+    left = list_checkpoints(tmp_path / 'checkpoints')
+    assert left == [ckpts[-2], ckpts[-1]] and checkpoint_problem(ckpts[-2]) is None
+
+
+@case('checkpoint', 'truncated best weights',
+      'checkpoints/best.safetensors is truncated',
+      'CheckpointError naming best.safetensors (not a raw SafetensorError)')
+def _truncated_best(tmp_path, monkeypatch):
+    from ecgvit.train.checkpoint import save_best
+
+    path = save_best(tmp_path, torch.nn.Linear(4, 4), {'step': 1})
+    _truncate(path)
+    with pytest.raises(errors.CheckpointError, match='best.safetensors is damaged'):
+        load_best(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model configs (config.json from local-dir:, hf-hub:, load_pretrained)
+
+
+def _export(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    return hub.save_pretrained(ecgvit.create_model('ecg_vit_tiny', **TINY), tmp_path / 'export')
+
+
+def _edit_config(folder: Path, edit: Callable[[dict], None]) -> Path:
+    config = json.loads((folder / 'config.json').read_text())
+    edit(config)
+    (folder / 'config.json').write_text(json.dumps(config))
+    return folder / 'config.json'
+
+
+def _config_case(edit: Callable[[dict], None], match: str):
+    def check(tmp_path, monkeypatch):
+        out = _export(tmp_path)
+        config = _edit_config(out, edit)
+        for source in (out, f'local-dir:{out}'):
+            with pytest.raises(errors.CheckpointError, match=f'{config}.*{match}'):
+                hub.load_pretrained(source)
+    return check
+
+
+for _kind, _desc, _edit, _match in [
+    ('huge embed_dim', 'model_args.embed_dim = 10,000,000 (would allocate terabytes)',
+     lambda c: c['model_args'].update(embed_dim=10_000_000), r'embed_dim=10000000 .*from 1 to 8192'),
+    ('negative depth', 'model_args.depth = -3', lambda c: c['model_args'].update(depth=-3), r'depth=-3'),
+    ('fractional size', 'model_args.num_heads = 2.5', lambda c: c['model_args'].update(num_heads=2.5),
+     r'num_heads=2.5 .*integer'),
+    ('heads not dividing the width', 'model_args.num_heads = 3 with embed_dim 32',
+     lambda c: c['model_args'].update(num_heads=3), r'num_heads=3 .*divide embed_dim=32'),
+    ('parameter blow-up', 'every size within its bound, together 1e12 parameters',
+     lambda c: c['model_args'].update(embed_dim=8192, depth=256, num_heads=8), r'parameters, over the limit'),
+    ('huge input length', 'model_args.img_size = [1, 10**12]',
+     lambda c: c['model_args'].update(img_size=[1, 10 ** 12]), r'img_size=\[1, 1000000000000\]'),
+    ('NaN mlp_ratio', 'model_args.mlp_ratio = NaN', lambda c: c['model_args'].update(mlp_ratio=float('nan')),
+     r'mlp_ratio=nan'),
+    ('unregistered architecture', "architecture = 'ecg_vit_giant'", lambda c: c.update(architecture='ecg_vit_giant'),
+     r"architecture='ecg_vit_giant' is not a registered model"),
+    ('zero sampling rate', 'pretrained_cfg.sampling_rate = 0',
+     lambda c: c['pretrained_cfg'].update(sampling_rate=0), r'sampling_rate=0 must be a positive'),
+    ('model_args not an object', 'model_args = [1, 2]', lambda c: c.update(model_args=[1, 2]),
+     r'model_args must be a JSON object'),
+]:
+    case('config', f'config.json: {_kind}', _desc,
+         'CheckpointError (a ValueError) naming config.json and the key, before any tensor is allocated')(
+        _config_case(_edit, _match))
+
+
+@case('config', 'config.json: not JSON', 'config.json holds half a JSON document',
+      'CheckpointError naming the file (not a raw JSONDecodeError)')
+def _config_not_json(tmp_path, monkeypatch):
+    out = _export(tmp_path)
+    (out / 'config.json').write_text('{"architecture": "ecg_vit_tiny", ')
+    with pytest.raises(errors.CheckpointError, match=f'{out / "config.json"} is not a readable JSON model config'):
+        hub.load_pretrained(out)
+
+
+@case('config', 'hf-hub config sizes a model arbitrarily',
+      "create_model('hf-hub:org/huge') whose cached config.json asks for embed_dim 10,000,000",
+      'CheckpointError naming the cached config.json and embed_dim')
+def _hf_hub_config(tmp_path, monkeypatch):
+    from huggingface_hub import constants as hf_constants
+
+    out = _export(tmp_path)
+    _edit_config(out, lambda c: c['model_args'].update(embed_dim=10_000_000))
+    repo = tmp_path / 'hf-cache' / 'models--org--huge'
+    (repo / 'snapshots' / ('c' * 40)).mkdir(parents=True)
+    (repo / 'refs').mkdir()
+    (repo / 'refs' / 'main').write_text('c' * 40)
+    for name in ('config.json', 'model.safetensors'):
+        shutil.copy(out / name, repo / 'snapshots' / ('c' * 40) / name)
+    monkeypatch.setattr(hf_constants, 'HF_HUB_CACHE', str(tmp_path / 'hf-cache'))
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    with pytest.raises(errors.CheckpointError, match=r'models--org--huge.*config.json .*embed_dim=10000000'):
+        ecgvit.create_model('hf-hub:org/huge', pretrained=True)
+
+
+@case('config', 'create_model with absurd sizes', "create_model('ecg_vit_tiny', embed_dim=10**7, depth=0)",
+      'ValueError naming the key and its range, before any allocation')
+def _direct_kwargs(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"create_model\('ecg_vit_tiny'\): embed_dim=10000000"):
+        ecgvit.create_model('ecg_vit_tiny', embed_dim=10 ** 7)
+    with pytest.raises(ValueError, match=r'depth=0 .*from 1 to 256'):
+        ecgvit.create_model('ecg_vit_tiny', depth=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Weights, cards, messages
+
+
+@case('weights', 'pretrained=True after a plain pip install',
+      'no weights/ folder beside the installed package, HF_HUB_OFFLINE=1',
+      'PretrainedWeightsError that names the checkout, `pip install -e .` and $ECGVIT_WEIGHTS_DIR')
+def _non_editable_install(tmp_path, monkeypatch):
+    site = tmp_path / 'site-packages' / 'ecgvit'
+    site.mkdir(parents=True)
+    monkeypatch.setattr(weights, '__file__', str(site / 'weights.py'))  # as a non-editable install places it
+    monkeypatch.delenv('ECGVIT_WEIGHTS_DIR', raising=False)
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    with pytest.raises(errors.PretrainedWeightsError, match='ECGVIT_WEIGHTS_DIR') as info:
+        ecgvit.create_model('ecg_vit_mae_moco', pretrained=True)
+    message = str(info.value)
+    assert 'installed without the weights/ folder of its git checkout' in message and 'pip install -e .' in message
+    assert str(tmp_path / 'site-packages' / 'weights') in message and 'ECGVIT_WEIGHTS_DIR=/path/to' in message
+    assert "create_model('local-dir:/path/to/dir', pretrained=True)" in message  # the hint loads weights
+    assert 'lfs' not in message.lower()
+
+
+@case('weights', 'local-dir: without pretrained=True', "create_model('local-dir:/export') with no pretrained flag",
+      "a UserWarning that the folder's architecture gets random weights and pretrained=True loads them")
+def _local_dir_without_pretrained(tmp_path, monkeypatch):
+    out = _export(tmp_path)
+    with pytest.warns(UserWarning, match='without pretrained=True builds .* random weights'):
+        fresh = ecgvit.create_model(f'local-dir:{out}')
+    trained = ecgvit.create_model(f'local-dir:{out}', pretrained=True)
+    assert not torch.equal(fresh.pos_embed, trained.pos_embed)
+
+
+@case('weights', 'model card links', 'the card of an export and the shipped weights/*/README.md',
+      'no link to a PyPI page that does not exist; the card says how to install from the checkout')
+def _cards_have_no_pypi_link(tmp_path, monkeypatch):
+    cards = [(_export(tmp_path) / 'README.md').read_text()]
+    shipped = Path(ecgvit.__file__).resolve().parent.parent / 'weights'
+    cards += [(shipped / n / 'README.md').read_text() for n in ('ecg_vit_mae_moco', 'ecg_vit_mae_nextclip')]
+    for card in cards:
+        assert 'pypi.org' not in card and 'pip install -e .' in card
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model inputs
+
+
+@case('model input', 'wrong lead count', 'a (2, 8, 500) batch reaches a 12-lead encoder (eager and TorchScript)',
+      'ValueError naming the 12 expected leads in order and the fix (not a raw convolution error)')
+def _wrong_lead_count(tmp_path, monkeypatch):
+    model = ecgvit.create_model('ecg_vit_tiny', **TINY).eval()
+    match = r'expects 12 leads in the order I, II, III, aVR, .*V6 .*got 8'
+    with pytest.raises(ValueError, match=match):
+        model(torch.randn(2, 8, 500))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # torch.jit.script is deprecated in recent torch
+        scripted = torch.jit.script(model)
+    with pytest.raises(Exception, match=match):  # TorchScript re-raises it as torch.jit.Error
+        scripted(torch.randn(2, 8, 500))
+
+
+@case('model input', 'empty or too short record',
+      'a (1, 12, 0) or (1, 12, 10) batch (shorter than one 25-sample patch)',
+      "ValueError naming the length and the patch size (not the convolution's raw kernel-size error)")
+def _too_short(tmp_path, monkeypatch):
+    model = ecgvit.create_model('ecg_vit_tiny', **TINY).eval()
+    for length in (0, 10):
+        with pytest.raises(ValueError, match=f'ECG length {length} is shorter than one patch'):
+            model(torch.zeros(1, 12, length))
+
+
+@case('model input', 'integer samples', 'an int64 batch (raw ADC counts) reaches the encoder',
+      'ValueError naming the dtype and x.float() (not a raw type-mismatch RuntimeError)')
+def _integer_input(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match='floating-point ECG batch, got dtype torch.int64'):
+        ecgvit.create_model('ecg_vit_tiny', **TINY)(torch.zeros(1, 12, 500, dtype=torch.int64))
+
+
+@case('model input', 'wrong lead count in pretraining', 'an 8-lead batch reaches the MAE-MoCo masked pass',
+      'ValueError naming the expected leads')
+def _wrong_lead_count_masked(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match='expects 12 leads'):
+        _pretrainer()(torch.randn(2, 8, L))
+
+
+def _method_arg_case(method: str, kwargs: dict, match: str):
+    def check(tmp_path, monkeypatch):
+        extra = {'cycle': 'fixed'} if 'clip' in method else {}
+        with pytest.raises(ValueError, match=match):
+            create_pretrainer(method, 'ecg_vit_tiny', encoder_kwargs=dict(TINY, img_size=L), **extra, **kwargs)
+    return check
+
+
+for _method, _kwargs, _match in [
+    ('mae_nextclip', {'sampling_rate': math.nan}, 'sampling_rate must be positive'),
+    ('mae_nextclip', {'fallback_rr_s': math.inf}, 'fallback_rr_s must be positive'),
+    ('mae_moco', {'temperature': math.nan}, 'temperature must be > 0'),
+    ('mae_moco', {'alpha': math.nan}, r'alpha \(the MAE loss weight\) must be a finite number'),
+]:
+    _arg, _value = next(iter(_kwargs.items()))
+    case('method options', f'{_method} {_arg} = {_value}', f'create_pretrainer({_method!r}, {_arg}={_value}) '
+         f'(ecgvit pretrain --method-arg {_arg}=...)',
+         'ValueError naming the setting (NaN used to pass a `<= 0` check: NaN loss, or the MAE branch silently off)')(
+        _method_arg_case(_method, _kwargs, _match))
+
+
+@case('model input', 'overflow inside the model (x 1e30)',
+      'a finite batch scaled by 1e30 reaches MAE-MoCo (paper passes, shared pass, MoCo alone) in training mode',
+      'loss NaN (the loop skips the step); queue, BatchNorm statistics and momentum weights unchanged and finite')
+def _overflow_leaves_moco_state_alone(tmp_path, monkeypatch):
+    for method in ('mae_moco', 'mae_moco_shared', 'moco'):
+        torch.manual_seed(0)
+        model = _pretrainer(method).train()
+        x = torch.randn(4, 12, L)
+        model(x)  # one good step first, so the state is not the initial one
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        out = model(x * 1e30)
+        assert not torch.isfinite(out['loss'])
+        after = model.state_dict()
+        changed = [k for k in before if not torch.equal(before[k], after[k])]
+        assert changed == [], f'{method}: {changed}'
+        assert model.moco.skipped_steps == 1
+        model(x)  # and the next good step trains as before
+        assert all(torch.isfinite(v.float()).all() for v in model.state_dict().values())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training options (API level: TrainConfig, Preprocessing) and resuming
+
+
+def _option_case(field: str, value, match: str):
+    def check(tmp_path, monkeypatch):
+        from ecgvit.train.validate import validate_train_config
+
+        with pytest.raises(ValueError, match=match):
+            validate_train_config(TrainConfig(**{field: value}))
+        validate_train_config(TrainConfig())  # the defaults pass
+    return check
+
+
+for _field, _value, _match in [
+    ('warmup_epochs', math.nan, r'--warmup-epochs \(warmup_epochs\) must be a finite number.*got nan'),
+    ('save_every', -1, r'--save-every \(save_every\) must be a step count.*got -1'),
+    ('output_dir', '', r"-o/--output \(output_dir\) must be a folder.*got ''"),
+    ('lr', math.inf, r'--lr \(lr\) must be a finite number above 0.*got inf'),
+    ('clip_grad', -1.0, r'--clip-grad \(clip_grad\) must be .*reverse the update'),
+    ('plateau_factor', 1.5, r'--plateau-factor \(plateau_factor\)'),
+    ('epochs', 0, r'--epochs \(epochs\) must be at least one epoch'),
+]:
+    case('options', f'{_field} = {_value!r}', f'TrainConfig({_field}={_value!r}) (ecgvit pretrain option)',
+         'ValueError from ecgvit.train.validate naming the option, its value and the allowed range')(
+        _option_case(_field, _value, _match))
+
+
+@case('options', 'sampling_rate = 0', 'Preprocessing(sampling_rate=0) (ecgvit pretrain --sampling-rate 0)',
+      'ValueError naming sampling_rate (no division by zero later)')
+def _sampling_rate_zero(tmp_path, monkeypatch):
+    from ecgvit.data.preprocess import Preprocessing
+
+    for rate in (0, -360, math.nan):
+        with pytest.raises(ValueError, match='sampling_rate must be a positive number of Hz'):
+            Preprocessing(sampling_rate=rate)
+
+
+@case('resume', 'another method', 'a MAE-MoCo checkpoint resumed with --method mae_nextclip (or the shared pass)',
+      'ValueError that says the method differs, naming both, before the list of changed settings')
+def _resume_with_another_method(tmp_path, monkeypatch):
+    from ecgvit.train.compat import check_resume_method
+
+    moco, clip = _pretrainer('mae_moco'), create_pretrainer('mae_nextclip', 'ecg_vit_tiny', cycle='fixed')
+    state = {'path': 'run/checkpoints/step-00000004', 'config': {'method': 'mae_moco', 'pretrainer': moco.config}}
+    with pytest.raises(ValueError, match=r'step-00000004: the method differs: the checkpoint was trained with '
+                                         r'mae_moco, this run asks for mae_nextclip'):
+        check_resume_method(state, {'method': 'mae_nextclip', 'pretrainer': clip.config})
+    with pytest.raises(ValueError, match='with mae_moco, this run asks for mae_moco_shared'):
+        check_resume_method(state, {'method': 'mae_moco', 'pretrainer': dict(moco.config, shared_pass=True)})
+    # API runs that record no method name are told apart by their branches.
+    with pytest.raises(ValueError, match=r'with mae\+moco, this run asks for mae\+clip'):
+        check_resume_method({'config': {'pretrainer': moco.config}}, {'pretrainer': clip.config})
+    check_resume_method(state, {'method': 'mae_moco', 'pretrainer': dict(moco.config, queue_size=32)})  # same one
+    check_resume_method(state, None)  # nothing recorded here: the settings check decides
+
+
+@pytest.mark.parametrize('index', range(len(HOSTILE_CASES)),
+                         ids=[f"{c['layer']}: {c['kind']}" for c in HOSTILE_CASES])
+def test_hostile_case(index, tmp_path, monkeypatch):
+    _CHECKS[index](tmp_path, monkeypatch)
+
+
+def test_every_case_is_a_complete_row():
+    assert len(HOSTILE_CASES) == len(_CHECKS) >= 30
+    for row in HOSTILE_CASES:
+        assert set(row) == {'layer', 'kind', 'description', 'expected'} and all(row.values())
+    kinds = [(r['layer'], r['kind']) for r in HOSTILE_CASES]
+    assert len(set(kinds)) == len(kinds), 'each (layer, kind) names one case'
