@@ -24,9 +24,10 @@ facts about the data, so two sources that disagree on them are an error. Without
 right only when no patient has two records (otherwise pass ``patient_ids``, or records of one patient may land in
 both train and test).
 
-NaN/inf samples are an error at indexing (naming the records) unless ``nan_policy='repair'``, which leaves them to
-the preprocessing's repair (linear interpolation). Values are read as float32; millivolts are expected (the model
-input is z-scored per lead, so a constant scale does not matter).
+NaN/inf samples are an error at indexing (naming the records; the check reads the whole array once per index)
+unless ``nan_policy='repair'``, which skips the check and leaves them to the preprocessing's repair (linear
+interpolation). ``entry.meta['row']`` is a record's row in the array. Values are read as float32; millivolts are
+expected (the model input is z-scored per lead, so a constant scale does not matter).
 
 Example:
     >>> np.savez('ecgs.npz', signals=x, sampling_rate=500, leads=['I', 'II', 'V1'], labels=y)  # doctest: +SKIP
@@ -222,7 +223,15 @@ class ArraysDataset(ECGDataset):
                 if self.signals_key not in z.files:
                     raise DatasetLayoutError(f'{self.path}: no array {self.signals_key!r} (found {z.files}); save '
                                              f'the signals under that name, or pass signals_key=<name>.')
-                return {k: z[k] for k in names if k in z.files}
+                out = {}
+                for k in names:
+                    if k in z.files:
+                        try:
+                            out[k] = z[k]
+                        except ValueError:  # an object array: numpy will not unpickle it (and should not)
+                            raise DatasetLayoutError(f'{self.path}: {k!r} is an object array; save it as numbers or '
+                                                     f'strings (np.asarray(values, dtype=str)).') from None
+                return out
         with self._h5() as f:
             if self.signals_key not in f:
                 raise DatasetLayoutError(f'{self.path}: no dataset {self.signals_key!r} (found {list(f.keys())}); '
