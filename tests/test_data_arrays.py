@@ -231,6 +231,12 @@ def test_probe_and_finetune_on_an_npz_file(tmp_path):
         assert result['windows']['test']['n_windows'] == 2 * result['windows']['test']['n_records']
     with pytest.raises(FileNotFoundError, match=r'--data arrays needs --data-dir <file.npy\|.npz\|.h5\|.hdf5>'):
         prepare_data('arrays', tmp_path, tmp_path / 'cache')
+    # From Python, the rate and leads of a bare .npy can come with the call instead of a sidecar.
+    np.save(tmp_path / 'bare.npy', x)
+    splits = prepare_data('arrays', tmp_path / 'bare.npy', tmp_path / 'cache', sampling_rate=FS, num_samples=500,
+                          progress=False, dataset_options={'sampling_rate': FS, 'leads': LEADS,
+                                                           'labels': labels.tolist()})
+    assert splits['label_names'] == ['a', 'b', 'c'] and sum(len(splits[s]) for s in ('train', 'val', 'test')) == 60
 
 
 def test_arrays_dataset_is_registered():

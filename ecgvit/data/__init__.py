@@ -12,6 +12,7 @@ from .datasets import (
     CPSC2018_CLASSES,
     PTBXL_LABEL_SETS,
     SPLITS,
+    ArraysDataset,
     ChallengeDataset,
     ChapmanDataset,
     Code15Dataset,
@@ -27,7 +28,14 @@ from .datasets import (
     get_dataset,
     list_datasets,
 )
-from .prepare import check_model_data, check_num_samples, model_data_cfg, parse_data_spec, prepare_data
+from .prepare import (
+    check_model_data,
+    check_num_samples,
+    check_short_records,
+    model_data_cfg,
+    parse_data_spec,
+    prepare_data,
+)
 from .preprocess import IncompatibleDataError, Preprocessing
 from .records import MissingLeadsError, Record, RecordError, RecordFileNotFoundError, canonical_lead_name, read_record
 from .synthetic import SYNTHETIC_CLASSES, SyntheticECG, make_synthetic, split_by_patient, synthesize_ecg
@@ -35,10 +43,10 @@ from .synthetic import SYNTHETIC_CLASSES, SyntheticECG, make_synthetic, split_by
 __all__ = [
     'Record', 'RecordError', 'RecordFileNotFoundError', 'MissingLeadsError', 'read_record', 'canonical_lead_name',
     'Preprocessing', 'IncompatibleDataError',
-    'prepare_data', 'parse_data_spec', 'check_num_samples', 'model_data_cfg', 'check_model_data',
+    'prepare_data', 'parse_data_spec', 'check_num_samples', 'check_short_records', 'model_data_cfg', 'check_model_data',
     'SYNTHETIC_CLASSES', 'SyntheticECG', 'make_synthetic', 'synthesize_ecg', 'split_by_patient',
     'SPLITS', 'ECGDataset', 'Entry', 'DatasetLayoutError', 'get_dataset', 'list_datasets', 'PTBXLDataset',
     'PTBXL_LABEL_SETS', 'CPSC2018Dataset', 'CPSC2018_CLASSES', 'ChapmanDataset', 'CHAPMAN_CLASSES', 'ChallengeDataset',
-    'Code15Dataset', 'LUDBDataset', 'FolderDataset', 'SyntheticDataset', 'PretrainingPool',
+    'Code15Dataset', 'LUDBDataset', 'FolderDataset', 'ArraysDataset', 'SyntheticDataset', 'PretrainingPool',
     'build_cache', 'CachedECGDataset', 'CacheBuildError', 'CacheError', 'signal_sha256', 'CACHE_VERSION',
 ]

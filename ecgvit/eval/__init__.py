@@ -14,9 +14,11 @@ from .metrics import (
     ovr_macro_auc,
     primary_metric,
 )
+from .pooling import embed_records, predict_records
 
 __all__ = [
     'METRIC_NAMES', 'FinetuneConfig', 'ProbeConfig', 'TaskInfo', 'binary_auc', 'bootstrap_metrics', 'compute_metrics',
-    'extract_features', 'finetune', 'finetune_param_groups', 'fit_classifier', 'infer_task', 'linear_probe',
-    'multilabel_macro_auroc', 'ovo_macro_auc', 'ovr_macro_auc', 'predict', 'primary_metric',
+    'embed_records', 'extract_features', 'finetune', 'finetune_param_groups', 'fit_classifier', 'infer_task',
+    'linear_probe', 'multilabel_macro_auroc', 'ovo_macro_auc', 'ovr_macro_auc', 'predict', 'predict_records',
+    'primary_metric',
 ]
