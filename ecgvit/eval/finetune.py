@@ -110,5 +110,5 @@ def finetune(
                                                                                ('test', test_set))},
                    'config': dataclasses.asdict(dataclasses.replace(cfg, warmup_epochs=fit['warmup_epochs'])),
                    'history': fit['history']})
-    save_eval_outputs(output_dir, result, y, prob, test_ids, encoder)
+    save_eval_outputs(output_dir, result, y, prob, test_ids if hasattr(test_set, 'record_ids') else None, encoder)
     return result

@@ -169,7 +169,8 @@ def linear_probe(
             raise ValueError(f'The {name} split has no labels: the probe needs a labelled dataset.')
         splits[name] = (torch.from_numpy(feats), torch.from_numpy(labels))
         windows[name] = describe_pooling(ds, cfg.pooling)
-        test_ids = ids
+        if name == 'test' and getattr(ds, 'record_ids', None) is not None:
+            test_ids = ids
     embed_s = time.time() - t0
     mean = splits['train'][0].mean(0)
     std = splits['train'][0].std(0).clamp_min(1e-6)
