@@ -306,12 +306,12 @@ def run_benchmark(cfg: BenchmarkConfig) -> List[Dict[str, Any]]:
 def _run(cfg: BenchmarkConfig, out: Path, t_start: float, methods: List[str], protocols: List[str]) -> List[Dict]:
     from ecgvit.eval import finetune, linear_probe, primary_metric
 
-    pp = data_preprocessing(cfg.sampling_rate, cfg.num_samples)
+    pp = data_preprocessing(cfg.sampling_rate, cfg.num_samples, cfg.crop, cfg.window_stride, cfg.short_records)
     for method in cfg.checkpoints:  # a checkpoint the data do not fit ends the run before anything is trained
         load_checkpoint_encoder(method, cfg, pp)
     splits = prepare_data(cfg.data, cfg.data_dir, cfg.cache_dir or str(out / 'data'), seed=cfg.seed,
                           synthetic_records=cfg.synthetic_records, num_workers=cfg.num_workers, progress=cfg.progress,
-                          preprocessing=pp)
+                          short_records=cfg.short_records, preprocessing=pp)
     smallest = min(len(splits['train']), len(splits['val']))
     resolved = dict(dataclasses.asdict(cfg), cache_dir=splits['cache_dir'], label_names=splits['label_names'],
                     multilabel=splits['multilabel'], n_train=len(splits['train']), n_val=len(splits['val']),

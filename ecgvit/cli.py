@@ -95,7 +95,7 @@ def _add_output(p: Any, default: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``ecgvit`` argument parser (one subparser per command)."""
     from ecgvit.benchmark import NESTED_FLAGS, BenchmarkConfig
-    from ecgvit.eval.config import FinetuneConfig, ProbeConfig
+    from ecgvit.eval.config import FinetuneConfig, FitOptions, ProbeConfig
     from ecgvit.export import ExportConfig
     from ecgvit.options import DataOptions, RunOptions, add_options
     from ecgvit.train.config import TrainConfig
@@ -207,16 +207,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     # -- embed
     p = sub.add_parser('embed', formatter_class=_Formatter,
-                       help='Embed records (WFDB folder or cache) into embeddings.npy + ids.txt.',
-                       description='Compute the pre-logits embedding ([CLS]) of every record of a WFDB folder or of '
-                                   'a cache written by ecgvit.data.build_cache. Writes OUTPUT/embeddings.npy '
-                                   '(float32, N x D), OUTPUT/ids.txt (one record id per line, same order) and '
-                                   'config.json.')
+                       help='Embed records (WFDB folder, array file, dataset or cache) into embeddings.npy + ids.txt.',
+                       description='Compute the pre-logits embedding ([CLS]) of every record of a WFDB folder, an '
+                                   'array file (.npy/.npz/.h5, see --data arrays), any dataset (--data NAME '
+                                   '--data-dir PATH) or a cache written by ecgvit.data.build_cache. A record longer '
+                                   'than the model input is cut into windows (--crop, --window-stride) whose '
+                                   'embeddings are pooled (--pooling). Writes OUTPUT/embeddings.npy (float32, N x D), '
+                                   'OUTPUT/ids.txt (one id per row of embeddings.npy: record ids, record#window with '
+                                   '--pooling none), OUTPUT/windows.csv with --pooling none (row, record_id, window, '
+                                   'start_s, end_s) and config.json.')
     _add_common(p)
     _add_encoder(p)
     p.add_argument('--input', default=None, metavar='PATH',
-                   help='WFDB folder (searched recursively) or cache folder (required).')
-    _add_data(p, only=('sampling_rate', 'num_samples'))
+                   help='WFDB folder (searched recursively), array file (.npy/.npz/.h5/.hdf5; its sampling rate and '
+                        'lead names in the file or in a sidecar <stem>.json) or cache folder; or --data/--data-dir.')
+    add_options(p.add_argument_group('data'), DataOptions, defaults={'data': None},
+                only=('data', 'data_dir', 'sampling_rate', 'num_samples', 'crop', 'window_stride', 'short_records'))
+    add_options(p, FitOptions, only=('pooling',))
     p.add_argument('-b', '--batch-size', type=int, default=128, help='Records per forward pass.')
     p.add_argument('--fast', default='off', choices=['off', 'auto', 'fp32', 'bf16', 'int8', 'compile'],
                    help="CPU fast path: 'auto' times fp32, bf16 and int8 dynamic quantisation on this machine and "
@@ -343,7 +350,8 @@ def _splits(args: argparse.Namespace, model_cfg: Optional[Dict[str, Any]] = None
 
     cache = args.cache_dir or str(Path(args.output) / 'data')
     splits = prepare_data(args.data, args.data_dir, cache, args.sampling_rate, args.num_samples, args.seed,
-                          args.synthetic_records, args.num_workers, args.progress, model_cfg=model_cfg,
+                          args.synthetic_records, args.num_workers, args.progress, crop=args.crop,
+                          window_stride=args.window_stride, short_records=args.short_records, model_cfg=model_cfg,
                           model_name=_weights_name(args))
     _print_skipped(splits['skipped'], splits['skipped_csv'])
     return splits
@@ -625,18 +633,37 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     from ecgvit.constants import DEFAULT_NUM_SAMPLES, DEFAULT_SAMPLING_RATE
     from ecgvit.data import CachedECGDataset, Preprocessing, build_cache, get_dataset
-    from ecgvit.data.prepare import check_model_data, check_num_samples, data_preprocessing, model_data_cfg
-    from ecgvit.eval import extract_features
-    from ecgvit.options import RunOptions
+    from ecgvit.data.datasets.arrays import ARRAY_SUFFIXES
+    from ecgvit.data.prepare import (
+        check_model_data,
+        check_num_samples,
+        check_short_records,
+        data_preprocessing,
+        dataset_kwargs,
+        model_data_cfg,
+        parse_data_spec,
+    )
+    from ecgvit.eval.config import FitOptions
+    from ecgvit.eval.pooling import embed_records
+    from ecgvit.options import DataOptions, RunOptions, options_from_args
 
     _fill_defaults(args, RunOptions)
-    if args.input is None:
-        raise CliError('--input is required (on the command line or in --config).')
-    src = Path(args.input)
-    if not src.exists():
+    for cls, names in ((DataOptions, ('crop', 'window_stride', 'short_records')), (FitOptions, ('pooling',))):
+        given = options_from_args(args, cls, only=names)
+        for f in dataclasses.fields(cls):
+            if f.name in names and f.name not in given:
+                setattr(args, f.name, f.default)
+    if args.input is not None and args.data is not None:
+        raise CliError('give --input PATH or --data NAME --data-dir PATH, not both.')
+    if args.input is None and args.data is None:
+        raise CliError('--input (a WFDB folder, array file or cache) or --data NAME --data-dir PATH is required.')
+    if args.window_stride is not None and args.crop != 'windows':
+        raise CliError(f'--window-stride {args.window_stride} needs --crop windows (got --crop {args.crop}).')
+    src = Path(args.input) if args.input is not None else None
+    if src is not None and not src.exists():
         raise CliError(f'--input {args.input!r} does not exist.')
     out = Path(args.output)
-    cached = (src / 'manifest.json').is_file()
+    cached = src is not None and (src / 'manifest.json').is_file()
     dataset = CachedECGDataset(src) if cached else None
     if args.num_samples is not None:
         check_num_samples(args.num_samples)
@@ -647,22 +674,37 @@ def cmd_embed(args: argparse.Namespace) -> int:
     model_cfg = model_data_cfg(encoder, source)
     if cached:
         check_model_data(dataset.preprocessing, model_cfg, f'--input {args.input} (a cache) for {_weights_name(args)}')
+        pp = dataset.preprocessing
     else:
-        index = get_dataset('folder', src, labels_csv=False)
-        if len(index) == 0:
-            raise CliError(f'--input {args.input!r} holds no readable WFDB records (.hea + signal files).')
+        pad = 'zero' if args.short_records == 'pad' else 'error'
         if model_cfg is not None:
-            # The recipe the weights were trained with (--sampling-rate / --num-samples may only restate it); short
-            # records and empty leads are tolerated as by every command, whatever the training run did.
-            pp = Preprocessing.from_pretrained_cfg(model_cfg, pad='zero', empty_lead_policy='zero',
-                                                   missing_leads='zero')
+            # The recipe the weights were trained with (--sampling-rate / --num-samples may only restate it); empty
+            # leads are tolerated as by every command, whatever the training run did.
+            pp = Preprocessing.from_pretrained_cfg(model_cfg, pad=pad, empty_lead_policy='zero', missing_leads='zero',
+                                                   crop=args.crop, window_stride=args.window_stride)
             given = {k: v for k, v in (('sampling_rate', args.sampling_rate), ('num_samples', args.num_samples))
                      if v is not None}
             check_model_data(Preprocessing.from_dict(dict(pp.to_dict(), **given)), model_cfg, _weights_name(args))
         else:  # random initialisation: any rate; the model is built for the length
-            pp = data_preprocessing(args.sampling_rate or DEFAULT_SAMPLING_RATE, length or DEFAULT_NUM_SAMPLES)
+            pp = data_preprocessing(args.sampling_rate or DEFAULT_SAMPLING_RATE, length or DEFAULT_NUM_SAMPLES,
+                                    args.crop, args.window_stride, args.short_records)
         if pp.num_samples != length:  # the encoder was built before the recipe was known
             encoder, source = load_encoder(args.checkpoint, args.model, pp.num_samples, args.pretrained)
+        if args.data is not None:
+            name, label_set = parse_data_spec(args.data)
+            root = args.data_dir if name != 'synthetic' or args.data_dir else str(out / 'synthetic')
+            index = get_dataset(name, root, **dataset_kwargs(name, label_set, pp.sampling_rate, args.seed,
+                                                             num_samples=pp.num_samples))
+        elif src.is_file() and src.suffix.lower() in ARRAY_SUFFIXES:
+            index = get_dataset('arrays', src)
+        elif src.is_file():
+            raise CliError(f'--input {args.input!r} is a file but not an array file ({", ".join(ARRAY_SUFFIXES)}); '
+                           f'give a WFDB folder, an array file or a cache folder.')
+        else:
+            index = get_dataset('folder', src, labels_csv=False)
+        if len(index) == 0:
+            raise CliError(f'{args.input or args.data_dir!r} holds no readable records.')
+        check_short_records(index, pp, args.short_records)
         cache = build_cache(index, pp, out / 'cache', num_workers=args.num_workers, progress=args.progress)
         dataset = CachedECGDataset(cache)
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -680,24 +722,42 @@ def cmd_embed(args: argparse.Namespace) -> int:
         source = dict(source, fast_mode=encoder.mode, fast_timings_ms=encoder.timings_ms, fast_cosine=encoder.cosine)
         print(f'fast path: {encoder.mode} ' + ' '.join(f'{k} {v:.1f} ms' for k, v in encoder.timings_ms.items()))
         amp = 'fp32'  # the fast encoder manages its own precision
-    feats, _ = extract_features(encoder, dataset, batch_size=args.batch_size, amp=amp,
-                                num_workers=args.num_workers, progress=args.progress, device=device)
+    feats, _, ids = embed_records(encoder, dataset, args.pooling, batch_size=args.batch_size, amp=amp,
+                                  num_workers=args.num_workers, progress=args.progress, device=device)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / 'embeddings.npy', feats)
-    ids = list(dataset.record_ids)
-    windows = getattr(dataset, 'windows', None)
-    if windows is not None and len(set(ids)) != len(ids):  # several windows per record: make ids unique
-        ids = [f'{r}#{w}' for r, w in zip(ids, windows)]
+    n_records = len(set(dataset.record_ids))
+    if args.pooling == 'none':
+        _write_windows_csv(out / 'windows.csv', ids, dataset.windows, pp)
+        if len(set(ids)) != len(ids):  # several windows per record: make the ids unique
+            ids = [f'{r}#{w}' for r, w in zip(ids, dataset.windows)]
     (out / 'ids.txt').write_text('\n'.join(ids) + '\n')
     import shutil
 
     skipped = dataset.skipped
     shutil.copyfile(dataset.skipped_csv, out / 'skipped.csv')  # beside the results: which records are not in them
-    _write_config(out, args, {'command': 'embed', 'encoder': source, 'num_records': len(ids),
-                              'num_skipped': len(skipped), 'embedding_dim': int(feats.shape[1])})
-    print(f'wrote {out / "embeddings.npy"} {tuple(feats.shape)} and {out / "ids.txt"}')
+    _write_config(out, args, {'command': 'embed', 'encoder': source, 'num_records': n_records,
+                              'num_windows': len(dataset), 'num_rows': len(ids), 'pooling': args.pooling,
+                              'num_skipped': len(skipped), 'preprocessing': pp.to_dict(),
+                              'embedding_dim': int(feats.shape[1])})
+    extra = f', {out / "windows.csv"}' if args.pooling == 'none' else ''
+    print(f'wrote {out / "embeddings.npy"} {tuple(feats.shape)} ({n_records} records, {len(dataset)} windows, '
+          f'pooling {args.pooling}), {out / "ids.txt"}{extra}')
     _print_skipped(len(skipped), str(out / 'skipped.csv'))
     return 0
+
+
+def _write_windows_csv(path: Path, record_ids: Sequence[str], windows: Sequence[int], pp: Any) -> None:
+    """Row of embeddings.npy -> record and window, with the window's span in seconds of the resampled record."""
+    import csv
+
+    stride = (pp.window_stride or pp.num_samples) if pp.crop == 'windows' else 0
+    with open(path, 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['row', 'record_id', 'window', 'start_s', 'end_s'])
+        for row, (rid, k) in enumerate(zip(record_ids, windows)):
+            start = int(k) * stride / pp.sampling_rate
+            w.writerow([row, rid, int(k), f'{start:g}', f'{start + pp.duration_s:g}'])
 
 
 def cmd_push(args: argparse.Namespace) -> int:

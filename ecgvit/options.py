@@ -73,16 +73,28 @@ class DataOptions:
     """Which records a command reads and how they are shaped for the model."""
     data: str = option('synthetic', "Dataset and label set, e.g. 'synthetic' (built in, generated on first use), "
                                     "'ptbxl:superdiagnostic', 'cpsc2018', 'chapman', 'ludb:rhythm', 'cinc', 'folder', "
-                                    "or 'pool' (pretraining: every dataset folder under --data-dir, 10-s windows, "
-                                    'duplicates dropped, PTB-XL folds 9-10 held out, 5% of patients for the '
-                                    'validation loss).', metavar='NAME[:LABELS]')
-    data_dir: Optional[str] = option(None, 'Dataset folder (not needed for synthetic).', metavar='PATH')
+                                    "'arrays' (a .npy/.npz/.h5 file: --data-dir FILE; its sampling rate and lead names "
+                                    "stored in it or in a sidecar FILE-stem.json), or 'pool' (pretraining: every "
+                                    'dataset folder under --data-dir, 10-s windows, duplicates dropped, PTB-XL folds '
+                                    '9-10 held out, 5% of patients for the validation loss).', metavar='NAME[:LABELS]')
+    data_dir: Optional[str] = option(None, 'Dataset folder (not needed for synthetic); the array file for arrays.',
+                                     metavar='PATH')
     cache_dir: Optional[str] = option(None, 'Where preprocessed caches go (default: OUTPUT/data).', metavar='PATH')
     sampling_rate: Optional[float] = option(None, "Model input rate in Hz (default: the model's own, from its "
                                                   'pretrained cfg; 360 for the seed-size encoders).')
     num_samples: Optional[int] = option(None, "Model input length in samples, a multiple of 25 (default: the model's "
                                               'own; 3600 = 10 s at 360 Hz for the seed-size encoders).')
     synthetic_records: int = option(400, "Records generated for 'synthetic'.")
+    crop: str = option('windows', "How a record becomes model inputs: 'windows' (the whole record, cut into windows of "
+                                  '--num-samples spaced --window-stride apart; a tail shorter than a window is left '
+                                  'out; probe, finetune and embed pool the windows of a record, see --pooling) or '
+                                  "'center' (one window from the middle of the record).",
+                       choices=('windows', 'center'))
+    window_stride: Optional[int] = option(None, 'Samples (at the model rate) between the starts of consecutive windows '
+                                                'of a record (default: --num-samples, windows do not overlap).')
+    short_records: str = option('pad', 'A record shorter than one window: zero-padded to it with a warning (pad), '
+                                       'left out with a warning (skip), or an error (error).',
+                                choices=('pad', 'skip', 'error'))
 
 
 def model_input_defaults(model: Any) -> Tuple[float, int]:

@@ -135,7 +135,7 @@ def read(base: Path, **kw) -> Callable[[], Any]:
 
 def through_preprocessing(base: Path, pp: Preprocessing | None = None, **kw) -> Callable[[], Any]:
     """Read as the commands do (missing leads zero-filled) and preprocess with the commands' lenient recipe."""
-    pp = pp or data_preprocessing(FS, 2500)
+    pp = pp or data_preprocessing(FS, 2500, crop='center')  # one array per record
     return lambda: pp(read_record(base, missing_leads='zero', **kw), return_mask=True)
 
 

@@ -20,6 +20,7 @@ from .datasets import (
     CPSC2018_CLASSES,
     PTBXL_LABEL_SETS,
     SPLITS,
+    ArraysDataset,
     ChallengeDataset,
     ChapmanDataset,
     Code15Dataset,
@@ -35,7 +36,14 @@ from .datasets import (
     get_dataset,
     list_datasets,
 )
-from .prepare import check_model_data, check_num_samples, model_data_cfg, parse_data_spec, prepare_data
+from .prepare import (
+    check_model_data,
+    check_num_samples,
+    check_short_records,
+    model_data_cfg,
+    parse_data_spec,
+    prepare_data,
+)
 from .preprocess import IncompatibleDataError, Preprocessing
 from .records import (
     ChecksumError,
@@ -53,11 +61,11 @@ __all__ = [
     'Record', 'RecordError', 'RecordFileNotFoundError', 'MissingLeadsError', 'ChecksumError', 'UnsafePathError',
     'read_record', 'canonical_lead_name',
     'Preprocessing', 'IncompatibleDataError',
-    'prepare_data', 'parse_data_spec', 'check_num_samples', 'model_data_cfg', 'check_model_data',
+    'prepare_data', 'parse_data_spec', 'check_num_samples', 'check_short_records', 'model_data_cfg', 'check_model_data',
     'SYNTHETIC_CLASSES', 'SyntheticECG', 'make_synthetic', 'synthesize_ecg', 'split_by_patient',
     'SPLITS', 'ECGDataset', 'Entry', 'DatasetLayoutError', 'get_dataset', 'list_datasets', 'PTBXLDataset',
     'PTBXL_LABEL_SETS', 'CPSC2018Dataset', 'CPSC2018_CLASSES', 'ChapmanDataset', 'CHAPMAN_CLASSES', 'ChallengeDataset',
-    'Code15Dataset', 'LUDBDataset', 'FolderDataset', 'SyntheticDataset', 'PretrainingPool',
+    'Code15Dataset', 'LUDBDataset', 'FolderDataset', 'ArraysDataset', 'SyntheticDataset', 'PretrainingPool',
     'build_cache', 'CachedECGDataset', 'CacheBuildError', 'CacheError', 'ImplausibleDataError', 'signal_sha256',
     'CACHE_VERSION',
 ]

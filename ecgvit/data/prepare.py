@@ -16,17 +16,22 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import warnings
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping
 
 from ecgvit.constants import PATCH_SIZE
 
 from .cache import CachedECGDataset, build_cache
-from .datasets import DATASETS, get_dataset
+from .datasets import DATASETS, ECGDataset, get_dataset
+from .datasets.arrays import ARRAY_SUFFIXES
 from .preprocess import IncompatibleDataError, Preprocessing
 
-__all__ = ['parse_data_spec', 'dataset_kwargs', 'check_num_samples', 'data_preprocessing', 'model_data_cfg',
-           'check_model_data', 'prepare_data']
+__all__ = ['parse_data_spec', 'dataset_kwargs', 'check_num_samples', 'data_preprocessing', 'resampled_length',
+           'check_short_records', 'model_data_cfg', 'check_model_data', 'prepare_data']
+
+_SHORT_RECORDS = ('pad', 'skip', 'error')
 
 _logger = logging.getLogger(__name__)
 
@@ -81,11 +86,66 @@ def dataset_kwargs(name: str, label_set: str | None, sampling_rate: float, seed:
     return kwargs
 
 
-def data_preprocessing(sampling_rate: float, num_samples: int) -> Preprocessing:
-    """The preprocessing commands use for a model rate and length: short records zero-padded, missing or empty leads
-    zero-filled (real collections have both: 7.3-s CODE-15% exams, Ningbo records with flat chest leads)."""
-    return Preprocessing(sampling_rate=sampling_rate, num_samples=check_num_samples(num_samples), pad='zero',
-                         empty_lead_policy='zero', missing_leads='zero')
+def data_preprocessing(sampling_rate: float, num_samples: int, crop: str = 'windows',
+                       window_stride: int | None = None, short_records: str = 'pad') -> Preprocessing:
+    """The preprocessing commands use for a model rate and length: missing or empty leads zero-filled (real
+    collections have both: Ningbo records with flat chest leads), records cut into windows (or centre-cropped),
+    short records zero-padded or refused (7.3-s CODE-15% exams).
+
+    Args:
+        sampling_rate, num_samples: The model input rate and length.
+        crop: 'windows' (the whole record as windows of ``num_samples``, ``window_stride`` apart) or 'center'.
+        window_stride: Samples between window starts (default ``num_samples``: no overlap).
+        short_records: 'pad' (zero-pad a record shorter than one window), 'skip' or 'error' (not padded: the
+            cache leaves it out with its reason; :func:`check_short_records` warns or raises first).
+    """
+    if short_records not in _SHORT_RECORDS:
+        raise ValueError(f'short_records={short_records!r} is not supported; use one of {_SHORT_RECORDS}.')
+    if window_stride is not None and crop != 'windows':
+        raise ValueError(f"window_stride={window_stride} needs crop='windows' (--crop windows), got crop={crop!r}.")
+    return Preprocessing(sampling_rate=sampling_rate, num_samples=check_num_samples(num_samples),
+                         pad='zero' if short_records == 'pad' else 'error', empty_lead_policy='zero',
+                         missing_leads='zero', crop=crop, window_stride=window_stride)
+
+
+def resampled_length(num_samples: int, fs_in: float, fs_out: float) -> int:
+    """The length ``resample`` gives a signal of ``num_samples`` at ``fs_in`` resampled to ``fs_out``."""
+    if fs_in == fs_out:
+        return int(num_samples)
+    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
+    return -(-int(num_samples) * ratio.numerator // ratio.denominator)
+
+
+def check_short_records(dataset: ECGDataset, preprocessing: Preprocessing, short_records: str = 'pad') -> list[str]:
+    """Find the records shorter than one model window (from their headers; nothing is read) and say so.
+
+    Args:
+        dataset: The index (its ``signal_length`` gives each record's length).
+        preprocessing: The model rate and window length.
+        short_records: 'pad' or 'skip': a ``UserWarning`` naming how many and which (they are zero-padded, or left
+            out by the cache); 'error': a ``ValueError`` naming them and the options.
+
+    Returns:
+        The ids of the short records.
+    """
+    short = []
+    for e in dataset.entries:
+        length = dataset.signal_length(e)
+        if length is not None and resampled_length(length[0], length[1], preprocessing.sampling_rate) \
+                < preprocessing.num_samples:
+            short.append(e.record_id)
+    if not short:
+        return short
+    what = (f'{len(short)} of {len(dataset)} records of {dataset.name} are shorter than one model window '
+            f'({preprocessing.num_samples} samples = {preprocessing.duration_s:g} s at '
+            f'{preprocessing.sampling_rate:g} Hz), e.g. {short[:5]}')
+    if short_records == 'error':
+        raise ValueError(f'{what}. Use --short-records pad (short_records=\'pad\') to zero-pad them or skip to '
+                         f'leave them out.')
+    done = 'zero-padded to the window' if short_records == 'pad' else 'left out (the cache manifest lists them)'
+    other = 'skip to leave them out' if short_records == 'pad' else 'pad to zero-pad them'
+    warnings.warn(f'{what}: {done}. --short-records {other}, error to refuse them.', UserWarning, stacklevel=2)
+    return short
 
 
 def model_data_cfg(encoder: Any, source: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -144,6 +204,10 @@ def prepare_data(
         num_workers: int = 0,
         progress: bool = False,
         *,
+        crop: str = 'windows',
+        window_stride: int | None = None,
+        short_records: str = 'pad',
+        dataset_options: Mapping[str, Any] | None = None,
         preprocessing: Preprocessing | None = None,
         model_cfg: Mapping[str, Any] | None = None,
         model_name: str | None = None,
@@ -151,8 +215,11 @@ def prepare_data(
     """Index a dataset, build (or reuse) its preprocessed cache, and open its train/val/test splits.
 
     Args:
-        data: ``name[:label_set]``, e.g. 'ptbxl:superdiagnostic', 'ludb:rhythm', 'code15', 'pool', 'synthetic'.
-        data_dir: Dataset folder (None only for 'synthetic', which generates into ``cache_dir``).
+        data: ``name[:label_set]``, e.g. 'ptbxl:superdiagnostic', 'ludb:rhythm', 'code15', 'pool', 'arrays',
+            'synthetic'.
+        data_dir: Dataset folder (None only for 'synthetic', which generates into ``cache_dir``); for 'arrays' the
+            ``.npy``/``.npz``/``.h5`` file (its rate and lead names in the file, in a sidecar ``<stem>.json`` or in
+            ``dataset_options``: see ``ecgvit.data.datasets.ArraysDataset``).
         cache_dir: Where the cache (and generated synthetic data) go.
         sampling_rate: Model input rate (records are resampled).
         num_samples: Model input length, a multiple of the patch length (centre crop / zero pad).
@@ -160,8 +227,14 @@ def prepare_data(
         synthetic_records: Records for 'synthetic'.
         num_workers: Cache-building processes.
         progress: Progress bars.
+        crop: 'windows' (every window of a record, one cache item each; the probe, fine-tuning and embed pool them
+            per record) or 'center'.
+        window_stride: Samples between window starts (default ``num_samples``).
+        short_records: 'pad' (zero-pad, with a warning), 'skip' (leave out, with a warning) or 'error'.
+        dataset_options: Extra ``get_dataset`` keyword arguments (e.g. ``sampling_rate``/``leads`` for 'arrays').
         preprocessing: The full recipe (e.g. ``Preprocessing.from_pretrained_cfg(model.pretrained_cfg)``); default
-            ``data_preprocessing(sampling_rate, num_samples)``. When given, its rate and length are used.
+            ``data_preprocessing(sampling_rate, num_samples, crop, window_stride, short_records)``. When given,
+            its rate, length, crop and padding are used.
         model_cfg: The pretrained cfg of the model that will read the data (``model_data_cfg``); checked with
             ``Preprocessing.check_compatible`` before anything is indexed or built.
         model_name: Names the weights in that check's error (e.g. ``'--checkpoint runs/x'``).
@@ -178,13 +251,18 @@ def prepare_data(
         IncompatibleDataError: the data would not be what ``model_cfg``'s weights were trained on.
     """
     name, label_set = parse_data_spec(data)
-    if name != 'synthetic':
+    if name in ('arrays', 'array'):
+        if not data_dir or not Path(data_dir).is_file() or Path(data_dir).suffix.lower() not in ARRAY_SUFFIXES:
+            raise FileNotFoundError(f'--data {data} needs --data-dir <file.npy|.npz|.h5|.hdf5>; {str(data_dir)!r} '
+                                    f'is not such a file.')
+    elif name != 'synthetic':
         if not data_dir:
             raise ValueError(f'--data {data} needs --data-dir <folder with the {name} files> (only synthetic data '
                              f'is generated on the fly).')
         if not Path(data_dir).is_dir():
             raise FileNotFoundError(f'--data-dir {str(data_dir)!r} does not exist or is not a folder.')
-    pp = preprocessing if preprocessing is not None else data_preprocessing(sampling_rate, num_samples)
+    pp = preprocessing if preprocessing is not None else data_preprocessing(sampling_rate, num_samples, crop,
+                                                                            window_stride, short_records)
     check_num_samples(pp.num_samples)
     check_model_data(pp, model_cfg, model_name)
     if name == 'pool' and label_set is not None:
@@ -196,14 +274,17 @@ def prepare_data(
     root = data_dir
     if name == 'synthetic' and root is None:
         root = str(cache_root / f'synthetic-{synthetic_records}-{seed}-{int(rate)}hz-{length}')
-    dataset = get_dataset(name, root, **kwargs)
+    dataset = get_dataset(name, root, **{**kwargs, **dict(dataset_options or {})})
+    if preprocessing is not None and short_records != 'error':  # a given recipe pads (or not) as it says
+        short_records = 'pad' if pp.pad != 'error' else 'skip'
+    check_short_records(dataset, pp, short_records)
     tag = f'{name}-{label_set or "default"}-{int(rate)}hz-{length}'
     cache = build_cache(dataset, pp, cache_root / f'cache-{tag}', num_workers=num_workers, progress=progress)
     splits = {s: CachedECGDataset(cache, split=s) for s in ('train', 'val', 'test')}
     for s, ds in splits.items():
         if len(ds) == 0 and not (name == 'pool' and s == 'test'):  # a pool holds no test split by design
             raise ValueError(f'The {s} split of {data} is empty (the cache at {cache} holds '
-                             f'{len(CachedECGDataset(cache))} records); use a larger dataset.')
+                             f'{len(CachedECGDataset(cache))} items); use a larger dataset.')
     skipped = splits['train'].skipped
     return dict(splits, cache_dir=str(cache), label_names=splits['train'].label_names,
                 multilabel=splits['train'].multilabel, preprocessing=pp, skipped=len(skipped),

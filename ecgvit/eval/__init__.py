@@ -19,11 +19,13 @@ from .metrics import (
     primary_metric,
     weighted_metric,
 )
+from .pooling import embed_records, predict_records
 from .suite import SuiteConfig, run_suite
 
 __all__ = [
     'METRIC_NAMES', 'FinetuneConfig', 'ProbeConfig', 'TaskInfo', 'binary_auc', 'bootstrap_metrics', 'compute_metrics',
-    'extract_features', 'finetune', 'finetune_param_groups', 'fit_classifier', 'infer_task', 'linear_probe',
-    'multilabel_macro_auroc', 'ovo_macro_auc', 'ovr_macro_auc', 'predict', 'primary_metric', 'average_precision',
-    'multilabel_macro_auprc', 'paired_bootstrap_diff', 'weighted_metric', 'SuiteConfig', 'run_suite',
+    'embed_records', 'extract_features', 'finetune', 'finetune_param_groups', 'fit_classifier', 'infer_task',
+    'linear_probe', 'multilabel_macro_auroc', 'ovo_macro_auc', 'ovr_macro_auc', 'predict', 'predict_records',
+    'primary_metric', 'average_precision', 'multilabel_macro_auprc', 'paired_bootstrap_diff', 'weighted_metric',
+    'SuiteConfig', 'run_suite',
 ]

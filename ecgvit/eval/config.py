@@ -27,6 +27,11 @@ class FitOptions(RunOptions):
     # Longer than the plateau patience, so the schedule gets to lower the rate before the run stops.
     early_stop_patience: int = option(20, 'Early stopping: epochs without a better validation loss.')
     n_boot: int = option(1000, 'Bootstrap resamples for the test metrics\' 95% CIs.')
+    pooling: str = option('mean', "How the windows of one record (--crop windows) become one: 'mean' of their "
+                                  'embeddings (the probe fits and tests on one pooled embedding per record) or of '
+                                  'their logits (fine-tuning trains on windows and tests on the pooled logits of each '
+                                  "record), 'max', or 'none' (every window its own item, metrics per window).",
+                          choices=('mean', 'max', 'none'))
 
 
 @documented

@@ -1,5 +1,9 @@
 """End-to-end fine-tuning: encoder + linear head on [CLS], every weight trains (seed protocol), with an optional
-layer-wise learning-rate decay (timm's ``param_groups_layer_decay``, driven by the encoder's ``group_matcher``)."""
+layer-wise learning-rate decay (timm's ``param_groups_layer_decay``, driven by the encoder's ``group_matcher``).
+
+Records longer than the model input arrive as several windows (``crop='windows'``): training and early stopping see
+every window as an item labelled with its record's label; the test averages the windows' logits per record
+(``FinetuneConfig.pooling``: 'mean', 'max', or 'none' for per-window metrics), so the metrics are per record."""
 import dataclasses
 import time
 from typing import Any, Dict, Optional
@@ -11,10 +15,11 @@ from torch.utils.data import DataLoader, Dataset
 from ecgvit.train.optim import create_adam
 from ecgvit.train.runtime import resolve_amp_dtype, seed_everything
 
-from .common import TaskInfo, fit_classifier, infer_task, predict
+from .common import TaskInfo, fit_classifier, infer_task
 from .config import FinetuneConfig, with_options
 from .linear_probe import save_eval_outputs
 from .metrics import bootstrap_metrics, primary_metric
+from .pooling import describe_pooling, predict_records
 
 __all__ = ['finetune', 'finetune_param_groups']
 
@@ -88,11 +93,12 @@ def finetune(
     train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=len(train_set) > batch_size,
                               num_workers=cfg.num_workers, generator=gen)
     val_loader = DataLoader(val_set, batch_size=batch_size, num_workers=cfg.num_workers)
-    test_loader = DataLoader(test_set, batch_size=batch_size, num_workers=cfg.num_workers)
     optimizer = create_adam(finetune_param_groups(encoder, cfg.weight_decay, cfg.layer_decay), cfg.lr, decoupled=True)
     fit = fit_classifier(encoder, train_loader, val_loader, task, optimizer, cfg, device=dev, amp_dtype=amp_dtype,
                          clip_grad=cfg.clip_grad or None, desc='finetune')
-    y, prob, test_loss = predict(encoder, test_loader, task, dev, amp_dtype)
+    # Trained and early-stopped on windows; tested per record on the pooled window logits (cfg.pooling).
+    y, prob, test_loss, test_ids = predict_records(encoder, test_set, task, dev, amp_dtype, cfg.pooling, batch_size,
+                                                   cfg.num_workers)
     result: Dict[str, Any] = {'protocol': 'finetune', 'multilabel': task.multilabel,
                               'num_classes': task.num_classes, 'label_names': task.label_names,
                               'primary_metric': primary_metric(task.multilabel),
@@ -100,7 +106,9 @@ def finetune(
     result.update(bootstrap_metrics(y, prob, task.multilabel, n_boot=cfg.n_boot, seed=cfg.seed))
     result.update({k: v for k, v in fit.items() if k != 'history'})
     result.update({'test_loss': test_loss, 'time_s': time.time() - t0,
+                   'windows': {n: describe_pooling(d, cfg.pooling) for n, d in (('train', train_set), ('val', val_set),
+                                                                               ('test', test_set))},
                    'config': dataclasses.asdict(dataclasses.replace(cfg, warmup_epochs=fit['warmup_epochs'])),
                    'history': fit['history']})
-    save_eval_outputs(output_dir, result, y, prob, getattr(test_set, 'record_ids', None), encoder)
+    save_eval_outputs(output_dir, result, y, prob, test_ids if hasattr(test_set, 'record_ids') else None, encoder)
     return result

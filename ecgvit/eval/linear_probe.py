@@ -3,6 +3,11 @@
 The features are standardised with the training split's mean and std (the role MAE's affine-free BatchNorm plays
 before its probe head); the standardisation is folded into the linear layer afterwards, so the result is a plain
 ``encoder + nn.Linear`` classifier.
+
+Records longer than the model input arrive as several windows (a cache built with ``crop='windows'``); their
+embeddings are pooled into one per record (``ProbeConfig.pooling``, mean by default) before the layer is fitted and
+tested, so the metrics are per record. A record's windows are always in one split (splits are assigned per record,
+by patient), so pooling never mixes train and test.
 """
 import contextlib
 import dataclasses
@@ -21,6 +26,7 @@ from ecgvit.train.runtime import autocast_context, resolve_amp_dtype, seed_every
 from .common import TaskInfo, fit_classifier, infer_task, predict
 from .config import ProbeConfig, with_options
 from .metrics import bootstrap_metrics, primary_metric
+from .pooling import describe_pooling, embed_records
 
 __all__ = ['extract_features', 'linear_probe', 'save_eval_outputs']
 
@@ -152,14 +158,19 @@ def linear_probe(
     t0 = time.time()
     dev = torch.device(cfg.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     task = task or infer_task(train_set)
-    splits = {}
+    splits, test_ids, windows = {}, None, {}
     for name, ds in (('train', train_set), ('val', val_set), ('test', test_set)):
         if ds is None or len(ds) == 0:
             raise ValueError(f'The {name} split is empty: the probe needs train, val and test records.')
-        feats, labels = extract_features(encoder, ds, cfg.batch_size, dev, cfg.amp, cfg.num_workers, cfg.progress)
+        # One pooled embedding per record (a record's windows never straddle splits: splits are per record).
+        feats, labels, ids = embed_records(encoder, ds, cfg.pooling, cfg.batch_size, dev, cfg.amp, cfg.num_workers,
+                                           cfg.progress)
         if labels is None:
             raise ValueError(f'The {name} split has no labels: the probe needs a labelled dataset.')
         splits[name] = (torch.from_numpy(feats), torch.from_numpy(labels))
+        windows[name] = describe_pooling(ds, cfg.pooling)
+        if name == 'test' and getattr(ds, 'record_ids', None) is not None:
+            test_ids = ids
     embed_s = time.time() - t0
     mean = splits['train'][0].mean(0)
     std = splits['train'][0].std(0).clamp_min(1e-6)
@@ -180,7 +191,7 @@ def linear_probe(
                               'label_names': task.label_names, 'primary_metric': primary_metric(task.multilabel)}
     result.update(bootstrap_metrics(y, prob, task.multilabel, n_boot=cfg.n_boot, seed=cfg.seed))
     result.update({k: v for k, v in fit.items() if k != 'history'})
-    result.update({'test_loss': test_loss, 'embed_time_s': embed_s, 'time_s': time.time() - t0,
+    result.update({'test_loss': test_loss, 'embed_time_s': embed_s, 'time_s': time.time() - t0, 'windows': windows,
                    'config': dataclasses.asdict(dataclasses.replace(cfg, warmup_epochs=fit['warmup_epochs'])),
                    'history': fit['history']})
     # Fold the standardisation into the layer and install it as the encoder's head: encoder(x) is now the probe.
@@ -194,5 +205,5 @@ def linear_probe(
         classifier = encoder
     else:
         classifier = None
-    save_eval_outputs(output_dir, result, y, prob, getattr(test_set, 'record_ids', None), classifier)
+    save_eval_outputs(output_dir, result, y, prob, test_ids, classifier)
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .arrays import ArraysDataset
 from .base import SPLITS, DatasetLayoutError, ECGDataset, Entry, assign_splits
 from .challenge import ChallengeDataset, load_dx_mapping
 from .chapman import CHAPMAN_CLASSES, ChapmanDataset
@@ -16,7 +17,8 @@ from .ptbxl import PTBXL_LABEL_SETS, PTBXLDataset
 from .synthetic import SyntheticDataset, default_data_dir
 
 __all__ = [
-    'SPLITS', 'DatasetLayoutError', 'ECGDataset', 'Entry', 'assign_splits', 'ChallengeDataset', 'load_dx_mapping',
+    'ArraysDataset', 'SPLITS', 'DatasetLayoutError', 'ECGDataset', 'Entry', 'assign_splits', 'ChallengeDataset',
+    'load_dx_mapping',
     'CHAPMAN_CLASSES', 'ChapmanDataset', 'CODE15_CLASSES', 'Code15Dataset', 'CPSC2018_CLASSES', 'CPSC2018Dataset',
     'FolderDataset', 'LUDBDataset', 'PretrainingPool', 'PTBXL_LABEL_SETS', 'PTBXLDataset', 'SyntheticDataset',
     'default_data_dir', 'get_dataset', 'list_datasets', 'DATASETS',
@@ -25,6 +27,7 @@ __all__ = [
 DATASETS: dict[str, type[ECGDataset]] = {
     'synthetic': SyntheticDataset,
     'folder': FolderDataset,
+    'arrays': ArraysDataset,  # root: an array or a .npy/.npz/.h5 file (sampling_rate=, leads=, or a sidecar JSON)
     'ptbxl': PTBXLDataset,
     'cpsc2018': CPSC2018Dataset,
     'chapman': ChapmanDataset,
@@ -45,10 +48,12 @@ def get_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: Any)
 
     Args:
         name: one of ``list_datasets()``: 'synthetic' (root optional: generated into a folder), 'folder' (any WFDB
-            folder + optional labels CSV), 'ptbxl', 'cpsc2018', 'chapman', 'cinc' (PhysioNet/CinC challenge format),
+            folder + optional labels CSV), 'arrays' (a numpy array or a .npy/.npz/HDF5 file; rate and lead names as
+            arguments, in a sidecar JSON or in the file: ``ArraysDataset``), 'ptbxl', 'cpsc2018', 'chapman', 'cinc'
+            (PhysioNet/CinC challenge format),
             'ludb', 'code15' (CODE-15%, Challenge 2025 format, Chagas label), 'pool' (unlabelled
             ``PretrainingPool.from_folder(root)`` over every dataset folder in root).
-        root: the dataset folder (for 'pool', the folder of dataset folders).
+        root: the dataset folder (for 'pool', the folder of dataset folders; for 'arrays', the array or its file).
         **kwargs: options of the dataset class (e.g. ``sampling_rate=100, label_set='rhythm'`` for 'ptbxl'; for
             'pool', those of ``PretrainingPool.from_folder``, e.g. ``val_fraction=0.05``).
 
@@ -65,7 +70,7 @@ def get_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: Any)
     aliases = {'ptbxl': 'ptbxl', 'cpsc': 'cpsc2018', 'cpsc2018': 'cpsc2018', 'chapman': 'chapman',
                'chapmanshaoxing': 'chapman', 'cinc': 'cinc', 'challenge': 'cinc', 'cinc2020': 'cinc',
                'cinc2021': 'cinc', 'ludb': 'ludb', 'code15': 'code15', 'code15%': 'code15', 'folder': 'folder',
-               'wfdb': 'folder', 'synthetic': 'synthetic', 'pool': 'pool'}
+               'wfdb': 'folder', 'arrays': 'arrays', 'array': 'arrays', 'synthetic': 'synthetic', 'pool': 'pool'}
     if key not in aliases:
         raise ValueError(f'Unknown dataset {name!r}; choose one of {list_datasets()} (or PretrainingPool([...]) to '
                          f'merge several).')
