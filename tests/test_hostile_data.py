@@ -1241,7 +1241,7 @@ def test_case_ids_are_unique():
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
 
 
-def render_table(layers: dict[str, list[Case]] = LAYERS) -> str:
+def render_table(layers: dict[str, list[Case]] = LAYERS, model_cases: list[dict] | None = None) -> str:
     """docs/hostile_input.md from the rows: per kind, the number of inputs and how they end; then every row."""
     lines = ['# Hostile input: what was tried and how it ends', '',
              'Generated from the parametrised cases of `tests/test_hostile_*.py` (one list per layer); do not edit by',
@@ -1268,11 +1268,28 @@ def render_table(layers: dict[str, list[Case]] = LAYERS) -> str:
     for layer, cases in layers.items():
         for c in cases:
             lines.append(f'| {layer} | {c.kind} | {c.description.replace("|", "/")} | {c.outcome} |')
+    if model_cases:
+        lines += ['', '## Models, weights, checkpoints, options (`tests/test_hostile_models.py`)', '',
+                  '| layer | kind | cases |', '|---|---|---|']
+        groups = list(dict.fromkeys((r['layer'], r['kind']) for r in model_cases))
+        for layer, kind in groups:
+            lines.append(f'| {layer} | {kind} | {sum((r["layer"], r["kind"]) == (layer, kind) for r in model_cases)} |')
+        lines += [f'| **all** | | **{len(model_cases)}** |', '', '| layer | kind | input | expected |',
+                  '|---|---|---|---|']
+        for r in model_cases:
+            lines.append(f'| {r["layer"]} | {r["kind"]} | {r["description"].replace("|", "/")} | '
+                         f'{r["expected"].replace("|", "/")} |')
     return '\n'.join(lines) + '\n'
 
 
+def _model_cases() -> list[dict]:
+    from test_hostile_models import HOSTILE_CASES  # the other layers' rows, from their own module
+
+    return HOSTILE_CASES
+
+
 def test_summary_table_is_up_to_date():
-    text = render_table()
+    text = render_table(model_cases=_model_cases())
     if os.environ.get('ECGVIT_WRITE_HOSTILE_TABLE', '') not in ('', '0'):
         TABLE.parent.mkdir(parents=True, exist_ok=True)
         TABLE.write_text(text)
