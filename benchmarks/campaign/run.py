@@ -42,8 +42,10 @@ _logger = logging.getLogger('campaign')
 MAX_OUT_FILES = 8  # what the device machine sends back: at most 8 files of 16 MiB
 MAX_FILE_BYTES = 16 * 2 ** 20
 SHIPPED = {'mae_moco': 'ecg_vit_mae_moco', 'mae_nextclip': 'ecg_vit_mae_nextclip'}
-ABLATION = ('mae,moco,mae_moco,mae_moco:alpha=20,mae_nextclip,mae_nextclip:alpha=1,mae_centerclip,mae_moco_shared,'
-            'mae_nextclip_shared,mae_centerclip_shared')
+# The issue's ablation in the order it is worth running when the budget ends first: the baselines and the paper's
+# hybrids, the shared-pass variants, then the other MAE weights.
+ABLATION = ('mae,moco,mae_moco,mae_nextclip,mae_centerclip,mae_moco_shared,mae_nextclip_shared,mae_centerclip_shared,'
+            'mae_moco:alpha=20,mae_nextclip:alpha=1,mae_moco:alpha=10,mae_nextclip:alpha=0.5')
 REPORT_FILES = ('results.json', 'results.md', 'campaign.log')
 
 
@@ -64,7 +66,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--minutes', type=float, default=6.0, help='budget of each seed job (training + probe)')
     p.add_argument('--ablation-minutes', type=float, default=2.0, help='budget of each ablation job')
     p.add_argument('--total-minutes', type=float, default=9.0, help='wall-clock budget of the whole command')
-    p.add_argument('--final-reserve-s', type=float, default=30.0, help='kept at the end for the report')
+    p.add_argument('--final-reserve-s', type=float, default=45.0, help='kept at the end for the report')
     p.add_argument('--probe-reserve-s', type=float, default=40.0, help='kept at the end of each job for its probe')
     p.add_argument('--parallel', type=int, default=4, help='jobs at once, each its own process (0: in this process)')
     p.add_argument('--batch-size', type=int, default=64, help="pretraining batch (seed: 64)")
@@ -236,7 +238,8 @@ def markdown(data: dict[str, Any]) -> str:
         def num(key: str, fmt: str, j: dict[str, Any] = j) -> str:
             v = j.get(key)
             return format(v, fmt) if isinstance(v, (int, float)) else '-'
-        lines.append(f"| {name} | {j.get('encoder')} | {j.get('status')} | {num('epochs', 'd')} | "
+        status = j.get('status') if not j.get('error') else f"{j.get('status')}: {j['error'][:80]}"
+        lines.append(f"| {name} | {j.get('encoder')} | {status} | {num('epochs', 'd')} | "
                      f"{num('steps', 'd')} | {num('train_s', '.0f')} | {num('epoch_s', '.2f')} | "
                      f"{num('best_val_loss', '.4f')} | {num('rel_l2_from_init', '.3f')} | {_ci(j.get('probe'))} |")
     if data['comparisons']:

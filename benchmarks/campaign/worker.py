@@ -172,6 +172,8 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
             while epochs < job['max_epochs']:
                 left = job['train_deadline'] - time.time()
                 n = min(job['max_epochs'] - epochs, int(left // epoch_s), max(1, int(job['chunk_s'] // epoch_s)))
+                if not chunks:  # a short first chunk measures the epoch as it runs (beside the other jobs)
+                    n = min(n, 2)
                 if n < 1:
                     break
                 cfg = TrainConfig(output_dir=str(out), epochs=epochs + n, batch_size=batch, lr=job['lr'],
