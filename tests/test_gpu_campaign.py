@@ -1,6 +1,7 @@
 """benchmarks/gpu_campaign.py: the codec, and pack -> run -> unpack end to end on a CPU at tiny size."""
 import json
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ from data_fixtures import sine_leads, write_ptbxl, write_wfdb
 from benchmarks import gpu_campaign
 from benchmarks.campaign import codec
 from benchmarks.campaign.pack import load_pack, pack
-from benchmarks.campaign.run import MAX_FILE_BYTES, MAX_OUT_FILES, paired_bootstrap, parse_jobs
+from benchmarks.campaign.run import MAX_FILE_BYTES, MAX_OUT_FILES, _salvage, paired_bootstrap, parse_jobs
 from benchmarks.campaign.unpack import unpack
 
 
@@ -115,6 +116,17 @@ def test_pack_run_unpack_end_to_end(tmp_path):
             assert torch.equal(loaded[k].to(torch.bfloat16), v.to(torch.bfloat16)), k
         cfg = json.loads((folders[name] / 'config.json').read_text())['pretrained_cfg']
         assert cfg['preprocessing']['sampling_rate'] == 200.0 and cfg['weights_dtype'] == 'bfloat16'
+
+    # A job process killed before it wrote its encoder: the parent makes the encoder from its best checkpoint.
+    run_dir = work / 'runs' / 'seed-mae_moco'
+    trained = load_file(str(run_dir / 'encoder' / 'model.safetensors'))
+    result = json.loads((run_dir / 'result.json').read_text())
+    (run_dir / 'result.json').write_text(json.dumps(dict(result, status='running')))
+    shutil.rmtree(run_dir / 'encoder')
+    salvaged = _salvage(json.loads((run_dir / 'job.json').read_text()))
+    assert salvaged['status'].startswith('killed (best checkpoint kept')
+    again = load_file(str(run_dir / 'encoder' / 'model.safetensors'))
+    assert all(torch.equal(again[k], v) for k, v in trained.items())
 
     shard = out / encoders['ecg_vit_tiny-mae_moco']['shards'][0]['file']
     shard.write_bytes(shard.read_bytes()[:-1] + b'\0')
