@@ -415,18 +415,23 @@ def run(args: argparse.Namespace) -> int:
         report.write()
 
     pending = list(jobs)
-    running: list[tuple[dict[str, Any], subprocess.Popen, float]] = []
+    running: list[tuple[dict[str, Any], subprocess.Popen, float, Any]] = []
     while pending or running:
         now = time.time()
         for item in list(running):
-            job, proc, kill_at = item
+            job, proc, kill_at, log = item
             if proc.poll() is None and now > kill_at:
                 _logger.info('%s: past its end, stopping it', job['name'])
                 proc.kill()
                 proc.wait()
             if proc.poll() is not None:
                 running.remove(item)
-                finished(job, _salvage(job))
+                log.close()
+                res = _salvage(job)
+                if res.get('status') != 'done':  # the worker's own last lines say why (they stay on the machine)
+                    tail = (Path(job['run_dir']) / 'worker.log').read_text(errors='replace')[-2000:]
+                    _logger.info('%s: exit code %s, end of its log:\n%s', job['name'], proc.returncode, tail)
+                finished(job, res)
         while pending and (len(running) < max(1, args.parallel)):
             job = pending.pop(0)
             left = end_all - time.time()
@@ -445,7 +450,7 @@ def run(args: argparse.Namespace) -> int:
             log = open(Path(job['run_dir']) / 'worker.log', 'w')  # noqa: SIM115 - owned by the process
             proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / 'gpu_campaign.py'),
                                      'train-one', '--job', str(job_file)], stdout=log, stderr=subprocess.STDOUT)
-            running.append((job, proc, time.time() + budget + 20))
+            running.append((job, proc, time.time() + budget + 20, log))
         if running:
             time.sleep(0.5)
 
