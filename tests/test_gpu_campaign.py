@@ -117,6 +117,19 @@ def test_pack_run_unpack_end_to_end(tmp_path):
         cfg = json.loads((folders[name] / 'config.json').read_text())['pretrained_cfg']
         assert cfg['preprocessing']['sampling_rate'] == 200.0 and cfg['weights_dtype'] == 'bfloat16'
 
+    # Weights from elsewhere (here: the unpacked ones) probed on the same records, paired with the run's seed jobs.
+    out2 = tmp_path / 'out2'
+    rc = gpu_campaign.main([
+        'run', '--data', str(tmp_path / 'pack'), '--out', str(out2), '--device', 'cpu', '--parallel', '0',
+        '--seed-methods', '', '--ablation', '', '--probe', f'current={folders["ecg_vit_tiny-mae_moco"]}',
+        '--pair-with', str(out / 'results.json'), '--probe-epochs', '3', '--n-boot', '20', '--total-minutes', '2',
+        '--final-reserve-s', '5'])
+    again = json.loads((out2 / 'results.json').read_text())
+    assert rc == 0 and again['jobs']['current']['status'] == 'done'
+    pairs = {(c['a'], c['b']) for c in again['comparisons']}
+    assert pairs == {('current', 'random-ecg_vit_tiny'), ('seed-mae_moco (from results.json)', 'current'),
+                     ('seed-mae_nextclip (from results.json)', 'current')}
+
     # A job process killed before it wrote its encoder: the parent makes the encoder from its best checkpoint.
     run_dir = work / 'runs' / 'seed-mae_moco'
     trained = load_file(str(run_dir / 'encoder' / 'model.safetensors'))

@@ -82,6 +82,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--compile', action='store_true', help='torch.compile the transformer blocks of every job')
     p.add_argument('--shard-mib', type=float, default=15.0, help='largest exported shard (the limit is 16 MiB)')
     p.add_argument('--workdir', default=None, help='run folders and decoded arrays (default: a temporary folder)')
+    p.add_argument('--probe', action='append', default=[], metavar='NAME=FOLDER',
+                   help='also probe a saved encoder folder (e.g. the shipped weights, on the CPU), as job NAME, '
+                        'against the random init of its architecture (repeatable)')
+    p.add_argument('--pair-with', default=None, metavar='RESULTS_JSON',
+                   help="pair each --probe job with every seed job of another run's results.json (its test "
+                        "predictions): new weights minus these, on the same test records")
     p.add_argument('--wheels', default=None,
                    help='install these wheels first (pip --target $CAMPAIGN_SITE or /tmp/site): for packages the '
                         'GPU image lacks')
@@ -269,10 +275,12 @@ def _comparisons(jobs: dict[str, dict[str, Any]], n_boot: int, seed: int) -> lis
               for n, j in jobs.items() if n in preds}
     pairs = []
     for name, j in jobs.items():
-        if name not in preds or j['role'] == 'random':
+        if name not in preds or j['role'] not in ('seed', 'ablation', 'given'):
             continue
         enc, method, kw = j['encoder'], j['method'], json.dumps(j['method_kwargs'], sort_keys=True)
         pairs.append((name, by_key.get((enc, 'random', '{}'))))
+        if j['role'] == 'given':
+            continue
         if method.removesuffix('_shared') not in ('mae', 'moco'):
             pairs += [(name, by_key.get((enc, 'mae', '{}'))), (name, by_key.get((enc, 'moco', '{}')))]
         if method.endswith('_shared'):
@@ -285,6 +293,28 @@ def _comparisons(jobs: dict[str, dict[str, Any]], n_boot: int, seed: int) -> lis
             raise RuntimeError(f'{a} and {b} were probed on different test records; cannot pair them.')
         out.append({'a': a, 'b': b, **paired_bootstrap(preds[a]['y'], preds[a]['prob'], preds[b]['prob'], n_boot,
                                                         seed)})
+    return out
+
+
+def _pair_with_other(results: Path, runs: Path, jobs: list[dict[str, Any]], n_boot: int,
+                     seed: int) -> list[dict[str, Any]]:
+    """Each seed job of another run's ``results.json`` minus each ``--probe`` job here, on the same test records."""
+    other = json.loads(results.read_text())
+    preds = other.get('test_predictions') or {}
+    y = np.asarray(preds.get('y', []), dtype=np.float32)
+    out = []
+    for job in jobs:
+        f = runs / job['name'] / 'probe' / 'predictions.npz'
+        if job['role'] != 'given' or not f.is_file():
+            continue
+        mine = np.load(f)
+        if not np.array_equal(mine['y'].astype(np.float32), y):
+            raise RuntimeError(f'{results} was probed on other test records than this run (another pack?): its '
+                               f'predictions cannot be paired with {job["name"]}.')
+        for name, j in other.get('jobs', {}).items():
+            if j.get('role') == 'seed' and name in preds.get('prob', {}):
+                out.append({'a': f'{name} (from {results.name})', 'b': job['name'],
+                            **paired_bootstrap(y, np.asarray(preds['prob'][name]), mine['prob'], n_boot, seed)})
     return out
 
 
@@ -301,7 +331,7 @@ def _salvage(job: dict[str, Any]) -> dict[str, Any]:
         return res
     res['status'] = 'killed'
     best = Path(job['run_dir']) / 'train' / 'checkpoints' / 'best.safetensors'
-    if job['role'] != 'random' and best.is_file():
+    if job['role'] in ('seed', 'ablation') and best.is_file():
         try:
             base, kwargs = split_method(job['method'])
             kwargs.update(job['method_kwargs'])
@@ -384,6 +414,14 @@ def run(args: argparse.Namespace) -> int:
         jobs.append(dict(common, name=_job_name('small', method, kw), role='ablation', method=method,
                          method_kwargs=kw, encoder=args.ablation_encoder, ship_as=None, minutes=args.ablation_minutes))
         archs.append(args.ablation_encoder)
+    for item in args.probe:
+        name, sep, folder = item.partition('=')
+        if not sep or not Path(folder, 'config.json').is_file():
+            raise SystemExit(f'--probe {item!r}: give NAME=FOLDER, a folder written by save_pretrained.')
+        arch = json.loads(Path(folder, 'config.json').read_text())['architecture']
+        jobs.append(dict(common, name=name, role='given', method='given', method_kwargs={}, encoder=arch,
+                         ship_as=None, minutes=2.0, source=str(Path(folder).resolve())))
+        archs.append(arch)
     randoms = [dict(common, name=f'random-{a}', role='random', method='random', method_kwargs={}, encoder=a,
                     ship_as=None, minutes=1.0) for a in dict.fromkeys(archs)]
     jobs = randoms + jobs
@@ -439,7 +477,8 @@ def run(args: argparse.Namespace) -> int:
             if budget < args.probe_reserve_s + 10 or budget < 0.25 * 60 * job['minutes']:
                 finished(job, {'status': 'skipped (no time left)', 'name': job['name']})
                 continue
-            job['train_deadline'] = time.time() + budget - (args.probe_reserve_s if job['role'] != 'random' else 0)
+            job['train_deadline'] = time.time() + budget - (args.probe_reserve_s if job['role'] in ('seed', 'ablation')
+                                                              else 0)
             _logger.info('%s: start, %.0f s (%s on %s)', job['name'], budget, job['method'], job['encoder'])
             Path(job['run_dir']).mkdir(parents=True, exist_ok=True)
             if args.parallel <= 0:
@@ -464,6 +503,9 @@ def run(args: argparse.Namespace) -> int:
             'y': ys[0].astype(int).tolist(),
             'prob': {p.parent.parent.name: np.round(np.load(p)['prob'], 5).tolist()
                      for p in sorted(test.glob('*/probe/predictions.npz'))}}
+    if args.pair_with:
+        report.data['comparisons'] += _pair_with_other(Path(args.pair_with), work / 'runs', jobs, args.n_boot,
+                                                       args.seed)
     report.data['wall_s'] = time.time() - t0
     report.write()
     files = [p for p in out.iterdir() if p.is_file() and not p.name.startswith('.')]

@@ -121,8 +121,6 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     arrays = Path(job['arrays'])
     pack = job['pack']
     rate, length = pack['sampling_rate'], pack['num_samples']
-    torch.set_num_threads(max(1, int(job.get('threads', 1))))
-    torch.set_flush_denormal(True)  # Adam's tiny second moments: denormals are ~100x slower on x86 CPUs
     device = torch.device(job['device'])
     result: dict[str, Any] = {k: job[k] for k in ('name', 'role', 'method', 'method_kwargs', 'encoder', 'ship_as')}
     result.update(status='running', started=time.time())
@@ -132,6 +130,11 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
             seed_everything(job['seed'])
             encoder = ecgvit.create_model(job['encoder'], img_size=length)
             result.update(epochs=0, steps=0, train_s=0.0)
+        elif job['role'] == 'given':  # weights from elsewhere (e.g. the shipped ones), probed on the same records
+            from ecgvit.hub import load_pretrained
+
+            encoder = load_pretrained(job['source'])
+            result.update(source=job['source'], epochs=None)
         else:
             base, kwargs = split_method(job['method'])
             kwargs.update(job['method_kwargs'])
@@ -212,4 +215,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
 def train_one_from_file(path: str) -> int:
     """``gpu_campaign.py train-one --job FILE``: the job's process entry point (exit 0 when it is done)."""
     job = json.loads(Path(path).read_text())
+    # Process-wide settings, so only in a job's own process (--parallel 0 runs jobs in the caller's).
+    torch.set_num_threads(max(1, int(job.get('threads', 1))))
+    torch.set_flush_denormal(True)  # Adam's tiny second moments: denormals are ~100x slower on x86 CPUs
     return 0 if train_one(job)['status'] == 'done' else 1
