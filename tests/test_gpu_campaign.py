@@ -145,3 +145,17 @@ def test_pack_run_unpack_end_to_end(tmp_path):
     shard.write_bytes(shard.read_bytes()[:-1] + b'\0')
     with pytest.raises(ValueError, match='sha256'):
         unpack(out, tmp_path / 'weights2', log=lambda *_: None)
+
+
+def test_gpu_utilisation_reads_nvidia_smi(tmp_path, monkeypatch):
+    from benchmarks.campaign.run import _gpu_utilisation, markdown
+
+    fake = tmp_path / 'nvidia-smi'
+    fake.write_text('#!/bin/sh\necho "37, 5120"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv('PATH', f'{tmp_path}:/usr/bin:/bin')
+    assert _gpu_utilisation() == (37.0, 5120.0)
+    fake.write_text('#!/bin/sh\necho "[N/A], 5120"\n')
+    assert _gpu_utilisation() is None  # unreadable figures are skipped, not fatal
+    report = {'jobs': {}, 'comparisons': [], 'encoders': {}, 'gpu_samples': [[5.0, 30.0, 900.0, 2], [9.0, 50.0, 0, 0]]}
+    assert 'median 30%, 1 samples' in markdown(report)  # only while jobs ran

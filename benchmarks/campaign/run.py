@@ -248,6 +248,10 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"| {name} | {j.get('encoder')} | {status} | {num('epochs', 'd')} | "
                      f"{num('steps', 'd')} | {num('train_s', '.0f')} | {num('epoch_s', '.2f')} | "
                      f"{num('best_val_loss', '.4f')} | {num('rel_l2_from_init', '.3f')} | {_ci(j.get('probe'))} |")
+    busy = [u for _, u, _, n in data.get('gpu_samples') or [] if n > 0]
+    if busy:
+        lines += ['', f'GPU utilisation while jobs ran (nvidia-smi every 5 s): median {np.median(busy):.0f}%, '
+                      f'{len(busy)} samples.']
     if data['comparisons']:
         lines += ['', 'Paired differences of macro AUROC (A - B, same test records, 95% paired bootstrap CI):', '',
                   '| A | B | A - B | 95% CI | CI excludes 0 |', '|---|---|---|---|---|']
@@ -316,6 +320,19 @@ def _pair_with_other(results: Path, runs: Path, jobs: list[dict[str, Any]], n_bo
                 out.append({'a': f'{name} (from {results.name})', 'b': job['name'],
                             **paired_bootstrap(y, np.asarray(preds['prob'][name]), mine['prob'], n_boot, seed)})
     return out
+
+
+def _gpu_utilisation() -> tuple[float, float] | None:
+    """(GPU utilisation %, memory used MiB) from nvidia-smi, or None where it is missing or fails."""
+    if shutil.which('nvidia-smi') is None:
+        return None
+    try:
+        query = ['nvidia-smi', '--query-gpu=utilization.gpu,memory.used', '--format=csv,noheader,nounits']
+        line = subprocess.run(query, capture_output=True, text=True, timeout=5, check=True).stdout.splitlines()[0]
+        util, mem = (float(v) for v in line.split(','))
+        return util, mem
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
 
 
 def _salvage(job: dict[str, Any]) -> dict[str, Any]:
@@ -454,8 +471,16 @@ def run(args: argparse.Namespace) -> int:
 
     pending = list(jobs)
     running: list[tuple[dict[str, Any], subprocess.Popen, float, Any]] = []
+    samples: list[list[float]] = []  # [s since start, GPU utilisation %, memory MiB, jobs running]
+    report.data['gpu_samples'] = samples
+    next_sample = 0.0
     while pending or running:
         now = time.time()
+        if device == 'cuda' and now >= next_sample:  # does the GPU idle? (what --parallel should be next time)
+            util = _gpu_utilisation()
+            if util is not None:
+                samples.append([round(now - t0, 1), *util, len(running)])
+            next_sample = now + 5.0
         for item in list(running):
             job, proc, kill_at, log = item
             if proc.poll() is None and now > kill_at:

@@ -197,6 +197,8 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
                 atomic_json(run_dir / 'result.json', result)  # progress, for a parent that has to kill us
             if epochs == 0:
                 raise TimeoutError(f'no time for one epoch ({epoch_s:.1f} s estimated, {left:.1f} s left)')
+            if device.type == 'cuda':
+                result['cuda_peak_gib'] = torch.cuda.max_memory_allocated(device) / 2 ** 30
             load_best_into(pretrainer, out)
             encoder = pretrainer.encoder.cpu()
             result['rel_l2_from_init'] = relative_distance(encoder.state_dict(), init)
