@@ -141,6 +141,13 @@ def test_pack_run_unpack_end_to_end(tmp_path):
     again = load_file(str(run_dir / 'encoder' / 'model.safetensors'))
     assert all(torch.equal(again[k], v) for k, v in trained.items())
 
+    # No time left for a job: it is reported as skipped, the run still writes its report, and says it shipped nothing.
+    rc = gpu_campaign.main(['run', '--data', str(tmp_path / 'pack'), '--out', str(tmp_path / 'out3'), '--device',
+                            'cpu', '--seed-encoder', 'ecg_vit_tiny', '--ablation', '', '--total-minutes', '0.5',
+                            '--final-reserve-s', '25', '--shard-mib', f'{shard_mib:.4f}'])
+    skipped = json.loads((tmp_path / 'out3' / 'results.json').read_text())
+    assert rc == 1 and {j['status'] for j in skipped['jobs'].values()} == {'skipped (no time left)'}
+
     shard = out / encoders['ecg_vit_tiny-mae_moco']['shards'][0]['file']
     shard.write_bytes(shard.read_bytes()[:-1] + b'\0')
     with pytest.raises(ValueError, match='sha256'):
