@@ -36,7 +36,9 @@ class ArrayDataset(Dataset):
         return len(self.signals)
 
     def __getitem__(self, i: int):
-        x = torch.from_numpy(np.array(self.signals[i], dtype=np.float32))
+        row = self.signals[i]
+        # A view of an in-memory array costs nothing; a read-only memmap row is copied (torch wants writable memory).
+        x = torch.from_numpy(row if row.flags.writeable else np.array(row, dtype=np.float32))
         if self.labels is None:
             return x
         return x, torch.from_numpy(np.asarray(self.labels[i], dtype=np.float32))
@@ -62,7 +64,9 @@ def relative_distance(state: dict[str, torch.Tensor], init: dict[str, torch.Tens
 
 
 def _arrays(folder: Path, name: str) -> np.ndarray:
-    return np.load(folder / f'{name}.npy', mmap_mode='r')
+    # Read into memory (a few hundred MB per job): batches are then views, collated without per-item copies, which
+    # matters when a GPU step takes milliseconds and the loader runs in the training process.
+    return np.load(folder / f'{name}.npy')
 
 
 def _step_seconds(build, x: torch.Tensor, rr: torch.Tensor | None, device: torch.device, amp: str,
