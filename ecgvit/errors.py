@@ -5,7 +5,7 @@ same classes: ``except CheckpointError`` catches a bad weight file from ``create
 bad training checkpoint from ``--resume``.
 """
 
-__all__ = ['EcgvitError', 'CheckpointError', 'PretrainedWeightsError']
+__all__ = ['EcgvitError', 'CheckpointError', 'PretrainedWeightsError', 'RunExistsError']
 
 
 class EcgvitError(Exception):
@@ -25,3 +25,8 @@ class CheckpointError(EcgvitError, ValueError, RuntimeError):
 class PretrainedWeightsError(EcgvitError, RuntimeError):
     """No usable weights could be found for a ``pretrained=True`` request (nothing local, offline, or the Hub
     could not be reached)."""
+
+
+class RunExistsError(EcgvitError, FileExistsError):
+    """A fresh training run was pointed at a folder that already holds a run: starting there would overwrite its
+    metrics, best weights and checkpoints, and a later resume would mix the two runs."""

@@ -231,3 +231,16 @@ def test_one_default_everywhere():
     # Nested recipe fields get prefixed flags; options not given leave the preset alone.
     args = parser.parse_args(['benchmark', '--pretrain-epochs', '3', '--finetune-layer-decay', '1'])
     assert (args.pretrain_epochs, args.finetune_layer_decay, args.probe_epochs) == (3, 1.0, None)
+
+
+def test_pretrain_without_resume_into_a_finished_run_is_refused(pretrain_run, capsys):
+    """Issue 18, item 1: the finished run's metrics, best weights and checkpoints stay as they were."""
+    root, out = pretrain_run
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob('*') if p.is_file() and 'data' not in p.parts}
+    capsys.readouterr()
+    rc = main(['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', *TINY_DATA, '--cache-dir', str(root / 'data'),
+               '--epochs', '3', '-b', '8', '--amp', 'fp32', '--threads', '1', '--output', str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and 'already holds a training run' in err and '--resume' in err and len(err.splitlines()) == 1
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob('*') if p.is_file() and 'data' not in p.parts}
+    assert after == before

@@ -283,3 +283,16 @@ def test_amp_auto_is_measured_once_and_explicit_choices_are_kept(monkeypatch):
     monkeypatch.undo()
     with torch.no_grad():  # the real probe runs a block forward + backward, also when called under no_grad
         assert isinstance(loop._probe_cpu_bf16(reps=1), bool)
+
+
+def test_a_fresh_run_refuses_a_folder_that_holds_a_run(tmp_path):
+    """Issue 18, item 1: no silent overwrite of a finished run's metrics, best weights and checkpoints."""
+    from ecgvit.errors import RunExistsError
+
+    _run(tmp_path / 'a', epochs=2, save_every=2)
+    before = {p.name: p.read_bytes() for p in (tmp_path / 'a').rglob('*') if p.is_file()}
+    with pytest.raises(RunExistsError, match=r'already holds a training run \(metrics\.csv.*Resume it.*Nothing was '):
+        _run(tmp_path / 'a', epochs=3, seed=2)
+    after = {p.name: p.read_bytes() for p in (tmp_path / 'a').rglob('*') if p.is_file()}
+    assert after == before
+    _run(tmp_path / 'a', epochs=3, resume=True)  # continuing it is what resume is for

@@ -25,11 +25,15 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ecgvit.errors import RunExistsError
+
 from .batch import batch_inputs, batch_kwargs
 from .checkpoint import (
+    BEST_NAME,
     atomic_write_text,
     clean_partial,
     latest_checkpoint,
+    list_checkpoints,
     load_best,
     read_checkpoint_state,
     save_best,
@@ -85,7 +89,7 @@ def train(
     """
     validate_train_config(config)
     info = _start_process(config)
-    out_dir, ckpt_dir = _prepare_output(Path(config.output_dir), info)
+    out_dir, ckpt_dir = _prepare_output(Path(config.output_dir), info, config.resume)
     resume_from = checkpoint_to_resume(config, ckpt_dir, info)
     saved = read_checkpoint_state(resume_from) if resume_from is not None else None
     if saved is not None:
@@ -131,9 +135,22 @@ def _start_process(config: TrainConfig) -> DistInfo:
     return info
 
 
-def _prepare_output(out_dir: Path, info: DistInfo) -> Tuple[Path, Path]:
+def _refuse_existing_run(out_dir: Path, ckpt_dir: Path) -> None:
+    """A fresh start must not write over a run already in ``out_dir`` (its metrics, best weights, checkpoints)."""
+    found = [p for p in (out_dir / 'metrics.csv', out_dir / 'summary.json', ckpt_dir / BEST_NAME) if p.exists()]
+    found += list_checkpoints(ckpt_dir) if ckpt_dir.is_dir() else []
+    if found:
+        raise RunExistsError(f'{out_dir} already holds a training run ({", ".join(p.name for p in found[:4])}'
+                             f'{", ..." if len(found) > 4 else ""}); starting a new one there would overwrite it. '
+                             f'Resume it (resume=True, ecgvit pretrain --resume), or write the new run to another '
+                             f'output folder. Nothing was changed.')
+
+
+def _prepare_output(out_dir: Path, info: DistInfo, resume: Any = False) -> Tuple[Path, Path]:
     """Create the run folder and sweep partial checkpoint files an interrupted run left (rank 0; others wait)."""
     ckpt_dir = out_dir / 'checkpoints'
+    if not resume:
+        _refuse_existing_run(out_dir, ckpt_dir)  # every rank: each must stop, not wait at the barrier
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         removed = clean_partial(ckpt_dir)
