@@ -14,3 +14,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _private_ecgvit_cache(tmp_path_factory):
+    """Per-machine decisions (amp='auto') go to a session folder, not the user's ~/.cache/ecgvit."""
+    import os
+
+    old = os.environ.get('ECGVIT_CACHE_DIR')
+    os.environ['ECGVIT_CACHE_DIR'] = str(tmp_path_factory.mktemp('ecgvit-cache'))
+    yield
+    if old is None:
+        os.environ.pop('ECGVIT_CACHE_DIR', None)
+    else:
+        os.environ['ECGVIT_CACHE_DIR'] = old

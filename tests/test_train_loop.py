@@ -285,6 +285,27 @@ def test_amp_auto_is_measured_once_and_explicit_choices_are_kept(monkeypatch):
         assert isinstance(loop._probe_cpu_bf16(reps=1), bool)
 
 
+def test_amp_auto_is_decided_once_per_machine_and_kept(monkeypatch, tmp_path):
+    """Issue 18, item 8: a timing probe that would answer differently each run is asked once per machine."""
+    import json
+
+    from ecgvit.train import runtime
+
+    answers = iter([False, True, False, True])
+    monkeypatch.setenv('ECGVIT_CACHE_DIR', str(tmp_path))
+    monkeypatch.setattr(runtime, '_probe_cpu_bf16', lambda: next(answers))
+    cpu = torch.device('cpu')
+    for _ in range(3):  # three "processes": the in-process memo is empty each time
+        monkeypatch.setattr(runtime, '_AMP_CACHE', {})
+        assert runtime.resolve_amp_dtype('auto', cpu) is None  # the first answer, every time
+    stored = json.loads((tmp_path / 'amp.json').read_text())
+    assert [v['bf16'] for v in stored.values()] == [False] and runtime.amp_cache_file() == tmp_path / 'amp.json'
+    (tmp_path / 'amp.json').write_text('not json')  # a damaged file: measured again, and rewritten
+    monkeypatch.setattr(runtime, '_AMP_CACHE', {})
+    assert runtime.resolve_amp_dtype('auto', cpu) is torch.bfloat16
+    assert list(json.loads((tmp_path / 'amp.json').read_text()).values())[0]['bf16'] is True
+
+
 def test_a_fresh_run_refuses_a_folder_that_holds_a_run(tmp_path):
     """Issue 18, item 1: no silent overwrite of a finished run's metrics, best weights and checkpoints."""
     from ecgvit.errors import RunExistsError

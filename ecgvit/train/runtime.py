@@ -3,17 +3,20 @@
 Shared by the pretraining loop, the evaluation protocols and the benchmark scripts.
 """
 import contextlib
+import json
 import os
 import platform
 import random
 import time
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ['seed_everything', 'resolve_amp_dtype', 'autocast_context', 'compile_blocks', 'machine_info']
+__all__ = ['seed_everything', 'resolve_amp_dtype', 'autocast_context', 'compile_blocks', 'machine_info',
+           'amp_cache_file']
 
 
 def machine_info(device: torch.device) -> Dict[str, Any]:
@@ -91,8 +94,8 @@ def resolve_amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
     """Pick the autocast dtype: ``None`` means plain fp32.
 
     'auto' measures rather than assumes: on CPU bf16 helps only with native bf16 matmul units (AMX/AVX512-BF16) and
-    only when they outweigh autocast's casts, so a short transformer-block probe decides; on CUDA bf16 is used where
-    the GPU supports it.
+    only when they outweigh autocast's casts, so a short transformer-block probe decides, once per machine (the answer
+    is kept in :func:`amp_cache_file`, so seeded runs repeat exactly); on CUDA bf16 is used where the GPU supports it.
 
     Raises:
         ValueError: unknown ``amp``.
@@ -107,8 +110,51 @@ def resolve_amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
     if device.type == 'cuda':
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     if 'cpu' not in _AMP_CACHE:
-        _AMP_CACHE['cpu'] = torch.bfloat16 if _probe_cpu_bf16() else None
+        _AMP_CACHE['cpu'] = torch.bfloat16 if _cpu_prefers_bf16() else None
     return _AMP_CACHE['cpu']
+
+
+def amp_cache_file() -> Path:
+    """Where 'auto' keeps its per-machine decision: ``$ECGVIT_CACHE_DIR`` or ``~/.cache/ecgvit``, ``amp.json``."""
+    root = os.environ.get('ECGVIT_CACHE_DIR') or os.path.join(
+        os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'), 'ecgvit')
+    return Path(root) / 'amp.json'
+
+
+def _machine_key() -> str:
+    """What the bf16-vs-fp32 answer depends on: the CPU model, its bf16 / AMX flags, the core count and torch."""
+    flags = ''
+    with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
+        line = next((ln for ln in f if ln.startswith('flags')), '')
+        flags = ','.join(sorted(set(line.split()) & {'avx512_bf16', 'amx_bf16', 'amx_tile', 'avx512f', 'avx2'}))
+    info = machine_info(torch.device('cpu'))
+    return f"{info['cpu']}|{flags}|{info['logical_cores']} cores|torch {torch.__version__}"
+
+
+def _cpu_prefers_bf16() -> bool:
+    """The probe's answer for this machine, measured once and kept on disk, so seeded runs repeat exactly.
+
+    A timing probe on a busy machine can answer differently from run to run (the same seeded command once picked bf16
+    three times and fp32 twice in five runs), and the dtype changes every loss. The first answer for a machine (see
+    :func:`_machine_key`) is stored in :func:`amp_cache_file`; delete the file to measure again.
+    """
+    path, key = amp_cache_file(), _machine_key()
+    try:
+        decisions = json.loads(path.read_text())
+        if not isinstance(decisions, dict):
+            decisions = {}
+    except (OSError, ValueError):
+        decisions = {}
+    if isinstance(decisions.get(key), dict) and isinstance(decisions[key].get('bf16'), bool):
+        return decisions[key]['bf16']
+    prefers = _probe_cpu_bf16()
+    decisions[key] = {'bf16': prefers, 'measured': time.strftime('%Y-%m-%d %H:%M:%S')}
+    with contextlib.suppress(OSError):  # a read-only home still trains, it just measures again next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+        tmp.write_text(json.dumps(decisions, indent=2))
+        os.replace(tmp, path)
+    return prefers
 
 
 def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
