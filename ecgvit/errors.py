@@ -5,7 +5,7 @@ same classes: ``except CheckpointError`` catches a bad weight file from ``create
 bad training checkpoint from ``--resume``.
 """
 
-__all__ = ['EcgvitError', 'CheckpointError', 'PretrainedWeightsError', 'RunExistsError']
+__all__ = ['EcgvitError', 'CheckpointError', 'PretrainedWeightsError', 'RunExistsError', 'TrainingDivergedError']
 
 
 class EcgvitError(Exception):
@@ -30,3 +30,8 @@ class PretrainedWeightsError(EcgvitError, RuntimeError):
 class RunExistsError(EcgvitError, FileExistsError):
     """A fresh training run was pointed at a folder that already holds a run: starting there would overwrite its
     metrics, best weights and checkpoints, and a later resume would mix the two runs."""
+
+
+class TrainingDivergedError(EcgvitError, RuntimeError):
+    """A run finished with nothing usable: its weights hold non-finite values, or most of its steps were skipped as
+    non-finite. Its checkpoints and metrics stay on disk for inspection."""

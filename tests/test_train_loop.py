@@ -78,8 +78,8 @@ def _data(n: int = 40, seed: int = 0):
 def _run(out, epochs=3, seed=1, **kw):
     seed_everything(seed)
     model = StandIn()
-    cfg = TrainConfig(output_dir=str(out), epochs=epochs, batch_size=8, lr=1e-3, warmup_epochs=1, seed=seed,
-                      amp='fp32', progress=False, log_every=1, **kw)
+    cfg = TrainConfig(output_dir=str(out), epochs=epochs, seed=seed,
+                      **{**dict(batch_size=8, lr=1e-3, warmup_epochs=1, amp='fp32', progress=False, log_every=1), **kw})
     summary = train(model, _data(), _data(16, 1), cfg)
     return model, summary
 
@@ -317,3 +317,13 @@ def test_a_fresh_run_refuses_a_folder_that_holds_a_run(tmp_path):
     after = {p.name: p.read_bytes() for p in (tmp_path / 'a').rglob('*') if p.is_file()}
     assert after == before
     _run(tmp_path / 'a', epochs=3, resume=True)  # continuing it is what resume is for
+
+
+@pytest.mark.parametrize('lr', [1e6, 1e30])
+def test_a_run_that_diverges_is_an_error_not_a_success(tmp_path, lr):
+    """Issue 18, item 4: lr 1e6 used to skip step after step with warnings, exit 0 and export non-finite weights."""
+    from ecgvit.errors import TrainingDivergedError
+
+    with pytest.raises(TrainingDivergedError, match=r'Training diverged: .*Lower the learning rate \(lr=1e\+'):
+        _run(tmp_path / 'a', lr=lr)
+    assert (tmp_path / 'a' / 'metrics.csv').is_file()  # kept for inspection

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ecgvit.errors import RunExistsError
+from ecgvit.errors import RunExistsError, TrainingDivergedError
 
 from .batch import batch_inputs, batch_kwargs
 from .checkpoint import (
@@ -115,7 +115,22 @@ def train(
     while state['epoch'] < config.epochs:
         epoch_loss = run.train_epoch()
         run.end_epoch(epoch_loss)
-    return run.finish(out_dir)
+    summary = run.finish(out_dir)
+    _check_trained(module, summary, config)
+    return summary
+
+
+def _check_trained(module: nn.Module, summary: Dict[str, Any], config: TrainConfig) -> None:
+    """A run that only skipped steps, or ended with non-finite weights, must not look like a success (exit 0)."""
+    bad = [n for n, t in module.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    steps, skipped = summary['steps'], summary['skipped_steps']
+    if bad or (steps and skipped * 2 > steps):
+        what = (f'{len(bad)} tensors hold non-finite values (e.g. {bad[0]})' if bad else
+                f'{skipped} of {steps} steps were skipped as non-finite')
+        raise TrainingDivergedError(
+            f'Training diverged: {what}. Lower the learning rate (lr={config.lr:g}), clip gradients (clip_grad, '
+            f'--clip-grad), or check the inputs for values that overflow. The checkpoints and metrics.csv in '
+            f'{summary["output_dir"]} are kept for inspection; do not use its weights.')
 
 
 def load_best_into(model: nn.Module, output_dir: os.PathLike) -> Dict[str, Any]:
