@@ -294,16 +294,58 @@ def parse_pool_sources(card: str) -> List[str]:
     return sorted(part.split()[0] for part in text.split(',') if part.strip())
 
 
-def refresh_cards(weights_root: Path = REPO / 'weights') -> List[Path]:
-    """Rewrite the YAML metadata of each shipped card from the card's own tables; the body, the weights and
-    ``config.json`` are left as they are."""
+SUITE_START, SUITE_END = '<!-- suite-table:start -->', '<!-- suite-table:end -->'
+
+
+def suite_table(rows: List[Dict[str, str]], encoder: str, source: str) -> str:
+    """The card's block of evaluation-suite results (``ecgvit benchmark --suite real``'s ``results.csv`` rows): the
+    headline metric of every task at 100% of the training labels, against the random-init floor with the paired CI."""
+    mine = {r['task']: r for r in rows if r['encoder'] == encoder and float(r['fraction']) == 1.0
+            and r.get('headline') in ('True', True)}
+    if not mine:
+        raise ValueError(f'{source} has no 100%-label headline rows for encoder {encoder!r}.')
+    floor = {r['task']: r for r in rows if r['encoder'] == 'random' and float(r['fraction']) == 1.0
+             and r.get('headline') in ('True', True)}
+    lines = [SUITE_START, '### Evaluation suite (linear probe on frozen embeddings, 100% of the training labels)', '',
+             f'Generated from `{source}` by `benchmarks/release_weights.py cards --suite` (`docs/suite.md` says how '
+             'the suite works). Difference to a seed-0 random initialisation of the same architecture, paired '
+             'bootstrap 95% CI over the same test records; "better" only when the CI excludes 0 (per comparison, '
+             'no multiplicity correction).', '',
+             '| task | metric | this encoder [95% CI] | random init | difference [95% CI] | verdict | n test |',
+             '|---|---|---|---|---|---|---|']
+    for task, r in mine.items():
+        f = floor.get(task, {})
+        lines.append(f"| {task} | {r['metric']} | {float(r['mean']):.3f} [{float(r['ci_lo']):.3f}, "
+                     f"{float(r['ci_hi']):.3f}] | {float(f['mean']):.3f} | {float(r['diff_vs_random']):+.3f} "
+                     f"[{float(r['diff_lo']):+.3f}, {float(r['diff_hi']):+.3f}] | {r['verdict_vs_random']} | "
+                     f"{r['n_test']} |" if f else f"| {task} | {r['metric']} | {float(r['mean']):.3f} | - | - | - | "
+                     f"{r['n_test']} |")
+    return '\n'.join(lines + [SUITE_END])
+
+
+def put_suite_table(body: str, block: str) -> str:
+    """``body`` with its suite block replaced by ``block`` (or added at the end of the Evaluation section)."""
+    if SUITE_START in body:
+        start, end = body.index(SUITE_START), body.index(SUITE_END) + len(SUITE_END)
+        return body[:start] + block + body[end:]
+    at = body.index('\n## Limitations')
+    return body[:at] + '\n' + block + '\n' + body[at:]
+
+
+def refresh_cards(weights_root: Path = REPO / 'weights', suite: Path = None) -> List[Path]:
+    """Rewrite the YAML metadata of each shipped card from the card's own tables, and with ``suite`` (an evaluation
+    suite's ``results.csv``) its suite block; the rest of the body, the weights and ``config.json`` stay as they are."""
     from ecgvit.cards import encoder_card_data, front_matter, split_front_matter
 
+    suite_rows = _read_csv(suite) if suite is not None else None
     written = []
     for method, name in SHIPPED.items():
         folder = weights_root / name
         card = (folder / 'README.md').read_text()
         _, body = split_front_matter(card)
+        if suite_rows is not None:
+            source = os.path.relpath(suite, REPO) if Path(suite).resolve().is_relative_to(REPO) else str(suite)
+            body = put_suite_table(body, suite_table(suite_rows, name, source))
         meta = card_metadata(method, parse_eval_table(body), parse_pool_sources(body))
         config = json.loads((folder / 'config.json').read_text())
         _atomic_write(folder / 'README.md', front_matter(encoder_card_data(config, **meta)) + body)
@@ -484,9 +526,10 @@ def main() -> None:
     p.add_argument('--eval', default='runs/eval')
     p = sub.add_parser('cards', help="refresh the shipped cards' Hugging Face metadata from their own tables")
     p.add_argument('--weights', default=str(REPO / 'weights'), help='folder of the shipped model folders')
+    p.add_argument('--suite', default=None, help="an evaluation suite's results.csv: (re)write each card's suite table")
     args = parser.parse_args()
     if args.command == 'cards':
-        for path in refresh_cards(Path(args.weights)):
+        for path in refresh_cards(Path(args.weights), Path(args.suite) if args.suite else None):
             print(f'{path}: metadata refreshed')
         return
     {'evaluate': evaluate, 'ship': ship}[args.command](args)

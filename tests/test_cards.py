@@ -144,6 +144,10 @@ def test_shipped_cards_metadata_is_generated_from_their_tables(name, tmp_path):
                     ignore=shutil.ignore_patterns('*.safetensors', '*.png'))
     release_weights.refresh_cards(tmp_path / 'weights')
     assert (folder / 'README.md').read_text() == shipped
+    # and its suite block is what the committed suite output says (issue 13: the baseline table in the cards)
+    suite = REPO / 'benchmarks' / 'results' / 'suite_shipped_2026-11-30' / 'results.csv'
+    release_weights.refresh_cards(tmp_path / 'weights', suite)
+    assert (folder / 'README.md').read_text() == shipped
     assert (folder / 'config.json').read_bytes() == (REPO / 'weights' / name / 'config.json').read_bytes()
 
 
@@ -166,3 +170,21 @@ def test_pool_sources_from_the_cache_index_and_from_a_card(tmp_path):
     assert release_weights.parse_pool_sources(note) == ['code15_samples', 'ptbxl']
     meta = release_weights.card_metadata('mae_moco', {}, ['code15_samples', 'ptbxl'])
     assert cards.card_data('m', **meta).datasets == ['code-15', 'ptb-xl'] and meta['eval_rows'] == []
+
+
+def test_suite_table_comes_from_the_rows_and_replaces_itself():
+    def row(encoder, mean, diff=None, verdict=''):
+        return {'task': 'sex', 'metric': 'auroc_within', 'headline': 'True', 'encoder': encoder, 'fraction': '1.0',
+                'mean': mean, 'ci_lo': '0.5', 'ci_hi': '0.9', 'n_test': '40', 'diff_vs_random': diff or 'nan',
+                'diff_lo': '0.01', 'diff_hi': '0.2', 'verdict_vs_random': verdict}
+    rows = [row('random', '0.6'), row('enc', '0.7', '0.1', 'better'), dict(row('enc', '0.1', '-0.5'), fraction='0.1')]
+    block = release_weights.suite_table(rows, 'enc', 'r.csv')
+    assert '| sex | auroc_within | 0.700 [0.500, 0.900] | 0.600 | +0.100 [+0.010, +0.200] | better | 40 |' in block
+    assert '| 0.100 [' not in block and '-0.500' not in block  # the 10% row is not the table's
+    body = 'intro\n## Limitations\n- none\n'
+    once = release_weights.put_suite_table(body, block)
+    assert once.index(release_weights.SUITE_START) < once.index('## Limitations')
+    again = release_weights.put_suite_table(once, block.replace('better', 'worse'))
+    assert again.count(release_weights.SUITE_START) == 1 and '| worse |' in again
+    with pytest.raises(ValueError, match="no 100%-label headline rows for encoder 'other'"):
+        release_weights.suite_table(rows, 'other', 'r.csv')
