@@ -93,7 +93,7 @@ NESTED_FLAGS = {'pretrain': ('epochs', 'batch_size', 'lr', 'warmup_epochs'),
 
 
 def quick_config(out: str = 'benchmark-quick', **overrides: Any) -> BenchmarkConfig:
-    """Tiny settings that finish in a couple of minutes on 2 CPU cores (built-in synthetic data)."""
+    """Tiny settings that finish in under a minute on 2 CPU cores (built-in synthetic data)."""
     cfg = BenchmarkConfig(
         data='synthetic', out=out, model='ecg_vit_tiny', sampling_rate=100.0, num_samples=500,
         synthetic_records=240, queue_size=128, n_boot=200, amp='fp32',

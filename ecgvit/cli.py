@@ -176,11 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description='Pretrain each method, evaluate each protocol, and tabulate test metrics with '
                                    '95% bootstrap CIs. random (untrained encoder) and supervised (trained from '
                                    'scratch on the labels) rows are always included. --quick runs tiny settings on '
-                                   'built-in synthetic data in a few minutes on a CPU; options given with it adjust '
-                                   'the preset.')
+                                   'built-in synthetic data in under a minute on 2 CPU cores; options given with it '
+                                   'adjust the preset.')
     _add_common(p)
     p.add_argument('--quick', action='store_true',
-                   help='Tiny model and settings on built-in synthetic data (a few minutes on 2 CPU cores).')
+                   help='Tiny model and settings on built-in synthetic data (under a minute on 2 CPU cores).')
     data_fields = [f.name for f in dataclasses.fields(DataOptions)]
     add_options(p, BenchmarkConfig, skip=run_fields + data_fields)
     _add_data(p)
