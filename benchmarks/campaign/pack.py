@@ -11,7 +11,6 @@ preprocessing gives the same bytes, checked by each item's sha256), so they are 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,20 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from . import codec
+from . import codec, sha256_file
 
 __all__ = ['pack', 'load_pack', 'PACK_VERSION', 'CHUNK']
 
 PACK_VERSION = 1
 CHUNK = 256  # windows per compressed file: bounds the encoder's memory (about 1 GB of float64 at 3600 samples)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _ptbxl_folder(data_dir: Path) -> Path:
@@ -144,7 +135,7 @@ def pack(data_dir: str | os.PathLike, out: str | os.PathLike, sampling_rate: flo
                 'data_dir': str(data_dir), 'preprocessing': pp.to_dict(), 'shape': list(shape),
                 'quant_step': step, 'clipped_values': clipped,
                 'rms_error': float(np.sqrt(sq_err / max(1, np.prod(shape)))),
-                'chunk': CHUNK, 'files': files, 'sha256': {f: _sha256(tmp / f) for f in files}, 'bytes': sizes,
+                'chunk': CHUNK, 'files': files, 'sha256': {f: sha256_file(tmp / f) for f in files}, 'bytes': sizes,
                 'total_bytes': int(sum(sizes.values())), 'int16_bytes': int(2 * np.prod(shape)),
                 'label_names': list(ev['label_names']),
                 'counts': {k: int(len(v)) for k, v in splits.items()},
@@ -192,7 +183,7 @@ def load_pack(folder: str | os.PathLike, verify: bool = True) -> tuple[dict[str,
     desc = json.loads((folder / 'pack.json').read_text())
     if verify:
         for f, digest in desc['sha256'].items():
-            if _sha256(folder / f) != digest:
+            if sha256_file(folder / f) != digest:
                 raise ValueError(f'{folder / f} does not match its sha256 in pack.json: the copy is damaged; pack '
                                  f'again.')
     meta = dict(np.load(folder / 'meta.npz'))

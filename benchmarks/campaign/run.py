@@ -19,7 +19,6 @@ even if the command itself is killed at its time limit.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from . import sha256_file
 from .worker import atomic_json, train_one
 
 __all__ = ['add_run_arguments', 'run', 'paired_bootstrap', 'export_shards', 'parse_jobs', 'MAX_OUT_FILES']
@@ -145,14 +145,6 @@ def paired_bootstrap(y: np.ndarray, prob_a: np.ndarray, prob_b: np.ndarray, n_bo
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
-
-
 def export_shards(encoder_dir: Path, out: Path, prefix: str, max_bytes: int) -> list[dict[str, Any]]:
     """Write an encoder's weights as bf16 safetensors shards of at most ``max_bytes`` each (in state-dict order).
 
@@ -183,7 +175,7 @@ def export_shards(encoder_dir: Path, out: Path, prefix: str, max_bytes: int) -> 
         save_file(group, str(tmp), metadata={'format': 'pt', 'shard': f'{i + 1}/{len(groups)}'})
         os.chmod(tmp, 0o644)  # the files travel and get shared: readable, like every other output
         tmp.replace(out / name)
-        shards.append({'file': name, 'sha256': _sha256(out / name), 'bytes': (out / name).stat().st_size,
+        shards.append({'file': name, 'sha256': sha256_file(out / name), 'bytes': (out / name).stat().st_size,
                        'tensors': list(group)})
     return shards
 

@@ -8,21 +8,14 @@ pretrained=True)``; ``campaign.json`` beside the weights is that encoder's run r
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from . import sha256_file
+
 __all__ = ['unpack']
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _card(name: str, enc: dict[str, Any], job: dict[str, Any], report: dict[str, Any]) -> str:
@@ -75,7 +68,7 @@ def unpack(results: str | os.PathLike, out: str | os.PathLike, log=print) -> dic
             path = results / shard['file']
             if not path.is_file():
                 raise FileNotFoundError(f'Shard {shard["file"]} of {name} is missing from {results}.')
-            digest = _sha256(path)
+            digest = sha256_file(path)
             if digest != shard['sha256']:
                 raise ValueError(f'Shard {path} has sha256 {digest}, the report says {shard["sha256"]}: the copy is '
                                  f'damaged; fetch the files again.')

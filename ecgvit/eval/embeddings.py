@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecgvit.train.checkpoint import atomic_write_text
+
 __all__ = ['encoder_fingerprint', 'data_fingerprint', 'embed_cached']
 
 
@@ -51,19 +53,6 @@ def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
     try:
         with os.fdopen(fd, 'wb') as f:
             np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -125,7 +114,7 @@ def embed_cached(
     feats, _ = extract_features(encoder, dataset, batch_size=batch_size, device=dev, amp=amp, progress=progress)
     seconds = time.perf_counter() - t0
     _atomic_save_npy(npy, feats.astype(np.float32))
-    _atomic_write_text(meta_path, json.dumps({'encoder_fingerprint': enc_fp, 'data_fingerprint': dat_fp,
+    atomic_write_text(meta_path, json.dumps({'encoder_fingerprint': enc_fp, 'data_fingerprint': dat_fp,
                                               'cache_dir': str(cache_dir), 'shape': list(feats.shape),
                                               'seconds': round(seconds, 3), 'record_ids': ids}))
     return feats, ids, {'reused': False, 'seconds': seconds, 'file': str(npy), 'encoder_fingerprint': enc_fp,
