@@ -62,6 +62,8 @@ def test_bootstrap_ci_brackets_point_and_survives_rare_classes():
     for k in ('auc_ovo', 'auroc_ovr', 'f1_macro', 'accuracy'):
         assert out[f'{k}_lo'] <= out[k] + 1e-9 and out[k] <= out[f'{k}_hi'] + 1e-9
     assert out['n_boot'] == 200 and out['n_test'] == 60
+    # the resampling is real: the intervals have width (they collapse onto the point if it is removed)
+    assert all(out[f'{k}_hi'] - out[f'{k}_lo'] > 0.01 for k in ('auc_ovo', 'auroc_ovr', 'accuracy'))
     again = bootstrap_metrics(y, p, multilabel=False, n_boot=200, seed=0)
     assert again == out  # seeded
     yl = np.zeros((30, 3), np.float32)
