@@ -4,6 +4,7 @@ This module sits above :mod:`ecgvit.models` and imports it; nothing below import
 weight files for ``pretrained=True`` lives in :mod:`ecgvit.weights` (re-exported here under the old names).
 """
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -18,7 +19,10 @@ from torch import nn
 from ecgvit.errors import CheckpointError, PretrainedWeightsError
 from ecgvit.factory import create_model
 from ecgvit.models.ecg_vit import checkpoint_filter_fn, to_ecg_pretrained_cfg
+from ecgvit.staging import staging_dir, sweep_stale
 from ecgvit.weights import WEIGHTS_NAME, load_weights_file, resolve_pretrained_weights, sha256_file, weights_dir
+
+_logger = logging.getLogger(__name__)
 
 __all__ = [
     'PretrainedWeightsError', 'CheckpointError', 'save_pretrained', 'load_pretrained', 'push_to_hub',
@@ -139,8 +143,10 @@ def save_pretrained(
         ``save_dir`` as a Path.
     """
     save_dir = Path(save_dir)
-    save_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{save_dir.name}.tmp-', dir=save_dir.parent))
+    removed = sweep_stale(save_dir)  # what an export killed half-way left beside it (never a live process's)
+    if removed:
+        _logger.info('removed %d temporary folder(s) an interrupted export left: %s', len(removed), removed)
+    tmp = staging_dir(save_dir)
     try:
         # safetensors refuses shared / non-contiguous storage; a plain copy per tensor avoids both.
         tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1] / 'ecgvit'
 
 # module (first name under ecgvit) -> layer
 LAYER_OF = {
-    'constants': 'basics', 'version': 'basics', 'errors': 'basics',
+    'constants': 'basics', 'version': 'basics', 'errors': 'basics', 'staging': 'basics',
     'weights': 'weights', 'weights_sha256': 'weights',
     'models': 'models', 'factory': 'models',
     'data': 'data',

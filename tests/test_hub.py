@@ -193,3 +193,24 @@ def test_push_to_hub_with_mocked_api(exported):
 def test_push_folder_requires_weights(tmp_path):
     with pytest.raises(hub.CheckpointError, match='save_pretrained'):
         hub.push_to_hub(tmp_path, 'org/ecg', api=mock.Mock())
+
+
+def test_an_export_killed_half_way_is_swept_by_the_next(tmp_path):
+    """Issue 18, item 10: a kill during the final export left a temporary folder beside it for good."""
+    script = textwrap.dedent(f'''
+        import os, signal, ecgvit
+        from ecgvit import hub
+        real = hub.save_file
+        def die(*a, **k):
+            real(*a, **k)
+            os.kill(os.getpid(), signal.SIGKILL)  # killed after the weights, before the rename
+        hub.save_file = die
+        hub.save_pretrained(ecgvit.create_model('ecg_vit_tiny'), {str(tmp_path / 'export')!r})
+    ''')
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith('.export.tmp-')  # the dead process's staging folder
+    hub.save_pretrained(ecgvit.create_model('ecg_vit_tiny'), tmp_path / 'export')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['export']
+    assert hub.load_pretrained(tmp_path / 'export') is not None

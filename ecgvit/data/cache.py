@@ -38,11 +38,12 @@ from typing import Any
 
 import numpy as np
 
+from ecgvit.staging import staging_dir, sweep_stale
+
 from .datasets.base import SPLITS, ECGDataset, Entry
 from .plausibility import PLAUSIBILITY_MODES, check_record, summarize
 from .preprocess import Preprocessing
 from .records import Record, RecordError
-from .staging import staging_dir, sweep_stale
 
 __all__ = ['build_cache', 'CachedECGDataset', 'CacheBuildError', 'CacheError', 'signal_sha256', 'CACHE_VERSION']
 

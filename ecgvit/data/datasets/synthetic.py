@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ecgvit.constants import LEADS
+from ecgvit.staging import staging_dir, sweep_stale
 
-from ..staging import staging_dir, sweep_stale
 from ..synthetic import SYNTHETIC_CLASSES, make_synthetic
 from .base import DatasetLayoutError
 from .folder import FolderDataset
