@@ -74,7 +74,7 @@ def test_missing_header_and_signal_files(tmp_path):
         read_record(base)
     mat = write_challenge(tmp_path, 'm', sine_leads(250.0, 300), 250.0, dx=['426783006'])
     (tmp_path / 'm.mat').unlink()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r'm\.mat'):
         read_record(mat)
 
 

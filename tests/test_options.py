@@ -32,11 +32,11 @@ def test_flags_types_and_only_given_values():
     assert options_from_args(args, _Demo) == {'batch_size': 8, 'rate': 100.0, 'methods': ['mae', 'moco'],
                                               'fast': True, 'mode': 'y'}
     assert options_from_args(p.parse_args([]), _Demo) == {}  # nothing given: the dataclass's defaults apply
-    with pytest.raises(SystemExit):  # off by default: --fast is the one flag
+    with pytest.raises(SystemExit, match='^2$'):  # off by default: --fast is the one flag
         p.parse_args(['--no-fast'])
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match='^2$'):
         p.parse_args(['--hidden', '2'])
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match='^2$'):
         p.parse_args(['--mode', 'z'])
     assert '[default: 64]' in p.format_help() and '[default: a,b]' in p.format_help()
 
