@@ -268,10 +268,11 @@ def test_warmup_cosine_schedule():
     assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
 
 
-def test_amp_auto_is_measured_once_and_explicit_choices_are_kept(monkeypatch):
+def test_amp_auto_is_measured_once_and_explicit_choices_are_kept(monkeypatch, tmp_path):
     from ecgvit.train import runtime as loop
 
     calls = []
+    monkeypatch.setenv('ECGVIT_CACHE_DIR', str(tmp_path))  # no decision stored yet for this machine
     monkeypatch.setattr(loop, '_AMP_CACHE', {})
     monkeypatch.setattr(loop, '_probe_cpu_bf16', lambda: calls.append(1) or True)
     cpu = torch.device('cpu')
