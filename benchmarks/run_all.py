@@ -11,6 +11,8 @@ figure                                  what                                    
                                         parity: the FLOP ratio itself is fixed by the method), faster dtype
 ``mae_nextclip_over_mae_per_flop``      the same for MAE-Nextclip                                            <= 1.1
 ``speedup_vs_mtae``                     peer MTAE (ST-MEM) step time / our MAE step time (null without it)   >= 1.2
+``mfu_fp32``, ``mfu_bf16``              ``mfu`` in each dtype (unsuffixed figures: the faster one)           >=.60/.50
+``speedup_vs_mtae_fp32`` / ``_bf16``    ``speedup_vs_mtae`` in each dtype                                    >= 1.2
 ``infer_ratio_vs_timm``                 batch-1 latency of ecgvit's fast inference path / timm ViT, fp32     <= 0.6
 ``loader_records_per_s``                cached DataLoader throughput, 2 workers, batch 64                    >= 5000
 ``peak_rss_gb``                         peak resident memory of MAE-MoCo pretraining (batch 64, Adam) in a   <= 4
@@ -88,7 +90,11 @@ FIGURES = (
     Figure('mfu_shared', 'pretrain', '>=', 0.60),
     Figure('mae_moco_shared_over_mae', 'pretrain', '<=', 1.6, 'x'),
     Figure('mae_nextclip_shared_over_mae', 'pretrain', '<=', 1.4, 'x'),
+    Figure('mfu_fp32', 'pretrain', '>=', 0.60),
+    Figure('mfu_bf16', 'pretrain', '>=', 0.50),
     Figure('speedup_vs_mtae', 'peer', '>=', 1.2, 'x'),
+    Figure('speedup_vs_mtae_fp32', 'peer', '>=', 1.2, 'x'),
+    Figure('speedup_vs_mtae_bf16', 'peer', '>=', 1.2, 'x'),
     Figure('infer_ratio_vs_timm', 'infer', '<=', 0.6, 'x'),
     Figure('loader_records_per_s', 'loader', '>=', 5000.0, ' rec/s'),
     Figure('peak_rss_gb', 'rss', '<=', 4.0, ' GB'),
@@ -430,6 +436,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: List[s
                       mfu_shared=res['mae_moco_shared'][best]['mfu'],
                       mae_moco_shared_over_mae=out['ratios'][f'mae_moco_shared/mae[{best}]'],
                       mae_nextclip_shared_over_mae=out['ratios'][f'mae_nextclip_shared/mae[{best}]'])
+        for d in DTYPES:  # every figure above is in the faster dtype; these two show both, where measured
+            if d in res['mae_moco']:
+                values[f'mfu_{d}'] = res['mae_moco'][d]['mfu']
+            else:
+                notes[f'mfu_{d}'] = f'skipped ({d} not in --dtypes)'
         figures.update({k: v for k, v in values.items() if k not in skip})
 
     def peer() -> None:
@@ -439,16 +450,25 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: List[s
             reuse_freed_memory()
         from benchmarks import peer_mtae
 
-        out = peer_mtae.measure(settings.batch, settings.repeats, DTYPES[best])
-        raw['peer_mtae'] = dict(out, dtype=best) if out else None
-        if not out:
-            notes['speedup_vs_mtae'] = 'skipped (no ST-MEM checkout)'
-            print(f'peer MTAE skipped: no ST-MEM checkout at {peer_mtae.STMEM_DIR} (see benchmarks/peer_mtae.py to '
-                  f'fetch it); speedup_vs_mtae is null.')
-            return
-        figures['speedup_vs_mtae'] = out['speedup_vs_mtae']
-        print(f'MTAE {out["mtae_step_s"]:.3f} s/step, ours {out["ours_step_s"]:.3f} s/step ({best}): '
-              f'{out["speedup_vs_mtae"]:.2f}x')
+        # Both dtypes, the faster one first: the peer comparison must hold in each (a dtype can favour either side).
+        for d in [best] + [d for d in dtypes if d != best]:
+            out = peer_mtae.measure(settings.batch, settings.repeats, DTYPES[d])
+            raw[f'peer_mtae_{d}'] = dict(out, dtype=d) if out else None
+            if not out:
+                for key in ('speedup_vs_mtae', 'speedup_vs_mtae_fp32', 'speedup_vs_mtae_bf16'):
+                    notes[key] = 'skipped (no ST-MEM checkout)'
+                print(f'peer MTAE skipped: no ST-MEM checkout at {peer_mtae.STMEM_DIR} (see benchmarks/peer_mtae.py '
+                      f'to fetch it); speedup_vs_mtae is null.')
+                return
+            figures[f'speedup_vs_mtae_{d}'] = out['speedup_vs_mtae']
+            if d == best:
+                raw['peer_mtae'] = raw[f'peer_mtae_{d}']
+                figures['speedup_vs_mtae'] = out['speedup_vs_mtae']
+            print(f'MTAE {out["mtae_step_s"]:.3f} s/step, ours {out["ours_step_s"]:.3f} s/step ({d}): '
+                  f'{out["speedup_vs_mtae"]:.2f}x')
+        for d in DTYPES:
+            if d not in dtypes:
+                notes[f'speedup_vs_mtae_{d}'] = f'skipped ({d} not in --dtypes)'
 
     def infer() -> None:
         # Batch-1 forwards take milliseconds, so more of them cost little and steady the median (20 at the default).
