@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -23,6 +22,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ecgvit.data.datasets.base import ECGDataset, Entry
+from ecgvit.data.datasets.challenge import ptbxl_copy_id
+from ecgvit.data.datasets.ptbxl import statement_classes
 
 __all__ = ['SuiteSource', 'Task', 'load_sources', 'build_tasks', 'demographics', 'subsample_train', 'TASK_NAMES',
            'SOURCE_FOLDERS']
@@ -128,19 +129,13 @@ def _load_cinc(root: Path) -> SuiteSource:
 
 
 def _load_code15(root: Path) -> SuiteSource:
-    # No dedicated reader: the Challenge-2025 headers carry '# Patient ID', '# Age' and '# Sex'.
-    from ecgvit.data.datasets.challenge import scan_challenge_headers
+    from ecgvit.data import Code15Dataset, DatasetLayoutError
 
-    folder = root / 'records' if (root / 'records').is_dir() else root
-    entries, skipped = [], []
-    for rid, base, meta in scan_challenge_headers(folder):
-        if not base.with_suffix('.dat').is_file():
-            skipped.append((rid, f'signal file {base.name}.dat is missing.'))
-            continue
-        e = Entry(record_id=rid, patient_id=str(meta.get('patient_id') or rid), split='train', labels=None,
-                  path=str(base), meta={'age': meta.get('age'), 'sex': meta.get('sex')})
-        entries.append(_copy(e, 'code15'))
-    return SuiteSource('code15', root, entries, skipped)
+    try:
+        ds = Code15Dataset(root, label_set=None)  # unlabelled: the suite reads only age, sex and patient
+    except DatasetLayoutError:  # a folder without headers contributes no record, as any empty source
+        return SuiteSource('code15', root, [], [])
+    return SuiteSource('code15', root, [_copy(e, 'code15') for e in ds.entries], ds.skipped)
 
 
 _LOADERS = {'ptbxl': _load_ptbxl, 'ludb': _load_ludb, 'cinc': _load_cinc, 'code15': _load_code15}
@@ -250,20 +245,6 @@ def _ptbxl_statements(root: Path):
     return pd.read_csv(root / 'scp_statements.csv', index_col=0)
 
 
-def _ptbxl_label_map(stmts, label_set: str) -> Tuple[List[str], Dict[str, str]]:
-    def flag(col):
-        return stmts[col].fillna(0).astype(float) == 1.0
-
-    if label_set == 'superdiagnostic':
-        diag = stmts[flag('diagnostic') & stmts['diagnostic_class'].notna()]
-        mapping = {s: str(diag.loc[s, 'diagnostic_class']) for s in diag.index}
-        order = ['NORM', 'MI', 'STTC', 'CD', 'HYP']
-        names = sorted(set(mapping.values()), key=lambda n: (order.index(n) if n in order else 99, n))
-        return names, mapping
-    names = list(stmts.index) if label_set == 'all' else list(stmts.index[flag(label_set)])
-    return names, {s: s for s in names}
-
-
 def _keep_labels(task_name: str, names: List[str], y: np.ndarray, split: np.ndarray, min_positives: int = 1,
                  need: Sequence[str] = ('train', 'test')) -> Tuple[np.ndarray, List[str], List[Dict[str, Any]]]:
     """Drop labels with fewer than ``min_positives`` positive records (or no negative one) in a split of ``need``:
@@ -286,7 +267,7 @@ def _ptbxl_tasks(src: SuiteSource, splits: Dict[str, str], min_positives: int) -
     stmts = _ptbxl_statements(src.root)
     tasks = []
     for label_set in ('superdiagnostic', 'form', 'rhythm', 'all'):
-        names, mapping = _ptbxl_label_map(stmts, label_set)
+        names, mapping = statement_classes(stmts, label_set)  # the PTB-XL reader's own label sets
         index = {n: i for i, n in enumerate(names)}
         keys, ys, excluded = [], [], []
         for e in src.entries:
@@ -295,8 +276,8 @@ def _ptbxl_tasks(src: SuiteSource, splits: Dict[str, str], min_positives: int) -
                 codes = ast.literal_eval(codes)
             y = np.zeros(len(names), dtype=np.float32)
             for code in codes or {}:
-                if code in mapping:
-                    y[index[mapping[code]]] = 1.0
+                for cls in mapping.get(code, ()):
+                    y[index[cls]] = 1.0
             key = f'ptbxl/{e.record_id}'
             if not y.any():  # the PTB-XL benchmark's convention: records without a statement of the set are left out
                 excluded.append((key, f'no {label_set} statement among scp_codes'))
@@ -314,9 +295,9 @@ def _ptbxl_tasks(src: SuiteSource, splits: Dict[str, str], min_positives: int) -
 
 def _duplicate_of_ptbxl(key: str, entry: Entry, ptbxl_ids: set) -> Optional[str]:
     # CinC's PTB-XL copies are named HR<ecg_id>; the same recording must not sit in two splits of a pooled task.
-    m = re.fullmatch(r'HR0*(\d+)', Path(entry.record_id).name)
-    if m and m.group(1) in ptbxl_ids:
-        return f'copy of PTB-XL ecg_id {m.group(1)} (already in the pooled task from ptbxl/)'
+    ecg_id = ptbxl_copy_id(entry.record_id)
+    if ecg_id is not None and str(ecg_id) in ptbxl_ids:
+        return f'copy of PTB-XL ecg_id {ecg_id} (already in the pooled task from ptbxl/)'
     return None
 
 

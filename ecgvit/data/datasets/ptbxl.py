@@ -32,7 +32,7 @@ from ecgvit.constants import LEADS
 from .base import DatasetLayoutError, ECGDataset, Entry
 from .demographics import parse_age, parse_sex
 
-__all__ = ['PTBXLDataset', 'PTBXL_LABEL_SETS', 'fold_to_split']
+__all__ = ['PTBXLDataset', 'PTBXL_LABEL_SETS', 'fold_to_split', 'statement_classes']
 
 PTBXL_LABEL_SETS = ('all', 'diagnostic', 'subdiagnostic', 'superdiagnostic', 'form', 'rhythm')
 _DB_COLUMNS = ('patient_id', 'scp_codes', 'strat_fold', 'filename_lr', 'filename_hr')
@@ -46,7 +46,7 @@ def fold_to_split(fold: int) -> str:
     return 'test' if fold == 10 else 'val' if fold == 9 else 'train'
 
 
-def _statement_classes(stmts, label_set: str) -> tuple[list[str], dict[str, list[str]]]:
+def statement_classes(stmts, label_set: str) -> tuple[list[str], dict[str, list[str]]]:
     """(class names, statement -> classes) for a label set, from scp_statements.csv."""
     import pandas as pd
 
@@ -120,7 +120,7 @@ class PTBXLDataset(ECGDataset):
         if not need <= set(stmts.columns):
             raise DatasetLayoutError(f'{st_path}: missing columns {sorted(need - set(stmts.columns))}; expected the '
                                      f'official scp_statements.csv.')
-        self.label_names, mapping = _statement_classes(stmts, label_set)
+        self.label_names, mapping = statement_classes(stmts, label_set)
         self.multilabel = True
         index = {n: i for i, n in enumerate(self.label_names)}
         file_col = 'filename_lr' if self.sampling_rate == 100 else 'filename_hr'
