@@ -35,11 +35,12 @@ import csv
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
 import torch
+
+from ecgvit.train.checkpoint import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {'mae_moco': 'ecg_vit_mae_moco', 'mae_nextclip': 'ecg_vit_mae_nextclip'}
@@ -189,13 +190,6 @@ def _loss_curve(metrics_csv: Path, out_png: Path, title: str) -> None:
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, out_png)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    with os.fdopen(fd, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _hardware(machine: Any) -> str:
@@ -348,7 +342,7 @@ def refresh_cards(weights_root: Path = REPO / 'weights', suite: Path = None) -> 
             body = put_suite_table(body, suite_table(suite_rows, name, source))
         meta = card_metadata(method, parse_eval_table(body), parse_pool_sources(body))
         config = json.loads((folder / 'config.json').read_text())
-        _atomic_write(folder / 'README.md', front_matter(encoder_card_data(config, **meta)) + body)
+        atomic_write_text(folder / 'README.md', front_matter(encoder_card_data(config, **meta)) + body)
         written.append(folder / 'README.md')
     return written
 
@@ -497,13 +491,13 @@ def ship(args: argparse.Namespace) -> None:
         _loss_curve(run / 'metrics.csv', out / 'loss_curve.png', f'{name}: pretraining loss')
         shas[name] = sha256_file(out / 'model.safetensors')
         print(f'{out}: {dtype}, sha256 {shas[name]}')
-    _atomic_write(REPO / 'ecgvit' / 'weights_sha256.py', _registry(shas))
+    atomic_write_text(REPO / 'ecgvit' / 'weights_sha256.py', _registry(shas))
     readme = REPO / 'README.md'
     text = readme.read_text()
     if TABLE_START in text and TABLE_END in text:
         head, rest = text.split(TABLE_START, 1)
         _, tail = rest.split(TABLE_END, 1)
-        _atomic_write(readme, f'{head}{TABLE_START}\n{_readme_table(eval_dir, runs)}\n{TABLE_END}{tail}')
+        atomic_write_text(readme, f'{head}{TABLE_START}\n{_readme_table(eval_dir, runs)}\n{TABLE_END}{tail}')
     (eval_dir / 'evaluation.md').write_text(eval_table(eval_dir) + '\n')
 
 

@@ -45,10 +45,10 @@ class ArrayDataset(Dataset):
 
 
 def atomic_json(path: Path, obj: Any) -> None:
-    """Write JSON so a reader never sees half a file (temporary file + rename)."""
-    tmp = path.with_name(f'.{path.name}.tmp')
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    tmp.replace(path)
+    """Write JSON so a reader never sees half a file (``ecgvit.train.checkpoint.atomic_write_text``)."""
+    from ecgvit.train.checkpoint import atomic_write_text  # on use: run installs carried wheels before ecgvit loads
+
+    atomic_write_text(path, json.dumps(obj, indent=2, default=float))
 
 
 def relative_distance(state: dict[str, torch.Tensor], init: dict[str, torch.Tensor]) -> float:
