@@ -35,6 +35,7 @@ from ecgvit.constants import (
     PATCH_SIZE,
 )
 from ecgvit.errors import CheckpointError
+from ecgvit.layers import adopt_ecg_attention
 from ecgvit.models.arch_bounds import check_model_args
 from ecgvit.weights import WEIGHTS_SHA256, resolve_pretrained_weights
 
@@ -225,6 +226,7 @@ class EcgVisionTransformer(VisionTransformer):
         )
         # Any length that divides into patches is accepted; the pos-embed follows it (see _pos_embed).
         self.patch_embed.strict_img_size = False
+        adopt_ecg_attention(self)  # the attention kernel is picked per call (fused, or explicit on CPU in bf16)
 
     @property
     def seq_len(self) -> int:

@@ -9,6 +9,7 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from ecgvit.layers import adopt_ecg_attention
 from ecgvit.models.ecg_vit import resample_pos_embed_1d
 
 __all__ = ['LightDecoder', 'decoder_blocks', 'init_decoder_weights']
@@ -16,7 +17,8 @@ __all__ = ['LightDecoder', 'decoder_blocks', 'init_decoder_weights']
 
 def decoder_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float) -> nn.Sequential:
     """The transformer blocks of a light decoder (timm ``Block``, qkv bias, as MAE's decoder)."""
-    return nn.Sequential(*[Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth)])
+    blocks = nn.Sequential(*[Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth)])
+    return adopt_ecg_attention(blocks)
 
 
 def init_decoder_weights(module: nn.Module) -> None:
