@@ -60,6 +60,8 @@ class EcgPretrainedCfg(PretrainedCfg):
     sha256: Optional[str] = None  # of the weight file; checked before loading
     hub_repo_id: Optional[str] = None  # where the weights are (to be) published; not a download source until set
     pretrain_method: Optional[str] = None
+    # Lead subsets (beyond all 12) the weights were trained to run on, via lead-set dropout; None: all 12 only.
+    lead_sets: Optional[Tuple[Tuple[str, ...], ...]] = None
 
 
 def to_ecg_pretrained_cfg(cfg: Any) -> Any:
@@ -73,8 +75,13 @@ def to_ecg_pretrained_cfg(cfg: Any) -> Any:
     unknown = sorted(set(cfg) - names)
     if unknown:
         _logger.debug('Ignoring unknown pretrained cfg keys: %s', unknown)
-    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k in names}
+    values = {k: _as_tuples(v) for k, v in cfg.items() if k in names}
     return EcgPretrainedCfg(**values)
+
+
+def _as_tuples(value: Any) -> Any:
+    # JSON gives lists; the cfg holds (nested) tuples, e.g. lead_sets.
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 @register_notrace_function
