@@ -204,6 +204,14 @@ class ECGDataset:
             raise RecordError(record_id, reason)
         self.skipped.append((record_id, reason))
 
+    def _keep_split_by_patient(self, entries: list[Entry], seed: int) -> None:
+        """Give each entry its patient's split (deterministic in ``seed``), keep them as the index and check it."""
+        splits = assign_splits([e.patient_id for e in entries], seed=seed)
+        for e in entries:
+            e.split = splits[e.patient_id]
+        self.entries = entries
+        self._finalize()
+
     def _finalize(self) -> None:
         """Check the index: unique record ids, valid splits, no patient in two splits."""
         seen: dict[str, int] = {}

@@ -20,15 +20,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ecgvit.constants import LEADS
 
 from ..records import parse_comments
-from .base import DatasetLayoutError, ECGDataset, Entry, assign_splits
-from .demographics import parse_age, parse_sex
+from .base import DatasetLayoutError, ECGDataset, Entry
+from .demographics import age_sex
 
 __all__ = ['ChallengeDataset', 'DxCode', 'load_dx_mapping', 'scan_challenge_headers', 'EQUIVALENT_CODES',
            'ptbxl_copy_id']
@@ -118,6 +118,17 @@ def _signal_file_present(base: Path) -> bool:
     return base.with_suffix('.mat').is_file() or base.with_suffix('.dat').is_file()
 
 
+def records_with_signals(dataset: ECGDataset, headers: Iterable[tuple[str, Path, dict[str, str]]]
+                         ) -> Iterator[tuple[str, Path, dict[str, str], list[str]]]:
+    """(record id, base path, header comments, Dx codes) of each header whose signal file exists; the others are
+    skipped on ``dataset`` with a reason."""
+    for rid, base, meta in headers:
+        if not _signal_file_present(base):
+            dataset._skip(rid, f'no signal file next to {base.name}.hea (expected {base.name}.mat or .dat).')
+            continue
+        yield rid, base, meta, parse_dx(meta.get('dx'))
+
+
 class ChallengeDataset(ECGDataset):
     """Any folder of PhysioNet/CinC 2020-2021 challenge records (searched recursively).
 
@@ -197,11 +208,7 @@ class ChallengeDataset(ECGDataset):
         self.multilabel = True
         index = {n: i for i, n in enumerate(self.label_names)}
         kept = []
-        for rid, base, meta in headers:
-            if not _signal_file_present(base):
-                self._skip(rid, f'no signal file next to {base.name}.hea (expected {base.name}.mat or .dat).')
-                continue
-            codes = parse_dx(meta.get('dx'))
+        for rid, base, meta, codes in records_with_signals(self, headers):
             if not codes:
                 self._skip(rid, 'header has no "# Dx:" SNOMED-CT codes (unlabelled record).')
                 continue
@@ -214,13 +221,9 @@ class ChallengeDataset(ECGDataset):
                 y[index[n]] = 1.0
             patient = meta.get('patient_id') or rid
             source = rid.split('/')[0] if '/' in rid else ''
-            info = {'dx_codes': codes, 'dx': names, 'unknown_codes': unknown, 'source': source,
-                    'age': parse_age(meta.get('age')), 'sex': parse_sex(meta.get('sex'))}
+            info = {'dx_codes': codes, 'dx': names, 'unknown_codes': unknown, 'source': source, **age_sex(meta)}
             ecg_id = ptbxl_copy_id(base.name)
             if ecg_id is not None:
                 info['ptbxl_ecg_id'] = ecg_id
             kept.append(Entry(record_id=rid, patient_id=str(patient), split='', labels=y, path=str(base), meta=info))
-        splits = assign_splits([e.patient_id for e in kept], seed=seed)
-        for e in kept:
-            e.split = splits[e.patient_id]
-        self.entries = kept
+        self._keep_split_by_patient(kept, seed)

@@ -17,9 +17,9 @@ from typing import Sequence
 
 from ecgvit.constants import LEADS
 
-from .base import DatasetLayoutError, ECGDataset, Entry, assign_splits
-from .challenge import _signal_file_present, parse_dx, scan_challenge_headers
-from .demographics import parse_age, parse_sex
+from .base import DatasetLayoutError, ECGDataset, Entry
+from .challenge import records_with_signals, scan_challenge_headers
+from .demographics import age_sex
 
 __all__ = ['ChapmanDataset', 'CHAPMAN_CLASSES', 'CHAPMAN_RHYTHM_CODES']
 
@@ -61,11 +61,7 @@ class ChapmanDataset(ECGDataset):
             raise DatasetLayoutError(f'{self.name}: no .hea files under {self.root}; expected Chapman-Shaoxing records '
                                      f'in the PhysioNet/CinC 2021 layout (JS00001.hea + JS00001.mat).')
         kept = []
-        for rid, base, meta in headers:
-            if not _signal_file_present(base):
-                self._skip(rid, f'no signal file next to {base.name}.hea.')
-                continue
-            codes = parse_dx(meta.get('dx'))
+        for rid, base, meta, codes in records_with_signals(self, headers):
             merged = sorted({CHAPMAN_RHYTHM_CODES[c] for c in codes if c in CHAPMAN_RHYTHM_CODES})
             if not merged:
                 self._skip(rid, f'no rhythm of the 4 merged classes among Dx codes {codes}.')
@@ -75,10 +71,5 @@ class ChapmanDataset(ECGDataset):
                 continue
             kept.append(Entry(record_id=rid, patient_id=meta.get('patient_id') or rid, split='',
                               labels=CHAPMAN_CLASSES.index(merged[0]), path=str(base),
-                              meta={'dx_codes': codes, 'age': parse_age(meta.get('age')),
-                                    'sex': parse_sex(meta.get('sex'))}))
-        splits = assign_splits([e.patient_id for e in kept], seed=seed)
-        for e in kept:
-            e.split = splits[e.patient_id]
-        self.entries = kept
-        self._finalize()
+                              meta={'dx_codes': codes, **age_sex(meta)}))
+        self._keep_split_by_patient(kept, seed)

@@ -16,9 +16,9 @@ from typing import Sequence
 
 from ecgvit.constants import LEADS
 
-from .base import DatasetLayoutError, ECGDataset, Entry, assign_splits
+from .base import DatasetLayoutError, ECGDataset, Entry
 from .challenge import scan_challenge_headers
-from .demographics import parse_age, parse_sex
+from .demographics import age_sex
 
 __all__ = ['Code15Dataset', 'CODE15_CLASSES']
 
@@ -70,10 +70,5 @@ class Code15Dataset(ECGDataset):
                 y = int(cell in _TRUE)
             patient = str(meta.get('patient_id') or rid)
             raw.append(Entry(record_id=rid, patient_id=patient, split='', labels=y, path=str(base),
-                             meta={'exam_id': meta.get('exam_id', base.name), 'age': parse_age(meta.get('age')),
-                                   'sex': parse_sex(meta.get('sex'))}))
-        splits = assign_splits([e.patient_id for e in raw], seed=seed)
-        for e in raw:
-            e.split = splits[e.patient_id]
-        self.entries = raw
-        self._finalize()
+                             meta={'exam_id': meta.get('exam_id', base.name), **age_sex(meta)}))
+        self._keep_split_by_patient(raw, seed)

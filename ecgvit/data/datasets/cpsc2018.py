@@ -19,9 +19,9 @@ import numpy as np
 
 from ecgvit.constants import LEADS
 
-from .base import DatasetLayoutError, ECGDataset, Entry, assign_splits
-from .challenge import _signal_file_present, parse_dx, scan_challenge_headers
-from .demographics import parse_age, parse_sex
+from .base import DatasetLayoutError, ECGDataset, Entry
+from .challenge import records_with_signals, scan_challenge_headers
+from .demographics import age_sex
 
 __all__ = ['CPSC2018Dataset', 'CPSC2018_CLASSES', 'CPSC2018_CODES']
 
@@ -86,11 +86,7 @@ class CPSC2018Dataset(ECGDataset):
             raise DatasetLayoutError(f'{self.name}: no .hea files under {self.root}; expected CPSC 2018 records in the '
                                      f'PhysioNet/CinC 2020 layout (A0001.hea + A0001.mat).')
         kept = []
-        for rid, base, meta in headers:
-            if not _signal_file_present(base):
-                self._skip(rid, f'no signal file next to {base.name}.hea.')
-                continue
-            codes = parse_dx(meta.get('dx'))
+        for rid, base, meta, codes in records_with_signals(self, headers):
             if reference is not None:
                 if base.name not in reference:
                     self._skip(rid, f'not listed in {ref_path.name}.')
@@ -104,10 +100,5 @@ class CPSC2018Dataset(ECGDataset):
             y = np.zeros(len(CPSC2018_CLASSES), dtype=np.float32)
             y[classes] = 1.0
             kept.append(Entry(record_id=rid, patient_id=meta.get('patient_id') or rid, split='', labels=y,
-                              path=str(base), meta={'dx_codes': codes, 'age': parse_age(meta.get('age')),
-                                                    'sex': parse_sex(meta.get('sex'))}))
-        splits = assign_splits([e.patient_id for e in kept], seed=seed)
-        for e in kept:
-            e.split = splits[e.patient_id]
-        self.entries = kept
-        self._finalize()
+                              path=str(base), meta={'dx_codes': codes, **age_sex(meta)}))
+        self._keep_split_by_patient(kept, seed)

@@ -9,7 +9,7 @@ not 300 in one source and 90 in another.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 __all__ = ['AGE_TOP_CODE', 'parse_age', 'parse_sex']
 
@@ -67,3 +67,8 @@ def parse_sex(value: Any, *, numeric: bool = False) -> str | None:
     if text in ('0', '1', '0.0', '1.0'):
         return ('M' if text.startswith('0') else 'F') if numeric else None
     return _SEX.get(text)
+
+
+def age_sex(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``{'age': ..., 'sex': ...}`` parsed from a header's age / sex comments (the uniform ``Entry.meta`` keys)."""
+    return {'age': parse_age(meta.get('age')), 'sex': parse_sex(meta.get('sex'))}
