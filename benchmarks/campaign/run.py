@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ecgvit.train.config import SEED_WARMUP_EPOCHS, TrainConfig
+
 from . import sha256_file
 from .worker import atomic_json, train_one
 
@@ -69,9 +71,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--final-reserve-s', type=float, default=45.0, help='kept at the end for the report')
     p.add_argument('--probe-reserve-s', type=float, default=40.0, help='kept at the end of each job for its probe')
     p.add_argument('--parallel', type=int, default=4, help='jobs at once, each its own process (0: in this process)')
-    p.add_argument('--batch-size', type=int, default=64, help="pretraining batch (seed: 64)")
-    p.add_argument('--lr', type=float, default=2e-4, help="Adam learning rate (seed: 2e-4)")
-    p.add_argument('--warmup-epochs', type=float, default=20.0,
+    recipe = TrainConfig()  # the seed's recipe, declared once in ecgvit.train
+    p.add_argument('--batch-size', type=int, default=recipe.batch_size, help='pretraining batch (seed: 64)')
+    p.add_argument('--lr', type=float, default=recipe.lr, help='Adam learning rate (seed: 2e-4)')
+    p.add_argument('--warmup-epochs', type=float, default=SEED_WARMUP_EPOCHS,
                    help="warm-up epochs (seed: 20), at most a fifth of the epochs the budget allows")
     p.add_argument('--max-epochs', type=int, default=100000, help='stop a job after this many epochs')
     p.add_argument('--chunk-s', type=float, default=60.0, help='seconds of training between resumable checkpoints')
