@@ -294,6 +294,7 @@ SUITE_START, SUITE_END = '<!-- suite-table:start -->', '<!-- suite-table:end -->
 def suite_table(rows: List[Dict[str, str]], encoder: str, source: str) -> str:
     """The card's block of evaluation-suite results (``ecgvit benchmark --suite real``'s ``results.csv`` rows): the
     headline metric of every task at 100% of the training labels, against the random-init floor with the paired CI."""
+    rows = [r for r in rows if str(r.get('leads') or '12') == '12']  # the 12-lead rows (the suite's --leads)
     mine = {r['task']: r for r in rows if r['encoder'] == encoder and float(r['fraction']) == 1.0
             and r.get('headline') in ('True', True)}
     if not mine:

@@ -141,12 +141,15 @@ def benchmark_rows(results: Iterable[Mapping[str, Any]], method: str, task: str,
     return rows
 
 
-def suite_rows(results: Iterable[Mapping[str, Any]], encoder: str, fraction: float = 1.0) -> List[Dict[str, Any]]:
+def suite_rows(results: Iterable[Mapping[str, Any]], encoder: str, fraction: float = 1.0,
+               leads: str = '12') -> List[Dict[str, Any]]:
     """Results rows of ``encoder`` from the evaluation suite's ``results.csv`` rows (task, metric, encoder,
-    fraction, mean, ci_lo, ci_hi, n_test: linear probes on frozen embeddings), at one label fraction."""
+    fraction, mean, ci_lo, ci_hi, n_test: linear probes on frozen embeddings), at one label fraction and one lead
+    subset (the ``leads`` column: '12', '6', '1', ...; rows written before it existed are 12-lead)."""
     rows = []
     for r in results:
-        if r.get('encoder') != encoder or _number(r.get('fraction', 1.0)) != float(fraction):
+        if r.get('encoder') != encoder or _number(r.get('fraction', 1.0)) != float(fraction) or \
+                str(r.get('leads') or '12') != str(leads):
             continue
         protocol = 'linear' if float(fraction) == 1.0 else f'linear probe, {float(fraction):.0%} of training labels'
         rows.append({'task': r['task'], 'protocol': protocol, 'metric': r['metric'], 'value': _number(r.get('mean')),

@@ -203,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--fractions', default=None,
                    help='Suite: fractions of the training labels, comma-separated [default: 0.01,0.1,1].')
     g.add_argument('--tasks', default=None, help='Suite: task names, comma-separated [default: all present].')
+    g.add_argument('--leads', default=None, nargs='+', metavar='SUBSET',
+                   help='Suite: lead subsets to run the PTB-XL tasks on, each a preset (12, 6 = limb leads, 1 = lead '
+                        'I, precordial) or a comma list of leads (I,II,V2): "--leads 12,6,1" or "--leads 12 I,II". '
+                        'Every subset but 12 runs the ptbxl_* tasks only; rows carry a leads column [default: 12].')
+    g.add_argument('--allow-untrained-leads', action='store_true', default=None,
+                   help="Suite: evaluate encoders on lead subsets their weights were not trained on (their cfg's "
+                        'lead_sets), with a warning and lead_check "untrained" in the rows, instead of refusing.')
     _add_output(p, 'benchmark-results')
 
     # -- embed
@@ -223,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                         'lead names in the file or in a sidecar <stem>.json) or cache folder; or --data/--data-dir.')
     add_options(p.add_argument_group('data'), DataOptions, defaults={'data': None},
                 only=('data', 'data_dir', 'sampling_rate', 'num_samples', 'crop', 'window_stride', 'short_records'))
-    add_options(p, FitOptions, only=('pooling',))
+    add_options(p, FitOptions, only=('pooling', 'leads', 'allow_untrained_leads'))
     p.add_argument('-b', '--batch-size', type=int, default=128, help='Records per forward pass.')
     p.add_argument('--fast', default='off', choices=['off', 'auto', 'fp32', 'bf16', 'int8', 'compile'],
                    help="CPU fast path: 'auto' times fp32, bf16 and int8 dynamic quantisation on this machine and "
@@ -344,15 +351,17 @@ def _check_positive(args: Any, *names: str, prefix: str = '') -> None:
             raise CliError(f'{flag_name(n, prefix)} must be positive, got {v}.')
 
 
-def _splits(args: argparse.Namespace, model_cfg: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """The command's cached splits; ``model_cfg`` (``model_data_cfg``) is checked against them before any work."""
+def _splits(args: argparse.Namespace, model_cfg: Optional[Dict[str, Any]] = None,
+            leads: Any = None) -> Dict[str, Any]:
+    """The command's cached splits; ``model_cfg`` (``model_data_cfg``) is checked against them before any work;
+    ``leads``: read only that lead subset (``Preprocessing.input_leads``)."""
     from ecgvit.data.prepare import prepare_data
 
     cache = args.cache_dir or str(Path(args.output) / 'data')
     splits = prepare_data(args.data, args.data_dir, cache, args.sampling_rate, args.num_samples, args.seed,
                           args.synthetic_records, args.num_workers, args.progress, crop=args.crop,
                           window_stride=args.window_stride, short_records=args.short_records, model_cfg=model_cfg,
-                          model_name=_weights_name(args))
+                          model_name=_weights_name(args), leads=leads)
     _print_skipped(splits['skipped'], splits['skipped_csv'])
     return splits
 
@@ -515,6 +524,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def _eval_command(args: argparse.Namespace, protocol: str) -> int:
     from ecgvit.data.prepare import check_num_samples, model_data_cfg
     from ecgvit.eval import FinetuneConfig, ProbeConfig, finetune, linear_probe
+    from ecgvit.eval.leads import check_encoder_leads
+    from ecgvit.lead_sets import resolve_leads
     from ecgvit.options import DataOptions, RunOptions, options_from_args
 
     _fill_defaults(args, RunOptions, DataOptions)
@@ -526,16 +537,21 @@ def _eval_command(args: argparse.Namespace, protocol: str) -> int:
     _resolve_input(args, encoder)
     cls = ProbeConfig if protocol == 'linear' else FinetuneConfig
     cfg = cls(**options_from_args(args, cls))
-    splits = _splits(args, model_data_cfg(encoder, source))
+    random_init = not (source.get('checkpoint') or source.get('pretrained'))
+    leads = resolve_leads(cfg.leads)
+    if not random_init and not cfg.allow_untrained_leads:  # refused before any data are built
+        check_encoder_leads(encoder, leads, model_name=_weights_name(args))
+    splits = _splits(args, model_data_cfg(encoder, source), leads=cfg.leads)
     if cfg.batch_size > len(splits['train']):
         raise CliError(f'--batch-size {cfg.batch_size} is larger than the training split '
                        f'({len(splits["train"])} records): use {len(splits["train"])} or less.')
     out = Path(args.output)
     _write_config(out, args, {**dataclasses.asdict(cfg), 'command': protocol, 'encoder': source,
                               'cache_dir': splits['cache_dir'], 'label_names': splits['label_names'],
-                              'multilabel': splits['multilabel']})
+                              'multilabel': splits['multilabel'], 'leads_used': list(leads)})
     run = linear_probe if protocol == 'linear' else finetune
-    result = run(encoder, splits['train'], splits['val'], splits['test'], config=cfg, output_dir=str(out))
+    result = run(encoder, splits['train'], splits['val'], splits['test'], config=cfg, output_dir=str(out),
+                 random_init=random_init)
     _print_metrics(dict(result, method=source.get('checkpoint') or source.get('model')))
     return 0
 
@@ -569,6 +585,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
         seeds=_list(args.seeds or '0,1,2', int, '--seeds'),
         fractions=_list(args.fractions or '0.01,0.1,1', float, '--fractions'),
         tasks=_list(args.tasks, str, '--tasks') if args.tasks else None,
+        leads=tuple(args.leads or ('12',)), allow_untrained_leads=bool(args.allow_untrained_leads),
         **{k: v for k, v in (('n_boot', args.n_boot), ('split_seed', args.seed), ('device', args.device),
                              ('amp', args.amp), ('workers', args.num_workers), ('progress', args.progress))
            if v is not None},
@@ -577,11 +594,13 @@ def cmd_suite(args: argparse.Namespace) -> int:
         import torch
         torch.set_num_threads(max(1, args.threads))
     summary = run_suite(cfg)
+    several = len({r.get('leads', '12') for r in summary['results']}) > 1
     for r in summary['results']:
         if r['fraction'] == max(cfg.fractions) and r.get('headline', True):
             diff = '' if r['encoder'] == 'random' else (f'  vs random {r["diff_vs_random"]:+.3f} [{r["diff_lo"]:+.3f}, '
                                                         f'{r["diff_hi"]:+.3f}] {r["verdict_vs_random"]}')
-            print(f'{r["task"]:24s} {r["metric"]:7s} {r["encoder"]:22s} {r["mean"]:.3f} +- {r["sd"]:.3f}{diff}')
+            leads = f'leads {r.get("leads", "12"):<6s} ' if several else ''
+            print(f'{leads}{r["task"]:24s} {r["metric"]:7s} {r["encoder"]:22s} {r["mean"]:.3f} +- {r["sd"]:.3f}{diff}')
     print(f'\nwrote {Path(cfg.out) / "results.md"}, results.csv, pairwise.csv, predictions.csv, differences.png, '
           f'skipped.csv, splits.csv and suite_config.json ({summary["wall_time_s"]:.0f} s)')
     return 0
@@ -596,6 +615,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     if args.suite:
         return cmd_suite(args)
+    if args.leads or args.allow_untrained_leads:
+        raise CliError('--leads and --allow-untrained-leads are options of the evaluation suite (--suite real); the '
+                       'methods x protocols benchmark runs on all 12 leads.')
 
     cfg = quick_config(args.output) if args.quick else BenchmarkConfig(out=args.output)
     overrides: Dict[str, Any] = options_from_args(args, BenchmarkConfig)  # given on the command line: over the preset
@@ -644,11 +666,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
         parse_data_spec,
     )
     from ecgvit.eval.config import FitOptions
+    from ecgvit.eval.leads import apply_lead_mask, check_encoder_leads, lead_mask_tensor, resolve_data_leads
     from ecgvit.eval.pooling import embed_records
     from ecgvit.options import DataOptions, RunOptions, options_from_args
 
     _fill_defaults(args, RunOptions)
-    for cls, names in ((DataOptions, ('crop', 'window_stride', 'short_records')), (FitOptions, ('pooling',))):
+    for cls, names in ((DataOptions, ('crop', 'window_stride', 'short_records')),
+                       (FitOptions, ('pooling', 'leads', 'allow_untrained_leads'))):
         given = options_from_args(args, cls, only=names)
         for f in dataclasses.fields(cls):
             if f.name in names and f.name not in given:
@@ -672,9 +696,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
         length = DEFAULT_NUM_SAMPLES  # an untrained encoder has no recipe of its own
     encoder, source = load_encoder(args.checkpoint, args.model, length, args.pretrained)
     model_cfg = model_data_cfg(encoder, source)
+    random_init = not (source.get('checkpoint') or source.get('pretrained'))
     if cached:
         check_model_data(dataset.preprocessing, model_cfg, f'--input {args.input} (a cache) for {_weights_name(args)}')
         pp = dataset.preprocessing
+        leads = resolve_data_leads(args.leads, dataset)  # a subset of what the cache holds
+        leads, leads_trained = check_encoder_leads(encoder, leads, args.allow_untrained_leads, _weights_name(args),
+                                                   random_init)
     else:
         pad = 'zero' if args.short_records == 'pad' else 'error'
         if model_cfg is not None:
@@ -690,6 +718,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
                                     args.crop, args.window_stride, args.short_records)
         if pp.num_samples != length:  # the encoder was built before the recipe was known
             encoder, source = load_encoder(args.checkpoint, args.model, pp.num_samples, args.pretrained)
+        # Refused (or warned about) before anything is read; only the subset's leads are read and cached.
+        leads, leads_trained = check_encoder_leads(encoder, args.leads, args.allow_untrained_leads,
+                                                   _weights_name(args), random_init)
+        pp = dataclasses.replace(pp, input_leads=leads)
         if args.data is not None:
             name, label_set = parse_data_spec(args.data)
             root = args.data_dir if name != 'synthetic' or args.data_dir else str(out / 'synthetic')
@@ -717,13 +749,15 @@ def cmd_embed(args: argparse.Namespace) -> int:
             raise CliError('--fast is a CPU path (int8 dynamic quantisation, bf16, compile): add --device cpu, or '
                            'on a GPU use --amp bf16 instead.')
         encoder.reset_classifier(0)  # forward() then returns the pre-logits embedding that embed writes
-        example = torch.stack([batch_inputs(dataset[i]) for i in range(min(8, len(dataset)))])
+        example = apply_lead_mask(torch.stack([batch_inputs(dataset[i]) for i in range(min(8, len(dataset)))]),
+                                  lead_mask_tensor(leads))
         encoder = optimize_for_inference(encoder.eval(), args.fast, example=example)
         source = dict(source, fast_mode=encoder.mode, fast_timings_ms=encoder.timings_ms, fast_cosine=encoder.cosine)
         print(f'fast path: {encoder.mode} ' + ' '.join(f'{k} {v:.1f} ms' for k, v in encoder.timings_ms.items()))
         amp = 'fp32'  # the fast encoder manages its own precision
     feats, _, ids = embed_records(encoder, dataset, args.pooling, batch_size=args.batch_size, amp=amp,
-                                  num_workers=args.num_workers, progress=args.progress, device=device)
+                                  num_workers=args.num_workers, progress=args.progress, device=device,
+                                  lead_mask=lead_mask_tensor(leads))
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / 'embeddings.npy', feats)
     n_records = len(set(dataset.record_ids))
@@ -739,7 +773,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     _write_config(out, args, {'command': 'embed', 'encoder': source, 'num_records': n_records,
                               'num_windows': len(dataset), 'num_rows': len(ids), 'pooling': args.pooling,
                               'num_skipped': len(skipped), 'preprocessing': pp.to_dict(),
-                              'embedding_dim': int(feats.shape[1])})
+                              'embedding_dim': int(feats.shape[1]), 'leads_used': list(leads),
+                              'leads_trained': leads_trained})
     extra = f', {out / "windows.csv"}' if args.pooling == 'none' else ''
     print(f'wrote {out / "embeddings.npy"} {tuple(feats.shape)} ({n_records} records, {len(dataset)} windows, '
           f'pooling {args.pooling}), {out / "ids.txt"}{extra}')

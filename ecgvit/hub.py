@@ -300,4 +300,7 @@ def load_encoder(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[
     if run_cfg.get('preprocessing'):
         # What these weights were trained on, where data meet the model (ecgvit.data.prepare.model_data_cfg).
         encoder.pretrained_cfg = dict(encoder.pretrained_cfg, preprocessing=run_cfg['preprocessing'])
+    if run_cfg.get('lead_sets'):
+        # The lead subsets the run trained on (lead-set dropout), checked by ecgvit.eval.leads.check_encoder_leads.
+        encoder.pretrained_cfg = dict(encoder.pretrained_cfg, lead_sets=run_cfg['lead_sets'])
     return encoder, {'model': name, 'checkpoint': str(path)}

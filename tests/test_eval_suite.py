@@ -319,7 +319,9 @@ def test_suite_writes_every_output_with_its_columns(suite_run):
     assert all(r['verdict_vs_random'] in ('better', 'worse', 'no difference shown', 'not computable')
                for r in res if r['encoder'] != 'random')
     pred = pd.read_csv(out / 'predictions.csv')
-    assert list(pred.columns) == ['task', 'encoder', 'seed', 'fraction', 'record_id', 'label', 'y', 'score']
+    assert list(pred.columns) == ['task', 'encoder', 'seed', 'fraction', 'record_id', 'label', 'y', 'score', 'leads']
+    assert (pred['leads'] == 12).all() and {r['leads'] for r in res} == {'12'}  # all 12 leads by default
+    assert {r['lead_check'] for r in res} == {'trained', 'random init'}
     pair = _read_csv(out / 'pairwise.csv')
     assert {'encoder_a', 'encoder_b', 'diff', 'diff_lo', 'diff_hi', 'p_value', 'verdict'} <= set(pair[0])
     n_enc = 5

@@ -4,7 +4,8 @@ Layout of a cache folder::
 
     signals.f32     raw float32, shape (N, leads, num_samples), C order; items grouped by split (train, val, test)
     labels.npy      (N,) int64 class index (-1 = unlabelled) or (N, C) float32 multi-hot
-    lead_mask.npy   (N, leads) bool: False where a lead was missing or empty in the record and is zero in signals
+    lead_mask.npy   (N, leads) bool: False where a lead was missing or empty in the record, or is not among the
+                    preprocessing's ``input_leads`` (a reduced-lead cache), and is zero in signals
     index.csv       item, record_id, patient_id, split, window, sha256 (of the raw record signal), item_sha256, source
     skipped.csv     record_id, path, reason of every record left out (header only when none was)
     manifest.json   written last: settings fingerprint, preprocessing, dataset descriptor, shapes, skipped records,
@@ -23,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
@@ -43,7 +45,7 @@ from ecgvit.staging import staging_dir, sweep_stale
 from .datasets.base import SPLITS, ECGDataset, Entry
 from .plausibility import PLAUSIBILITY_MODES, check_record, summarize
 from .preprocess import Preprocessing
-from .records import Record, RecordError
+from .records import Record, RecordError, canonical_lead_name
 
 __all__ = ['build_cache', 'CachedECGDataset', 'CacheBuildError', 'CacheError', 'signal_sha256', 'CACHE_VERSION']
 
@@ -111,11 +113,11 @@ def _process(job: tuple[int, int, Entry]) -> tuple:
     pos, slot, entry = job
     ds, pp, mm = _STATE['dataset'], _STATE['pp'], _STATE['memmap']
     try:
-        rec = ds.read(entry, missing_leads=pp.missing_leads if pp is not None else 'error')
+        rec = ds.read(entry, missing_leads=pp.read_missing_leads if pp is not None else 'error')
         digest = signal_sha256(rec)
         if pp is None:  # hash-only pass (held-out entries of a pool)
             return pos, None, digest, None, [], None, None
-        plaus = check_record(rec) if _STATE.get('plausibility') else None
+        plaus = check_record(_input_leads_of(rec, pp)) if _STATE.get('plausibility') else None
         out, mask = pp(rec, rng=np.random.default_rng(pos), return_mask=True)
         arrays = out if isinstance(out, list) else [out]
         if not arrays:
@@ -129,6 +131,16 @@ def _process(job: tuple[int, int, Entry]) -> tuple:
         return pos, None, None, e.reason, [], None, None
     except Exception as e:  # corrupt data can surface as anything inside wfdb/scipy; report it, do not die
         return pos, None, None, f'{type(e).__name__}: {e}', [], None, None
+
+
+def _input_leads_of(rec: Record, pp: Preprocessing) -> Record:
+    """``rec`` with the leads outside ``pp.input_leads`` masked: the plausibility check judges only what is used."""
+    if pp.input_leads is None:
+        return rec
+    keep = np.asarray([canonical_lead_name(n) in pp.input_leads for n in rec.lead_names], dtype=bool)
+    if rec.lead_mask is not None:
+        keep &= np.asarray(rec.lead_mask, dtype=bool)
+    return dataclasses.replace(rec, lead_mask=keep) if keep.any() else rec
 
 
 def _map(jobs, dataset, preprocessing, num_workers: int, desc: str, progress: bool, slots: tuple | None = None,
@@ -273,8 +285,9 @@ def _report(manifest: dict, out: Path, name: str) -> None:
                       f'left out of the cache, e.g. {first}; all are listed in {out / _SKIPPED}.', stacklevel=3)
     partial = manifest.get('n_partial_leads') or 0
     if partial:
+        pp = manifest['preprocessing']
         warnings.warn(f'{name}: {partial} of {manifest["shape"][0]} cached items lack some of the leads '
-                      f'{manifest["preprocessing"]["leads"]} (missing or empty in the record): those leads are zero '
+                      f'{pp.get("input_leads") or pp["leads"]} (missing or empty in the record): those leads are zero '
                       f'and marked False in {out / "lead_mask.npy"} (CachedECGDataset.lead_mask).', stacklevel=3)
     plaus = manifest.get('plausibility') or {}
     flagged = plaus.get('flagged') or []
@@ -440,7 +453,8 @@ def _write(dataset: ECGDataset, pp: Preprocessing, tmp: Path, *, num_workers: in
             split_ranges[s] = [idx[0], idx[-1] + 1]
     return {'n_items': n_items, 'skipped': skipped, 'duplicates': duplicates, 'split_ranges': split_ranges,
             'signals_sha256': _combine_digests(item_digests),
-            'n_partial_leads': int((~lead_mask).any(axis=1).sum()),
+            # Items lacking a lead they should have: outside input_leads every item lacks them by design.
+            'n_partial_leads': int((~lead_mask[:, pp.input_mask]).any(axis=1).sum()),
             'plausibility': summarize(checks, dataset.name) if plausibility else None}
 
 
@@ -474,8 +488,8 @@ class CachedECGDataset(_torch_dataset_base()):
     Attributes:
         signals: memmap (N, leads, num_samples) of this split (a view of the file, no copy).
         labels: (N,) int64 or (N, C) float32 numpy array.
-        lead_mask: (N, leads) bool numpy array, False where the record lacked the lead (or it was empty) and the
-            signal row is zero-filled.
+        lead_mask: (N, leads) bool numpy array, False where the record lacked the lead (or it was empty, or it is
+            not among ``preprocessing.input_leads``) and the signal row is zero-filled.
         label_names, multilabel, record_ids, patient_ids, splits, windows, preprocessing, manifest.
 
     Example:

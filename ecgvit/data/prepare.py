@@ -13,6 +13,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -87,7 +88,8 @@ def dataset_kwargs(name: str, label_set: str | None, sampling_rate: float, seed:
 
 
 def data_preprocessing(sampling_rate: float, num_samples: int, crop: str = 'windows',
-                       window_stride: int | None = None, short_records: str = 'pad') -> Preprocessing:
+                       window_stride: int | None = None, short_records: str = 'pad',
+                       input_leads: Any = None) -> Preprocessing:
     """The preprocessing commands use for a model rate and length: missing or empty leads zero-filled (real
     collections have both: Ningbo records with flat chest leads), records cut into windows (or centre-cropped),
     short records zero-padded or refused (7.3-s CODE-15% exams).
@@ -98,6 +100,8 @@ def data_preprocessing(sampling_rate: float, num_samples: int, crop: str = 'wind
         window_stride: Samples between window starts (default ``num_samples``: no overlap).
         short_records: 'pad' (zero-pad a record shorter than one window), 'skip' or 'error' (not padded: the
             cache leaves it out with its reason; :func:`check_short_records` warns or raises first).
+        input_leads: Read only these leads (a preset such as '6' or '1', a comma list or a sequence of names); the
+            others are zero with a False lead mask (``Preprocessing.input_leads``). None: all 12.
     """
     if short_records not in _SHORT_RECORDS:
         raise ValueError(f'short_records={short_records!r} is not supported; use one of {_SHORT_RECORDS}.')
@@ -105,7 +109,7 @@ def data_preprocessing(sampling_rate: float, num_samples: int, crop: str = 'wind
         raise ValueError(f"window_stride={window_stride} needs crop='windows' (--crop windows), got crop={crop!r}.")
     return Preprocessing(sampling_rate=sampling_rate, num_samples=check_num_samples(num_samples),
                          pad='zero' if short_records == 'pad' else 'error', empty_lead_policy='zero',
-                         missing_leads='zero', crop=crop, window_stride=window_stride)
+                         missing_leads='zero', crop=crop, window_stride=window_stride, input_leads=input_leads)
 
 
 def resampled_length(num_samples: int, fs_in: float, fs_out: float) -> int:
@@ -211,6 +215,7 @@ def prepare_data(
         preprocessing: Preprocessing | None = None,
         model_cfg: Mapping[str, Any] | None = None,
         model_name: str | None = None,
+        leads: Any = None,
 ) -> dict[str, Any]:
     """Index a dataset, build (or reuse) its preprocessed cache, and open its train/val/test splits.
 
@@ -238,6 +243,9 @@ def prepare_data(
         model_cfg: The pretrained cfg of the model that will read the data (``model_data_cfg``); checked with
             ``Preprocessing.check_compatible`` before anything is indexed or built.
         model_name: Names the weights in that check's error (e.g. ``'--checkpoint runs/x'``).
+        leads: The lead subset the user's data have (``Preprocessing.input_leads``: a preset such as '6' or '1', a
+            comma list or names; None: all 12, or what ``preprocessing`` says). The other leads are zero and masked;
+            each subset gets its own cache folder.
 
     Returns:
         ``{'train': CachedECGDataset, 'val': ..., 'test': ..., 'cache_dir': str, 'label_names': [...],
@@ -263,6 +271,8 @@ def prepare_data(
             raise FileNotFoundError(f'--data-dir {str(data_dir)!r} does not exist or is not a folder.')
     pp = preprocessing if preprocessing is not None else data_preprocessing(sampling_rate, num_samples, crop,
                                                                             window_stride, short_records)
+    if leads is not None:
+        pp = dataclasses.replace(pp, input_leads=leads)
     check_num_samples(pp.num_samples)
     check_model_data(pp, model_cfg, model_name)
     if name == 'pool' and label_set is not None:
@@ -279,6 +289,8 @@ def prepare_data(
         short_records = 'pad' if pp.pad != 'error' else 'skip'
     check_short_records(dataset, pp, short_records)
     tag = f'{name}-{label_set or "default"}-{int(rate)}hz-{length}'
+    if pp.input_leads is not None:  # a folder per subset: switching subsets never rebuilds another one's cache
+        tag += '-leads-' + '_'.join(pp.input_leads)
     cache = build_cache(dataset, pp, cache_root / f'cache-{tag}', num_workers=num_workers, progress=progress)
     splits = {s: CachedECGDataset(cache, split=s) for s in ('train', 'val', 'test')}
     for s, ds in splits.items():

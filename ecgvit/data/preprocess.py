@@ -1,10 +1,10 @@
 """Preprocessing: one JSON-serialisable object that turns a ``Record`` into the model's input array.
 
-Steps, in order: select/reorder leads -> repair NaN/inf samples -> check for empty leads -> resample to the target
-rate (``scipy.signal.resample_poly``) -> optional zero-phase band-pass -> crop or pad to the target length ->
-per-lead z-score. Filtering runs on the whole record before cropping, so a crop never sees filter edge effects.
-The z-score statistics come from the output window itself (per lead, per record, as in the seed), so training and
-inference compute them the same way.
+Steps, in order: select/reorder leads (only ``input_leads`` when set: the others are zero and masked) -> repair
+NaN/inf samples -> check for empty leads -> resample to the target rate (``scipy.signal.resample_poly``) -> optional
+zero-phase band-pass -> crop or pad to the target length -> per-lead z-score. Filtering runs on the whole record
+before cropping, so a crop never sees filter edge effects. The z-score statistics come from the output window itself
+(per lead, per record, as in the seed), so training and inference compute them the same way.
 
 The settings are stored next to every cache and in a model's pretrained cfg; ``check_compatible`` compares the two
 when data meets a model.
@@ -28,6 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ecgvit.constants import DEFAULT_NUM_SAMPLES, DEFAULT_SAMPLING_RATE, LEADS
+from ecgvit.lead_sets import resolve_leads
 
 from .records import Record, RecordError, canonical_lead_name
 
@@ -143,7 +144,12 @@ class Preprocessing:
             after z-scoring, so padding is exactly 0) or 'edge' (repeat the edge values).
         nan_policy: NaN/inf samples: 'interpolate' (linear, per lead), 'zero', or 'error'.
         empty_lead_policy: a lead that is all NaN, all zero or constant: 'error', or 'zero' (keep it at 0).
-        missing_leads: passed to ``read_record`` by datasets: 'error' or 'zero' (zero-fill with a lead mask).
+        missing_leads: a lead of ``leads`` (of ``input_leads`` when set) the record lacks: 'error', or 'zero'
+            (zero-fill it, False in the lead mask). Datasets pass it to ``read_record`` (see ``read_missing_leads``).
+        input_leads: the leads the user's device has (a reduced-lead input, e.g. ``('I',)`` or the preset '6'); the
+            other leads of ``leads`` are never read: they are exactly zero in the output and False in the lead mask,
+            whatever the record holds there. The leads kept are processed exactly as without this option (every step
+            is per lead). None (the default, or a subset naming every lead) reads all of ``leads``.
     """
     sampling_rate: float = DEFAULT_SAMPLING_RATE
     num_samples: int = DEFAULT_NUM_SAMPLES
@@ -157,11 +163,21 @@ class Preprocessing:
     nan_policy: str = 'interpolate'
     empty_lead_policy: str = 'error'
     missing_leads: str = 'error'
+    input_leads: tuple[str, ...] | None = None
 
     def __post_init__(self):
         self.sampling_rate = float(self.sampling_rate)
         self.num_samples = int(self.num_samples)
         self.leads = tuple(canonical_lead_name(n) for n in self.leads)
+        if self.input_leads is not None:
+            chosen = resolve_leads(self.input_leads)  # presets ('6', '1'), comma lists, any case
+            outside = [n for n in chosen if n not in self.leads]
+            if outside:
+                raise ValueError(f'input_leads {list(chosen)} names leads {outside} that are not among the output '
+                                 f'leads {list(self.leads)}; add them to leads or drop them from input_leads.')
+            # In the order of ``leads``; all of them is the same as None (one cache, one fingerprint).
+            kept = tuple(n for n in self.leads if n in chosen)
+            self.input_leads = None if kept == self.leads else kept
         if self.bandpass is not None:
             self.bandpass = tuple(None if b is None else float(b) for b in self.bandpass)
         if not np.isfinite(self.sampling_rate) or self.sampling_rate <= 0:
@@ -185,10 +201,16 @@ class Preprocessing:
 
     # ---- serialisation
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict of every setting."""
+        """Plain JSON-ready dict of every setting (``input_leads`` only when set)."""
         d = dataclasses.asdict(self)
         d['leads'] = list(self.leads)
         d['bandpass'] = None if self.bandpass is None else list(self.bandpass)
+        if self.input_leads is None:
+            # Left out at its default so every cache, embedding and weights' recorded recipe made before the option
+            # existed keeps its fingerprint; a subset is in the dict, so its caches are keyed apart.
+            del d['input_leads']
+        else:
+            d['input_leads'] = list(self.input_leads)
         return d
 
     @classmethod
@@ -207,6 +229,19 @@ class Preprocessing:
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON: equal settings <=> equal fingerprint."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @property
+    def input_mask(self) -> np.ndarray:
+        """Bool (len(leads),): True for the leads this preprocessing reads (all unless ``input_leads`` is set)."""
+        if self.input_leads is None:
+            return np.ones(len(self.leads), dtype=bool)
+        return np.asarray([n in self.input_leads for n in self.leads], dtype=bool)
+
+    @property
+    def read_missing_leads(self) -> str:
+        """The ``missing_leads`` policy to read records with: 'zero' when ``input_leads`` is set, so a record that
+        lacks only leads outside the subset is read, and this object then applies ``missing_leads`` to the subset."""
+        return 'zero' if self.input_leads is not None else self.missing_leads
 
     @property
     def duration_s(self) -> float:
@@ -288,8 +323,8 @@ class Preprocessing:
         Args:
             record: a ``Record`` (any lead order, any rate).
             rng: generator or seed for crop='random'.
-            return_mask: also return the lead mask: bool (len(leads),), False for a lead that was missing or empty
-                and is therefore all zero in the output.
+            return_mask: also return the lead mask: bool (len(leads),), False for a lead that was missing or empty,
+                or is not among ``input_leads``, and is therefore all zero in the output.
 
         Returns:
             float32 array (len(leads), num_samples); for crop='windows' a list of such arrays (at least one). With
@@ -314,9 +349,9 @@ class Preprocessing:
         x = _fix_nans(x.astype(np.float64), self.nan_policy, rid, self.leads)
         x, mask = self._check_empty(x, mask, rid)
         if mask is not None and not mask.any():
-            raise RecordError(rid, f'no usable lead: every lead of {list(self.leads)} is missing, all NaN, all zero '
-                                   f'or constant, so the input would be all zeros. Check the record (its lead names '
-                                   f'{list(record.lead_names)} and samples), or leave it out.')
+            raise RecordError(rid, f'no usable lead: every lead of {list(self.input_leads or self.leads)} is missing, '
+                                   f'all NaN, all zero or constant, so the input would be all zeros. Check the record '
+                                   f'(its lead names {list(record.lead_names)} and samples), or leave it out.')
         x = resample(x, record.fs, self.sampling_rate)
         if self.bandpass is not None:
             x = bandpass_filter(x, self.sampling_rate, *self.bandpass, order=self.bandpass_order)
@@ -341,24 +376,29 @@ class Preprocessing:
             raise RecordError(record.record_id, f'signal shape {sig.shape} does not match {len(record.lead_names)} '
                                                 f'lead names; expected (leads, samples).')
         names = tuple(canonical_lead_name(n) for n in record.lead_names)
-        if names == self.leads:
+        wanted = self.leads if self.input_leads is None else self.input_leads
+        if names == self.leads and self.input_leads is None:
             src_mask = record.lead_mask
             return sig, (None if src_mask is None or src_mask.all() else np.asarray(src_mask, dtype=bool))
-        missing = [n for n in self.leads if n not in names]
+        # With input_leads the reader zero-fills every lead the file lacks (read_missing_leads): a wanted lead it
+        # zero-filled (Record.lead_mask False) is as missing as one the record does not name.
+        absent = set() if self.input_leads is None or record.lead_mask is None else \
+            {n for k, n in enumerate(names) if not record.lead_mask[k]}
+        missing = [n for n in wanted if n not in names or n in absent]
         if missing and self.missing_leads == 'error':
-            raise RecordError(record.record_id, f'missing leads {missing}; the record has {list(names)}. Use '
+            has = [n for n in names if n not in absent]
+            raise RecordError(record.record_id, f'missing leads {missing}; the record has {has}. Use '
                                                 f"Preprocessing(missing_leads='zero') to zero-fill them, or "
-                                                f'leads={tuple(n for n in self.leads if n in names)}.')
+                                                f'{"input_leads" if self.input_leads else "leads"}='
+                                                f'{tuple(n for n in wanted if n not in missing)}.')
+        # Only the wanted leads are copied: whatever the record holds in the others never reaches the output.
         x = np.zeros((len(self.leads), sig.shape[1]), dtype=sig.dtype)
-        mask = np.ones(len(self.leads), dtype=bool)
+        mask = np.zeros(len(self.leads), dtype=bool)
         for row, name in enumerate(self.leads):
-            if name in names:
+            if name in wanted and name in names:
                 src = names.index(name)
                 x[row] = sig[src]
-                if record.lead_mask is not None and not record.lead_mask[src]:
-                    mask[row] = False
-            else:
-                mask[row] = False
+                mask[row] = record.lead_mask is None or bool(record.lead_mask[src])
         return x, (None if mask.all() else mask)
 
     def _check_empty(self, x: np.ndarray, mask: np.ndarray | None, rid: str):

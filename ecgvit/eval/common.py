@@ -17,6 +17,7 @@ from ecgvit.train.runtime import autocast_context
 from ecgvit.train.schedules import create_schedule
 
 from .config import FitOptions
+from .leads import apply_lead_mask
 
 __all__ = ['TaskInfo', 'infer_task', 'make_loss', 'fit_classifier', 'predict', 'probabilities']
 
@@ -89,13 +90,15 @@ def probabilities(logits: torch.Tensor, task: TaskInfo) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, task: TaskInfo, device: torch.device,
-            amp_dtype: Optional[torch.dtype] = None) -> Tuple[np.ndarray, np.ndarray, float]:
-    """Run ``model`` over ``loader``: (labels, probabilities, mean loss)."""
+            amp_dtype: Optional[torch.dtype] = None,
+            lead_mask: Optional[torch.Tensor] = None) -> Tuple[np.ndarray, np.ndarray, float]:
+    """Run ``model`` over ``loader``: (labels, probabilities, mean loss). ``lead_mask`` (12,): absent leads are
+    zeroed before the model (:func:`~ecgvit.eval.leads.apply_lead_mask`)."""
     model.eval()
     loss_fn = make_loss(task)
     ys, ps, total, n = [], [], 0.0, 0
     for x, y in loader:
-        x = x.to(device)
+        x = apply_lead_mask(x.to(device), lead_mask)
         with autocast_context(device, amp_dtype):
             logits = model(x)
         logits = logits.float().cpu()
@@ -118,6 +121,7 @@ def fit_classifier(
         amp_dtype: Optional[torch.dtype] = None,
         clip_grad: Optional[float] = None,
         desc: str = 'fit',
+        lead_mask: Optional[torch.Tensor] = None,
 ) -> Dict[str, Any]:
     """Supervised training with warm-up + schedule and early stopping on the validation loss.
 
@@ -134,6 +138,8 @@ def fit_classifier(
         amp_dtype: Autocast dtype, None for fp32.
         clip_grad: Gradient-norm clip, or None.
         desc: Progress-bar and log label.
+        lead_mask: Bool (12,) of the leads the data have: the others are zeroed in every batch before the model
+            (None: every lead; a model over features takes none).
 
     Returns:
         ``{'best_epoch', 'best_val_loss', 'epochs_run', 'warmup_epochs', 'history': [{epoch, train_loss, val_loss,
@@ -159,7 +165,7 @@ def fit_classifier(
         model.train()
         total, n = 0.0, 0
         for x, y in train_loader:
-            x, t = x.to(device), _targets(y, task).to(device)
+            x, t = apply_lead_mask(x.to(device), lead_mask), _targets(y, task).to(device)
             with autocast_context(device, amp_dtype):
                 logits = model(x)
             loss = loss_fn(logits.float(), t)
@@ -175,7 +181,7 @@ def fit_classifier(
             sched.step()
             total += float(loss.detach()) * len(t)
             n += len(t)
-        _, _, val_loss = predict(model, val_loader, task, device, amp_dtype)
+        _, _, val_loss = predict(model, val_loader, task, device, amp_dtype, lead_mask)
         sched.epoch_end(val_loss)
         history.append({'epoch': epoch, 'train_loss': total / max(n, 1), 'val_loss': val_loss,
                         'lr': sched.get_last_lr()[0]})

@@ -32,6 +32,14 @@ class FitOptions(RunOptions):
                                   'their logits (fine-tuning trains on windows and tests on the pooled logits of each '
                                   "record), 'max', or 'none' (every window its own item, metrics per window).",
                           choices=('mean', 'max', 'none'))
+    leads: Optional[str] = option(None, 'The leads the data have (a reduced-lead device): a preset - 12, 6 (the limb '
+                                        'leads I, II, III, aVR, aVL, aVF), 1 (lead I), precordial - or a comma list '
+                                        'such as I,II,V2. Only these are read; the others are zero and masked before '
+                                        'the encoder. Default: all 12 (or the subset a cache was built with).',
+                                  metavar='LEADS')
+    allow_untrained_leads: bool = option(False, 'Run on a lead subset the weights were not trained on (their '
+                                                "pretrained cfg's lead_sets) with a warning, instead of refusing "
+                                                '(e.g. to measure how a 12-lead model fares on 1 lead).')
 
 
 @documented

@@ -6,6 +6,8 @@ every probe on the stored features. A stored embedding is keyed by two fingerpri
 - the **encoder fingerprint**: sha256 over the architecture name and every tensor of the state dict (names, shapes,
   dtypes, bytes), so retrained weights never reuse old features;
 - the **data fingerprint**: the cache's own fingerprint (preprocessing + dataset index) and the sha256 of its signals.
+  A reduced-lead cache (``Preprocessing(input_leads=...)``) has its own, so each lead subset has its own embeddings;
+  its batches are masked to the subset before the encoder.
 
 Files: ``<dir>/<encoder fp[:16]>-<data fp[:16]>.npy`` (float32, N x D, rows in cache order) and a ``.json`` beside it
 (record ids, both fingerprints, time taken). Both are written atomically; a pair that does not match is recomputed.
@@ -111,11 +113,15 @@ def embed_cached(
             pass  # unreadable or partial: recompute below
     t0 = time.perf_counter()
     dev = torch.device(device) if device is not None else None
-    feats, _ = extract_features(encoder, dataset, batch_size=batch_size, device=dev, amp=amp, progress=progress)
+    pp = dataset.preprocessing
+    mask = None if pp.input_leads is None else torch.from_numpy(pp.input_mask)
+    feats, _ = extract_features(encoder, dataset, batch_size=batch_size, device=dev, amp=amp, progress=progress,
+                                lead_mask=mask)
     seconds = time.perf_counter() - t0
     _atomic_save_npy(npy, feats.astype(np.float32))
     atomic_write_text(meta_path, json.dumps({'encoder_fingerprint': enc_fp, 'data_fingerprint': dat_fp,
                                               'cache_dir': str(cache_dir), 'shape': list(feats.shape),
+                                              'input_leads': None if pp.input_leads is None else list(pp.input_leads),
                                               'seconds': round(seconds, 3), 'record_ids': ids}))
     return feats, ids, {'reused': False, 'seconds': seconds, 'file': str(npy), 'encoder_fingerprint': enc_fp,
                         'data_fingerprint': dat_fp}

@@ -25,6 +25,7 @@ from ecgvit.train.runtime import autocast_context, resolve_amp_dtype, seed_every
 
 from .common import TaskInfo, fit_classifier, infer_task, predict
 from .config import ProbeConfig, with_options
+from .leads import apply_lead_mask, check_encoder_leads, lead_mask_tensor, resolve_data_leads
 from .metrics import bootstrap_metrics, primary_metric
 from .pooling import describe_pooling, embed_records
 
@@ -62,6 +63,7 @@ def extract_features(
         amp: str = 'fp32',
         num_workers: int = 0,
         progress: bool = False,
+        lead_mask: Optional[torch.Tensor] = None,
 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Embed every record of ``dataset`` with the frozen encoder.
 
@@ -73,6 +75,8 @@ def extract_features(
         amp: 'fp32', 'bf16' or 'auto'.
         num_workers: DataLoader workers.
         progress: Show a tqdm bar.
+        lead_mask: Bool (12,) (or (N, 12) in dataset order) of the leads present: the others are set to 0 in every
+            batch before the encoder, whatever the dataset holds there (``ecgvit.eval.leads``). None: all leads.
 
     Returns:
         (features float32 (N, D), labels (N,) or (N, C), or None for an unlabelled dataset).
@@ -93,10 +97,13 @@ def extract_features(
         from tqdm.auto import tqdm
         loader = tqdm(loader, desc='embed', leave=False, dynamic_ncols=True)
     feats, labels = [], []
+    start = 0
     for batch in loader:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        mask = lead_mask[start:start + len(x)] if lead_mask is not None and lead_mask.dim() == 2 else lead_mask
+        start += len(x)
         with autocast_context(device, amp_dtype):
-            f = _pooled(encoder, x.to(device))
+            f = _pooled(encoder, apply_lead_mask(x.to(device), mask))
         feats.append(f.float().cpu().numpy())
         if isinstance(batch, (tuple, list)) and len(batch) > 1:
             labels.append(np.asarray(batch[1]))
@@ -131,9 +138,15 @@ def linear_probe(
         task: Optional[TaskInfo] = None,
         config: Optional[ProbeConfig] = None,
         output_dir: Optional[str] = None,
+        *,
+        random_init: bool = False,
         **options: Any,
 ) -> Dict[str, Any]:
     """Linear probe of a frozen encoder: embed once, fit a linear layer, test the best-validation layer.
+
+    On a lead subset (``leads='6'``, or data read with ``Preprocessing(input_leads=...)``) every batch is masked to
+    the subset before the encoder, after checking that the weights were trained on it (``lead_sets`` in their
+    pretrained cfg; ``allow_untrained_leads=True`` runs anyway, with a warning).
 
     Args:
         encoder: The encoder to probe (left unchanged except for its head, which becomes the fitted layer).
@@ -141,14 +154,17 @@ def linear_probe(
         task: Label space (default: read from ``train_set``).
         config: Settings (default: :class:`~ecgvit.eval.ProbeConfig`, which documents each one).
         output_dir: If set, results.json, predictions.npz and the classifier weights are written there.
-        **options: :class:`~ecgvit.eval.ProbeConfig` fields overriding ``config`` (e.g. ``epochs=60``).
+        random_init: The encoder is at its random initialisation: any lead subset is allowed (nothing to contradict).
+        **options: :class:`~ecgvit.eval.ProbeConfig` fields overriding ``config`` (e.g. ``epochs=60``, ``leads='1'``).
 
     Returns:
-        Test metrics with ``_lo``/``_hi`` CI bounds, plus best_epoch, epochs_run, best_val_loss, time_s, and the
-        resolved settings under ``config`` (the warm-up actually used included).
+        Test metrics with ``_lo``/``_hi`` CI bounds, plus best_epoch, epochs_run, best_val_loss, time_s, the leads
+        used (``leads``, ``leads_trained``), and the resolved settings under ``config`` (the warm-up actually used
+        included).
 
     Raises:
-        ValueError: an empty or unlabelled split, or an unknown option.
+        ValueError: an empty or unlabelled split, an unknown option, leads the data do not hold.
+        UntrainedLeadsError: the weights were not trained on the lead subset (and ``allow_untrained_leads`` is off).
 
     Example:
         >>> # result = linear_probe(ecgvit.create_model('ecg_vit_tiny'), train_ds, val_ds, test_ds, epochs=60)
@@ -158,13 +174,16 @@ def linear_probe(
     t0 = time.time()
     dev = torch.device(cfg.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     task = task or infer_task(train_set)
+    leads, leads_trained = check_encoder_leads(encoder, resolve_data_leads(cfg.leads, train_set, val_set, test_set),
+                                               cfg.allow_untrained_leads, random_init=random_init)
+    mask = lead_mask_tensor(leads)
     splits, test_ids, windows = {}, None, {}
     for name, ds in (('train', train_set), ('val', val_set), ('test', test_set)):
         if ds is None or len(ds) == 0:
             raise ValueError(f'The {name} split is empty: the probe needs train, val and test records.')
         # One pooled embedding per record (a record's windows never straddle splits: splits are per record).
         feats, labels, ids = embed_records(encoder, ds, cfg.pooling, cfg.batch_size, dev, cfg.amp, cfg.num_workers,
-                                           cfg.progress)
+                                           cfg.progress, lead_mask=mask)
         if labels is None:
             raise ValueError(f'The {name} split has no labels: the probe needs a labelled dataset.')
         splits[name] = (torch.from_numpy(feats), torch.from_numpy(labels))
@@ -188,7 +207,8 @@ def linear_probe(
         fit = fit_classifier(head, loaders['train'], loaders['val'], task, optimizer, cfg, device=dev, desc='probe')
         y, prob, test_loss = predict(head, loaders['test'], task, dev)
     result: Dict[str, Any] = {'protocol': 'linear', 'multilabel': task.multilabel, 'num_classes': task.num_classes,
-                              'label_names': task.label_names, 'primary_metric': primary_metric(task.multilabel)}
+                              'label_names': task.label_names, 'primary_metric': primary_metric(task.multilabel),
+                              'leads': list(leads), 'leads_trained': leads_trained}
     result.update(bootstrap_metrics(y, prob, task.multilabel, n_boot=cfg.n_boot, seed=cfg.seed))
     result.update({k: v for k, v in fit.items() if k != 'history'})
     result.update({'test_loss': test_loss, 'embed_time_s': embed_s, 'time_s': time.time() - t0, 'windows': windows,

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from ecgvit.train.runtime import autocast_context
 
 from .common import TaskInfo, _targets, make_loss, probabilities
+from .leads import apply_lead_mask
 
 __all__ = ['POOLINGS', 'record_groups', 'pool_windows', 'pool_labels', 'embed_records', 'predict_records',
            'describe_pooling']
@@ -96,6 +97,7 @@ def embed_records(
         amp: str = 'fp32',
         num_workers: int = 0,
         progress: bool = False,
+        lead_mask: Optional[torch.Tensor] = None,
 ) -> Tuple[np.ndarray, Optional[np.ndarray], List[str]]:
     """Embed every window of ``dataset`` (:func:`~ecgvit.eval.extract_features`) and pool them per record.
 
@@ -103,7 +105,7 @@ def embed_records(
         encoder: The frozen encoder (pre-logits embeddings are taken).
         dataset: Yields ``x`` or ``(x, y)`` per window; its ``record_ids`` group the windows.
         pooling: 'mean', 'max' or 'none' (one row per window).
-        batch_size, device, amp, num_workers, progress: As for ``extract_features``.
+        batch_size, device, amp, num_workers, progress, lead_mask: As for ``extract_features``.
 
     Returns:
         (embeddings float32 (records, D) - or (windows, D) for 'none' -, labels per row or None, record id per row).
@@ -111,7 +113,7 @@ def embed_records(
     from .linear_probe import extract_features
 
     _check(pooling)
-    feats, labels = extract_features(encoder, dataset, batch_size, device, amp, num_workers, progress)
+    feats, labels = extract_features(encoder, dataset, batch_size, device, amp, num_workers, progress, lead_mask)
     ids, index = record_groups(dataset, len(feats))
     if pooling == 'none':
         return feats, labels, [ids[i] for i in index]
@@ -121,8 +123,10 @@ def embed_records(
 @torch.no_grad()
 def predict_records(model: nn.Module, dataset: Dataset, task: TaskInfo, device: torch.device,
                     amp_dtype: Optional[torch.dtype] = None, pooling: str = 'mean', batch_size: int = 64,
-                    num_workers: int = 0) -> Tuple[np.ndarray, np.ndarray, float, List[str]]:
-    """Classify every window of ``dataset`` and pool the logits per record.
+                    num_workers: int = 0,
+                    lead_mask: Optional[torch.Tensor] = None) -> Tuple[np.ndarray, np.ndarray, float, List[str]]:
+    """Classify every window of ``dataset`` and pool the logits per record (``lead_mask`` (12,): absent leads
+    zeroed before the model).
 
     Returns:
         (labels, probabilities of the pooled logits, mean loss over records, record ids), one row per record (per
@@ -134,7 +138,7 @@ def predict_records(model: nn.Module, dataset: Dataset, task: TaskInfo, device: 
     logits, ys = [], []
     for x, y in loader:
         with autocast_context(device, amp_dtype):
-            out = model(x.to(device))
+            out = model(apply_lead_mask(x.to(device), lead_mask))
         logits.append(out.float().cpu().numpy())
         ys.append(np.asarray(y))
     logits_np, y_np = np.concatenate(logits), np.concatenate(ys)

@@ -18,6 +18,12 @@ encoder's architecture (the floor), on the tasks of :mod:`ecgvit.eval.suite_data
 At fraction 1.0 the probe is deterministic (convex problem, full batch, no subsampling), so one fit stands for every
 seed and the seed sd there is 0 by construction.
 
+Reduced leads (``SuiteConfig.leads``, ``--leads 12,6,1``): every subset but the full 12 leads runs the PTB-XL tasks
+again on input read with only those leads (``Preprocessing(input_leads=...)``: the others are zero and masked before
+the encoder), with its own caches and embeddings; every output row carries its ``leads``. An encoder whose weights
+were not trained on a subset (``lead_sets`` in its pretrained cfg) is refused unless ``allow_untrained_leads``; the
+random floor runs on every subset (``lead_check`` says which case a row is).
+
 Outputs in ``out``: predictions.csv, results.csv, results.md, pairwise.csv, differences.png, splits.csv,
 skipped.csv and suite_config.json (see :func:`run_suite`).
 """
@@ -38,8 +44,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecgvit.constants import LEADS
 from ecgvit.factory import create_model, list_models
+from ecgvit.lead_sets import describe_leads
 
+from .leads import check_encoder_leads, leads_label, parse_lead_subsets
 from .metrics import LOWER_IS_BETTER, bootstrap_weights, diff_interval, verdict, weighted_metric
 from .suite_data import Task, assign_record_splits, build_tasks, load_sources, subsample_train
 
@@ -75,6 +84,10 @@ class SuiteConfig:
         amp: Autocast of the embedding pass.
         workers: Processes for reading and preprocessing records.
         progress: Progress bars.
+        leads: Lead subsets to evaluate on (``ecgvit.eval.leads.parse_lead_subsets``: presets '12', '6', '1',
+            'precordial' or lead lists such as 'I,II'); every subset but all 12 runs the PTB-XL tasks only.
+        allow_untrained_leads: Evaluate encoders on subsets their weights were not trained on (with a warning and
+            ``lead_check='untrained'`` in the rows) instead of refusing.
     """
     data_dir: str
     out: str
@@ -95,6 +108,8 @@ class SuiteConfig:
     amp: str = 'fp32'
     workers: int = 0
     progress: bool = False
+    leads: Tuple[str, ...] = ('12',)
+    allow_untrained_leads: bool = False
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -252,14 +267,27 @@ def _probe_task(task: Task, feats: np.ndarray, cfg: SuiteConfig) -> Dict[Tuple[f
 # Data meets model
 
 
-def _preprocessing_for(model: nn.Module):
+def _preprocessing_for(model: nn.Module, leads: Optional[Tuple[str, ...]] = None):
     from ecgvit.data import Preprocessing
 
     # Shorter records (CODE-15%: mostly 7.3 s) are zero-padded, longer ones centre-cropped; a flat lead is kept at 0
-    # instead of dropping the record.
-    pp = Preprocessing.from_pretrained_cfg(model.pretrained_cfg, crop='center', pad='zero', empty_lead_policy='zero')
+    # instead of dropping the record. A lead subset reads only its leads (the others zero, masked).
+    pp = Preprocessing.from_pretrained_cfg(model.pretrained_cfg, crop='center', pad='zero', empty_lead_policy='zero',
+                                           input_leads=None if leads is None or leads == LEADS else list(leads))
     pp.check_compatible(model.pretrained_cfg)
     return pp
+
+
+def _lead_checks(encoders: Dict[str, Tuple[nn.Module, Dict[str, Any]]], subsets: List[Tuple[str, ...]],
+                 allow_untrained: bool) -> Dict[Tuple[str, str], str]:
+    """(subset label, encoder) -> 'trained', 'untrained' (allowed) or 'random init', checked before any work."""
+    out = {}
+    for leads in subsets:
+        for name, (model, info) in encoders.items():
+            random_init = info.get('pretrained') is False and not info.get('checkpoint')
+            _, trained = check_encoder_leads(model, leads, allow_untrained, f'Encoder {name!r}', random_init)
+            out[(leads_label(leads), name)] = 'random init' if random_init else 'trained' if trained else 'untrained'
+    return out
 
 
 def _caches(sources, pp, cache_root: Path, cfg: SuiteConfig) -> Dict[str, Path]:
@@ -353,29 +381,33 @@ def _write_csv(path: Path, rows: List[Dict[str, Any]], columns: Optional[List[st
     tmp.replace(path)
 
 
-def _write_predictions(path: Path, tasks: List[Task], fits: Dict[str, Dict[str, Dict]]) -> int:
+def _write_predictions(path: Path, runs: List[Dict[str, Any]]) -> int:
+    """Every test score of every run (lead subset), task, encoder, fraction and seed; returns the row count."""
     tmp = path.with_name(f'.{path.name}.tmp')
     n = 0
     with open(tmp, 'w', newline='') as f:
         w = csv.writer(f)
-        w.writerow(['task', 'encoder', 'seed', 'fraction', 'record_id', 'label', 'y', 'score'])
-        for task in tasks:
-            te = task.indices('test')
-            keys = [task.keys[i] for i in te]
-            y = task.y[te]
-            for enc, per_task in fits.items():
-                for (fraction, seed), fit in sorted(per_task[task.name].items()):
-                    s = fit['scores']
-                    for i, key in enumerate(keys):
-                        if task.kind in ('binary', 'regression'):
-                            w.writerow([task.name, enc, seed, fraction, key, task.label_names[0], f'{y[i]:g}',
-                                        f'{s[i]:.6g}'])
-                            n += 1
-                            continue
-                        for j, label in enumerate(task.label_names):
-                            truth = float(y[i] == j) if task.kind == 'multiclass' else float(y[i, j])
-                            w.writerow([task.name, enc, seed, fraction, key, label, f'{truth:g}', f'{s[i, j]:.6g}'])
-                            n += 1
+        w.writerow(['task', 'encoder', 'seed', 'fraction', 'record_id', 'label', 'y', 'score', 'leads'])
+        for run in runs:
+            leads = leads_label(run['leads'])
+            for task in run['tasks']:
+                te = task.indices('test')
+                keys = [task.keys[i] for i in te]
+                y = task.y[te]
+                for enc, per_task in run['fits'].items():
+                    for (fraction, seed), fit in sorted(per_task[task.name].items()):
+                        s = fit['scores']
+                        for i, key in enumerate(keys):
+                            if task.kind in ('binary', 'regression'):
+                                w.writerow([task.name, enc, seed, fraction, key, task.label_names[0], f'{y[i]:g}',
+                                            f'{s[i]:.6g}', leads])
+                                n += 1
+                                continue
+                            for j, label in enumerate(task.label_names):
+                                truth = float(y[i] == j) if task.kind == 'multiclass' else float(y[i, j])
+                                w.writerow([task.name, enc, seed, fraction, key, label, f'{truth:g}', f'{s[i, j]:.6g}',
+                                            leads])
+                                n += 1
     tmp.replace(path)
     return n
 
@@ -384,7 +416,8 @@ def _fmt(v: float, digits: int = 3) -> str:
     return 'n/a' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.{digits}f}'
 
 
-def _write_markdown(path: Path, results: List[Dict[str, Any]], tasks: List[Task], summary: Dict[str, Any]) -> None:
+def _write_markdown(path: Path, results: List[Dict[str, Any]], runs: List[Dict[str, Any]],
+                    summary: Dict[str, Any]) -> None:
     lines = ['# Evaluation suite results', '',
              f'Linear probes on frozen embeddings; mean +- sd over {len(summary["seeds"])} probe seeds (label-fraction '
              f'draws; one deterministic fit at fraction 1.0). CI: 95% bootstrap over test records of the '
@@ -393,10 +426,28 @@ def _write_markdown(path: Path, results: List[Dict[str, Any]], tasks: List[Task]
              f'multiplicity: of {sum(r["verdict_vs_random"] != "" for r in results)} comparisons with random, about '
              f'5% would read "better" or "worse" by chance if the encoders were equal. Wall time '
              f'{summary["wall_time_s"]:.0f} s.', '']
+    several = len(runs) > 1
+    for run in runs:
+        label = leads_label(run['leads'])
+        rows = [r for r in results if r['leads'] == label]
+        if several:
+            untrained = sorted({r['encoder'] for r in rows if r['lead_check'] == 'untrained'})
+            lines += [f'# {describe_leads(run["leads"])} input', '',
+                      f'Leads {", ".join(run["leads"])} read, the others zero and masked before the encoder.' +
+                      (f' Not trained on this subset (run with allow_untrained_leads): {", ".join(untrained)}.'
+                       if untrained else ''), '']
+        lines += _markdown_block(rows, run['tasks'], f' ({describe_leads(run["leads"])})' if several else '')
+    path.write_text('\n'.join(lines) + '\n')
+
+
+def _markdown_block(results: List[Dict[str, Any]], tasks: List[Task], suffix: str) -> List[str]:
+    """The summary tables and the per-task tables of one lead subset's rows."""
+    lines: List[str] = []
     encoders = list(dict.fromkeys(r['encoder'] for r in results))
     for fraction in dict.fromkeys(r['fraction'] for r in results):
-        lines += [f'### Summary at {fraction:.0%} of the training labels (headline metric; diff vs random, verdict)',
-                  '', '| task | metric | ' + ' | '.join(encoders) + ' |', '|---|---|' + '---|' * len(encoders)]
+        lines += [f'### Summary at {fraction:.0%} of the training labels (headline metric; diff vs random, verdict)'
+                  f'{suffix}', '', '| task | metric | ' + ' | '.join(encoders) + ' |',
+                  '|---|---|' + '---|' * len(encoders)]
         for name in dict.fromkeys(r['task'] for r in results):
             cells = []
             for e in encoders:
@@ -416,7 +467,7 @@ def _write_markdown(path: Path, results: List[Dict[str, Any]], tasks: List[Task]
         t = by_task[name]
         c = t.counts()
         dropped = ', '.join(f'{d["label"]} ({d["reason"]})' for d in t.dropped_labels)
-        lines += [f'## {name}', '', f'{t.description}. {len(t.label_names)} label(s); records train/val/test '
+        lines += [f'## {name}{suffix}', '', f'{t.description}. {len(t.label_names)} label(s); records train/val/test '
                   f'{c["train"]}/{c["val"]}/{c["test"]}; {len(t.excluded)} record(s) left out (skipped.csv).' +
                   (f' Dropped labels: {dropped}.' if dropped else ''), '',
                   '| metric | fraction | encoder | n train | mean +- sd | 95% CI | diff vs random [95% CI] | verdict '
@@ -428,7 +479,7 @@ def _write_markdown(path: Path, results: List[Dict[str, Any]], tasks: List[Task]
                          f'{_fmt(r["mean"])} +- {_fmt(r["sd"])} | [{_fmt(r["ci_lo"])}, {_fmt(r["ci_hi"])}] | {diff} | '
                          f'{r["verdict_vs_random"]} | {r["vs_others"]} |')
         lines.append('')
-    path.write_text('\n'.join(lines) + '\n')
+    return lines
 
 
 def _plot(path: Path, results: List[Dict[str, Any]], fractions: Sequence[float]) -> None:
@@ -515,8 +566,6 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
     Example:
         >>> # run_suite(SuiteConfig(data_dir='/data', out='suite', encoders={'mae_moco': 'ecg_vit_mae_moco'}))
     """
-    from .embeddings import embed_cached, encoder_fingerprint
-
     t_start = time.perf_counter()
     timings: Dict[str, float] = {}
     out = Path(cfg.out)
@@ -527,6 +576,7 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
             raise ValueError(f'Label fractions must be in (0, 1], got {f}.')
     if not cfg.seeds:
         raise ValueError('The suite needs at least one probe seed.')
+    subsets = parse_lead_subsets(cfg.leads)
 
     t0 = time.perf_counter()
     sources, missing = load_sources(cfg.data_dir)
@@ -537,87 +587,53 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
     timings['index_s'] = time.perf_counter() - t0
 
     encoders = resolve_encoders(cfg.encoders, cfg.random_floor)
-    skipped: List[Dict[str, str]] = [{'stage': 'index', 'source': n, 'record_id': rid, 'task': '', 'reason': why}
-                                     for n, s in sources.items() for rid, why in s.skipped]
-    unreadable: Dict[str, str] = {}
-    fits: Dict[str, Dict[str, Dict]] = {}
-    enc_info: Dict[str, Dict[str, Any]] = {}
-    caches: Dict[str, Dict[str, Path]] = {}
-    pp_of: Dict[str, Any] = {}
-    t0 = time.perf_counter()
-    for name, (model, _) in encoders.items():  # every input format first, so all encoders share one record set
-        pp = pp_of[name] = _preprocessing_for(model)
-        key = pp.fingerprint()
-        if key in caches:
-            continue
-        caches[key] = _caches(sources, pp, cache_root, cfg)
-        for src_name, cdir in caches[key].items():
-            read_skips = {r for r, _ in sources[src_name].skipped}
-            for s in json.loads((cdir / 'manifest.json').read_text()).get('skipped', []):
-                k = f'{src_name}/{s["record_id"]}'
-                if k not in unreadable and s['record_id'] not in read_skips:
-                    unreadable[k] = s['reason']
-                    skipped.append({'stage': 'read/preprocess', 'source': src_name, 'record_id': s['record_id'],
-                                    'task': '', 'reason': s['reason']})
-    timings['cache_s'] = time.perf_counter() - t0
-
-    # Records that could not be read leave every task (listed once per task).
-    final_tasks = []
-    for task in tasks:
-        restricted = _restrict(task, unreadable)
-        counts = restricted.counts()
-        if min(counts['train'], counts['test']) == 0:
-            not_built[task.name] = f'empty split once unreadable records are left out (records per split: {counts})'
-        else:
-            final_tasks.append(restricted)
-        for k in task.keys:
-            if k in unreadable:
-                skipped.append({'stage': 'task', 'source': k.split('/')[0], 'record_id': k.split('/', 1)[1],
-                                'task': task.name, 'reason': f'unreadable: {unreadable[k]}'})
-        for k, why in task.excluded:
-            skipped.append({'stage': 'task', 'source': k.split('/')[0], 'record_id': k.split('/', 1)[1],
-                            'task': task.name, 'reason': why})
-
-    if not final_tasks:
-        raise ValueError(f'No suite task is left once unreadable records are left out: {not_built}.')
-    for name, (model, info) in encoders.items():
-        pp = pp_of[name]
-        fp = encoder_fingerprint(model)
-        index: Dict[str, int] = {}
-        blocks, reused, embed_s = [], [], 0.0
-        for src_name, cdir in caches[pp.fingerprint()].items():
-            feats, ids, einfo = embed_cached(model, cdir, cache_root / 'embeddings', encoder_fp=fp,
-                                             batch_size=cfg.batch_size, device=cfg.device, amp=cfg.amp,
-                                             progress=cfg.progress)
-            embed_s += einfo['seconds']
-            reused.append(einfo['reused'])
-            offset = sum(len(b) for b in blocks)
-            index.update({f'{src_name}/{rid}': offset + i for i, rid in enumerate(ids)})
-            blocks.append(feats)
-        features = np.concatenate(blocks)
-        bad = ~np.isfinite(features).all(axis=1)
-        if bad.any():
-            rows = sorted(k for k, i in index.items() if bad[i])
-            raise ValueError(f'Encoder {name!r} gives non-finite embeddings for {len(rows)} records (e.g. {rows[:3]}); '
-                             f'check its weights (a diverged checkpoint?) before evaluating it.')
-        t1 = time.perf_counter()
-        fits[name] = {t.name: _probe_task(t, features[[index[k] for k in t.keys]], cfg) for t in final_tasks}
-        enc_info[name] = dict(info, fingerprint=fp, preprocessing=pp.to_dict(), embedding_dim=int(features.shape[1]),
-                              embed_s=round(embed_s, 2), embeddings_reused=all(reused),
-                              probe_s=round(time.perf_counter() - t1, 2))
-        _logger.info('suite: %s embedded in %.1f s (reused: %s), probed in %.1f s', name, embed_s, all(reused),
-                     time.perf_counter() - t1)
-
-    t0 = time.perf_counter()
+    lead_checks = _lead_checks(encoders, subsets, cfg.allow_untrained_leads)  # refused before anything is cached
+    skipped: List[Dict[str, str]] = [{'stage': 'index', 'source': n, 'record_id': rid, 'task': '', 'reason': why,
+                                      'leads': ''} for n, s in sources.items() for rid, why in s.skipped]
     names = list(encoders)
-    results, pairwise = _compare(final_tasks, fits, names, cfg)
+    runs: List[Dict[str, Any]] = []
+    enc_info: Dict[str, Dict[str, Any]] = {}
+    for leads in subsets:
+        label = leads_label(leads)
+        if leads == LEADS:
+            sub_tasks = tasks
+        else:  # a reduced-lead subset reruns the PTB-XL tasks (the issue's 12/6/1-lead table)
+            sub_tasks = [t for t in tasks if t.name.startswith('ptbxl_')]
+            if not sub_tasks:
+                not_built[f'ptbxl_* on {describe_leads(leads)} input'] = 'no PTB-XL task in this run'
+                continue
+        needed = {k.split('/', 1)[0] for t in sub_tasks for k in t.keys}
+        run = _run_subset(leads, {n: src for n, src in sources.items() if n in needed}, sub_tasks, encoders, cfg,
+                          cache_root, timings, skipped, not_built)
+        runs.append(run)
+        for name in names:
+            stats = run['encoders'][name]
+            info = enc_info.setdefault(name, dict(encoders[name][1], fingerprint=stats['fingerprint'],
+                                                  preprocessing=stats['preprocessing'],
+                                                  embedding_dim=stats['embedding_dim'], embed_s=0.0,
+                                                  embeddings_reused=True, probe_s=0.0, leads={}))
+            info['embed_s'] = round(info['embed_s'] + stats['embed_s'], 2)
+            info['probe_s'] = round(info['probe_s'] + stats['probe_s'], 2)
+            info['embeddings_reused'] = info['embeddings_reused'] and stats['embeddings_reused']
+            info['leads'][label] = {'lead_check': lead_checks[(label, name)], 'preprocessing': stats['preprocessing']}
+
+    if not runs:
+        raise ValueError(f'No suite task to run on the lead subsets {[leads_label(x) for x in subsets]}: {not_built}.')
+    main = next((r for r in runs if r['leads'] == LEADS), runs[0])
+    t0 = time.perf_counter()
+    results, pairwise = [], []
+    for run in runs:
+        label = leads_label(run['leads'])
+        res, pair = _compare(run['tasks'], run['fits'], names, cfg)
+        results += [dict(r, leads=label, lead_check=lead_checks[(label, r['encoder'])]) for r in res]
+        pairwise += [dict(r, leads=label) for r in pair]
     timings['bootstrap_s'] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    n_pred = _write_predictions(out / 'predictions.csv', final_tasks, fits)
+    n_pred = _write_predictions(out / 'predictions.csv', runs)
     _write_csv(out / 'results.csv', results)
     _write_csv(out / 'pairwise.csv', pairwise)
-    _write_csv(out / 'skipped.csv', skipped, ['stage', 'source', 'record_id', 'task', 'reason'])
+    _write_csv(out / 'skipped.csv', skipped, ['stage', 'source', 'record_id', 'task', 'reason', 'leads'])
     split_rows = [{'source': n, 'record_id': e.record_id, 'patient_id': e.patient_id.split(':', 1)[1],
                    'split': splits[f'{n}/{e.record_id}']} for n, s in sources.items() for e in s.entries]
     _write_csv(out / 'splits.csv', split_rows, ['source', 'record_id', 'patient_id', 'split'])
@@ -635,9 +651,12 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
                        'others': f'by patient, seed {cfg.split_seed}, fractions {list(cfg.split_fractions)}'},
         'tasks': {t.name: {'kind': t.kind, 'description': t.description, 'metrics': list(t.metrics),
                            'labels': t.label_names, 'records': t.counts(), 'excluded_records': len(t.excluded),
-                           'dropped_labels': t.dropped_labels} for t in final_tasks},
+                           'dropped_labels': t.dropped_labels} for t in main['tasks']},
+        'leads': {leads_label(r['leads']): {'description': describe_leads(r['leads']), 'leads': list(r['leads']),
+                                            'tasks': {t.name: t.counts() for t in r['tasks']},
+                                            'unreadable_records': r['unreadable']} for r in runs},
         'tasks_not_built': not_built,
-        'unreadable_records': len(unreadable),
+        'unreadable_records': main['unreadable'],
         'skipped_rows': len(skipped),
         'skipped_by_stage_and_task': _count_skipped(skipped),
         'prediction_rows': n_pred,
@@ -653,8 +672,10 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
         'outputs': ['predictions.csv', 'results.csv', 'results.md', 'pairwise.csv', 'differences.png', 'splits.csv',
                     'skipped.csv', 'suite_config.json'],
     }
-    _write_markdown(out / 'results.md', results, final_tasks, summary)
-    _plot(out / 'differences.png', results, cfg.fractions)
+    _write_markdown(out / 'results.md', results, runs, summary)
+    several = len(runs) > 1
+    _plot(out / 'differences.png', [dict(r, task=f'{r["task"]} [{r["leads"]} leads]') for r in results] if several
+          else results, cfg.fractions)
     summary['wall_time_s'] = round(time.perf_counter() - t_start, 2)
     tmp = out / '.suite_config.json.tmp'
     tmp.write_text(json.dumps(summary, indent=1, default=_json_default))
@@ -662,10 +683,97 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
     return dict(summary, results=results, pairwise=pairwise)
 
 
+def _run_subset(leads: Tuple[str, ...], sources: Dict[str, Any], tasks: List[Task],
+                encoders: Dict[str, Tuple[nn.Module, Dict[str, Any]]], cfg: SuiteConfig, cache_root: Path,
+                timings: Dict[str, float], skipped: List[Dict[str, str]], not_built: Dict[str, str]) -> Dict[str, Any]:
+    """Cache, embed and probe ``tasks`` on input read with the lead subset ``leads``.
+
+    Appends to ``skipped`` (records unreadable on this input, per task) and ``not_built`` (tasks left empty), adds
+    to ``timings``. Returns ``{'leads', 'tasks' (restricted to the readable records), 'fits' (encoder -> task ->
+    probe fits), 'encoders' (name -> embedding statistics), 'unreadable' (count)}``.
+    """
+    from .embeddings import embed_cached, encoder_fingerprint
+
+    label = leads_label(leads)
+    on = '' if leads == LEADS else f' on {describe_leads(leads)} input'
+    unreadable: Dict[str, str] = {}
+    caches: Dict[str, Dict[str, Path]] = {}
+    pp_of: Dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for name, (model, _) in encoders.items():  # every input format first, so all encoders share one record set
+        pp = pp_of[name] = _preprocessing_for(model, leads)
+        key = pp.fingerprint()
+        if key in caches:
+            continue
+        caches[key] = _caches(sources, pp, cache_root, cfg)
+        for src_name, cdir in caches[key].items():
+            read_skips = {r for r, _ in sources[src_name].skipped}
+            for s in json.loads((cdir / 'manifest.json').read_text()).get('skipped', []):
+                k = f'{src_name}/{s["record_id"]}'
+                if k not in unreadable and s['record_id'] not in read_skips:
+                    unreadable[k] = s['reason']
+                    skipped.append({'stage': 'read/preprocess', 'source': src_name, 'record_id': s['record_id'],
+                                    'task': '', 'reason': s['reason'], 'leads': label})
+    timings['cache_s'] = timings.get('cache_s', 0.0) + time.perf_counter() - t0
+
+    # Records that could not be read leave every task (listed once per task).
+    final_tasks = []
+    for task in tasks:
+        restricted = _restrict(task, unreadable)
+        counts = restricted.counts()
+        if min(counts['train'], counts['test']) == 0:
+            not_built[task.name + on] = (f'empty split once unreadable records are left out (records per split: '
+                                         f'{counts})')
+        else:
+            final_tasks.append(restricted)
+        for k in task.keys:
+            if k in unreadable:
+                skipped.append({'stage': 'task', 'source': k.split('/')[0], 'record_id': k.split('/', 1)[1],
+                                'task': task.name, 'reason': f'unreadable: {unreadable[k]}', 'leads': label})
+        for k, why in task.excluded:
+            skipped.append({'stage': 'task', 'source': k.split('/')[0], 'record_id': k.split('/', 1)[1],
+                            'task': task.name, 'reason': why, 'leads': label})
+    if not final_tasks:
+        raise ValueError(f'No suite task is left{on} once unreadable records are left out: {not_built}.')
+
+    fits: Dict[str, Dict[str, Dict]] = {}
+    stats: Dict[str, Dict[str, Any]] = {}
+    for name, (model, _) in encoders.items():
+        pp = pp_of[name]
+        fp = encoder_fingerprint(model)
+        index: Dict[str, int] = {}
+        blocks, reused, embed_s = [], [], 0.0
+        for src_name, cdir in caches[pp.fingerprint()].items():
+            # Keyed by the cache's fingerprint, which holds the lead subset: each subset has its own embeddings.
+            feats, ids, einfo = embed_cached(model, cdir, cache_root / 'embeddings', encoder_fp=fp,
+                                             batch_size=cfg.batch_size, device=cfg.device, amp=cfg.amp,
+                                             progress=cfg.progress)
+            embed_s += einfo['seconds']
+            reused.append(einfo['reused'])
+            offset = sum(len(b) for b in blocks)
+            index.update({f'{src_name}/{rid}': offset + i for i, rid in enumerate(ids)})
+            blocks.append(feats)
+        features = np.concatenate(blocks)
+        bad = ~np.isfinite(features).all(axis=1)
+        if bad.any():
+            rows = sorted(k for k, i in index.items() if bad[i])
+            raise ValueError(f'Encoder {name!r} gives non-finite embeddings{on} for {len(rows)} records (e.g. '
+                             f'{rows[:3]}); check its weights (a diverged checkpoint?) before evaluating it.')
+        t1 = time.perf_counter()
+        fits[name] = {t.name: _probe_task(t, features[[index[k] for k in t.keys]], cfg) for t in final_tasks}
+        stats[name] = {'fingerprint': fp, 'preprocessing': pp.to_dict(), 'embedding_dim': int(features.shape[1]),
+                       'embed_s': embed_s, 'embeddings_reused': all(reused), 'probe_s': time.perf_counter() - t1}
+        _logger.info('suite%s: %s embedded in %.1f s (reused: %s), probed in %.1f s', on, name, embed_s, all(reused),
+                     time.perf_counter() - t1)
+    return {'leads': leads, 'tasks': final_tasks, 'fits': fits, 'encoders': stats, 'unreadable': len(unreadable)}
+
+
 def _count_skipped(skipped: List[Dict[str, str]]) -> Dict[str, int]:
     counts: Dict[str, int] = {}
     for r in skipped:
         key = f'{r["stage"]}:{r["task"] or r["source"]}'
+        if r.get('leads') not in (None, '', '12'):
+            key += f'@{r["leads"]}-lead'
         counts[key] = counts.get(key, 0) + 1
     return counts
 
