@@ -29,6 +29,9 @@ CASES = {
     'mae_nextclip_paper': ('mae_nextclip', dict(shared_pass=False, **DEC, **CLIP)),
     'mae_nextclip_shared': ('mae_nextclip', dict(shared_pass=True, **DEC, **CLIP)),
     'mae_centerclip_paper': ('mae_centerclip', dict(shared_pass=False, **DEC, **CLIP)),
+    # lead-set dropout off, named: the same steps as without the option (it draws nothing and adds no state)
+    'mae_moco_paper_lead_dropout_0': ('mae_moco', dict(queue_size=32, shared_pass=False, lead_dropout=0.0, **DEC)),
+    'mae_nextclip_shared_lead_dropout_0': ('mae_nextclip', dict(shared_pass=True, lead_dropout=0.0, **DEC, **CLIP)),
 }
 
 # name: (training loss of each of the 4 logged steps, validation loss after the run,
@@ -42,6 +45,8 @@ PINNED = {
     'mae_nextclip_shared': ([3.23235, 3.28543, 3.1336, 3.08465], 3.0054898262023926, 31.855533599853516),
     'mae_centerclip_paper': ([3.21458, 3.24808, 3.12843, 3.1042], 2.987687349319458, 31.564050674438477),
 }
+PINNED['mae_moco_paper_lead_dropout_0'] = PINNED['mae_moco_paper']
+PINNED['mae_nextclip_shared_lead_dropout_0'] = PINNED['mae_nextclip_shared']
 
 
 def _run(tmp_path, name):
