@@ -5,14 +5,17 @@ import json
 
 import pytest
 import torch
+from data_fixtures import write_wfdb
 from torch.utils.data import DataLoader, TensorDataset
 
 import ecgvit
 from ecgvit.cli import main
 from ecgvit.constants import LEADS
+from ecgvit.data import synthesize_ecg
 from ecgvit.data.lead_mask_dataset import WithLeadMask
 from ecgvit.hub import load_encoder, save_pretrained
 from ecgvit.pretrain import create_pretrainer
+from ecgvit.pretrain.hybrid import HybridPretrainer
 from ecgvit.pretrain.mae import patchify
 from ecgvit.train import MethodSettingsError, TrainConfig, train
 from ecgvit.train.batch import batch_kwargs
@@ -310,3 +313,33 @@ def test_cli_pretrain_with_lead_dropout_exports_the_subsets_and_resumes_with_the
         assert 'no effect with lead_dropout=0' in capsys.readouterr().err
     finally:
         torch.set_num_threads(threads)
+
+
+def test_cli_pretrain_carries_the_caches_lead_mask_into_the_batches(tmp_path, monkeypatch):
+    """Records lacking leads (limb-lead-only files) reach the model with their mask, through the real cache."""
+    for i in range(24):
+        n_leads = 6 if i % 3 == 0 else 12
+        signal = synthesize_ecg('NSR', fs=100.0, duration_s=5.0, rng=i).signal[:n_leads]
+        write_wfdb(tmp_path / 'records', f'r{i:02d}', signal, 100.0, lead_names=LEADS[:n_leads])
+    seen = []
+    forward = HybridPretrainer.forward
+
+    def spy(self, x, *args, lead_mask=None, **kwargs):
+        seen.append(None if lead_mask is None else lead_mask.clone())
+        return forward(self, x, *args, lead_mask=lead_mask, **kwargs)
+    monkeypatch.setattr(HybridPretrainer, 'forward', spy)
+    threads = torch.get_num_threads()
+    try:
+        with pytest.warns(UserWarning, match='8 of 24 cached items lack some of the leads'):
+            rc = main(['pretrain', '--method', 'mae', '--data', 'folder', '--data-dir', str(tmp_path / 'records'),
+                       *TINY_DATA[8:], '--sampling-rate', '100', '--num-samples', '500', '--epochs', '1',
+                       '--output', str(tmp_path / 'run')])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0
+    missing = json.loads((tmp_path / 'run' / 'config.json').read_text())['data']['train_records_missing_leads']
+    assert 0 < missing < 1
+    assert seen and all(m is not None for m in seen)  # every batch, training and validation, carried it
+    masks = torch.cat(seen)
+    # Each record has all 12 leads or exactly the 6 limb leads, and both kinds reached the model.
+    assert set(map(tuple, masks.tolist())) == {(True,) * 12, (True,) * 6 + (False,) * 6}
