@@ -137,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "query / clip), 4x fewer FLOPs per step than the paper's separate full-token passes "
                         "(ecgvit.pretrain.hybrid says what differs). Default: off (the paper's passes), or as the "
                         'run being resumed.')
+    g.add_argument('--lead-dropout', type=float, default=None, metavar='P',
+                   help='Train for reduced-lead input: with probability P per record and encoder pass, keep only one '
+                        'of --lead-sets and zero the other leads (targets stay the full record). The exported '
+                        "weights' config records the subsets (pretrained_cfg lead_sets). Default: 0, off (the paper's "
+                        'methods), or as the run being resumed.')
+    g.add_argument('--lead-sets', default=None, metavar='SETS',
+                   help="The subsets for --lead-dropout, separated by commas; a subset is a preset (limb or 6, "
+                        "precordial, 1) or lead names joined by '+': 'limb,I' = the 6 limb leads, and lead I (the "
+                        "default); 'limb,I,II,V1+V2+V3' adds lead II and a 3-lead subset.")
     g.add_argument('--method-arg', action='append', default=[], metavar='KEY=VALUE',
                    help='Any other create_pretrainer argument, value parsed as JSON (repeatable).')
     add_options(p.add_argument_group('optimisation, checkpoints and logging'), TrainConfig, skip=run_fields)
@@ -451,7 +460,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             method_kwargs[key] = json.loads(value)
         except ValueError:
             method_kwargs[key] = value
-    for key in ('mask_ratio', 'alpha', 'queue_size', 'shared_pass'):
+    for key in ('mask_ratio', 'alpha', 'queue_size', 'shared_pass', 'lead_dropout', 'lead_sets'):
         if getattr(args, key) is not None:
             method_kwargs[key] = getattr(args, key)
     method_kwargs.update(variant_kwargs)
@@ -462,6 +471,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         saved = _resumed_method_settings(args)
         if saved is not None and 'shared_pass' in saved:
             method_kwargs['shared_pass'] = bool(saved['shared_pass'])
+    if args.resume and 'lead_dropout' not in method_kwargs:
+        # Likewise lead-set dropout: a resumed run keeps it (and its subsets, unless --lead-sets names others, which
+        # the resume check then refuses).
+        saved = _resumed_method_settings(args) or {}
+        if saved.get('lead_dropout'):
+            method_kwargs['lead_dropout'] = saved['lead_dropout']
+            method_kwargs.setdefault('lead_sets', saved.get('lead_sets'))
     # Under torchrun, rank 0 builds the cache while the others wait, then they open the finished one.
     info = init_distributed(args.device)
     splits = _splits(args) if info.is_main else None
@@ -491,6 +507,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         run_config['data']['queue_copies_per_record'] = queue_copies_per_record(
             pretrainer.moco.queue_size, len(splits['train']))
     train_set, val_set = splits['train'], splits['val']
+    lead_masked = getattr(train_set, 'lead_mask', None) is not None  # a cache's: False where a record lacks a lead
     clip = getattr(pretrainer, 'clip', None)
     if clip is not None and clip.cycle == 'rpeak':
         # Detect each record's RR once here instead of in every step of every epoch.
@@ -501,6 +518,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         val_set = WithRR(val_set, clip.sampling_rate) if val_set is not None and len(val_set) else val_set
         _logger.info('R peaks: median RR found for %.0f%% of %d training records in %.1f s (the rest use the '
                      'fallback)', 100 * train_set.found_fraction(), len(train_set), time.perf_counter() - t0)
+    if lead_masked:
+        # Leads a record lacks are zero-filled in the cache: the batch says so, and no loss learns those zeros.
+        from ecgvit.data.lead_mask_dataset import WithLeadMask
+
+        train_set = WithLeadMask(train_set)
+        val_set = WithLeadMask(val_set) if val_set is not None and len(val_set) else val_set
+        run_config['data']['train_records_missing_leads'] = train_set.missing_fraction()
     try:
         summary = train(pretrainer, train_set, val_set, cfg, run_config=run_config)
     except MethodSettingsError as e:
@@ -508,6 +532,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             raise CliError(f'{e} (ecgvit pretrain: --method, --shared-pass / --no-shared-pass)') from None
         if any(key == 'shared_pass' for key, _, _ in e.diffs):
             raise CliError(f'{e} (ecgvit pretrain: --shared-pass / --no-shared-pass)') from None
+        if any(key in ('lead_dropout', 'lead_sets') for key, _, _ in e.diffs):
+            raise CliError(f'{e} (ecgvit pretrain: --lead-dropout, --lead-sets)') from None
         raise
     if is_main_process():
         load_best_into(pretrainer, args.output)

@@ -300,7 +300,9 @@ def load_encoder(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[
     if run_cfg.get('preprocessing'):
         # What these weights were trained on, where data meet the model (ecgvit.data.prepare.model_data_cfg).
         encoder.pretrained_cfg = dict(encoder.pretrained_cfg, preprocessing=run_cfg['preprocessing'])
-    if run_cfg.get('lead_sets'):
-        # The lead subsets the run trained on (lead-set dropout), checked by ecgvit.eval.leads.check_encoder_leads.
-        encoder.pretrained_cfg = dict(encoder.pretrained_cfg, lead_sets=run_cfg['lead_sets'])
+    trained = run_cfg.get('pretrainer') or {}
+    if trained.get('lead_dropout') and trained.get('lead_sets'):
+        # The lead subsets lead-set dropout trained it for, as save_pretrained would export them.
+        encoder.pretrained_cfg = dict(encoder.pretrained_cfg,
+                                      lead_sets=tuple(tuple(s) for s in trained['lead_sets']))
     return encoder, {'model': name, 'checkpoint': str(path)}

@@ -10,8 +10,8 @@ from typing import Optional, Sequence, Tuple, Union
 from ecgvit.constants import LEADS
 from ecgvit.errors import EcgvitError
 
-__all__ = ['LEAD_SET_PRESETS', 'UntrainedLeadsError', 'resolve_leads', 'lead_mask_for', 'check_trained_leads',
-           'describe_leads']
+__all__ = ['LEAD_SET_PRESETS', 'DEFAULT_LEAD_SETS', 'UntrainedLeadsError', 'resolve_leads', 'lead_mask_for',
+           'check_trained_leads', 'describe_leads', 'resolve_lead_sets', 'parse_lead_sets']
 
 LIMB_LEADS: Tuple[str, ...] = LEADS[:6]
 # Names a user (or a flag) may give instead of listing leads: the common device layouts.
@@ -24,6 +24,9 @@ LEAD_SET_PRESETS = {
     '1': ('I',),
 }
 _BY_KEY = {name.lower(): name for name in LEADS}
+# What lead-set dropout trains for when no subsets are named: the two reduced layouts devices ship (6-lead limb
+# recorders, single-lead I patches and watches).
+DEFAULT_LEAD_SETS: Tuple[Tuple[str, ...], ...] = (LIMB_LEADS, ('I',))
 
 LeadSpec = Union[str, Sequence[str], None]
 
@@ -103,3 +106,57 @@ def check_trained_leads(trained: Optional[Sequence[Sequence[str]]], leads: LeadS
         f'on missing leads is not meaningful. Use weights pretrained with lead-set dropout that include this subset '
         f'(ecgvit pretrain --lead-dropout P --lead-sets ...), or pass allow_untrained_leads=True '
         f'(--allow-untrained-leads) to run it anyway, e.g. to measure the loss.')
+
+
+def resolve_lead_sets(sets: Union[str, Sequence[LeadSpec], None]) -> Tuple[Tuple[str, ...], ...]:
+    """A list of lead subsets (what lead-set dropout draws from), each resolved by :func:`resolve_leads`.
+
+    Args:
+        sets: None (:data:`DEFAULT_LEAD_SETS`: the 6 limb leads, and lead I), the command-line form parsed by
+            :func:`parse_lead_sets` (``'limb,I,V1+V2'``), or a sequence of subsets, each a preset, a list of lead
+            names or a string of names joined by ``','`` or ``'+'`` (``['limb', ['I'], 'I+II']``).
+
+    Returns:
+        The subsets in the order given, each in the canonical 12-lead order.
+
+    Raises:
+        ValueError: an unknown lead or preset, an empty list, a subset named twice, or the full 12 leads (always
+            trained; list only the reduced subsets).
+    """
+    if sets is None:
+        return DEFAULT_LEAD_SETS
+    if isinstance(sets, str):
+        return parse_lead_sets(sets)
+    resolved = []
+    for spec in sets:
+        if isinstance(spec, str) and '+' in spec:
+            spec = spec.replace('+', ',')
+        subset = resolve_leads(spec)
+        if subset == LEADS:
+            raise ValueError(f'Lead subset {spec!r} is all 12 leads, which every model trains on: list only the '
+                             f'reduced subsets (e.g. limb,I).')
+        if subset in resolved:
+            raise ValueError(f'Lead subset {describe_leads(subset)} is named twice in {list(sets)!r}.')
+        resolved.append(subset)
+    if not resolved:
+        raise ValueError('The list of lead subsets is empty: name at least one (e.g. "limb,I"), or pass None for '
+                         'the default (the 6 limb leads, and lead I).')
+    return tuple(resolved)
+
+
+def parse_lead_sets(text: str) -> Tuple[Tuple[str, ...], ...]:
+    """The lead subsets of a command-line value: subsets separated by ``','``, leads in one subset joined by ``'+'``.
+
+    Each subset is a preset (``limb``/``6``, ``precordial``, ``1``) or lead names joined by ``+``:
+    ``'limb,I'`` is two subsets (the 6 limb leads; lead I), ``'I+II,V1+V2+V3'`` two subsets of 2 and 3 leads.
+
+    Raises:
+        ValueError: as :func:`resolve_lead_sets`.
+    """
+    parts = [p.strip() for p in str(text).split(',')]
+    if not any(parts):
+        return resolve_lead_sets([])
+    if not all(parts):
+        raise ValueError(f'Empty lead subset in {text!r}: separate subsets by commas and join the leads of one '
+                         f'subset by "+", e.g. "limb,I,I+II".')
+    return resolve_lead_sets(parts)

@@ -29,6 +29,13 @@ CASES = {
     'mae_nextclip_paper': ('mae_nextclip', dict(shared_pass=False, **DEC, **CLIP)),
     'mae_nextclip_shared': ('mae_nextclip', dict(shared_pass=True, **DEC, **CLIP)),
     'mae_centerclip_paper': ('mae_centerclip', dict(shared_pass=False, **DEC, **CLIP)),
+    # lead-set dropout off, named: the same steps as without the option (it draws nothing and adds no state)
+    'mae_moco_paper_lead_dropout_0': ('mae_moco', dict(queue_size=32, shared_pass=False, lead_dropout=0.0, **DEC)),
+    'mae_nextclip_shared_lead_dropout_0': ('mae_nextclip', dict(shared_pass=True, lead_dropout=0.0, **DEC, **CLIP)),
+    # lead-set dropout on (pinned on branch leads-train): its draws and what each encoder pass sees
+    'mae_moco_paper_lead_dropout': ('mae_moco', dict(queue_size=32, shared_pass=False, lead_dropout=0.5, **DEC)),
+    'mae_nextclip_shared_lead_dropout': ('mae_nextclip', dict(shared_pass=True, lead_dropout=0.5,
+                                                              lead_sets='limb,I,V1+V2+V3', **DEC, **CLIP)),
 }
 
 # name: (training loss of each of the 4 logged steps, validation loss after the run,
@@ -41,7 +48,11 @@ PINNED = {
     'mae_nextclip_paper': ([3.21544, 3.26122, 3.10077, 3.05202], 2.9982028007507324, 32.19617462158203),
     'mae_nextclip_shared': ([3.23235, 3.28543, 3.1336, 3.08465], 3.0054898262023926, 31.855533599853516),
     'mae_centerclip_paper': ([3.21458, 3.24808, 3.12843, 3.1042], 2.987687349319458, 31.564050674438477),
+    'mae_moco_paper_lead_dropout': ([50.1256, 51.1856, 49.9775, 48.5434], 44.84562683105469, 30.681249618530273),
+    'mae_nextclip_shared_lead_dropout': ([3.23287, 3.22976, 3.1243, 3.08554], 3.010519027709961, 33.034149169921875),
 }
+PINNED['mae_moco_paper_lead_dropout_0'] = PINNED['mae_moco_paper']
+PINNED['mae_nextclip_shared_lead_dropout_0'] = PINNED['mae_nextclip_shared']
 
 
 def _run(tmp_path, name):

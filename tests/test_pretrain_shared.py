@@ -102,7 +102,7 @@ def test_clip_target_stays_hidden_from_the_shared_pass(method):
     # And the MAE loss scores no patch with a hidden sample: the same input alone could not show that.
     scored = []
     original = model.mae.forward_loss
-    model.mae.forward_loss = lambda x_, pred, mask: scored.append(mask) or original(x_, pred, mask)
+    model.mae.forward_loss = lambda x_, pred, mask, *rest: scored.append(mask) or original(x_, pred, mask, *rest)
     with torch.no_grad():
         model(x, generator=torch.Generator().manual_seed(7))
     touched = hidden.reshape(4, 20, 25).any(dim=-1)  # (B, N) patches with a hidden sample

@@ -3,6 +3,8 @@
 The seed paper augments the MoCo query and key views with five transforms: Erase (zero whole leads), time out (zero a
 time span), partial noise (Gaussian noise on a time span), drop (zero individual samples) and RRC (random resized
 crop along time). The paper gives no probabilities or strengths; the defaults below are ours and each is a parameter.
+:class:`LeadSetDropout` is not the seed's: it trains an encoder to run on reduced-lead input (``ecgvit pretrain
+--lead-dropout``), zeroing every lead outside one named subset, as a 6-lead or 1-lead device's record arrives.
 
 Every transform works on a whole ``(B, leads, samples)`` float tensor on any device with vectorised masks (no Python
 loop over records, leads or samples), draws its randomness per record, and takes an optional ``torch.Generator`` so a
@@ -15,14 +17,17 @@ Example:
     >>> aug(torch.randn(4, 12, 3600), generator=torch.Generator().manual_seed(0)).shape
     torch.Size([4, 12, 3600])
 """
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
+from ecgvit.constants import LEADS
+from ecgvit.lead_sets import LeadSpec, describe_leads, lead_mask_for, resolve_lead_sets
+
 __all__ = [
-    'Erase', 'TimeOut', 'PartialNoise', 'Drop', 'RandomResizedCrop', 'Compose', 'default_ecg_augment',
-    'crop_resize', 'random_spans', 'span_mask',
+    'Erase', 'TimeOut', 'PartialNoise', 'Drop', 'RandomResizedCrop', 'LeadSetDropout', 'Compose',
+    'default_ecg_augment', 'crop_resize', 'random_spans', 'span_mask',
 ]
 
 
@@ -275,6 +280,68 @@ class RandomResizedCrop(nn.Module):
 
     def extra_repr(self) -> str:
         return f'p={self.p}, scale={self.scale}'
+
+
+class LeadSetDropout(nn.Module):
+    """Keep only one lead subset of a record and zero the other leads: reduced-lead input, as a device records it.
+
+    With probability ``p`` per record, one subset is drawn uniformly from ``lead_sets`` and every lead outside it is
+    set to 0 (the value an absent lead has after per-lead z-scoring: the reduced-lead convention of
+    :mod:`ecgvit.lead_sets`); the other records pass unchanged. An encoder pretrained on such inputs learns to run
+    on those subsets, which its pretrained cfg then records (``lead_sets``).
+
+    Args:
+        p: Probability per record of keeping one subset only.
+        lead_sets: The subsets to draw from (:func:`~ecgvit.lead_sets.resolve_lead_sets`: presets such as
+            ``'limb'``, lists of lead names, ``'I+II'``); default: the 6 limb leads, and lead I.
+
+    Example:
+        >>> import torch
+        >>> drop = LeadSetDropout(p=1.0, lead_sets=['I'])
+        >>> x, keep = drop(torch.randn(2, 12, 100), return_mask=True)
+        >>> keep[0].tolist()[:3], bool((x[:, 1:] == 0).all())
+        ([True, False, False], True)
+    """
+
+    def __init__(self, p: float = 0.5, lead_sets: Union[str, Sequence[LeadSpec], None] = None) -> None:
+        super().__init__()
+        self.p = _check_prob('p', p)
+        self.lead_sets: Tuple[Tuple[str, ...], ...] = resolve_lead_sets(lead_sets)
+        # (K, 12) bool, True = kept; derived from lead_sets, so not part of any state dict.
+        masks = torch.tensor([lead_mask_for(s) for s in self.lead_sets], dtype=torch.bool)
+        self.register_buffer('subset_masks', masks, persistent=False)
+
+    def forward(
+            self,
+            x: torch.Tensor,
+            generator: Optional[torch.Generator] = None,
+            return_mask: bool = False,
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """Zero the leads outside each chosen record's drawn subset.
+
+        Args:
+            x: ``(B, 12, L)`` batch in the lead order of ``ecgvit.constants.LEADS``.
+            generator: Random generator on ``x``'s device.
+            return_mask: Also return the ``(B, 12)`` bool mask applied (True = lead kept; all True for records left
+                unchanged).
+
+        Returns:
+            The batch with the dropped leads zeroed, and the mask when ``return_mask``.
+        """
+        _check_batch(x)
+        batch, leads, _ = x.shape
+        if leads != len(LEADS):
+            raise ValueError(f'LeadSetDropout needs the 12 leads ({", ".join(LEADS)}) in that order, got {leads} '
+                             f'leads: it names subsets of the 12.')
+        apply = _apply_mask(x, self.p, generator)  # (B,)
+        num_sets = len(self.lead_sets)
+        choice = (_rand((batch,), x, generator) * num_sets).floor().long().clamp(max=num_sets - 1)  # (B,) uniform
+        keep = self.subset_masks.to(x.device)[choice] | ~apply[:, None]  # (B, 12)
+        out = x.masked_fill(~keep[:, :, None], 0.0)
+        return (out, keep) if return_mask else out
+
+    def extra_repr(self) -> str:
+        return f'p={self.p}, lead_sets=[{"; ".join(describe_leads(s) for s in self.lead_sets)}]'
 
 
 class Compose(nn.Module):

@@ -1,10 +1,11 @@
 """``create_pretrainer``: build any pretraining method around any ecgvit encoder from plain, JSON-friendly kwargs."""
+import math
 import warnings
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from torch import nn
 
-from ecgvit.data.augment import default_ecg_augment
+from ecgvit.data.augment import LeadSetDropout, default_ecg_augment
 from ecgvit.models.ecg_vit import EcgVisionTransformer
 from ecgvit.pretrain.centerclip import CenterclipBranch
 from ecgvit.pretrain.hybrid import HybridPretrainer
@@ -34,6 +35,8 @@ _MOCO_KWARGS: Dict[str, Any] = dict(
 _CLIP_KWARGS: Dict[str, Any] = dict(
     clip_len=150, sampling_rate=360.0, cycle='rpeak', cycle_fraction=0.5, fallback_rr_s=0.8, min_context=0.1,
     clip_decoder_embed_dim=256, clip_decoder_depth=1, clip_decoder_num_heads=8, clip_decoder_mlp_ratio=2.0)
+# Every method: lead-set dropout for reduced-lead input (off by default, so the paper's methods are unchanged).
+_LEAD_KWARGS: Dict[str, Any] = dict(lead_dropout=0.0, lead_sets=None)
 
 
 # ecgvit's own variant of each hybrid, named apart from the paper's method: one masked encoder pass serves MAE and the
@@ -129,6 +132,12 @@ def create_pretrainer(
               ('rpeak' | 'fixed'), ``cycle_fraction`` (0.5), ``fallback_rr_s`` (0.8), ``min_context`` (0.1),
               ``clip_decoder_embed_dim`` (256), ``clip_decoder_depth`` (1), ``clip_decoder_num_heads`` (8),
               ``clip_decoder_mlp_ratio`` (2).
+            - every method: ``lead_dropout`` (0.0, off: the probability per record and encoder pass of keeping one
+              lead subset only, :class:`~ecgvit.data.augment.LeadSetDropout`), ``lead_sets`` (the subsets, for
+              ``lead_dropout > 0`` only: presets, lead-name lists or ``'I+II'`` strings, or the command-line string
+              ``'limb,I'``; default the 6 limb leads and lead I). ``config`` records them as lists of lead names, and
+              the encoder's ``pretrained_cfg['lead_sets']`` too, so :func:`ecgvit.hub.save_pretrained` exports which
+              subsets the weights were trained to run on.
 
     Returns:
         A :class:`~ecgvit.pretrain.hybrid.HybridPretrainer` with ``.encoder``, ``.method`` and ``.config`` (all
@@ -168,6 +177,7 @@ def create_pretrainer(
         allowed.update(_MOCO_KWARGS)
     if spec['clip']:
         allowed.update(_CLIP_KWARGS)
+    allowed.update(_LEAD_KWARGS)
     unknown = sorted(set(method_kwargs) - set(allowed))
     if unknown:
         raise TypeError(f'create_pretrainer({method!r}) got unexpected keyword argument(s) {unknown}; '
@@ -176,6 +186,7 @@ def create_pretrainer(
     shared_pass = cfg.get('shared_pass', False)
     if not isinstance(shared_pass, bool):
         raise TypeError(f'shared_pass must be True or False, got {shared_pass!r}.')
+    lead_dropout = _lead_dropout(cfg)  # before the encoder is built: a bad value costs nothing
 
     if isinstance(encoder, str):
         from ecgvit.factory import create_model  # local: ecgvit/__init__ may re-export this module
@@ -238,6 +249,9 @@ def create_pretrainer(
             decoder_num_heads=cfg['clip_decoder_num_heads'],
             decoder_mlp_ratio=cfg['clip_decoder_mlp_ratio'],
         )
+    if lead_dropout is not None:
+        # What ships says what it was trained for: save_pretrained writes the encoder's pretrained cfg.
+        encoder.pretrained_cfg = dict(getattr(encoder, 'pretrained_cfg', None) or {}, lead_sets=lead_dropout.lead_sets)
     return HybridPretrainer(
         encoder,
         method=method,
@@ -249,4 +263,21 @@ def create_pretrainer(
         config=cfg,
         clip_name=spec['clip'] or 'nextclip',
         shared_pass=shared_pass,
+        lead_dropout=lead_dropout,
     )
+
+
+def _lead_dropout(cfg: Dict[str, Any]) -> Optional[LeadSetDropout]:
+    """The lead-set dropout ``cfg`` asks for (None when off); records its settings in ``cfg`` as plain JSON."""
+    p = cfg['lead_dropout']
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or not 0.0 <= p <= 1.0:
+        raise ValueError(f'lead_dropout must be a probability in [0, 1] (0 = off), got {p!r}.')
+    cfg['lead_dropout'] = float(p)
+    if p == 0:
+        if cfg['lead_sets'] is not None:
+            raise ValueError(f'lead_sets={cfg["lead_sets"]!r} has no effect with lead_dropout=0: pass lead_dropout > 0 '
+                             f'(ecgvit pretrain --lead-dropout P) to train on those subsets, or drop lead_sets.')
+        return None
+    module = LeadSetDropout(p=float(p), lead_sets=cfg['lead_sets'])
+    cfg['lead_sets'] = [list(s) for s in module.lead_sets]  # as config.json holds it: round-trips
+    return module

@@ -35,9 +35,20 @@ Nextclip zeroes on average about half the record, Centerclip one half-cycle. Kee
 keeps the step cost near MAE's (about 4x fewer FLOPs per seed-size step than the paper's passes). Whether it learns
 as well is an empirical question: the measured comparison is in ``benchmarks/README.md`` (results live in the docs,
 not here).
+
+**Reduced leads (``lead_dropout``, off by default).** With a :class:`~ecgvit.data.augment.LeadSetDropout`, every
+encoder pass sees its input with, per record and with probability ``p``, only one lead subset kept (the others zeroed):
+MAE's masked pass, each MoCo view (after its augmentation, with its own draw) and the clip's pass (after the clip is
+hidden). The targets stay the full record: the MAE reconstructs the dropped leads from the kept ones, the clip decoder
+predicts every lead's clip. Off, no draw is made and every step is what it was without the option.
+
+**Leads missing in the data.** A batch may carry ``lead_mask`` ``(B, 12)`` (False where the record lacked the lead
+and the data zero-filled it, as a cache's ``lead_mask``; :class:`ecgvit.data.lead_mask_dataset.WithLeadMask` puts it
+in the batch): those values are no target of the MAE or the clip loss (MoCo has none per lead). With every lead
+present the losses are exactly the plain ones.
 """
 import math
-from typing import Any, Callable, Dict, Optional, Set
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 import torch
 from torch import nn
@@ -70,6 +81,8 @@ class HybridPretrainer(nn.Module):
         shared_pass: ecgvit's variant: read MoCo's query / the clip's [CLS] from one masked MAE pass (see the module
             doc) instead of the paper's full-token passes (False, the default). Needs the MAE branch and one other,
             and MoCo's ``key_mask_ratio`` set to match; :func:`~ecgvit.pretrain.create_pretrainer` does both.
+        lead_dropout: Callable ``(x, generator=None) -> x`` applied to the input of every encoder pass (a
+            :class:`~ecgvit.data.augment.LeadSetDropout`), or None (off, the default).
 
     Example:
         >>> import torch
@@ -92,6 +105,7 @@ class HybridPretrainer(nn.Module):
             config: Optional[Dict[str, Any]] = None,
             clip_name: str = 'nextclip',
             shared_pass: bool = False,
+            lead_dropout: Optional[Callable[..., torch.Tensor]] = None,
     ) -> None:
         super().__init__()
         if mae is None and moco is None and clip is None:
@@ -112,6 +126,7 @@ class HybridPretrainer(nn.Module):
         self.augment = augment
         self.clip_name = clip_name
         self.shared_pass = bool(shared_pass)
+        self.lead_dropout = lead_dropout
         self.config: Dict[str, Any] = dict(config or {})
 
     @property
@@ -121,14 +136,24 @@ class HybridPretrainer(nn.Module):
             return 0.0
         return 1.0 if (self.moco is None and self.clip is None) else self.alpha
 
+    @property
+    def lead_sets(self) -> Optional[Tuple[Tuple[str, ...], ...]]:
+        """The lead subsets lead-set dropout trains for (what the encoder's pretrained cfg records), None when off."""
+        return getattr(self.lead_dropout, 'lead_sets', None) if self.lead_dropout is not None else None
+
     def _view(self, x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
         return x if self.augment is None else self.augment(x, generator=generator)
+
+    def _drop(self, x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+        """An encoder pass's input: ``x`` with lead-set dropout applied when it is on."""
+        return x if self.lead_dropout is None else self.lead_dropout(x, generator=generator)
 
     def forward(
             self,
             x: torch.Tensor,
             rr_samples: Optional[torch.Tensor] = None,
             generator: Optional[torch.Generator] = None,
+            lead_mask: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
         """One pretraining step's losses.
 
@@ -137,6 +162,8 @@ class HybridPretrainer(nn.Module):
             rr_samples: Optional ``(B,)`` RR interval per record in samples (NaN = unknown) for the clip branch; when
                 omitted and the clip branch uses R peaks, they are detected on a CPU copy of ``x``.
             generator: Optional ``torch.Generator`` on ``x``'s device for masking, augmentation and clip draws.
+            lead_mask: Optional ``(B, leads)`` bool, False for leads the data lacks (zero-filled): excluded from the
+                MAE and clip losses (see the module doc).
 
         Returns:
             ``{'loss': weighted total, 'loss_<branch>': each branch's loss}`` (scalars).
@@ -145,24 +172,31 @@ class HybridPretrainer(nn.Module):
             x = x.squeeze(2)  # (B, C, L)
         if x.dim() != 3:
             raise ValueError(f'Expected a (B, leads, samples) batch, got shape {tuple(x.shape)}.')
+        if lead_mask is not None:
+            lead_mask = torch.as_tensor(lead_mask, device=x.device).to(torch.bool)
+            if lead_mask.shape != x.shape[:2]:
+                raise ValueError(f'lead_mask must be (batch, leads) = {tuple(x.shape[:2])}, got '
+                                 f'{tuple(lead_mask.shape)}: one bool per lead of each record, False where missing.')
         if self.shared_pass:
-            return self._forward_shared(x, rr_samples, generator)
+            return self._forward_shared(x, rr_samples, generator, lead_mask)
         out: Dict[str, torch.Tensor] = {}
         total = x.new_zeros((), dtype=torch.float32)
         mae_weight = self.mae_weight
         if self.mae is not None and mae_weight > 0:
-            loss_mae, _, _ = self.mae(self.encoder, x, generator)  # seed: MAE sees the un-augmented ECG
+            # seed: MAE sees the un-augmented ECG; its target is the full record even when leads are dropped.
+            loss_mae, _, _ = self.mae(self.encoder, self._drop(x, generator), generator, target=x, lead_mask=lead_mask)
             out['loss_mae'] = loss_mae
             total = total + mae_weight * loss_mae
         if self.moco is not None:
             # Two independent draws: query and key views differ in every random choice.
-            x_q = self._view(x, generator)
-            x_k = self._view(x, generator)
+            x_q = self._drop(self._view(x, generator), generator)
+            x_k = self._drop(self._view(x, generator), generator)
             loss_moco, _, _ = self.moco(self.encoder, x_q, x_k)
             out['loss_moco'] = loss_moco
             total = total + loss_moco
         if self.clip is not None:
-            loss_clip, _, _ = self.clip(self.encoder, x, rr_samples, generator)
+            # The hidden record's leads are dropped before the encoder; the target is the full record's clip.
+            loss_clip, _, _ = self.clip(self.encoder, x, rr_samples, generator, lead_mask, self.lead_dropout)
             out[f'loss_{self.clip_name}'] = loss_clip
             total = total + loss_clip
         out['loss'] = total
@@ -173,27 +207,31 @@ class HybridPretrainer(nn.Module):
             x: torch.Tensor,
             rr_samples: Optional[torch.Tensor],
             generator: Optional[torch.Generator],
+            lead_mask: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
         """``forward`` with ``shared_pass=True``: one masked encoder pass serves MAE and the [CLS] task."""
         x_in, noise, intact, target = x, None, None, None
         if self.clip is not None:
             x_in, target, start, span = self.clip.make_targets(x, rr_samples, generator)
             noise, intact = self.clip.masking_noise(start, span, x.shape[-1], self.mae.patch_len, generator)
-        latent, mask, ids_restore = self.mae.forward_encoder(self.encoder, x_in, generator, noise, with_prefix=True)
+        x_enc = self._drop(x_in, generator)  # the MAE target stays x_in, every lead
+        latent, mask, ids_restore = self.mae.forward_encoder(self.encoder, x_enc, generator, noise, with_prefix=True)
         cls, latent = latent[:, 0], latent[:, self.encoder.num_prefix_tokens:]
         out: Dict[str, torch.Tensor] = {}
         total = x.new_zeros((), dtype=torch.float32)
         if self.alpha > 0:
             pred = self.mae.forward_decoder(latent, ids_restore)
-            loss_mae = self.mae.forward_loss(x_in, pred, mask if intact is None else mask * intact.to(mask.dtype))
+            loss_mae = self.mae.forward_loss(x_in, pred, mask if intact is None else mask * intact.to(mask.dtype),
+                                             lead_mask)
             out['loss_mae'] = loss_mae
             total = total + self.alpha * loss_mae
         if self.moco is not None:
-            loss_moco, _, _ = self.moco.forward_from_cls(self.encoder, cls, self._view(x, generator), generator)
+            x_k = self._drop(self._view(x, generator), generator)
+            loss_moco, _, _ = self.moco.forward_from_cls(self.encoder, cls, x_k, generator)
             out['loss_moco'] = loss_moco
             total = total + loss_moco
         else:
-            loss_clip, _ = self.clip.loss_from_cls(cls, target)
+            loss_clip, _ = self.clip.loss_from_cls(cls, target, lead_mask)
             out[f'loss_{self.clip_name}'] = loss_clip
             total = total + loss_clip
         out['loss'] = total

@@ -251,26 +251,60 @@ class MaeBranch(nn.Module):
         """``(B, N_keep, D)`` -> ``(B, N, C * P)`` patch predictions."""
         return self.decoder(latent, ids_restore)
 
-    def forward_loss(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward_loss(
+            self,
+            x: torch.Tensor,
+            pred: torch.Tensor,
+            mask: torch.Tensor,
+            lead_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         """MSE between the ECG's patches and their predictions, averaged over masked patches only.
 
         Args:
-            x: ``(B, C, L)`` the un-masked input.
+            x: ``(B, C, L)`` the un-masked input (the reconstruction target).
             pred: ``(B, N, C * P)``.
             mask: ``(B, N)``, 1 = masked.
+            lead_mask: Optional ``(B, C)`` bool, False for leads the record lacks (zero-filled by the data, e.g. a
+                cache's ``lead_mask``): their values are no target, so the MSE is averaged over the present leads'
+                values in masked patches. None, or every lead present, gives exactly the plain loss.
         """
         target = patchify(x, self.patch_len)  # (B, N, C*P)
-        per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)  # (B, N)
         mask = mask.float()
+        if lead_mask is not None and not bool(lead_mask.all()):  # one host sync per step, as the loop's input check
+            return self._loss_present_leads(target, pred, mask, lead_mask)
+        per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)  # (B, N)
         return (per_patch * mask).sum() / mask.sum().clamp(min=1.0)
+
+    def _loss_present_leads(self, target: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor,
+                            lead_mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_loss` when some records lack leads: the mean squared error over present values only."""
+        batch, chans = lead_mask.shape
+        if chans * self.patch_len != target.shape[-1]:
+            raise ValueError(f'lead_mask has {chans} leads for patches of {target.shape[-1] // self.patch_len}: pass '
+                             f'one (B, leads) mask in the order of the input leads.')
+        # patchify lays a patch out lead-major (all of lead 0 first): one weight per value.
+        present = lead_mask.to(torch.float32)[:, None, :, None].expand(batch, 1, chans, self.patch_len)
+        weight = present.reshape(batch, 1, chans * self.patch_len) * mask[:, :, None]  # (B, N, C*P)
+        err = (pred.float() - target.float()).pow(2)
+        return (err * weight).sum() / weight.sum().clamp(min=1.0)
 
     def forward(
             self,
             encoder: nn.Module,
             x: torch.Tensor,
             generator: Optional[torch.Generator] = None,
+            target: Optional[torch.Tensor] = None,
+            lead_mask: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Masked reconstruction of ``x`` ``(B, C, L)``.
+
+        Args:
+            encoder: The shared encoder.
+            x: ``(B, C, L)`` the encoder's input.
+            generator: Random generator for the mask.
+            target: What to reconstruct, when not ``x`` itself: the full record when ``x`` has leads zeroed by
+                lead-set dropout (predicting the absent leads from the present ones is the task).
+            lead_mask: Optional ``(B, C)`` bool, False for leads the data lacks (see :meth:`forward_loss`).
 
         Returns:
             ``(loss, pred, mask)`` as facebookresearch/mae: scalar loss, ``(B, N, C * P)`` predictions,
@@ -278,6 +312,12 @@ class MaeBranch(nn.Module):
         """
         if x.dim() == 4:
             x = x.squeeze(2)
+        if target is None:
+            target = x
+        elif target.dim() == 4:
+            target = target.squeeze(2)
+        if target.shape != x.shape:
+            raise ValueError(f'The MAE target {tuple(target.shape)} must have the input\'s shape {tuple(x.shape)}.')
         latent, mask, ids_restore = self.forward_encoder(encoder, x, generator)
         pred = self.forward_decoder(latent, ids_restore)
-        return self.forward_loss(x, pred, mask), pred, mask
+        return self.forward_loss(target, pred, mask, lead_mask), pred, mask

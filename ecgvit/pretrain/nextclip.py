@@ -22,7 +22,7 @@ The paper leaves two things open; our choices (both parameters):
 samples are hidden.
 """
 import math
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -236,17 +236,28 @@ class NextclipBranch(nn.Module):
         noise.scatter_(1, at_start[:, None], -1.0)
         return noise, (~hidden).float()
 
-    def loss_from_cls(self, cls: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def loss_from_cls(
+            self,
+            cls: torch.Tensor,
+            target: torch.Tensor,
+            lead_mask: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Decode an encoded [CLS] into the clip and score it.
 
         Args:
             cls: ``(B, D)`` [CLS] output of the encoder on the hidden record.
             target: ``(B, C, clip_len)`` clips from :meth:`make_targets`.
+            lead_mask: Optional ``(B, C)`` bool, False for leads the data lacks (zero-filled): their clip is no
+                target. None, or every lead present, gives exactly the plain MSE.
 
         Returns:
             ``(loss, pred)``: the MSE and the ``(B, C, clip_len)`` prediction.
         """
         pred = self.decoder(cls)
+        if lead_mask is not None and not bool(lead_mask.all()):  # one host sync per step, as the MAE's
+            weight = lead_mask.to(torch.float32)[:, :, None].expand(target.shape)  # (B, C, clip_len)
+            err = (pred.float() - target.float()).pow(2)
+            return (err * weight).sum() / weight.sum().clamp(min=1.0), pred
         return F.mse_loss(pred.float(), target.float()), pred
 
     def make_targets(
@@ -271,8 +282,19 @@ class NextclipBranch(nn.Module):
             x: torch.Tensor,
             rr_samples: Optional[torch.Tensor] = None,
             generator: Optional[torch.Generator] = None,
+            lead_mask: Optional[torch.Tensor] = None,
+            input_transform: Optional[Callable[..., torch.Tensor]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One clip-prediction step on ``x`` ``(B, C, L)``.
+
+        Args:
+            encoder: The shared encoder.
+            x: ``(B, C, L)`` ECGs.
+            rr_samples: Optional ``(B,)`` RR intervals in samples (see :meth:`rr_intervals`).
+            generator: Random generator for the clip draws (and ``input_transform``).
+            lead_mask: Optional ``(B, C)`` bool, False for leads the data lacks (see :meth:`loss_from_cls`).
+            input_transform: Optional ``(x, generator=None) -> x`` applied to the hidden record before the encoder
+                (lead-set dropout); the target stays the clip of ``x``.
 
         Returns:
             ``(loss, pred, target)``, the last two ``(B, C, clip_len)``.
@@ -280,5 +302,7 @@ class NextclipBranch(nn.Module):
         if x.dim() == 4:
             x = x.squeeze(2)
         x_hidden, target, _, _ = self.make_targets(x, rr_samples, generator)
-        loss, pred = self.loss_from_cls(encoder.forward_features(x_hidden)[:, 0], target)
+        if input_transform is not None:
+            x_hidden = input_transform(x_hidden, generator=generator)
+        loss, pred = self.loss_from_cls(encoder.forward_features(x_hidden)[:, 0], target, lead_mask)
         return loss, pred, target

@@ -20,12 +20,18 @@ class MethodSettingsError(ValueError):
         self.diffs = diffs
 
 
+# Settings added after runs were first recorded, and what a checkpoint that does not record one was trained with: a
+# run asking for another value must not resume it as if nothing changed (lead-set dropout was off before it existed).
+_ABSENT_MEANS: Dict[str, Any] = {'lead_dropout': 0.0, 'lead_sets': None}
+
+
 def check_same_method(state: Dict[str, Any], pretrainer: Optional[Dict[str, Any]]) -> None:
     """Refuse to resume a checkpoint with method settings other than those it was trained with.
 
     Only settings both record are compared: one the checkpoint records but this version no longer has is not a
     difference, and a run that records none (``pretrainer`` None, or a checkpoint without a ``pretrainer`` config)
-    is not checked.
+    is not checked. A setting newer than the checkpoint (``lead_dropout``, ``lead_sets``) counts as its old default
+    there.
 
     Args:
         state: The checkpoint's JSON state (:func:`~ecgvit.train.checkpoint.read_checkpoint_state`).
@@ -41,6 +47,7 @@ def check_same_method(state: Dict[str, Any], pretrainer: Optional[Dict[str, Any]
     if pretrainer is None or saved is None:
         return
     current = json.loads(json.dumps(pretrainer, default=str))  # as the checkpoint stored it
+    saved = dict({k: v for k, v in _ABSENT_MEANS.items() if k in current}, **saved)
     diffs = [(key, saved[key], current[key]) for key in sorted(set(saved) & set(current)) if saved[key] != current[key]]
     if diffs:
         text = '; '.join(f'{k}={old!r} there, {k}={new!r} here' for k, old, new in diffs)
