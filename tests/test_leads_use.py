@@ -264,7 +264,8 @@ def test_a_run_folder_passes_its_lead_sets_to_the_check(tmp_path):
     (run / 'checkpoints').mkdir(parents=True)
     weights = {k: v.contiguous() for k, v in _tiny().state_dict().items()}
     save_file(weights, str(run / 'checkpoints' / 'best.safetensors'))
-    (run / 'config.json').write_text(json.dumps({'model': 'ecg_vit_tiny', 'lead_sets': [['I']],
+    (run / 'config.json').write_text(json.dumps({'model': 'ecg_vit_tiny',
+                                                 'pretrainer': {'lead_dropout': 0.5, 'lead_sets': [['I']]},
                                                  'preprocessing': data_preprocessing(FS, N).to_dict()}))
     enc, _ = load_encoder(run, None, N)
     assert check_encoder_leads(enc, '1') == (('I',), True)
