@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--tasks', default=None, help='Suite: task names, comma-separated [default: all present].')
     g.add_argument('--leads', default=None, nargs='+', metavar='SUBSET',
                    help='Suite: lead subsets to run the PTB-XL tasks on, each a preset (12, 6 = limb leads, 1 = lead '
-                        'I, precordial) or a comma list of leads (I,II,V2): "--leads 12,6,1" or "--leads 12 I,II". '
+                        'I, precordial) or leads joined by + (I+II+V2), subsets separated by commas: '
+                        '"--leads 12,6,1,I+II". '
                         'Every subset but 12 runs the ptbxl_* tasks only; rows carry a leads column [default: 12].')
     g.add_argument('--allow-untrained-leads', action='store_true', default=None,
                    help="Suite: evaluate encoders on lead subsets their weights were not trained on (their cfg's "

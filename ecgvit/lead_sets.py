@@ -39,8 +39,8 @@ def resolve_leads(spec: LeadSpec) -> Tuple[str, ...]:
     """The leads named by ``spec``, canonically spelt, in the 12-lead order.
 
     Args:
-        spec: None (all 12), a preset ('12', '6', 'limb', 'precordial', '1'), a comma-separated string
-            ('I,II,V2') or a sequence of lead names (any case: 'avr' is 'aVR').
+        spec: None (all 12), a preset ('12', '6', 'limb', 'precordial', '1'), lead names joined by ',' or '+'
+            ('I,II,V2', 'I+II+V2') or a sequence of lead names (any case: 'avr' is 'aVR').
 
     Raises:
         ValueError: an unknown lead or preset, a repeated lead or an empty list.
@@ -51,7 +51,7 @@ def resolve_leads(spec: LeadSpec) -> Tuple[str, ...]:
         preset = LEAD_SET_PRESETS.get(spec.strip().lower())
         if preset is not None:
             return preset
-        spec = [s for s in spec.split(',') if s.strip()]
+        spec = [s for s in spec.replace('+', ',').split(',') if s.strip()]
     names = []
     for raw in spec:
         name = _BY_KEY.get(str(raw).strip().lower())

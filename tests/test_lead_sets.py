@@ -8,7 +8,7 @@ from ecgvit.models.ecg_vit import to_ecg_pretrained_cfg
 
 @pytest.mark.parametrize('spec, expected', [
     (None, LEADS), ('12', LEADS), ('6', LEADS[:6]), ('limb', LEADS[:6]), ('1', ('I',)),
-    ('avr, I', ('I', 'aVR')), (['v2', 'II'], ('II', 'V2')), ('precordial', LEADS[6:]),
+    ('avr, I', ('I', 'aVR')), ('V1+i', ('I', 'V1')), (['v2', 'II'], ('II', 'V2')), ('precordial', LEADS[6:]),
 ])
 def test_resolve_leads(spec, expected):
     assert resolve_leads(spec) == expected

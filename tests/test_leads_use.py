@@ -231,10 +231,12 @@ def test_data_leads_come_from_the_cache_and_bound_what_can_be_asked(tmp_path):
 
 def test_parse_lead_subsets():
     assert parse_lead_subsets('12,6,1') == [LEADS, LIMB, ('I',)]
-    assert parse_lead_subsets(['12', 'I,ii', '6', 'limb']) == [LEADS, ('I', 'II'), LIMB]
+    assert parse_lead_subsets(['12', 'I+ii', '6', 'limb']) == [LEADS, ('I', 'II'), LIMB]
+    assert parse_lead_subsets('6,V1+V2') == [LIMB, ('V1', 'V2')]  # the syntax of pretrain --lead-sets
+    assert parse_lead_subsets([['V1', 'I']]) == [('I', 'V1')]
     assert parse_lead_subsets(None) == [LEADS]
-    with pytest.raises(ValueError, match='mixes presets'):
-        parse_lead_subsets(['6,V1'])
+    with pytest.raises(ValueError, match='Empty lead subset'):
+        parse_lead_subsets(['6,,I'])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -434,9 +436,9 @@ def test_cli_suite_leads_flags_reach_the_config(monkeypatch, tmp_path):
                              'mean': 0.7, 'sd': 0.0, 'leads': '1'}], 'wall_time_s': 1.0}
 
     monkeypatch.setattr(suite, 'run_suite', fake_run)
-    assert main(['benchmark', '--suite', 'real', '--data-dir', str(tmp_path), '--leads', '12,6', 'I,II',
+    assert main(['benchmark', '--suite', 'real', '--data-dir', str(tmp_path), '--leads', '12,6', 'I+II',
                  '--allow-untrained-leads', '--out', str(tmp_path / 'o')]) == 0
-    assert seen['cfg'].leads == ('12,6', 'I,II') and seen['cfg'].allow_untrained_leads is True
+    assert seen['cfg'].leads == ('12,6', 'I+II') and seen['cfg'].allow_untrained_leads is True
     assert parse_lead_subsets(seen['cfg'].leads) == [LEADS, LIMB, ('I', 'II')]
     assert main(['benchmark', '--suite', 'real', '--data-dir', str(tmp_path), '--out', str(tmp_path / 'o2')]) == 0
     assert seen['cfg'].leads == ('12',) and seen['cfg'].allow_untrained_leads is False

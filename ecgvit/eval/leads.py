@@ -143,14 +143,15 @@ def apply_lead_mask(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tens
 
 
 def parse_lead_subsets(items: Any) -> List[Tuple[str, ...]]:
-    """Several lead subsets from a command line or a config: ``['12', '6', '1']``, ``'12,6,1'`` (presets, comma
-    separated) or ``['12', 'I,II']`` (one subset per item; an item of lead names is one subset).
+    """Several lead subsets from a command line or a config, in the syntax of ``ecgvit pretrain --lead-sets``:
+    subsets separated by ``','``, the leads of one subset joined by ``'+'`` (``'12,6,1'``, ``'12,I+II'``); a list
+    gives one or more subsets per item (``['12', 'I+II', '6']``, or sequences of lead names).
 
     Returns:
         The subsets, resolved, in the order given, without repeats.
 
     Raises:
-        ValueError: an unknown lead or preset, or an item mixing presets and lead names.
+        ValueError: an unknown lead or preset, or an empty subset.
     """
     if items is None:
         return [LEADS]
@@ -159,16 +160,14 @@ def parse_lead_subsets(items: Any) -> List[Tuple[str, ...]]:
     out: List[Tuple[str, ...]] = []
     for item in items:
         if isinstance(item, str):
-            parts = [p.strip() for p in item.split(',') if p.strip()]
-            presets = [p for p in parts if p.lower() in LEAD_SET_PRESETS]
-            if presets and len(presets) != len(parts):
-                raise ValueError(f'Lead subsets {item!r} mixes presets ({", ".join(presets)}) and lead names: give '
-                                 f'one subset per item, e.g. "12,6,1" (presets) or "I,II" (one subset of leads).')
-            subsets: Sequence[Any] = parts if presets else [item]
+            subsets: Sequence[Any] = [p.strip() for p in item.split(',')]
+            if not all(subsets):
+                raise ValueError(f'Empty lead subset in {item!r}: separate subsets by commas and join the leads of '
+                                 f'one subset by "+", e.g. "12,6,1" or "12,I+II".')
         else:
             subsets = [item]
-        for s in subsets:
-            chosen = resolve_leads(s)
+        for subset in subsets:
+            chosen = resolve_leads(subset)
             if chosen not in out:
                 out.append(chosen)
     if not out:

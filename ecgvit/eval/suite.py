@@ -85,7 +85,7 @@ class SuiteConfig:
         workers: Processes for reading and preprocessing records.
         progress: Progress bars.
         leads: Lead subsets to evaluate on (``ecgvit.eval.leads.parse_lead_subsets``: presets '12', '6', '1',
-            'precordial' or lead lists such as 'I,II'); every subset but all 12 runs the PTB-XL tasks only.
+            'precordial' or leads joined by '+' such as 'I+II'); every subset but all 12 runs the PTB-XL tasks only.
         allow_untrained_leads: Evaluate encoders on subsets their weights were not trained on (with a warning and
             ``lead_check='untrained'`` in the rows) instead of refusing.
     """
