@@ -129,8 +129,6 @@ def resolve_lead_sets(sets: Union[str, Sequence[LeadSpec], None]) -> Tuple[Tuple
         return parse_lead_sets(sets)
     resolved = []
     for spec in sets:
-        if isinstance(spec, str) and '+' in spec:
-            spec = spec.replace('+', ',')
         subset = resolve_leads(spec)
         if subset == LEADS:
             raise ValueError(f'Lead subset {spec!r} is all 12 leads, which every model trains on: list only the '
