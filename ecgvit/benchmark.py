@@ -169,6 +169,7 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
         res = finetune(enc, splits['train'], splits['val'], splits['val'], config=sup)
         enc.reset_classifier(0)
         return enc, {'pretrain_time_s': time.time() - t0, 'pretrain_best_val_loss': res['best_val_loss']}
+    from ecgvit.data.lead_mask_dataset import with_lead_masks
     from ecgvit.pretrain import create_pretrainer, queue_copies_per_record, split_method
 
     base, variant_kwargs = split_method(method)
@@ -181,7 +182,11 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
     if getattr(model, 'moco', None) is not None:
         run_config['data'] = {'n_train': len(splits['train']), 'queue_copies_per_record': queue_copies_per_record(
             model.moco.queue_size, len(splits['train']))}
-    summary = train(model, splits['train'], splits['val'], tcfg, run_config=run_config)
+    # Leads a record lacks are zero-filled in the cache: the batch says so, and no loss learns those zeros.
+    train_set, val_set, missing = with_lead_masks(splits['train'], splits['val'])
+    if missing is not None:
+        run_config.setdefault('data', {})['train_records_missing_leads'] = missing
+    summary = train(model, train_set, val_set, tcfg, run_config=run_config)
     load_best_into(model, out_dir)
     return model.encoder.cpu(), {'pretrain_time_s': time.time() - t0,
                                  'pretrain_best_val_loss': summary['best_val_loss']}

@@ -508,7 +508,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         run_config['data']['queue_copies_per_record'] = queue_copies_per_record(
             pretrainer.moco.queue_size, len(splits['train']))
     train_set, val_set = splits['train'], splits['val']
-    lead_masked = getattr(train_set, 'lead_mask', None) is not None  # a cache's: False where a record lacks a lead
     clip = getattr(pretrainer, 'clip', None)
     if clip is not None and clip.cycle == 'rpeak':
         # Detect each record's RR once here instead of in every step of every epoch.
@@ -519,13 +518,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         val_set = WithRR(val_set, clip.sampling_rate) if val_set is not None and len(val_set) else val_set
         _logger.info('R peaks: median RR found for %.0f%% of %d training records in %.1f s (the rest use the '
                      'fallback)', 100 * train_set.found_fraction(), len(train_set), time.perf_counter() - t0)
-    if lead_masked:
-        # Leads a record lacks are zero-filled in the cache: the batch says so, and no loss learns those zeros.
-        from ecgvit.data.lead_mask_dataset import WithLeadMask
+    from ecgvit.data.lead_mask_dataset import with_lead_masks
 
-        train_set = WithLeadMask(train_set)
-        val_set = WithLeadMask(val_set) if val_set is not None and len(val_set) else val_set
-        run_config['data']['train_records_missing_leads'] = train_set.missing_fraction()
+    # Leads a record lacks are zero-filled in the cache: the batch says so, and no loss learns those zeros. Wrapped
+    # last: WithLeadMask keeps the keys of WithRR's dict items and reads the cache's mask through it.
+    train_set, val_set, missing = with_lead_masks(train_set, val_set)
+    if missing is not None:
+        run_config['data']['train_records_missing_leads'] = missing
     try:
         summary = train(pretrainer, train_set, val_set, cfg, run_config=run_config)
     except MethodSettingsError as e:

@@ -96,3 +96,19 @@ def test_refuses_other_lead_counts_and_bad_probabilities():
         LeadSetDropout()(torch.randn(2, 8, 50))
     with pytest.raises(ValueError, match='probability'):
         LeadSetDropout(p=1.5)
+
+
+def test_with_lead_masks_wraps_only_sets_that_have_masks():
+    from torch.utils.data import TensorDataset
+
+    from ecgvit.data.lead_mask_dataset import WithLeadMask, with_lead_masks
+
+    plain = TensorDataset(torch.zeros(4, 12, 50))
+    assert with_lead_masks(plain, plain) == (plain, plain, None)  # nothing was zero-filled: nothing to say
+    train, val = TensorDataset(torch.zeros(4, 12, 50)), TensorDataset(torch.zeros(2, 12, 50))
+    train.lead_mask = torch.ones(4, 12, dtype=torch.bool)
+    train.lead_mask[1, 6:] = False
+    val.lead_mask = torch.ones(2, 12, dtype=torch.bool)
+    wrapped_train, wrapped_val, missing = with_lead_masks(train, val)
+    assert isinstance(wrapped_train, WithLeadMask) and isinstance(wrapped_val, WithLeadMask)
+    assert missing == 0.25 and wrapped_train[1]['lead_mask'].tolist() == [True] * 6 + [False] * 6

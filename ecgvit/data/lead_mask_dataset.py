@@ -5,13 +5,13 @@ A record that lacked a lead is zero-filled in that lead by the cache, and its ``
 MAE would learn to reconstruct them. :class:`WithLeadMask` serves the mask beside the signal; the pretraining loop
 passes every batch key other than ``x`` and ``y`` to the model (``model(x, lead_mask=...)``).
 """
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ['WithLeadMask']
+__all__ = ['WithLeadMask', 'with_lead_masks']
 
 
 class WithLeadMask(Dataset):
@@ -67,3 +67,19 @@ class WithLeadMask(Dataset):
     def missing_fraction(self) -> float:
         """Share of records lacking at least one lead (0.0: the mask changes no loss)."""
         return float((~self.lead_mask).any(dim=1).float().mean()) if len(self) else 0.0
+
+
+def with_lead_masks(train_set: Dataset, val_set: Optional[Dataset]
+                    ) -> Tuple[Dataset, Optional[Dataset], Optional[float]]:
+    """Wrap a training and a validation set in :class:`WithLeadMask` when they come with lead masks (a cache's).
+
+    Returns:
+        ``(train_set, val_set, missing_fraction)``: wrapped, with the share of training records lacking a lead; the
+        sets unchanged and None when the training set has no mask (nothing was zero-filled).
+    """
+    if getattr(train_set, 'lead_mask', None) is None:
+        return train_set, val_set, None
+    train_set = WithLeadMask(train_set)
+    if val_set is not None and len(val_set) and getattr(val_set, 'lead_mask', None) is not None:
+        val_set = WithLeadMask(val_set)
+    return train_set, val_set, train_set.missing_fraction()
