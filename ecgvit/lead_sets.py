@@ -102,10 +102,11 @@ def check_trained_leads(trained: Optional[Sequence[Sequence[str]]], leads: LeadS
         return chosen
     listed = '; '.join(describe_leads(list(s)) for s in sorted(known, key=len, reverse=True))
     raise UntrainedLeadsError(
-        f'{model} was not trained to run on {describe_leads(chosen)} input (it was trained on: {listed}). Its output '
-        f'on missing leads is not meaningful. Use weights pretrained with lead-set dropout that include this subset '
+        f'{model} was not trained to run on {describe_leads(chosen)} input (it was trained on: {listed}): its '
+        f'features with those leads absent were never trained or checked (docs/leads.md measures some). Use '
+        f'weights pretrained with lead-set dropout that include this subset '
         f'(ecgvit pretrain --lead-dropout P --lead-sets ...), or pass allow_untrained_leads=True '
-        f'(--allow-untrained-leads) to run it anyway, e.g. to measure the loss.')
+        f'(--allow-untrained-leads) to run it anyway, e.g. to measure how it fares.')
 
 
 def resolve_lead_sets(sets: Union[str, Sequence[LeadSpec], None]) -> Tuple[Tuple[str, ...], ...]:
