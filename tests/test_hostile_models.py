@@ -434,6 +434,55 @@ def _resume_with_another_method(tmp_path, monkeypatch):
     check_resume_method(state, None)  # nothing recorded here: the settings check decides
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Reduced leads
+
+
+@case('leads', 'a subset the weights never saw',
+      'a 12-lead model (no lead_sets in its cfg) asked to probe or embed on lead I alone',
+      'UntrainedLeadsError naming the subset, what the weights were trained on, and the two ways out')
+def _untrained_lead_subset(tmp_path, monkeypatch):
+    from ecgvit.eval.leads import check_encoder_leads
+    from ecgvit.lead_sets import UntrainedLeadsError
+    model = ecgvit.create_model('ecg_vit_tiny', **TINY)
+    with pytest.raises(UntrainedLeadsError, match=r'not trained to run on 1-lead \(I\) input \(it was trained on: '
+                                                  r'12-lead\).*--lead-dropout.*--allow-untrained-leads'):
+        check_encoder_leads(model, '1', model_name='ecg_vit_tiny')
+    with pytest.warns(UserWarning, match='running anyway'):
+        assert check_encoder_leads(model, '1', allow_untrained=True)[1] is False
+
+
+@case('leads', 'NaN and noise in an absent lead',
+      'a 6-lead input whose V1-V6 rows hold NaN, inf or large noise (a device that leaves them floating)',
+      'the masked batch gives exactly the embedding of the clean input; nothing non-finite reaches the encoder')
+def _garbage_in_absent_leads(tmp_path, monkeypatch):
+    from ecgvit.eval.leads import apply_lead_mask, lead_mask_tensor
+    model = ecgvit.create_model('ecg_vit_tiny', **TINY, img_size=L).eval()
+    clean = torch.randn(3, 12, L, generator=torch.Generator().manual_seed(0))
+    clean[:, 6:] = 0
+    dirty = clean.clone()
+    dirty[0, 6:] = float('nan')
+    dirty[1, 6:] = float('inf')
+    dirty[2, 6:] = 1e6
+    mask = lead_mask_tensor('6')
+    with torch.no_grad():
+        assert torch.equal(model(apply_lead_mask(dirty, mask)), model(clean))
+
+
+@case('leads', 'bad lead-set dropout settings',
+      '--lead-dropout 1.5; --lead-sets naming all 12 leads; --lead-sets with no --lead-dropout; an unknown lead name',
+      'ValueError naming the value and the valid range or syntax, before any model is built')
+def _bad_lead_dropout_settings(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r'lead_dropout must be a probability in \[0, 1\].*1.5'):
+        _pretrainer('mae_moco', lead_dropout=1.5)
+    with pytest.raises(ValueError, match='all 12 leads, which every model trains on'):
+        _pretrainer('mae_moco', lead_dropout=0.5, lead_sets=['12'])
+    with pytest.raises(ValueError, match='no effect with lead_dropout=0'):
+        _pretrainer('mae_moco', lead_sets=['limb'])
+    with pytest.raises(ValueError, match="Unknown lead 'V7'"):
+        _pretrainer('mae_moco', lead_dropout=0.5, lead_sets=['V7'])
+
+
 @pytest.mark.parametrize('index', range(len(HOSTILE_CASES)),
                          ids=[f"{c['layer']}: {c['kind']}" for c in HOSTILE_CASES])
 def test_hostile_case(index, tmp_path, monkeypatch):
