@@ -495,3 +495,17 @@ def test_every_case_is_a_complete_row():
         assert set(row) == {'layer', 'kind', 'description', 'expected'} and all(row.values())
     kinds = [(r['layer'], r['kind']) for r in HOSTILE_CASES]
     assert len(set(kinds)) == len(kinds), 'each (layer, kind) names one case'
+
+
+def test_resume_from_a_checkpoint_folder_warns_once_about_a_damaged_newest(tmp_path):
+    """--resume given the checkpoints folder resolves it once: one warning for the damaged newest, and the run goes
+    on from the intact one."""
+    _run(tmp_path / 'run', epochs=1)
+    ckpts = list_checkpoints(tmp_path / 'run' / 'checkpoints')
+    _truncate(ckpts[-1] / 'model.safetensors')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        _, summary = _run(tmp_path / 'run', epochs=2, resume=str(tmp_path / 'run' / 'checkpoints'))
+    damaged = [w for w in caught if 'Skipping damaged checkpoint' in str(w.message)]
+    assert len(damaged) == 1, [str(w.message) for w in damaged]
+    assert summary['steps'] == 8

@@ -93,6 +93,9 @@ def train(
     resume_from = checkpoint_to_resume(config, ckpt_dir, info)
     saved = read_checkpoint_state(resume_from) if resume_from is not None else None
     if saved is not None:
+        # The step folder it resolved to: given a folder of checkpoints, loading it again would re-resolve (and
+        # repeat any warning about a damaged newer checkpoint).
+        resume_from = Path(saved['path'])
         # Before any tensor is loaded: a run that changed method settings would load fine and silently learn
         # something else (e.g. the shared pass has the same parameters as the paper's passes).
         check_resume_method(saved, run_config)
