@@ -23,6 +23,7 @@ import numpy as np
 
 from ecgvit.data.datasets.base import ECGDataset, Entry
 from ecgvit.data.datasets.challenge import ptbxl_copy_id
+from ecgvit.data.datasets.demographics import parse_age, parse_sex
 from ecgvit.data.datasets.ptbxl import statement_classes
 
 __all__ = ['SuiteSource', 'Task', 'load_sources', 'build_tasks', 'demographics', 'subsample_train', 'TASK_NAMES',
@@ -59,34 +60,18 @@ class SuiteSource(ECGDataset):
         self._finalize()
 
 
-def _age(value: Any) -> Optional[float]:
-    try:
-        age = float(value)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(age) or age < 0:
-        return None
-    if age >= 300:  # PTB-XL v1.0.3 codes ages over 89 as 300
-        return 90.0
-    return age if age <= 120 else None
-
-
-def _sex(value: Any, source: str) -> Optional[str]:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    text = str(value).strip().lower()
-    if text.startswith('f') or text == 'w':
-        return 'F'
-    if text.startswith('m'):
-        return 'M'
-    if source == 'ptbxl' and text in ('0', '1', '0.0', '1.0'):  # PTB-XL: 0 = male, 1 = female
-        return 'F' if text.startswith('1') else 'M'
-    return None
+_MAX_AGE = 120.0  # older is a data error, not an age
 
 
 def demographics(entry: Entry, source: str) -> Tuple[Optional[float], Optional[str]]:
-    """(age in years or None, sex 'F'/'M'/None) of an entry, from ``entry.meta['age']`` / ``entry.meta['sex']``."""
-    return _age(entry.meta.get('age')), _sex(entry.meta.get('sex'), source)
+    """(age in years or None, sex 'F'/'M'/None) of an entry, from ``entry.meta['age']`` / ``entry.meta['sex']``.
+
+    The readers already parse both (``ecgvit.data.datasets.demographics``); this reads them with the same parsers,
+    so entries made elsewhere work too, and leaves out ages no record can have.
+    """
+    age = parse_age(entry.meta.get('age'))
+    sex = parse_sex(entry.meta.get('sex'), numeric=source == 'ptbxl')  # PTB-XL's 0 = male, 1 = female
+    return (age if math.isfinite(age) and age <= _MAX_AGE else None), sex
 
 
 def _find(data_dir: Path, source: str) -> Optional[Path]:
