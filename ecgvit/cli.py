@@ -432,7 +432,7 @@ def _resumed_method_settings(args: argparse.Namespace) -> Optional[Dict[str, Any
 def cmd_pretrain(args: argparse.Namespace) -> int:
     import ecgvit
     from ecgvit.data.prepare import check_model_data, model_data_cfg
-    from ecgvit.options import DataOptions, RunOptions
+    from ecgvit.options import DataOptions, RunOptions, parse_key_value
     from ecgvit.pretrain import create_pretrainer, list_pretrainers, split_method
     from ecgvit.pretrain.factory import METHODS
     from ecgvit.train import MethodSettingsError, load_best_into, seed_everything, train
@@ -454,13 +454,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     _resolve_input(args, model_name)
     method_kwargs: Dict[str, Any] = {}
     for item in args.method_arg:
-        key, sep, value = item.partition('=')
-        if not sep:
-            raise CliError(f'--method-arg {item!r} is not KEY=VALUE.')
         try:
-            method_kwargs[key] = json.loads(value)
+            key, value = parse_key_value(item)
         except ValueError:
-            method_kwargs[key] = value
+            raise CliError(f'--method-arg {item!r} is not KEY=VALUE.') from None
+        method_kwargs[key] = value
     for key in ('mask_ratio', 'alpha', 'queue_size', 'shared_pass', 'lead_dropout', 'lead_sets'):
         if getattr(args, key) is not None:
             method_kwargs[key] = getattr(args, key)

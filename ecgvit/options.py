@@ -18,12 +18,13 @@ Example:
 """
 import argparse
 import dataclasses
+import json
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Dict, Optional, Tuple, Type
 
 __all__ = ['RunOptions', 'DataOptions', 'option', 'documented', 'add_options', 'options_from_args', 'flag_name',
-           'model_input_defaults']
+           'model_input_defaults', 'parse_key_value']
 
 
 def option(default: Any = None, help: str = '', *, default_factory: Optional[Callable[[], Any]] = None,
@@ -127,6 +128,23 @@ def model_input_defaults(model: Any) -> Tuple[float, int]:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # argparse
+
+
+def parse_key_value(item: str) -> Tuple[str, Any]:
+    """``'KEY=VALUE'`` -> ``(key, value)``, the value read as JSON (``20``, ``true``, ``[1, 2]``), else kept as text.
+
+    How command lines pass extra method settings (``ecgvit pretrain --method-arg``, the GPU campaign's jobs).
+
+    Raises:
+        ValueError: ``item`` has no ``=``.
+    """
+    key, sep, value = item.partition('=')
+    if not sep:
+        raise ValueError(f'{item!r} is not KEY=VALUE.')
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 def flag_name(name: str, prefix: str = '') -> str:

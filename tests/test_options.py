@@ -60,3 +60,15 @@ def test_model_input_defaults_come_from_the_pretrained_cfg():
     model = ecgvit.create_model('ecg_vit_tiny')
     model.pretrained_cfg = dict(model.pretrained_cfg, preprocessing={'sampling_rate': 100.0, 'num_samples': 500})
     assert model_input_defaults(model) == (100.0, 500)  # weights pretrained by ecgvit record their preprocessing
+
+
+def test_parse_key_value_reads_json_else_text():
+    from ecgvit.options import parse_key_value
+
+    assert parse_key_value('alpha=20') == ('alpha', 20)
+    assert parse_key_value('shared_pass=true') == ('shared_pass', True)
+    assert parse_key_value('lead_sets=["limb", "I"]') == ('lead_sets', ['limb', 'I'])
+    assert parse_key_value('augment=default_ecg_augment') == ('augment', 'default_ecg_augment')
+    assert parse_key_value('x=a=b') == ('x', 'a=b')
+    with pytest.raises(ValueError, match="'alpha' is not KEY=VALUE"):
+        parse_key_value('alpha')

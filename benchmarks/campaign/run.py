@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ecgvit.options import parse_key_value
 from ecgvit.train.config import SEED_WARMUP_EPOCHS, TrainConfig
 
 from . import sha256_file
@@ -105,13 +106,12 @@ def parse_jobs(spec: str) -> list[tuple[str, dict[str, Any]]]:
         method, *pairs = item.split(':')
         kwargs: dict[str, Any] = {}
         for pair in pairs:
-            key, sep, value = pair.partition('=')
-            if not sep:
-                raise ValueError(f'Bad job {item!r}: settings are key=value after the method, e.g. mae_moco:alpha=20.')
             try:
-                kwargs[key] = json.loads(value)
+                key, value = parse_key_value(pair)
             except ValueError:
-                kwargs[key] = value
+                raise ValueError(f'Bad job {item!r}: settings are key=value after the method, '
+                                 f'e.g. mae_moco:alpha=20.') from None
+            kwargs[key] = value
         out.append((method, kwargs))
     return out
 
