@@ -5,13 +5,13 @@ lacks are zero after normalisation and marked False in a lead mask. A model hand
 while training (lead-set dropout in pretraining, ``ecgvit pretrain --lead-dropout``); its pretrained cfg lists the
 subsets it saw (``lead_sets``), and :func:`check_trained_leads` refuses any other unless asked not to.
 """
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 from ecgvit.constants import LEADS
 from ecgvit.errors import EcgvitError
 
 __all__ = ['LEAD_SET_PRESETS', 'DEFAULT_LEAD_SETS', 'UntrainedLeadsError', 'resolve_leads', 'lead_mask_for',
-           'check_trained_leads', 'describe_leads', 'resolve_lead_sets', 'parse_lead_sets']
+           'check_trained_leads', 'describe_leads', 'resolve_lead_sets', 'parse_lead_sets', 'split_lead_sets']
 
 LIMB_LEADS: Tuple[str, ...] = LEADS[:6]
 # Names a user (or a flag) may give instead of listing leads: the common device layouts.
@@ -152,10 +152,19 @@ def parse_lead_sets(text: str) -> Tuple[Tuple[str, ...], ...]:
     Raises:
         ValueError: as :func:`resolve_lead_sets`.
     """
+    return resolve_lead_sets(split_lead_sets(text))
+
+
+def split_lead_sets(text: str) -> List[str]:
+    """The subsets of a list written as ``'limb,I,I+II'`` (commas between subsets), unresolved; [] for ''.
+
+    Raises:
+        ValueError: an empty subset between commas (``'limb,,I'``).
+    """
     parts = [p.strip() for p in str(text).split(',')]
     if not any(parts):
-        return resolve_lead_sets([])
+        return []
     if not all(parts):
         raise ValueError(f'Empty lead subset in {text!r}: separate subsets by commas and join the leads of one '
                          f'subset by "+", e.g. "limb,I,I+II".')
-    return resolve_lead_sets(parts)
+    return parts

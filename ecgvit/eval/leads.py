@@ -28,6 +28,7 @@ from ecgvit.lead_sets import (
     describe_leads,
     lead_mask_for,
     resolve_leads,
+    split_lead_sets,
 )
 
 __all__ = ['trained_lead_sets', 'check_encoder_leads', 'dataset_leads', 'resolve_data_leads', 'lead_mask_tensor',
@@ -159,13 +160,9 @@ def parse_lead_subsets(items: Any) -> List[Tuple[str, ...]]:
         items = [items]
     out: List[Tuple[str, ...]] = []
     for item in items:
-        if isinstance(item, str):
-            subsets: Sequence[Any] = [p.strip() for p in item.split(',')]
-            if not all(subsets):
-                raise ValueError(f'Empty lead subset in {item!r}: separate subsets by commas and join the leads of '
-                                 f'one subset by "+", e.g. "12,6,1" or "12,I+II".')
-        else:
-            subsets = [item]
+        subsets: Sequence[Any] = split_lead_sets(item) if isinstance(item, str) else [item]
+        if not subsets:
+            raise ValueError(f'Empty lead subset in {item!r}: name one, e.g. "12,6,1" or "12,I+II".')
         for subset in subsets:
             chosen = resolve_leads(subset)
             if chosen not in out:
