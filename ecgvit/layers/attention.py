@@ -17,10 +17,9 @@ __all__ = ['EcgAttention', 'adopt_ecg_attention', 'cpu_fused_attention_pays']
 _REDUCED = (torch.bfloat16, torch.float16)
 
 
-def _symbolic_tracing() -> bool:
-    # torch >= 2.9 splits FX symbolic tracing from export/compile (which handle the weight's device themselves).
-    fn = getattr(torch.fx._symbolic_trace, 'is_fx_symbolic_tracing', None)
-    return fn() if fn is not None else torch.fx._symbolic_trace.is_fx_tracing()
+# torch >= 2.9 tells FX symbolic tracing apart from export/compile (which handle the weight's device themselves);
+# looked up once, not on every attention call.
+_symbolic_tracing = getattr(torch.fx._symbolic_trace, 'is_fx_symbolic_tracing', torch.fx._symbolic_trace.is_fx_tracing)
 
 
 def cpu_fused_attention_pays(weight_dtype: torch.dtype) -> bool:
