@@ -200,3 +200,73 @@ def write_real_layout(folder: Path, which: str) -> tuple[Path, np.ndarray]:
         savemat(str(folder / f'{name}.mat'), {'val': digital.astype(np.int16)}, format='4')
     (folder / f'{name}.hea').write_text(text)
     return folder / name, (digital / 1000.0).astype(np.float32)
+
+
+def _sex_signal(fs: float, seconds: float, female: bool, rng: np.random.Generator) -> np.ndarray:
+    # Sex is in the rhythm's frequency, so a spectral encoder can read it and a constant one cannot.
+    t = np.arange(int(fs * seconds)) / fs
+    freq = 6.0 if female else 2.0
+    base = np.sin(2 * np.pi * freq * t)
+    return np.stack([base * (1 + 0.1 * k) + 0.3 * rng.normal(size=t.size) + 0.05 * k for k in range(12)])
+
+
+def write_suite_folders(root: Path) -> Path:
+    """PTB-XL, LUDB, CinC and CODE-15% laid out as in the shared data folder, tiny, with learnable sex (the suite's
+    fixture)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    ptb = root / 'ptbxl'
+    stmts = pd.DataFrame({
+        'description': ['normal', 'inferior MI', 'LBBB', 'sinus rhythm', 'AF', 'abnormal QRS', 'never used', 'low T'],
+        'diagnostic': [1.0, 1.0, 1.0, None, None, None, 1.0, None],
+        'form': [None, None, None, None, None, 1.0, None, 1.0],
+        'rhythm': [None, None, None, 1.0, 1.0, None, None, None],
+        'diagnostic_class': ['NORM', 'MI', 'CD', None, None, None, 'HYP', None],
+        'diagnostic_subclass': ['NORM', 'IMI', 'CLBBB', None, None, None, 'LVH', None]},
+        index=pd.Index(['NORM', 'IMI', 'CLBBB', 'SR', 'AFIB', 'ABQRS', 'LVH', 'LOWT']))
+    ptb.mkdir(parents=True)
+    stmts.to_csv(ptb / 'scp_statements.csv')
+    codes = ["{'NORM': 100.0, 'SR': 0.0, 'LOWT': 0.0}", "{'IMI': 80.0, 'SR': 0.0, 'ABQRS': 0.0}",
+             "{'CLBBB': 100.0, 'AFIB': 0.0}", "{'AFIB': 0.0, 'ABQRS': 0.0}"]
+    rows = []
+    for i in range(1, 61):
+        female = i % 2 == 0
+        fold = 9 if i % 5 == 1 else 10 if i % 5 == 2 else (i % 8) + 1
+        write_wfdb(ptb / 'records100/00000', f'{i:05d}_lr', _sex_signal(100.0, 10, female, rng), 100.0)
+        rows.append({'ecg_id': i, 'patient_id': float(500 + i), 'age': 300.0 if i == 3 else float(30 + (i * 7) % 60),
+                     'sex': int(female), 'scp_codes': codes[i % 4], 'strat_fold': fold,
+                     'filename_lr': f'records100/00000/{i:05d}_lr', 'filename_hr': f'records500/00000/{i:05d}_hr'})
+    pd.DataFrame(rows).to_csv(ptb / 'ptbxl_database.csv', index=False)
+
+    ludb = root / 'ludb'
+    rhythms = ['Sinus rhythm.', 'Sinus bradycardia.', 'Atrial fibrillation.']
+    lrows = []
+    for i in range(1, 31):
+        female = i % 3 != 0
+        write_wfdb(ludb / 'data', str(i), _sex_signal(500.0, 10, female, rng), 500.0,
+                   lead_names=['i', 'ii', 'iii', 'avr', 'avl', 'avf', 'v1', 'v2', 'v3', 'v4', 'v5', 'v6'],
+                   comments=[f'<age>: {20 + 2 * i}', f'<sex>: {"F" if female else "M"}',
+                             f'Rhythm: {rhythms[i % 3]}'])
+        lrows.append({'ID': i, 'Sex': 'F' if female else 'M', 'Age': 20 + 2 * i, 'Rhythms': rhythms[i % 3]})
+    pd.DataFrame(lrows).to_csv(ludb / 'ludb.csv', index=False)
+
+    cinc = root / 'cinc2021_samples'
+    write_dx_tables(cinc)
+    dx = [['426783006'], ['164889003'], ['426177001', '270492004']]
+    for i in range(1, 31):
+        write_challenge(cinc / 'georgia', f'E{i:05d}', _sex_signal(500.0, 10, i % 2 == 0, rng), 500.0, dx[i % 3])
+    # A CinC copy of PTB-XL ecg_id 1: it must not enter the pooled tasks a second time.
+    write_challenge(cinc / 'ptb-xl', 'HR00001', _sex_signal(500.0, 10, False, rng), 500.0, ['426783006'])
+
+    code15 = root / 'code15_samples' / 'records'
+    for i in range(12):
+        female = (i // 2) % 2 == 1
+        # 3 s at 400 Hz: shorter than the model's 5 s window, so it is zero-padded
+        write_wfdb(code15, f'{9000 + i}', _sex_signal(400.0, 3, female, rng), 400.0,
+                   comments=[f'Exam ID: {9000 + i}', f'Patient ID: {700 + i // 2}', f'Age: {25 + 4 * i}',
+                             f'Sex: {"Female" if female else "Male"}', 'Chagas label: False'])
+    # An unreadable record: its signal file is cut short.
+    dat = code15 / '9011.dat'
+    dat.write_bytes(dat.read_bytes()[:1000])
+    return root

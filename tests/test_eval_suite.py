@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from data_fixtures import write_challenge, write_dx_tables, write_wfdb
+from data_fixtures import write_suite_folders
 from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import nn
 
@@ -178,72 +178,6 @@ def test_demographics_adapter():
 # A whole run on synthetic folders
 
 
-def _signal(fs, seconds, female, rng):
-    # Sex is in the rhythm's frequency, so a spectral encoder can read it and a constant one cannot.
-    t = np.arange(int(fs * seconds)) / fs
-    freq = 6.0 if female else 2.0
-    base = np.sin(2 * np.pi * freq * t)
-    return np.stack([base * (1 + 0.1 * k) + 0.3 * rng.normal(size=t.size) + 0.05 * k for k in range(12)])
-
-
-def _write_folders(root):
-    rng = np.random.default_rng(0)
-    ptb = root / 'ptbxl'
-    stmts = pd.DataFrame({
-        'description': ['normal', 'inferior MI', 'LBBB', 'sinus rhythm', 'AF', 'abnormal QRS', 'never used', 'low T'],
-        'diagnostic': [1.0, 1.0, 1.0, None, None, None, 1.0, None],
-        'form': [None, None, None, None, None, 1.0, None, 1.0],
-        'rhythm': [None, None, None, 1.0, 1.0, None, None, None],
-        'diagnostic_class': ['NORM', 'MI', 'CD', None, None, None, 'HYP', None],
-        'diagnostic_subclass': ['NORM', 'IMI', 'CLBBB', None, None, None, 'LVH', None]},
-        index=pd.Index(['NORM', 'IMI', 'CLBBB', 'SR', 'AFIB', 'ABQRS', 'LVH', 'LOWT']))
-    ptb.mkdir(parents=True)
-    stmts.to_csv(ptb / 'scp_statements.csv')
-    codes = ["{'NORM': 100.0, 'SR': 0.0, 'LOWT': 0.0}", "{'IMI': 80.0, 'SR': 0.0, 'ABQRS': 0.0}",
-             "{'CLBBB': 100.0, 'AFIB': 0.0}", "{'AFIB': 0.0, 'ABQRS': 0.0}"]
-    rows = []
-    for i in range(1, 61):
-        female = i % 2 == 0
-        fold = 9 if i % 5 == 1 else 10 if i % 5 == 2 else (i % 8) + 1
-        write_wfdb(ptb / 'records100/00000', f'{i:05d}_lr', _signal(100.0, 10, female, rng), 100.0)
-        rows.append({'ecg_id': i, 'patient_id': float(500 + i), 'age': 300.0 if i == 3 else float(30 + (i * 7) % 60),
-                     'sex': int(female), 'scp_codes': codes[i % 4], 'strat_fold': fold,
-                     'filename_lr': f'records100/00000/{i:05d}_lr', 'filename_hr': f'records500/00000/{i:05d}_hr'})
-    pd.DataFrame(rows).to_csv(ptb / 'ptbxl_database.csv', index=False)
-
-    ludb = root / 'ludb'
-    rhythms = ['Sinus rhythm.', 'Sinus bradycardia.', 'Atrial fibrillation.']
-    lrows = []
-    for i in range(1, 31):
-        female = i % 3 != 0
-        write_wfdb(ludb / 'data', str(i), _signal(500.0, 10, female, rng), 500.0,
-                   lead_names=['i', 'ii', 'iii', 'avr', 'avl', 'avf', 'v1', 'v2', 'v3', 'v4', 'v5', 'v6'],
-                   comments=[f'<age>: {20 + 2 * i}', f'<sex>: {"F" if female else "M"}',
-                             f'Rhythm: {rhythms[i % 3]}'])
-        lrows.append({'ID': i, 'Sex': 'F' if female else 'M', 'Age': 20 + 2 * i, 'Rhythms': rhythms[i % 3]})
-    pd.DataFrame(lrows).to_csv(ludb / 'ludb.csv', index=False)
-
-    cinc = root / 'cinc2021_samples'
-    write_dx_tables(cinc)
-    dx = [['426783006'], ['164889003'], ['426177001', '270492004']]
-    for i in range(1, 31):
-        write_challenge(cinc / 'georgia', f'E{i:05d}', _signal(500.0, 10, i % 2 == 0, rng), 500.0, dx[i % 3])
-    # A CinC copy of PTB-XL ecg_id 1: it must not enter the pooled tasks a second time.
-    write_challenge(cinc / 'ptb-xl', 'HR00001', _signal(500.0, 10, False, rng), 500.0, ['426783006'])
-
-    code15 = root / 'code15_samples' / 'records'
-    for i in range(12):
-        female = (i // 2) % 2 == 1
-        # 3 s at 400 Hz: shorter than the model's 5 s window, so it is zero-padded
-        write_wfdb(code15, f'{9000 + i}', _signal(400.0, 3, female, rng), 400.0,
-                   comments=[f'Exam ID: {9000 + i}', f'Patient ID: {700 + i // 2}', f'Age: {25 + 4 * i}',
-                             f'Sex: {"Female" if female else "Male"}', 'Chagas label: False'])
-    # An unreadable record: its signal file is cut short.
-    dat = code15 / '9011.dat'
-    dat.write_bytes(dat.read_bytes()[:1000])
-    return root
-
-
 class SpectralEncoder(nn.Module):
     """Log power spectrum of lead I: knows each record's frequency, so it knows the (synthetic) sex."""
 
@@ -278,7 +212,7 @@ def _tiny():
 
 @pytest.fixture(scope='module')
 def suite_run(tmp_path_factory):
-    root = _write_folders(tmp_path_factory.mktemp('suite_data'))
+    root = write_suite_folders(tmp_path_factory.mktemp('suite_data'))
     tiny = _tiny()
     spectral = SpectralEncoder(tiny.pretrained_cfg)
     encoders = {'tiny': tiny, 'tiny_copy': copy.deepcopy(tiny), 'spectral': spectral,

@@ -36,9 +36,10 @@ from ecgvit.options import parse_key_value
 from ecgvit.train.config import SEED_WARMUP_EPOCHS, TrainConfig
 
 from . import sha256_file
+from .pairs import comparison_pairs
 from .worker import atomic_json, train_one
 
-__all__ = ['add_run_arguments', 'run', 'paired_bootstrap', 'export_shards', 'parse_jobs', 'MAX_OUT_FILES']
+__all__ = ['add_run_arguments', 'run', 'paired_bootstrap', 'export_shards', 'parse_jobs', 'job_name', 'MAX_OUT_FILES']
 
 _logger = logging.getLogger('campaign')
 
@@ -116,7 +117,7 @@ def parse_jobs(spec: str) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def _job_name(prefix: str, method: str, kwargs: dict[str, Any]) -> str:
+def job_name(prefix: str, method: str, kwargs: dict[str, Any]) -> str:
     tail = ''.join(f'-{k}{v}' for k, v in sorted(kwargs.items()))
     return f'{prefix}-{method}{tail}'.replace('.', 'p')
 
@@ -263,27 +264,18 @@ def markdown(data: dict[str, Any]) -> str:
 
 
 def _comparisons(jobs: dict[str, dict[str, Any]], n_boot: int, seed: int) -> list[dict[str, Any]]:
-    """Every trained job against its architecture's random init; hybrids against MAE-only and MoCo-only of the same
-    architecture; each shared-pass variant against the paper's passes."""
+    """The ablation's questions (:func:`.pairs.comparison_pairs`) on the jobs that were probed; the weights given with
+    ``--probe`` against their architecture's random init only."""
     preds = {}
     for name, j in jobs.items():
         f = Path(j.get('run_dir', '')) / 'probe' / 'predictions.npz'
         if j.get('status') == 'done' and f.is_file():
             preds[name] = np.load(f)
-    by_key = {(j['encoder'], j['method'], json.dumps(j['method_kwargs'], sort_keys=True)): n
-              for n, j in jobs.items() if n in preds}
-    pairs = []
-    for name, j in jobs.items():
-        if name not in preds or j['role'] not in ('seed', 'ablation', 'given'):
-            continue
-        enc, method, kw = j['encoder'], j['method'], json.dumps(j['method_kwargs'], sort_keys=True)
-        pairs.append((name, by_key.get((enc, 'random', '{}'))))
-        if j['role'] == 'given':
-            continue
-        if method.removesuffix('_shared') not in ('mae', 'moco'):
-            pairs += [(name, by_key.get((enc, 'mae', '{}'))), (name, by_key.get((enc, 'moco', '{}')))]
-        if method.endswith('_shared'):
-            pairs.append((name, by_key.get((enc, method.removesuffix('_shared'), kw))))
+    specs = [(n, j['method'], j['method_kwargs'], j['encoder']) for n, j in jobs.items()
+             if n in preds and j['role'] in ('seed', 'ablation', 'random')]
+    floors = {j['encoder']: n for n, j in jobs.items() if n in preds and j['role'] == 'random'}
+    pairs = [(a, b) for a, b, _ in comparison_pairs(specs)]
+    pairs += [(n, floors.get(j['encoder'])) for n, j in jobs.items() if n in preds and j['role'] == 'given']
     out = []
     for a, b in pairs:
         if b is None:
@@ -416,14 +408,14 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f'--seed-methods {method}: no shipped name for it; give --seed-encoder.')
         n_files += _shards_needed(enc, length, max_bytes)
         ship = SHIPPED.get(method) if enc == SHIPPED.get(method) and not kw else f'{enc}-{method}'
-        jobs.append(dict(common, name=_job_name('seed', method, kw), role='seed', method=method, method_kwargs=kw,
+        jobs.append(dict(common, name=job_name('seed', method, kw), role='seed', method=method, method_kwargs=kw,
                          encoder=enc, ship_as=ship, minutes=args.minutes))
         archs.append(enc)
     if n_files > MAX_OUT_FILES:
         raise SystemExit(f'{len(seed_jobs)} seed encoders need {n_files} files with the report, more than the '
                          f'{MAX_OUT_FILES} the device returns: export fewer (--seed-methods).')
     for method, kw in ablation_jobs:
-        jobs.append(dict(common, name=_job_name('small', method, kw), role='ablation', method=method,
+        jobs.append(dict(common, name=job_name('small', method, kw), role='ablation', method=method,
                          method_kwargs=kw, encoder=args.ablation_encoder, ship_as=None, minutes=args.ablation_minutes))
         archs.append(args.ablation_encoder)
     for item in args.probe:

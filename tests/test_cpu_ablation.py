@@ -1,0 +1,141 @@
+"""The CPU ablation driver (benchmarks/cpu_ablation.py) and the ablation's questions (benchmarks/campaign/pairs.py):
+which encoders are paired, how a suite output becomes the ablation table, and a whole run -> stop -> resume -> report
+on tiny encoders and synthetic WFDB files."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from data_fixtures import sine_leads, write_suite_folders, write_wfdb
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.campaign.pairs import comparison_pairs  # noqa: E402
+from benchmarks.cpu_ablation import (  # noqa: E402
+    ablation_markdown,
+    ablation_rows,
+    job_progress,
+    main,
+    plan_jobs,
+)
+
+
+def _specs(*methods):
+    out = [('random', 'random', {}, 'small')]
+    for m in methods:
+        method, _, alpha = m.partition('@')
+        kw = {'alpha': float(alpha)} if alpha else {}
+        out.append((m, method, kw, 'small'))
+    return out
+
+
+def test_comparison_pairs_ask_the_issues_questions():
+    specs = _specs('mae', 'moco', 'mae_moco', 'mae_moco_shared', 'mae_moco@20', 'mae_nextclip_shared')
+    got = set(comparison_pairs(specs))
+    want = {(m, 'random', 'random') for m in ('mae', 'moco', 'mae_moco', 'mae_moco_shared', 'mae_moco@20',
+                                              'mae_nextclip_shared')}
+    for hybrid in ('mae_moco', 'mae_moco_shared', 'mae_moco@20', 'mae_nextclip_shared'):
+        want |= {(hybrid, 'mae', 'mae'), (hybrid, 'moco', 'moco')}
+    want |= {('mae_moco_shared', 'mae_moco', 'paper'), ('mae_moco@20', 'mae_moco', 'alpha')}
+    # mae_nextclip_shared has no paper-pass job here: that pair is left out, not paired with something else
+    assert got == want
+
+
+def test_comparison_pairs_stay_within_an_architecture():
+    specs = [('mae-s', 'mae', {}, 'small'), ('mae_moco-t', 'mae_moco', {}, 'tiny'), ('random-t', 'random', {}, 'tiny')]
+    assert comparison_pairs(specs) == [('mae_moco-t', 'random-t', 'random')]
+
+
+def test_plan_jobs_names_and_refuses_duplicates():
+    assert plan_jobs('mae,mae_moco:alpha=20', 'ecg_vit_small') == [
+        ('small-mae', 'mae', {}), ('small-mae_moco-alpha20', 'mae_moco', {'alpha': 20})]
+    with pytest.raises(SystemExit, match='twice'):
+        plan_jobs('mae,mae', 'ecg_vit_small')
+
+
+def _suite_rows():
+    results = [{'task': 't', 'metric': 'auroc', 'fraction': '1.0', 'encoder': e, 'mean': m, 'ci_lo': m - .05,
+                'ci_hi': m + .05, 'n_test': 100} for e, m in (('random', .70), ('mae', .80), ('moco', .78),
+                                                               ('mae_moco', .85))]
+    results.append(dict(results[-1], task='other', mean=.1))  # another task must not leak in
+    pw = [
+        # the suite stores each pair once, in its own order: (random, mae) means random - mae
+        {'task': 't', 'metric': 'auroc', 'fraction': 1, 'encoder_a': 'random', 'encoder_b': 'mae', 'diff': -.10,
+         'diff_lo': -.15, 'diff_hi': -.05},
+        {'task': 't', 'metric': 'auroc', 'fraction': 1, 'encoder_a': 'mae_moco', 'encoder_b': 'random', 'diff': .15,
+         'diff_lo': .10, 'diff_hi': .20},
+        {'task': 't', 'metric': 'auroc', 'fraction': 1, 'encoder_a': 'mae', 'encoder_b': 'mae_moco', 'diff': -.05,
+         'diff_lo': -.08, 'diff_hi': -.01},
+        {'task': 't', 'metric': 'auroc', 'fraction': 1, 'encoder_a': 'mae_moco', 'encoder_b': 'moco', 'diff': .07,
+         'diff_lo': -.01, 'diff_hi': .12},
+    ]
+    return results, pw
+
+
+def test_ablation_rows_orient_each_difference_as_a_minus_b():
+    results, pw = _suite_rows()
+    rows = ablation_rows(results, pw, _specs('mae', 'moco', 'mae_moco'), 't', 'auroc', 1.0)
+    by = {r['encoder']: r for r in rows}
+    assert list(by) == ['random', 'mae', 'moco', 'mae_moco']
+    assert by['mae']['vs']['random'] == {'b': 'random', 'diff': .10, 'lo': .05, 'hi': .15, 'verdict': 'better'}
+    hyb = by['mae_moco']['vs']
+    assert hyb['mae']['diff'] == pytest.approx(.05) and hyb['mae']['verdict'] == 'better'
+    assert hyb['moco']['verdict'] == 'no difference shown'
+    assert 'random' not in by['moco']['vs']  # that pair is not in the suite output: no made-up cell
+    assert by['mae_moco']['mean'] == .85
+    md = ablation_markdown(rows, {'mae_moco': {'epochs': 7, 'finished': False}, 'mae': {'epochs': 100,
+                                                                                       'finished': True}}, '# T')
+    assert '| mae_moco | 7 (unfinished) | 0.850 [0.800, 0.900] | +0.150 [+0.100, +0.200] better | +0.050 ' in md
+    assert '| mae | 100 | 0.800' in md and 'vs MoCo-only' in md
+
+
+def _pool(folder, n=24):
+    for i in range(n):
+        write_wfdb(folder / 'mine', f'r{i:02d}', sine_leads(100.0, 1000, freq=1 + i / 10), 100.0)
+    return folder
+
+
+def test_run_stop_resume_and_report(tmp_path):
+    data = _pool(tmp_path / 'data')
+    root = tmp_path / 'abl'
+    common = ['--root', str(root), '--jobs', 'mae,mae_moco_shared', '--model', 'ecg_vit_tiny', '--epochs', '2']
+    run = ['run', *common, '--data-dir', str(data), '--cache-dir', str(tmp_path / 'cache'), '--sampling-rate', '100',
+           '--num-samples', '1000', '--batch-size', '8', '--save-every', '2', '--amp', 'fp32', '--nice', '0',
+           '--poll-s', '0.2']
+    # A deadline already past: nothing starts, the call says it stopped (3), and a later call continues.
+    assert main(run + ['--hours', '0']) == 3
+    assert not (root / 'tiny-mae').exists()
+    assert main(run) == 0
+    for name in ('tiny-mae', 'tiny-mae_moco_shared'):
+        p = job_progress(root / name)
+        assert p['finished'] and p['epochs'] == 2 and p['best'], (name, p, (root / f'{name}.log').read_text()[-2000:])
+    assert main(['status', *common]) == 0
+    assert main(run) == 0  # all finished: nothing runs again
+    # The comparison is at equal budget: another budget in the same root is refused.
+    with pytest.raises(SystemExit, match='other settings'):
+        main([*run, '--epochs', '3'])
+
+    suite = write_suite_folders(tmp_path / 'suite')
+    out = tmp_path / 'report'
+    assert main(['report', *common, '--data-dir', str(suite), '--out', str(out), '--cache-dir',
+                 str(tmp_path / 'suite_cache'), '--n-boot', '100']) == 0
+    data = json.loads((out / 'ablation.json').read_text())
+    rows = {r['encoder']: r for r in data['rows']}
+    assert set(rows) == {'random', 'tiny-mae', 'tiny-mae_moco_shared'}
+    assert set(rows['tiny-mae_moco_shared']['vs']) == {'random', 'mae'}  # no MoCo-only, no paper-pass job here
+    assert data['progress']['tiny-mae']['epochs'] == 2
+    md = (out / 'ablation.md').read_text()
+    assert 'tiny-mae_moco_shared | 2 |' in md and '(PTB-XL fold 10 test' in md
+
+
+def test_deadline_interrupts_a_running_job_and_keeps_its_folder(tmp_path):
+    data = _pool(tmp_path / 'data')
+    root = tmp_path / 'abl'
+    rc = main(['run', '--root', str(root), '--jobs', 'mae', '--model', 'ecg_vit_tiny', '--epochs', '500',
+               '--data-dir', str(data), '--cache-dir', str(tmp_path / 'cache'), '--sampling-rate', '100',
+               '--num-samples', '1000', '--batch-size', '8', '--amp', 'fp32', '--nice', '0', '--poll-s', '0.2',
+               '--hours', str(8 / 3600)])
+    assert rc == 3  # stopped, resumable; not finished and not failed
+    assert not job_progress(root / 'tiny-mae')['finished']
+    assert (root / 'tiny-mae.log').is_file() and json.loads((root / 'plan.json').read_text())['epochs'] == 500
