@@ -53,6 +53,31 @@ BF16_TOLERANCE = 0.002  # linear-probe AUROC change allowed for half-size storag
 SAMPLING_RATE, NUM_SAMPLES = 360.0, 3600  # the seed's input: 10 s at 360 Hz
 TABLE_START, TABLE_END = '<!-- pretrained-table:start -->', '<!-- pretrained-table:end -->'
 
+# The pretraining pool's sources, their licences and the citations they require (every card that ships weights).
+LICENCES = """\
+**Licences and attributions.** The weights are derived from these data sets; their licences require citing:
+- PTB-XL v1.0.1 (CC BY 4.0): Wagner, P., Strodthoff, N., Bousseljot, R.-D., Kreiseler, D., Lunze, F. I., Samek, W.,
+  Schaeffter, T. (2020). PTB-XL, a large publicly available electrocardiography dataset. Scientific Data 7, 154,
+  https://doi.org/10.1038/s41597-020-0495-6; and the PhysioNet release, https://doi.org/10.13026/x4td-x982.
+- LUDB v1.0.1 (ODC-By 1.0): Kalyakulina, A. I. et al. (2020). LUDB: A New Open-Access Validation Tool for
+  Electrocardiogram Delineation Algorithms. IEEE Access 8: 186181-186190,
+  https://doi.org/10.1109/ACCESS.2020.3029211; Kalyakulina, A. et al., Lobachevsky University Electrocardiography
+  Database (version 1.0.1), PhysioNet.
+- PhysioNet/CinC Challenge 2020/2021 training data (CC BY 4.0): Perez Alday, E. A. et al. (2020). Classification of
+  12-lead ECGs: the PhysioNet/Computing in Cardiology Challenge 2020. Physiological Measurement 41: 124003; Reyna,
+  M. A. et al. (2021). Will Two Do? Varying Dimensions in Electrocardiography: The PhysioNet/Computing in Cardiology
+  Challenge 2021. Computing in Cardiology 48. Source databases: CPSC (Liu, F. et al. (2018), J. Med. Imaging Health
+  Inform. 8: 1368-1373), PTB-XL (above), Chapman-Shaoxing (Zheng, J. et al. (2020), Sci. Data 7: 48), Ningbo
+  (Zheng, J. et al. (2020), Sci. Rep. 10: 2898), PTB (Bousseljot, R. et al. (1995), Biomed. Tech. 40(S1): 317),
+  Georgia (the Challenge 2020 paper).
+- CODE-15% (CC BY 4.0): Ribeiro, A. H. et al. (2021). CODE-15%: a large scale annotated dataset of 12-lead ECGs.
+  Zenodo, https://doi.org/10.5281/zenodo.4916206; Ribeiro, A. H. et al. (2020). Automatic diagnosis of the 12-lead
+  ECG using a deep neural network. Nature Communications 11: 1760; Reyna, M. A. et al. (2025). Detection of Chagas
+  Disease from the ECG: The George B. Moody PhysioNet Challenge 2025.
+- PhysioNet: Goldberger, A. L. et al. (2000). PhysioBank, PhysioToolkit, and PhysioNet. Circulation 101(23):
+  e215-e220.
+"""
+
 
 def _read_csv(path: Path) -> List[Dict[str, str]]:
     with open(path, newline='') as f:
@@ -393,28 +418,7 @@ then ReduceLROnPlateau (factor {tc.get('plateau_factor')}, patience {tc.get('pla
 (shorter records zero-padded), resampled to 360 Hz, z-scored per lead; exact duplicate windows removed, including
 challenge copies of held-out PTB-XL records. {pool_note}
 
-**Licences and attributions.** The weights are derived from these data sets; their licences require citing:
-- PTB-XL v1.0.1 (CC BY 4.0): Wagner, P., Strodthoff, N., Bousseljot, R.-D., Kreiseler, D., Lunze, F. I., Samek, W.,
-  Schaeffter, T. (2020). PTB-XL, a large publicly available electrocardiography dataset. Scientific Data 7, 154,
-  https://doi.org/10.1038/s41597-020-0495-6; and the PhysioNet release, https://doi.org/10.13026/x4td-x982.
-- LUDB v1.0.1 (ODC-By 1.0): Kalyakulina, A. I. et al. (2020). LUDB: A New Open-Access Validation Tool for
-  Electrocardiogram Delineation Algorithms. IEEE Access 8: 186181-186190,
-  https://doi.org/10.1109/ACCESS.2020.3029211; Kalyakulina, A. et al., Lobachevsky University Electrocardiography
-  Database (version 1.0.1), PhysioNet.
-- PhysioNet/CinC Challenge 2020/2021 training data (CC BY 4.0): Perez Alday, E. A. et al. (2020). Classification of
-  12-lead ECGs: the PhysioNet/Computing in Cardiology Challenge 2020. Physiological Measurement 41: 124003; Reyna,
-  M. A. et al. (2021). Will Two Do? Varying Dimensions in Electrocardiography: The PhysioNet/Computing in Cardiology
-  Challenge 2021. Computing in Cardiology 48. Source databases: CPSC (Liu, F. et al. (2018), J. Med. Imaging Health
-  Inform. 8: 1368-1373), PTB-XL (above), Chapman-Shaoxing (Zheng, J. et al. (2020), Sci. Data 7: 48), Ningbo
-  (Zheng, J. et al. (2020), Sci. Rep. 10: 2898), PTB (Bousseljot, R. et al. (1995), Biomed. Tech. 40(S1): 317),
-  Georgia (the Challenge 2020 paper).
-- CODE-15% (CC BY 4.0): Ribeiro, A. H. et al. (2021). CODE-15%: a large scale annotated dataset of 12-lead ECGs.
-  Zenodo, https://doi.org/10.5281/zenodo.4916206; Ribeiro, A. H. et al. (2020). Automatic diagnosis of the 12-lead
-  ECG using a deep neural network. Nature Communications 11: 1760; Reyna, M. A. et al. (2025). Detection of Chagas
-  Disease from the ECG: The George B. Moody PhysioNet Challenge 2025.
-- PhysioNet: Goldberger, A. L. et al. (2000). PhysioBank, PhysioToolkit, and PhysioNet. Circulation 101(23):
-  e215-e220.
-
+{LICENCES}
 ## Evaluation
 
 Test-set point estimates with 95% bootstrap CIs over test records (1000 resamples). PTB-XL superdiagnostic: folds 1-8

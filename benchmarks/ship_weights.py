@@ -1,0 +1,399 @@
+"""New pretrained weights for the shipped names, only when they are better: the release gate, then the release.
+
+``gate`` evaluates candidate runs with the evaluation suite (``ecgvit.eval.suite``: linear probes on frozen
+embeddings, every encoder on the same test records, paired bootstrap CIs) beside the weights shipped now and the
+seed-0 random init. Each candidate is evaluated exactly as it would ship: its best-validation weights rounded to bf16.
+A candidate passes when, on PTB-XL superdiagnostic (fold 10 test, linear probe at 100% of the labels, macro AUROC),
+it beats both the random init and the current weights with a paired 95% CI that excludes 0 (issue 15). The issue's
+target (macro AUROC >= 0.88 and >= +0.05 over random init) is reported beside, not required.
+
+``ship`` writes the candidates that passed into ``weights/<name>/`` (bf16 safetensors, config, a card generated from
+the run and the gate's outputs: data, epochs, steps, training time, hardware, relative L2 distance from init, the
+suite table, the comparison with the previous weights, the ablation table when one is given, limitations), the
+sha256 registry and the README's "Pretrained models" table. It refuses a candidate that did not pass.
+
+Usage:
+    python benchmarks/ship_weights.py gate --run ecg_vit_mae_moco=~/.cache/ecgvit-runs/weights-bf16/mae_moco \\
+        --run ecg_vit_mae_nextclip=~/.cache/ecgvit-runs/weights-bf16/mae_nextclip --data-dir /work/shared/data \\
+        --out benchmarks/results/release_YYYY-MM-DD --cache-dir ~/.cache/ecgvit-runs/suite_shipped/cache
+    python benchmarks/ship_weights.py ship --gate benchmarks/results/release_YYYY-MM-DD \\
+        [--ablation benchmarks/results/ablation/ablation.md]
+"""
+if __name__ == '__main__' and __package__ is None:  # `python benchmarks/ship_weights.py` from the repository root
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from benchmarks.init_distance import distance_from_init
+from benchmarks.release_weights import (
+    LICENCES,
+    REPO,
+    SHIPPED,
+    TABLE_END,
+    TABLE_START,
+    _hardware,
+    _loss_curve,
+    _pool_counts,
+    _pool_sources,
+    _queue_note,
+    _registry,
+    suite_table,
+)
+from ecgvit.train.checkpoint import atomic_write_text
+
+__all__ = ['run_facts', 'gate_decision', 'gate', 'ship', 'main', 'GATE_TASK', 'TARGET_AUROC', 'TARGET_OVER_RANDOM']
+
+GATE_TASK, GATE_METRIC = 'ptbxl_superdiagnostic', 'auroc'
+TARGET_AUROC, TARGET_OVER_RANDOM = 0.88, 0.05  # issue 15's target for both names
+CANDIDATE = 'new_{}'  # a candidate's encoder name in the suite output
+GATE_FILE = 'gate.json'
+
+
+def _read_csv(path: Path) -> List[Dict[str, str]]:
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def run_facts(run: Path) -> Dict[str, Any]:
+    """What a pretraining run folder says about itself, also mid-schedule (no ``summary.json`` yet).
+
+    Epochs are the validation passes in ``metrics.csv`` (one per finished epoch; a pass repeated after a resume
+    counts once); training time adds up every resumed segment (``time_s`` restarts at 0 on each resume), so it
+    includes work lost to interruptions.
+    """
+    from ecgvit.train.checkpoint import load_best
+
+    cfg = json.loads((run / 'config.json').read_text())
+    rows = _read_csv(run / 'metrics.csv')
+    val_epochs = {int(r['epoch']) for r in rows if r['kind'] == 'val'}
+    total, last = 0.0, 0.0
+    for r in rows:
+        t = float(r['time_s']) if r.get('time_s') else last
+        if t < last:  # a resumed segment starts again from 0
+            total += last
+        last = t
+    total += last
+    _, best = load_best(run / 'checkpoints')
+    summary = json.loads((run / 'summary.json').read_text()) if (run / 'summary.json').is_file() else {}
+    return {'run': str(run), 'method': cfg['method'], 'model': cfg['model'], 'seed': cfg['train']['seed'],
+            'epochs_done': max(val_epochs) + 1 if val_epochs else 0, 'epochs_planned': cfg['train']['epochs'],
+            'finished': bool(summary), 'steps': max(int(r['step']) for r in rows) if rows else 0,
+            'train_hours': total / 3600, 'best_epoch': best.get('epoch'), 'best_step': best.get('step'),
+            'best_val_loss': best.get('val_loss'), 'amp': cfg.get('amp_resolved') or cfg['train'].get('amp'),
+            'machine': cfg.get('machine'), 'train': cfg['train'], 'pretrainer': cfg.get('pretrainer', {}),
+            'data': cfg.get('data', {}), 'preprocessing': cfg.get('preprocessing'),
+            'command': _command_line(cfg.get('args') or {})}
+
+
+def _command_line(args: Dict[str, Any]) -> str:
+    """The ``ecgvit pretrain`` options a run was given (those set), as a command line."""
+    skip = {'command', 'config', 'verbose', 'progress', 'output', 'resume', 'data_dir', 'cache_dir', 'threads'}
+    if args.get('data') != 'synthetic':
+        skip.add('synthetic_records')
+    parts = ['ecgvit', str(args.get('command', 'pretrain'))]
+    for key, value in args.items():
+        if key in skip or value in (None, False, [], ''):
+            continue
+        flag = '--' + key.replace('_', '-')
+        parts += [flag] if value is True else [flag, str(value)]
+    return ' '.join(parts)
+
+
+def _bf16_encoder(run: Path) -> torch.nn.Module:
+    """The run's best weights, rounded to bf16 and back: the encoder exactly as ``ship`` stores it."""
+    from ecgvit.hub import load_encoder
+
+    encoder, _ = load_encoder(str(run))
+    with torch.no_grad():
+        for t in encoder.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.to(torch.bfloat16).float())
+    return encoder.eval()
+
+
+def _oriented(pairwise: List[Dict[str, Any]], a: str, b: str) -> Optional[Tuple[float, float, float]]:
+    """(A - B, lo, hi) of the gate task's headline metric at 100% of the labels, whichever order the suite stored."""
+    for r in pairwise:
+        if r['task'] != GATE_TASK or r['metric'] != GATE_METRIC or float(r['fraction']) != 1.0 or \
+                str(r.get('leads') or '12') != '12':
+            continue
+        d, lo, hi = float(r['diff']), float(r['diff_lo']), float(r['diff_hi'])
+        if (r['encoder_a'], r['encoder_b']) == (a, b):
+            return d, lo, hi
+        if (r['encoder_a'], r['encoder_b']) == (b, a):
+            return -d, -hi, -lo
+    return None
+
+
+def gate_decision(results: List[Dict[str, Any]], pairwise: List[Dict[str, Any]], candidate: str,
+                  current: Optional[str]) -> Dict[str, Any]:
+    """Whether ``candidate`` may replace ``current`` (see the module doc): its score, both paired differences, the
+    verdict and whether the issue's target is met."""
+    scores = {r['encoder']: r for r in results if r['task'] == GATE_TASK and r['metric'] == GATE_METRIC and
+              float(r['fraction']) == 1.0 and str(r.get('leads') or '12') == '12'}
+    if candidate not in scores or 'random' not in scores:
+        raise ValueError(f'The suite output has no {GATE_TASK} {GATE_METRIC} rows for {candidate!r} and the random '
+                         f'init: run the gate with that task.')
+    mine = scores[candidate]
+    out: Dict[str, Any] = {'task': GATE_TASK, 'metric': GATE_METRIC, 'n_test': int(mine['n_test']),
+                           'score': float(mine['mean']), 'ci': [float(mine['ci_lo']), float(mine['ci_hi'])],
+                           'random': float(scores['random']['mean'])}
+    reasons = []
+    for other, key in (('random', 'vs_random'), (current, 'vs_current')):
+        if other is None:
+            continue
+        d = _oriented(pairwise, candidate, other)
+        if d is None:
+            raise ValueError(f'The suite output does not pair {candidate!r} with {other!r}.')
+        out[key] = {'other': other, 'diff': d[0], 'lo': d[1], 'hi': d[2]}
+        if d[1] <= 0:
+            reasons.append(f'vs {other}: {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}], the CI does not exclude 0')
+    if current is not None and current in scores:
+        out['current'] = float(scores[current]['mean'])
+    out['passed'] = not reasons
+    out['reasons'] = reasons
+    over = out['vs_random']['diff']
+    out['target_met'] = out['score'] >= TARGET_AUROC and over >= TARGET_OVER_RANDOM
+    return out
+
+
+def gate(args: argparse.Namespace) -> int:
+    """Run the suite on the candidates, the current weights and the random init; write gate.json; 0 if all pass."""
+    from ecgvit.eval.suite import SuiteConfig, run_suite
+
+    runs = _pairs(args.run, '--run', 'NAME=FOLDER (NAME: the model name the weights ship as, e.g. '
+                                     f'{", ".join(SHIPPED.values())})')
+    current = {n: n for n in runs}  # the weights shipped now under that name (weights/, the Hub)
+    current.update(_pairs(args.current, '--current', 'NAME=FOLDER'))
+    candidates = {n: _bf16_encoder(r) for n, r in runs.items()}
+    encoders: Dict[str, Any] = {CANDIDATE.format(n): e for n, e in candidates.items()}
+    encoders.update({n: str(c) for n, c in current.items() if n in runs})
+    out = Path(args.out)
+    tasks = tuple(t for t in args.tasks.split(',') if t) if args.tasks else None
+    if tasks is not None and GATE_TASK not in tasks:
+        tasks = (GATE_TASK, *tasks)
+    cfg = SuiteConfig(data_dir=args.data_dir, out=str(out), encoders=encoders, seeds=(0,), fractions=(1.0,),
+                      tasks=tasks, n_boot=args.n_boot, cache_dir=args.cache_dir, amp='fp32', device='cpu')
+    summary = run_suite(cfg)
+    decisions = {}
+    for name, run in runs.items():
+        facts = run_facts(run)
+        facts['rel_l2_from_init'] = distance_from_init(candidates[name], facts['model'], facts['seed'])
+        d = gate_decision(summary['results'], summary['pairwise'], CANDIDATE.format(name), name)
+        decisions[name] = dict(d, name=name, current_source=str(current[name]), facts=facts)
+        cur = d.get('vs_current', {})
+        print(f"{name}: {d['score']:.3f} [{d['ci'][0]:.3f}, {d['ci'][1]:.3f}] after "
+              f"{facts['epochs_done']} epochs; vs random {d['vs_random']['diff']:+.3f} [{d['vs_random']['lo']:+.3f}, "
+              f"{d['vs_random']['hi']:+.3f}]; vs current {cur.get('diff', float('nan')):+.3f} "
+              f"[{cur.get('lo', float('nan')):+.3f}, {cur.get('hi', float('nan')):+.3f}] -> "
+              f"{'PASS' if d['passed'] else 'no: ' + '; '.join(d['reasons'])}; target "
+              f"{'met' if d['target_met'] else 'not met'}")
+    atomic_write_text(out / GATE_FILE, json.dumps({'decisions': decisions, 'suite': str(out)}, indent=2))
+    return 0 if all(d['passed'] for d in decisions.values()) else 3
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Release
+
+
+def _pairs(items: Optional[List[str]], flag: str, form: str) -> Dict[str, Path]:
+    out = {}
+    for item in items or []:
+        name, sep, folder = item.partition('=')
+        if not sep or not name or not folder:
+            raise SystemExit(f'{flag} {item!r}: give {form}.')
+        out[name] = Path(folder).expanduser()
+    return out
+
+
+def _relpath(path: Path) -> str:
+    path = Path(path).resolve()
+    return os.path.relpath(path, REPO) if path.is_relative_to(REPO) else str(path)
+
+
+def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], previous: Dict[str, Any]) -> str:
+    """The card's body after Input/Usage/Preprocessing (which ``save_pretrained`` writes): pretraining, data,
+    evaluation, ablation, limitations; every number from the run and the gate's outputs."""
+    f = decision['facts']
+    tc, pre, data = f['train'], f['pretrainer'], f['data']
+    passes = ('one shared masked encoder pass, shared_pass=True' if pre.get('shared_pass')
+              else "the paper's separate encoder passes, shared_pass=False")
+    schedule = (f"{f['epochs_done']} of a {f['epochs_planned']}-epoch schedule" if not f['finished']
+                else f"{f['epochs_done']} (the whole schedule)")
+    pool_note = _pool_counts(Path(data['cache_dir'])) if data.get('cache_dir') else ''
+    vr, vc = decision['vs_random'], decision.get('vs_current')
+    prev_note = ', '.join(([f"{previous['epochs']} epochs"] if previous.get('epochs') else []) +
+                          ([f"sha256 `{previous['sha256'][:12]}...`"] if previous.get('sha256') else []) +
+                          [f"{decision.get('current', float('nan')):.3f}"])
+    lines = [
+        '## Pretraining', '', '| field | value |', '|---|---|',
+        f"| method | {f['method']} (alpha = {pre.get('alpha')}; {passes}) |",
+        f'| MoCo queue | {_queue_note({"pretrainer": pre, "data": data})} |',
+        f"| data | pretraining pool: {data.get('n_train')} training + {data.get('n_val')} validation windows of "
+        f"10 s |",
+        f"| epochs | {schedule}; the seed paper: 710 |",
+        f"| optimiser steps | {f['steps']} |",
+        f"| optimiser | Adam lr {tc.get('lr')}, batch {tc.get('batch_size')}, {tc.get('warmup_epochs')} warm-up "
+        f"epochs, then ReduceLROnPlateau (factor {tc.get('plateau_factor')}, patience "
+        f"{tc.get('plateau_patience')}) on the validation loss |",
+        f"| weights | best validation loss {f['best_val_loss']:.4f} (epoch {f['best_epoch']}, step "
+        f"{f['best_step']}) |",
+        f"| precision | {f['amp']} |",
+        f"| hardware | {_hardware(f['machine'])} |",
+        f"| training time | {f['train_hours']:.2f} h (every resumed segment, work lost to interruptions included) |",
+        f"| distance from init | {100 * f['rel_l2_from_init']:.1f} % (relative L2 over all parameters, from the "
+        f"seed-{f['seed']} random init it started from; `benchmarks/init_distance.py`) |",
+        '| stored as | bfloat16 (evaluated as stored: every number below is of these bf16 weights) |',
+        f"| run | `{f['command']}` |", '',
+        '![loss curve](loss_curve.png)', '',
+        f"**Pretraining data.** The pool built by `ecgvit pretrain --data pool --data-dir shared/data`: every "
+        f"record of the shared data folder (PTB-XL, LUDB, PhysioNet/CinC Challenge samples, CODE-15% samples) "
+        f"except PTB-XL folds 9 and 10, which evaluation holds out; records cut into 10-s windows (shorter ones "
+        f"zero-padded), resampled to 360 Hz, z-scored per lead; exact duplicate windows removed, including challenge "
+        f"copies of held-out PTB-XL records. {pool_note}", '',
+        LICENCES.rstrip('\n'), '',
+        '## Evaluation', '',
+        f"Generated by `benchmarks/ship_weights.py gate` (outputs in `{_relpath(gate_dir)}`): the evaluation suite "
+        f"(`docs/suite.md`), linear probes on frozen embeddings, every encoder on the same test records.", '',
+        f"**Release gate** ({GATE_TASK}, PTB-XL fold 10 test, {decision['n_test']} records, macro AUROC, 95% paired "
+        f"bootstrap CIs): this encoder {decision['score']:.3f} [{decision['ci'][0]:.3f}, {decision['ci'][1]:.3f}]; "
+        f"minus the seed-0 random init ({decision['random']:.3f}): {vr['diff']:+.3f} [{vr['lo']:+.3f}, "
+        f"{vr['hi']:+.3f}]" + (f"; minus the previous weights ({prev_note}): {vc['diff']:+.3f} [{vc['lo']:+.3f}, "
+                               f"{vc['hi']:+.3f}]" if vc else '') +
+        f". Both CIs exclude 0, so these weights replaced the previous ones. The issue's target (>= {TARGET_AUROC} "
+        f"and >= +{TARGET_OVER_RANDOM} over random init) is {'met' if decision['target_met'] else 'not met'}.", '',
+        suite_table(_read_csv(gate_dir / 'results.csv'), CANDIDATE.format(decision['name']),
+                    _relpath(gate_dir / 'results.csv'))
+        .replace('`benchmarks/release_weights.py cards --suite`', '`benchmarks/ship_weights.py gate`'), '',
+        '### Ablation (MAE-only, MoCo-only, the hybrids, the shared pass, at equal budget)', '',
+    ]
+    if ablation is not None:
+        text = Path(ablation).read_text()
+        lines += [f'From `{_relpath(ablation)}`:', '', text.split('\n', 1)[1].strip() if text.startswith('#')
+                  else text.strip()]
+    else:
+        lines.append('Not run to the end yet (`benchmarks/cpu_ablation.py`): whether the hybrid beats MAE-only and '
+                     "MoCo-only, or the shared pass matches the paper's passes, is not answered for these weights.")
+    lines += [
+        '', '## Limitations', '',
+        f"- Pretrained for {f['epochs_done']} epochs on {data.get('n_train')} 10-s windows on a "
+        f"{_hardware(f['machine'])}: a fraction of the seed paper's 710 epochs on tens of thousands of records. "
+        f"Treat these weights as a reproducible starting point, not as the paper's model.",
+        f"- The test sets are small ({decision['n_test']} PTB-XL records in the gate), so the CIs are wide; a "
+        f"difference inside a CI is not evidence of equality.",
+        '- Inputs must be 12-lead, 10 s at 360 Hz, z-scored per lead, in the lead order above.',
+        '- **Not for clinical use.**',
+    ]
+    return '\n'.join(lines) + '\n'
+
+
+def _previous(weights_root: Path, name: str) -> Dict[str, Any]:
+    """Epochs and sha256 of the weights shipped now (what the card compares against)."""
+    from ecgvit.hub import sha256_file
+
+    card, weights = weights_root / name / 'README.md', weights_root / name / 'model.safetensors'
+    epochs = None
+    if card.is_file():
+        for line in card.read_text().splitlines():
+            if line.startswith('| epochs'):
+                epochs = line.split('|')[2].strip().split()[0]
+                break
+    return {'sha256': sha256_file(weights) if weights.is_file() else '', 'epochs': epochs}
+
+
+def _readme_table(decisions: Dict[str, Dict[str, Any]]) -> str:
+    import ecgvit
+
+    lines = ['| model | pretraining data | epochs | params | PTB-XL superdiagnostic linear AUROC [95% CI] | '
+             'minus random init [95% CI] | minus previous weights [95% CI] |', '|---|---|---|---|---|---|---|']
+    for name, d in decisions.items():
+        data, vr, vc = d['facts']['data'], d['vs_random'], d.get('vs_current')
+        n_params = sum(p.numel() for p in ecgvit.create_model(name).parameters())
+        lines.append(f"| `{name}` | pool of {data.get('n_train', 0) + data.get('n_val', 0)} 10-s windows | "
+                     f"{d['facts']['epochs_done']} | {n_params / 1e6:.1f}M | {d['score']:.3f} [{d['ci'][0]:.3f}, "
+                     f"{d['ci'][1]:.3f}] | {vr['diff']:+.3f} [{vr['lo']:+.3f}, {vr['hi']:+.3f}] | "
+                     + (f"{vc['diff']:+.3f} [{vc['lo']:+.3f}, {vc['hi']:+.3f}] |" if vc else '- |'))
+    return '\n'.join(lines)
+
+
+def ship(args: argparse.Namespace) -> int:
+    """Write every candidate that passed the gate into ``weights/``; refuse the others."""
+    from ecgvit.cards import suite_rows
+    from ecgvit.hub import save_pretrained, sha256_file
+    from ecgvit.weights import WEIGHTS_SHA256
+
+    gate_dir = Path(args.gate)
+    decisions = json.loads((gate_dir / GATE_FILE).read_text())['decisions']
+    failed = {m: d['reasons'] for m, d in decisions.items() if not d['passed']}
+    if failed:
+        raise SystemExit(f'Not shipped: {failed}. Only weights that beat the random init and the current weights '
+                         f'(paired 95% CI excluding 0) replace them.')
+    weights_root = Path(args.weights)
+    suite_results = _read_csv(gate_dir / 'results.csv')
+    shas = dict(WEIGHTS_SHA256)
+    for name, d in decisions.items():
+        run, method = Path(d['facts']['run']), d['facts']['method']
+        card = _card(d, gate_dir, Path(args.ablation) if args.ablation else None, _previous(weights_root, name))
+        encoder = _bf16_encoder(run).to(torch.bfloat16)
+        rows = suite_rows(suite_results, CANDIDATE.format(name))
+        out = weights_root / name
+        cache = d['facts']['data'].get('cache_dir')
+        save_pretrained(encoder, out, pretrained_cfg={
+            'pretrain_method': method, 'preprocessing': d['facts']['preprocessing'], 'license': 'apache-2.0',
+            'weights_dtype': 'bfloat16'}, card_extra=card,
+            card_metadata={'datasets': _pool_sources(Path(cache)) if cache else [], 'eval_rows': rows})
+        _loss_curve(run / 'metrics.csv', out / 'loss_curve.png', f'{name}: pretraining loss')
+        shas[name] = sha256_file(out / 'model.safetensors')
+        print(f'{out}: bfloat16, sha256 {shas[name]}')
+    atomic_write_text(Path(args.registry), _registry(shas))
+    readme = Path(args.readme)
+    text = readme.read_text()
+    if TABLE_START in text and TABLE_END in text and set(decisions) == set(SHIPPED.values()):
+        head, rest = text.split(TABLE_START, 1)
+        _, tail = rest.split(TABLE_END, 1)
+        atomic_write_text(readme, f'{head}{TABLE_START}\n{_readme_table(decisions)}\n{TABLE_END}{tail}')
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest='step', required=True)
+    g = sub.add_parser('gate', help='evaluate candidate runs against the random init and the current weights')
+    g.add_argument('--run', action='append', required=True, metavar='NAME=FOLDER',
+                   help='a candidate for model NAME (ecg_vit_mae_moco, ecg_vit_mae_nextclip): an `ecgvit pretrain` '
+                        'run folder (its best weights; repeatable)')
+    g.add_argument('--current', action='append', default=[], metavar='NAME=PATH',
+                   help="the weights NAME has now, if not its published ones (a save_pretrained folder)")
+    g.add_argument('--data-dir', required=True, help='the suite data (ptbxl/, ludb/, ...)')
+    g.add_argument('--out', required=True, help='suite outputs and gate.json')
+    g.add_argument('--cache-dir', default=None, help="the suite's cache (embeddings of unchanged encoders reused)")
+    g.add_argument('--tasks', default=None, help='suite tasks, comma-separated (default: all present; the gate '
+                                                 f'task {GATE_TASK} is always run)')
+    g.add_argument('--n-boot', type=int, default=1000)
+    s = sub.add_parser('ship', help='write the candidates that passed into weights/')
+    s.add_argument('--gate', required=True, help='the gate output folder')
+    s.add_argument('--ablation', default=None, help="the ablation's ablation.md (benchmarks/cpu_ablation.py report)")
+    s.add_argument('--weights', default=str(REPO / 'weights'), help=argparse.SUPPRESS)
+    s.add_argument('--registry', default=str(REPO / 'ecgvit' / 'weights_sha256.py'), help=argparse.SUPPRESS)
+    s.add_argument('--readme', default=str(REPO / 'README.md'), help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return {'gate': gate, 'ship': ship}[args.step](args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

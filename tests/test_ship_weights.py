@@ -1,0 +1,131 @@
+"""The release gate and release of new weights (benchmarks/ship_weights.py): the decision rule, a run's facts across
+resumes, and gate -> ship on a tiny encoder with real files (suite fixture folders, a real pretraining run)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from data_fixtures import sine_leads, write_suite_folders, write_wfdb
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import ecgvit  # noqa: E402
+from benchmarks.release_weights import TABLE_END, TABLE_START  # noqa: E402
+from benchmarks.ship_weights import gate_decision, main, run_facts  # noqa: E402
+from ecgvit.cli import main as ecgvit_main  # noqa: E402
+from ecgvit.hub import load_pretrained, save_pretrained, sha256_file  # noqa: E402
+
+TASK = 'ptbxl_superdiagnostic'
+
+
+def _rows(scores, pairs):
+    results = [{'task': TASK, 'metric': 'auroc', 'fraction': '1.0', 'encoder': e, 'mean': m, 'ci_lo': m - .04,
+                'ci_hi': m + .04, 'n_test': 198} for e, m in scores.items()]
+    results.append({'task': 'ptbxl_form', 'metric': 'auroc', 'fraction': '1.0', 'encoder': 'new', 'mean': .99,
+                    'ci_lo': .9, 'ci_hi': 1, 'n_test': 5})
+    pairwise = [{'task': TASK, 'metric': 'auroc', 'fraction': 1.0, 'encoder_a': a, 'encoder_b': b, 'diff': d,
+                 'diff_lo': lo, 'diff_hi': hi} for a, b, d, lo, hi in pairs]
+    return results, pairwise
+
+
+def test_gate_passes_only_when_both_cis_exclude_zero():
+    scores = {'random': .795, 'new': .86, 'cur': .824}
+    # the suite stores each pair once, in either order
+    res, pw = _rows(scores, [('random', 'new', -.065, -.09, -.04), ('new', 'cur', .036, .012, .06)])
+    d = gate_decision(res, pw, 'new', 'cur')
+    assert d['passed'] and d['reasons'] == [] and not d['target_met']
+    assert d['vs_random'] == {'other': 'random', 'diff': .065, 'lo': .04, 'hi': .09}
+    assert d['score'] == .86 and d['current'] == .824 and d['n_test'] == 198
+    res, pw = _rows(scores, [('random', 'new', -.065, -.09, -.04), ('new', 'cur', .036, -.002, .06)])
+    d = gate_decision(res, pw, 'new', 'cur')
+    assert not d['passed'] and len(d['reasons']) == 1 and 'vs cur' in d['reasons'][0]
+    res, pw = _rows({'random': .80, 'new': .89, 'cur': .82}, [('new', 'random', .09, .06, .12),
+                                                             ('new', 'cur', .07, .04, .1)])
+    assert gate_decision(res, pw, 'new', 'cur')['target_met']
+    with pytest.raises(ValueError, match='does not pair'):
+        gate_decision(res, pw[:1], 'new', 'cur')
+    with pytest.raises(ValueError, match='no ptbxl_superdiagnostic'):
+        gate_decision(res, pw, 'other', 'cur')
+
+
+def _pool(folder, n=24):
+    for i in range(n):
+        write_wfdb(folder / 'mine', f'r{i:02d}', sine_leads(100.0, 1000, freq=1 + i / 10), 100.0)
+    return folder
+
+
+def _pretrain(data, run, epochs, cache):
+    args = ['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', '--data', 'pool', '--data-dir', str(data),
+            '--cache-dir', str(cache), '--sampling-rate', '100', '--num-samples', '1000', '--epochs', str(epochs),
+            '--batch-size', '8', '--save-every', '2', '--amp', 'fp32', '--no-progress', '--resume', '-o', str(run)]
+    assert ecgvit_main(args) == 0
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('ship')
+    data, run = _pool(tmp / 'data'), tmp / 'run'
+    _pretrain(data, run, 1, tmp / 'cache')
+    _pretrain(data, run, 2, tmp / 'cache')  # a resumed second segment
+    return run
+
+
+def test_run_facts_count_epochs_and_add_resumed_segments(tiny_run):
+    rows = (tiny_run / 'metrics.csv').read_text().splitlines()
+    times = [float(r.split(',')[8]) for r in rows[1:]]
+    restarts = [i for i in range(1, len(times)) if times[i] < times[i - 1]]
+    assert len(restarts) == 1  # the resume restarted the clock
+    f = run_facts(tiny_run)
+    want = (times[restarts[0] - 1] + times[-1]) / 3600
+    assert f['train_hours'] == pytest.approx(want) and f['train_hours'] > times[-1] / 3600
+    assert f['epochs_done'] == 2 and f['finished'] and f['method'] == 'mae' and f['model'] == 'ecg_vit_tiny'
+    assert f['best_epoch'] in (0, 1) and f['steps'] == 4 and f['machine']['logical_cores'] >= 1
+
+
+def test_gate_then_ship_a_tiny_encoder(tiny_run, tmp_path):
+    suite = write_suite_folders(tmp_path / 'suite')
+    # "current" weights of the name: another init, as a save_pretrained folder
+    torch.manual_seed(5)
+    cur = ecgvit.create_model('ecg_vit_tiny', img_size=1000)
+    cur.pretrained_cfg = dict(cur.pretrained_cfg, sampling_rate=100.0, input_size=(12, 1, 1000))
+    weights = tmp_path / 'weights'
+    save_pretrained(cur, weights / 'ecg_vit_tiny')
+    gate_dir = tmp_path / 'gate'
+    rc = main(['gate', '--run', f'ecg_vit_tiny={tiny_run}', '--current', f'ecg_vit_tiny={weights / "ecg_vit_tiny"}',
+               '--data-dir', str(suite), '--out', str(gate_dir), '--cache-dir', str(tmp_path / 'cache'),
+               '--tasks', 'sex', '--n-boot', '100'])
+    g = json.loads((gate_dir / 'gate.json').read_text())['decisions']['ecg_vit_tiny']
+    assert rc == (0 if g['passed'] else 3)
+    assert g['vs_current']['other'] == 'ecg_vit_tiny' and g['facts']['epochs_done'] == 2
+    assert 0 < g['facts']['rel_l2_from_init'] < 1
+    registry, readme = tmp_path / 'weights_sha256.py', tmp_path / 'README.md'
+    readme.write_text(f'# x\n{TABLE_START}\nold\n{TABLE_END}\n')
+    ship = ['ship', '--gate', str(gate_dir), '--weights', str(weights), '--registry', str(registry),
+            '--readme', str(readme)]
+    if not g['passed']:
+        with pytest.raises(SystemExit, match='Not shipped'):
+            main(ship)
+        assert not registry.exists()
+        # what ship does with a candidate that passed: mark this one as passed
+        data = json.loads((gate_dir / 'gate.json').read_text())
+        data['decisions']['ecg_vit_tiny'].update(passed=True, reasons=[])
+        (gate_dir / 'gate.json').write_text(json.dumps(data))
+    old_sha = sha256_file(weights / 'ecg_vit_tiny' / 'model.safetensors')
+    assert main(ship) == 0
+    folder = weights / 'ecg_vit_tiny'
+    new_sha = sha256_file(folder / 'model.safetensors')
+    assert new_sha != old_sha and f"'ecg_vit_tiny': '{new_sha}'" in registry.read_text()
+    model = load_pretrained(folder)
+    from ecgvit.hub import load_encoder
+    best, _ = load_encoder(str(tiny_run))
+    for k, v in best.state_dict().items():  # shipped = the run's best weights in bf16
+        assert torch.equal(model.state_dict()[k].float(), v.to(torch.bfloat16).float()), k
+    card = (folder / 'README.md').read_text()
+    for text in ('2 (the whole schedule)', 'distance from init', 'Release gate', 'minus the previous weights',
+                 old_sha[:12], '### Ablation', 'Not run to the end yet', '<!-- suite-table:start -->',
+                 '| sex | auroc_within |', 'Licences and attributions', 'model-index'):
+        assert text in card, text
+    assert (folder / 'loss_curve.png').is_file()
+    assert 'old' in readme.read_text()  # the README table lists the shipped names only: untouched here
