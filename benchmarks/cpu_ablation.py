@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from benchmarks.campaign.pairs import QUESTIONS, Spec, comparison_pairs
 from benchmarks.campaign.run import ABLATION, job_name, parse_jobs
+from benchmarks.ship_weights import training_seconds
 
 __all__ = ['Job', 'plan_jobs', 'job_progress', 'run', 'report', 'ablation_rows', 'ablation_markdown', 'main']
 
@@ -64,15 +65,15 @@ def job_progress(folder: Path) -> Dict[str, Any]:
     summary = folder / 'summary.json'
     if summary.is_file():
         s = json.loads(summary.read_text())
-        out.update(epochs=int(s['epochs']), finished=True, time_s=s.get('time_s'), best_epoch=s.get('best_epoch'),
-                   steps=s.get('steps'))
+        out.update(epochs=int(s['epochs']), finished=True, best_epoch=s.get('best_epoch'), steps=s.get('steps'))
     metrics = folder / 'metrics.csv'
-    if metrics.is_file() and not out['finished']:
+    if metrics.is_file():
         with open(metrics, newline='') as f:
-            rows = [r for r in csv.DictReader(f) if r.get('kind') == 'val']
-        if rows:  # a validation row closes an epoch (epochs count from 0 there)
-            out.update(epochs=int(rows[-1]['epoch']) + 1, steps=int(rows[-1]['step']),
-                       time_s=float(rows[-1]['time_s'] or 'nan'))
+            rows = list(csv.DictReader(f))
+        out['time_s'] = training_seconds(rows)
+        val = [r for r in rows if r.get('kind') == 'val']
+        if val and not out['finished']:  # a validation row closes an epoch (epochs count from 0 there)
+            out.update(epochs=int(val[-1]['epoch']) + 1, steps=int(val[-1]['step']))
     return out
 
 
@@ -176,10 +177,12 @@ def status(args: argparse.Namespace) -> int:
     for name, _, _ in jobs:
         p = job_progress(root / name)
         done += p['finished']
-        t = f'{p["time_s"] / 60:.0f} min' if isinstance(p['time_s'], (int, float)) and p['time_s'] == p['time_s'] \
-            else '-'
+        rate = p['time_s'] / p['epochs'] if p['time_s'] and p['epochs'] else None
+        t = f'{p["time_s"] / 60:.0f} min' if p['time_s'] is not None else '-'
+        left = '' if p['finished'] or rate is None else f', about {rate * (epochs - p["epochs"]) / 60:.0f} min left'
         print(f'{name:32s} {"finished" if p["finished"] else "running/stopped":16s} epoch {p["epochs"]:>4d} / {epochs}'
-              f'  {t:>8s}{"" if p["best"] else "  (no best weights yet)"}')
+              f'  {t:>8s}' + (f' ({rate:.0f} s/epoch{left})' if rate else '')
+              + ('' if p['best'] else '  (no best weights yet)'))
     return 0 if done == len(jobs) else 3
 
 

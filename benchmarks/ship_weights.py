@@ -51,7 +51,8 @@ from benchmarks.release_weights import (
 )
 from ecgvit.train.checkpoint import atomic_write_text
 
-__all__ = ['run_facts', 'gate_decision', 'gate', 'ship', 'main', 'GATE_TASK', 'TARGET_AUROC', 'TARGET_OVER_RANDOM']
+__all__ = ['training_seconds', 'run_facts', 'gate_decision', 'gate', 'ship', 'main', 'GATE_TASK', 'TARGET_AUROC',
+           'TARGET_OVER_RANDOM']
 
 GATE_TASK, GATE_METRIC = 'ptbxl_superdiagnostic', 'auroc'
 TARGET_AUROC, TARGET_OVER_RANDOM = 0.88, 0.05  # issue 15's target for both names
@@ -64,25 +65,33 @@ def _read_csv(path: Path) -> List[Dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def run_facts(run: Path) -> Dict[str, Any]:
-    """What a pretraining run folder says about itself, also mid-schedule (no ``summary.json`` yet).
+def training_seconds(rows: List[Dict[str, str]]) -> float:
+    """Training wall time of a run from its ``metrics.csv`` rows, summed over resumed segments.
 
-    Epochs are the validation passes in ``metrics.csv`` (one per finished epoch; a pass repeated after a resume
-    counts once); training time adds up every resumed segment (``time_s`` restarts at 0 on each resume), so it
-    includes work lost to interruptions.
+    ``time_s`` restarts at 0 in each segment, and a resume drops the rows past its checkpoint, so what is counted is
+    the time up to the last kept row of each segment: work lost to an interruption after the last checkpoint is not.
     """
-    from ecgvit.train.checkpoint import load_best
-
-    cfg = json.loads((run / 'config.json').read_text())
-    rows = _read_csv(run / 'metrics.csv')
-    val_epochs = {int(r['epoch']) for r in rows if r['kind'] == 'val'}
     total, last = 0.0, 0.0
     for r in rows:
         t = float(r['time_s']) if r.get('time_s') else last
         if t < last:  # a resumed segment starts again from 0
             total += last
         last = t
-    total += last
+    return total + last
+
+
+def run_facts(run: Path) -> Dict[str, Any]:
+    """What a pretraining run folder says about itself, also mid-schedule (no ``summary.json`` yet).
+
+    Epochs are the validation passes in ``metrics.csv`` (one per finished epoch); training time is
+    :func:`training_seconds`.
+    """
+    from ecgvit.train.checkpoint import load_best
+
+    cfg = json.loads((run / 'config.json').read_text())
+    rows = _read_csv(run / 'metrics.csv')
+    val_epochs = {int(r['epoch']) for r in rows if r['kind'] == 'val'}
+    total = training_seconds(rows)
     _, best = load_best(run / 'checkpoints')
     summary = json.loads((run / 'summary.json').read_text()) if (run / 'summary.json').is_file() else {}
     return {'run': str(run), 'method': cfg['method'], 'model': cfg['model'], 'seed': cfg['train']['seed'],
@@ -250,7 +259,7 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], pr
         f"{f['best_step']}) |",
         f"| precision | {f['amp']} |",
         f"| hardware | {_hardware(f['machine'])} |",
-        f"| training time | {f['train_hours']:.2f} h (every resumed segment, work lost to interruptions included) |",
+        f"| training time | {f['train_hours']:.2f} h (summed over resumed segments) |",
         f"| distance from init | {100 * f['rel_l2_from_init']:.1f} % (relative L2 over all parameters, from the "
         f"seed-{f['seed']} random init it started from; `benchmarks/init_distance.py`) |",
         '| stored as | bfloat16 (evaluated as stored: every number below is of these bf16 weights) |',
