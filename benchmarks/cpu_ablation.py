@@ -127,23 +127,35 @@ def run(args: argparse.Namespace) -> int:
     print(f'ablation in {root}: {len(jobs)} jobs, {len(jobs) - len(pending)} finished, {len(pending)} to run '
           f'({args.parallel} at a time)', flush=True)
 
+    def child_setup() -> None:
+        # A driver started in the background by a shell (nohup ... &) inherits SIGINT ignored, and so would the
+        # jobs: restore it, so the deadline's SIGINT stops them as Ctrl-C would.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if args.nice:
+            os.nice(args.nice)
+
     def start(job: Job) -> None:
         name, method, kw = job
         log = open(root / f'{name}.log', 'a')  # noqa: SIM115 - owned by the child process until it ends
-        pre = (lambda: os.nice(args.nice)) if args.nice else None
         proc = subprocess.Popen(_pretrain_command(args, method, kw, root / name), stdout=log,
-                                stderr=subprocess.STDOUT, preexec_fn=pre)
+                                stderr=subprocess.STDOUT, preexec_fn=child_setup)
         running.append((job, proc, log))
         print(f'{time.strftime("%H:%M:%S")} {name}: started at epoch {job_progress(root / name)["epochs"]} '
               f'of {args.epochs}', flush=True)
 
-    stopped = False
+    stopped, escalate_at = False, math.inf
     while pending or running:
-        if time.time() >= deadline and not stopped:
-            stopped = True
+        now = time.time()
+        if now >= deadline and not stopped:
+            stopped, escalate_at = True, now + args.grace_s
             pending.clear()
             for _, proc, _ in running:  # the last finished epoch's checkpoint stays; --resume continues from it
                 proc.send_signal(signal.SIGINT)
+        if now >= escalate_at:  # a job that did not stop on SIGINT (checkpoints are atomic: nothing is lost)
+            for _, proc, _ in running:
+                if proc.poll() is None:
+                    proc.terminate()
+            escalate_at = now + args.grace_s
         for item in list(running):
             job, proc, log = item
             if proc.poll() is None:
@@ -300,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument('--hours', type=float, default=None, help='stop after this long (resumable)')
             s.add_argument('--until', default=None, metavar='"YYYY-MM-DD HH:MM"', help='stop at this local time')
             s.add_argument('--poll-s', type=float, default=5.0, help=argparse.SUPPRESS)
+            s.add_argument('--grace-s', type=float, default=30.0,
+                           help='at the deadline: seconds a job gets to stop on SIGINT before SIGTERM')
             s.add_argument('extra', nargs='*', help='more `ecgvit pretrain` options, after --')
         if step == 'report':
             s.add_argument('--data-dir', required=True, help='the suite data (ptbxl/ ...)')

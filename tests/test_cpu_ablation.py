@@ -2,6 +2,9 @@
 which encoders are paired, how a suite output becomes the ablation table, and a whole run -> stop -> resume -> report
 on tiny encoders and synthetic WFDB files."""
 import json
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -129,13 +132,18 @@ def test_run_stop_resume_and_report(tmp_path):
     assert 'tiny-mae_moco_shared | 2 |' in md and '(PTB-XL fold 10 test' in md
 
 
-def test_deadline_interrupts_a_running_job_and_keeps_its_folder(tmp_path):
+def test_deadline_stops_a_running_job_even_when_sigint_is_ignored(tmp_path):
+    """Started as `nohup cpu_ablation.py run ... &`, the driver inherits SIGINT ignored; its jobs must still stop at
+    the deadline on SIGINT (the grace before SIGTERM is longer than the test's timeout), keeping their folders."""
     data = _pool(tmp_path / 'data')
     root = tmp_path / 'abl'
-    rc = main(['run', '--root', str(root), '--jobs', 'mae', '--model', 'ecg_vit_tiny', '--epochs', '500',
-               '--data-dir', str(data), '--cache-dir', str(tmp_path / 'cache'), '--sampling-rate', '100',
-               '--num-samples', '1000', '--batch-size', '8', '--amp', 'fp32', '--nice', '0', '--poll-s', '0.2',
-               '--hours', str(8 / 3600)])
-    assert rc == 3  # stopped, resumable; not finished and not failed
+    cmd = [sys.executable, str(ROOT / 'benchmarks' / 'cpu_ablation.py'), 'run', '--root', str(root), '--jobs', 'mae',
+           '--model', 'ecg_vit_tiny', '--epochs', '500', '--data-dir', str(data), '--cache-dir', str(tmp_path / 'c'),
+           '--sampling-rate', '100', '--num-samples', '1000', '--batch-size', '8', '--amp', 'fp32', '--nice', '0',
+           '--poll-s', '0.2', '--hours', str(10 / 3600), '--grace-s', '900']
+    r = subprocess.run(cmd, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN), capture_output=True,
+                       text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert r.returncode == 3, r.stdout + r.stderr  # stopped, resumable; not finished and not failed
+    assert 'stopped at the deadline' in r.stdout
     assert not job_progress(root / 'tiny-mae')['finished']
     assert (root / 'tiny-mae.log').is_file() and json.loads((root / 'plan.json').read_text())['epochs'] == 500
