@@ -343,6 +343,25 @@ def suite_table(rows: List[Dict[str, str]], encoder: str, source: str) -> str:
     return '\n'.join(lines + [SUITE_END])
 
 
+def parse_suite_table(card: str, encoder: str = 'this') -> List[Dict[str, str]]:
+    """The rows of the suite block :func:`suite_table` wrote into a card, back as suite ``results.csv`` rows of
+    ``encoder`` at 100% of the labels (headline metrics, to the table's 3 decimals); [] when the card has none."""
+    if SUITE_START not in card:
+        return []
+    block = card[card.index(SUITE_START):card.index(SUITE_END)]
+    head = '| task | metric | this encoder [95% CI] |'
+    rows = []
+    for line in block.split(head, 1)[1].splitlines()[2:] if head in block else []:
+        if not line.startswith('|'):
+            break
+        task, metric, cell, *_, n_test = [c.strip() for c in line.strip().strip('|').split('|')]
+        mean, _, ci = cell.partition(' [')
+        lo, _, hi = ci.rstrip(']').partition(', ')
+        rows.append({'task': task, 'metric': metric, 'encoder': encoder, 'fraction': '1.0', 'headline': 'True',
+                     'mean': mean, 'ci_lo': lo or mean, 'ci_hi': hi or mean, 'n_test': n_test})
+    return rows
+
+
 def put_suite_table(body: str, block: str) -> str:
     """``body`` with its suite block replaced by ``block`` (or added at the end of the Evaluation section)."""
     if SUITE_START in body:
@@ -352,21 +371,32 @@ def put_suite_table(body: str, block: str) -> str:
     return body[:at] + '\n' + block + '\n' + body[at:]
 
 
-def refresh_cards(weights_root: Path = REPO / 'weights', suite: Path = None) -> List[Path]:
+def card_eval_rows(body: str, method: str) -> Dict[str, Any]:
+    """The Hub metadata a card's own tables give: the first evaluation table (:func:`eval_table`, cards written by
+    ``ship`` here) when it has one, else its suite block (cards written by ``benchmarks/ship_weights.py``)."""
+    from ecgvit.cards import suite_rows
+
+    if '| task | method | protocol | macro AUROC [95% CI] |' in body:
+        return card_metadata(method, parse_eval_table(body), parse_pool_sources(body))
+    return {'datasets': parse_pool_sources(body), 'eval_rows': suite_rows(parse_suite_table(body), 'this')}
+
+
+def refresh_cards(weights_root: Path = REPO / 'weights', suite: Path = None,
+                  shipped: Dict[str, str] = SHIPPED) -> List[Path]:
     """Rewrite the YAML metadata of each shipped card from the card's own tables, and with ``suite`` (an evaluation
     suite's ``results.csv``) its suite block; the rest of the body, the weights and ``config.json`` stay as they are."""
     from ecgvit.cards import encoder_card_data, front_matter, split_front_matter
 
     suite_rows = _read_csv(suite) if suite is not None else None
     written = []
-    for method, name in SHIPPED.items():
+    for method, name in shipped.items():
         folder = weights_root / name
         card = (folder / 'README.md').read_text()
         _, body = split_front_matter(card)
         if suite_rows is not None:
             source = os.path.relpath(suite, REPO) if Path(suite).resolve().is_relative_to(REPO) else str(suite)
             body = put_suite_table(body, suite_table(suite_rows, name, source))
-        meta = card_metadata(method, parse_eval_table(body), parse_pool_sources(body))
+        meta = card_eval_rows(body, method)
         config = json.loads((folder / 'config.json').read_text())
         atomic_write_text(folder / 'README.md', front_matter(encoder_card_data(config, **meta)) + body)
         written.append(folder / 'README.md')

@@ -44,9 +44,9 @@ from benchmarks.release_weights import (
     _hardware,
     _loss_curve,
     _pool_counts,
-    _pool_sources,
     _queue_note,
     _registry,
+    card_eval_rows,
     suite_table,
 )
 from ecgvit.train.checkpoint import atomic_write_text
@@ -337,7 +337,6 @@ def _readme_table(decisions: Dict[str, Dict[str, Any]]) -> str:
 
 def ship(args: argparse.Namespace) -> int:
     """Write every candidate that passed the gate into ``weights/``; refuse the others."""
-    from ecgvit.cards import suite_rows
     from ecgvit.hub import save_pretrained, sha256_file
     from ecgvit.weights import WEIGHTS_SHA256
 
@@ -348,19 +347,16 @@ def ship(args: argparse.Namespace) -> int:
         raise SystemExit(f'Not shipped: {failed}. Only weights that beat the random init and the current weights '
                          f'(paired 95% CI excluding 0) replace them.')
     weights_root = Path(args.weights)
-    suite_results = _read_csv(gate_dir / 'results.csv')
     shas = dict(WEIGHTS_SHA256)
     for name, d in decisions.items():
         run, method = Path(d['facts']['run']), d['facts']['method']
         card = _card(d, gate_dir, Path(args.ablation) if args.ablation else None, _previous(weights_root, name))
         encoder = _bf16_encoder(run).to(torch.bfloat16)
-        rows = suite_rows(suite_results, CANDIDATE.format(name))
         out = weights_root / name
-        cache = d['facts']['data'].get('cache_dir')
+        # The metadata from the card's own tables, so `release_weights.py cards` regenerates it byte for byte.
         save_pretrained(encoder, out, pretrained_cfg={
             'pretrain_method': method, 'preprocessing': d['facts']['preprocessing'], 'license': 'apache-2.0',
-            'weights_dtype': 'bfloat16'}, card_extra=card,
-            card_metadata={'datasets': _pool_sources(Path(cache)) if cache else [], 'eval_rows': rows})
+            'weights_dtype': 'bfloat16'}, card_extra=card, card_metadata=card_eval_rows(card, method))
         _loss_curve(run / 'metrics.csv', out / 'loss_curve.png', f'{name}: pretraining loss')
         shas[name] = sha256_file(out / 'model.safetensors')
         print(f'{out}: bfloat16, sha256 {shas[name]}')

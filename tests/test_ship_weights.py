@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import ecgvit  # noqa: E402
+from benchmarks import release_weights  # noqa: E402
 from benchmarks.release_weights import TABLE_END, TABLE_START  # noqa: E402
 from benchmarks.ship_weights import gate_decision, main, run_facts  # noqa: E402
 from ecgvit.cli import main as ecgvit_main  # noqa: E402
@@ -128,4 +129,8 @@ def test_gate_then_ship_a_tiny_encoder(tiny_run, tmp_path):
                  '| sex | auroc_within |', 'Licences and attributions', 'model-index'):
         assert text in card, text
     assert (folder / 'loss_curve.png').is_file()
+    # the Hub metadata comes from the card's own suite table: regenerating it changes nothing
+    assert 'name: macro AUROC (linear probe)' not in card and 'AUROC within source (linear probe)' in card
+    release_weights.refresh_cards(weights, shipped={'mae': 'ecg_vit_tiny'})
+    assert (folder / 'README.md').read_text() == card
     assert 'old' in readme.read_text()  # the README table lists the shipped names only: untouched here
