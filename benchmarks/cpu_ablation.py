@@ -192,7 +192,8 @@ def status(args: argparse.Namespace) -> int:
         rate = p['time_s'] / p['epochs'] if p['time_s'] and p['epochs'] else None
         t = f'{p["time_s"] / 60:.0f} min' if p['time_s'] is not None else '-'
         left = '' if p['finished'] or rate is None else f', about {rate * (epochs - p["epochs"]) / 60:.0f} min left'
-        print(f'{name:32s} {"finished" if p["finished"] else "running/stopped":16s} epoch {p["epochs"]:>4d} / {epochs}'
+        state = 'finished' if p['finished'] else 'started' if (root / name).is_dir() else 'not started'
+        print(f'{name:32s} {state:12s} epoch {p["epochs"]:>4d} / {epochs}'
               f'  {t:>8s}' + (f' ({rate:.0f} s/epoch{left})' if rate else '')
               + ('' if p['best'] else '  (no best weights yet)'))
     return 0 if done == len(jobs) else 3
