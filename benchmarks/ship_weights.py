@@ -295,8 +295,8 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], pr
                      "MoCo-only, or the shared pass matches the paper's passes, is not answered for these weights.")
     lines += [
         '', '## Limitations', '',
-        f"- Pretrained for {f['epochs_done']} epochs on {data.get('n_train')} 10-s windows on a "
-        f"{_hardware(f['machine'])}: a fraction of the seed paper's 710 epochs on tens of thousands of records. "
+        f"- Pretrained for {f['epochs_done']} epochs on {data.get('n_train')} 10-s windows "
+        f"({_hardware(f['machine'])}): a fraction of the seed paper's 710 epochs on tens of thousands of records. "
         f"Treat these weights as a reproducible starting point, not as the paper's model.",
         f"- The test sets are small ({decision['n_test']} PTB-XL records in the gate), so the CIs are wide; a "
         f"difference inside a CI is not evidence of equality.",
