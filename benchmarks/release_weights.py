@@ -30,6 +30,11 @@ Usage:
     python benchmarks/release_weights.py evaluate --runs runs/shared --methods mae_moco_shared,mae_nextclip_shared \
         --tasks ptbxl_superdiagnostic --protocols linear --out runs/eval_shared
 """
+if __name__ == '__main__' and __package__ is None:  # `python benchmarks/release_weights.py` from the repository root
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import csv
 import json
@@ -193,19 +198,18 @@ def verdict(method: str, eval_dir: Path) -> str:
     return '\n'.join(lines)
 
 
-def _loss_curve(metrics_csv: Path, out_png: Path, title: str) -> None:
+def plot_loss_history(history: Dict[str, List[List[float]]], out_png: Path, title: str) -> None:
+    """Plot ``{'train': [[step, loss], ...], 'val': [...]}`` (``benchmarks.campaign.worker.loss_history``) atomically
+    into ``out_png``."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    rows = _read_csv(metrics_csv)
-    train = [(int(r['step']), float(r['loss'])) for r in rows if r['kind'] == 'train' and r['loss']]
-    val = [(int(r['step']), float(r['val_loss'])) for r in rows if r.get('val_loss')]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    if train:
-        ax.plot(*zip(*train), label='train loss')
-    if val:
-        ax.plot(*zip(*val), 'o-', label='validation loss')
+    if history.get('train'):
+        ax.plot(*zip(*history['train']), label='train loss')
+    if history.get('val'):
+        ax.plot(*zip(*history['val']), 'o-', label='validation loss')
     ax.set_xlabel('optimiser step')
     ax.set_ylabel('loss')
     ax.set_title(title)
@@ -215,6 +219,12 @@ def _loss_curve(metrics_csv: Path, out_png: Path, title: str) -> None:
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, out_png)
+
+
+def _loss_curve(metrics_csv: Path, out_png: Path, title: str) -> None:
+    from benchmarks.campaign.worker import loss_history
+
+    plot_loss_history(loss_history(metrics_csv), out_png, title)
 
 
 def _hardware(machine: Any) -> str:

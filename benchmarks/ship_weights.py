@@ -42,11 +42,11 @@ from benchmarks.release_weights import (
     TABLE_END,
     TABLE_START,
     _hardware,
-    _loss_curve,
     _pool_counts,
     _queue_note,
     _registry,
     card_eval_rows,
+    plot_loss_history,
     suite_table,
 )
 from ecgvit.train.checkpoint import atomic_write_text
@@ -80,14 +80,41 @@ def training_seconds(rows: List[Dict[str, str]]) -> float:
     return total + last
 
 
+def _campaign_facts(folder: Path) -> Dict[str, Any]:
+    """:func:`run_facts` of an encoder the GPU campaign trained (a folder ``gpu_campaign.py unpack`` wrote, with its
+    run record in ``campaign.json``)."""
+    c = json.loads((folder / 'campaign.json').read_text())
+    job, enc, run = c['job'], c['encoder'], c.get('run') or {}
+    cfg = json.loads((folder / 'config.json').read_text())
+    counts = (run.get('pack') or {}).get('counts') or {}
+    return {'run': str(folder), 'method': enc['method'], 'model': cfg['architecture'],
+            'seed': job.get('seed', (run.get('settings') or {}).get('seed', 0)), 'epochs_done': job.get('epochs'),
+            'epochs_planned': job.get('planned_epochs'), 'finished': job.get('status') == 'done',
+            'steps': job.get('steps'), 'train_hours': float(job.get('train_s') or 0) / 3600,
+            'best_epoch': job.get('best_epoch'), 'best_step': None, 'best_val_loss': job.get('best_val_loss'),
+            'amp': job.get('amp'), 'machine': run.get('machine'), 'train': job.get('train') or {},
+            'pretrainer': job.get('pretrainer') or {},
+            'data': {'n_train': job.get('n_train', counts.get('pool_train')),
+                     'n_val': job.get('n_val', counts.get('pool_val'))},
+            'preprocessing': (cfg.get('pretrained_cfg') or {}).get('preprocessing'),
+            'command': f"python benchmarks/gpu_campaign.py run (job {enc['job']})",
+            'loss_history': job.get('loss_history') or {'train': [], 'val': []},
+            'data_note': 'Trained on the GPU campaign\'s pack of this pool: the same windows, quantised to 0.02 '
+                         'standard deviations for the trip (`benchmarks/campaign/codec.py`).'}
+
+
 def run_facts(run: Path) -> Dict[str, Any]:
-    """What a pretraining run folder says about itself, also mid-schedule (no ``summary.json`` yet).
+    """What a pretraining run folder says about itself, also mid-schedule (no ``summary.json`` yet); for an encoder
+    of the GPU campaign, what its ``campaign.json`` says.
 
     Epochs are the validation passes in ``metrics.csv`` (one per finished epoch); training time is
     :func:`training_seconds`.
     """
+    from benchmarks.campaign.worker import loss_history
     from ecgvit.train.checkpoint import load_best
 
+    if (run / 'campaign.json').is_file():
+        return _campaign_facts(run)
     cfg = json.loads((run / 'config.json').read_text())
     rows = _read_csv(run / 'metrics.csv')
     val_epochs = {int(r['epoch']) for r in rows if r['kind'] == 'val'}
@@ -101,7 +128,7 @@ def run_facts(run: Path) -> Dict[str, Any]:
             'best_val_loss': best.get('val_loss'), 'amp': cfg.get('amp_resolved') or cfg['train'].get('amp'),
             'machine': cfg.get('machine'), 'train': cfg['train'], 'pretrainer': cfg.get('pretrainer', {}),
             'data': cfg.get('data', {}), 'preprocessing': cfg.get('preprocessing'),
-            'command': _command_line(cfg.get('args') or {})}
+            'command': _command_line(cfg.get('args') or {}), 'loss_history': loss_history(run / 'metrics.csv')}
 
 
 def _command_line(args: Dict[str, Any]) -> str:
@@ -255,8 +282,8 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], pr
         f"| optimiser | Adam lr {tc.get('lr')}, batch {tc.get('batch_size')}, {tc.get('warmup_epochs')} warm-up "
         f"epochs, then ReduceLROnPlateau (factor {tc.get('plateau_factor')}, patience "
         f"{tc.get('plateau_patience')}) on the validation loss |",
-        f"| weights | best validation loss {f['best_val_loss']:.4f} (epoch {f['best_epoch']}, step "
-        f"{f['best_step']}) |",
+        f"| weights | best validation loss {f['best_val_loss']:.4f} (epoch {f['best_epoch']}"
+        + (f", step {f['best_step']}" if f.get('best_step') is not None else '') + ') |',
         f"| precision | {f['amp']} |",
         f"| hardware | {_hardware(f['machine'])} |",
         f"| training time | {f['train_hours']:.2f} h (summed over resumed segments) |",
@@ -269,7 +296,7 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], pr
         f"record of the shared data folder (PTB-XL, LUDB, PhysioNet/CinC Challenge samples, CODE-15% samples) "
         f"except PTB-XL folds 9 and 10, which evaluation holds out; records cut into 10-s windows (shorter ones "
         f"zero-padded), resampled to 360 Hz, z-scored per lead; exact duplicate windows removed, including challenge "
-        f"copies of held-out PTB-XL records. {pool_note}", '',
+        f"copies of held-out PTB-XL records. {pool_note} {f.get('data_note', '')}".rstrip(), '',
         LICENCES.rstrip('\n'), '',
         '## Evaluation', '',
         f"Generated by `benchmarks/ship_weights.py gate` (outputs in `{_relpath(gate_dir)}`): the evaluation suite "
@@ -357,7 +384,7 @@ def ship(args: argparse.Namespace) -> int:
         save_pretrained(encoder, out, pretrained_cfg={
             'pretrain_method': method, 'preprocessing': d['facts']['preprocessing'], 'license': 'apache-2.0',
             'weights_dtype': 'bfloat16'}, card_extra=card, card_metadata=card_eval_rows(card, method))
-        _loss_curve(run / 'metrics.csv', out / 'loss_curve.png', f'{name}: pretraining loss')
+        plot_loss_history(d['facts']['loss_history'], out / 'loss_curve.png', f'{name}: pretraining loss')
         shas[name] = sha256_file(out / 'model.safetensors')
         print(f'{out}: bfloat16, sha256 {shas[name]}')
     atomic_write_text(Path(args.registry), _registry(shas))

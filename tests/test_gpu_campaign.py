@@ -117,6 +117,23 @@ def test_pack_run_unpack_end_to_end(tmp_path):
         cfg = json.loads((folders[name] / 'config.json').read_text())['pretrained_cfg']
         assert cfg['preprocessing']['sampling_rate'] == 200.0 and cfg['weights_dtype'] == 'bfloat16'
 
+    # An unpacked encoder carries what a card needs (benchmarks/ship_weights.py reads it like a run folder).
+    from benchmarks.ship_weights import _card, run_facts
+
+    facts = run_facts(folders['ecg_vit_tiny-mae_moco'])
+    assert facts['epochs_done'] == 2 and facts['steps'] == jobs['seed-mae_moco']['steps'] and facts['seed'] == 0
+    assert facts['train']['lr'] == 2e-4 and facts['pretrainer']['alpha'] == 40.0 and facts['data']['n_train'] > 0
+    assert len(facts['loss_history']['val']) == 2 and facts['machine']['logical_cores'] >= 1
+    facts['rel_l2_from_init'] = jobs['seed-mae_moco']['rel_l2_from_init']
+    decision = {'name': 'ecg_vit_tiny', 'facts': facts, 'n_test': 4, 'score': .7, 'ci': [.5, .9], 'random': .6,
+                'vs_random': {'diff': .1, 'lo': .01, 'hi': .2}, 'target_met': False}
+    gate_dir = tmp_path / 'gate'
+    gate_dir.mkdir()
+    (gate_dir / 'results.csv').write_text('task,metric,encoder,fraction,headline,mean,ci_lo,ci_hi,n_test\n'
+                                          'ptbxl_superdiagnostic,auroc,new_ecg_vit_tiny,1.0,True,0.7,0.5,0.9,4\n')
+    card = _card(decision, gate_dir, None, {})
+    assert '| epochs | 2 (the whole schedule)' in card and "GPU campaign's pack" in card and 'alpha = 40.0' in card
+
     # Weights from elsewhere (here: the unpacked ones) probed on the same records, paired with the run's seed jobs.
     out2 = tmp_path / 'out2'
     rc = gpu_campaign.main([

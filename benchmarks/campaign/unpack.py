@@ -86,7 +86,10 @@ def unpack(results: str | os.PathLike, out: str | os.PathLike, log=print) -> dic
         folder = save_pretrained(model, out / name, pretrained_cfg={
             'pretrain_method': pcfg.get('pretrain_method', enc['method']), 'preprocessing': pcfg.get('preprocessing'),
             'license': 'apache-2.0', 'weights_dtype': 'bfloat16'}, card_extra=_card(name, enc, job, report))
-        (folder / 'campaign.json').write_text(json.dumps({'encoder': enc, 'job': job}, indent=2, default=float))
+        run = {k: report.get(k) for k in ('machine', 'torch', 'ecgvit', 'device', 'settings')}
+        run['pack'] = {k: (report.get('pack') or {}).get(k) for k in ('counts', 'preprocessing')}
+        (folder / 'campaign.json').write_text(json.dumps({'encoder': enc, 'job': job, 'run': run}, indent=2,
+                                                         default=float))
         check = load_pretrained(folder)
         for k, v in check.state_dict().items():
             if not torch.equal(v.to(torch.bfloat16), state[k].to(torch.bfloat16)):

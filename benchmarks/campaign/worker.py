@@ -113,6 +113,29 @@ def probe(encoder: torch.nn.Module, arrays: Path, label_names: list[str], job: d
     return {k: res[k] for k in keep if k in res}
 
 
+def loss_history(metrics_csv: Path, max_train_rows: int = 400) -> dict[str, list[list[float]]]:
+    """A run's loss curve, small enough for ``results.json``: every validation row and at most ``max_train_rows``
+    training rows, as ``[step, loss]`` pairs."""
+    import csv
+
+    if not metrics_csv.is_file():
+        return {'train': [], 'val': []}
+    with open(metrics_csv, newline='') as f:
+        rows = list(csv.DictReader(f))
+    train = [[int(r['step']), float(r['loss'])] for r in rows if r['kind'] == 'train' and r['loss']]
+    val = [[int(r['step']), float(r['val_loss'])] for r in rows if r['kind'] == 'val' and r['val_loss']]
+    every = max(1, -(-len(train) // max_train_rows))
+    return {'train': train[::every], 'val': val}
+
+
+def _recipe(run_dir: Path) -> dict[str, Any]:
+    """The resolved training recipe ``ecgvit.train.train`` recorded in the run's config.json."""
+    try:
+        return json.loads((run_dir / 'config.json').read_text()).get('train', {})
+    except (OSError, ValueError):
+        return {}
+
+
 def train_one(job: dict[str, Any]) -> dict[str, Any]:
     """Run one job (see :mod:`benchmarks.campaign.run` for its fields); returns and writes ``result.json``."""
     import ecgvit
@@ -166,7 +189,8 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
             # The seed's 20 warm-up epochs, or a fifth of a shorter run (ecgvit's auto rule), fixed for all chunks.
             warmup = min(float(job['warmup_epochs']), 0.2 * planned)
             result.update(step_s_calibration=step_s, planned_epochs=planned, warmup_epochs=warmup,
-                          steps_per_epoch=steps_per_epoch, batch_size=batch)
+                          steps_per_epoch=steps_per_epoch, batch_size=batch, seed=job['seed'],
+                          n_train=len(train_set), n_val=len(val_set))
             seed_everything(job['seed'])
             pretrainer = build()
             init = {k: v.detach().clone() for k, v in pretrainer.encoder.state_dict().items()}
@@ -204,6 +228,9 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
             if device.type == 'cuda':
                 result['cuda_peak_gib'] = torch.cuda.max_memory_allocated(device) / 2 ** 30
             load_best_into(pretrainer, out)
+            # What a card needs that the weights do not say: the recipe, the method's settings, the loss curve.
+            result.update(pretrainer=getattr(pretrainer, 'config', {}), train=_recipe(out),
+                          loss_history=loss_history(out / 'metrics.csv'))
             encoder = pretrainer.encoder.cpu()
             result['rel_l2_from_init'] = relative_distance(encoder.state_dict(), init)
             save_pretrained(encoder, run_dir / 'encoder', pretrained_cfg={
