@@ -115,6 +115,11 @@ def run_facts(run: Path) -> Dict[str, Any]:
 
     if (run / 'campaign.json').is_file():
         return _campaign_facts(run)
+    missing = [f for f in ('config.json', 'metrics.csv', 'checkpoints/best.safetensors') if not (run / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f'{run} is not an `ecgvit pretrain` run folder with best weights (missing '
+                                f'{", ".join(missing)}), nor a folder `gpu_campaign.py unpack` wrote: pass the '
+                                f'run\'s -o folder after at least one epoch.')
     cfg = json.loads((run / 'config.json').read_text())
     rows = _read_csv(run / 'metrics.csv')
     val_epochs = {int(r['epoch']) for r in rows if r['kind'] == 'val'}
@@ -209,6 +214,8 @@ def gate(args: argparse.Namespace) -> int:
 
     runs = _pairs(args.run, '--run', 'NAME=FOLDER (NAME: the model name the weights ship as, e.g. '
                                      f'{", ".join(SHIPPED.values())})')
+    for run in runs.values():
+        run_facts(run)  # a folder that is not a run fails here, before the suite's minutes
     current = {n: n for n in runs}  # the weights shipped now under that name (weights/, the Hub)
     current.update(_pairs(args.current, '--current', 'NAME=FOLDER'))
     candidates = {n: _bf16_encoder(r) for n, r in runs.items()}

@@ -134,3 +134,12 @@ def test_gate_then_ship_a_tiny_encoder(tiny_run, tmp_path):
     release_weights.refresh_cards(weights, shipped={'mae': 'ecg_vit_tiny'})
     assert (folder / 'README.md').read_text() == card
     assert 'old' in readme.read_text()  # the README table lists the shipped names only: untouched here
+
+
+def test_gate_refuses_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(FileNotFoundError, match='not an `ecgvit pretrain` run folder.*metrics.csv'):
+        main(['gate', '--run', f'ecg_vit_mae_moco={tmp_path / "empty"}', '--data-dir', str(tmp_path),
+              '--out', str(tmp_path / 'out')])
+    with pytest.raises(SystemExit, match='NAME=FOLDER'):
+        main(['gate', '--run', 'ecg_vit_mae_moco', '--data-dir', str(tmp_path), '--out', str(tmp_path / 'out')])
