@@ -68,8 +68,9 @@ def _read_csv(path: Path) -> List[Dict[str, str]]:
 def training_seconds(rows: List[Dict[str, str]]) -> float:
     """Training wall time of a run from its ``metrics.csv`` rows, summed over resumed segments.
 
-    ``time_s`` restarts at 0 in each segment, and a resume drops the rows past its checkpoint, so what is counted is
-    the time up to the last kept row of each segment: work lost to an interruption after the last checkpoint is not.
+    ``time_s`` counts the whole run (a resume continues from the time its checkpoint recorded); in runs written
+    before it did, it restarts at 0 in each segment, and the segments are added. Either way, work lost to an
+    interruption after the last checkpoint is not counted (a resume drops the rows past its checkpoint).
     """
     total, last = 0.0, 0.0
     for r in rows:

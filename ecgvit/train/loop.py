@@ -256,7 +256,9 @@ class _Run:
         self.amp_dtype, self.resolved, self.ckpt_dir, self.log = amp_dtype, resolved, ckpt_dir, log
         self.last_saved = last_saved
         self.params = [p for p in module.parameters() if p.requires_grad]
-        self.start = time.time()
+        # time_s in the log and the summary counts the whole run, resumed segments included (up to each one's last
+        # checkpoint: work after it is redone, not counted twice).
+        self.start = time.time() - float(state.get('elapsed_s') or 0.0)
         try:
             from tqdm.auto import tqdm
         except ImportError:  # pragma: no cover - tqdm is a dependency
@@ -368,6 +370,7 @@ class _Run:
     def save(self, step: int) -> None:
         """A resumable checkpoint (collective: every rank calls it, rank 0 writes)."""
         rng = gather_rng(self.info)
+        self.state['elapsed_s'] = time.time() - self.start
         if self.info.is_main:
             st = dict(self.state, schedule=self.schedule.state_dict(), config=self.resolved)
             st['rng_other_ranks'] = json_rng(rng)

@@ -43,7 +43,8 @@ def resume_or_seed(resume_from: Optional[Path], module: nn.Module, optimizer: to
                    steps_per_epoch: int, config: TrainConfig, info: DistInfo) -> Dict[str, Any]:
     """The loop's counters: restored with weights, optimiser, schedule and RNGs from a checkpoint, or fresh."""
     state: Dict[str, Any] = {'epoch': 0, 'batch_in_epoch': 0, 'global_step': 0, 'optimizer_steps': 0,
-                             'skipped_steps': 0, 'best_val_loss': None, 'best_epoch': None, 'amp': None}
+                             'skipped_steps': 0, 'best_val_loss': None, 'best_epoch': None, 'amp': None,
+                             'elapsed_s': 0.0}  # training seconds before this segment (0 for older checkpoints)
     if resume_from is None:
         seed_everything(config.seed + info.rank)
         return state
