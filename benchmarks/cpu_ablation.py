@@ -234,19 +234,21 @@ def ablation_rows(results: List[Dict[str, Any]], pairwise: List[Dict[str, Any]],
 
 
 def ablation_markdown(rows: List[Dict[str, Any]], progress: Dict[str, Dict[str, Any]], header: str) -> str:
-    """The ablation table: score, epochs, and each question's paired difference with its verdict."""
+    """The ablation table: epochs, training time, score, and each question's paired difference with its verdict."""
     questions = [q for q in QUESTIONS if any(q in r['vs'] for r in rows)]
-    lines = [header, '', '| encoder | epochs | AUROC [95% CI] | ' + ' | '.join(QUESTIONS[q] for q in questions) + ' |',
-             '|---|---|---|' + '---|' * len(questions)]
+    lines = [header, '', '| encoder | epochs | training time | AUROC [95% CI] | '
+             + ' | '.join(QUESTIONS[q] for q in questions) + ' |', '|---|---|---|---|' + '---|' * len(questions)]
     for r in rows:
         p = progress.get(r['encoder'], {})
         ep = '-' if r['method'] == 'random' else f"{p.get('epochs', '?')}{'' if p.get('finished') else ' (unfinished)'}"
+        t, n_ep = p.get('time_s'), p.get('epochs')
+        took = f'{t / 60:.0f} min ({t / n_ep:.0f} s/epoch)' if t and n_ep else '-'
         cells = []
         for q in questions:
             v = r['vs'].get(q)
             cells.append('' if v is None else
                          f"{v['diff']:+.3f} [{v['lo']:+.3f}, {v['hi']:+.3f}] {v['verdict']}")
-        lines.append(f"| {r['encoder']} | {ep} | {r['mean']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}] | "
+        lines.append(f"| {r['encoder']} | {ep} | {took} | {r['mean']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}] | "
                      + ' | '.join(cells) + ' |')
     lines += ['', 'Each difference is A - B on the same test records (paired bootstrap, 95% CI); "better" / "worse" '
                   'when the CI excludes 0, otherwise no difference is shown (which is not evidence of equality).']

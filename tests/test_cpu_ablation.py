@@ -87,10 +87,11 @@ def test_ablation_rows_orient_each_difference_as_a_minus_b():
     assert hyb['moco']['verdict'] == 'no difference shown'
     assert 'random' not in by['moco']['vs']  # that pair is not in the suite output: no made-up cell
     assert by['mae_moco']['mean'] == .85
-    md = ablation_markdown(rows, {'mae_moco': {'epochs': 7, 'finished': False}, 'mae': {'epochs': 100,
-                                                                                       'finished': True}}, '# T')
-    assert '| mae_moco | 7 (unfinished) | 0.850 [0.800, 0.900] | +0.150 [+0.100, +0.200] better | +0.050 ' in md
-    assert '| mae | 100 | 0.800' in md and 'vs MoCo-only' in md
+    md = ablation_markdown(rows, {'mae_moco': {'epochs': 7, 'finished': False, 'time_s': 420.0},
+                                  'mae': {'epochs': 100, 'finished': True}}, '# T')
+    assert ('| mae_moco | 7 (unfinished) | 7 min (60 s/epoch) | 0.850 [0.800, 0.900] | +0.150 [+0.100, +0.200] better '
+            '| +0.050 ') in md
+    assert '| mae | 100 | - | 0.800' in md and 'vs MoCo-only' in md
 
 
 def _pool(folder, n=24):
