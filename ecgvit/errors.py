@@ -5,7 +5,8 @@ same classes: ``except CheckpointError`` catches a bad weight file from ``create
 bad training checkpoint from ``--resume``.
 """
 
-__all__ = ['EcgvitError', 'CheckpointError', 'PretrainedWeightsError', 'RunExistsError', 'TrainingDivergedError']
+__all__ = ['EcgvitError', 'CheckpointError', 'PretrainedWeightsError', 'RunExistsError', 'RunInUseError',
+           'TrainingDivergedError']
 
 
 class EcgvitError(Exception):
@@ -30,6 +31,11 @@ class PretrainedWeightsError(EcgvitError, RuntimeError):
 class RunExistsError(EcgvitError, FileExistsError):
     """A fresh training run was pointed at a folder that already holds a run: starting there would overwrite its
     metrics, best weights and checkpoints, and a later resume would mix the two runs."""
+
+
+class RunInUseError(EcgvitError, RuntimeError):
+    """A training run was pointed at a folder another live process is training into (resume or fresh start):
+    both would write checkpoints and metrics into one run."""
 
 
 class TrainingDivergedError(EcgvitError, RuntimeError):

@@ -434,6 +434,37 @@ def _resume_with_another_method(tmp_path, monkeypatch):
     check_resume_method(state, None)  # nothing recorded here: the settings check decides
 
 
+@case('resume', 'run folder in use by another process',
+      'a second process resumes a run while a live process trains into its folder; then the holder is killed',
+      'RunInUseError naming the holder\'s pid, before anything in the folder is touched (its partial checkpoint '
+      'files stay); once the holder is gone, even by SIGKILL, the resume runs')
+def _run_folder_in_use(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    out = tmp_path / 'run'
+    _run(out, epochs=1)
+    partial = out / 'checkpoints' / '.tmp-step-00000099'  # what a live run is writing this moment
+    partial.mkdir()
+    hold = ('import sys, time; from pathlib import Path; from ecgvit.train.run_lock import RunLock; '
+            'lock = RunLock(Path(sys.argv[1])).acquire(); print("locked", flush=True); time.sleep(600)')
+    holder = subprocess.Popen([sys.executable, '-c', hold, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        before = sorted(p.relative_to(out).as_posix() for p in out.rglob('*'))
+        with pytest.raises(errors.RunInUseError, match=rf'in use by another training process \(pid {holder.pid} '
+                                                       rf'on host .*Nothing was changed'):
+            _run(out, epochs=2, resume=True)
+        with pytest.raises(errors.RunExistsError, match='already holds a training run'):  # checked first, read-only
+            _run(out, epochs=2)
+        assert partial.is_dir() and sorted(p.relative_to(out).as_posix() for p in out.rglob('*')) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    _, summary = _run(out, epochs=2, resume=True)  # the kernel dropped the dead holder's lock
+    assert summary['epochs'] == 2 and not partial.exists()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Reduced leads
 

@@ -320,6 +320,24 @@ def test_a_fresh_run_refuses_a_folder_that_holds_a_run(tmp_path):
     _run(tmp_path / 'a', epochs=3, resume=True)  # continuing it is what resume is for
 
 
+def test_a_fresh_run_into_a_folder_in_use_stops_and_the_lock_ends_with_its_holder(tmp_path):
+    """Two processes starting into one empty folder: the second stops (flock locks are per open file, so a second
+    lock in this process stands for another process); a released lock is free again."""
+    from ecgvit.errors import RunInUseError
+    from ecgvit.train.run_lock import LOCK_NAME, RunLock
+
+    with RunLock(tmp_path / 'a'):
+        with pytest.raises(RunInUseError, match=r'in use by another training process \(pid \d+ on host'):
+            _run(tmp_path / 'a', epochs=1)
+        assert [p.name for p in (tmp_path / 'a').iterdir()] == [LOCK_NAME]
+    _run(tmp_path / 'a', epochs=1)
+    with RunLock(tmp_path / 'b'):
+        (tmp_path / 'b' / LOCK_NAME).write_text('\x00 not json')  # a holder that wrote something else
+        with pytest.raises(RunInUseError, match='holder unknown'):
+            RunLock(tmp_path / 'b').acquire()
+    _run(tmp_path / 'b', epochs=1)
+
+
 @pytest.mark.parametrize('lr', [1e6, 1e30])
 def test_a_run_that_diverges_is_an_error_not_a_success(tmp_path, lr):
     """Issue 18, item 4: lr 1e6 used to skip step after step with warnings, exit 0 and export non-finite weights."""

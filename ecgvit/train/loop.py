@@ -46,6 +46,7 @@ from .distributed import DistInfo, all_reduce_any, barrier, init_distributed
 from .metrics_log import MetricsLog, scalar_parts
 from .optim import create_adam
 from .resume import checkpoint_to_resume, gather_rng, json_rng, resume_or_seed, run_warmup_epochs
+from .run_lock import RunLock
 from .runtime import autocast_context, compile_blocks, machine_info, resolve_amp_dtype, seed_everything
 from .sampler import ResumableSampler
 from .schedules import create_schedule
@@ -83,13 +84,25 @@ def train(
     Raises:
         ValueError: the batch is larger than the (per-process share of the) training set, a bad option, or a
             checkpoint to resume that does not fit this run.
+        RunExistsError: a fresh run (``resume=False``) into a folder that holds a run.
+        RunInUseError: another live process is training into ``config.output_dir``.
 
     Example:
         >>> # ecgvit.train.train(create_pretrainer('mae_moco'), train_ds, val_ds, TrainConfig(epochs=1))
     """
     validate_train_config(config)
     info = _start_process(config)
-    out_dir, ckpt_dir = _prepare_output(Path(config.output_dir), info, config.resume)
+    if not config.resume:  # every rank: each must stop, not wait at a barrier; read-only, so before the lock
+        _refuse_existing_run(Path(config.output_dir), Path(config.output_dir) / 'checkpoints')
+    # Rank 0 writes the folder, so it holds the lock; it is taken before the partial-file sweep, which would
+    # otherwise delete the files a live run is writing.
+    with RunLock(Path(config.output_dir), enabled=info.is_main):
+        return _train(model, train_set, val_set, config, run_config, info)
+
+
+def _train(model: nn.Module, train_set: Dataset, val_set: Optional[Dataset], config: TrainConfig,
+           run_config: Optional[Dict[str, Any]], info: DistInfo) -> Dict[str, Any]:
+    out_dir, ckpt_dir = _prepare_output(Path(config.output_dir), info)
     resume_from = checkpoint_to_resume(config, ckpt_dir, info)
     saved = read_checkpoint_state(resume_from) if resume_from is not None else None
     if saved is not None:
@@ -164,11 +177,9 @@ def _refuse_existing_run(out_dir: Path, ckpt_dir: Path) -> None:
                              f'output folder. Nothing was changed.')
 
 
-def _prepare_output(out_dir: Path, info: DistInfo, resume: Any = False) -> Tuple[Path, Path]:
+def _prepare_output(out_dir: Path, info: DistInfo) -> Tuple[Path, Path]:
     """Create the run folder and sweep partial checkpoint files an interrupted run left (rank 0; others wait)."""
     ckpt_dir = out_dir / 'checkpoints'
-    if not resume:
-        _refuse_existing_run(out_dir, ckpt_dir)  # every rank: each must stop, not wait at the barrier
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         removed = clean_partial(ckpt_dir)
