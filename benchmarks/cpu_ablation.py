@@ -77,6 +77,12 @@ def job_progress(folder: Path) -> Dict[str, Any]:
     return out
 
 
+def seconds_per_epoch(progress: Dict[str, Any]) -> Optional[float]:
+    """Training seconds per finished epoch of a job's progress (``job_progress``), or None before its first."""
+    t, epochs = progress.get('time_s'), progress.get('epochs')
+    return t / epochs if t and epochs else None
+
+
 def _pretrain_command(args: argparse.Namespace, method: str, kwargs: Dict[str, Any], folder: Path) -> List[str]:
     cmd = [sys.executable, '-c', 'import sys; from ecgvit.cli import main; sys.exit(main())', 'pretrain',
            '--method', method, '--model', args.model, '--data', args.data, '--epochs', str(args.epochs),
@@ -189,7 +195,7 @@ def status(args: argparse.Namespace) -> int:
     for name, _, _ in jobs:
         p = job_progress(root / name)
         done += p['finished']
-        rate = p['time_s'] / p['epochs'] if p['time_s'] and p['epochs'] else None
+        rate = seconds_per_epoch(p)
         t = f'{p["time_s"] / 60:.0f} min' if p['time_s'] is not None else '-'
         left = '' if p['finished'] or rate is None else f', about {rate * (epochs - p["epochs"]) / 60:.0f} min left'
         state = 'finished' if p['finished'] else 'started' if (root / name).is_dir() else 'not started'
@@ -241,8 +247,8 @@ def ablation_markdown(rows: List[Dict[str, Any]], progress: Dict[str, Dict[str, 
     for r in rows:
         p = progress.get(r['encoder'], {})
         ep = '-' if r['method'] == 'random' else f"{p.get('epochs', '?')}{'' if p.get('finished') else ' (unfinished)'}"
-        t, n_ep = p.get('time_s'), p.get('epochs')
-        took = f'{t / 60:.0f} min ({t / n_ep:.0f} s/epoch)' if t and n_ep else '-'
+        rate = seconds_per_epoch(p)
+        took = '-' if rate is None else f"{p['time_s'] / 60:.0f} min ({rate:.0f} s/epoch)"
         cells = []
         for q in questions:
             v = r['vs'].get(q)
