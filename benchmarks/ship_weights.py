@@ -18,6 +18,12 @@ Usage:
         --out benchmarks/results/release_YYYY-MM-DD --cache-dir ~/.cache/ecgvit-runs/suite_shipped/cache
     python benchmarks/ship_weights.py ship --gate benchmarks/results/release_YYYY-MM-DD \\
         [--ablation benchmarks/results/ablation/ablation.md]
+
+A run that is still training replaces its best weights whenever the validation loss improves, so gate a frozen copy
+of it (``snapshot``): ``ship`` refuses weights whose sha256 is not the one the gate evaluated.
+
+    python benchmarks/ship_weights.py snapshot --run ~/.cache/ecgvit-runs/weights-bf16/mae_moco \\
+        --out ~/.cache/ecgvit-runs/weights-bf16/mae_moco-snapshot-e57
 """
 if __name__ == '__main__' and __package__ is None:  # `python benchmarks/ship_weights.py` from the repository root
     import sys
@@ -28,6 +34,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -51,13 +58,14 @@ from benchmarks.release_weights import (
 )
 from ecgvit.train.checkpoint import atomic_write_text
 
-__all__ = ['training_seconds', 'run_facts', 'gate_decision', 'gate', 'ship', 'main', 'GATE_TASK', 'TARGET_AUROC',
-           'TARGET_OVER_RANDOM']
+__all__ = ['training_seconds', 'run_facts', 'weights_file', 'snapshot', 'gate_decision', 'gate', 'ship', 'main',
+           'GATE_TASK', 'TARGET_AUROC', 'TARGET_OVER_RANDOM']
 
 GATE_TASK, GATE_METRIC = 'ptbxl_superdiagnostic', 'auroc'
 TARGET_AUROC, TARGET_OVER_RANDOM = 0.88, 0.05  # issue 15's target for both names
 CANDIDATE = 'new_{}'  # a candidate's encoder name in the suite output
 GATE_FILE = 'gate.json'
+SNAPSHOT_FILES = ('config.json', 'metrics.csv', 'summary.json', 'checkpoints/best.safetensors')
 
 
 def _read_csv(path: Path) -> List[Dict[str, str]]:
@@ -104,6 +112,14 @@ def _campaign_facts(folder: Path) -> Dict[str, Any]:
                          'standard deviations for the trip (`benchmarks/campaign/codec.py`).'}
 
 
+def weights_file(run: Path) -> Path:
+    """The file :func:`_bf16_encoder` reads for ``run`` (``load_encoder``'s order): an unpacked campaign encoder's
+    ``model.safetensors``, else a pretraining run's ``checkpoints/best.safetensors``."""
+    if (run / 'model.safetensors').is_file() and (run / 'config.json').is_file():
+        return run / 'model.safetensors'
+    return run / 'checkpoints' / 'best.safetensors'
+
+
 def run_facts(run: Path) -> Dict[str, Any]:
     """What a pretraining run folder says about itself, also mid-schedule (no ``summary.json`` yet); for an encoder
     of the GPU campaign, what its ``campaign.json`` says.
@@ -112,10 +128,11 @@ def run_facts(run: Path) -> Dict[str, Any]:
     :func:`training_seconds`.
     """
     from benchmarks.campaign.worker import loss_history
+    from ecgvit.hub import sha256_file
     from ecgvit.train.checkpoint import load_best
 
     if (run / 'campaign.json').is_file():
-        return _campaign_facts(run)
+        return dict(_campaign_facts(run), weights_sha256=sha256_file(weights_file(run)))
     missing = [f for f in ('config.json', 'metrics.csv', 'checkpoints/best.safetensors') if not (run / f).is_file()]
     if missing:
         raise FileNotFoundError(f'{run} is not an `ecgvit pretrain` run folder with best weights (missing '
@@ -134,7 +151,29 @@ def run_facts(run: Path) -> Dict[str, Any]:
             'best_val_loss': best.get('val_loss'), 'amp': cfg.get('amp_resolved') or cfg['train'].get('amp'),
             'machine': cfg.get('machine'), 'train': cfg['train'], 'pretrainer': cfg.get('pretrainer', {}),
             'data': cfg.get('data', {}), 'preprocessing': cfg.get('preprocessing'),
-            'command': _command_line(cfg.get('args') or {}), 'loss_history': loss_history(run / 'metrics.csv')}
+            'command': _command_line(cfg.get('args') or {}), 'loss_history': loss_history(run / 'metrics.csv'),
+            'weights_sha256': sha256_file(weights_file(run))}
+
+
+def snapshot(args: argparse.Namespace) -> int:
+    """Copy what the gate and ``ship`` read of a run (config, metrics, best weights) into a new folder, so that the
+    weights a live run goes on replacing stay the ones evaluated."""
+    run, out = Path(args.run), Path(args.out)
+    run_facts(run)  # a folder that is not a run fails here
+    if out.exists():
+        raise SystemExit(f'{out} exists: a snapshot is written once; name a new folder.')
+    tmp = out.with_name(out.name + '.partial')
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name in SNAPSHOT_FILES:
+        if (run / name).is_file():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            # One open() per file: a run replaces best.safetensors by rename, so the copy is one whole version.
+            shutil.copyfile(run / name, tmp / name)
+    os.replace(tmp, out)
+    facts = run_facts(out)
+    print(f"{out}: {facts['epochs_done']} epochs, best weights of epoch {facts['best_epoch']} (validation loss "
+          f"{facts['best_val_loss']:.4f}), sha256 {facts['weights_sha256']}")
+    return 0
 
 
 def _command_line(args: Dict[str, Any]) -> str:
@@ -149,6 +188,18 @@ def _command_line(args: Dict[str, Any]) -> str:
         flag = '--' + key.replace('_', '-')
         parts += [flag] if value is True else [flag, str(value)]
     return ' '.join(parts)
+
+
+def _check_unchanged(run: Path, sha256: Optional[str], when: str) -> None:
+    """Refuse weights that are not the version the gate evaluated (a live run replaced its best weights)."""
+    from ecgvit.hub import sha256_file
+
+    now = sha256_file(weights_file(run))
+    if now != sha256:
+        raise SystemExit(f'{weights_file(run)} changed {when} (sha256 {now[:12]}..., gated '
+                         f'{(sha256 or "unrecorded")[:12]}...): the run is still training. Gate a frozen copy: '
+                         f'`python benchmarks/ship_weights.py snapshot --run {run} --out NEW_FOLDER`, then '
+                         f'`gate --run NAME=NEW_FOLDER`.')
 
 
 def _bf16_encoder(run: Path) -> torch.nn.Module:
@@ -215,11 +266,12 @@ def gate(args: argparse.Namespace) -> int:
 
     runs = _pairs(args.run, '--run', 'NAME=FOLDER (NAME: the model name the weights ship as, e.g. '
                                      f'{", ".join(SHIPPED.values())})')
-    for run in runs.values():
-        run_facts(run)  # a folder that is not a run fails here, before the suite's minutes
+    facts = {n: run_facts(r) for n, r in runs.items()}  # a folder that is not a run fails here, before the suite
     current = {n: n for n in runs}  # the weights shipped now under that name (weights/, the Hub)
     current.update(_pairs(args.current, '--current', 'NAME=FOLDER'))
     candidates = {n: _bf16_encoder(r) for n, r in runs.items()}
+    for name, run in runs.items():
+        _check_unchanged(run, facts[name]['weights_sha256'], 'while the gate read them')
     encoders: Dict[str, Any] = {CANDIDATE.format(n): e for n, e in candidates.items()}
     encoders.update({n: str(c) for n, c in current.items() if n in runs})
     out = Path(args.out)
@@ -230,14 +282,14 @@ def gate(args: argparse.Namespace) -> int:
                       tasks=tasks, n_boot=args.n_boot, cache_dir=args.cache_dir, amp='fp32', device='cpu')
     summary = run_suite(cfg)
     decisions = {}
-    for name, run in runs.items():
-        facts = run_facts(run)
-        facts['rel_l2_from_init'] = distance_from_init(candidates[name], facts['model'], facts['seed'])
+    for name in runs:
+        f = facts[name]
+        f['rel_l2_from_init'] = distance_from_init(candidates[name], f['model'], f['seed'])
         d = gate_decision(summary['results'], summary['pairwise'], CANDIDATE.format(name), name)
-        decisions[name] = dict(d, name=name, current_source=str(current[name]), facts=facts)
+        decisions[name] = dict(d, name=name, current_source=str(current[name]), facts=f)
         cur = d.get('vs_current', {})
         print(f"{name}: {d['score']:.3f} [{d['ci'][0]:.3f}, {d['ci'][1]:.3f}] after "
-              f"{facts['epochs_done']} epochs; vs random {d['vs_random']['diff']:+.3f} [{d['vs_random']['lo']:+.3f}, "
+              f"{f['epochs_done']} epochs; vs random {d['vs_random']['diff']:+.3f} [{d['vs_random']['lo']:+.3f}, "
               f"{d['vs_random']['hi']:+.3f}]; vs current {cur.get('diff', float('nan')):+.3f} "
               f"[{cur.get('lo', float('nan')):+.3f}, {cur.get('hi', float('nan')):+.3f}] -> "
               f"{'PASS' if d['passed'] else 'no: ' + '; '.join(d['reasons'])}; target "
@@ -383,6 +435,8 @@ def ship(args: argparse.Namespace) -> int:
                          f'(paired 95% CI excluding 0) replace them.')
     weights_root = Path(args.weights)
     shas = dict(WEIGHTS_SHA256)
+    for d in decisions.values():  # every check before the first write
+        _check_unchanged(Path(d['facts']['run']), d['facts'].get('weights_sha256'), 'since the gate')
     for name, d in decisions.items():
         run, method = Path(d['facts']['run']), d['facts']['method']
         card = _card(d, gate_dir, Path(args.ablation) if args.ablation else None, _previous(weights_root, name))
@@ -421,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--tasks', default=None, help='suite tasks, comma-separated (default: all present; the gate '
                                                  f'task {GATE_TASK} is always run)')
     g.add_argument('--n-boot', type=int, default=1000)
+    n = sub.add_parser('snapshot', help="freeze a run's config, metrics and best weights (for a run still training)")
+    n.add_argument('--run', required=True, help='an `ecgvit pretrain` run folder')
+    n.add_argument('--out', required=True, help='a new folder (gate it with --run NAME=OUT)')
     s = sub.add_parser('ship', help='write the candidates that passed into weights/')
     s.add_argument('--gate', required=True, help='the gate output folder')
     s.add_argument('--ablation', default=None, help="the ablation's ablation.md (benchmarks/cpu_ablation.py report)")
@@ -432,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return {'gate': gate, 'ship': ship}[args.step](args)
+    return {'snapshot': snapshot, 'gate': gate, 'ship': ship}[args.step](args)
 
 
 if __name__ == '__main__':

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 import ecgvit  # noqa: E402
 from benchmarks import release_weights  # noqa: E402
 from benchmarks.release_weights import TABLE_END, TABLE_START  # noqa: E402
-from benchmarks.ship_weights import gate_decision, main, run_facts, training_seconds  # noqa: E402
+from benchmarks.ship_weights import gate_decision, main, run_facts, training_seconds, weights_file  # noqa: E402
 from ecgvit.cli import main as ecgvit_main  # noqa: E402
 from ecgvit.hub import load_pretrained, save_pretrained, sha256_file  # noqa: E402
 
@@ -84,6 +84,32 @@ def test_run_facts_and_a_resumed_runs_clock(tiny_run):
     assert f['best_epoch'] in (0, 1) and f['steps'] == 4 and f['machine']['logical_cores'] >= 1
 
 
+def test_snapshot_freezes_a_run_and_ship_refuses_weights_the_gate_did_not_see(tiny_run, tmp_path):
+    snap = tmp_path / 'snap'
+    assert main(['snapshot', '--run', str(tiny_run), '--out', str(snap)]) == 0
+    f, g = run_facts(tiny_run), run_facts(snap)
+    assert {k: v for k, v in g.items() if k != 'run'} == {k: v for k, v in f.items() if k != 'run'}
+    assert g['weights_sha256'] == sha256_file(weights_file(snap)) == sha256_file(weights_file(tiny_run))
+    assert not (tmp_path / 'snap.partial').exists()
+    with pytest.raises(SystemExit, match='exists'):
+        main(['snapshot', '--run', str(tiny_run), '--out', str(snap)])
+    # a gate decision on the snapshot, then the folder's best weights are replaced, as a live run does
+    gate_dir, weights = tmp_path / 'gate', tmp_path / 'weights'
+    gate_dir.mkdir()
+    (gate_dir / 'gate.json').write_text(json.dumps({'decisions': {'ecg_vit_tiny': {
+        'passed': True, 'reasons': [], 'facts': dict(g, loss_history=None)}}}))
+    from safetensors.torch import load_file, save_file
+    best = weights_file(snap)
+    state = load_file(best)
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = state[key] + 1
+    save_file(state, best, metadata={'ecgvit': json.dumps({'epoch': 5})})
+    with pytest.raises(SystemExit, match='changed since the gate.*snapshot --run'):
+        main(['ship', '--gate', str(gate_dir), '--weights', str(weights), '--registry', str(tmp_path / 'reg.py'),
+              '--readme', str(tmp_path / 'README.md')])
+    assert not weights.exists() and not (tmp_path / 'reg.py').exists()
+
+
 def test_training_seconds_adds_segments_of_runs_whose_clock_restarted():
     """Runs written before time_s counted across resumes restart it at 0 in each segment."""
     rows = [{'time_s': t} for t in ('1.0', '5.0', '9.0', '2.0', '4.0', '', '7.5')]
@@ -107,6 +133,7 @@ def test_gate_then_ship_a_tiny_encoder(tiny_run, tmp_path):
     assert rc == (0 if g['passed'] else 3)
     assert g['vs_current']['other'] == 'ecg_vit_tiny' and g['facts']['epochs_done'] == 2
     assert 0 < g['facts']['rel_l2_from_init'] < 1
+    assert g['facts']['weights_sha256'] == sha256_file(tiny_run / 'checkpoints' / 'best.safetensors')
     registry, readme = tmp_path / 'weights_sha256.py', tmp_path / 'README.md'
     readme.write_text(f'# x\n{TABLE_START}\nold\n{TABLE_END}\n')
     ship = ['ship', '--gate', str(gate_dir), '--weights', str(weights), '--registry', str(registry),
