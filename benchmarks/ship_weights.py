@@ -34,6 +34,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -274,6 +275,9 @@ def gate(args: argparse.Namespace) -> int:
         _check_unchanged(run, facts[name]['weights_sha256'], 'while the gate read them')
     encoders: Dict[str, Any] = {CANDIDATE.format(n): e for n, e in candidates.items()}
     encoders.update({n: str(c) for n, c in current.items() if n in runs})
+    if set(runs) <= set(SHIPPED.values()):
+        # The README table lists every shipped name: the names not released now are measured beside, as they are.
+        encoders.update({n: n for n in SHIPPED.values() if n not in encoders})
     out = Path(args.out)
     tasks = tuple(t for t in args.tasks.split(',') if t) if args.tasks else None
     if tasks is not None and GATE_TASK not in tasks:
@@ -398,27 +402,45 @@ def _previous(weights_root: Path, name: str) -> Dict[str, Any]:
     from ecgvit.hub import sha256_file
 
     card, weights = weights_root / name / 'README.md', weights_root / name / 'model.safetensors'
-    epochs = None
-    if card.is_file():
-        for line in card.read_text().splitlines():
-            if line.startswith('| epochs'):
-                epochs = line.split('|')[2].strip().split()[0]
-                break
-    return {'sha256': sha256_file(weights) if weights.is_file() else '', 'epochs': epochs}
+    epochs, windows = None, None
+    for line in card.read_text().splitlines() if card.is_file() else []:
+        if line.startswith('| epochs') and epochs is None:
+            epochs = line.split('|')[2].strip().split()[0]
+        m = re.match(r'\| data \| pretraining pool: (\d+) training \+ (\d+) validation', line)
+        if m and windows is None:
+            windows = int(m.group(1)) + int(m.group(2))
+    return {'sha256': sha256_file(weights) if weights.is_file() else '', 'epochs': epochs, 'windows': windows}
 
 
-def _readme_table(decisions: Dict[str, Dict[str, Any]]) -> str:
+def _readme_table(decisions: Dict[str, Dict[str, Any]], gate_dir: Path, weights_root: Path) -> str:
+    """Every shipped name, from one suite run: the names released now as their decision says, the others as the gate
+    measured their current weights beside (same test records, same random init)."""
     import ecgvit
 
+    results = {r['encoder']: r for r in _read_csv(gate_dir / 'results.csv')
+               if r['task'] == GATE_TASK and r['metric'] == GATE_METRIC and float(r['fraction']) == 1.0}
     lines = ['| model | pretraining data | epochs | params | PTB-XL superdiagnostic linear AUROC [95% CI] | '
              'minus random init [95% CI] | minus previous weights [95% CI] |', '|---|---|---|---|---|---|---|']
-    for name, d in decisions.items():
-        data, vr, vc = d['facts']['data'], d['vs_random'], d.get('vs_current')
+    for name in SHIPPED.values():
         n_params = sum(p.numel() for p in ecgvit.create_model(name).parameters())
-        lines.append(f"| `{name}` | pool of {data.get('n_train', 0) + data.get('n_val', 0)} 10-s windows | "
-                     f"{d['facts']['epochs_done']} | {n_params / 1e6:.1f}M | {d['score']:.3f} [{d['ci'][0]:.3f}, "
-                     f"{d['ci'][1]:.3f}] | {vr['diff']:+.3f} [{vr['lo']:+.3f}, {vr['hi']:+.3f}] | "
-                     + (f"{vc['diff']:+.3f} [{vc['lo']:+.3f}, {vc['hi']:+.3f}] |" if vc else '- |'))
+        if name in decisions:
+            d = decisions[name]
+            data, vr, vc = d['facts']['data'], d['vs_random'], d.get('vs_current')
+            windows, epochs = data.get('n_train', 0) + data.get('n_val', 0), d['facts']['epochs_done']
+            score, lo, hi = d['score'], d['ci'][0], d['ci'][1]
+            diff = (vr['diff'], vr['lo'], vr['hi'])
+            previous = f"{vc['diff']:+.3f} [{vc['lo']:+.3f}, {vc['hi']:+.3f}]" if vc else '-'
+        elif name in results:
+            r, prev = results[name], _previous(weights_root, name)
+            windows, epochs = prev['windows'], prev['epochs']
+            score, lo, hi = float(r['mean']), float(r['ci_lo']), float(r['ci_hi'])
+            diff = (float(r['diff_vs_random']), float(r['diff_lo']), float(r['diff_hi']))
+            previous = '- (unchanged in this release)'
+        else:
+            raise SystemExit(f'{gate_dir} has no {GATE_TASK} row for {name}: rerun the gate with this version '
+                             f'(it measures every shipped name) before shipping.')
+        lines.append(f"| `{name}` | pool of {windows} 10-s windows | {epochs} | {n_params / 1e6:.1f}M | {score:.3f} "
+                     f"[{lo:.3f}, {hi:.3f}] | {diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}] | {previous} |")
     return '\n'.join(lines)
 
 
@@ -433,10 +455,12 @@ def ship(args: argparse.Namespace) -> int:
     if failed:
         raise SystemExit(f'Not shipped: {failed}. Only weights that beat the random init and the current weights '
                          f'(paired 95% CI excluding 0) replace them.')
-    weights_root = Path(args.weights)
     shas = dict(WEIGHTS_SHA256)
     for d in decisions.values():  # every check before the first write
         _check_unchanged(Path(d['facts']['run']), d['facts'].get('weights_sha256'), 'since the gate')
+    weights_root = Path(args.weights)
+    table = (_readme_table(decisions, gate_dir, weights_root) if set(decisions) <= set(SHIPPED.values())
+             else None)
     for name, d in decisions.items():
         run, method = Path(d['facts']['run']), d['facts']['method']
         card = _card(d, gate_dir, Path(args.ablation) if args.ablation else None, _previous(weights_root, name))
@@ -452,10 +476,10 @@ def ship(args: argparse.Namespace) -> int:
     atomic_write_text(Path(args.registry), _registry(shas))
     readme = Path(args.readme)
     text = readme.read_text()
-    if TABLE_START in text and TABLE_END in text and set(decisions) == set(SHIPPED.values()):
+    if table is not None and TABLE_START in text and TABLE_END in text:
         head, rest = text.split(TABLE_START, 1)
         _, tail = rest.split(TABLE_END, 1)
-        atomic_write_text(readme, f'{head}{TABLE_START}\n{_readme_table(decisions)}\n{TABLE_END}{tail}')
+        atomic_write_text(readme, f'{head}{TABLE_START}\n{table}\n{TABLE_END}{tail}')
     return 0
 
 

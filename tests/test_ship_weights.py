@@ -110,6 +110,30 @@ def test_snapshot_freezes_a_run_and_ship_refuses_weights_the_gate_did_not_see(ti
     assert not weights.exists() and not (tmp_path / 'reg.py').exists()
 
 
+def test_readme_table_lists_every_shipped_name_when_one_is_released(tmp_path):
+    from benchmarks.ship_weights import _readme_table
+    gate_dir, weights = tmp_path / 'gate', tmp_path / 'weights'
+    gate_dir.mkdir()
+    cols = 'task,metric,fraction,encoder,mean,ci_lo,ci_hi,diff_vs_random,diff_lo,diff_hi'
+    (gate_dir / 'results.csv').write_text(f'{cols}\n{TASK},auroc,1,ecg_vit_mae_nextclip,0.792,0.75,0.83,-0.003,-0.02,'
+                                          f'0.014\n{TASK},auroc,0.1,ecg_vit_mae_nextclip,0.5,0.4,0.6,0,0,0\n')
+    (weights / 'ecg_vit_mae_nextclip').mkdir(parents=True)
+    (weights / 'ecg_vit_mae_nextclip' / 'README.md').write_text(
+        '| data | pretraining pool: 1037 training + 60 validation windows of 10 s |\n'
+        '| epochs / optimiser steps | 8 / 128 (the seed paper: 710 epochs) |\n')
+    d = {'ecg_vit_mae_moco': {'score': .846, 'ci': [.808, .882], 'vs_random': {'diff': .051, 'lo': .030, 'hi': .072},
+                              'vs_current': {'diff': .021, 'lo': .001, 'hi': .046},
+                              'facts': {'data': {'n_train': 1917, 'n_val': 106}, 'epochs_done': 57}}}
+    rows = _readme_table(d, gate_dir, weights).splitlines()[2:]
+    assert rows == ['| `ecg_vit_mae_moco` | pool of 2023 10-s windows | 57 | 12.8M | 0.846 [0.808, 0.882] | '
+                    '+0.051 [+0.030, +0.072] | +0.021 [+0.001, +0.046] |',
+                    '| `ecg_vit_mae_nextclip` | pool of 1097 10-s windows | 8 | 12.8M | 0.792 [0.750, 0.830] | '
+                    '-0.003 [-0.020, +0.014] | - (unchanged in this release) |']
+    (gate_dir / 'results.csv').write_text(f'{cols}\n')  # a gate that did not measure the other name
+    with pytest.raises(SystemExit, match='no ptbxl_superdiagnostic row for ecg_vit_mae_nextclip'):
+        _readme_table(d, gate_dir, weights)
+
+
 def test_training_seconds_adds_segments_of_runs_whose_clock_restarted():
     """Runs written before time_s counted across resumes restart it at 0 in each segment."""
     rows = [{'time_s': t} for t in ('1.0', '5.0', '9.0', '2.0', '4.0', '', '7.5')]
