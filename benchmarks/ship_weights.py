@@ -59,8 +59,8 @@ from benchmarks.release_weights import (
 )
 from ecgvit.train.checkpoint import atomic_write_text
 
-__all__ = ['training_seconds', 'run_facts', 'weights_file', 'snapshot', 'gate_decision', 'gate', 'ship', 'main',
-           'GATE_TASK', 'TARGET_AUROC', 'TARGET_OVER_RANDOM']
+__all__ = ['training_seconds', 'run_facts', 'weights_file', 'weights_epochs', 'snapshot', 'gate_decision', 'gate',
+           'ship', 'main', 'GATE_TASK', 'TARGET_AUROC', 'TARGET_OVER_RANDOM']
 
 GATE_TASK, GATE_METRIC = 'ptbxl_superdiagnostic', 'auroc'
 TARGET_AUROC, TARGET_OVER_RANDOM = 0.88, 0.05  # issue 15's target for both names
@@ -172,7 +172,7 @@ def snapshot(args: argparse.Namespace) -> int:
             shutil.copyfile(run / name, tmp / name)
     os.replace(tmp, out)
     facts = run_facts(out)
-    print(f"{out}: {facts['epochs_done']} epochs, best weights of epoch {facts['best_epoch']} (validation loss "
+    print(f"{out}: {facts['epochs_done']} epochs, best weights after epoch {weights_epochs(facts)} (validation loss "
           f"{facts['best_val_loss']:.4f}), sha256 {facts['weights_sha256']}")
     return 0
 
@@ -189,6 +189,12 @@ def _command_line(args: Dict[str, Any]) -> str:
         flag = '--' + key.replace('_', '-')
         parts += [flag] if value is True else [flag, str(value)]
     return ' '.join(parts)
+
+
+def weights_epochs(facts: Dict[str, Any]) -> int:
+    """Epochs the shipped weights saw: the best-validation epoch (0-based in the run) plus one; a run may have gone
+    on past it."""
+    return facts['best_epoch'] + 1 if facts.get('best_epoch') is not None else facts['epochs_done']
 
 
 def _check_unchanged(run: Path, sha256: Optional[str], when: str) -> None:
@@ -328,8 +334,11 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], pr
     tc, pre, data = f['train'], f['pretrainer'], f['data']
     passes = ('one shared masked encoder pass, shared_pass=True' if pre.get('shared_pass')
               else "the paper's separate encoder passes, shared_pass=False")
-    schedule = (f"{f['epochs_done']} of a {f['epochs_planned']}-epoch schedule" if not f['finished']
-                else f"{f['epochs_done']} (the whole schedule)")
+    n = weights_epochs(f)
+    run_so_far = (f"the whole {f['epochs_planned']}-epoch schedule" if f['finished'] else
+                  f"the {f['epochs_done']} run so far of a {f['epochs_planned']}-epoch schedule")
+    schedule = (f'{n} (the whole schedule)' if f['finished'] and n == f['epochs_done'] else
+                f'{n} (the best validation loss among {run_so_far})')
     pool_note = _pool_counts(Path(data['cache_dir'])) if data.get('cache_dir') else ''
     vr, vc = decision['vs_random'], decision.get('vs_current')
     prev_note = ', '.join(([f"{previous['epochs']} epochs"] if previous.get('epochs') else []) +
@@ -342,11 +351,11 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], pr
         f"| data | pretraining pool: {data.get('n_train')} training + {data.get('n_val')} validation windows of "
         f"10 s |",
         f"| epochs | {schedule}; the seed paper: 710 |",
-        f"| optimiser steps | {f['steps']} |",
+        f"| optimiser steps | {f['best_step'] if f.get('best_step') is not None else f['steps']} |",
         f"| optimiser | Adam lr {tc.get('lr')}, batch {tc.get('batch_size')}, {tc.get('warmup_epochs')} warm-up "
         f"epochs, then ReduceLROnPlateau (factor {tc.get('plateau_factor')}, patience "
         f"{tc.get('plateau_patience')}) on the validation loss |",
-        f"| weights | best validation loss {f['best_val_loss']:.4f} (epoch {f['best_epoch']}"
+        f"| weights | best validation loss {f['best_val_loss']:.4f} (after epoch {n}"
         + (f", step {f['best_step']}" if f.get('best_step') is not None else '') + ') |',
         f"| precision | {f['amp']} |",
         f"| hardware | {_hardware(f['machine'])} |",
@@ -386,7 +395,7 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], pr
                      "MoCo-only, or the shared pass matches the paper's passes, is not answered for these weights.")
     lines += [
         '', '## Limitations', '',
-        f"- Pretrained for {f['epochs_done']} epochs on {data.get('n_train')} 10-s windows "
+        f"- Pretrained for {n} epochs on {data.get('n_train')} 10-s windows "
         f"({_hardware(f['machine'])}): a fraction of the seed paper's 710 epochs on tens of thousands of records. "
         f"Treat these weights as a reproducible starting point, not as the paper's model.",
         f"- The test sets are small ({decision['n_test']} PTB-XL records in the gate), so the CIs are wide; a "
@@ -426,7 +435,7 @@ def _readme_table(decisions: Dict[str, Dict[str, Any]], gate_dir: Path, weights_
         if name in decisions:
             d = decisions[name]
             data, vr, vc = d['facts']['data'], d['vs_random'], d.get('vs_current')
-            windows, epochs = data.get('n_train', 0) + data.get('n_val', 0), d['facts']['epochs_done']
+            windows, epochs = data.get('n_train', 0) + data.get('n_val', 0), weights_epochs(d['facts'])
             score, lo, hi = d['score'], d['ci'][0], d['ci'][1]
             diff = (vr['diff'], vr['lo'], vr['hi'])
             previous = f"{vc['diff']:+.3f} [{vc['lo']:+.3f}, {vc['hi']:+.3f}]" if vc else '-'
