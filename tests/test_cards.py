@@ -127,6 +127,10 @@ def test_shipped_cards_metadata_is_generated_from_their_tables(name, tmp_path):
     card, data, model_name, results = _round_trip(shipped)
     method = name.removeprefix('ecg_vit_')
     assert model_name == name and data['library_name'] == 'timm' and method.replace('_', '-') in data['tags']
+    assert {'ptb-xl', 'ludb', 'physionet-challenge-2021', 'code-15'} <= set(data['datasets'])
+    if '**Release gate**' in card.text:  # a card `benchmarks/ship_weights.py ship` wrote from a gate's suite run
+        _check_gate_card(name, shipped, card, results, tmp_path)
+        return
     assert set(data['datasets']) == {'ptb-xl', 'ludb', 'physionet-challenge-2021', 'code-15'}
     table = release_weights.parse_eval_table(card.text)
     mine = {(t, r['protocol']): r for t, rows in table.items() for r in rows if r['method'] == method}
@@ -188,3 +192,22 @@ def test_suite_table_comes_from_the_rows_and_replaces_itself():
     assert again.count(release_weights.SUITE_START) == 1 and '| worse |' in again
     with pytest.raises(ValueError, match="no 100%-label headline rows for encoder 'other'"):
         release_weights.suite_table(rows, 'other', 'r.csv')
+
+
+def _check_gate_card(name, shipped, card, results, tmp_path):
+    """A release-gate card: its headline metadata is the gate's number, and regenerating the metadata from the card's
+    own suite table reproduces the card byte for byte."""
+    import json
+    import re
+    gate = re.search(r'outputs in `([^`]+)`', card.text).group(1)
+    decision = json.loads((REPO / gate / 'gate.json').read_text())['decisions'][name]
+    headline = next(r for r in results if r.dataset_type == 'ptb-xl' and r.dataset_config == 'superdiagnostic'
+                    and r.metric_type == 'roc_auc')
+    assert headline.metric_value == round(decision['score'], 3)
+    assert decision['passed'] and hub.sha256_file(REPO / 'weights' / name / 'model.safetensors') in card.text
+    folder = tmp_path / 'weights' / name
+    folder.mkdir(parents=True)
+    for f in ('README.md', 'config.json'):
+        shutil.copy(REPO / 'weights' / name / f, folder / f)
+    release_weights.refresh_cards(tmp_path / 'weights', shipped={name.removeprefix('ecg_vit_'): name})
+    assert (folder / 'README.md').read_text() == shipped
