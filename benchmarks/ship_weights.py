@@ -59,7 +59,7 @@ from benchmarks.release_weights import (
 )
 from ecgvit.train.checkpoint import atomic_write_text
 
-__all__ = ['training_seconds', 'run_facts', 'weights_file', 'weights_epochs', 'snapshot', 'gate_decision', 'gate',
+__all__ = ['training_seconds', 'run_facts', 'weights_epochs', 'snapshot', 'gate_decision', 'gate',
            'ship', 'main', 'GATE_TASK', 'TARGET_AUROC', 'TARGET_OVER_RANDOM']
 
 GATE_TASK, GATE_METRIC = 'ptbxl_superdiagnostic', 'auroc'
@@ -113,14 +113,6 @@ def _campaign_facts(folder: Path) -> Dict[str, Any]:
                          'standard deviations for the trip (`benchmarks/campaign/codec.py`).'}
 
 
-def weights_file(run: Path) -> Path:
-    """The file :func:`_bf16_encoder` reads for ``run`` (``load_encoder``'s order): an unpacked campaign encoder's
-    ``model.safetensors``, else a pretraining run's ``checkpoints/best.safetensors``."""
-    if (run / 'model.safetensors').is_file() and (run / 'config.json').is_file():
-        return run / 'model.safetensors'
-    return run / 'checkpoints' / 'best.safetensors'
-
-
 def run_facts(run: Path) -> Dict[str, Any]:
     """What a pretraining run folder says about itself, also mid-schedule (no ``summary.json`` yet); for an encoder
     of the GPU campaign, what its ``campaign.json`` says.
@@ -129,11 +121,11 @@ def run_facts(run: Path) -> Dict[str, Any]:
     :func:`training_seconds`.
     """
     from benchmarks.campaign.worker import loss_history
-    from ecgvit.hub import sha256_file
+    from ecgvit.hub import encoder_weights_file, sha256_file
     from ecgvit.train.checkpoint import load_best
 
     if (run / 'campaign.json').is_file():
-        return dict(_campaign_facts(run), weights_sha256=sha256_file(weights_file(run)))
+        return dict(_campaign_facts(run), weights_sha256=sha256_file(encoder_weights_file(run)))
     missing = [f for f in ('config.json', 'metrics.csv', 'checkpoints/best.safetensors') if not (run / f).is_file()]
     if missing:
         raise FileNotFoundError(f'{run} is not an `ecgvit pretrain` run folder with best weights (missing '
@@ -153,7 +145,7 @@ def run_facts(run: Path) -> Dict[str, Any]:
             'machine': cfg.get('machine'), 'train': cfg['train'], 'pretrainer': cfg.get('pretrainer', {}),
             'data': cfg.get('data', {}), 'preprocessing': cfg.get('preprocessing'),
             'command': _command_line(cfg.get('args') or {}), 'loss_history': loss_history(run / 'metrics.csv'),
-            'weights_sha256': sha256_file(weights_file(run))}
+            'weights_sha256': sha256_file(encoder_weights_file(run))}
 
 
 def snapshot(args: argparse.Namespace) -> int:
@@ -199,11 +191,11 @@ def weights_epochs(facts: Dict[str, Any]) -> int:
 
 def _check_unchanged(run: Path, sha256: Optional[str], when: str) -> None:
     """Refuse weights that are not the version the gate evaluated (a live run replaced its best weights)."""
-    from ecgvit.hub import sha256_file
+    from ecgvit.hub import encoder_weights_file, sha256_file
 
-    now = sha256_file(weights_file(run))
+    now = sha256_file(encoder_weights_file(run))
     if now != sha256:
-        raise SystemExit(f'{weights_file(run)} changed {when} (sha256 {now[:12]}..., gated '
+        raise SystemExit(f'{encoder_weights_file(run)} changed {when} (sha256 {now[:12]}..., gated '
                          f'{(sha256 or "unrecorded")[:12]}...): the run is still training. Gate a frozen copy: '
                          f'`python benchmarks/ship_weights.py snapshot --run {run} --out NEW_FOLDER`, then '
                          f'`gate --run NAME=NEW_FOLDER`.')

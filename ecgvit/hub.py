@@ -26,8 +26,8 @@ _logger = logging.getLogger(__name__)
 
 __all__ = [
     'PretrainedWeightsError', 'CheckpointError', 'save_pretrained', 'load_pretrained', 'push_to_hub',
-    'resolve_pretrained_weights', 'load_weights_file', 'load_encoder', 'sha256_file', 'weights_dir', 'model_card',
-    'to_ecg_pretrained_cfg',
+    'resolve_pretrained_weights', 'load_weights_file', 'load_encoder', 'encoder_weights_file', 'sha256_file',
+    'weights_dir', 'model_card', 'to_ecg_pretrained_cfg',
 ]
 
 CONFIG_NAME = 'config.json'
@@ -246,6 +246,36 @@ def _run_dir_config(path: Path) -> Dict[str, Any]:
     return {}
 
 
+def _is_pretrained_folder(path: Path) -> bool:
+    return path.is_dir() and (path / 'model.safetensors').is_file() and (path / 'config.json').is_file() and \
+        'architecture' in _run_dir_config(path)
+
+
+def encoder_weights_file(checkpoint: Union[str, os.PathLike]) -> Path:
+    """The file :func:`load_encoder` reads the weights of ``checkpoint`` from.
+
+    A :func:`save_pretrained` folder gives its ``model.safetensors``; a pretraining run or checkpoint folder its best
+    weights (``checkpoints/best.safetensors``, ``best.safetensors``, then ``model.safetensors``); a file is itself.
+
+    Raises:
+        FileNotFoundError: ``checkpoint`` does not exist.
+        CheckpointError: a folder holds none of those files.
+    """
+    path = Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f'Checkpoint {str(checkpoint)!r} does not exist.')
+    if not path.is_dir():
+        return path
+    if _is_pretrained_folder(path):
+        return path / 'model.safetensors'
+    candidates = [path / 'checkpoints' / 'best.safetensors', path / 'best.safetensors', path / 'model.safetensors']
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise CheckpointError(f'Checkpoint {str(checkpoint)!r} holds no weights (looked for '
+                              f'checkpoints/best.safetensors, best.safetensors, model.safetensors).')
+    return found
+
+
 def load_encoder(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[str] = None,
                  num_samples: Optional[int] = None, pretrained: bool = False, **kwargs: Any):
     """Build an encoder and load weights from a pretraining run, a checkpoint, or a save_pretrained folder.
@@ -271,24 +301,14 @@ def load_encoder(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[
         return create_model(name, pretrained=pretrained, **size, **kwargs), {'model': name,
                                                                                    'pretrained': pretrained}
     path = Path(checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(f'Checkpoint {checkpoint!r} does not exist.')
-    if path.is_dir() and (path / 'model.safetensors').is_file() and (path / 'config.json').is_file() and \
-            'architecture' in _run_dir_config(path):
-        return load_pretrained(  # a save_pretrained folder
-            path, **size, **kwargs), {'checkpoint': str(path)}
-    run_cfg: Dict[str, Any] = {}
+    weights = encoder_weights_file(path)
+    if _is_pretrained_folder(path):
+        return load_pretrained(path, **size, **kwargs), {'checkpoint': str(path)}
     if path.is_dir():
         run_cfg = _run_dir_config(path) or _run_dir_config(path.parent) or _run_dir_config(path.parent.parent)
-        candidates = [path / 'checkpoints' / 'best.safetensors', path / 'best.safetensors',
-                      path / 'model.safetensors']
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise CheckpointError(f'Checkpoint {checkpoint!r} holds no weights (looked for '
-                                  f'checkpoints/best.safetensors, best.safetensors, model.safetensors).')
-        path = found
     else:
         run_cfg = _run_dir_config(path.parent) or _run_dir_config(path.parent.parent)
+    path = weights
     name = model or run_cfg.get('model') or 'ecg_vit_mae_moco'
     encoder = create_model(name, **size, **kwargs)
     try:

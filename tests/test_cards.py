@@ -1,6 +1,8 @@
 """Model cards a machine can read: the Hugging Face metadata (datasets, metrics, model-index) is generated from
 results rows and parses back with huggingface_hub's own card tools (offline: no ModelCard.validate)."""
 import csv
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -197,8 +199,6 @@ def test_suite_table_comes_from_the_rows_and_replaces_itself():
 def _check_gate_card(name, shipped, card, results, tmp_path):
     """A release-gate card: its headline metadata is the gate's number, and regenerating the metadata from the card's
     own suite table reproduces the card byte for byte."""
-    import json
-    import re
     gate = re.search(r'outputs in `([^`]+)`', card.text).group(1)
     decision = json.loads((REPO / gate / 'gate.json').read_text())['decisions'][name]
     headline = next(r for r in results if r.dataset_type == 'ptb-xl' and r.dataset_config == 'superdiagnostic'

@@ -14,9 +14,9 @@ sys.path.insert(0, str(ROOT))
 import ecgvit  # noqa: E402
 from benchmarks import release_weights  # noqa: E402
 from benchmarks.release_weights import TABLE_END, TABLE_START  # noqa: E402
-from benchmarks.ship_weights import gate_decision, main, run_facts, training_seconds, weights_file  # noqa: E402
+from benchmarks.ship_weights import gate_decision, main, run_facts, training_seconds  # noqa: E402
 from ecgvit.cli import main as ecgvit_main  # noqa: E402
-from ecgvit.hub import load_pretrained, save_pretrained, sha256_file  # noqa: E402
+from ecgvit.hub import encoder_weights_file, load_pretrained, save_pretrained, sha256_file  # noqa: E402
 
 TASK = 'ptbxl_superdiagnostic'
 
@@ -89,7 +89,8 @@ def test_snapshot_freezes_a_run_and_ship_refuses_weights_the_gate_did_not_see(ti
     assert main(['snapshot', '--run', str(tiny_run), '--out', str(snap)]) == 0
     f, g = run_facts(tiny_run), run_facts(snap)
     assert {k: v for k, v in g.items() if k != 'run'} == {k: v for k, v in f.items() if k != 'run'}
-    assert g['weights_sha256'] == sha256_file(weights_file(snap)) == sha256_file(weights_file(tiny_run))
+    assert g['weights_sha256'] == sha256_file(encoder_weights_file(snap)) == \
+        sha256_file(encoder_weights_file(tiny_run))
     assert not (tmp_path / 'snap.partial').exists()
     with pytest.raises(SystemExit, match='exists'):
         main(['snapshot', '--run', str(tiny_run), '--out', str(snap)])
@@ -99,7 +100,7 @@ def test_snapshot_freezes_a_run_and_ship_refuses_weights_the_gate_did_not_see(ti
     (gate_dir / 'gate.json').write_text(json.dumps({'decisions': {'ecg_vit_tiny': {
         'passed': True, 'reasons': [], 'facts': dict(g, loss_history=None)}}}))
     from safetensors.torch import load_file, save_file
-    best = weights_file(snap)
+    best = encoder_weights_file(snap)
     state = load_file(best)
     key = next(k for k, v in state.items() if v.is_floating_point())
     state[key] = state[key] + 1
