@@ -65,6 +65,7 @@ __all__ = ['training_seconds', 'run_facts', 'weights_epochs', 'snapshot', 'gate_
 GATE_TASK, GATE_METRIC = 'ptbxl_superdiagnostic', 'auroc'
 TARGET_AUROC, TARGET_OVER_RANDOM = 0.88, 0.05  # issue 15's target for both names
 CANDIDATE = 'new_{}'  # a candidate's encoder name in the suite output
+SUPERVISED = 'supervised'  # the supervised floor's encoder name in the suite output (benchmarks/supervised_floor.py)
 GATE_FILE = 'gate.json'
 SNAPSHOT_FILES = ('config.json', 'metrics.csv', 'summary.json', 'checkpoints/best.safetensors')
 
@@ -230,7 +231,9 @@ def _oriented(pairwise: List[Dict[str, Any]], a: str, b: str) -> Optional[Tuple[
 def gate_decision(results: List[Dict[str, Any]], pairwise: List[Dict[str, Any]], candidate: str,
                   current: Optional[str]) -> Dict[str, Any]:
     """Whether ``candidate`` may replace ``current`` (see the module doc): its score, both paired differences, the
-    verdict and whether the issue's target is met."""
+    verdict and whether the issue's target is met. When the suite also measured the supervised floor (encoder
+    ``supervised``), its score and the paired difference to it are reported too (``vs_supervised``); they do not
+    decide anything."""
     scores = {r['encoder']: r for r in results if r['task'] == GATE_TASK and r['metric'] == GATE_METRIC and
               float(r['fraction']) == 1.0 and str(r.get('leads') or '12') == '12'}
     if candidate not in scores or 'random' not in scores:
@@ -252,11 +255,53 @@ def gate_decision(results: List[Dict[str, Any]], pairwise: List[Dict[str, Any]],
             reasons.append(f'vs {other}: {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}], the CI does not exclude 0')
     if current is not None and current in scores:
         out['current'] = float(scores[current]['mean'])
+    if SUPERVISED in scores:
+        d = _oriented(pairwise, candidate, SUPERVISED)
+        if d is not None:
+            out[SUPERVISED] = float(scores[SUPERVISED]['mean'])
+            out['supervised_ci'] = [float(scores[SUPERVISED]['ci_lo']), float(scores[SUPERVISED]['ci_hi'])]
+            out['vs_supervised'] = {'other': SUPERVISED, 'diff': d[0], 'lo': d[1], 'hi': d[2]}
     out['passed'] = not reasons
     out['reasons'] = reasons
     over = out['vs_random']['diff']
     out['target_met'] = out['score'] >= TARGET_AUROC and over >= TARGET_OVER_RANDOM
     return out
+
+
+def _supervised_facts(run: Path) -> Dict[str, Any]:
+    """What the gate records of the supervised floor (a ``benchmarks/supervised_floor.py`` run folder)."""
+    f = run_facts(run)
+    if f['method'] != SUPERVISED:
+        raise SystemExit(f'--supervised {run}: a run of method {f["method"]!r}; give a folder '
+                         f'`benchmarks/supervised_floor.py` wrote.')
+    data = f['data']
+    return {'run': f['run'], 'model': f['model'], 'task': data.get('task'), 'records': data.get('records'),
+            'epochs': weights_epochs(f), 'epochs_done': f['epochs_done'], 'epochs_planned': f['epochs_planned'],
+            'finished': f['finished'], 'train_hours': f['train_hours'], 'amp': f['amp'],
+            'weights_sha256': f['weights_sha256']}
+
+
+def _vs_supervised_text(decision: Dict[str, Any]) -> str:
+    """'; minus the supervised floor (0.xxx): +d [lo, hi]', or '' when the gate did not measure it."""
+    vs = decision.get('vs_supervised')
+    if not vs:
+        return ''
+    return (f"; minus the supervised floor ({decision[SUPERVISED]:.3f}): {vs['diff']:+.3f} [{vs['lo']:+.3f}, "
+            f"{vs['hi']:+.3f}]")
+
+
+def _supervised_paragraph(decision: Dict[str, Any]) -> List[str]:
+    """The card's lines on the supervised floor ([] when the gate did not measure it)."""
+    vs, sf = decision.get('vs_supervised'), decision.get('supervised_facts') or {}
+    if not vs:
+        return []
+    n_train = (sf.get('records') or {}).get('train', '?')
+    verdict = ('better than' if vs['lo'] > 0 else 'worse than' if vs['hi'] < 0 else 'not shown to differ from')
+    return [f"**Supervised floor.** The same architecture trained from scratch, end to end, on the gate task's "
+            f"{n_train} training records and their labels ({sf.get('epochs', '?')} epochs, best weights on the "
+            f"validation fold; `benchmarks/supervised_floor.py`), then probed like every encoder here: "
+            f"{decision[SUPERVISED]:.3f} [{decision['supervised_ci'][0]:.3f}, {decision['supervised_ci'][1]:.3f}]. "
+            f"This encoder minus it: {vs['diff']:+.3f} [{vs['lo']:+.3f}, {vs['hi']:+.3f}], {verdict} it.", '']
 
 
 def gate(args: argparse.Namespace) -> int:
@@ -276,6 +321,9 @@ def gate(args: argparse.Namespace) -> int:
     if set(runs) <= set(SHIPPED.values()):
         # The README table lists every shipped name: the names not released now are measured beside, as they are.
         encoders.update({n: n for n in SHIPPED.values() if n not in encoders})
+    floor = _supervised_facts(Path(args.supervised).expanduser()) if args.supervised else None
+    if floor is not None:
+        encoders[SUPERVISED] = floor['run']
     out = Path(args.out)
     tasks = tuple(t for t in args.tasks.split(',') if t) if args.tasks else None
     if tasks is not None and GATE_TASK not in tasks:
@@ -283,19 +331,23 @@ def gate(args: argparse.Namespace) -> int:
     cfg = SuiteConfig(data_dir=args.data_dir, out=str(out), encoders=encoders, seeds=(0,), fractions=(1.0,),
                       tasks=tasks, n_boot=args.n_boot, cache_dir=args.cache_dir, amp='fp32', device='cpu')
     summary = run_suite(cfg)
+    if floor is not None:
+        _check_unchanged(Path(floor['run']), floor['weights_sha256'], 'while the gate read them')
     decisions = {}
     for name in runs:
         f = facts[name]
         f['rel_l2_from_init'] = distance_from_init(candidates[name], f['model'], f['seed'])
         d = gate_decision(summary['results'], summary['pairwise'], CANDIDATE.format(name), name)
         decisions[name] = dict(d, name=name, current_source=str(current[name]), facts=f)
+        if floor is not None:
+            decisions[name]['supervised_facts'] = floor
         cur = d.get('vs_current', {})
         print(f"{name}: {d['score']:.3f} [{d['ci'][0]:.3f}, {d['ci'][1]:.3f}] after "
               f"{f['epochs_done']} epochs; vs random {d['vs_random']['diff']:+.3f} [{d['vs_random']['lo']:+.3f}, "
               f"{d['vs_random']['hi']:+.3f}]; vs current {cur.get('diff', float('nan')):+.3f} "
               f"[{cur.get('lo', float('nan')):+.3f}, {cur.get('hi', float('nan')):+.3f}] -> "
               f"{'PASS' if d['passed'] else 'no: ' + '; '.join(d['reasons'])}; target "
-              f"{'met' if d['target_met'] else 'not met'}")
+              f"{'met' if d['target_met'] else 'not met'}" + _vs_supervised_text(d))
     atomic_write_text(out / GATE_FILE, json.dumps({'decisions': decisions, 'suite': str(out)}, indent=2))
     return 0 if all(d['passed'] for d in decisions.values()) else 3
 
@@ -373,6 +425,7 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], pr
                                f"{vc['hi']:+.3f}]" if vc else '') +
         f". Both CIs exclude 0, so these weights replaced the previous ones. The issue's target (>= {TARGET_AUROC} "
         f"and >= +{TARGET_OVER_RANDOM} over random init) is {'met' if decision['target_met'] else 'not met'}.", '',
+        *_supervised_paragraph(decision),
         suite_table(_read_csv(gate_dir / 'results.csv'), CANDIDATE.format(decision['name']),
                     _relpath(gate_dir / 'results.csv'))
         .replace('`benchmarks/release_weights.py cards --suite`', '`benchmarks/ship_weights.py gate`'), '',
@@ -499,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--cache-dir', default=None, help="the suite's cache (embeddings of unchanged encoders reused)")
     g.add_argument('--tasks', default=None, help='suite tasks, comma-separated (default: all present; the gate '
                                                  f'task {GATE_TASK} is always run)')
+    g.add_argument('--supervised', default=None, metavar='FOLDER',
+                   help='a `benchmarks/supervised_floor.py` run: the same architecture trained from scratch on the '
+                        "gate task's training labels, measured beside (reported, not required to pass)")
     g.add_argument('--n-boot', type=int, default=1000)
     n = sub.add_parser('snapshot', help="freeze a run's config, metrics and best weights (for a run still training)")
     n.add_argument('--run', required=True, help='an `ecgvit pretrain` run folder')

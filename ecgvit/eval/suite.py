@@ -52,7 +52,7 @@ from .leads import check_encoder_leads, leads_label, parse_lead_subsets
 from .metrics import LOWER_IS_BETTER, bootstrap_weights, diff_interval, verdict, weighted_metric
 from .suite_data import Task, assign_record_splits, build_tasks, load_sources, subsample_train
 
-__all__ = ['SuiteConfig', 'run_suite', 'resolve_encoders', 'fit_probe']
+__all__ = ['SuiteConfig', 'run_suite', 'resolve_encoders', 'fit_probe', 'preprocessing_for', 'source_caches']
 
 _logger = logging.getLogger(__name__)
 
@@ -267,7 +267,8 @@ def _probe_task(task: Task, feats: np.ndarray, cfg: SuiteConfig) -> Dict[Tuple[f
 # Data meets model
 
 
-def _preprocessing_for(model: nn.Module, leads: Optional[Tuple[str, ...]] = None):
+def preprocessing_for(model: nn.Module, leads: Optional[Tuple[str, ...]] = None):
+    """How the suite reads records for ``model`` (on the lead subset ``leads``): its pretrained cfg's format."""
     from ecgvit.data import Preprocessing
 
     # Shorter records (CODE-15%: mostly 7.3 s) are zero-padded, longer ones centre-cropped; a flat lead is kept at 0
@@ -290,13 +291,14 @@ def _lead_checks(encoders: Dict[str, Tuple[nn.Module, Dict[str, Any]]], subsets:
     return out
 
 
-def _caches(sources, pp, cache_root: Path, cfg: SuiteConfig) -> Dict[str, Path]:
+def source_caches(sources, pp, cache_root: Path, workers: int = 0, progress: bool = False) -> Dict[str, Path]:
+    """Source name -> the folder of its signal cache under ``cache_root`` for preprocessing ``pp`` (built if needed)."""
     from ecgvit.data import build_cache
 
     out = {}
     for name, src in sources.items():
         out[name] = build_cache(src, pp, cache_root / 'signals' / f'{name}-{pp.fingerprint()[:12]}',
-                                num_workers=cfg.workers, progress=cfg.progress)
+                                num_workers=workers, progress=progress)
     return out
 
 
@@ -701,11 +703,11 @@ def _run_subset(leads: Tuple[str, ...], sources: Dict[str, Any], tasks: List[Tas
     pp_of: Dict[str, Any] = {}
     t0 = time.perf_counter()
     for name, (model, _) in encoders.items():  # every input format first, so all encoders share one record set
-        pp = pp_of[name] = _preprocessing_for(model, leads)
+        pp = pp_of[name] = preprocessing_for(model, leads)
         key = pp.fingerprint()
         if key in caches:
             continue
-        caches[key] = _caches(sources, pp, cache_root, cfg)
+        caches[key] = source_caches(sources, pp, cache_root, cfg.workers, cfg.progress)
         for src_name, cdir in caches[key].items():
             read_skips = {r for r, _ in sources[src_name].skipped}
             for s in json.loads((cdir / 'manifest.json').read_text()).get('skipped', []):
