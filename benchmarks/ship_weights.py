@@ -473,8 +473,12 @@ def _readme_table(decisions: Dict[str, Dict[str, Any]], gate_dir: Path, weights_
 
     results = {r['encoder']: r for r in _read_csv(gate_dir / 'results.csv')
                if r['task'] == GATE_TASK and r['metric'] == GATE_METRIC and float(r['fraction']) == 1.0}
+    pairs = _read_csv(gate_dir / 'pairwise.csv') if (gate_dir / 'pairwise.csv').is_file() else []
+    floor = results.get(SUPERVISED)  # the supervised floor, when the gate measured it (gate --supervised)
     lines = ['| model | pretraining data | epochs | params | PTB-XL superdiagnostic linear AUROC [95% CI] | '
-             'minus random init [95% CI] | minus previous weights [95% CI] |', '|---|---|---|---|---|---|---|']
+             'minus random init [95% CI] | minus previous weights [95% CI] |' +
+             (f" minus supervised floor ({float(floor['mean']):.3f}) [95% CI] |" if floor else ''),
+             '|---|---|---|---|---|---|---|' + ('---|' if floor else '')]
     for name in SHIPPED.values():
         n_params = sum(p.numel() for p in ecgvit.create_model(name).parameters())
         if name in decisions:
@@ -493,8 +497,12 @@ def _readme_table(decisions: Dict[str, Dict[str, Any]], gate_dir: Path, weights_
         else:
             raise SystemExit(f'{gate_dir} has no {GATE_TASK} row for {name}: rerun the gate with this version '
                              f'(it measures every shipped name) before shipping.')
-        lines.append(f"| `{name}` | pool of {windows} 10-s windows | {epochs} | {n_params / 1e6:.1f}M | {score:.3f} "
-                     f"[{lo:.3f}, {hi:.3f}] | {diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}] | {previous} |")
+        row = (f"| `{name}` | pool of {windows} 10-s windows | {epochs} | {n_params / 1e6:.1f}M | {score:.3f} "
+               f"[{lo:.3f}, {hi:.3f}] | {diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}] | {previous} |")
+        if floor:
+            vs = _oriented(pairs, CANDIDATE.format(name) if name in decisions else name, SUPERVISED)
+            row += f' {vs[0]:+.3f} [{vs[1]:+.3f}, {vs[2]:+.3f}] |' if vs else ' - |'
+        lines.append(row)
     return '\n'.join(lines)
 
 

@@ -131,6 +131,17 @@ def test_readme_table_lists_every_shipped_name_when_one_is_released(tmp_path):
                     '+0.051 [+0.030, +0.072] | +0.021 [+0.001, +0.046] |',
                     '| `ecg_vit_mae_nextclip` | pool of 1097 10-s windows | 8 | 12.8M | 0.792 [0.750, 0.830] | '
                     '-0.003 [-0.020, +0.014] | - (unchanged in this release) |']
+    # a gate that measured the supervised floor: one more column, each row's paired difference to it
+    (gate_dir / 'results.csv').write_text(f'{cols}\n{TASK},auroc,1,ecg_vit_mae_nextclip,0.792,0.75,0.83,-0.003,-0.02,'
+                                          f'0.014\n{TASK},auroc,1,supervised,0.85,0.81,0.89,0.055,0.03,0.08\n')
+    (gate_dir / 'pairwise.csv').write_text(
+        'task,metric,fraction,leads,encoder_a,encoder_b,diff,diff_lo,diff_hi\n'
+        f'{TASK},auroc,1.0,12,supervised,new_ecg_vit_mae_moco,0.004,-0.02,0.03\n'
+        f'{TASK},auroc,1.0,12,ecg_vit_mae_nextclip,supervised,-0.058,-0.09,-0.03\n')
+    table = _readme_table(d, gate_dir, weights).splitlines()
+    assert table[0].endswith('| minus supervised floor (0.850) [95% CI] |') and table[1].count('---') == 8
+    assert table[2].endswith('| +0.021 [+0.001, +0.046] | -0.004 [-0.030, +0.020] |')
+    assert table[3].endswith('| - (unchanged in this release) | -0.058 [-0.090, -0.030] |')
     (gate_dir / 'results.csv').write_text(f'{cols}\n')  # a gate that did not measure the other name
     with pytest.raises(SystemExit, match='no ptbxl_superdiagnostic row for ecg_vit_mae_nextclip'):
         _readme_table(d, gate_dir, weights)
