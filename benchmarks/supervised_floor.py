@@ -100,23 +100,19 @@ def task_datasets(data_dir: str, task_name: str, encoder: nn.Module, cache_dir: 
     if not tasks:
         raise ValueError(f'The task {task_name!r} cannot be built from {data_dir}: {not_built}.')
     task = tasks[0]
-    pp = preprocessing_for(encoder)
     needed = {k.split('/', 1)[0] for k in task.keys}
-    caches = source_caches({n: s for n, s in sources.items() if n in needed}, pp, cache_dir, workers, progress)
-    where: Dict[str, Tuple[str, int]] = {}
-    signals = {}
-    for name, cdir in caches.items():
-        ds = CachedECGDataset(cdir)
-        signals[name] = ds.signals
-        where.update({f'{name}/{rid}': (name, i) for i, rid in enumerate(ds.record_ids)})
+    if task.kind not in ('multilabel', 'binary', 'multiclass') or len(needed) > 1:
+        raise ValueError(f'{task_name} is a {task.kind} task over {sorted(needed)}: the supervised floor takes a '
+                         f'classification task of one source (e.g. {DEFAULT_TASK}).')
+    pp = preprocessing_for(encoder)
+    source = needed.pop()
+    cache = CachedECGDataset(source_caches({source: sources[source]}, pp, cache_dir, workers, progress)[source])
+    where = {f'{source}/{rid}': i for i, rid in enumerate(cache.record_ids)}
     out, counts, unreadable = {}, {}, []
     for split in ('train', 'val', 'test'):
         idx = [i for i in task.indices(split) if task.keys[i] in where]
         unreadable += [task.keys[i] for i in task.indices(split) if task.keys[i] not in where]
-        if len({where[task.keys[i]][0] for i in idx}) > 1:
-            raise ValueError(f'{task_name} pools several sources; the supervised floor takes a one-source task.')
-        src = where[task.keys[idx[0]]][0] if idx else next(iter(signals))
-        out[split] = TaskRecords(signals[src], np.array([where[task.keys[i]][1] for i in idx], dtype=np.int64),
+        out[split] = TaskRecords(cache.signals, np.array([where[task.keys[i]] for i in idx], dtype=np.int64),
                                  task.y[idx].astype(np.float32 if task.kind != 'multiclass' else np.int64))
         counts[split] = len(idx)
     for split in ('train', 'val'):
@@ -124,7 +120,8 @@ def task_datasets(data_dir: str, task_name: str, encoder: nn.Module, cache_dir: 
             raise ValueError(f'{task_name} has no readable {split} records in {data_dir}.')
     facts = {'task': task_name, 'kind': task.kind, 'labels': list(task.label_names), 'records': counts,
              'unreadable_records': sorted(unreadable), 'preprocessing': pp.to_dict(),
-             'splits': 'the evaluation suite\'s: PTB-XL strat_fold 1-8 train, 9 val, 10 test (never read here)'}
+             'splits': "the evaluation suite's (PTB-XL: strat_fold 1-8 train, 9 val, 10 test; other sources by "
+                       'patient); the test split is never read in training'}
     return task, out, facts
 
 

@@ -78,9 +78,14 @@ def test_classifier_losses_and_refusals():
         SupervisedClassifier(ecgvit.create_model('ecg_vit_tiny', num_classes=1), 'regression')
 
 
-def test_unknown_task_is_a_clear_error(suite_data, tmp_path):
+def test_unknown_pooled_or_regression_tasks_are_clear_errors(suite_data, tmp_path):
+    model = ecgvit.create_model('ecg_vit_tiny')
     with pytest.raises(ValueError, match='Unknown suite tasks'):
-        task_datasets(str(suite_data), 'no_such_task', ecgvit.create_model('ecg_vit_tiny'), tmp_path)
+        task_datasets(str(suite_data), 'no_such_task', model, tmp_path)
+    for task, what in (('sex', 'binary task over'), ('age', 'regression task')):
+        with pytest.raises(ValueError, match=f'{what}.*classification task of one source'):
+            task_datasets(str(suite_data), task, model, tmp_path)
+    assert not (tmp_path / 'signals').exists()  # refused before any cache was built
 
 
 def test_gate_refuses_a_floor_that_is_not_a_supervised_run(floor_run, tmp_path):
