@@ -7,6 +7,10 @@ A candidate passes when, on PTB-XL superdiagnostic (fold 10 test, linear probe a
 it beats both the random init and the current weights with a paired 95% CI that excludes 0 (issue 15). The issue's
 target (macro AUROC >= 0.88 and >= +0.05 over random init) is reported beside, not required.
 
+With ``--supervised RUN`` (a ``benchmarks/supervised_floor.py`` run) the gate also probes the supervised floor, the
+same architecture trained from scratch on the gate task's training labels, and reports each candidate minus it with a
+paired CI (in ``gate.json``, the card and the README table); it does not decide the release.
+
 ``ship`` writes the candidates that passed into ``weights/<name>/`` (bf16 safetensors, config, a card generated from
 the run and the gate's outputs: data, epochs, steps, training time, hardware, relative L2 distance from init, the
 suite table, the comparison with the previous weights, the ablation table when one is given, limitations), the
@@ -15,7 +19,8 @@ sha256 registry and the README's "Pretrained models" table. It refuses a candida
 Usage:
     python benchmarks/ship_weights.py gate --run ecg_vit_mae_moco=~/.cache/ecgvit-runs/weights-bf16/mae_moco \\
         --run ecg_vit_mae_nextclip=~/.cache/ecgvit-runs/weights-bf16/mae_nextclip --data-dir /work/shared/data \\
-        --out benchmarks/results/release_YYYY-MM-DD --cache-dir ~/.cache/ecgvit-runs/suite_shipped/cache
+        --out benchmarks/results/release_YYYY-MM-DD --cache-dir ~/.cache/ecgvit-runs/suite_shipped/cache \\
+        [--supervised ~/.cache/ecgvit-runs/supervised/ecg_vit_mae_moco]
     python benchmarks/ship_weights.py ship --gate benchmarks/results/release_YYYY-MM-DD \\
         [--ablation benchmarks/results/ablation/ablation.md]
 
