@@ -62,20 +62,26 @@ class SupervisedClassifier(nn.Module):
 
 
 class TaskRecords(Dataset):
-    """Records of one split of a suite task, read from the suite's signal cache.
+    """Records of one split of a suite task, read from the suite's signal cache with the task's labels.
 
     Yields ``{'x': (12, L) float32, 'target': label}``: the training loop passes every key but ``x`` and ``y`` to the
-    model, so the label reaches :class:`SupervisedClassifier` as ``target``.
+    model, so the label reaches :class:`SupervisedClassifier` as ``target``. The signals come from the cache's own
+    dataset, which maps its file once per process (DataLoader workers reopen it instead of receiving a copy).
+
+    Args:
+        cache: The source's ``CachedECGDataset`` (all items).
+        rows: The cache item of each record of the split.
+        labels: The task's label of each record of the split.
     """
 
-    def __init__(self, signals: Any, rows: np.ndarray, labels: np.ndarray):
-        self.signals, self.rows, self.labels = signals, np.asarray(rows), np.asarray(labels)
+    def __init__(self, cache: Dataset, rows: np.ndarray, labels: np.ndarray):
+        self.cache, self.rows, self.labels = cache, np.asarray(rows), np.asarray(labels)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
-        x = torch.from_numpy(np.array(self.signals[int(self.rows[i])], dtype=np.float32))
+        x, _ = self.cache[int(self.rows[i])]  # the cache's labels are not the task's: the task's are used
         return {'x': x, 'target': torch.as_tensor(self.labels[i])}
 
 
@@ -112,7 +118,7 @@ def task_datasets(data_dir: str, task_name: str, encoder: nn.Module, cache_dir: 
     for split in ('train', 'val', 'test'):
         idx = [i for i in task.indices(split) if task.keys[i] in where]
         unreadable += [task.keys[i] for i in task.indices(split) if task.keys[i] not in where]
-        out[split] = TaskRecords(cache.signals, np.array([where[task.keys[i]] for i in idx], dtype=np.int64),
+        out[split] = TaskRecords(cache, np.array([where[task.keys[i]] for i in idx], dtype=np.int64),
                                  task.y[idx].astype(np.float32 if task.kind != 'multiclass' else np.int64))
         counts[split] = len(idx)
     for split in ('train', 'val'):
