@@ -46,19 +46,20 @@ class SupervisedClassifier(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, kind: str):
+        from ecgvit.eval.common import TaskInfo, make_loss
+
         super().__init__()
         if kind not in ('multilabel', 'binary', 'multiclass'):
             raise ValueError(f'A supervised floor needs a classification task, not {kind!r}.')
         self.encoder = encoder
-        self.kind = kind
+        # A binary task has one output and is scored like one label of a multi-label task.
+        self.multilabel = kind != 'multiclass'
+        self.loss_fn = make_loss(TaskInfo(encoder.num_classes, self.multilabel))  # the probe's and fine-tuning's loss
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> Dict[str, torch.Tensor]:
         logits = self.encoder(x).float()  # the loss in fp32 under autocast
-        if self.kind == 'multiclass':
-            loss = nn.functional.cross_entropy(logits, target.long())
-        else:
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, target.float().view_as(logits))
-        return {'loss': loss}
+        target = target.float().view_as(logits) if self.multilabel else target.long()
+        return {'loss': self.loss_fn(logits, target)}
 
 
 class TaskRecords(Dataset):
