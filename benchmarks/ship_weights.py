@@ -151,6 +151,7 @@ def run_facts(run: Path) -> Dict[str, Any]:
             'machine': cfg.get('machine'), 'train': cfg['train'], 'pretrainer': cfg.get('pretrainer', {}),
             'data': cfg.get('data', {}), 'preprocessing': cfg.get('preprocessing'),
             'command': _command_line(cfg.get('args') or {}), 'loss_history': loss_history(run / 'metrics.csv'),
+            'init': cfg.get('init'),
             'weights_sha256': sha256_file(encoder_weights_file(run))}
 
 
@@ -376,6 +377,18 @@ def _relpath(path: Path) -> str:
     return os.path.relpath(path, REPO) if path.is_relative_to(REPO) else str(path)
 
 
+def _init_rows(facts: Dict[str, Any]) -> List[str]:
+    """The card's row on where a continued run (``ecgvit pretrain --pretrained / --checkpoint``) started, whose
+    epochs and steps above count this run only."""
+    init = facts.get('init')
+    if not init:
+        return []
+    where = (f"the published `{init['pretrained']}` weights" if init.get('pretrained')
+             else f"the encoder weights of `{init.get('checkpoint')}`")
+    return [f"| started from | {where} (sha256 `{init['weights_sha256'][:12]}...`), with a fresh decoder, heads, "
+            f"optimiser and schedule; the epochs and steps above are this run's only |"]
+
+
 def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], previous: Dict[str, Any]) -> str:
     """The card's body after Input/Usage/Preprocessing (which ``save_pretrained`` writes): pretraining, data,
     evaluation, ablation, limitations; every number from the run and the gate's outputs."""
@@ -409,8 +422,10 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], pr
         f"| precision | {f['amp']} |",
         f"| hardware | {_hardware(f['machine'])} |",
         f"| training time | {f['train_hours']:.2f} h (summed over resumed segments) |",
+        *_init_rows(f),
         f"| distance from init | {100 * f['rel_l2_from_init']:.1f} % (relative L2 over all parameters, from the "
-        f"seed-{f['seed']} random init it started from; `benchmarks/init_distance.py`) |",
+        f"seed-{f['seed']} random init {'of the architecture' if f.get('init') else 'it started from'}; "
+        f"`benchmarks/init_distance.py`) |",
         '| stored as | bfloat16 (evaluated as stored: every number below is of these bf16 weights) |',
         f"| run | `{f['command']}` |", '',
         '![loss curve](loss_curve.png)', '',
@@ -445,7 +460,8 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], pr
                      "MoCo-only, or the shared pass matches the paper's passes, is not answered for these weights.")
     lines += [
         '', '## Limitations', '',
-        f"- Pretrained for {n} epochs on {data.get('n_train')} 10-s windows "
+        f"- Pretrained for {n} epochs{' after the weights it started from (above)' if f.get('init') else ''} on "
+        f"{data.get('n_train')} 10-s windows "
         f"({_hardware(f['machine'])}): a fraction of the seed paper's 710 epochs on tens of thousands of records. "
         f"Treat these weights as a reproducible starting point, not as the paper's model.",
         f"- The test sets are small ({decision['n_test']} PTB-XL records in the gate), so the CIs are wide; a "

@@ -128,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--grad-checkpointing', action='store_true',
                    help="Recompute the encoder's block activations in the backward pass: less memory, a little more "
                         'time (peak memory is measured by benchmarks/run_all.py).')
+    g.add_argument('--pretrained', action='store_true',
+                   help="Continued pretraining: start the encoder from the model's published weights instead of a "
+                        "random init (e.g. on your own ECGs). The method's decoders, heads, MoCo queue, optimiser "
+                        'and schedule start fresh; config.json records where the encoder started (init).')
+    g.add_argument('--checkpoint', metavar='PATH',
+                   help='Continued pretraining from these encoder weights (a pretraining run folder, a checkpoint, '
+                        'a .safetensors file or a save_pretrained folder), as --pretrained. Not a resume: '
+                        '--resume continues a run exactly; this starts a new one.')
     g = p.add_argument_group('method')
     g.add_argument('--mask-ratio', type=float, default=None, help='MAE mask ratio (default 0.75).')
     g.add_argument('--alpha', type=float, default=None, help='MAE loss weight (default 40 MAE-MoCo, 2 Nextclip).')
@@ -417,16 +425,60 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
                        reuse_cpu_memory=True)  # this process only trains: let glibc recycle freed tensors
 
 
-def _resumed_method_settings(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
-    """The method settings (``pretrainer`` config) of the checkpoint ``--resume`` would continue, or None."""
+def _resumed_config(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
+    """The run config of the checkpoint ``--resume`` would continue, or None (no ``--resume``, or nothing to
+    continue)."""
     from ecgvit.train.checkpoint import CheckpointError, read_checkpoint_state
 
+    if not args.resume:
+        return None
     where = Path(args.output) / 'checkpoints' if args.resume is True else Path(args.resume)
     try:
         state = read_checkpoint_state(where)
     except CheckpointError:
         return None  # nothing to continue (a fresh start), or a damaged one the training loop reports
-    return (state.get('config') or {}).get('pretrainer')
+    return state.get('config') or {}
+
+
+def _resumed_method_settings(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
+    """The method settings (``pretrainer`` config) of the checkpoint ``--resume`` would continue, or None."""
+    return (_resumed_config(args) or {}).get('pretrainer')
+
+
+def _init_record(args: argparse.Namespace, model_name: str) -> Optional[Dict[str, Any]]:
+    """Where ``--pretrained`` / ``--checkpoint`` start the encoder (source and sha256 of the weights), or None."""
+    from ecgvit.hub import encoder_weights_file, sha256_file
+    from ecgvit.weights_sha256 import WEIGHTS_SHA256
+
+    if args.pretrained and args.checkpoint:
+        raise CliError('--pretrained and --checkpoint both name the weights to start from: give one.')
+    if args.pretrained:
+        if model_name not in WEIGHTS_SHA256:
+            raise CliError(f'--pretrained: {model_name} has no published weights (those that do: '
+                           f'{", ".join(sorted(WEIGHTS_SHA256))}); pass --checkpoint PATH, or drop --pretrained to '
+                           f'start from a random init.')
+        return {'pretrained': model_name, 'weights_sha256': WEIGHTS_SHA256[model_name]}
+    if args.checkpoint:
+        try:
+            weights = encoder_weights_file(args.checkpoint)
+        except (FileNotFoundError, OSError) as e:
+            raise CliError(f'--checkpoint {args.checkpoint}: {e}') from None
+        return {'checkpoint': str(Path(args.checkpoint).resolve()), 'weights_sha256': sha256_file(weights)}
+    return None
+
+
+def _check_resume_init(init: Optional[Dict[str, Any]], resumed: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The init a run records: a resumed run keeps its own, and starting weights other than its own are refused
+    (the checkpoint replaces them, so they would be recorded but never used)."""
+    if resumed is None:
+        return init
+    saved = resumed.get('init')
+    if init is not None and (saved or {}).get('weights_sha256') != init['weights_sha256']:
+        started = (f"from {saved.get('pretrained') or saved.get('checkpoint')} (sha256 {saved['weights_sha256'][:12]})"
+                   if saved else 'from a random init')
+        raise CliError(f'--resume continues a run that started {started}, so --pretrained / --checkpoint cannot '
+                       f'change where it started: drop them to continue it, or start a new run in another --output.')
+    return saved
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -448,10 +500,19 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         raise CliError(f'--method {args.method} contradicts --{"" if args.shared_pass else "no-"}shared-pass; drop '
                        f'the flag (or use --method {method}).')
     _check_positive(args, 'epochs', 'batch_size', 'lr')
-    model_name = args.model or {'mae_nextclip': 'ecg_vit_mae_nextclip'}.get(method, 'ecg_vit_mae_moco')
+    resumed = _resumed_config(args)
+    # Default architecture: a resumed run's own (which --checkpoint may have set), else the method's registered name.
+    model_name = (args.model or (resumed or {}).get('model')
+                  or {'mae_nextclip': 'ecg_vit_mae_nextclip'}.get(method, 'ecg_vit_mae_moco'))
     if model_name not in ecgvit.list_models():
         raise CliError(f'Unknown --model {model_name!r}: choose from {ecgvit.list_models()}.')
-    _resolve_input(args, model_name)
+    init = _check_resume_init(_init_record(args, model_name), resumed)
+    start, source = None, {}  # the encoder with its starting weights (a fresh start from --pretrained / --checkpoint)
+    if init is not None and resumed is None:
+        start, source = load_encoder(args.checkpoint, None if args.checkpoint and not args.model else model_name,
+                                     args.num_samples, bool(args.pretrained))
+        model_name = source.get('model') or start.pretrained_cfg.get('architecture') or model_name
+    _resolve_input(args, start if start is not None else model_name)
     method_kwargs: Dict[str, Any] = {}
     for item in args.method_arg:
         try:
@@ -485,18 +546,22 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         splits = _splits(args)
     seed_everything(args.seed)
     try:
-        pretrainer = create_pretrainer(method, model_name, encoder_kwargs={'img_size': args.num_samples},
-                                       **method_kwargs)
+        if start is not None:
+            # The loaded encoder itself, so the momentum encoder (MoCo) is a copy of the starting weights too.
+            pretrainer = create_pretrainer(method, start, **method_kwargs)
+        else:
+            pretrainer = create_pretrainer(method, model_name, encoder_kwargs={'img_size': args.num_samples},
+                                           **method_kwargs)
     except TypeError as e:
         raise CliError(f'Bad method argument for {method}: {e}') from None
     # An encoder that comes with trained weights (when the options give one) must see the data it was trained on.
-    weights = {'pretrained': getattr(args, 'pretrained', False), 'checkpoint': getattr(args, 'checkpoint', None)}
-    check_model_data(splits['train'].preprocessing, model_data_cfg(pretrainer.encoder, weights), _weights_name(args))
+    check_model_data(splits['train'].preprocessing, model_data_cfg(pretrainer.encoder, source if start else {}),
+                     _weights_name(args))
     if args.grad_checkpointing:
         pretrainer.encoder.set_grad_checkpointing(True)  # the masked passes honour it too (forward_masked)
     cfg = train_config_from_args(args)
     run_config = {'command': 'pretrain', 'args': vars(args), 'method': method, 'model': model_name,
-                  'method_kwargs': method_kwargs, 'pretrainer': getattr(pretrainer, 'config', {}),
+                  'init': init, 'method_kwargs': method_kwargs, 'pretrainer': getattr(pretrainer, 'config', {}),
                   'data': {'spec': args.data, 'cache_dir': splits['cache_dir'], 'n_train': len(splits['train']),
                            'n_val': len(splits['val'])},
                   'preprocessing': splits['train'].preprocessing.to_dict()}
@@ -539,7 +604,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
         save_pretrained(pretrainer.encoder, Path(args.output) / 'encoder',
                         pretrained_cfg={'pretrain_method': method,
-                                        'preprocessing': splits['train'].preprocessing.to_dict()})
+                                        'preprocessing': splits['train'].preprocessing.to_dict(),
+                                        **({'pretrain_init': init} if init else {})})
         print(json.dumps(summary, indent=2))
     cleanup_distributed()
     return 0

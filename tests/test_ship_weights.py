@@ -215,3 +215,21 @@ def test_gate_refuses_a_folder_that_is_not_a_run(tmp_path):
               '--out', str(tmp_path / 'out')])
     with pytest.raises(SystemExit, match='NAME=FOLDER'):
         main(['gate', '--run', 'ecg_vit_mae_moco', '--data-dir', str(tmp_path), '--out', str(tmp_path / 'out')])
+
+
+def test_a_continued_runs_card_says_where_it_started(tiny_run, tmp_path):
+    """A run started from existing weights (`ecgvit pretrain --pretrained / --checkpoint`) says so in its facts and
+    card: its epochs count that run only."""
+    import shutil
+
+    from benchmarks.ship_weights import _init_rows
+
+    run = tmp_path / 'run'
+    shutil.copytree(tiny_run, run)
+    cfg = json.loads((run / 'config.json').read_text())
+    assert run_facts(run)['init'] is None and _init_rows(run_facts(run)) == []
+    cfg['init'] = {'pretrained': 'ecg_vit_mae_moco', 'weights_sha256': 'ab' * 32}
+    (run / 'config.json').write_text(json.dumps(cfg))
+    (row,) = _init_rows(run_facts(run))
+    assert row.startswith('| started from | the published `ecg_vit_mae_moco` weights (sha256 `abababababab...`)')
+    assert "this run's only" in row
