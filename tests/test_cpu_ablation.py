@@ -1,6 +1,8 @@
 """The CPU ablation driver (benchmarks/cpu_ablation.py) and the ablation's questions (benchmarks/campaign/pairs.py):
 which encoders are paired, how a suite output becomes the ablation table, and a whole run -> stop -> resume -> report
 on tiny encoders and synthetic WFDB files."""
+import csv
+import gzip
 import json
 import os
 import signal
@@ -131,6 +133,12 @@ def test_run_stop_resume_and_report(tmp_path):
     assert data['progress']['tiny-mae']['epochs'] == 2
     md = (out / 'ablation.md').read_text()
     assert 'tiny-mae_moco_shared | 2 |' in md and '(PTB-XL fold 10 test' in md
+    # The per-record predictions stay, compressed: every encoder's score on every test record.
+    assert not (out / 'predictions.csv').exists()
+    with gzip.open(out / 'predictions.csv.gz', 'rt') as f:
+        pred = list(csv.DictReader(f))
+    assert {r['encoder'] for r in pred} == {'random', 'tiny-mae', 'tiny-mae_moco_shared'}
+    assert len({r['record_id'] for r in pred}) == rows['tiny-mae']['n_test']
 
 
 def test_deadline_stops_a_running_job_even_when_sigint_is_ignored(tmp_path):
