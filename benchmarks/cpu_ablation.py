@@ -151,9 +151,23 @@ def run(args: argparse.Namespace) -> int:
         print(f'{time.strftime("%H:%M:%S")} {name}: started at epoch {job_progress(root / name)["epochs"]} '
               f'of {args.epochs}', flush=True)
 
+    # SIGTERM (kill PID) or SIGINT (Ctrl-C) to the driver stops as the deadline does: the jobs get SIGINT and keep
+    # their last finished epoch, instead of running on as orphans of a dead driver.
+    asked = []
+
+    def stop_on_signal(signum: int, frame: Any) -> None:
+        asked.append(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # `nohup ... &` ignores it: leave it so
+        signal.signal(signal.SIGINT, stop_on_signal)
     stopped, escalate_at = False, math.inf
     while pending or running:
         now = time.time()
+        if asked and not stopped:
+            print(f'{time.strftime("%H:%M:%S")} {asked[0]}: stopping every job after its last finished epoch',
+                  flush=True)
+            deadline = now
         if now >= deadline and not stopped:
             stopped, escalate_at = True, now + args.grace_s
             pending.clear()
@@ -174,8 +188,8 @@ def run(args: argparse.Namespace) -> int:
             if p['finished']:
                 print(f'{time.strftime("%H:%M:%S")} {job[0]}: finished, {p["epochs"]} epochs', flush=True)
             elif stopped:
-                print(f'{time.strftime("%H:%M:%S")} {job[0]}: stopped at the deadline after epoch {p["epochs"]}',
-                      flush=True)
+                why = f'on {asked[0]}' if asked else 'at the deadline'
+                print(f'{time.strftime("%H:%M:%S")} {job[0]}: stopped {why} after epoch {p["epochs"]}', flush=True)
             else:
                 failed.append(job[0])
                 print(f'{time.strftime("%H:%M:%S")} {job[0]}: failed (exit code {proc.returncode}); its log: '
@@ -184,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
             start(pending.pop(0))
         if running:
             time.sleep(args.poll_s)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return 1 if failed else 3 if stopped else 0
 
 

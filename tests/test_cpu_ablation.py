@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,26 @@ def test_deadline_stops_a_running_job_even_when_sigint_is_ignored(tmp_path):
     assert 'stopped at the deadline' in r.stdout
     assert not job_progress(root / 'tiny-mae')['finished']
     assert (root / 'tiny-mae.log').is_file() and json.loads((root / 'plan.json').read_text())['epochs'] == 500
+
+
+def test_sigterm_to_the_driver_stops_its_jobs(tmp_path):
+    """`kill DRIVER` must not leave the jobs running as orphans: they stop on SIGINT as at a deadline, resumable."""
+    data = _pool(tmp_path / 'data')
+    root = tmp_path / 'abl'
+    cmd = [sys.executable, str(ROOT / 'benchmarks' / 'cpu_ablation.py'), 'run', '--root', str(root), '--jobs', 'mae',
+           '--model', 'ecg_vit_tiny', '--epochs', '500', '--data-dir', str(data), '--cache-dir', str(tmp_path / 'c'),
+           '--sampling-rate', '100', '--num-samples', '1000', '--batch-size', '8', '--amp', 'fp32', '--nice', '0',
+           '--poll-s', '0.2', '--grace-s', '900']
+    driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=dict(os.environ, OMP_NUM_THREADS='1'))
+    log = root / 'tiny-mae' / 'metrics.csv'
+    t0 = time.time()
+    while not (log.is_file() and 'val' in log.read_text()) and time.time() - t0 < 180:  # an epoch is done
+        time.sleep(0.5)
+    driver.send_signal(signal.SIGTERM)
+    out, _ = driver.communicate(timeout=240)
+    assert driver.returncode == 3, out
+    assert 'SIGTERM: stopping every job' in out and 'tiny-mae: stopped on SIGTERM after epoch' in out
+    assert subprocess.run(['pgrep', '-f', str(root / 'tiny-mae')], capture_output=True).returncode == 1  # no orphan
+    p = job_progress(root / 'tiny-mae')
+    assert not p['finished'] and p['epochs'] >= 1
