@@ -307,6 +307,24 @@ def test_amp_auto_is_decided_once_per_machine_and_kept(monkeypatch, tmp_path):
     assert list(json.loads((tmp_path / 'amp.json').read_text()).values())[0]['bf16'] is True
 
 
+def test_a_bf16_run_resumed_on_a_cpu_without_bf16_units_is_kept_in_bf16_with_a_warning(monkeypatch, caplog):
+    """A resumed run keeps its dtype (exactness), but on a CPU that emulates bf16 (an AVX2-only machine here: 0.3
+    GFLOP/s) it says why the steps are slow and what to do."""
+    from ecgvit.train import loop
+    from ecgvit.train.config import TrainConfig
+    from ecgvit.train.distributed import DistInfo
+
+    cfg, info = TrainConfig(amp='auto'), DistInfo()
+    monkeypatch.setattr(loop, 'cpu_has_native_bf16', lambda: False)
+    with caplog.at_level('WARNING', logger='ecgvit.train.loop'):
+        assert loop._run_amp({'amp': 'bf16'}, cfg, info) is torch.bfloat16
+        assert loop._run_amp({'amp': 'fp32'}, cfg, info) is None
+    assert len(caplog.records) == 1 and 'no bf16 matrix units' in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(loop, 'cpu_has_native_bf16', lambda: True)
+    assert loop._run_amp({'amp': 'bf16'}, cfg, info) is torch.bfloat16 and not caplog.records
+
+
 def test_a_fresh_run_refuses_a_folder_that_holds_a_run(tmp_path):
     """Issue 18, item 1: no silent overwrite of a finished run's metrics, best weights and checkpoints."""
     from ecgvit.errors import RunExistsError

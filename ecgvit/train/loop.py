@@ -47,7 +47,14 @@ from .metrics_log import MetricsLog, scalar_parts
 from .optim import create_adam
 from .resume import checkpoint_to_resume, gather_rng, json_rng, resume_or_seed, run_warmup_epochs
 from .run_lock import RunLock
-from .runtime import autocast_context, compile_blocks, machine_info, resolve_amp_dtype, seed_everything
+from .runtime import (
+    autocast_context,
+    compile_blocks,
+    cpu_has_native_bf16,
+    machine_info,
+    resolve_amp_dtype,
+    seed_everything,
+)
 from .sampler import ResumableSampler
 from .schedules import create_schedule
 from .validate import validate_train_config
@@ -237,6 +244,10 @@ def _run_amp(state: Dict[str, Any], config: TrainConfig, info: DistInfo) -> Opti
     if state['amp'] is None:
         dtype = resolve_amp_dtype(config.amp, info.device)
         state['amp'] = 'bf16' if dtype == torch.bfloat16 else 'fp32'
+    elif state['amp'] == 'bf16' and info.device.type == 'cpu' and not cpu_has_native_bf16():
+        _logger.warning('This run started in bf16 and continues in bf16 (a run keeps its dtype, so that it repeats '
+                        'exactly), but this CPU has no bf16 matrix units (avx512_bf16 / AMX): its steps may be 10-20x '
+                        'slower than in fp32. Continue it on a CPU that has them, or start a new run here (fp32).')
     return torch.bfloat16 if state['amp'] == 'bf16' else None
 
 

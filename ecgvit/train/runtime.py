@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 __all__ = ['seed_everything', 'resolve_amp_dtype', 'autocast_context', 'compile_blocks', 'machine_info',
-           'amp_cache_file']
+           'cpu_has_native_bf16', 'amp_cache_file']
 
 
 def machine_info(device: torch.device) -> Dict[str, Any]:
@@ -123,6 +123,15 @@ def amp_cache_file() -> Path:
     root = os.environ.get('ECGVIT_CACHE_DIR') or os.path.join(
         os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'), 'ecgvit')
     return Path(root) / 'amp.json'
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 matrix units (``avx512_bf16`` or AMX); without them bf16 matmuls are emulated, and on
+    one AVX2-only machine they ran at 0.3 GFLOP/s against 100 in fp32 (benchmarks/README.md). False off Linux."""
+    with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
+        line = next((ln for ln in f if ln.startswith('flags')), '')
+        return bool(set(line.split()) & {'avx512_bf16', 'amx_bf16'})
+    return False
 
 
 def _machine_key() -> str:
