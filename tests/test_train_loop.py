@@ -230,7 +230,10 @@ def test_checkpoint_roundtrip_without_pickle(tmp_path):
     path = save_checkpoint(tmp_path, 3, model, opt, {'epoch': 1})
     expected = torch.rand(3)
     (tmp_path / '.tmp-step-00000009.123').mkdir()  # debris of a killed write
-    assert len(clean_partial(tmp_path)) == 1
+    (tmp_path / '.tmpAb3_x9').write_bytes(b'x')  # what a killed safetensors save_file leaves beside best.safetensors
+    (tmp_path / 'notes.tmp').write_text('kept')  # not debris
+    assert sorted(p.name for p in clean_partial(tmp_path)) == ['.tmp-step-00000009.123', '.tmpAb3_x9']
+    assert (tmp_path / 'notes.tmp').is_file()
     model2 = StandIn()
     opt2 = torch.optim.Adam(model2.parameters(), lr=1e-3)
     state = load_checkpoint(tmp_path, model2, opt2)

@@ -42,6 +42,8 @@ __all__ = ['save_checkpoint', 'load_checkpoint', 'read_checkpoint_state', 'list_
 _STEP_RE = re.compile(r'^step-(\d{8})$')
 _TMP_PREFIX = '.tmp-'
 _TRASH_PREFIX = '.trash-'
+# safetensors' save_file (0.8.0) writes <folder>/.tmpXXXXXX and renames it: a run killed mid-write leaves that file.
+_LIBRARY_TMP_RE = re.compile(r'^\.tmp[A-Za-z0-9_]{6}$')
 BEST_NAME = 'best.safetensors'
 
 
@@ -145,13 +147,17 @@ def optimizer_from_flat(tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) 
 
 
 def clean_partial(ckpt_dir: os.PathLike) -> List[Path]:
-    """Remove leftovers of interrupted writes and deletions (temporary and trash entries). Returns what went."""
+    """Remove leftovers of interrupted writes and deletions (temporary and trash entries, and the temporary file of a
+    safetensors write that was killed, which can be as large as the model). Returns what went.
+
+    Call it only where no other process writes into ``ckpt_dir`` (the training loop holds the run's lock).
+    """
     ckpt_dir = Path(ckpt_dir)
     removed = []
     if not ckpt_dir.is_dir():
         return removed
     for p in ckpt_dir.iterdir():
-        if p.name.startswith((_TMP_PREFIX, _TRASH_PREFIX)):
+        if p.name.startswith((_TMP_PREFIX, _TRASH_PREFIX)) or (p.is_file() and _LIBRARY_TMP_RE.match(p.name)):
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
             removed.append(p)
     return removed
