@@ -324,8 +324,14 @@ def test_a_bf16_run_resumed_on_a_cpu_without_bf16_units_is_kept_in_bf16_with_a_w
         assert loop._run_amp({'amp': 'fp32'}, cfg, info) is None
     assert len(caplog.records) == 1 and 'no bf16 matrix units' in caplog.text
     caplog.clear()
+    with caplog.at_level('WARNING', logger='ecgvit.train.loop'):  # a new run asking for bf16 by name is warned too
+        assert loop._run_amp({'amp': None}, TrainConfig(amp='bf16'), info) is torch.bfloat16
+        assert loop._run_amp({'amp': None}, TrainConfig(amp='fp32'), info) is None
+    assert len(caplog.records) == 1 and '--amp auto or fp32' in caplog.text
+    caplog.clear()
     monkeypatch.setattr(loop, 'cpu_has_native_bf16', lambda: True)
     assert loop._run_amp({'amp': 'bf16'}, cfg, info) is torch.bfloat16 and not caplog.records
+    assert loop._run_amp({'amp': None}, TrainConfig(amp='bf16'), info) is torch.bfloat16 and not caplog.records
 
 
 def test_a_fresh_run_refuses_a_folder_that_holds_a_run(tmp_path):
