@@ -511,7 +511,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if init is not None and resumed is None:
         start, source = load_encoder(args.checkpoint, None if args.checkpoint and not args.model else model_name,
                                      args.num_samples, bool(args.pretrained))
-        model_name = source.get('model') or start.pretrained_cfg.get('architecture') or model_name
+        loaded = source.get('model') or start.pretrained_cfg.get('architecture') or model_name
+        if args.model and loaded != args.model:  # a save_pretrained folder builds the architecture it records
+            raise CliError(f'--checkpoint {args.checkpoint} holds {loaded} weights, not {args.model}: drop --model '
+                           f'(the checkpoint says its architecture) or pass weights of {args.model}.')
+        model_name = loaded
     _resolve_input(args, start if start is not None else model_name)
     method_kwargs: Dict[str, Any] = {}
     for item in args.method_arg:

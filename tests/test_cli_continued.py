@@ -102,6 +102,14 @@ def test_bad_starting_weights_give_one_line(argv, expected, tmp_path, capsys):
     assert not (tmp_path / 'run').exists()
 
 
+def test_a_checkpoint_of_another_architecture_is_refused(source_run, tmp_path, capsys):
+    root, source = source_run  # its exported encoder/ is a save_pretrained folder of ecg_vit_tiny
+    rc = main(['pretrain', '--method', 'mae', '--model', 'ecg_vit_small', '--checkpoint', str(source / 'encoder'),
+               *COMMON, '--cache-dir', str(root / 'data'), '--epochs', '1', '--output', str(tmp_path / 'run')])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and 'holds ecg_vit_tiny weights, not ecg_vit_small' in err
+
+
 def test_pretrained_starts_from_the_published_weights(tmp_path, monkeypatch, capsys):
     """--pretrained: the shipped, sha256-checked weights of the named model; data made otherwise are refused."""
     seen = _capture_pretrainer(monkeypatch)
