@@ -140,6 +140,17 @@ def test_run_stop_resume_and_report(tmp_path):
         pred = list(csv.DictReader(f))
     assert {r['encoder'] for r in pred} == {'random', 'tiny-mae', 'tiny-mae_moco_shared'}
     assert len({r['record_id'] for r in pred}) == rows['tiny-mae']['n_test']
+    # From the kept file alone, a later comparison gives exactly the suite's paired CI.
+    from benchmarks.paired_predictions import compare
+
+    with open(out / 'pairwise.csv', newline='') as f:
+        suite_row = next(r for r in csv.DictReader(f) if r['task'] == 'ptbxl_superdiagnostic' and r['metric'] == 'auroc'
+                         and {r['encoder_a'], r['encoder_b']} == {'tiny-mae', 'tiny-mae_moco_shared'})
+    kept = out / 'predictions.csv.gz'
+    r = compare((kept, suite_row['encoder_a']), (kept, suite_row['encoder_b']), 'ptbxl_superdiagnostic', 'auroc',
+                n_boot=100)
+    for key in ('diff', 'diff_lo', 'diff_hi'):
+        assert r[key] == pytest.approx(float(suite_row[key]), abs=1e-5), key
 
 
 def test_deadline_stops_a_running_job_even_when_sigint_is_ignored(tmp_path):

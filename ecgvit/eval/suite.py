@@ -52,7 +52,8 @@ from .leads import check_encoder_leads, leads_label, parse_lead_subsets
 from .metrics import LOWER_IS_BETTER, bootstrap_weights, diff_interval, verdict, weighted_metric
 from .suite_data import Task, assign_record_splits, build_tasks, load_sources, subsample_train
 
-__all__ = ['SuiteConfig', 'run_suite', 'resolve_encoders', 'fit_probe', 'preprocessing_for', 'source_caches']
+__all__ = ['SuiteConfig', 'run_suite', 'resolve_encoders', 'fit_probe', 'preprocessing_for', 'source_caches',
+           'bootstrap_seed']
 
 _logger = logging.getLogger(__name__)
 
@@ -245,6 +246,12 @@ def _stable_seed(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256('|'.join(map(str, parts)).encode()).digest()[:4], 'little')
 
 
+def bootstrap_seed(task: str, fraction: float) -> int:
+    """The seed of the suite's bootstrap resamples of ``task`` at label ``fraction`` (one set for every encoder), so a
+    comparison made later from kept predictions draws the same resamples as the suite did."""
+    return _stable_seed('boot', task, fraction)
+
+
 def _probe_task(task: Task, feats: np.ndarray, cfg: SuiteConfig) -> Dict[Tuple[float, int], Dict[str, Any]]:
     """(fraction, seed) -> {'scores': test scores, 'n_train', 'C', ...} for one encoder's features of ``task``."""
     tr, va, te = task.indices('train'), task.indices('val'), task.indices('test')
@@ -316,7 +323,7 @@ def _compare(tasks: List[Task], fits: Dict[str, Dict[str, Dict]], encoders: List
         y = task.y[task.indices('test')]
         groups = task.groups[task.indices('test')]
         for fraction in cfg.fractions:
-            weights = bootstrap_weights(len(y), cfg.n_boot, _stable_seed('boot', task.name, fraction))
+            weights = bootstrap_weights(len(y), cfg.n_boot, bootstrap_seed(task.name, fraction))
             for metric in task.metrics:
                 per = {e: _seed_scores(fits[e][task.name], fraction) for e in encoders}
                 ones = np.ones((1, len(y)))

@@ -1,0 +1,161 @@
+"""Paired comparison of two encoders from kept per-record predictions, when the encoders themselves are gone.
+
+The evaluation suite writes every test score to ``predictions.csv`` (``cpu_ablation.py report`` keeps it as
+``predictions.csv.gz``). Two encoders probed on the same test records, in one report or in two, can be compared from
+those files alone: the difference of a metric with a paired bootstrap CI (the same records resampled for both). The
+resamples are the suite's own (:func:`ecgvit.eval.suite.bootstrap_seed`), so two encoders of one report give exactly
+the CI of its ``pairwise.csv``.
+
+Usage:
+    python benchmarks/paired_predictions.py --a results/ablation_x/predictions.csv.gz:small-mae_nextclip-alpha1 \\
+        --b results/ablation_x/predictions.csv.gz:small-mae_nextclip [--task ptbxl_superdiagnostic --metric auroc]
+"""
+if __name__ == '__main__' and __package__ is None:  # `python benchmarks/paired_predictions.py` from the repository root
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import csv
+import gzip
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+__all__ = ['read_predictions', 'compare', 'main']
+
+METRICS = ('auroc', 'auprc', 'auc_ovo', 'mae', 'r2')
+
+
+def _open(path: Path):
+    return gzip.open(path, 'rt', newline='') if path.suffix == '.gz' else open(path, newline='')
+
+
+def read_predictions(path: Path, encoder: str, task: str, fraction: float = 1.0,
+                     leads: Optional[str] = None) -> Tuple[List[str], List[str], np.ndarray, List[np.ndarray]]:
+    """One encoder's test predictions of one task from a suite's ``predictions.csv[.gz]``.
+
+    Returns:
+        (record ids in the file's order, label names, targets (N, L), one (N, L) score array per probe seed).
+
+    Raises:
+        SystemExit: the file holds no such encoder / task / fraction / lead subset (the message lists what it holds).
+    """
+    records: Dict[str, int] = {}
+    labels: Dict[str, int] = {}
+    cells: Dict[Tuple[str, str, str], Tuple[float, float]] = {}
+    seen: Dict[str, set] = {'encoder': set(), 'task': set(), 'leads': set()}
+    with _open(path) as f:
+        for row in csv.DictReader(f):
+            for key in seen:
+                seen[key].add(row.get(key) or '')
+            if row['encoder'] != encoder or row['task'] != task or float(row['fraction']) != fraction:
+                continue
+            if leads is not None and (row.get('leads') or '') != leads:
+                continue
+            records.setdefault(row['record_id'], len(records))
+            labels.setdefault(row['label'], len(labels))
+            cells[(row['seed'], row['record_id'], row['label'])] = (float(row['y']), float(row['score']))
+    if not cells:
+        raise SystemExit(f'{path} holds no predictions of encoder {encoder!r} on task {task!r} at fraction {fraction}'
+                         f'{"" if leads is None else f" with leads {leads!r}"}: it holds encoders '
+                         f'{sorted(seen["encoder"])}, tasks {sorted(seen["task"])}, leads {sorted(seen["leads"])}.')
+    subsets = {k for k in seen['leads'] if k} if leads is None else set()
+    if len(subsets) > 1:
+        raise SystemExit(f'{path} holds several lead subsets {sorted(subsets)}: name one with --leads.')
+    seeds = sorted({s for s, _, _ in cells}, key=int)
+    y = np.full((len(records), len(labels)), np.nan)
+    scores = [np.full_like(y, np.nan) for _ in seeds]
+    for (seed, rec, label), (truth, score) in cells.items():
+        y[records[rec], labels[label]] = truth
+        scores[seeds.index(seed)][records[rec], labels[label]] = score
+    if np.isnan(y).any() or any(np.isnan(s).any() for s in scores):
+        raise SystemExit(f'{path}: the predictions of {encoder!r} on {task!r} are incomplete (a record lacks a label '
+                         f'or a seed): the file is damaged or was cut short.')
+    return list(records), list(labels), y, scores
+
+
+def _as_metric_input(metric: str, y: np.ndarray, scores: List[np.ndarray]) -> Tuple[np.ndarray, List[np.ndarray]]:
+    """The suite's shapes: multi-label (N, L); one column (binary, regression) as (N,); classes as indices (N,)."""
+    if metric == 'auc_ovo':
+        return y.argmax(1), scores
+    if y.shape[1] == 1:
+        return y[:, 0], [s[:, 0] for s in scores]
+    return y, scores
+
+
+def compare(a: Tuple[Path, str], b: Tuple[Path, str], task: str, metric: str = 'auroc', fraction: float = 1.0,
+            n_boot: int = 1000, leads: Optional[str] = None) -> Dict[str, Any]:
+    """``metric`` of encoder A minus encoder B on the same test records, with the suite's paired bootstrap CI.
+
+    Args:
+        a, b: (predictions file, encoder name) of each side.
+
+    Returns:
+        ``diff_interval``'s keys (``a``, ``b``, ``diff``, ``diff_lo``, ``diff_hi``, ``p_value``, ``n_test``, ...).
+
+    Raises:
+        SystemExit: the two sides were not tested on the same records with the same targets (no pairing possible),
+            or a metric this script does not compute.
+    """
+    from ecgvit.eval.metrics import bootstrap_weights, diff_interval, weighted_metric
+    from ecgvit.eval.suite import bootstrap_seed
+
+    if metric not in METRICS:
+        raise SystemExit(f'--metric {metric!r}: choose from {", ".join(METRICS)} (the "_within" metrics need each '
+                         f'record\'s source, which predictions files do not hold).')
+    rec_a, lab_a, y_a, s_a = read_predictions(Path(a[0]), a[1], task, fraction, leads)
+    rec_b, lab_b, y_b, s_b = read_predictions(Path(b[0]), b[1], task, fraction, leads)
+    if set(rec_a) != set(rec_b) or set(lab_a) != set(lab_b):
+        raise SystemExit(f'{a[1]} and {b[1]} were not tested on the same records and labels ({len(rec_a)} and '
+                         f'{len(rec_b)} records, {len(set(rec_a) & set(rec_b))} in common): a paired comparison needs '
+                         f'the same test set.')
+    order = [rec_b.index(r) for r in rec_a]  # B in A's order (the suite's own order when A comes from a report)
+    cols = [lab_b.index(c) for c in lab_a]
+    y_b, s_b = y_b[order][:, cols], [s[order][:, cols] for s in s_b]
+    if not np.array_equal(y_a, y_b):
+        raise SystemExit(f'{a[1]} and {b[1]} have different targets for the same records: not the same task split.')
+    y, s_a = _as_metric_input(metric, y_a, s_a)
+    _, s_b = _as_metric_input(metric, y_b, s_b)
+    ones = np.ones((1, len(y)))
+    weights = bootstrap_weights(len(y), n_boot, bootstrap_seed(task, fraction))
+
+    def point(scores):
+        return float(np.mean([weighted_metric(metric, y, s, ones)[0] for s in scores]))
+
+    def boot(scores):
+        return np.mean([weighted_metric(metric, y, s, weights) for s in scores], axis=0)
+
+    return diff_interval(point(s_a), point(s_b), boot(s_a), boot(s_b), n_test=len(y))
+
+
+def _side(text: str) -> Tuple[Path, str]:
+    path, sep, encoder = text.rpartition(':')
+    if not sep or not path or not encoder:
+        raise argparse.ArgumentTypeError(f'{text!r} is not PATH:ENCODER.')
+    return Path(path), encoder
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--a', type=_side, required=True, metavar='PATH:ENCODER', help='predictions file and encoder A')
+    p.add_argument('--b', type=_side, required=True, metavar='PATH:ENCODER', help='predictions file and encoder B')
+    p.add_argument('--task', default='ptbxl_superdiagnostic')
+    p.add_argument('--metric', default='auroc', help=f'one of {", ".join(METRICS)}')
+    p.add_argument('--fraction', type=float, default=1.0, help='label fraction of the probe')
+    p.add_argument('--leads', default=None, help="lead subset label, when a file holds several (e.g. '12')")
+    p.add_argument('--n-boot', type=int, default=1000)
+    args = p.parse_args(argv)
+    r = compare(args.a, args.b, args.task, args.metric, args.fraction, args.n_boot, args.leads)
+    print(f"{args.a[1]} minus {args.b[1]} on {args.task} ({args.metric}, {r['n_test']} records): "
+          f"{r['a']:.3f} - {r['b']:.3f} = {r['diff']:+.3f} [{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}] (paired 95% CI)")
+    print(json.dumps(r))
+    return r
+
+
+if __name__ == '__main__':
+    main()
+    sys.exit(0)
