@@ -76,6 +76,10 @@ def job_progress(folder: Path) -> Dict[str, Any]:
         val = [r for r in rows if r.get('kind') == 'val']
         if val and not out['finished']:  # a validation row closes an epoch (epochs count from 0 there)
             out.update(epochs=int(val[-1]['epoch']) + 1, steps=int(val[-1]['step']))
+    config = folder / 'config.json'
+    if config.is_file():  # the dtype a run keeps across resumes, and the CPU of its latest segment
+        cfg = json.loads(config.read_text())
+        out.update(amp=cfg.get('amp_resolved'), cpu=(cfg.get('machine') or {}).get('cpu'))
     return out
 
 
@@ -218,7 +222,7 @@ def status(args: argparse.Namespace) -> int:
         state = 'finished' if p['finished'] else 'started' if (root / name).is_dir() else 'not started'
         print(f'{name:32s} {state:12s} epoch {p["epochs"]:>4d} / {epochs}'
               f'  {t:>8s}' + (f' ({rate:.0f} s/epoch{left})' if rate else '')
-              + ('' if p['best'] else '  (no best weights yet)'))
+              + (f"  [{p['amp']}]" if p.get('amp') else '') + ('' if p['best'] else '  (no best weights yet)'))
     return 0 if done == len(jobs) else 3
 
 
@@ -265,7 +269,8 @@ def ablation_markdown(rows: List[Dict[str, Any]], progress: Dict[str, Dict[str, 
         p = progress.get(r['encoder'], {})
         ep = '-' if r['method'] == 'random' else f"{p.get('epochs', '?')}{'' if p.get('finished') else ' (unfinished)'}"
         rate = seconds_per_epoch(p)
-        took = '-' if rate is None else f"{p['time_s'] / 60:.0f} min ({rate:.0f} s/epoch)"
+        took = '-' if rate is None else (f"{p['time_s'] / 60:.0f} min ({rate:.0f} s/epoch"
+                                         + (f", {p['amp']}" if p.get('amp') else '') + ')')
         cells = []
         for q in questions:
             v = r['vs'].get(q)

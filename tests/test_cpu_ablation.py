@@ -131,9 +131,9 @@ def test_run_stop_resume_and_report(tmp_path):
     rows = {r['encoder']: r for r in data['rows']}
     assert set(rows) == {'random', 'tiny-mae', 'tiny-mae_moco_shared'}
     assert set(rows['tiny-mae_moco_shared']['vs']) == {'random', 'mae'}  # no MoCo-only, no paper-pass job here
-    assert data['progress']['tiny-mae']['epochs'] == 2
+    assert data['progress']['tiny-mae']['epochs'] == 2 and data['progress']['tiny-mae']['amp'] == 'fp32'
     md = (out / 'ablation.md').read_text()
-    assert 'tiny-mae_moco_shared | 2 |' in md and '(PTB-XL fold 10 test' in md
+    assert 'tiny-mae_moco_shared | 2 |' in md and '(PTB-XL fold 10 test' in md and 's/epoch, fp32)' in md
     # The per-record predictions stay, compressed: every encoder's score on every test record.
     assert not (out / 'predictions.csv').exists()
     with gzip.open(out / 'predictions.csv.gz', 'rt') as f:
