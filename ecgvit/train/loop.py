@@ -241,17 +241,19 @@ def _make_optimisation(model: nn.Module, config: TrainConfig, steps_per_epoch: i
 
 def _run_amp(state: Dict[str, Any], config: TrainConfig, info: DistInfo) -> Optional[torch.dtype]:
     # The dtype is chosen once per run and kept across resumes: a re-measured choice could differ and break exactness.
-    emulated = state['amp'] != 'fp32' and info.device.type == 'cpu' and not cpu_has_native_bf16()
-    if state['amp'] is None:
+    resumed = state['amp'] is not None
+    if not resumed:
         dtype = resolve_amp_dtype(config.amp, info.device)
         state['amp'] = 'bf16' if dtype == torch.bfloat16 else 'fp32'
-        if emulated and state['amp'] == 'bf16' and str(config.amp).lower() in ('bf16', 'bfloat16'):
-            _logger.warning('amp=bf16 on a CPU without bf16 matrix units (avx512_bf16 / AMX): its steps may be '
-                            '10-20x slower than in fp32. Use --amp auto or fp32 here.')
-    elif emulated:
-        _logger.warning('This run started in bf16 and continues in bf16 (a run keeps its dtype, so that it repeats '
-                        'exactly), but this CPU has no bf16 matrix units (avx512_bf16 / AMX): its steps may be 10-20x '
-                        'slower than in fp32. Continue it on a CPU that has them, or start a new run here (fp32).')
+    # bf16 kept from a resumed run, or asked for by name ('auto' measures, and picks fp32 where bf16 is emulated).
+    chosen = resumed or str(config.amp).lower() in ('bf16', 'bfloat16')
+    if state['amp'] == 'bf16' and chosen and info.device.type == 'cpu' and not cpu_has_native_bf16():
+        _logger.warning(
+            'This run started in bf16 and continues in bf16 (a run keeps its dtype, so that it repeats exactly), but '
+            'this CPU has no bf16 matrix units (avx512_bf16 / AMX): its steps may be 10-20x slower than in fp32. '
+            'Continue it on a CPU that has them, or start a new run here (fp32).' if resumed else
+            'amp=bf16 on a CPU without bf16 matrix units (avx512_bf16 / AMX): its steps may be 10-20x slower than in '
+            'fp32. Use --amp auto or fp32 here.')
     return torch.bfloat16 if state['amp'] == 'bf16' else None
 
 
