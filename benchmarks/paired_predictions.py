@@ -95,13 +95,13 @@ def compare(a: Tuple[Path, str], b: Tuple[Path, str], task: str, metric: str = '
         a, b: (predictions file, encoder name) of each side.
 
     Returns:
-        ``diff_interval``'s keys (``a``, ``b``, ``diff``, ``diff_lo``, ``diff_hi``, ``p_value``, ``n_test``, ...).
+        The keys of ``ecgvit.eval.metrics.paired_bootstrap_diff`` (``diff``, ``diff_lo``, ``diff_hi``, ...).
 
     Raises:
         SystemExit: the two sides were not tested on the same records with the same targets (no pairing possible),
             or a metric this script does not compute.
     """
-    from ecgvit.eval.metrics import bootstrap_weights, diff_interval, weighted_metric
+    from ecgvit.eval.metrics import bootstrap_weights, paired_bootstrap_diff
     from ecgvit.eval.suite import bootstrap_seed
 
     if metric not in METRICS:
@@ -120,16 +120,8 @@ def compare(a: Tuple[Path, str], b: Tuple[Path, str], task: str, metric: str = '
         raise SystemExit(f'{a[1]} and {b[1]} have different targets for the same records: not the same task split.')
     y, s_a = _as_metric_input(metric, y_a, s_a)
     _, s_b = _as_metric_input(metric, y_b, s_b)
-    ones = np.ones((1, len(y)))
     weights = bootstrap_weights(len(y), n_boot, bootstrap_seed(task, fraction))
-
-    def point(scores):
-        return float(np.mean([weighted_metric(metric, y, s, ones)[0] for s in scores]))
-
-    def boot(scores):
-        return np.mean([weighted_metric(metric, y, s, weights) for s in scores], axis=0)
-
-    return diff_interval(point(s_a), point(s_b), boot(s_a), boot(s_b), n_test=len(y))
+    return paired_bootstrap_diff(metric, y, s_a, s_b, weights=weights)
 
 
 def _side(text: str) -> Tuple[Path, str]:
