@@ -440,11 +440,6 @@ def _resumed_config(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
     return state.get('config') or {}
 
 
-def _resumed_method_settings(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
-    """The method settings (``pretrainer`` config) of the checkpoint ``--resume`` would continue, or None."""
-    return (_resumed_config(args) or {}).get('pretrainer')
-
-
 def _init_record(args: argparse.Namespace, model_name: str) -> Optional[Dict[str, Any]]:
     """Where ``--pretrained`` / ``--checkpoint`` start the encoder (source and sha256 of the weights), or None."""
     from ecgvit.hub import encoder_weights_file, sha256_file
@@ -530,15 +525,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     method_kwargs.update(variant_kwargs)
     if 'clip' in method:
         method_kwargs.setdefault('sampling_rate', args.sampling_rate)
+    saved = (resumed or {}).get('pretrainer')  # the method settings of the checkpoint --resume continues
     if args.resume and METHODS[method]['alpha'] is not None and 'shared_pass' not in method_kwargs:
         # A resumed run continues as it was trained: switching passes mid-run would change what it learns.
-        saved = _resumed_method_settings(args)
         if saved is not None and 'shared_pass' in saved:
             method_kwargs['shared_pass'] = bool(saved['shared_pass'])
     if args.resume and 'lead_dropout' not in method_kwargs:
         # Likewise lead-set dropout: a resumed run keeps it (and its subsets, unless --lead-sets names others, which
         # the resume check then refuses).
-        saved = _resumed_method_settings(args) or {}
+        saved = saved or {}
         if saved.get('lead_dropout'):
             method_kwargs['lead_dropout'] = saved['lead_dropout']
             method_kwargs.setdefault('lead_sets', saved.get('lead_sets'))
