@@ -147,11 +147,10 @@ class Settings:
 
 def machine_info() -> Dict[str, Any]:
     """What ``ecgvit.train`` records of a machine, plus the instruction-set flags that decide which dtype is fast."""
+    from ecgvit.train.runtime import cpu_flags
     from ecgvit.train.runtime import machine_info as ecgvit_machine_info
 
-    flags: set = set()
-    with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
-        flags = next((set(line.split(':', 1)[1].split()) for line in f if line.startswith('flags')), set())
+    flags = cpu_flags()
     present = {flag: flag in flags for flag in SPEED_FLAGS}
     present['amx'] = any(present[f] for f in ('amx_tile', 'amx_bf16', 'amx_int8'))
     info = ecgvit_machine_info(torch.device('cpu'))

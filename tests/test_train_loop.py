@@ -334,6 +334,21 @@ def test_a_bf16_run_resumed_on_a_cpu_without_bf16_units_is_kept_in_bf16_with_a_w
     assert loop._run_amp({'amp': None}, TrainConfig(amp='bf16'), info) is torch.bfloat16 and not caplog.records
 
 
+def test_cpu_flags_reads_the_flag_names_only(monkeypatch, tmp_path):
+    """One reader of ``/proc/cpuinfo`` for the amp decision, the bf16 warning and the benchmarks' machine record: the
+    flag names of the first ``flags`` line, without the key and colon; empty where the file cannot be read."""
+    from ecgvit.train import runtime
+
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512_bf16\n\n'
+                       'processor\t: 1\nflags\t\t: fpu\n')
+    real_open = open
+    monkeypatch.setattr('builtins.open', lambda f, *a, **k: real_open(cpuinfo if f == '/proc/cpuinfo' else f, *a, **k))
+    assert runtime.cpu_flags() == {'fpu', 'avx2', 'avx512_bf16'} and runtime.cpu_has_native_bf16()
+    cpuinfo.unlink()
+    assert runtime.cpu_flags() == set() and not runtime.cpu_has_native_bf16()
+
+
 def test_a_fresh_run_refuses_a_folder_that_holds_a_run(tmp_path):
     """Issue 18, item 1: no silent overwrite of a finished run's metrics, best weights and checkpoints."""
     from ecgvit.errors import RunExistsError

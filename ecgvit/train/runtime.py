@@ -9,14 +9,14 @@ import platform
 import random
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Set
 
 import numpy as np
 import torch
 from torch import nn
 
 __all__ = ['seed_everything', 'resolve_amp_dtype', 'autocast_context', 'compile_blocks', 'machine_info',
-           'cpu_has_native_bf16', 'amp_cache_file']
+           'cpu_has_native_bf16', 'cpu_flags', 'amp_cache_file']
 
 
 def machine_info(device: torch.device) -> Dict[str, Any]:
@@ -125,23 +125,24 @@ def amp_cache_file() -> Path:
     return Path(root) / 'amp.json'
 
 
-def _cpu_flags() -> set:
-    """The CPU's instruction-set flags (``/proc/cpuinfo``); empty off Linux."""
+def cpu_flags() -> Set[str]:
+    """The CPU's instruction-set flags (``/proc/cpuinfo``), e.g. ``{'avx2', 'avx512_bf16', ...}``; empty off Linux."""
     with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
-        return set(next((ln for ln in f if ln.startswith('flags')), '').split())
+        line = next((ln for ln in f if ln.startswith('flags')), '')
+        return set(line.split(':', 1)[1].split()) if ':' in line else set()
     return set()
 
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU has bf16 matrix units (``avx512_bf16`` or AMX); without them bf16 matmuls are emulated, and on
     one AVX2-only machine they ran at 0.3 GFLOP/s against 100 in fp32 (benchmarks/README.md). False off Linux."""
-    return bool(_cpu_flags() & {'avx512_bf16', 'amx_bf16'})
+    return bool(cpu_flags() & {'avx512_bf16', 'amx_bf16'})
 
 
 def _machine_key() -> str:
     """What the bf16-vs-fp32 answer depends on: the CPU model, its bf16 / AMX flags, the core count, torch and the
     probe's version (raised when the timed work changes: decisions of an older probe are measured again)."""
-    flags = ','.join(sorted(_cpu_flags() & {'avx512_bf16', 'amx_bf16', 'amx_tile', 'avx512f', 'avx2'}))
+    flags = ','.join(sorted(cpu_flags() & {'avx512_bf16', 'amx_bf16', 'amx_tile', 'avx512f', 'avx2'}))
     info = machine_info(torch.device('cpu'))
     return f"{info['cpu']}|{flags}|{info['logical_cores']} cores|torch {torch.__version__}|probe {_PROBE_VERSION}"
 
