@@ -48,6 +48,18 @@ def test_comparison_pairs_ask_the_issues_questions():
     assert got == want
 
 
+def test_comparison_pairs_put_another_setting_against_the_default():
+    specs = _specs('mae', 'mae_moco', 'mae_moco@20') + [
+        ('mae-sincos', 'mae', {'decoder_pos_init': 'sincos'}, 'small'),
+        ('mae_moco@20-sincos', 'mae_moco', {'alpha': 20.0, 'decoder_pos_init': 'sincos'}, 'small')]
+    got = comparison_pairs(specs)
+    assert ('mae-sincos', 'mae', 'setting') in got and ('mae-sincos', 'random', 'random') in got
+    # The setting is compared at the same alpha; the alpha at the same setting (no such job here: left out).
+    assert ('mae_moco@20-sincos', 'mae_moco@20', 'setting') in got
+    assert not [p for p in got if p[0] == 'mae_moco@20-sincos' and p[2] == 'alpha']
+    assert not [p for p in got if p[0] in ('mae', 'mae_moco') and p[2] == 'setting']
+
+
 def test_comparison_pairs_stay_within_an_architecture():
     specs = [('mae-s', 'mae', {}, 'small'), ('mae_moco-t', 'mae_moco', {}, 'tiny'), ('random-t', 'random', {}, 'tiny')]
     assert comparison_pairs(specs) == [('mae_moco-t', 'random-t', 'random')]

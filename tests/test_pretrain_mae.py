@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import ecgvit
+from ecgvit.layers import sincos_pos_embed_1d
 from ecgvit.pretrain.mae import (
     MaeBranch,
     encode_masked,
@@ -76,6 +77,28 @@ def test_decoder_pos_embed_is_resampled_for_other_lengths():
     assert branch.decoder.decoder_pos_embed.shape == (1, 144, 16)
     loss, pred, mask = branch(enc, torch.randn(2, 12, 500))
     assert pred.shape == (2, 20, 300) and mask.shape == (2, 20) and torch.isfinite(loss)
+
+
+def test_decoder_pos_init_sincos_changes_the_positions_only():
+    def branch(pos_init):
+        torch.manual_seed(0)
+        return MaeBranch(ecgvit.create_model('ecg_vit_tiny', **TINY), decoder_embed_dim=16, decoder_num_heads=2,
+                         decoder_pos_init=pos_init)
+
+    normal, sincos = branch('normal').state_dict(), branch('sincos').state_dict()
+    assert [k for k in normal if not torch.equal(normal[k], sincos[k])] == ['decoder.decoder_pos_embed']
+    torch.testing.assert_close(sincos['decoder.decoder_pos_embed'][0], sincos_pos_embed_1d(10, 16))
+    assert normal['decoder.decoder_pos_embed'].std() < 0.05  # the default stays the small normal start
+    with pytest.raises(ValueError, match="pos_init must be one of"):
+        branch('fourier')
+
+
+def test_decoder_pos_init_reaches_the_pretrainer_and_its_config():
+    model = ecgvit.create_pretrainer('mae', 'ecg_vit_tiny', decoder_pos_init='sincos', decoder_embed_dim=16,
+                                     decoder_num_heads=2)
+    assert model.config['decoder_pos_init'] == 'sincos'
+    assert model.mae.decoder.decoder_pos_embed.requires_grad  # a start, not a fixed table
+    assert ecgvit.create_pretrainer('mae_moco', 'ecg_vit_tiny').config['decoder_pos_init'] == 'normal'
 
 
 def test_grad_checkpointing_gives_the_same_loss_and_gradients():

@@ -170,6 +170,10 @@ def test_check_same_method_compares_the_settings_both_record():
     # A setting only one side knows is not a difference; a run that records none is not checked.
     check_same_method({'config': {'pretrainer': {'alpha': 40.0, 'retired': 1}}}, {'alpha': 40.0, 'new': 2})
     check_same_method(saved, None)
+    # A checkpoint from before decoder_pos_init started its decoder positions as normal noise.
+    check_same_method(saved, {'alpha': 40.0, 'decoder_pos_init': 'normal'})
+    with pytest.raises(MethodSettingsError, match="decoder_pos_init='normal' there, decoder_pos_init='sincos' here"):
+        check_same_method(saved, {'alpha': 40.0, 'decoder_pos_init': 'sincos'})
 
 
 def test_auto_warmup_scales_to_the_run_and_is_recorded(tmp_path):

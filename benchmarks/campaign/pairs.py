@@ -8,7 +8,8 @@ questions:
   architecture (does the hybrid beat each of its parts?);
 - every shared-pass variant against the paper's passes of the same method and settings (does the shared pass lose
   anything?);
-- every hybrid with a non-default ``alpha`` against the same method at its default alpha (the MAE weight).
+- every hybrid with a non-default ``alpha`` against the same method at its default alpha (the MAE weight);
+- every job with another setting (e.g. ``mae:decoder_pos_init=sincos``) against the same method without it.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ QUESTIONS = {
     'moco': 'vs MoCo-only',
     'paper': "vs the paper's passes",
     'alpha': 'vs default alpha',
+    'setting': 'vs default settings',
 }
 
 
@@ -51,6 +53,9 @@ def comparison_pairs(specs: Iterable[Spec]) -> list[tuple[str, str, str]]:
         if method == 'random':
             continue
         add(name, arch, 'random', {}, 'random')
+        settings = [k for k in kw if k != 'alpha']
+        if settings:
+            add(name, arch, method, {k: v for k, v in kw.items() if k not in settings}, 'setting')
         base = method.removesuffix('_shared')
         if base in ('mae', 'moco'):
             continue

@@ -1,18 +1,23 @@
 """The light transformer decoder shared by the MAE branch and the clip branches (Nextclip, Centerclip).
 
 Both decoders are the seed's recipe: a linear projection into the decoder width, a learnable position per output
-token, a few timm ``Block``s, LayerNorm and a linear "size matcher" to the predicted values, initialised as
-facebookresearch/mae initialises its decoder. They differ only in what goes in (MAE: the kept tokens plus [mask]
-tokens; the clip: one [CLS] vector projected to several tokens) and in how the output is laid out.
+token, a few timm ``Block``s, LayerNorm and a linear "size matcher" to the predicted values. Linears, norms and the
+[mask] token start as in facebookresearch/mae; the positions start as small normal noise by default (learnable, as the
+seed's), where MAE fixes them to sinusoids (``pos_init='sincos'`` starts them there and still learns them). They differ
+only in what goes in (MAE: the kept tokens plus [mask] tokens; the clip: one [CLS] vector projected to several tokens)
+and in how the output is laid out.
 """
 import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from ecgvit.layers import adopt_ecg_attention
+from ecgvit.layers import adopt_ecg_attention, sincos_pos_embed_1d
 from ecgvit.models.ecg_vit import resample_pos_embed_1d
 
-__all__ = ['LightDecoder', 'decoder_blocks', 'init_decoder_weights']
+__all__ = ['LightDecoder', 'decoder_blocks', 'init_decoder_weights', 'POS_INITS']
+
+# How a light decoder's learnable positions start (see LightDecoder).
+POS_INITS = ('normal', 'sincos')
 
 
 def decoder_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float) -> nn.Sequential:
@@ -46,6 +51,9 @@ class LightDecoder(nn.Module):
         decoder_num_heads: Attention heads.
         decoder_mlp_ratio: MLP ratio.
         mask_token: Also learn a ``[mask]`` token (MAE fills dropped positions with it).
+        pos_init: How the learnable positions start: ``'normal'`` (``trunc_normal``, std 0.02: the default, as ecgvit's
+            runs so far) or ``'sincos'`` (:func:`~ecgvit.layers.sincos_pos_embed_1d`, entries in [-1, 1]). The other
+            parameters draw the same values either way, so two decoders of one seed differ in their positions only.
     """
 
     def __init__(
@@ -59,8 +67,12 @@ class LightDecoder(nn.Module):
             decoder_num_heads: int = 8,
             decoder_mlp_ratio: float = 2.0,
             mask_token: bool = False,
+            pos_init: str = 'normal',
     ) -> None:
         super().__init__()
+        if pos_init not in POS_INITS:
+            raise ValueError(f'pos_init must be one of {POS_INITS}, got {pos_init!r}.')
+        self.pos_init = pos_init
         # Registration order fixes the init's random draws and the state-dict order: keep it.
         self.decoder_embed = nn.Linear(in_dim, embed_out)
         if mask_token:
@@ -72,10 +84,13 @@ class LightDecoder(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """MAE's init: small normal for tokens and positions, xavier for linears."""
+        """Small normal for the [mask] token and (``pos_init='normal'``) the positions, xavier for linears."""
         if hasattr(self, 'mask_token'):
             nn.init.trunc_normal_(self.mask_token, std=0.02)
-        nn.init.trunc_normal_(self.decoder_pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.decoder_pos_embed, std=0.02)  # drawn either way: the later draws stay the same
+        if self.pos_init == 'sincos':
+            with torch.no_grad():
+                self.decoder_pos_embed.copy_(sincos_pos_embed_1d(*self.decoder_pos_embed.shape[1:])[None])
         init_decoder_weights(self)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ METHODS: Dict[str, Dict[str, Any]] = {
 # Method kwargs by branch, with their defaults (each documented on the branch class).
 _MAE_KWARGS: Dict[str, Any] = dict(
     mask_ratio=0.75, decoder_embed_dim=256, decoder_depth=1, decoder_num_heads=8, decoder_mlp_ratio=2.0,
-    decoder_num_patches=None)
+    decoder_num_patches=None, decoder_pos_init='normal')
 _MOCO_KWARGS: Dict[str, Any] = dict(
     moco_dim=128, moco_hidden_dim=128, moco_num_layers=3, queue_size=65536, momentum=0.99, temperature=0.2,
     sync_bn=False, augment_p=0.5, augment=None)
@@ -122,7 +122,8 @@ def create_pretrainer(
               record; True: ecgvit's variant, one masked encoder pass serves both tasks, about 4x fewer FLOPs per
               step, see :mod:`ecgvit.pretrain.hybrid`).
             - MAE (mae_*, mae): ``mask_ratio`` (0.75), ``decoder_embed_dim`` (256), ``decoder_depth`` (1),
-              ``decoder_num_heads`` (8), ``decoder_mlp_ratio`` (2), ``decoder_num_patches`` (the encoder's).
+              ``decoder_num_heads`` (8), ``decoder_mlp_ratio`` (2), ``decoder_num_patches`` (the encoder's),
+              ``decoder_pos_init`` ('normal' | 'sincos': how the learnable decoder positions start).
             - MoCo (mae_moco, moco): ``moco_dim`` (128), ``moco_hidden_dim`` (128), ``moco_num_layers`` (3),
               ``queue_size`` (65536), ``momentum`` (0.99), ``temperature`` (0.2), ``sync_bn`` (False),
               ``augment_p`` (0.5, probability of each of the five default augmentations), ``augment`` (None or
@@ -210,6 +211,7 @@ def create_pretrainer(
             decoder_num_heads=cfg['decoder_num_heads'],
             decoder_mlp_ratio=cfg['decoder_mlp_ratio'],
             decoder_num_patches=cfg['decoder_num_patches'],
+            decoder_pos_init=cfg['decoder_pos_init'],
         )
     if spec['moco']:
         moco = MocoBranch(

@@ -148,6 +148,8 @@ class MaeDecoder(LightDecoder):
         decoder_depth: Decoder blocks (seed: 1).
         decoder_num_heads: Decoder heads (seed: 8).
         decoder_mlp_ratio: Decoder MLP ratio (seed: 2).
+        pos_init: How the learnable decoder positions start, ``'normal'`` or ``'sincos'`` (see
+            :class:`~ecgvit.pretrain.decoder.LightDecoder`).
     """
 
     def __init__(
@@ -159,10 +161,11 @@ class MaeDecoder(LightDecoder):
             decoder_depth: int = 1,
             decoder_num_heads: int = 8,
             decoder_mlp_ratio: float = 2.0,
+            pos_init: str = 'normal',
     ) -> None:
         # seed: Linear 512 -> 256, [mask] token (1, 256), pos-embed (144, 256), size matcher to 25 x 12
         super().__init__(embed_dim, decoder_embed_dim, num_patches, patch_values, decoder_embed_dim, decoder_depth,
-                         decoder_num_heads, decoder_mlp_ratio, mask_token=True)
+                         decoder_num_heads, decoder_mlp_ratio, mask_token=True, pos_init=pos_init)
         self.num_patches = num_patches
 
     def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
@@ -197,6 +200,10 @@ class MaeBranch(nn.Module):
         decoder_num_heads: Decoder heads (seed: 8).
         decoder_mlp_ratio: Decoder MLP ratio (seed: 2).
         decoder_num_patches: Decoder pos-embed positions (seed: 144); ``None`` = the encoder's patch count.
+        decoder_pos_init: How the learnable decoder positions start. ``'normal'`` (default; std 0.02, as every ecgvit
+            run so far) or ``'sincos'`` (sinusoids in [-1, 1], MAE's values, still learned). The seed states a
+            learnable pos-embed, not its start; at std 0.02 the decoder cannot yet tell where a kept token sits, and
+            the loss stays near 1 (predicting the mean) for the first ~2,000 steps of the seed's recipe.
     """
 
     def __init__(
@@ -208,6 +215,7 @@ class MaeBranch(nn.Module):
             decoder_num_heads: int = 8,
             decoder_mlp_ratio: float = 2.0,
             decoder_num_patches: Optional[int] = None,
+            decoder_pos_init: str = 'normal',
     ) -> None:
         super().__init__()
         if not 0.0 <= mask_ratio < 1.0:
@@ -223,6 +231,7 @@ class MaeBranch(nn.Module):
             decoder_depth=decoder_depth,
             decoder_num_heads=decoder_num_heads,
             decoder_mlp_ratio=decoder_mlp_ratio,
+            pos_init=decoder_pos_init,
         )
 
     def forward_encoder(

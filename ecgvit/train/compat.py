@@ -21,8 +21,9 @@ class MethodSettingsError(ValueError):
 
 
 # Settings added after runs were first recorded, and what a checkpoint that does not record one was trained with: a
-# run asking for another value must not resume it as if nothing changed (lead-set dropout was off before it existed).
-_ABSENT_MEANS: Dict[str, Any] = {'lead_dropout': 0.0, 'lead_sets': None}
+# run asking for another value must not resume it as if nothing changed (lead-set dropout was off before it existed,
+# and the MAE decoder's positions started as small normal noise).
+_ABSENT_MEANS: Dict[str, Any] = {'lead_dropout': 0.0, 'lead_sets': None, 'decoder_pos_init': 'normal'}
 
 
 def check_same_method(state: Dict[str, Any], pretrainer: Optional[Dict[str, Any]]) -> None:
@@ -30,8 +31,8 @@ def check_same_method(state: Dict[str, Any], pretrainer: Optional[Dict[str, Any]
 
     Only settings both record are compared: one the checkpoint records but this version no longer has is not a
     difference, and a run that records none (``pretrainer`` None, or a checkpoint without a ``pretrainer`` config)
-    is not checked. A setting newer than the checkpoint (``lead_dropout``, ``lead_sets``) counts as its old default
-    there.
+    is not checked. A setting newer than the checkpoint (``lead_dropout``, ``lead_sets``, ``decoder_pos_init``)
+    counts as its old default there.
 
     Args:
         state: The checkpoint's JSON state (:func:`~ecgvit.train.checkpoint.read_checkpoint_state`).
