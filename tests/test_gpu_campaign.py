@@ -78,7 +78,9 @@ def test_pack_run_unpack_end_to_end(tmp_path):
         'run', '--data', str(tmp_path / 'pack'), '--out', str(out), '--workdir', str(work), '--device', 'cpu',
         '--seed-encoder', 'ecg_vit_tiny', '--ablation', 'mae', '--ablation-encoder', 'ecg_vit_tiny',
         '--parallel', '4', '--threads', '1', '--batch-size', '8', '--max-epochs', '2', '--warmup-epochs', '1',
-        '--minutes', '2', '--ablation-minutes', '2', '--total-minutes', '4', '--probe-reserve-s', '5',
+        # Budgets far above what 2 epochs need, so that the epoch cap ends each job on a busy machine too (with 2
+        # minutes a job beside other work had finished one epoch only).
+        '--minutes', '10', '--ablation-minutes', '10', '--total-minutes', '20', '--probe-reserve-s', '5',
         '--probe-epochs', '3', '--n-boot', '20', '--shard-mib', f'{shard_mib:.4f}'])
     assert rc == 0
 
@@ -139,7 +141,7 @@ def test_pack_run_unpack_end_to_end(tmp_path):
     rc = gpu_campaign.main([
         'run', '--data', str(tmp_path / 'pack'), '--out', str(out2), '--device', 'cpu', '--parallel', '0',
         '--seed-methods', '', '--ablation', '', '--probe', f'current={folders["ecg_vit_tiny-mae_moco"]}',
-        '--pair-with', str(out / 'results.json'), '--probe-epochs', '3', '--n-boot', '20', '--total-minutes', '2',
+        '--pair-with', str(out / 'results.json'), '--probe-epochs', '3', '--n-boot', '20', '--total-minutes', '10',
         '--final-reserve-s', '5'])
     again = json.loads((out2 / 'results.json').read_text())
     assert rc == 0 and again['jobs']['current']['status'] == 'done'
