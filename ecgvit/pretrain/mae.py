@@ -202,8 +202,8 @@ class MaeBranch(nn.Module):
         decoder_num_patches: Decoder pos-embed positions (seed: 144); ``None`` = the encoder's patch count.
         decoder_pos_init: How the learnable decoder positions start. ``'normal'`` (default; std 0.02, as every ecgvit
             run so far) or ``'sincos'`` (sinusoids in [-1, 1], MAE's values, still learned). The seed states a
-            learnable pos-embed, not its start; at std 0.02 the decoder cannot yet tell where a kept token sits, and
-            the loss stays near 1 (predicting the mean) for the first ~2,000 steps of the seed's recipe.
+            learnable pos-embed, not its start. Whether the small start is what keeps the loss near 1 (the mean) for
+            the first ~2,000 steps of the seed's recipe is measured in ``benchmarks/README.md`` (so far: no).
     """
 
     def __init__(
