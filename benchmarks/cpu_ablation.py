@@ -14,6 +14,7 @@ Usage:
     python benchmarks/cpu_ablation.py status --root ~/.cache/ecgvit-runs/ablation
     python benchmarks/cpu_ablation.py report --root ~/.cache/ecgvit-runs/ablation --data-dir /work/shared/data \\
         --out benchmarks/results/ablation
+    python benchmarks/cpu_ablation.py curves --root ~/.cache/ecgvit-runs/ablation --column loss_mae --below 0.95
 """
 if __name__ == '__main__' and __package__ is None:  # `python benchmarks/cpu_ablation.py` from the repository root
     import sys
@@ -38,7 +39,8 @@ from benchmarks.campaign.pairs import QUESTIONS, Spec, comparison_pairs
 from benchmarks.campaign.run import ABLATION, job_name, parse_jobs
 from benchmarks.ship_weights import training_seconds
 
-__all__ = ['Job', 'plan_jobs', 'job_progress', 'run', 'report', 'ablation_rows', 'ablation_markdown', 'main']
+__all__ = ['Job', 'plan_jobs', 'job_progress', 'run', 'report', 'ablation_rows', 'ablation_markdown', 'epoch_means',
+           'first_epoch_below', 'curves_markdown', 'main']
 
 PLAN = 'plan.json'
 # Settings that must not change between the calls of one ablation (equal budget, same data and recipe).
@@ -322,7 +324,72 @@ def report(args: argparse.Namespace) -> int:
               f'validation), macro AUROC. Runs: `{root}`; settings: `{json.dumps(plan)}`.')
     (out / 'ablation.md').write_text(ablation_markdown(rows, progress, header))
     (out / 'ablation.json').write_text(json.dumps({'plan': plan, 'progress': progress, 'rows': rows}, indent=2))
+    mae_curves = _job_curves(root, jobs, 'loss_mae', [])
+    if mae_curves:  # when each MAE term left its plateau, kept beside the scores it explains
+        (out / 'curves.md').write_text(curves_markdown(mae_curves, 'loss_mae', 10, 0.95))
     print((out / 'ablation.md').read_text())
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training curves
+
+
+def epoch_means(folder: Path, column: str = 'loss_mae') -> Dict[int, float]:
+    """Mean of a training column of a run's ``metrics.csv`` per epoch, numbered as finished epochs (1 = the first).
+
+    The logged rows are every ``--log-every`` steps, so this is the mean of the logged batches of each epoch, not of
+    every batch. A run without the column (e.g. ``loss_mae`` of MoCo-only) gives ``{}``.
+    """
+    path = Path(folder) / 'metrics.csv'
+    if not path.is_file():
+        return {}
+    sums: Dict[int, List[float]] = {}
+    with open(path, newline='') as f:
+        for r in csv.DictReader(f):
+            value = r.get(column)
+            if r.get('kind') == 'train' and value not in (None, ''):
+                sums.setdefault(int(r['epoch']) + 1, []).append(float(value))
+    return {e: sum(v) / len(v) for e, v in sorted(sums.items())}
+
+
+def first_epoch_below(means: Dict[int, float], level: float) -> Optional[int]:
+    """The first epoch whose mean is below ``level`` (e.g. when the MAE term leaves its plateau), or None."""
+    return next((e for e, v in sorted(means.items()) if v < level), None)
+
+
+def curves_markdown(curves: Dict[str, Dict[int, float]], column: str, every: int, below: Optional[float]) -> str:
+    """One row per run: its epoch means at epoch 1, every ``every`` epochs and its last, and the first epoch below
+    ``below``."""
+    last = max((max(c) for c in curves.values() if c), default=0)
+    epochs = sorted({1, *range(every, last + 1, every)} | {max(c) for c in curves.values() if c})
+    head = '| run | ' + ' | '.join(str(e) for e in epochs) + ' |' + (f' first epoch below {below} |' if below else '')
+    lines = [f'Mean training `{column}` per epoch (epochs from 1; the mean of the logged batches).', '', head,
+             '|---|' + '---|' * (len(epochs) + bool(below))]
+    for name, c in curves.items():
+        cells = [f'{c[e]:.3f}' if e in c else '' for e in epochs]
+        if below:
+            first = first_epoch_below(c, below)
+            cells.append('-' if first is None else str(first))
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def _job_curves(root: Path, jobs: List[Job], column: str, also: List[str]) -> Dict[str, Dict[int, float]]:
+    folders = [(name, root / name) for name, _, _ in jobs] + [(Path(p).name, Path(p).expanduser()) for p in also]
+    curves = {name: epoch_means(folder, column) for name, folder in folders}
+    return {name: c for name, c in curves.items() if c}
+
+
+def curves(args: argparse.Namespace) -> int:
+    """Print each job's mean training ``--column`` per epoch as a markdown table (1 when no job logged it)."""
+    root = Path(args.root).expanduser()
+    plan = json.loads((root / PLAN).read_text()) if (root / PLAN).is_file() else {}
+    table = _job_curves(root, plan_jobs(args.jobs, plan.get('model', args.model)), args.column, args.also)
+    if not table:
+        print(f'No job in {root} (or --also) has logged `{args.column}` yet.', file=sys.stderr)
+        return 1
+    print(curves_markdown(table, args.column, args.every, args.below))
     return 0
 
 
@@ -334,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest='step', required=True)
-    for step in ('run', 'status', 'report'):
+    for step in ('run', 'status', 'report', 'curves'):
         s = sub.add_parser(step)
         s.add_argument('--root', required=True, help='folder of the job folders (outside the repository)')
         s.add_argument('--jobs', default=ABLATION, help='method[:key=value...], comma-separated; default: the '
@@ -367,12 +434,19 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument('--out', required=True)
             s.add_argument('--task', default='ptbxl_superdiagnostic')
             s.add_argument('--n-boot', type=int, default=1000)
+        if step == 'curves':
+            s.add_argument('--column', default='loss_mae', help="a column of the runs' metrics.csv")
+            s.add_argument('--every', type=int, default=10, help='a column of the table every this many epochs')
+            s.add_argument('--below', type=float, default=None,
+                           help='also give the first epoch whose mean is below this (e.g. 0.95: off the MAE plateau)')
+            s.add_argument('--also', action='append', default=[], metavar='FOLDER',
+                           help='another run folder to show beside the jobs (e.g. a control in another root)')
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return {'run': run, 'status': status, 'report': report}[args.step](args)
+    return {'run': run, 'status': status, 'report': report, 'curves': curves}[args.step](args)
 
 
 if __name__ == '__main__':

@@ -21,6 +21,9 @@ from benchmarks.campaign.pairs import comparison_pairs  # noqa: E402
 from benchmarks.cpu_ablation import (  # noqa: E402
     ablation_markdown,
     ablation_rows,
+    curves_markdown,
+    epoch_means,
+    first_epoch_below,
     job_progress,
     main,
     plan_jobs,
@@ -109,6 +112,32 @@ def test_ablation_rows_orient_each_difference_as_a_minus_b():
     assert '| mae | 100 | - | 0.800' in md and 'vs MoCo-only' in md
 
 
+def _write_metrics(folder, rows):
+    folder.mkdir(parents=True)
+    with open(folder / 'metrics.csv', 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['kind', 'step', 'epoch', 'loss', 'val_loss', 'loss_mae'])
+        w.writerows(rows)
+
+
+def test_epoch_means_average_each_epochs_training_rows(tmp_path):
+    # Epoch 0 of the file is the first epoch (1); validation rows and rows without the column are left out.
+    _write_metrics(tmp_path / 'a', [['train', 5, 0, 2.0, '', 1.0], ['train', 10, 0, 2.0, '', 0.5],
+                                    ['val', 10, 0, '', 9.0, ''], ['train', 15, 1, 2.0, '', ''],
+                                    ['train', 20, 1, 2.0, '', 0.25], ['train', 25, 2, 2.0, '', 0.125]])
+    means = epoch_means(tmp_path / 'a')
+    assert means == {1: 0.75, 2: 0.25, 3: 0.125}
+    assert epoch_means(tmp_path / 'a', 'loss') == {1: 2.0, 2: 2.0, 3: 2.0}
+    assert epoch_means(tmp_path / 'a', 'loss_moco') == {} and epoch_means(tmp_path / 'none') == {}
+    assert first_epoch_below(means, 0.3) == 2 and first_epoch_below(means, 0.1) is None
+    md = curves_markdown({'a': means, 'b': {1: 0.9, 2: 0.8}}, 'loss_mae', every=2, below=0.3)
+    lines = md.splitlines()
+    # Epoch 1, every 2nd, and each run's last epoch are columns; a run without an epoch leaves its cell empty.
+    assert lines[2] == '| run | 1 | 2 | 3 | first epoch below 0.3 |'
+    assert lines[4] == '| a | 0.750 | 0.250 | 0.125 | 2 |'
+    assert lines[5] == '| b | 0.900 | 0.800 |  | - |'
+
+
 def _pool(folder, n=24):
     for i in range(n):
         write_wfdb(folder / 'mine', f'r{i:02d}', sine_leads(100.0, 1000, freq=1 + i / 10), 100.0)
@@ -145,6 +174,11 @@ def test_run_stop_resume_and_report(tmp_path):
     assert set(rows['tiny-mae_moco_shared']['vs']) == {'random', 'mae'}  # no MoCo-only, no paper-pass job here
     assert data['progress']['tiny-mae']['epochs'] == 2 and data['progress']['tiny-mae']['amp'] == 'fp32'
     md = (out / 'ablation.md').read_text()
+    # Beside the scores, when each job's MAE term fell: both jobs have one, two epochs each.
+    curves_md = (out / 'curves.md').read_text()
+    assert '| tiny-mae | ' in curves_md and '| tiny-mae_moco_shared | ' in curves_md and '| 1 | 2 |' in curves_md
+    assert main(['curves', *common, '--every', '1']) == 0
+    assert main(['curves', *common, '--column', 'loss_nextclip']) == 1  # no job logged it: said, not an empty table
     assert 'tiny-mae_moco_shared | 2 |' in md and '(PTB-XL fold 10 test' in md and 's/epoch, fp32)' in md
     # The per-record predictions stay, compressed: every encoder's score on every test record.
     assert not (out / 'predictions.csv').exists()
