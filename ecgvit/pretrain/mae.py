@@ -202,8 +202,9 @@ class MaeBranch(nn.Module):
         decoder_num_patches: Decoder pos-embed positions (seed: 144); ``None`` = the encoder's patch count.
         decoder_pos_init: How the learnable decoder positions start. ``'normal'`` (default; std 0.02, as every ecgvit
             run so far) or ``'sincos'`` (sinusoids in [-1, 1], MAE's values, still learned). The seed states a
-            learnable pos-embed, not its start. Whether the small start is what keeps the loss near 1 (the mean) for
-            the first ~2,000 steps of the seed's recipe is measured in ``benchmarks/README.md`` (so far: no).
+            learnable pos-embed, not its start. At ``ecg_vit_small`` and the seed's recipe, ``'sincos'`` ends MAE-only's
+            plateau near 1 (the mean) 40 epochs earlier and reaches a far lower loss, but its encoder is not shown
+            better by the linear probe (``benchmarks/README.md``), so the default stays the seed's.
     """
 
     def __init__(
