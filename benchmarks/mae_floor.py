@@ -14,6 +14,13 @@ masked samples only, three predictors that need no training:
 
 Reading it: a training ``loss_mae`` near ``zero`` means the decoder predicts the mean; below the best of the three,
 it has learned more than these shortcuts.
+
+``--run FOLDER`` (repeatable) also scores trained MAE branches (an ``ecgvit pretrain`` run folder's best weights) on
+the very same records and masks, and compares each with the first run and with ``beat_copy`` by a paired bootstrap
+over records (mean masked MSE of A minus B, 95% CI)::
+
+    python benchmarks/mae_floor.py --cache ... --run ~/.cache/ecgvit-runs/posinit/small-mae \\
+        --run ~/.cache/ecgvit-runs/posinit/small-mae-decoder_pos_initsincos
 """
 if __name__ == '__main__' and __package__ is None:  # `python benchmarks/mae_floor.py` from the repository root
     import sys
@@ -22,7 +29,8 @@ if __name__ == '__main__' and __package__ is None:  # `python benchmarks/mae_flo
 
 import argparse
 import json
-from typing import Dict, Optional
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -31,7 +39,8 @@ from ecgvit.data.cache import CachedECGDataset
 from ecgvit.data.rpeaks import detect_r_peaks
 from ecgvit.pretrain.mae import masking_ids
 
-__all__ = ['PREDICTORS', 'predict', 'floor_losses', 'main']
+__all__ = ['PREDICTORS', 'predict', 'draw_masks', 'record_losses', 'floor_losses', 'run_losses', 'paired_mean_diff',
+           'main']
 
 PREDICTORS = ('zero', 'interpolate', 'beat_copy')
 
@@ -74,26 +83,91 @@ def predict(name: str, x: np.ndarray, kept: np.ndarray, sampling_rate: float) ->
     raise ValueError(f'Unknown predictor {name!r}; choose from {PREDICTORS}.')
 
 
+def draw_masks(n: int, length: int, patch_len: int = 25, mask_ratio: float = 0.75,
+               seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One MAE mask per record, as the MAE branch draws them (``masking_ids``), from one seeded generator: every
+    scorer of a call sees the same masks. Returns ``(ids_keep, mask, ids_restore)`` (``mask`` 1 = masked patch)."""
+    if n == 0:
+        raise ValueError('No records to score: the split is empty.')
+    return masking_ids(n, length // patch_len, mask_ratio, torch.device('cpu'), torch.Generator().manual_seed(seed))
+
+
+def record_losses(signals: np.ndarray, sampling_rate: float, patch_len: int = 25, mask_ratio: float = 0.75,
+                  seed: int = 0) -> Dict[str, np.ndarray]:
+    """Masked-patch MSE of each predictor on each record of ``signals`` ``(N, C, L)``: ``{name: (N,) array}``."""
+    _, mask, _ = draw_masks(len(signals), signals.shape[-1], patch_len, mask_ratio, seed)
+    masked = np.repeat(mask.numpy().astype(bool), patch_len, axis=1)  # (N, L) per sample
+    out = {name: np.zeros(len(signals)) for name in PREDICTORS}
+    for i in range(len(signals)):
+        x = np.asarray(signals[i], dtype=np.float32)
+        for name in PREDICTORS:
+            err = (x - predict(name, x, ~masked[i], sampling_rate))[:, masked[i]]
+            out[name][i] = float(np.mean(err.astype(np.float64) ** 2))
+    return out
+
+
 def floor_losses(signals: np.ndarray, sampling_rate: float, patch_len: int = 25, mask_ratio: float = 0.75,
                  seed: int = 0) -> Dict[str, float]:
     """Mean masked-patch MSE of each predictor over ``signals`` ``(N, C, L)``, one random mask per record.
 
     The masks are ``masking_ids``' (the MAE branch's own), drawn from one seeded generator, so two calls agree.
     """
-    n = len(signals)
-    if n == 0:
-        raise ValueError('No records to score: the split is empty.')
-    length = signals.shape[-1]
-    _, mask, _ = masking_ids(n, length // patch_len, mask_ratio, torch.device('cpu'),
-                             torch.Generator().manual_seed(seed))
-    masked = np.repeat(mask.numpy().astype(bool), patch_len, axis=1)  # (N, L) per sample
-    sums = dict.fromkeys(PREDICTORS, 0.0)
-    for i in range(n):
-        x = np.asarray(signals[i], dtype=np.float32)
-        for name in PREDICTORS:
-            err = (x - predict(name, x, ~masked[i], sampling_rate))[:, masked[i]]
-            sums[name] += float(np.mean(err.astype(np.float64) ** 2))
-    return {name: total / n for name, total in sums.items()}
+    losses = record_losses(signals, sampling_rate, patch_len, mask_ratio, seed)
+    return {name: float(v.mean()) for name, v in losses.items()}
+
+
+def load_mae_run(folder: Path) -> torch.nn.Module:
+    """The pretrainer of an ``ecgvit pretrain`` run folder (its ``config.json``) with the run's best weights."""
+    from ecgvit.pretrain import create_pretrainer
+    from ecgvit.train.checkpoint import load_best
+
+    folder = Path(folder).expanduser()
+    config = folder / 'config.json'
+    if not config.is_file():
+        raise FileNotFoundError(f'{folder} is not an `ecgvit pretrain` run folder (no config.json).')
+    cfg = json.loads(config.read_text())
+    length = (cfg.get('args') or {}).get('num_samples')  # what the CLI built the encoder for
+    model = create_pretrainer(cfg['method'], cfg['model'], encoder_kwargs={'img_size': length} if length else None,
+                              **cfg.get('method_kwargs', {}))
+    if getattr(model, 'mae', None) is None:
+        raise ValueError(f'{folder} trained {cfg["method"]!r}, which has no MAE branch to score.')
+    load_best(folder / 'checkpoints', model)
+    return model.eval()
+
+
+@torch.no_grad()
+def run_losses(model: torch.nn.Module, signals: np.ndarray, patch_len: int = 25, mask_ratio: float = 0.75,
+               seed: int = 0, batch_size: int = 32) -> np.ndarray:
+    """Masked-patch MSE of a trained MAE branch (``model.mae`` on ``model.encoder``) on each record, under the masks
+    of :func:`draw_masks` (the floors' own): ``(N,)``."""
+    if model.mae.patch_len != patch_len:
+        raise ValueError(f'The run encodes {model.mae.patch_len}-sample patches, not {patch_len}: pass '
+                         f'--patch-len {model.mae.patch_len}.')
+    positions = model.mae.decoder.decoder_pos_embed.shape[1]
+    if signals.shape[-1] // patch_len != positions:
+        raise ValueError(f'The run was trained on {positions * patch_len}-sample windows, these are '
+                         f'{signals.shape[-1]}: score it on a cache of its own window length.')
+    ids_keep, mask, ids_restore = draw_masks(len(signals), signals.shape[-1], patch_len, mask_ratio, seed)
+    out = np.zeros(len(signals))
+    for i in range(0, len(signals), batch_size):
+        x = torch.as_tensor(np.asarray(signals[i:i + batch_size], dtype=np.float32))
+        latent = model.encoder.forward_masked(x, ids_keep[i:i + batch_size])
+        pred = model.mae.forward_decoder(latent, ids_restore[i:i + batch_size])
+        for j in range(len(x)):  # per record: forward_loss averages over what it is given
+            out[i + j] = float(model.mae.forward_loss(x[j:j + 1], pred[j:j + 1], mask[i + j:i + j + 1]))
+    return out
+
+
+def paired_mean_diff(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> Dict[str, float]:
+    """Mean of ``a`` minus mean of ``b`` over the same records, with a paired percentile bootstrap 95% CI."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
+    boot = d[idx].mean(axis=1)
+    return {'diff': float(d.mean()), 'lo': float(np.quantile(boot, 0.025)), 'hi': float(np.quantile(boot, 0.975))}
+
+
+def _verdict(r: Dict[str, float]) -> str:
+    return 'lower' if r['hi'] < 0 else 'higher' if r['lo'] > 0 else 'no difference shown'
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -104,19 +178,34 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument('--patch-len', type=int, default=25)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--limit', type=int, default=None, help='score the first N records only')
+    p.add_argument('--run', action='append', default=[], metavar='FOLDER',
+                   help='also score this pretraining run\'s MAE branch (best weights) on the same masks (repeatable)')
     p.add_argument('--json', action='store_true', help='print JSON instead of a table')
     args = p.parse_args(argv)
     ds = CachedECGDataset(args.cache, split=None if args.split == 'all' else args.split)
     fs = float(ds.preprocessing.sampling_rate)
     signals = ds.signals[:args.limit]  # a view: None keeps every record
-    losses = floor_losses(signals, fs, args.patch_len, args.mask_ratio, args.seed)
+    per_record = record_losses(signals, fs, args.patch_len, args.mask_ratio, args.seed)
+    for folder in args.run:
+        per_record[folder] = run_losses(load_mae_run(Path(folder)), signals, args.patch_len, args.mask_ratio,
+                                             args.seed)
+    losses = {name: float(v.mean()) for name, v in per_record.items()}
+    pairs: List[Tuple[str, str]] = [(r, 'beat_copy') for r in args.run] + [(r, args.run[0]) for r in args.run[1:]]
+    diffs = [{'a': a, 'b': b, **paired_mean_diff(per_record[a], per_record[b])} for a, b in pairs]
     n = len(signals)
     if args.json:
-        print(json.dumps({'records': n, 'split': args.split, 'mask_ratio': args.mask_ratio, 'losses': losses}))
+        print(json.dumps({'records': n, 'split': args.split, 'mask_ratio': args.mask_ratio, 'losses': losses,
+                          'paired': diffs}))
         return 0
     print(f'{n} {args.split} records of {args.cache}, mask ratio {args.mask_ratio}, {args.patch_len}-sample patches')
+    def label(name: str) -> str:  # a run by its folder's name
+        return Path(name).name
+
     for name, value in losses.items():
-        print(f'  {name:<12} {value:.4f}')
+        print(f'  {label(name):<12} {value:.4f}')
+    for r in diffs:
+        print(f'  {label(r["a"])} minus {label(r["b"])}: {r["diff"]:+.4f} [{r["lo"]:+.4f}, {r["hi"]:+.4f}] '
+              f'{_verdict(r)}')
     return 0
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -62,3 +63,54 @@ def test_masks_are_seeded_and_the_command_reads_a_cache(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out['records'] == 4 and set(out['losses']) == {'zero', 'interpolate', 'beat_copy'}
     assert out['losses']['beat_copy'] < out['losses']['zero']
+
+
+def _mae_run(folder, method='mae', zero_decoder=False):
+    """An `ecgvit pretrain` run folder as the CLI leaves it (config.json, best weights), without the training."""
+    from ecgvit.pretrain import create_pretrainer
+    from ecgvit.train.checkpoint import save_best
+
+    model = create_pretrainer(method, 'ecg_vit_tiny', encoder_kwargs={'img_size': 3600})
+    if zero_decoder:  # predicts 0 everywhere: exactly the `zero` floor, if the masks and layout agree
+        torch.nn.init.zeros_(model.mae.decoder.decoder_pred.weight)
+        torch.nn.init.zeros_(model.mae.decoder.decoder_pred.bias)
+    save_best(folder / 'checkpoints', model, {'epoch': 1})
+    (folder / 'config.json').write_text(json.dumps({'method': method, 'model': 'ecg_vit_tiny', 'method_kwargs': {},
+                                                    'args': {'num_samples': 3600}}))
+    return folder
+
+
+def test_a_trained_mae_branch_is_scored_on_the_floors_own_masks(tmp_path, capsys):
+    from benchmarks.mae_floor import load_mae_run, paired_mean_diff, record_losses, run_losses
+
+    x = _beats(n_records=5, seed=2)
+    floors = record_losses(x, FS, seed=7)
+    zero_run = load_mae_run(_mae_run(tmp_path / 'zero', zero_decoder=True))
+    # A decoder that predicts 0 scores the `zero` floor record by record: same masks, same patch layout.
+    np.testing.assert_allclose(run_losses(zero_run, x, seed=7, batch_size=2), floors['zero'], rtol=1e-5)
+    assert not np.allclose(run_losses(zero_run, x, seed=8), floors['zero'])  # other masks, other losses
+
+    r = paired_mean_diff(floors['zero'] + 1.0, floors['zero'])
+    assert r['diff'] == pytest.approx(1.0) and r['lo'] == pytest.approx(1.0) and r['hi'] == pytest.approx(1.0)
+
+    from ecgvit.constants import LEADS
+    from ecgvit.data import Preprocessing, build_cache, get_dataset
+
+    cache = build_cache(get_dataset('arrays', x, sampling_rate=FS, leads=LEADS),
+                        Preprocessing(sampling_rate=FS, num_samples=3600), tmp_path / 'c', progress=False,
+                        num_workers=0)
+    other = _mae_run(tmp_path / 'other')
+    assert main(['--cache', str(cache), '--split', 'all', '--json', '--run', str(tmp_path / 'zero'),
+                 '--run', str(other)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out['losses'][str(tmp_path / 'zero')] == pytest.approx(out['losses']['zero'], rel=1e-5)
+    # Each run against beat_copy, and every later run against the first, on the same records.
+    assert [(p['a'], p['b']) for p in out['paired']] == [
+        (str(tmp_path / 'zero'), 'beat_copy'), (str(other), 'beat_copy'), (str(other), str(tmp_path / 'zero'))]
+
+    with pytest.raises(FileNotFoundError, match='no config.json'):
+        load_mae_run(tmp_path / 'c')
+    with pytest.raises(ValueError, match='no MAE branch'):
+        load_mae_run(_mae_run(tmp_path / 'moco', method='moco'))
+    with pytest.raises(ValueError, match='3600-sample windows'):
+        run_losses(zero_run, x[..., :1800])
