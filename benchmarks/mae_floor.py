@@ -160,9 +160,10 @@ def run_losses(model: torch.nn.Module, signals: np.ndarray, patch_len: int = 25,
 
 def paired_mean_diff(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> Dict[str, float]:
     """Mean of ``a`` minus mean of ``b`` over the same records, with a paired percentile bootstrap 95% CI."""
+    from ecgvit.eval.metrics import bootstrap_weights  # the suite's resampling, so its CIs read the same
+
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
-    boot = d[idx].mean(axis=1)
+    boot = bootstrap_weights(len(d), n_boot, seed) @ d / len(d)
     return {'diff': float(d.mean()), 'lo': float(np.quantile(boot, 0.025)), 'hi': float(np.quantile(boot, 0.975))}
 
 
@@ -187,8 +188,8 @@ def main(argv: Optional[list] = None) -> int:
     signals = ds.signals[:args.limit]  # a view: None keeps every record
     per_record = record_losses(signals, fs, args.patch_len, args.mask_ratio, args.seed)
     for folder in args.run:
-        per_record[folder] = run_losses(load_mae_run(Path(folder)), signals, args.patch_len, args.mask_ratio,
-                                             args.seed)
+        model = load_mae_run(Path(folder))
+        per_record[folder] = run_losses(model, signals, args.patch_len, args.mask_ratio, args.seed)
     losses = {name: float(v.mean()) for name, v in per_record.items()}
     pairs: List[Tuple[str, str]] = [(r, 'beat_copy') for r in args.run] + [(r, args.run[0]) for r in args.run[1:]]
     diffs = [{'a': a, 'b': b, **paired_mean_diff(per_record[a], per_record[b])} for a, b in pairs]
@@ -198,13 +199,10 @@ def main(argv: Optional[list] = None) -> int:
                           'paired': diffs}))
         return 0
     print(f'{n} {args.split} records of {args.cache}, mask ratio {args.mask_ratio}, {args.patch_len}-sample patches')
-    def label(name: str) -> str:  # a run by its folder's name
-        return Path(name).name
-
-    for name, value in losses.items():
-        print(f'  {label(name):<12} {value:.4f}')
+    for name, value in losses.items():  # a run by its folder's name
+        print(f'  {Path(name).name:<12} {value:.4f}')
     for r in diffs:
-        print(f'  {label(r["a"])} minus {label(r["b"])}: {r["diff"]:+.4f} [{r["lo"]:+.4f}, {r["hi"]:+.4f}] '
+        print(f'  {Path(r["a"]).name} minus {Path(r["b"]).name}: {r["diff"]:+.4f} [{r["lo"]:+.4f}, {r["hi"]:+.4f}] '
               f'{_verdict(r)}')
     return 0
 
