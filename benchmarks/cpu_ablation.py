@@ -107,6 +107,12 @@ def _pretrain_command(args: argparse.Namespace, method: str, kwargs: Dict[str, A
     return cmd + list(args.extra)
 
 
+def _read_plan(root: Path) -> Dict[str, Any]:
+    """The settings the first ``run`` call of a root recorded, or ``{}`` before any."""
+    path = root / PLAN
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _check_plan(root: Path, args: argparse.Namespace) -> None:
     """Refuse a call whose budget, data or recipe differs from the first call's: the comparison is at equal budget."""
     plan = {k: getattr(args, k) for k in FIXED}
@@ -211,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     """Print each job's epochs, best weights and time; 0 when every job finished."""
     root = Path(args.root).expanduser()
-    plan = json.loads((root / PLAN).read_text()) if (root / PLAN).is_file() else {}
+    plan = _read_plan(root)
     epochs = plan.get('epochs', args.epochs)
     jobs = plan_jobs(args.jobs, plan.get('model', args.model))
     done = 0
@@ -304,7 +310,7 @@ def report(args: argparse.Namespace) -> int:
     from ecgvit.eval.suite import SuiteConfig, run_suite
 
     root = Path(args.root).expanduser()
-    plan = json.loads((root / PLAN).read_text()) if (root / PLAN).is_file() else {}
+    plan = _read_plan(root)
     model = plan.get('model', args.model)
     jobs = plan_jobs(args.jobs, model)
     progress = {name: job_progress(root / name) for name, _, _ in jobs}
@@ -384,7 +390,7 @@ def _job_curves(root: Path, jobs: List[Job], column: str, also: List[str]) -> Di
 def curves(args: argparse.Namespace) -> int:
     """Print each job's mean training ``--column`` per epoch as a markdown table (1 when no job logged it)."""
     root = Path(args.root).expanduser()
-    plan = json.loads((root / PLAN).read_text()) if (root / PLAN).is_file() else {}
+    plan = _read_plan(root)
     table = _job_curves(root, plan_jobs(args.jobs, plan.get('model', args.model)), args.column, args.also)
     if not table:
         print(f'No job in {root} (or --also) has logged `{args.column}` yet.', file=sys.stderr)

@@ -37,7 +37,7 @@ import torch
 
 from ecgvit.data.cache import CachedECGDataset
 from ecgvit.data.rpeaks import detect_r_peaks
-from ecgvit.pretrain.mae import masking_ids
+from ecgvit.pretrain.mae import encode_masked, masking_ids
 
 __all__ = ['PREDICTORS', 'predict', 'draw_masks', 'record_losses', 'floor_losses', 'run_losses', 'paired_mean_diff',
            'main']
@@ -84,18 +84,21 @@ def predict(name: str, x: np.ndarray, kept: np.ndarray, sampling_rate: float) ->
 
 
 def draw_masks(n: int, length: int, patch_len: int = 25, mask_ratio: float = 0.75,
-               seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """One MAE mask per record, as the MAE branch draws them (``masking_ids``), from one seeded generator: every
-    scorer of a call sees the same masks. Returns ``(ids_keep, mask, ids_restore)`` (``mask`` 1 = masked patch)."""
+    scorer of a call sees the same masks. Returns ``(noise, mask)``: the ``(N, patches)`` ranking the masks come
+    from (``encode_masked`` takes it) and ``mask`` (1 = masked patch)."""
     if n == 0:
         raise ValueError('No records to score: the split is empty.')
-    return masking_ids(n, length // patch_len, mask_ratio, torch.device('cpu'), torch.Generator().manual_seed(seed))
+    noise = torch.rand(n, length // patch_len, generator=torch.Generator().manual_seed(seed))
+    _, mask, _ = masking_ids(n, length // patch_len, mask_ratio, torch.device('cpu'), noise=noise)
+    return noise, mask
 
 
 def record_losses(signals: np.ndarray, sampling_rate: float, patch_len: int = 25, mask_ratio: float = 0.75,
                   seed: int = 0) -> Dict[str, np.ndarray]:
     """Masked-patch MSE of each predictor on each record of ``signals`` ``(N, C, L)``: ``{name: (N,) array}``."""
-    _, mask, _ = draw_masks(len(signals), signals.shape[-1], patch_len, mask_ratio, seed)
+    _, mask = draw_masks(len(signals), signals.shape[-1], patch_len, mask_ratio, seed)
     masked = np.repeat(mask.numpy().astype(bool), patch_len, axis=1)  # (N, L) per sample
     out = {name: np.zeros(len(signals)) for name in PREDICTORS}
     for i in range(len(signals)):
@@ -147,14 +150,14 @@ def run_losses(model: torch.nn.Module, signals: np.ndarray, patch_len: int = 25,
     if signals.shape[-1] // patch_len != positions:
         raise ValueError(f'The run was trained on {positions * patch_len}-sample windows, these are '
                          f'{signals.shape[-1]}: score it on a cache of its own window length.')
-    ids_keep, mask, ids_restore = draw_masks(len(signals), signals.shape[-1], patch_len, mask_ratio, seed)
+    noise, _ = draw_masks(len(signals), signals.shape[-1], patch_len, mask_ratio, seed)
     out = np.zeros(len(signals))
     for i in range(0, len(signals), batch_size):
         x = torch.as_tensor(np.asarray(signals[i:i + batch_size], dtype=np.float32))
-        latent = model.encoder.forward_masked(x, ids_keep[i:i + batch_size])
-        pred = model.mae.forward_decoder(latent, ids_restore[i:i + batch_size])
+        latent, mask, ids_restore = encode_masked(model.encoder, x, mask_ratio, noise=noise[i:i + batch_size])
+        pred = model.mae.forward_decoder(latent, ids_restore)
         for j in range(len(x)):  # per record: forward_loss averages over what it is given
-            out[i + j] = float(model.mae.forward_loss(x[j:j + 1], pred[j:j + 1], mask[i + j:i + j + 1]))
+            out[i + j] = float(model.mae.forward_loss(x[j:j + 1], pred[j:j + 1], mask[j:j + 1]))
     return out
 
 
