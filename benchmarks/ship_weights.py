@@ -13,7 +13,7 @@ paired CI (in ``gate.json``, the card and the README table); it does not decide 
 
 ``ship`` writes the candidates that passed into ``weights/<name>/`` (bf16 safetensors, config, a card generated from
 the run and the gate's outputs: data, epochs, steps, training time, hardware, relative L2 distance from init, the
-suite table, the comparison with the previous weights, the ablation table when one is given, limitations), the
+suite table, the comparison with the previous weights, the ablation tables when given, limitations), the
 sha256 registry and the README's "Pretrained models" table. It refuses a candidate that did not pass.
 
 Usage:
@@ -22,7 +22,7 @@ Usage:
         --out benchmarks/results/release_YYYY-MM-DD --cache-dir ~/.cache/ecgvit-runs/suite_shipped/cache \\
         [--supervised ~/.cache/ecgvit-runs/supervised/ecg_vit_mae_moco]
     python benchmarks/ship_weights.py ship --gate benchmarks/results/release_YYYY-MM-DD \\
-        [--ablation benchmarks/results/ablation/ablation.md]
+        [--ablation benchmarks/results/ablation_YYYY-MM-DD/ablation.md ...]   # repeatable: one per ablation report
 
 A run that is still training replaces its best weights whenever the validation loss improves, so gate a frozen copy
 of it (``snapshot``): ``ship`` refuses weights whose sha256 is not the one the gate evaluated.
@@ -43,7 +43,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -389,7 +389,7 @@ def _init_rows(facts: Dict[str, Any]) -> List[str]:
             f"optimiser and schedule; the epochs and steps above are this run's only |"]
 
 
-def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], previous: Dict[str, Any]) -> str:
+def _card(decision: Dict[str, Any], gate_dir: Path, ablations: Sequence[Path], previous: Dict[str, Any]) -> str:
     """The card's body after Input/Usage/Preprocessing (which ``save_pretrained`` writes): pretraining, data,
     evaluation, ablation, limitations; every number from the run and the gate's outputs."""
     f = decision['facts']
@@ -451,11 +451,12 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablation: Optional[Path], pr
         .replace('`benchmarks/release_weights.py cards --suite`', '`benchmarks/ship_weights.py gate`'), '',
         '### Ablation (MAE-only, MoCo-only, the hybrids, the shared pass, at equal budget)', '',
     ]
-    if ablation is not None:
-        text = Path(ablation).read_text()
-        lines += [f'From `{_relpath(ablation)}`:', '', text.split('\n', 1)[1].strip() if text.startswith('#')
-                  else text.strip()]
-    else:
+    for ablation in ablations:  # each report's own title names its question, so it stays (one level down)
+        text = Path(ablation).read_text().strip()
+        title, body = text.split('\n', 1) if text.startswith('# ') else ('', text)
+        lines += [f'#### {title[2:].strip()}' if title else '', '', f'From `{_relpath(ablation)}`:', '',
+                  body.strip(), '']
+    if not ablations:
         lines.append('Not run to the end yet (`benchmarks/cpu_ablation.py`): whether the hybrid beats MAE-only and '
                      "MoCo-only, or the shared pass matches the paper's passes, is not answered for these weights.")
     lines += [
@@ -546,7 +547,7 @@ def ship(args: argparse.Namespace) -> int:
              else None)
     for name, d in decisions.items():
         run, method = Path(d['facts']['run']), d['facts']['method']
-        card = _card(d, gate_dir, Path(args.ablation) if args.ablation else None, _previous(weights_root, name))
+        card = _card(d, gate_dir, [Path(a) for a in args.ablation], _previous(weights_root, name))
         encoder = _bf16_encoder(run).to(torch.bfloat16)
         out = weights_root / name
         # The metadata from the card's own tables, so `release_weights.py cards` regenerates it byte for byte.
@@ -590,7 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument('--out', required=True, help='a new folder (gate it with --run NAME=OUT)')
     s = sub.add_parser('ship', help='write the candidates that passed into weights/')
     s.add_argument('--gate', required=True, help='the gate output folder')
-    s.add_argument('--ablation', default=None, help="the ablation's ablation.md (benchmarks/cpu_ablation.py report)")
+    s.add_argument('--ablation', action='append', default=[],
+                   help="an ablation's ablation.md (benchmarks/cpu_ablation.py report); repeatable, in card order")
     s.add_argument('--weights', default=str(REPO / 'weights'), help=argparse.SUPPRESS)
     s.add_argument('--registry', default=str(REPO / 'ecgvit' / 'weights_sha256.py'), help=argparse.SUPPRESS)
     s.add_argument('--readme', default=str(REPO / 'README.md'), help=argparse.SUPPRESS)

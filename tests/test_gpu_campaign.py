@@ -133,7 +133,7 @@ def test_pack_run_unpack_end_to_end(tmp_path):
     gate_dir.mkdir()
     (gate_dir / 'results.csv').write_text('task,metric,encoder,fraction,headline,mean,ci_lo,ci_hi,n_test\n'
                                           'ptbxl_superdiagnostic,auroc,new_ecg_vit_tiny,1.0,True,0.7,0.5,0.9,4\n')
-    card = _card(decision, gate_dir, None, {})
+    card = _card(decision, gate_dir, [], {})
     assert '| epochs | 2 (the whole schedule)' in card and "GPU campaign's pack" in card and 'alpha = 40.0' in card
 
     # Weights from elsewhere (here: the unpacked ones) probed on the same records, paired with the run's seed jobs.

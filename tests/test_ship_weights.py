@@ -206,6 +206,20 @@ def test_gate_then_ship_a_tiny_encoder(tiny_run, tmp_path):
     release_weights.refresh_cards(weights, shipped={'mae': 'ecg_vit_tiny'})
     assert (folder / 'README.md').read_text() == card
     assert 'old' in readme.read_text()  # the README table lists the shipped names only: untouched here
+    # several ablation reports (the first ablation, then later questions): each under its own title, in order
+    from benchmarks.ship_weights import _card, _previous
+    reports = []
+    for i, question in enumerate(('Ablation at `ecg_vit_small`', 'Decoder position start')):
+        reports.append(tmp_path / f'ablation{i}' / 'ablation.md')
+        reports[-1].parent.mkdir()
+        reports[-1].write_text(f'# {question}\n\n| encoder | AUROC |\n|---|---|\n| job{i} | 0.8{i} |\n')
+    decision = json.loads((gate_dir / 'gate.json').read_text())['decisions']['ecg_vit_tiny']
+    card = _card(decision, gate_dir, reports, _previous(weights, 'ecg_vit_tiny'))
+    sections = card.split('### Ablation', 1)[1].split('## Limitations')[0]
+    assert 'Not run to the end yet' not in sections and '# Ablation at' not in sections.replace('####', '')
+    assert (sections.index('#### Ablation at `ecg_vit_small`') < sections.index('| job0 | 0.80 |')
+            < sections.index('#### Decoder position start') < sections.index('| job1 | 0.81 |'))
+    assert sections.count('From `') == 2
 
 
 def test_gate_refuses_a_folder_that_is_not_a_run(tmp_path):

@@ -121,5 +121,5 @@ def test_gate_measures_the_floor_beside_the_candidate(floor_run, suite_data, tmp
     assert d['supervised_facts']['epochs_done'] == 2 and d['supervised_facts']['task'] == TASK
     assert any(r.split(',')[:1] == [TASK] and ',supervised,' in r
                for r in (gate_dir / 'results.csv').read_text().splitlines())
-    card = _card(d, gate_dir, None, {})
+    card = _card(d, gate_dir, [], {})
     assert '**Supervised floor.**' in card and f"{d['supervised']:.3f} [" in card
