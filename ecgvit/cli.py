@@ -525,6 +525,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     method_kwargs.update(variant_kwargs)
     if 'clip' in method:
         method_kwargs.setdefault('sampling_rate', args.sampling_rate)
+    if resumed and resumed.get('method') == method:
+        # A resumed run continues with the settings it was started with (--alpha, --method-arg, ...): those this
+        # command does not give carry over; one it gives differently is refused by the resume check in train().
+        for key, value in (resumed.get('method_kwargs') or {}).items():
+            method_kwargs.setdefault(key, value)
     saved = (resumed or {}).get('pretrainer')  # the method settings of the checkpoint --resume continues
     if args.resume and METHODS[method]['alpha'] is not None and 'shared_pass' not in method_kwargs:
         # A resumed run continues as it was trained: switching passes mid-run would change what it learns.
@@ -847,13 +852,20 @@ def cmd_embed(args: argparse.Namespace) -> int:
     feats, _, ids = embed_records(encoder, dataset, args.pooling, batch_size=args.batch_size, amp=amp,
                                   num_workers=args.num_workers, progress=args.progress, device=device,
                                   lead_mask=lead_mask_tensor(leads))
+    windows = list(dataset.windows) if args.pooling == 'none' else [0] * len(ids)
+    if not cached:
+        # The cache groups records by split (one memmap block each); the rows follow the input's own order instead
+        # (a folder's sorted records, an array's rows), each record's windows in time order.
+        position = {e.record_id: i for i, e in enumerate(index.entries)}
+        order = sorted(range(len(ids)), key=lambda r: (position.get(ids[r], len(position)), windows[r]))
+        feats, ids, windows = feats[order], [ids[r] for r in order], [windows[r] for r in order]
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / 'embeddings.npy', feats)
     n_records = len(set(dataset.record_ids))
     if args.pooling == 'none':
-        _write_windows_csv(out / 'windows.csv', ids, dataset.windows, pp)
+        _write_windows_csv(out / 'windows.csv', ids, windows, pp)
         if len(set(ids)) != len(ids):  # several windows per record: make the ids unique
-            ids = [f'{r}#{w}' for r, w in zip(ids, dataset.windows)]
+            ids = [f'{r}#{w}' for r, w in zip(ids, windows)]
     (out / 'ids.txt').write_text('\n'.join(ids) + '\n')
     import shutil
 

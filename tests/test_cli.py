@@ -148,6 +148,30 @@ def test_shared_pass_flags_and_resume(pretrain_run, tmp_path, capsys):
     assert rc == 2 and 'contradicts --no-shared-pass' in err
 
 
+def test_resume_keeps_the_runs_method_settings(pretrain_run, tmp_path, capsys):
+    """--method-arg, --mask-ratio and the like carry over to --resume when not given again; a different one is
+    refused, naming it."""
+    root, _ = pretrain_run
+    out = tmp_path / 'run'
+    common = ['--method', 'mae', '--model', 'ecg_vit_tiny', *TINY_DATA, '--cache-dir', str(root / 'data'), '-b', '8',
+              '--warmup-epochs', '1', '--amp', 'fp32', '--threads', '1', '--save-every', '2', '--output', str(out)]
+
+    def settings():
+        cfg = json.loads((out / 'config.json').read_text())
+        return cfg['pretrainer']['decoder_pos_init'], cfg['pretrainer']['mask_ratio'], cfg['train']['epochs']
+
+    assert main(['pretrain', *common, '--epochs', '1', '--method-arg', 'decoder_pos_init=sincos',
+                 '--mask-ratio', '0.5']) == 0
+    assert settings() == ('sincos', 0.5, 1)
+    assert main(['pretrain', *common, '--epochs', '2', '--resume']) == 0
+    assert settings() == ('sincos', 0.5, 2)
+    capsys.readouterr()
+    rc = main(['pretrain', *common, '--epochs', '3', '--resume', '--method-arg', 'decoder_pos_init=normal'])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "decoder_pos_init='sincos' there" in err
+    assert settings() == ('sincos', 0.5, 2)  # nothing was overwritten
+
+
 def test_config_file_with_cli_override(pretrain_run, tmp_path, capsys):
     root, out = pretrain_run
     conf = tmp_path / 'probe.yaml'
@@ -175,10 +199,13 @@ def test_embed_wfdb_folder_and_cache(pretrain_run, tmp_path):
     assert rc == 0
     emb = np.load(tmp_path / 'e1' / 'embeddings.npy')
     ids = (tmp_path / 'e1' / 'ids.txt').read_text().split()
-    assert emb.shape == (40, 64) and len(ids) == 40 and ids[0] == 'syn00000'
+    assert emb.shape == (40, 64) and ids == [f'syn{i:05d}' for i in range(40)]  # the folder's order, not by split
     cache = next((root / 'data').glob('cache-*'))
     assert main(['embed', '--checkpoint', str(out / 'encoder'), '--input', str(cache), '--no-progress',
                  '--output', str(tmp_path / 'e2')]) == 0
+    cache_ids = (tmp_path / 'e2' / 'ids.txt').read_text().split()
+    assert sorted(cache_ids) == ids and cache_ids != ids  # a cache's rows keep its own order (split blocks)
+    emb = emb[[ids.index(i) for i in cache_ids]]
     np.testing.assert_allclose(np.load(tmp_path / 'e2' / 'embeddings.npy'), emb, atol=1e-4)
     assert json.loads((tmp_path / 'e2' / 'config.json').read_text())['embedding_dim'] == 64
     # The switchable fast path (int8 dynamic quantisation here) stays close to the fp32 embeddings.

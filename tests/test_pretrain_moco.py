@@ -195,8 +195,11 @@ def test_keys_from_all_ranks_are_enqueued(tmp_path):
 def test_queue_longer_than_the_data_is_kept_with_a_warning():
     from ecgvit.pretrain import queue_copies_per_record
 
-    with pytest.warns(UserWarning, match=r'65536 keys\) is longer than the training set \(2000 records\).*32\.8'):
+    with pytest.warns(UserWarning, match=r"65536 keys\) is longer than the training set \(2000 records\).*32\.8.*"
+                                         r"This is the seed's queue.*queue_size=2000 \(or fewer\)"):
         assert queue_copies_per_record(65536, 2000) == pytest.approx(32.768)
+    with pytest.warns(UserWarning, match=r'\(64 keys\).*2\.4 older keys.*own query\. No effect.*queue_size=27 '):
+        queue_copies_per_record(64, 27)  # a queue the user chose: not called the seed's, a size that does keep one
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         assert queue_copies_per_record(256, 1195) == pytest.approx(256 / 1195)  # shorter: no warning

@@ -32,6 +32,8 @@ from torch import nn
 
 from ecgvit.pretrain.mae import encode_masked
 
+SEED_QUEUE_SIZE = 65536  # the seed's MoCo queue length (keys)
+
 __all__ = ['MocoBranch', 'concat_all_gather', 'queue_copies_per_record']
 
 
@@ -79,7 +81,7 @@ class MocoBranch(nn.Module):
             dim: int = 128,
             hidden_dim: int = 128,
             num_layers: int = 3,
-            queue_size: int = 65536,
+            queue_size: int = SEED_QUEUE_SIZE,
             momentum: float = 0.99,
             temperature: float = 0.2,
             sync_bn: bool = False,
@@ -87,7 +89,7 @@ class MocoBranch(nn.Module):
     ) -> None:
         super().__init__()
         if queue_size < 1:
-            raise ValueError(f'queue_size must be >= 1, got {queue_size} (seed: 65536).')
+            raise ValueError(f'queue_size must be >= 1, got {queue_size} (seed: {SEED_QUEUE_SIZE}).')
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f'momentum must be in [0, 1], got {momentum} (seed: 0.99).')
         if not math.isfinite(temperature) or temperature <= 0:  # NaN would make every loss NaN
@@ -307,11 +309,12 @@ def queue_copies_per_record(queue_size: int, num_records: int, warn: bool = True
         raise ValueError(f'num_records must be >= 1, got {num_records}.')
     copies = queue_size / num_records
     if warn and copies > 1:
+        whose = "This is the seed's queue and no" if queue_size == SEED_QUEUE_SIZE else 'No'
         warnings.warn(f'The MoCo queue ({queue_size} keys) is longer than the training set ({num_records} records): '
                       f'once full it holds about {copies:.1f} older keys of each record, used as negatives of its '
-                      f'own query. This is the seed\'s queue and no effect on the probe was measured '
-                      f'(benchmarks/README.md); pass --queue-size / queue_size={num_records // 64 * 64 or 64} to '
-                      f'keep one copy at most.', UserWarning, stacklevel=2)
+                      f'own query. {whose} effect on the probe was measured (benchmarks/README.md); pass '
+                      f'--queue-size / queue_size={num_records} (or fewer) to keep one copy at most.', UserWarning,
+                      stacklevel=2)
     return copies
 
 
