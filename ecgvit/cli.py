@@ -354,10 +354,11 @@ def _resolve_input(args: argparse.Namespace, model: Any) -> None:
     """Unset --sampling-rate / --num-samples become the model's own (its pretrained cfg)."""
     from ecgvit.options import model_input_defaults
 
+    _check_positive(args, 'sampling_rate', 'num_samples')  # before a 0 could read as "not given" below
     if args.sampling_rate is None or args.num_samples is None:
         rate, length = model_input_defaults(model)
-        args.sampling_rate = args.sampling_rate or rate
-        args.num_samples = args.num_samples or length
+        args.sampling_rate = rate if args.sampling_rate is None else args.sampling_rate
+        args.num_samples = length if args.num_samples is None else args.num_samples
 
 
 def _check_positive(args: Any, *names: str, prefix: str = '') -> None:
@@ -365,7 +366,7 @@ def _check_positive(args: Any, *names: str, prefix: str = '') -> None:
 
     for n in names:
         v = getattr(args, n, None)
-        if v is not None and v <= 0:
+        if v is not None and not v > 0:  # NaN included
             raise CliError(f'{flag_name(n, prefix)} must be positive, got {v}.')
 
 
@@ -484,6 +485,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from ecgvit.pretrain.factory import METHODS
     from ecgvit.train import MethodSettingsError, load_best_into, seed_everything, train
     from ecgvit.train.distributed import barrier, cleanup_distributed, init_distributed, is_main_process
+    from ecgvit.train.validate import validate_train_config
 
     _fill_defaults(args, RunOptions, DataOptions)
     if args.method is None:
@@ -495,6 +497,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         raise CliError(f'--method {args.method} contradicts --{"" if args.shared_pass else "no-"}shared-pass; drop '
                        f'the flag (or use --method {method}).')
     _check_positive(args, 'epochs', 'batch_size', 'lr')
+    validate_train_config(train_config_from_args(args))  # train() checks it too, but only after the data are built
     resumed = _resumed_config(args)
     # Default architecture: a resumed run's own (which --checkpoint may have set), else the method's registered name.
     model_name = (args.model or (resumed or {}).get('model')
@@ -730,7 +733,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(cfg, **overrides)
     for stage in ('pretrain', 'probe', 'finetune'):
         _check_positive(getattr(cfg, stage), 'epochs', 'batch_size', 'lr', prefix=stage)
-    _check_positive(cfg, 'synthetic_records')
+    _check_positive(cfg, 'synthetic_records', 'sampling_rate', 'num_samples')
     if cfg.num_samples is not None:
         check_num_samples(cfg.num_samples)
     rows = run_benchmark(cfg)
@@ -777,6 +780,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise CliError('--input (a WFDB folder, array file or cache) or --data NAME --data-dir PATH is required.')
     if args.window_stride is not None and args.crop != 'windows':
         raise CliError(f'--window-stride {args.window_stride} needs --crop windows (got --crop {args.crop}).')
+    _check_positive(args, 'sampling_rate', 'num_samples', 'window_stride')
     src = Path(args.input) if args.input is not None else None
     if src is not None and not src.exists():
         raise CliError(f'--input {args.input!r} does not exist.')
@@ -933,7 +937,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not (args.checkpoint or args.pretrained):
         raise CliError('give the weights to export: --checkpoint PATH or --pretrained --model NAME (an untrained '
                        'encoder has nothing to deploy).')
-    _check_positive(args, 'opset', 'atol', 'min_cosine')
+    _check_positive(args, 'opset', 'atol', 'min_cosine', 'num_samples')
     if args.num_samples is not None:
         check_num_samples(args.num_samples)
     encoder, source = load_encoder(args.checkpoint, args.model, args.num_samples, args.pretrained)

@@ -109,3 +109,43 @@ def test_the_checker_sees_forbidden_imports_at_any_depth():
     assert _violations(loop_file, 'from ..pretrain import hybrid\n') == [
         'line 1: ecgvit.pretrain (train may not import pretrain)']
     assert _violations(loop_file, 'from .checkpoint import save_checkpoint\nimport ecgvit.options\n') == []
+
+
+LOWER = {'basics', 'weights', 'models'}
+
+
+def _function_level_imports(path: Path, text: Optional[str] = None) -> List[str]:
+    """ecgvit imports inside a function or method of ``path`` (lines), which would hide an import cycle."""
+    tree = ast.parse(path.read_text() if text is None else text)
+    top = {id(node) for node in tree.body}
+    nested = {line for name, line in _imports(path, text)}
+    return [f'line {n.lineno}' for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+            and id(n) not in top and n.lineno in nested and not _type_checking_only(tree, n)]
+
+
+def _type_checking_only(tree: ast.Module, node: ast.AST) -> bool:
+    return any(isinstance(b, ast.If) and 'TYPE_CHECKING' in ast.unparse(b.test) and node in list(ast.walk(b))
+               for b in tree.body)
+
+
+@pytest.mark.parametrize('path', [p for p in FILES if _layer('.'.join(_module_name(p))) in LOWER],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_lower_layers_import_nothing_inside_functions(path):
+    bad = _function_level_imports(path)
+    assert not bad, f'{path.relative_to(ROOT)}: function-level ecgvit imports at {bad} (move them to the top)'
+
+
+def test_the_function_level_check_sees_one():
+    path = ROOT / 'models' / 'ecg_vit.py'
+    assert _function_level_imports(path, 'import ecgvit.errors\n\ndef f():\n    from ecgvit import weights\n') == [
+        'line 4']
+
+
+def test_nothing_in_ecgvit_imports_benchmarks():
+    bad = []
+    for path in FILES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ''] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            bad += [f'{path.relative_to(ROOT)}:{node.lineno}' for n in names if n.split('.')[0] == 'benchmarks']
+    assert not bad, f'benchmarks/ sits on top of ecgvit and is imported by nothing in it: {bad}'

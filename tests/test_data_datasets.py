@@ -255,6 +255,11 @@ def test_pool_from_folder_holds_out_ptbxl_eval_folds_and_splits_by_patient(tmp_p
         by_patient.setdefault(e.patient_id, set()).add(e.split)
     assert all(len(s) == 1 for s in by_patient.values())
     assert {e.split for e in PretrainingPool.from_folder(tmp_path)} <= {'train', 'val'}
+    # Built by hand, the pool holds out the same PTB-XL folds by default; exclude=[] holds out nothing.
+    by_hand = PretrainingPool(dict(pool.sources))
+    assert by_hand.excluded == {'ptbxl': {'val', 'test'}} and len(by_hand) == len(pool)
+    everything = PretrainingPool(dict(pool.sources), exclude=[])
+    assert everything.excluded == {} and held_out <= {e.meta['source_record'] for e in everything}
     with pytest.raises(ValueError, match='val_fraction'):
         PretrainingPool.from_folder(tmp_path, val_fraction=1.0)
     with pytest.raises(FileNotFoundError, match='No dataset folders'):

@@ -401,12 +401,14 @@ for _field, _value, _match in [
     ('epochs', 0, r'--epochs \(epochs\) must be at least one epoch'),
 ]:
     case('options', f'{_field} = {_value!r}', f'TrainConfig({_field}={_value!r}) (ecgvit pretrain option)',
-         'ValueError from ecgvit.train.validate naming the option, its value and the allowed range')(
+         'ValueError from ecgvit.train.validate naming the option, its value and the allowed range (train() checks '
+         'it first; ecgvit pretrain before any data are read)')(
         _option_case(_field, _value, _match))
 
 
 @case('options', 'sampling_rate = 0', 'Preprocessing(sampling_rate=0) (ecgvit pretrain --sampling-rate 0)',
-      'ValueError naming sampling_rate (no division by zero later)')
+      'ValueError naming sampling_rate (no division by zero later); every command refuses --sampling-rate or '
+      '--num-samples 0, negative or NaN (tests/test_cli.py) instead of reading 0 as "not given"')
 def _sampling_rate_zero(tmp_path, monkeypatch):
     from ecgvit.data.preprocess import Preprocessing
 

@@ -144,8 +144,9 @@ def apply_lead_mask(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tens
 
 
 def parse_lead_subsets(items: Any) -> List[Tuple[str, ...]]:
-    """Several lead subsets from a command line or a config, in the syntax of ``ecgvit pretrain --lead-sets``:
-    subsets separated by ``','``, the leads of one subset joined by ``'+'`` (``'12,6,1'``, ``'12,I+II'``); a list
+    """Several lead subsets from a command line or a config, in the syntax of ``ecgvit pretrain --lead-sets`` (which
+    refuses ``12`` only): subsets separated by ``','``, the leads of one subset joined by ``'+'`` (``'12,6,1'``,
+    ``'12,I+II'``; ``'I,II'`` is two single-lead subsets, unlike the one-subset ``--leads`` of probe and embed); a list
     gives one or more subsets per item (``['12', 'I+II', '6']``, or sequences of lead names).
 
     Returns:

@@ -1,7 +1,7 @@
 """PhysioNet/CinC Challenge 2020-2021 layout: ``<name>.hea`` with SNOMED-CT ``# Dx:`` codes + ``<name>.mat``.
 
 Labels are multi-hot over the challenge's code tables (``dx_mapping_scored.csv`` / ``dx_mapping_unscored.csv``, looked
-for in the dataset folder and its parents, or passed explicitly). The three pairs of codes the challenge scores as one
+for in the dataset folder and its parents, or passed explicitly). The four pairs of codes the challenge scores as one
 diagnosis (CRBBB/RBBB, PAC/SVPB, PVC/VPB, CLBBB/LBBB) are merged by default. The challenge publishes no patient ids
 or validation split, so records are split 70/15/15 with a fixed seed, by ``# Patient ID`` when the header has one.
 

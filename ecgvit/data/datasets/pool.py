@@ -42,7 +42,8 @@ class PretrainingPool(ECGDataset):
     Args:
         datasets: the sources (any ``ECGDataset``; names must be distinct, or pass a mapping name -> dataset).
         exclude: what to hold out: ``'ptbxl:test'`` (a split of a source), ``'ptbxl'`` (a whole source), or a mapping
-            ``{'ptbxl': ['val', 'test']}``.
+            ``{'ptbxl': ['val', 'test']}``. None (the default): the validation and test splits (folds 9 and 10) of
+            every PTB-XL source, where the evaluations test; ``[]`` holds out nothing.
         window_s: window length in seconds (10 s: the model's input).
         dedupe: drop exact duplicate windows across and within sources (done by ``build_cache``).
         leads: lead order for reading.
@@ -54,7 +55,7 @@ class PretrainingPool(ECGDataset):
             ``ecg_id`` the pool's PTB-XL table does not list, while a PTB-XL split is held out (see the module doc).
 
     Example:
-        >>> pool = PretrainingPool([ptbxl, cinc], exclude=['ptbxl:val', 'ptbxl:test'])  # doctest: +SKIP
+        >>> pool = PretrainingPool([ptbxl, cinc])  # PTB-XL folds 9-10 held out, also as CinC copies  # doctest: +SKIP
     """
     name = 'pool'
 
@@ -77,6 +78,8 @@ class PretrainingPool(ECGDataset):
         self.sources = named
         self.window_s = float(window_s)
         self.dedupe = dedupe
+        if exclude is None:  # a pool built by hand must not leak the evaluation's PTB-XL folds into pretraining
+            exclude = {src: ['val', 'test'] for src, ds in named.items() if isinstance(ds, PTBXLDataset)}
         self.excluded = self._parse_exclude(exclude, named)
         self.blocked: list[Entry] = []  # excluded entries, whose signals must not reappear through another source
         self.held_out_copies: list[tuple[str, str]] = []  # (pool record id, why) of PTB-XL copies left out by ecg_id
