@@ -11,6 +11,7 @@ from torch import nn
 from ecgvit.errors import PretrainedWeightsError
 from ecgvit.models.arch_bounds import read_model_config
 from ecgvit.weights import hub_download
+from ecgvit.weights_sha256 import WEIGHTS_SHA256
 
 __all__ = ['create_model', 'list_models', 'UnknownModelError']
 
@@ -26,12 +27,23 @@ def list_models(filter: str = '', pretrained: bool = False) -> List[str]:
 
     Args:
         filter: fnmatch-style pattern, e.g. ``'ecg_vit_mae*'``.
-        pretrained: Only names whose weights can be loaded by timm's own resolution (published Hub ids).
+        pretrained: Only names with pretrained weights: those ecgvit ships (sha256-registered, found offline in a
+            checkout's ``weights/``, ``$ECGVIT_WEIGHTS_DIR``, the HF cache or the Hub) and those timm's own resolution
+            knows (published Hub ids).
 
     Returns:
         Sorted model names; each also works with ``timm.create_model``.
+
+    Example:
+        >>> import ecgvit
+        >>> ecgvit.list_models(pretrained=True)
+        ['ecg_vit_mae_moco', 'ecg_vit_mae_nextclip']
     """
-    return timm.list_models(filter=filter or '*', module=_MODULE, pretrained=pretrained)
+    names = timm.list_models(filter=filter or '*', module=_MODULE)
+    if not pretrained:
+        return names
+    with_weights = set(timm.list_models(filter=filter or '*', module=_MODULE, pretrained=True))
+    return [n for n in names if n in WEIGHTS_SHA256 or n in with_weights]
 
 
 def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
@@ -49,6 +61,9 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
 
     Raises:
         UnknownModelError: the name is not registered; the message lists close matches.
+        PretrainedWeightsError: ``pretrained=True`` for a name without weights (``list_models(pretrained=True)``),
+            or weights that cannot be found.
+        CheckpointError: the weight file is corrupt, its sha256 does not match, or it does not fit the model.
 
     Example:
         >>> import ecgvit

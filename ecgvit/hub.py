@@ -141,7 +141,14 @@ def save_pretrained(
 
     Returns:
         ``save_dir`` as a Path.
+
+    Raises:
+        TypeError: ``model`` is not an encoder (e.g. a pretraining wrapper: pass its ``.encoder``).
     """
+    if not hasattr(model, 'pretrained_cfg'):
+        hint = ' (a pretraining wrapper: pass its .encoder)' if hasattr(model, 'encoder') else ''
+        raise TypeError(f'save_pretrained takes an ecgvit encoder (from create_model), got '
+                        f'{type(model).__name__}{hint}.')
     save_dir = Path(save_dir)
     removed = sweep_stale(save_dir)  # what an export killed half-way left beside it (never a live process's)
     if removed:

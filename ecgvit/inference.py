@@ -141,11 +141,15 @@ def optimize_for_inference(
         example: Example batch for ``'auto'`` (default: one random ``(1, 12, seq_len)`` record).
         candidates: Modes ``'auto'`` tries; add ``'compile'`` where a C++ compiler is available and the first-call
             compile time is worth it.
-        min_cosine: Smallest per-sample cosine similarity to fp32 a candidate may have.
+        min_cosine: Smallest per-sample cosine similarity to fp32 a candidate may have, in (0, 1]; fp32 itself, the
+            reference, always qualifies, so ``'auto'`` never ends without a mode.
         repeats: Timed repeats per candidate (interleaved round-robin, so drift on a busy machine hits all alike).
 
     Returns:
         A :class:`FastEncoder`; with ``'auto'``, ``timings_ms`` and ``cosine`` hold what was measured.
+
+    Raises:
+        ValueError: an unknown ``mode`` or candidate, or ``min_cosine`` outside (0, 1].
 
     Example:
         >>> import ecgvit
@@ -155,13 +159,15 @@ def optimize_for_inference(
     """
     if mode != 'auto':
         return _build(model, mode)
+    if not 0.0 < min_cosine <= 1.0:
+        raise ValueError(f'min_cosine must be in (0, 1] (a cosine similarity to the fp32 output), got {min_cosine!r}.')
     if example is None:
         seq_len = getattr(model, 'seq_len', 3600)
         example = torch.randn(1, getattr(model, 'in_chans', 12), seq_len)
     cands = [_Candidate(m, _build(model, m)) for m in dict.fromkeys(('fp32',) + tuple(candidates))]
     with torch.inference_mode():
         reference = cands[0].module(example)
-        for cand in cands:
+        for cand in cands[1:]:  # fp32 is the reference: its cosine is 1 by definition (rounding could say 0.99999994)
             out = cand.module(example)
             cand.cosine = float(torch.nn.functional.cosine_similarity(
                 out.flatten(1), reference.flatten(1), dim=1).min())

@@ -130,6 +130,8 @@ def test_short_records_pad_skip_or_refuse(tmp_path, records, encoder_dir, capsys
         check_short_records(ds, pp, 'error')
     with pytest.warns(UserWarning, match='zero-padded'):
         assert check_short_records(ds, pp, 'pad') == ['short']
+    with pytest.raises(ValueError, match=r"short_records='bogus' is not supported"):  # not read as 'skip'
+        check_short_records(ds, pp, 'bogus')
     # Exactly one window long after resampling (10 s at 50 Hz read at 100 Hz) is not short.
     with pytest.warns(UserWarning):
         assert check_short_records(ds, data_preprocessing(100.0, 1000), 'pad') == ['short']

@@ -162,6 +162,22 @@ def _truncated_best(tmp_path, monkeypatch):
         load_best(tmp_path)
 
 
+@case('checkpoint', 'best weights loaded into the wrong module',
+      "a pretraining run's best weights loaded into its encoder alone (load_best / load_best_into)",
+      'CheckpointError naming the file and the two ways out (the pretrainer, or hub.load_encoder), not a raw '
+      'RuntimeError listing every key')
+def _best_into_the_encoder(tmp_path, monkeypatch):
+    from ecgvit.train.checkpoint import save_best
+
+    pretrainer = _pretrainer('mae_moco')
+    save_best(tmp_path, pretrainer, {'step': 1})
+    assert load_best(tmp_path, pretrainer)[1]['step'] == 1
+    with pytest.raises(errors.CheckpointError, match=r'best.safetensors does not fit EcgVisionTransformer: '
+                                                     r'.*Missing key.{1,170} Pass the module the run trained.*'
+                                                     r'load_encoder'):
+        load_best(tmp_path, pretrainer.encoder)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Model configs (config.json from local-dir:, hf-hub:, load_pretrained)
 
@@ -514,6 +530,43 @@ def _bad_lead_dropout_settings(tmp_path, monkeypatch):
         _pretrainer('mae_moco', lead_sets=['limb'])
     with pytest.raises(ValueError, match="Unknown lead 'V7'"):
         _pretrainer('mae_moco', lead_dropout=0.5, lead_sets=['V7'])
+
+
+@case('method options', 'decoder sizes no transformer can have',
+      'decoder_num_heads=7 for a 256-wide decoder; decoder_embed_dim=0; clip_decoder_num_heads=7; '
+      'decoder_mlp_ratio=nan; decoder_depth=-1',
+      'ValueError naming the setting (and a head count that divides), before any model is built; it was an '
+      'AssertionError or a ZeroDivisionError from inside the blocks')
+def _bad_decoder_sizes(tmp_path, monkeypatch):
+    for method, kw, match in [
+            ('mae', dict(decoder_num_heads=7), r'decoder_embed_dim \(256\) must be divisible by decoder_num_heads '
+                                               r'\(7\).*decoder_num_heads=4'),
+            ('mae', dict(decoder_embed_dim=0), r'decoder_embed_dim must be an integer >= 1, got 0'),
+            ('mae_nextclip', dict(clip_decoder_num_heads=7), r'clip_decoder_embed_dim \(256\) must be divisible'),
+            ('mae', dict(decoder_mlp_ratio=math.nan), r'decoder_mlp_ratio must be a finite number above 0, got nan'),
+            ('mae_moco', dict(decoder_depth=-1), r'decoder_depth must be an integer >= 0, got -1')]:
+        with pytest.raises(ValueError, match=match):
+            create_pretrainer(method, 'ecg_vit_nonexistent', **kw)  # refused before the encoder name is even read
+
+
+@case('method options', 'Centerclip context that cannot sit on both sides', "create_pretrainer('mae_centerclip', "
+      'min_context=0.6)', 'ValueError naming min_context and its bound (0.5); the clip used to start inside the '
+      'left context without a word')
+def _centerclip_context(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r'min_context must be below 0.5 for Centerclip.*got 0.6'):
+        create_pretrainer('mae_centerclip', 'ecg_vit_tiny', min_context=0.6)
+    assert create_pretrainer('mae_nextclip', 'ecg_vit_tiny', min_context=0.6).clip.min_context == 0.6  # one side
+
+
+@case('weights', 'a pretraining wrapper given to save_pretrained', 'hub.save_pretrained(create_pretrainer(...))',
+      "TypeError that says to pass its .encoder, before anything is written (it was an AttributeError on "
+      "'pretrained_cfg')")
+def _save_a_wrapper(tmp_path, monkeypatch):
+    from ecgvit.hub import save_pretrained
+
+    with pytest.raises(TypeError, match=r'got HybridPretrainer \(a pretraining wrapper: pass its .encoder\)'):
+        save_pretrained(_pretrainer('mae_moco'), tmp_path / 'out')
+    assert not (tmp_path / 'out').exists()
 
 
 @pytest.mark.parametrize('index', range(len(HOSTILE_CASES)),

@@ -33,6 +33,12 @@ def test_auto_records_measurements_and_respects_threshold(model):
     assert fast.cosine[fast.mode] >= 0.999
     strict = optimize_for_inference(model, 'auto', example=x, repeats=1, min_cosine=1.0 - 1e-6)
     assert strict.mode == 'fp32' or strict.cosine[strict.mode] >= 1.0 - 1e-6
+    # fp32 is the reference and always qualifies, even at a cosine of exactly 1 (rounding put it at 0.99999994)
+    exact = optimize_for_inference(model, 'auto', example=x, repeats=1, min_cosine=1.0, candidates=('fp32',))
+    assert exact.mode == 'fp32' and exact.cosine == {'fp32': 1.0}
+    for bad in (0.0, 1.5, float('nan')):
+        with pytest.raises(ValueError, match='min_cosine must be in'):
+            optimize_for_inference(model, 'auto', example=x, min_cosine=bad)
 
 
 def test_unknown_mode(model):

@@ -6,6 +6,7 @@ import torch
 import ecgvit
 from ecgvit import errors
 from ecgvit.models.ecg_vit import resample_pos_embed_1d
+from ecgvit.weights_sha256 import WEIGHTS_SHA256
 
 # Tiny arguments where size is not the point; the registry names keep their own patch size and lead count.
 TINY = dict(embed_dim=32, depth=2, num_heads=2)
@@ -20,6 +21,9 @@ def _tiny(name: str, **kwargs) -> torch.nn.Module:
 def test_registry_lists_both_seed_models_in_timm():
     assert {'ecg_vit_mae_moco', 'ecg_vit_mae_nextclip'} <= set(timm.list_models('ecg_vit*'))
     assert set(ecgvit.list_models('ecg_vit_mae*')) == {'ecg_vit_mae_moco', 'ecg_vit_mae_nextclip'}
+    # the names with shipped weights, as timm's list_models(pretrained=True) lists those with published ones
+    assert ecgvit.list_models(pretrained=True) == sorted(WEIGHTS_SHA256)
+    assert ecgvit.list_models('*tiny', pretrained=True) == [] and 'ecg_vit_tiny' in ecgvit.list_models('*tiny')
 
 
 @pytest.mark.parametrize('name', ['ecg_vit_mae_moco', 'ecg_vit_mae_nextclip'])
@@ -278,3 +282,16 @@ def test_numpy_integer_sizes_are_accepted_and_checked():
     assert model.seq_len == 500 and model.patch_len == 25
     with pytest.raises(ValueError, match=r'embed_dim=(np.int64\()?100000\)? .*from 1 to 8192'):
         _tiny('ecg_vit_tiny', embed_dim=np.int64(100_000))
+
+
+def test_a_cfg_dict_without_sizes_gets_ecg_defaults_not_image_ones():
+    from ecgvit.data import Preprocessing
+    from ecgvit.models.ecg_vit import to_ecg_pretrained_cfg
+
+    for given, length in (({'sampling_rate': 100}, 3600), ({'sampling_rate': 100, 'duration_s': 10}, 1000)):
+        cfg = to_ecg_pretrained_cfg(given)
+        assert cfg.input_size == (12, 1, length) and cfg.mean == (0.,) * 12 and cfg.std == (1.,) * 12
+        # the dataclass and the plain dict describe the same input
+        from_cfg = Preprocessing.from_pretrained_cfg
+        assert from_cfg(cfg).num_samples == from_cfg(given).num_samples == length
+    assert to_ecg_pretrained_cfg({'input_size': [12, 1, 5000]}).input_size == (12, 1, 5000)  # given sizes win

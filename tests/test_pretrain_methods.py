@@ -153,7 +153,8 @@ def test_hybrids_default_to_the_papers_passes(method):
     assert create_pretrainer(method, 'ecg_vit_tiny', **dict(shared.config)).shared_pass  # the config round-trips
     if method == 'mae_moco':  # the key view is masked like the MAE input only in the shared pass
         assert shared.moco.key_mask_ratio == 0.75 and model.moco.key_mask_ratio == 0.0
-    with pytest.raises(ValueError, match='implies'):
+    with pytest.raises(ValueError, match=f"name '{method}_shared' implies {{'shared_pass': True}} but "
+                                         f"{{'shared_pass': False}} was passed"):
         create_pretrainer(f'{method}_shared', 'ecg_vit_tiny', shared_pass=False, **kw)
 
 

@@ -8,7 +8,7 @@ expect and ``prepare_data(..., model_cfg=...)`` checks the data against it befor
 
 Example:
     >>> splits = prepare_data('synthetic', None, 'cache', sampling_rate=100, num_samples=1000)  # doctest: +SKIP
-    >>> splits['train'][0][0].shape
+    >>> splits['train'][0][0].shape  # doctest: +SKIP
     torch.Size([12, 1000])
 """
 from __future__ import annotations
@@ -131,7 +131,12 @@ def check_short_records(dataset: ECGDataset, preprocessing: Preprocessing, short
 
     Returns:
         The ids of the short records.
+
+    Raises:
+        ValueError: ``short_records`` is none of 'pad', 'skip', 'error'; or 'error' and some records are short.
     """
+    if short_records not in _SHORT_RECORDS:
+        raise ValueError(f'short_records={short_records!r} is not supported; use one of {_SHORT_RECORDS}.')
     short = []
     for e in dataset.entries:
         length = dataset.signal_length(e)
@@ -162,7 +167,8 @@ def model_data_cfg(encoder: Any, source: Mapping[str, Any]) -> dict[str, Any] | 
 
     Returns:
         The cfg to pass to ``Preprocessing.check_compatible``, or None for an encoder at its random initialisation
-        (its weights have seen no data) and for a checkpoint that records no preprocessing (a warning says so).
+        (its weights have seen no data) and for a checkpoint that records no preprocessing (logged as a warning
+        through ``logging``, not issued as a ``UserWarning``).
     """
     if not source.get('checkpoint') and not source.get('pretrained'):
         return None
@@ -226,8 +232,10 @@ def prepare_data(
             ``.npy``/``.npz``/``.h5`` file (its rate and lead names in the file, in a sidecar ``<stem>.json`` or in
             ``dataset_options``: see ``ecgvit.data.datasets.ArraysDataset``).
         cache_dir: Where the cache (and generated synthetic data) go.
-        sampling_rate: Model input rate (records are resampled).
-        num_samples: Model input length, a multiple of the patch length (centre crop / zero pad).
+        sampling_rate: Model input rate (records are resampled). The default, 100 Hz, is the benchmark harness's and
+            not the registered models' 360 Hz: for a model's own input pass ``model_cfg`` (checked) and its rate.
+        num_samples: Model input length, a multiple of the patch length (centre crop / zero pad); default 1000, the
+            registered models take 3600.
         seed: Synthetic data seed.
         synthetic_records: Records for 'synthetic'.
         num_workers: Cache-building processes.

@@ -12,7 +12,7 @@ when data meets a model.
 Example:
     >>> pp = Preprocessing(sampling_rate=360.0, num_samples=3600)
     >>> x = pp(record)  # doctest: +SKIP
-    >>> x.shape, x.dtype
+    >>> x.shape, x.dtype  # doctest: +SKIP
     ((12, 3600), dtype('float32'))
 """
 from __future__ import annotations
@@ -138,7 +138,8 @@ class Preprocessing:
         bandpass: (low, high) Hz for a zero-phase Butterworth filter; either edge may be None; None disables it.
         bandpass_order: Butterworth order (applied forwards and backwards, so the effective order doubles).
         normalize: 'zscore' (per lead, per output window; the seed's) or 'none'.
-        crop: 'center', 'random' (needs an rng at call time), 'start', or 'windows' (every full window).
+        crop: 'center', 'random' (pass an rng or seed at call time to repeat it; without one each call draws from
+            fresh entropy), 'start', or 'windows' (every full window).
         window_stride: stride in samples between windows for crop='windows'; default ``num_samples`` (no overlap).
         pad: what to do with a record shorter than ``num_samples``: 'error', 'zero' (pad both sides with zeros
             after z-scoring, so padding is exactly 0) or 'edge' (repeat the edge values).

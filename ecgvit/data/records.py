@@ -6,7 +6,7 @@ can be wrong with a file raises a ``RecordError`` whose message names the record
 
 Example:
     >>> rec = read_record('data/ptbxl/records100/00000/00001_lr')  # doctest: +SKIP
-    >>> rec.signal.shape, rec.fs, rec.lead_names[:3]
+    >>> rec.signal.shape, rec.fs, rec.lead_names[:3]  # doctest: +SKIP
     ((12, 1000), 100.0, ('I', 'II', 'III'))
 """
 from __future__ import annotations

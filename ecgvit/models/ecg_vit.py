@@ -67,7 +67,10 @@ class EcgPretrainedCfg(PretrainedCfg):
 def to_ecg_pretrained_cfg(cfg: Any) -> Any:
     """Turn a cfg dict (e.g. read from ``config.json``) into an ``EcgPretrainedCfg``, dropping unknown keys.
 
-    Anything that is not a dict (None, a tag string, a cfg instance) is returned unchanged.
+    Keys the dict lacks take ECG defaults, not timm's image ones: ``input_size`` is (leads, 1, ``duration_s`` x
+    ``sampling_rate``) when the dict gives a duration, else (12, 1, 3600), as ``Preprocessing.from_pretrained_cfg``
+    reads the same dict; no channel normalisation (the data are z-scored per lead). Anything that is not a dict (None,
+    a tag string, a cfg instance) is returned unchanged.
     """
     if not isinstance(cfg, dict):
         return cfg
@@ -76,7 +79,12 @@ def to_ecg_pretrained_cfg(cfg: Any) -> Any:
     if unknown:
         _logger.debug('Ignoring unknown pretrained cfg keys: %s', unknown)
     values = {k: _as_tuples(v) for k, v in cfg.items() if k in names}
-    return EcgPretrainedCfg(**values)
+    leads = len(values.get('lead_names') or LEADS)
+    length = (int(round(float(values['duration_s']) * float(values.get('sampling_rate', DEFAULT_SAMPLING_RATE))))
+              if values.get('duration_s') is not None else DEFAULT_NUM_SAMPLES)
+    defaults = dict(input_size=(leads, 1, length), min_input_size=(leads, 1, 100), mean=(0.,) * leads,
+                    std=(1.,) * leads, crop_pct=1.0, interpolation='linear', num_classes=0)
+    return EcgPretrainedCfg(**{**defaults, **values})
 
 
 def _as_tuples(value: Any) -> Any:

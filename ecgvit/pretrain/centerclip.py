@@ -6,7 +6,7 @@ the encoder input. The [CLS] output goes through the same kind of decoder and th
 Nextclip asks for extrapolation of the rhythm, Centerclip asks for interpolation from both neighbouring beats, which
 is better posed for irregular rhythms (AF) where the next beat's timing is not predictable.
 """
-from typing import Tuple
+from typing import Any, Tuple
 
 import numpy as np
 import torch
@@ -18,10 +18,18 @@ __all__ = ['CenterclipBranch']
 
 
 class CenterclipBranch(NextclipBranch):
-    """Reconstruct a hidden half-cycle with at least ``min_context`` of the record visible on each side.
+    """Reconstruct a hidden half-cycle with ``min_context`` of the record visible on each side.
 
-    Takes the same arguments as :class:`~ecgvit.pretrain.nextclip.NextclipBranch`.
+    Takes the same arguments as :class:`~ecgvit.pretrain.nextclip.NextclipBranch`, with ``min_context`` below 0.5
+    (context on both sides). When a record's clip does not fit between the two contexts (a long cycle in a short
+    record), it ends ``min_context`` before the record's end and the context before it is shorter.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.min_context < 0.5:
+            raise ValueError(f'min_context must be below 0.5 for Centerclip (that much context on each side of the '
+                             f'clip), got {self.min_context}.')
 
     def start_range(self, length: int, span: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``[min_context * L, L - min_context * L - span]``: context on both sides of the clip."""

@@ -157,14 +157,15 @@ def create_pretrainer(
         (['loss', 'loss_mae', 'loss_moco'], 40.0)
     """
     if method not in METHODS:
+        name = method
         try:
             method, implied = split_method(method)
         except ValueError:
             raise ValueError(f'Unknown pretraining method {method!r}; valid methods: '
                              f'{", ".join(list_pretrainers(variants=True))}.') from None
-        clash = {k: v for k, v in implied.items() if k in method_kwargs and method_kwargs[k] != v}
+        clash = {k: method_kwargs[k] for k, v in implied.items() if k in method_kwargs and method_kwargs[k] != v}
         if clash:
-            raise ValueError(f'The method name implies {implied} but {clash} was passed; drop one of them.')
+            raise ValueError(f'The method name {name!r} implies {implied} but {clash} was passed; drop one of them.')
         method_kwargs = {**method_kwargs, **implied}
     spec = METHODS[method]
 
@@ -188,6 +189,8 @@ def create_pretrainer(
     if not isinstance(shared_pass, bool):
         raise TypeError(f'shared_pass must be True or False, got {shared_pass!r}.')
     lead_dropout = _lead_dropout(cfg)  # before the encoder is built: a bad value costs nothing
+    for prefix in ('decoder_', 'clip_decoder_'):
+        _check_decoder_size(cfg, prefix)
 
     if isinstance(encoder, str):
         from ecgvit.factory import create_model  # local: ecgvit/__init__ may re-export this module
@@ -267,6 +270,23 @@ def create_pretrainer(
         shared_pass=shared_pass,
         lead_dropout=lead_dropout,
     )
+
+
+def _check_decoder_size(cfg: Dict[str, Any], prefix: str) -> None:
+    """A ValueError naming the setting for a decoder size no transformer can have (instead of an assertion or a
+    division by zero deep inside timm's blocks)."""
+    if prefix + 'embed_dim' not in cfg:
+        return
+    dim, depth, heads, ratio = (cfg[prefix + k] for k in ('embed_dim', 'depth', 'num_heads', 'mlp_ratio'))
+    for key, value, low in (('embed_dim', dim, 1), ('depth', depth, 0), ('num_heads', heads, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f'{prefix}{key} must be an integer >= {low}, got {value!r}.')
+    if dim % heads:
+        near = max(h for h in range(1, heads + 1) if dim % h == 0)
+        raise ValueError(f'{prefix}embed_dim ({dim}) must be divisible by {prefix}num_heads ({heads}): each head gets '
+                         f'embed_dim / num_heads channels (e.g. {prefix}num_heads={near}).')
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 0:
+        raise ValueError(f'{prefix}mlp_ratio must be a finite number above 0, got {ratio!r}.')
 
 
 def _lead_dropout(cfg: Dict[str, Any]) -> Optional[LeadSetDropout]:

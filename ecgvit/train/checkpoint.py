@@ -412,8 +412,16 @@ def save_best(ckpt_dir: os.PathLike, model: nn.Module, info: Dict[str, Any]) -> 
 def load_best(path: os.PathLike, model: Optional[nn.Module] = None) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
     """Read ``best.safetensors`` (a file, or the checkpoint folder holding it); load into ``model`` if given.
 
+    Args:
+        path: ``best.safetensors`` or the run's ``checkpoints`` folder.
+        model: The module the run trained (for a pretraining run the pretrainer wrapper, not its encoder: the encoder
+            alone loads with ``ecgvit.hub.load_encoder(run_dir)``), or None to only read.
+
     Returns:
         (state dict, info) where info holds step, epoch and val_loss.
+
+    Raises:
+        CheckpointError: no best weights yet, a damaged file, or weights that do not fit ``model``.
     """
     path = Path(path)
     if path.is_dir():
@@ -428,5 +436,12 @@ def load_best(path: os.PathLike, model: Optional[nn.Module] = None) -> Tuple[Dic
         raise CheckpointError(f'{path} is damaged (truncated or corrupt: {e}): the checkpoints beside it hold the '
                               f'latest weights (--resume continues from them).') from None
     if model is not None:
-        model.load_state_dict(weights, strict=True)
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as e:
+            first = (str(e).strip().splitlines()[1:2] or [str(e)])[0].strip()
+            first = first if len(first) <= 160 else first[:160] + '...'
+            raise CheckpointError(f'{path} does not fit {type(model).__name__}: {first} Pass the module the '
+                                  f'run trained (a pretraining run: its pretrainer), or load the encoder alone with '
+                                  f'ecgvit.hub.load_encoder(run_dir).') from None
     return weights, json.loads(meta.get('ecgvit', '{}'))

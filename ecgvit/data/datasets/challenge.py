@@ -145,7 +145,7 @@ class ChallengeDataset(ECGDataset):
 
     Example:
         >>> ds = ChallengeDataset('cinc2021_samples')  # doctest: +SKIP
-        >>> ds.label_names[:3], ds.multilabel
+        >>> ds.label_names[:3], ds.multilabel  # doctest: +SKIP
         (['AF', 'AFL', 'BBB'], True)
     """
     name = 'cinc'

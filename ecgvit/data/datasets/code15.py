@@ -38,7 +38,7 @@ class Code15Dataset(ECGDataset):
 
     Example:
         >>> ds = Code15Dataset('data/code15_samples')  # doctest: +SKIP
-        >>> ds.label_names, ds[0].meta['age']
+        >>> ds.label_names, ds[0].meta['age']  # doctest: +SKIP
         (['negative', 'chagas'], 43.0)
     """
     name = 'code15'

@@ -85,7 +85,7 @@ class PTBXLDataset(ECGDataset):
 
     Example:
         >>> ds = PTBXLDataset('data/ptbxl', sampling_rate=100, label_set='superdiagnostic')  # doctest: +SKIP
-        >>> ds.label_names
+        >>> ds.label_names  # doctest: +SKIP
         ['NORM', 'MI', 'STTC', 'CD', 'HYP']
     """
     name = 'ptbxl'

@@ -39,7 +39,7 @@ class SyntheticDataset(FolderDataset):
 
     Example:
         >>> ds = SyntheticDataset(n_records=100, seed=0)  # doctest: +SKIP
-        >>> ds.label_names
+        >>> ds.label_names  # doctest: +SKIP
         ['NSR', 'SB', 'ST', 'AF', 'BBB']
     """
     name = 'synthetic'
