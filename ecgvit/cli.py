@@ -532,7 +532,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         # A resumed run continues with the settings it was started with (--alpha, --method-arg, ...): those this
         # command does not give carry over; one it gives differently is refused by the resume check in train().
         for key, value in (resumed.get('method_kwargs') or {}).items():
-            method_kwargs.setdefault(key, value)
+            if key not in ('lead_dropout', 'lead_sets'):  # a pair, carried together below
+                method_kwargs.setdefault(key, value)
     saved = (resumed or {}).get('pretrainer')  # the method settings of the checkpoint --resume continues
     if args.resume and METHODS[method]['alpha'] is not None and 'shared_pass' not in method_kwargs:
         # A resumed run continues as it was trained: switching passes mid-run would change what it learns.
