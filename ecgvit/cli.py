@@ -497,7 +497,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         raise CliError(f'--method {args.method} contradicts --{"" if args.shared_pass else "no-"}shared-pass; drop '
                        f'the flag (or use --method {method}).')
     _check_positive(args, 'epochs', 'batch_size', 'lr')
-    validate_train_config(train_config_from_args(args))  # train() checks it too, but only after the data are built
+    cfg = train_config_from_args(args)  # the options fix it here: nothing below changes them
+    validate_train_config(cfg)  # train() checks it too, but only after the data are built
     resumed = _resumed_config(args)
     # Default architecture: a resumed run's own (which --checkpoint may have set), else the method's registered name.
     model_name = (args.model or (resumed or {}).get('model')
@@ -567,7 +568,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                      _weights_name(args))
     if args.grad_checkpointing:
         pretrainer.encoder.set_grad_checkpointing(True)  # the masked passes honour it too (forward_masked)
-    cfg = train_config_from_args(args)
     run_config = {'command': 'pretrain', 'args': vars(args), 'method': method, 'model': model_name,
                   'init': init, 'method_kwargs': method_kwargs, 'pretrainer': getattr(pretrainer, 'config', {}),
                   'data': {'spec': args.data, 'cache_dir': splits['cache_dir'], 'n_train': len(splits['train']),
