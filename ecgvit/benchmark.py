@@ -27,7 +27,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 from ecgvit.data import Preprocessing
 from ecgvit.data.prepare import check_model_data, data_preprocessing, model_data_cfg, prepare_data
 from ecgvit.eval.config import FinetuneConfig, ProbeConfig
+from ecgvit.files import atomic_open, atomic_savefig, atomic_write_text
 from ecgvit.options import DataOptions, RunOptions, documented, model_input_defaults, option
 from ecgvit.train.config import TrainConfig
 
@@ -254,7 +254,7 @@ def _plot(rows: List[Dict[str, Any]], metric: str, path: Path, title: str) -> No
     ax.set_title(title)
     ax.legend(loc='lower right')
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -262,13 +262,11 @@ def _write_csv(rows: List[Dict[str, Any]], path: Path) -> None:
     keys: List[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    tmp = path.with_name(f'.{path.name}.tmp')
-    with open(tmp, 'w', newline='', encoding='utf-8') as f:
+    with atomic_open(path, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for r in rows:
             w.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in r.items()})
-    os.replace(tmp, path)
 
 
 def run_benchmark(cfg: BenchmarkConfig) -> List[Dict[str, Any]]:
@@ -318,14 +316,15 @@ def _run(cfg: BenchmarkConfig, out: Path, t_start: float, methods: List[str], pr
                           synthetic_records=cfg.synthetic_records, num_workers=cfg.num_workers, progress=cfg.progress,
                           short_records=cfg.short_records, preprocessing=pp)
     smallest = min(len(splits['train']), len(splits['val']))
-    resolved = dict(dataclasses.asdict(cfg), cache_dir=splits['cache_dir'], label_names=splits['label_names'],
+    resolved = dict(dataclasses.asdict(cfg), command='benchmark', cache_dir=splits['cache_dir'],
+                    label_names=splits['label_names'],
                     multilabel=splits['multilabel'], n_train=len(splits['train']), n_val=len(splits['val']),
                     n_test=len(splits['test']), torch_threads=torch.get_num_threads(),
                     n_skipped=splits['skipped'], skipped_csv=splits['skipped_csv'])
     if splits['skipped']:
         _logger.warning('%s: skipped %d records (listed with reasons in %s)', cfg.data, splits['skipped'],
                         splits['skipped_csv'])
-    (out / 'config.json').write_text(json.dumps(resolved, indent=2))
+    atomic_write_text(out / 'config.json', json.dumps(resolved, indent=2))
     if smallest < 2:
         raise ValueError(f'{cfg.data}: the train/val splits hold {len(splits["train"])}/{len(splits["val"])} '
                          f'records; a benchmark needs a few of each.')
@@ -373,8 +372,8 @@ def _run(cfg: BenchmarkConfig, out: Path, t_start: float, methods: List[str], pr
                 f'{cfg.pretrain.epochs} epochs, probe <= {cfg.probe.epochs} epochs, fine-tune <= '
                 f'{cfg.finetune.epochs} epochs, {cfg.n_boot} bootstrap resamples, seed {cfg.seed}; '
                 f'total {time.time() - t_start:.0f} s.')
-    (out / 'results.md').write_text(f'# Benchmark results\n\n{table}\n\n{settings}\n'
-                                    f'Values are test-set point estimates with 95% bootstrap CIs.\n')
+    atomic_write_text(out / 'results.md', f'# Benchmark results\n\n{table}\n\n{settings}\n'
+                                          f'Values are test-set point estimates with 95% bootstrap CIs.\n')
     ok = [r for r in rows if not r.get('error')]
     if ok:
         _plot(ok, metric, out / 'results.png', f'{cfg.data}: {_TITLES[metric]}')

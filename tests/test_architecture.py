@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[1] / 'ecgvit'
 # module (first name under ecgvit) -> layer
 LAYER_OF = {
     'constants': 'basics', 'version': 'basics', 'errors': 'basics', 'staging': 'basics', 'layers': 'basics',
+    'files': 'basics',
     'lead_sets': 'basics',
     'weights': 'weights', 'weights_sha256': 'weights',
     'models': 'models', 'factory': 'models',

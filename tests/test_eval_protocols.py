@@ -103,5 +103,5 @@ def test_schedules_follow_the_seed_and_are_written_in_the_results(tmp_path):
 def test_finetune_refuses_a_negative_gradient_clip(clip):
     """Issue 18, item 3: a negative clip turned fine-tuning into gradient ascent with exit 0."""
     tr, va, te = (_task_data(20, s) for s in (0, 1, 2))
-    with pytest.raises(ValueError, match=r'--clip-grad \(clip_grad\) must be 0 or more'):
+    with pytest.raises(ValueError, match=r'--clip-grad \(clip_grad\) must be a finite gradient-norm bound'):
         finetune(ecgvit.create_model('ecg_vit_tiny'), tr, va, te, epochs=1, batch_size=8, clip_grad=clip)

@@ -67,9 +67,17 @@ class FinetuneConfig(FitOptions):
 
 
 def with_options(config: Any, options: dict) -> Any:
-    """``config`` with ``options`` replaced; an unknown name is a ValueError naming the valid ones."""
+    """``config`` with ``options`` replaced, its values checked (:func:`ecgvit.train.validate.check_option_values`).
+
+    Raises:
+        ValueError: an unknown option name (the message lists the valid ones), or a value out of its range.
+    """
+    from ecgvit.train.validate import check_option_values
+
     names = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(options) - names)
     if unknown:
         raise ValueError(f'Unknown {type(config).__name__} option(s) {unknown}: choose from {sorted(names)}.')
-    return dataclasses.replace(config, **options)
+    config = dataclasses.replace(config, **options)
+    check_option_values(config)
+    return config

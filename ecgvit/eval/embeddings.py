@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ecgvit.train.checkpoint import atomic_write_text
+from ecgvit.files import atomic_save_npy, atomic_write_text
 
 __all__ = ['encoder_fingerprint', 'data_fingerprint', 'embed_cached']
 
@@ -48,19 +47,6 @@ def data_fingerprint(cache_dir: str | os.PathLike) -> str:
     """sha256 of a cache's settings fingerprint and signal digest (from its manifest)."""
     manifest = json.loads((Path(cache_dir) / 'manifest.json').read_text())
     return hashlib.sha256(f'{manifest["fingerprint"]}|{manifest["signals_sha256"]}'.encode()).hexdigest()
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.npy', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def embed_cached(
@@ -118,7 +104,7 @@ def embed_cached(
     feats, _ = extract_features(encoder, dataset, batch_size=batch_size, device=dev, amp=amp, progress=progress,
                                 lead_mask=mask)
     seconds = time.perf_counter() - t0
-    _atomic_save_npy(npy, feats.astype(np.float32))
+    atomic_save_npy(npy, feats.astype(np.float32))
     atomic_write_text(meta_path, json.dumps({'encoder_fingerprint': enc_fp, 'data_fingerprint': dat_fp,
                                               'cache_dir': str(cache_dir), 'shape': list(feats.shape),
                                               'input_leads': None if pp.input_leads is None else list(pp.input_leads),

@@ -90,9 +90,6 @@ def finetune(
     for name, ds in (('train', train_set), ('val', val_set), ('test', test_set)):
         if ds is None or len(ds) == 0:
             raise ValueError(f'The {name} split is empty: fine-tuning needs train, val and test records.')
-    if cfg.clip_grad is not None and not cfg.clip_grad >= 0:  # a negative clip flips every update: gradient ascent
-        raise ValueError(f'--clip-grad (clip_grad) must be 0 or more (0 or None disables clipping), got '
-                         f'{cfg.clip_grad!r}.')
     batch_size = cfg.batch_size
     if batch_size > len(train_set):
         raise ValueError(f'batch_size {batch_size} is larger than the training split ({len(train_set)} records): '

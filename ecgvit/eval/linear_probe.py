@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from ecgvit.files import atomic_savez, atomic_write_text
 from ecgvit.train.runtime import autocast_context, resolve_amp_dtype, seed_everything
 
 from .common import TaskInfo, fit_classifier, infer_task, predict
@@ -120,11 +121,11 @@ def save_eval_outputs(output_dir: Optional[str], result: Dict[str, Any], y: np.n
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / 'results.json').write_text(json.dumps(result, indent=2, default=float))
+    atomic_write_text(out / 'results.json', json.dumps(result, indent=2, default=float))
     arrays = {'y': y, 'prob': prob}
     if ids is not None:
         arrays['ids'] = np.asarray([str(i) for i in ids])
-    np.savez(out / 'predictions.npz', **arrays)
+    atomic_savez(out / 'predictions.npz', **arrays)
     if model is not None:
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()},
                   str(out / 'model.safetensors'), metadata={'format': 'pt'})

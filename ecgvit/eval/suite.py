@@ -46,6 +46,7 @@ from torch import nn
 
 from ecgvit.constants import LEADS
 from ecgvit.factory import create_model, list_models
+from ecgvit.files import atomic_open, atomic_savefig, atomic_write_text
 from ecgvit.lead_sets import describe_leads
 
 from .leads import check_encoder_leads, leads_label, parse_lead_subsets
@@ -123,7 +124,21 @@ def _architecture(model: nn.Module) -> Optional[str]:
 
 
 def resolve_encoders(specs: Dict[str, Any], random_floor: bool = True) -> Dict[str, Tuple[nn.Module, Dict[str, Any]]]:
-    """Build every encoder of a suite: name -> (module in eval mode, description of where it came from)."""
+    """Build every encoder of a suite: name -> (module in eval mode, description of where it came from).
+
+    Args:
+        specs: name -> a registered model name (loaded with ``pretrained=True``), a checkpoint or run folder
+            (``ecgvit.hub.load_encoder``) or an ``nn.Module`` with a ``pretrained_cfg`` dict.
+        random_floor: Add ``'random'`` first: a seed-0 random init of the first encoder's architecture, reading the
+            same input format.
+
+    Returns:
+        name -> (encoder in eval mode, where it came from), ``'random'`` first when added.
+
+    Raises:
+        ValueError: no encoder, an encoder named 'random' beside the floor, an encoder without a ``pretrained_cfg``
+            dict, or a floor asked of a first encoder whose architecture is not registered.
+    """
     from ecgvit.hub import load_encoder  # run folders and checkpoints, as every command reads them
 
     if not specs:
@@ -248,7 +263,15 @@ def _stable_seed(*parts: Any) -> int:
 
 def bootstrap_seed(task: str, fraction: float) -> int:
     """The seed of the suite's bootstrap resamples of ``task`` at label ``fraction`` (one set for every encoder), so a
-    comparison made later from kept predictions draws the same resamples as the suite did."""
+    comparison made later from kept predictions draws the same resamples as the suite did.
+
+    Args:
+        task: The task's name (e.g. 'ptbxl_superdiagnostic').
+        fraction: The label fraction of the probes (e.g. 0.1).
+
+    Returns:
+        A seed from a hash of the two, the same in every process and Python version.
+    """
     return _stable_seed('boot', task, fraction)
 
 
@@ -275,7 +298,15 @@ def _probe_task(task: Task, feats: np.ndarray, cfg: SuiteConfig) -> Dict[Tuple[f
 
 
 def preprocessing_for(model: nn.Module, leads: Optional[Tuple[str, ...]] = None):
-    """How the suite reads records for ``model`` (on the lead subset ``leads``): its pretrained cfg's format."""
+    """How the suite reads records for ``model`` (on the lead subset ``leads``): its pretrained cfg's format.
+
+    Args:
+        model: An encoder with a ``pretrained_cfg`` (sampling rate, input length, leads).
+        leads: The leads read (the others zero-filled and masked); None or all 12 reads every lead.
+
+    Returns:
+        A ``Preprocessing`` that centre-crops longer records, zero-pads shorter ones and keeps a flat lead as zeros.
+    """
     from ecgvit.data import Preprocessing
 
     # Shorter records (CODE-15%: mostly 7.3 s) are zero-padded, longer ones centre-cropped; a flat lead is kept at 0
@@ -299,7 +330,15 @@ def _lead_checks(encoders: Dict[str, Tuple[nn.Module, Dict[str, Any]]], subsets:
 
 
 def source_caches(sources, pp, cache_root: Path, workers: int = 0, progress: bool = False) -> Dict[str, Path]:
-    """Source name -> the folder of its signal cache under ``cache_root`` for preprocessing ``pp`` (built if needed)."""
+    """Source name -> the folder of its signal cache under ``cache_root`` for preprocessing ``pp`` (built if needed).
+
+    Args:
+        sources: Source name -> its dataset (``load_sources``).
+        pp: The ``Preprocessing`` to cache the signals with (its fingerprint names the folder).
+        cache_root: Folder of the suite's caches; signals go under ``signals/<source>-<fingerprint>``.
+        workers: Processes reading and preprocessing records (0: this process).
+        progress: Show progress bars.
+    """
     from ecgvit.data import build_cache
 
     out = {}
@@ -381,20 +420,17 @@ def _compare(tasks: List[Task], fits: Dict[str, Dict[str, Dict]], encoders: List
 
 def _write_csv(path: Path, rows: List[Dict[str, Any]], columns: Optional[List[str]] = None) -> None:
     columns = columns or (list(rows[0]) if rows else [])
-    tmp = path.with_name(f'.{path.name}.tmp')
-    with open(tmp, 'w', newline='') as f:
+    with atomic_open(path, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction='ignore')
         w.writeheader()
         for r in rows:
             w.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in r.items()})
-    tmp.replace(path)
 
 
 def _write_predictions(path: Path, runs: List[Dict[str, Any]]) -> int:
     """Every test score of every run (lead subset), task, encoder, fraction and seed; returns the row count."""
-    tmp = path.with_name(f'.{path.name}.tmp')
     n = 0
-    with open(tmp, 'w', newline='') as f:
+    with atomic_open(path, 'w', newline='') as f:
         w = csv.writer(f)
         w.writerow(['task', 'encoder', 'seed', 'fraction', 'record_id', 'label', 'y', 'score', 'leads'])
         for run in runs:
@@ -417,7 +453,6 @@ def _write_predictions(path: Path, runs: List[Dict[str, Any]]) -> int:
                                 w.writerow([task.name, enc, seed, fraction, key, label, f'{truth:g}', f'{s[i, j]:.6g}',
                                             leads])
                                 n += 1
-    tmp.replace(path)
     return n
 
 
@@ -446,7 +481,7 @@ def _write_markdown(path: Path, results: List[Dict[str, Any]], runs: List[Dict[s
                       (f' Not trained on this subset (run with allow_untrained_leads): {", ".join(untrained)}.'
                        if untrained else ''), '']
         lines += _markdown_block(rows, run['tasks'], f' ({describe_leads(run["leads"])})' if several else '')
-    path.write_text('\n'.join(lines) + '\n')
+    atomic_write_text(path, '\n'.join(lines) + '\n')
 
 
 def _markdown_block(results: List[Dict[str, Any]], tasks: List[Task], suffix: str) -> List[str]:
@@ -502,7 +537,7 @@ def _plot(path: Path, results: List[Dict[str, Any]], fractions: Sequence[float])
         fig, ax = plt.subplots(figsize=(6, 1.5))
         ax.axis('off')
         ax.text(0.5, 0.5, 'No comparison with the random-init floor in this run', ha='center', va='center')
-        fig.savefig(path, dpi=100)
+        atomic_savefig(fig, path, dpi=100)
         plt.close(fig)
         return
     tasks = list(dict.fromkeys(r['task'] for r in rows))
@@ -538,7 +573,7 @@ def _plot(path: Path, results: List[Dict[str, Any]], fractions: Sequence[float])
     fig.legend(handles=handles, loc='lower center', ncol=min(len(handles), 5), fontsize=8, frameon=False)
     fig.suptitle('Linear probe: encoder minus random-init floor (right of 0 = better)')
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -561,6 +596,9 @@ def _json_default(o: Any) -> Any:
 def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
     """Run the whole suite and write its outputs into ``cfg.out``.
 
+    Args:
+        cfg: The suite's settings (data folder, output folder, encoders, tasks, fractions, seeds, lead subsets, ...).
+
     Writes:
         predictions.csv (task, encoder, seed, fraction, record_id, label, y, score: every test record),
         results.csv / results.md (task x metric x encoder x fraction: mean +- sd over seeds, 95% CI, diff vs random
@@ -571,6 +609,11 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
 
     Returns:
         The summary written to suite_config.json, plus ``results`` and ``pairwise`` rows.
+
+    Raises:
+        ValueError: a label fraction outside (0, 1], no seeds, no task that the data can build, or an encoder that
+            cannot be used (see :func:`resolve_encoders`; one not trained on a lead subset, unless allowed).
+        FileNotFoundError: no suite source under ``cfg.data_dir``.
 
     Example:
         >>> # run_suite(SuiteConfig(data_dir='/data', out='suite', encoders={'mae_moco': 'ecg_vit_mae_moco'}))
@@ -686,9 +729,7 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
     _plot(out / 'differences.png', [dict(r, task=f'{r["task"]} [{r["leads"]} leads]') for r in results] if several
           else results, cfg.fractions)
     summary['wall_time_s'] = round(time.perf_counter() - t_start, 2)
-    tmp = out / '.suite_config.json.tmp'
-    tmp.write_text(json.dumps(summary, indent=1, default=_json_default))
-    tmp.replace(out / 'suite_config.json')
+    atomic_write_text(out / 'suite_config.json', json.dumps(summary, indent=1, default=_json_default))
     return dict(summary, results=results, pairwise=pairwise)
 
 

@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ecgvit.errors import CheckpointError  # one class for every bad checkpoint; still importable from here
+from ecgvit.files import atomic_write_text, fsync_dir  # atomic_write_text: still importable from here
 
 __all__ = ['save_checkpoint', 'load_checkpoint', 'read_checkpoint_state', 'list_checkpoints', 'latest_checkpoint',
            'checkpoint_problem', 'prune_checkpoints', 'save_best', 'load_best', 'clean_partial', 'get_rng_state',
@@ -47,34 +48,16 @@ _LIBRARY_TMP_RE = re.compile(r'^\.tmp[A-Za-z0-9_]{6}$')
 BEST_NAME = 'best.safetensors'
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _fsync_file(path: Path) -> None:
     with open(path, 'rb') as f:
         os.fsync(f.fileno())
 
 
-def atomic_write_text(path: os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (readers never see half a file)."""
-    path = Path(path)
-    tmp = path.with_name(f'{_TMP_PREFIX}{path.name}.{os.getpid()}')
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+def _first_mismatch(error: RuntimeError) -> str:
+    """The first line of ``load_state_dict``'s error after its header (e.g. ``Missing key(s) in state_dict: ...``),
+    cut to 160 characters."""
+    first = (str(error).strip().splitlines()[1:2] or [str(error)])[0].strip()
+    return first if len(first) <= 160 else first[:160] + '...'
 
 
 def _tensors(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -269,7 +252,7 @@ def save_checkpoint(
         json.dump(full_state, f, indent=1)
     for p in tmp.iterdir():
         _fsync_file(p)
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if final.exists():
         # Same step written again (e.g. the end-of-run save after a periodic one): retire the old copy first.
         trash = ckpt_dir / f'{_TRASH_PREFIX}{final.name}.{os.getpid()}'
@@ -278,7 +261,7 @@ def save_checkpoint(
         shutil.rmtree(trash)
     else:
         os.replace(tmp, final)
-    _fsync_dir(ckpt_dir)
+    fsync_dir(ckpt_dir)
     prune_checkpoints(ckpt_dir, keep_last, protect=protect)
     return final
 
@@ -381,8 +364,10 @@ def load_checkpoint(
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError as e:
-            raise CheckpointError(f'Checkpoint {str(path)!r} does not fit the model: {str(e).splitlines()[0]} '
-                                  f'(was it written for another --model/--method?)') from None
+            # Chained: the message holds the first mismatch, the cause lists every missing, unexpected and mis-sized
+            # key (which says what differs between the run that wrote it and this model).
+            raise CheckpointError(f'Checkpoint {str(path)!r} does not fit the model: {_first_mismatch(e)} '
+                                  f'(was it written for another --model/--method?)') from e
     extra = _load_tensors(path / 'optimizer.safetensors', 'cpu')
     if optimizer is not None and state.get('optimizer') is not None:
         optimizer.load_state_dict(optimizer_from_flat(extra, state['optimizer']))
@@ -405,7 +390,7 @@ def save_best(ckpt_dir: os.PathLike, model: nn.Module, info: Dict[str, Any]) -> 
     save_file(_tensors(model.state_dict()), str(tmp), metadata={'format': 'pt', 'ecgvit': json.dumps(info)})
     _fsync_file(tmp)
     os.replace(tmp, final)
-    _fsync_dir(ckpt_dir)
+    fsync_dir(ckpt_dir)
     return final
 
 
@@ -439,9 +424,7 @@ def load_best(path: os.PathLike, model: Optional[nn.Module] = None) -> Tuple[Dic
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError as e:
-            first = (str(e).strip().splitlines()[1:2] or [str(e)])[0].strip()
-            first = first if len(first) <= 160 else first[:160] + '...'
-            raise CheckpointError(f'{path} does not fit {type(model).__name__}: {first} Pass the module the '
-                                  f'run trained (a pretraining run: its pretrainer), or load the encoder alone with '
-                                  f'ecgvit.hub.load_encoder(run_dir).') from None
+            raise CheckpointError(f'{path} does not fit {type(model).__name__}: {_first_mismatch(e)} Pass the module '
+                                  f'the run trained (a pretraining run: its pretrainer), or load the encoder alone '
+                                  f'with ecgvit.hub.load_encoder(run_dir).') from None
     return weights, json.loads(meta.get('ecgvit', '{}'))

@@ -5,14 +5,18 @@ integer``, ``save_every=-1`` saved a checkpoint at every step, and ``output_dir=
 :func:`validate_train_config` raises one ValueError naming the field, its ``ecgvit pretrain`` option, the bad value
 and what is allowed. It only reads attributes, so it works on a TrainConfig or anything shaped like one.
 """
+import logging
 import math
 from typing import Any, Dict, Tuple
 
 from ecgvit.options import flag_name
 
-__all__ = ['validate_train_config']
+__all__ = ['validate_train_config', 'check_option_values']
 
-_CHOICES: Dict[str, Tuple[str, ...]] = {'schedule': ('plateau', 'cosine'), 'amp': ('auto', 'bf16', 'fp32')}
+_logger = logging.getLogger(__name__)
+
+_CHOICES: Dict[str, Tuple[str, ...]] = {'schedule': ('plateau', 'cosine'), 'amp': ('auto', 'bf16', 'fp32'),
+                                      'pooling': ('mean', 'max', 'none')}
 # field -> (smallest allowed int, what it means)
 _INTS: Dict[str, Tuple[int, str]] = {
     'epochs': (1, 'at least one epoch'),
@@ -24,6 +28,9 @@ _INTS: Dict[str, Tuple[int, str]] = {
     'log_every': (1, 'at least every step'),
     'num_workers': (0, '0 (load in the main process) or more worker processes'),
     'val_seed': (-2 ** 63, 'an integer'),
+    # The probe's and fine-tuning's (ecgvit.eval.FitOptions): absent from a TrainConfig, so skipped there.
+    'early_stop_patience': (0, '0 or more epochs without a better validation loss'),
+    'n_boot': (0, '0 (no confidence intervals) or more bootstrap resamples'),
 }
 
 
@@ -46,12 +53,33 @@ def validate_train_config(config: Any) -> None:
     Raises:
         ValueError: the message names the option (``--warmup-epochs (warmup_epochs)``), the value and the range.
     """
-    def fail(field: str, want: str) -> None:
-        raise ValueError(f'{_name(field)} must be {want}, got {getattr(config, field)!r}.')
-
     output = getattr(config, 'output_dir', None)
     if output is None or not str(output).strip():
-        fail('output_dir', 'a folder for the run (an empty path would train into the current folder)')
+        _fail(config, 'output_dir', 'a folder for the run (an empty path would train into the current folder)')
+    check_option_values(config)
+
+
+def _fail(config: Any, field: str, want: str) -> None:
+    raise ValueError(f'{_name(field)} must be {want}, got {getattr(config, field)!r}.')
+
+
+def check_option_values(config: Any) -> None:
+    """Raise a ValueError for the first optimisation setting of ``config`` out of its range.
+
+    Checks the fields a config has among those of :class:`~ecgvit.train.TrainConfig`,
+    :class:`~ecgvit.eval.ProbeConfig` and :class:`~ecgvit.eval.FinetuneConfig` (epochs, batch size, lr, decays,
+    schedule, patience, bootstrap resamples, ...); a missing field is not checked. Logs a warning for a warm-up longer
+    than the run (the rate would never reach ``lr``).
+
+    Args:
+        config: Any of those configs, or an object with some of the same attributes.
+
+    Raises:
+        ValueError: the message names the option (``--n-boot (n_boot)``), the value and the range.
+    """
+    def fail(field: str, want: str) -> None:
+        _fail(config, field, want)
+
     for field, (low, want) in _INTS.items():
         value = getattr(config, field, low)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -72,6 +100,14 @@ def validate_train_config(config: Any) -> None:
     if clip is not None and (not _number(clip) or not math.isfinite(clip) or clip < 0):
         fail('clip_grad', 'a finite gradient-norm bound above 0 (or None / 0 for no clipping); a negative one '
                           'would reverse the update')
+    layer_decay = getattr(config, 'layer_decay', None)
+    if layer_decay is not None and (not _number(layer_decay) or not 0 < layer_decay <= 1):
+        fail('layer_decay', 'a factor above 0 and at most 1 (1 or None: every block at the same lr); above 1 the '
+                            'lower blocks would train faster than the head')
+    epochs = getattr(config, 'epochs', None)
+    if warmup is not None and _number(epochs) and warmup > epochs:
+        _logger.warning('%s is %g epochs, longer than the run (%s epochs): the learning rate never reaches %s.',
+                        _name('warmup_epochs'), warmup, epochs, _name('lr'))
     for field, allowed in _CHOICES.items():
         if getattr(config, field, allowed[0]) not in allowed:
             fail(field, f'one of {", ".join(allowed)}')

@@ -1,0 +1,105 @@
+"""Atomic file writes: results either appear whole or not at all.
+
+Every file a command leaves for its user (embeddings, predictions, results tables, configs) is written to a temporary
+file in the destination folder, flushed to disk, then renamed over the destination. A full disk, a killed process or
+an exception mid-write leaves the previous file intact and no half-written one beside it.
+
+Example:
+    >>> import numpy as np, tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> atomic_save_npy(folder / 'x.npy', np.arange(3))
+    >>> np.load(folder / 'x.npy').tolist()
+    [0, 1, 2]
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator
+
+__all__ = ['atomic_open', 'atomic_write_text', 'atomic_save_npy', 'atomic_savez', 'atomic_copy', 'atomic_savefig',
+           'fsync_dir']
+
+
+def fsync_dir(path: os.PathLike) -> None:
+    """Flush a folder's entries to disk (so a rename inside it survives a crash); a no-op where unsupported."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: os.PathLike, mode: str = 'w', **kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on a clean exit it replaces ``path``, on an error it is removed.
+
+    Args:
+        path: The destination file (its folder must exist).
+        mode: 'w' (text, UTF-8 unless ``encoding`` is given) or 'wb'.
+        **kwargs: Passed to ``open`` (e.g. ``newline=''`` for csv).
+    """
+    path = Path(path)
+    if mode not in ('w', 'wb'):
+        raise ValueError(f"atomic_open writes whole files: mode must be 'w' or 'wb', got {mode!r}.")
+    if mode == 'w':
+        kwargs.setdefault('encoding', 'utf-8')
+    # A hidden name (dot first) so globs of the folder's results never pick up a half-written file.
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's file is private to its owner; a result is meant to be read by others
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_open(path, 'w') as f:
+        f.write(text)
+
+
+def _atomic_with(path: os.PathLike, write: Callable[[IO], None]) -> None:
+    with atomic_open(path, 'wb') as f:
+        write(f)
+
+
+def atomic_save_npy(path: os.PathLike, array: Any) -> None:
+    """``numpy.save`` to ``path`` atomically (no pickles: object arrays are refused, as ``np.load`` would)."""
+    import numpy as np
+
+    _atomic_with(path, lambda f: np.save(f, np.asarray(array), allow_pickle=False))
+
+
+def atomic_savez(path: os.PathLike, **arrays: Any) -> None:
+    """``numpy.savez`` to ``path`` atomically."""
+    import numpy as np
+
+    _atomic_with(path, lambda f: np.savez(f, **arrays))
+
+
+def atomic_copy(src: os.PathLike, dst: os.PathLike) -> None:
+    """Copy file ``src``'s bytes to ``dst`` atomically."""
+    import shutil
+
+    with open(src, 'rb') as fin:
+        _atomic_with(dst, lambda f: shutil.copyfileobj(fin, f))
+
+
+def atomic_savefig(fig: Any, path: os.PathLike, **kwargs: Any) -> None:
+    """``fig.savefig`` to ``path`` atomically (the format from the suffix of ``path``)."""
+    fmt = kwargs.pop('format', None) or Path(path).suffix.lstrip('.') or 'png'
+    _atomic_with(path, lambda f: fig.savefig(f, format=fmt, **kwargs))

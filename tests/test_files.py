@@ -1,0 +1,40 @@
+"""Atomic writes (ecgvit.files): a failed write leaves the previous file whole and no temporary file behind."""
+import json
+
+import numpy as np
+import pytest
+
+from ecgvit.files import atomic_copy, atomic_open, atomic_save_npy, atomic_savez, atomic_write_text
+
+
+def test_a_failed_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / 'embeddings.npy'
+    atomic_save_npy(path, np.arange(5, dtype=np.float32))
+    with pytest.raises(RuntimeError, match='disk full'):
+        with atomic_open(path, 'wb') as f:
+            f.write(b'half a file')
+            raise RuntimeError('disk full')
+    assert np.load(path).tolist() == [0, 1, 2, 3, 4]
+    assert [p.name for p in tmp_path.iterdir()] == ['embeddings.npy']  # no temporary file left
+
+
+def test_writes_land_whole_and_readable(tmp_path):
+    atomic_write_text(tmp_path / 'r.json', json.dumps({'auroc': 0.9}))
+    atomic_savez(tmp_path / 'p.npz', y=np.ones(3), prob=np.zeros(3))
+    atomic_copy(tmp_path / 'r.json', tmp_path / 'copy.json')
+    assert json.loads((tmp_path / 'copy.json').read_text()) == {'auroc': 0.9}
+    assert np.load(tmp_path / 'p.npz')['y'].tolist() == [1, 1, 1]
+    assert oct((tmp_path / 'p.npz').stat().st_mode & 0o777) == oct(0o644)  # shared results, not a private temp file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['copy.json', 'p.npz', 'r.json']
+
+
+def test_object_arrays_are_refused(tmp_path):
+    with pytest.raises(ValueError):
+        atomic_save_npy(tmp_path / 'x.npy', np.array([{'a': 1}], dtype=object))
+    assert not list(tmp_path.iterdir())
+
+
+def test_append_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="mode must be 'w' or 'wb'"):
+        with atomic_open(tmp_path / 'x.txt', 'a'):
+            pass
