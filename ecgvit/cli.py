@@ -294,7 +294,10 @@ def _load_config_file(path: str) -> Dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise CliError(f'--config {path!r} does not exist.')
-    text = p.read_text(encoding='utf-8')
+    try:
+        text = p.read_text(encoding='utf-8')
+    except UnicodeDecodeError as e:
+        raise CliError(f'--config {path!r} is not UTF-8 text ({e.reason} at byte {e.start}).') from None
     try:
         if p.suffix.lower() == '.json':
             data = json.loads(text)
@@ -302,25 +305,75 @@ def _load_config_file(path: str) -> Dict[str, Any]:
             import yaml
             data = yaml.safe_load(text)
     except Exception as e:
-        raise CliError(f'--config {path!r} is not valid {"JSON" if p.suffix == ".json" else "YAML"}: '
+        mark = getattr(e, 'problem_mark', None)  # YAML: where it went wrong
+        line = getattr(e, 'lineno', None) or (mark.line + 1 if mark is not None else None)
+        at = f' (line {line})' if line else ''
+        raise CliError(f'--config {path!r} is not valid {"JSON" if p.suffix.lower() == ".json" else "YAML"}{at}: '
                        f'{str(e).splitlines()[0]}') from None
     if not isinstance(data, dict):
         raise CliError(f'--config {path!r} must hold a mapping of option names to values, got {type(data).__name__}.')
     return data
 
 
+def _config_value(action: argparse.Action, key: str, value: Any, path: str) -> Any:
+    """A ``--config`` file's value for ``action``, checked as the command line would check it."""
+    where = f'--config {path!r}: {key}'
+    if value is None:
+        if action.default is None or action.default is False:
+            return action.default  # the same as leaving the key out
+        raise CliError(f'{where} is null: give a value or leave the key out (default {action.default!r}).')
+    if isinstance(action, (argparse._StoreConstAction, argparse.BooleanOptionalAction)) or action.nargs == 0:
+        if not isinstance(value, bool):  # 'false' as text would be truthy: the switch would turn on
+            raise CliError(f'{where} must be true or false, got {value!r}.')
+        return value
+    if isinstance(action, argparse._AppendAction) or action.nargs in ('+', '*'):
+        if isinstance(value, dict) and action.dest == 'method_arg':  # {key: value} reads naturally in YAML
+            return [f'{k}={json.dumps(v)}' for k, v in value.items()]
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in items):
+            raise CliError(f'{where} must be a list of values, got {value!r}.')
+        return [str(v) for v in items]
+    if action.nargs == '?' and isinstance(value, bool):  # --resume: true, or a path
+        return value
+    if action.type in (int, float):
+        ok = isinstance(value, int) if action.type is int else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok:
+            kind = 'a whole number' if action.type is int else 'a number'
+            raise CliError(f'{where} must be {kind}, got {value!r}.')
+        value = action.type(value)
+    elif isinstance(value, (dict, bool)) or (isinstance(value, list) and action.type in (None, str)):
+        raise CliError(f'{where} must be text, got {value!r}.')
+    elif isinstance(value, list):  # a comma-separated option given as a YAML list
+        value = [str(v) for v in value]
+    elif action.type is not None and action.type is not str:
+        value = action.type(str(value))
+    else:
+        value = str(value)
+    if action.choices is not None and value not in action.choices:
+        raise CliError(f'{where} must be one of {", ".join(map(str, action.choices))}, got {value!r}.')
+    return value
+
+
+def _parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named with the command they were given to (argparse's top-level message names none)
+        parser._subparsers._group_actions[0].choices[args.command].error(
+            f'unrecognized arguments: {" ".join(extra)}')
+    return args
+
+
 def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse_args(parser, argv)
     if getattr(args, 'config', None):
         sub = parser._subparsers._group_actions[0].choices[args.command]  # the command's own parser
-        dests = {a.dest for a in sub._actions if a.dest not in ('help', 'config')}
+        actions = {a.dest: a for a in sub._actions if a.dest not in ('help', 'config')}
         values = {str(k).replace('-', '_'): v for k, v in _load_config_file(args.config).items()}
-        unknown = sorted(set(values) - dests)
+        unknown = sorted(set(values) - set(actions))
         if unknown:
             raise CliError(f'--config {args.config!r}: unknown option(s) {unknown} for `ecgvit {args.command}`.')
-        sub.set_defaults(**values)
-        args = parser.parse_args(argv)  # command-line values override the file's
+        sub.set_defaults(**{k: _config_value(actions[k], k, v, args.config) for k, v in values.items()})
+        args = _parse_args(parser, argv)  # command-line values override the file's
     return args
 
 
@@ -329,7 +382,7 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def _write_config(out: Path, args: argparse.Namespace, extra: Optional[Dict[str, Any]] = None) -> None:
-    from ecgvit.train.checkpoint import atomic_write_text
+    from ecgvit.files import atomic_write_text
     from ecgvit.version import __version__
 
     out.mkdir(parents=True, exist_ok=True)
@@ -337,6 +390,67 @@ def _write_config(out: Path, args: argparse.Namespace, extra: Optional[Dict[str,
     resolved.update(extra or {})
     resolved['ecgvit_version'] = __version__
     atomic_write_text(out / 'config.json', json.dumps(resolved, indent=2, default=str))
+
+
+# What a folder's config.json says wrote it, for the commands whose config.json has no "command" key.
+_OWNER_KEYS = (('steps_per_epoch', 'pretrain'), ('methods', 'benchmark'), ('architecture', 'save_pretrained'))
+_OWNER_TEXT = {'linear': 'the results of `ecgvit probe`', 'suite': 'the results of `ecgvit benchmark --suite`',
+               'save_pretrained': 'a saved encoder (save_pretrained)', 'unknown': 'a config.json ecgvit did not write'}
+
+
+def _output_owner(out: Path) -> Optional[str]:
+    """Which ecgvit command's results ``out`` holds ('pretrain', 'linear', 'suite', ...), None for no config."""
+    if (out / 'suite_config.json').is_file():
+        return 'suite'
+    path = out / 'config.json'
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding='utf-8'))
+    except (OSError, ValueError):
+        return 'unknown'
+    if not isinstance(data, dict):
+        return 'unknown'
+    if data.get('command'):
+        return str(data['command'])
+    return next((owner for key, owner in _OWNER_KEYS if key in data), 'unknown')
+
+
+def _claim_output(args: argparse.Namespace, command: str) -> Path:
+    """The command's output folder; refused (before any work) when it is a file or holds another command's results,
+    whose config.json (and more) this command would replace. A rerun of the same command may overwrite its own."""
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise CliError(f'--output {args.output!r} is a file; give a folder (it is created).')
+    owner = _output_owner(out) if out.is_dir() else None
+    if owner is not None and owner != command:
+        what = _OWNER_TEXT.get(owner, f'the results of `ecgvit {owner}`')
+        name = {'linear': 'probe', 'suite': 'benchmark --suite'}.get(command, command)
+        raise CliError(f'--output {args.output!r} already holds {what} (its config.json); `ecgvit {name}` would '
+                       f'overwrite it: choose another --output.')
+    return out
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    """--device names a device this machine has (checked before any data are read)."""
+    value = getattr(args, 'device', None)
+    if value is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise CliError(f"--device {value!r} is not a device: use cpu, cuda or cuda:N.") from None
+    if dev.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise CliError(f'--device {value}: this machine has no usable CUDA GPU (torch.cuda.is_available() is '
+                           f'False): use --device cpu, or leave --device out to use a GPU only where there is one.')
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CliError(f'--device {value}: this machine has {torch.cuda.device_count()} CUDA device(s), '
+                           f'cuda:0 to cuda:{torch.cuda.device_count() - 1}.')
+    elif dev.type != 'cpu':
+        raise CliError(f"--device {value!r}: ecgvit runs on cpu or cuda (cuda:N).")
 
 
 def _fill_defaults(args: argparse.Namespace, *classes: Any) -> None:
@@ -403,7 +517,19 @@ def load_encoder(checkpoint: Optional[str], model: Optional[str], num_samples: O
     """``ecgvit.hub.load_encoder`` (see there); its errors end the command as one line."""
     from ecgvit.hub import load_encoder as _load
 
+    if pretrained and checkpoint:
+        raise CliError('--pretrained and --checkpoint both name the weights to use: give one (--checkpoint PATH, or '
+                       '--pretrained --model NAME for the published weights).')
     return _load(checkpoint, model, num_samples, pretrained, **kwargs)
+
+
+def _random_init_note(args: argparse.Namespace, source: Dict[str, Any]) -> bool:
+    """Say so when no weights were given (a random-init encoder, seeded by --seed); True for random init."""
+    random_init = not (source.get('checkpoint') or source.get('pretrained'))
+    if random_init:
+        print(f'note: no --checkpoint or --pretrained: a random-init encoder (seed {args.seed}), e.g. the floor a '
+              f'pretrained one should beat.')
+    return random_init
 
 
 def _print_metrics(result: Dict[str, Any]) -> None:
@@ -477,17 +603,50 @@ def _check_resume_init(init: Optional[Dict[str, Any]], resumed: Optional[Dict[st
     return saved
 
 
+# The data a run trains on: a resumed run continues on its own (an option not given again carries over).
+_RESUME_DATA = ('data', 'data_dir', 'sampling_rate', 'num_samples', 'synthetic_records', 'crop', 'window_stride',
+                'short_records', 'seed')
+
+
+def _same_setting(key: str, a: Any, b: Any) -> bool:
+    if key == 'data_dir' and a is not None and b is not None:
+        return a == b or Path(a).resolve() == Path(b).resolve()
+    if key == 'sampling_rate' and a is not None and b is not None:
+        return float(a) == float(b)
+    return a == b
+
+
+def _resume_data(args: argparse.Namespace, resumed: Optional[Dict[str, Any]], given: Dict[str, Any]) -> None:
+    """A resumed run's data settings: those not given again carry over; one given differently is refused (the
+    checkpoint's optimiser, schedule and MoCo queue belong to that data)."""
+    from ecgvit.options import flag_name
+
+    saved = (resumed or {}).get('args') or {}
+    for key in _RESUME_DATA:
+        if key not in saved:
+            continue  # a checkpoint written before the key was recorded
+        if key in given and not _same_setting(key, given[key], saved[key]):
+            raise CliError(f'--resume continues a run trained with {flag_name(key)} {saved[key]}, not '
+                           f'{given[key]}: drop {flag_name(key)} to continue it, or start a new run in another '
+                           f'--output.')
+        if key not in given:
+            setattr(args, key, saved[key])
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     import ecgvit
-    from ecgvit.data.prepare import check_model_data, model_data_cfg
-    from ecgvit.options import DataOptions, RunOptions, parse_key_value
+    from ecgvit.data.prepare import check_model_data, check_num_samples, model_data_cfg
+    from ecgvit.options import DataOptions, RunOptions, options_from_args, parse_key_value
     from ecgvit.pretrain import create_pretrainer, list_pretrainers, split_method
     from ecgvit.pretrain.factory import METHODS
     from ecgvit.train import MethodSettingsError, load_best_into, seed_everything, train
     from ecgvit.train.distributed import barrier, cleanup_distributed, init_distributed, is_main_process
     from ecgvit.train.validate import validate_train_config
 
+    given_data = options_from_args(args, DataOptions)
+    given_data.update({k: v for k, v in options_from_args(args, RunOptions, only=('seed',)).items()})
     _fill_defaults(args, RunOptions, DataOptions)
+    _claim_output(args, 'pretrain')
     if args.method is None:
         raise CliError('--method is required (on the command line or in --config).')
     if args.method not in list_pretrainers(variants=True) and not args.method.endswith('+paper'):
@@ -496,10 +655,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if variant_kwargs and args.shared_pass is not None and args.shared_pass != variant_kwargs['shared_pass']:
         raise CliError(f'--method {args.method} contradicts --{"" if args.shared_pass else "no-"}shared-pass; drop '
                        f'the flag (or use --method {method}).')
-    _check_positive(args, 'epochs', 'batch_size', 'lr')
+    _check_positive(args, 'epochs', 'batch_size', 'lr', 'num_samples')
+    if args.num_samples is not None:
+        check_num_samples(args.num_samples)
     cfg = train_config_from_args(args)  # the options fix it here: nothing below changes them
     validate_train_config(cfg)  # train() checks it too, but only after the data are built
     resumed = _resumed_config(args)
+    _resume_data(args, resumed, given_data)
     # Default architecture: a resumed run's own (which --checkpoint may have set), else the method's registered name.
     model_name = (args.model or (resumed or {}).get('model')
                   or {'mae_nextclip': 'ecg_vit_mae_nextclip'}.get(method, 'ecg_vit_mae_moco'))
@@ -547,12 +709,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if saved.get('lead_dropout'):
             method_kwargs['lead_dropout'] = saved['lead_dropout']
             method_kwargs.setdefault('lead_sets', saved.get('lead_sets'))
-    # Under torchrun, rank 0 builds the cache while the others wait, then they open the finished one.
-    info = init_distributed(args.device)
-    splits = _splits(args) if info.is_main else None
-    barrier()
-    if splits is None:
-        splits = _splits(args)
+    # Built before the data, so a bad method setting ends the command before a cache is built; train() seeds again
+    # before the first step, so the data building in between changes nothing of the run.
     seed_everything(args.seed)
     try:
         if start is not None:
@@ -562,7 +720,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             pretrainer = create_pretrainer(method, model_name, encoder_kwargs={'img_size': args.num_samples},
                                            **method_kwargs)
     except TypeError as e:
-        raise CliError(f'Bad method argument for {method}: {e}') from None
+        raise CliError(f'Bad method argument for {method}: {e} (ecgvit pretrain: --method-arg KEY=VALUE)') from None
+    # Under torchrun, rank 0 builds the cache while the others wait, then they open the finished one.
+    info = init_distributed(args.device)
+    splits = _splits(args) if info.is_main else None
+    barrier()
+    if splits is None:
+        splits = _splits(args)
     # An encoder that comes with trained weights (when the options give one) must see the data it was trained on.
     check_model_data(splits['train'].preprocessing, model_data_cfg(pretrainer.encoder, source if start else {}),
                      _weights_name(args))
@@ -622,20 +786,31 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def _eval_command(args: argparse.Namespace, protocol: str) -> int:
     from ecgvit.data.prepare import check_num_samples, model_data_cfg
     from ecgvit.eval import FinetuneConfig, ProbeConfig, finetune, linear_probe
+    from ecgvit.eval.config import with_options
     from ecgvit.eval.leads import check_encoder_leads
     from ecgvit.lead_sets import resolve_leads
-    from ecgvit.options import DataOptions, RunOptions, options_from_args
+    from ecgvit.options import DataOptions, RunOptions, flag_name, options_from_args
+    from ecgvit.train.runtime import seed_everything
 
     _fill_defaults(args, RunOptions, DataOptions)
+    out = _claim_output(args, protocol)
     _check_positive(args, 'epochs', 'batch_size', 'lr')
     if args.num_samples is not None:
         check_num_samples(args.num_samples)
-    extra = {'drop_path_rate': args.drop_path} if protocol == 'finetune' and args.drop_path else {}
-    encoder, source = load_encoder(args.checkpoint, args.model, args.num_samples, args.pretrained, **extra)
-    _resolve_input(args, encoder)
     cls = ProbeConfig if protocol == 'linear' else FinetuneConfig
-    cfg = cls(**options_from_args(args, cls))
-    random_init = not (source.get('checkpoint') or source.get('pretrained'))
+    given = options_from_args(args, cls)
+    cfg = with_options(cls(), given)  # its values checked before the encoder or any data
+    if cfg.schedule == 'cosine':
+        ignored = [flag_name(k) for k in ('plateau_factor', 'plateau_patience') if k in given]
+        if ignored:
+            raise CliError(f'{" and ".join(ignored)} set the plateau schedule, not --schedule cosine: drop them.')
+    if protocol == 'finetune' and not 0 <= args.drop_path < 1:
+        raise CliError(f'--drop-path must be a rate in [0, 1), got {args.drop_path}.')
+    extra = {'drop_path_rate': args.drop_path} if protocol == 'finetune' and args.drop_path else {}
+    seed_everything(args.seed)  # a random-init encoder (no weights given) is the same for the same --seed
+    encoder, source = load_encoder(args.checkpoint, args.model, args.num_samples, args.pretrained, **extra)
+    random_init = _random_init_note(args, source)
+    _resolve_input(args, encoder)
     leads = resolve_leads(cfg.leads)
     if not random_init and not cfg.allow_untrained_leads:  # refused before any data are built
         check_encoder_leads(encoder, leads, model_name=_weights_name(args))
@@ -643,13 +818,13 @@ def _eval_command(args: argparse.Namespace, protocol: str) -> int:
     if cfg.batch_size > len(splits['train']):
         raise CliError(f'--batch-size {cfg.batch_size} is larger than the training split '
                        f'({len(splits["train"])} records): use {len(splits["train"])} or less.')
-    out = Path(args.output)
-    _write_config(out, args, {**dataclasses.asdict(cfg), 'command': protocol, 'encoder': source,
-                              'cache_dir': splits['cache_dir'], 'label_names': splits['label_names'],
-                              'multilabel': splits['multilabel'], 'leads_used': list(leads)})
     run = linear_probe if protocol == 'linear' else finetune
     result = run(encoder, splits['train'], splits['val'], splits['test'], config=cfg, output_dir=str(out),
                  random_init=random_init)
+    # Written last: a run that fails leaves the folder's previous config.json beside the results it describes.
+    _write_config(out, args, {**dataclasses.asdict(cfg), 'command': protocol, 'encoder': source,
+                              'cache_dir': splits['cache_dir'], 'label_names': splits['label_names'],
+                              'multilabel': splits['multilabel'], 'leads_used': list(leads)})
     _print_metrics(dict(result, method=source.get('checkpoint') or source.get('model')))
     return 0
 
@@ -661,6 +836,9 @@ def cmd_suite(args: argparse.Namespace) -> int:
     if not args.data_dir:
         raise CliError('--suite needs --data-dir: the folder holding ptbxl/, ludb/, cinc2021_samples/ and '
                        'code15_samples/.')
+    if args.n_boot is not None and args.n_boot < 0:
+        raise CliError(f'--n-boot must be 0 (no confidence intervals) or more, got {args.n_boot}.')
+    _claim_output(args, 'suite')
 
     def _list(value, cast, option):
         try:
@@ -713,9 +891,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     if args.suite:
         return cmd_suite(args)
-    if args.leads or args.allow_untrained_leads:
-        raise CliError('--leads and --allow-untrained-leads are options of the evaluation suite (--suite real); the '
-                       'methods x protocols benchmark runs on all 12 leads.')
+    suite_only = [flag for flag, v in (('--leads', args.leads), ('--allow-untrained-leads', args.allow_untrained_leads),
+                                       ('--seeds', args.seeds), ('--fractions', args.fractions),
+                                       ('--tasks', args.tasks)) if v]
+    if suite_only:
+        raise CliError(f'{", ".join(suite_only)}: option(s) of the evaluation suite (--suite real), which the methods '
+                       f'x protocols benchmark would ignore: add --suite real, or drop them.')
+    _claim_output(args, 'benchmark')
 
     cfg = quick_config(args.output) if args.quick else BenchmarkConfig(out=args.output)
     overrides: Dict[str, Any] = options_from_args(args, BenchmarkConfig)  # given on the command line: over the preset
@@ -734,6 +916,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(cfg, **overrides)
     for stage in ('pretrain', 'probe', 'finetune'):
         _check_positive(getattr(cfg, stage), 'epochs', 'batch_size', 'lr', prefix=stage)
+    if not isinstance(cfg.n_boot, int) or cfg.n_boot < 0:
+        raise CliError(f'--n-boot must be 0 (no confidence intervals) or more, got {cfg.n_boot}.')
     _check_positive(cfg, 'synthetic_records', 'sampling_rate', 'num_samples')
     if cfg.num_samples is not None:
         check_num_samples(cfg.num_samples)
@@ -748,7 +932,6 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     from ecgvit.constants import DEFAULT_NUM_SAMPLES, DEFAULT_SAMPLING_RATE
@@ -766,8 +949,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from ecgvit.eval.config import FitOptions
     from ecgvit.eval.leads import apply_lead_mask, check_encoder_leads, lead_mask_tensor, resolve_data_leads
     from ecgvit.eval.pooling import embed_records
+    from ecgvit.files import atomic_copy, atomic_save_npy, atomic_write_text
     from ecgvit.options import DataOptions, RunOptions, options_from_args
+    from ecgvit.train.runtime import seed_everything
 
+    amp_given = args.amp is not None
     _fill_defaults(args, RunOptions)
     for cls, names in ((DataOptions, ('crop', 'window_stride', 'short_records')),
                        (FitOptions, ('pooling', 'leads', 'allow_untrained_leads'))):
@@ -781,11 +967,15 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise CliError('--input (a WFDB folder, array file or cache) or --data NAME --data-dir PATH is required.')
     if args.window_stride is not None and args.crop != 'windows':
         raise CliError(f'--window-stride {args.window_stride} needs --crop windows (got --crop {args.crop}).')
-    _check_positive(args, 'sampling_rate', 'num_samples', 'window_stride')
+    _check_positive(args, 'sampling_rate', 'num_samples', 'window_stride', 'batch_size')
+    if args.fast != 'off' and amp_given and args.amp != 'fp32':
+        raise CliError(f'--fast {args.fast} sets the precision itself (fp32, bf16, int8): drop --amp {args.amp}.')
+    if args.num_workers < 0:
+        raise CliError(f'-j/--num-workers must be 0 or more, got {args.num_workers}.')
     src = Path(args.input) if args.input is not None else None
     if src is not None and not src.exists():
         raise CliError(f'--input {args.input!r} does not exist.')
-    out = Path(args.output)
+    out = _claim_output(args, 'embed')
     cached = src is not None and (src / 'manifest.json').is_file()
     dataset = CachedECGDataset(src) if cached else None
     if args.num_samples is not None:
@@ -793,9 +983,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
     length = dataset.preprocessing.num_samples if cached else args.num_samples
     if length is None and not (args.checkpoint or args.pretrained):
         length = DEFAULT_NUM_SAMPLES  # an untrained encoder has no recipe of its own
+    seed_everything(args.seed)  # a random-init encoder (no weights given) is the same for the same --seed
     encoder, source = load_encoder(args.checkpoint, args.model, length, args.pretrained)
     model_cfg = model_data_cfg(encoder, source)
-    random_init = not (source.get('checkpoint') or source.get('pretrained'))
+    random_init = _random_init_note(args, source)
     if cached:
         check_model_data(dataset.preprocessing, model_cfg, f'--input {args.input} (a cache) for {_weights_name(args)}')
         pp = dataset.preprocessing
@@ -816,6 +1007,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
             pp = data_preprocessing(args.sampling_rate or DEFAULT_SAMPLING_RATE, length or DEFAULT_NUM_SAMPLES,
                                     args.crop, args.window_stride, args.short_records)
         if pp.num_samples != length:  # the encoder was built before the recipe was known
+            seed_everything(args.seed)
             encoder, source = load_encoder(args.checkpoint, args.model, pp.num_samples, args.pretrained)
         # Refused (or warned about) before anything is read; only the subset's leads are read and cached.
         leads, leads_trained = check_encoder_leads(encoder, args.leads, args.allow_untrained_leads,
@@ -865,17 +1057,19 @@ def cmd_embed(args: argparse.Namespace) -> int:
         order = sorted(range(len(ids)), key=lambda r: (position.get(ids[r], len(position)), windows[r]))
         feats, ids, windows = feats[order], [ids[r] for r in order], [windows[r] for r in order]
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / 'embeddings.npy', feats)
+    # Each file lands whole (a full disk leaves the previous one); a previous run's windows.csv would describe rows
+    # this run did not write.
+    atomic_save_npy(out / 'embeddings.npy', feats)
     n_records = len(set(dataset.record_ids))
     if args.pooling == 'none':
         _write_windows_csv(out / 'windows.csv', ids, windows, pp)
         if len(set(ids)) != len(ids):  # several windows per record: make the ids unique
             ids = [f'{r}#{w}' for r, w in zip(ids, windows)]
-    (out / 'ids.txt').write_text('\n'.join(ids) + '\n')
-    import shutil
-
+    else:
+        (out / 'windows.csv').unlink(missing_ok=True)
+    atomic_write_text(out / 'ids.txt', '\n'.join(ids) + '\n')
     skipped = dataset.skipped
-    shutil.copyfile(dataset.skipped_csv, out / 'skipped.csv')  # beside the results: which records are not in them
+    atomic_copy(dataset.skipped_csv, out / 'skipped.csv')  # beside the results: which records are not in them
     _write_config(out, args, {'command': 'embed', 'encoder': source, 'num_records': n_records,
                               'num_windows': len(dataset), 'num_rows': len(ids), 'pooling': args.pooling,
                               'num_skipped': len(skipped), 'preprocessing': pp.to_dict(),
@@ -892,8 +1086,10 @@ def _write_windows_csv(path: Path, record_ids: Sequence[str], windows: Sequence[
     """Row of embeddings.npy -> record and window, with the window's span in seconds of the resampled record."""
     import csv
 
+    from ecgvit.files import atomic_open
+
     stride = (pp.window_stride or pp.num_samples) if pp.crop == 'windows' else 0
-    with open(path, 'w', newline='') as f:
+    with atomic_open(path, 'w', newline='') as f:
         w = csv.writer(f)
         w.writerow(['row', 'record_id', 'window', 'start_s', 'end_s'])
         for row, (rid, k) in enumerate(zip(record_ids, windows)):
@@ -904,13 +1100,24 @@ def _write_windows_csv(path: Path, record_ids: Sequence[str], windows: Sequence[
 def cmd_push(args: argparse.Namespace) -> int:
     from ecgvit import hub
 
-    if not args.repo_id or '/' not in args.repo_id:
-        raise CliError(f'--repo-id {args.repo_id!r} must be org/name (required).')
+    if not args.repo_id:
+        raise CliError('--repo-id org/name is required: the Hub repository to upload to.')
+    if args.repo_id.count('/') != 1 or not all(args.repo_id.split('/')):
+        raise CliError(f'--repo-id {args.repo_id!r} must be org/name.')
+    if not (args.checkpoint or args.pretrained):
+        raise CliError('give the weights to upload: --checkpoint PATH or --pretrained --model NAME (an untrained '
+                       'encoder is not worth publishing).')
+    out = _claim_output(args, 'push')
     encoder, source = load_encoder(args.checkpoint, args.model, None, args.pretrained)
-    out = Path(args.output)
-    _write_config(out, args, {'command': 'push', 'encoder': source})
-    url = hub.push_to_hub(encoder, args.repo_id, private=args.private, token=args.token, revision=args.revision,
-                          commit_message=args.commit_message, create_pr=args.create_pr)
+    try:
+        url = hub.push_to_hub(encoder, args.repo_id, private=args.private, token=args.token, revision=args.revision,
+                              commit_message=args.commit_message, create_pr=args.create_pr)
+    except Exception as e:  # requests' and httpx's connection errors: the raw text names neither the Hub nor a fix
+        if type(e).__name__ in ('ConnectionError', 'ConnectError', 'ConnectTimeout', 'ReadTimeout'):
+            raise CliError(f'could not reach the Hugging Face Hub ({" ".join(str(e).split())[:200]}): push needs '
+                           f'network access (check the connection, a proxy, or HF_ENDPOINT).') from None
+        raise
+    _write_config(out, args, {'command': 'push', 'encoder': source, 'url': str(url)})  # only what was uploaded
     print(url)
     return 0
 
@@ -939,10 +1146,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CliError('give the weights to export: --checkpoint PATH or --pretrained --model NAME (an untrained '
                        'encoder has nothing to deploy).')
     _check_positive(args, 'opset', 'atol', 'min_cosine', 'num_samples')
+    if not cfg.min_cosine <= 1:
+        raise CliError(f'--min-cosine must be at most 1 (a cosine similarity), got {cfg.min_cosine}.')
+    if Path(args.output).suffix.lower() == '.onnx':
+        raise CliError(f'-o/--output names the folder that receives model.onnx, its .json sidecar and config.json, '
+                       f'not the file: e.g. -o {Path(args.output).with_suffix("")}.')
     if args.num_samples is not None:
         check_num_samples(args.num_samples)
+    out = _claim_output(args, 'export')
     encoder, source = load_encoder(args.checkpoint, args.model, args.num_samples, args.pretrained)
-    out = Path(args.output)
     result = export_onnx(encoder, out / 'model.onnx', opset=cfg.opset, dynamic_batch=cfg.dynamic_batch,
                          num_samples=args.num_samples, exporter=cfg.exporter,
                          model_name=source.get('model') or encoder.pretrained_cfg.get('architecture'),
@@ -951,7 +1163,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     _write_config(out, args, {'command': 'export', 'encoder': source, 'export': dataclasses.asdict(cfg),
                               'files': [result.path.name, result.sidecar.name], 'parity': result.parity})
     meta = result.metadata
-    print(f"wrote {result.path} ({meta['model']}, input ecg (batch, {len(json.loads(meta['leads']))}, "
+    batch = 'batch' if cfg.dynamic_batch else '1'
+    print(f"wrote {result.path} ({meta['model']}, input ecg ({batch}, {len(json.loads(meta['leads']))}, "
           f"{meta['num_samples']}) at {meta['sampling_rate']} Hz, outputs {', '.join(json.loads(meta['outputs']))}) "
           f'and {result.sidecar}')
     if result.parity:
@@ -987,6 +1200,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise CliError(f'--threads must be >= 1, got {args.threads}.')
             import torch
             torch.set_num_threads(args.threads)
+        _check_device(args)
         return int(_COMMANDS[args.command](args) or 0)
     except KeyboardInterrupt:
         print(f'{command}: interrupted', file=sys.stderr)

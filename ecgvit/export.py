@@ -56,12 +56,14 @@ class ExportConfig:
     """How ``ecgvit export`` writes an encoder."""
     format: str = option('onnx', 'Output format.', choices=EXPORT_FORMATS)
     opset: int = option(18, 'ONNX opset version (18: onnxruntime >= 1.14 runs it).')
-    dynamic_batch: bool = option(True, 'Dynamic batch dimension (--no-dynamic-batch fixes it at 1).')
+    dynamic_batch: bool = option(True, 'Dynamic batch dimension (--no-dynamic-batch fixes it at 1).',
+                                 help_off='Fix the batch dimension at 1 (default: dynamic).')
     exporter: str = option('dynamo', "torch.onnx exporter: 'dynamo' (torch.export based, maintained; needs "
                                      "onnxscript) or 'torchscript' (the legacy one, deprecated in torch).",
                            choices=EXPORTERS)
     check: bool = option(True, 'Check onnxruntime against PyTorch on batch sizes 1 and 3 (--no-check skips it, '
-                               'e.g. where onnxruntime is not installed).')
+                               'e.g. where onnxruntime is not installed).',
+                         help_off='Skip the onnxruntime-vs-PyTorch check (e.g. where onnxruntime is not installed).')
     atol: float = option(1e-4, 'Largest absolute difference to PyTorch the check accepts (both run fp32).')
     min_cosine: float = option(0.9999, 'Smallest per-record cosine similarity to PyTorch the check accepts.')
 
@@ -238,7 +240,11 @@ def _export(module: OnnxEncoder, example: torch.Tensor, path: Path, opset: int, 
             raise ImportError(f"exporter='dynamo' needs onnxscript: {_INSTALL_HINT}, or use "
                               f"exporter='torchscript' (--exporter torchscript).") from e
         shapes = ({0: torch.export.Dim('batch', min=1)},) if dynamic_batch else None
-        with _quiet_loggers('onnx_ir', 'onnxscript'):  # one INFO line per graph rewrite otherwise
+        # One INFO line per graph rewrite otherwise; and a failed conversion to an older opset logs a traceback and
+        # keeps opset 18, which export_onnx then refuses in one line.
+        with _quiet_loggers('onnx_ir', 'onnxscript'), \
+                _quiet_loggers('onnxscript.version_converter', 'torch.onnx._internal.exporter._compat',
+                               level=logging.ERROR):
             torch.onnx.export(module, (example,), str(path), dynamo=True, external_data=False,
                               dynamic_shapes=shapes, verbose=False, **names)
     elif exporter == 'torchscript':
@@ -252,13 +258,13 @@ def _export(module: OnnxEncoder, example: torch.Tensor, path: Path, opset: int, 
 
 
 @contextlib.contextmanager
-def _quiet_loggers(*names: str) -> Iterator[None]:
-    """Raise these loggers to WARNING for the block, unless ecgvit itself logs at DEBUG (``-v``)."""
+def _quiet_loggers(*names: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Raise these loggers to ``level`` for the block, unless ecgvit itself logs at DEBUG (``-v``)."""
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     if not _logger.isEnabledFor(logging.DEBUG):
         for lg in loggers:
-            lg.setLevel(max(lg.level, logging.WARNING))
+            lg.setLevel(max(lg.level, level))
     try:
         yield
     finally:
@@ -306,6 +312,7 @@ def export_onnx(
 
     Raises:
         OnnxParityError: onnxruntime and PyTorch disagree beyond ``atol`` / ``min_cosine``.
+        ValueError: an opset out of range, or one the exporter could not produce.
         ImportError: onnx / onnxscript / onnxruntime are missing (``pip install 'ecgvit[onnx]'``).
     """
     try:
@@ -314,6 +321,10 @@ def export_onnx(
         raise ImportError(f'ONNX export needs onnx: {_INSTALL_HINT}.') from e
     if exporter not in EXPORTERS:
         raise ValueError(f'Unknown exporter {exporter!r}: choose one of {", ".join(EXPORTERS)}.')
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= newest:
+        raise ValueError(f'opset must be a whole number from 7 to {newest} (the newest this onnx knows), got '
+                         f'{opset!r}; 18 is the default.')
     path = Path(path)
     if path.suffix != '.onnx':
         raise ValueError(f'ONNX output {str(path)!r} must end in .onnx (e.g. {path.with_suffix(".onnx")}).')
@@ -336,6 +347,11 @@ def export_onnx(
         raw = tmp_dir / 'raw.onnx'
         _export(module, example, raw, opset, dynamic_batch, exporter)
         proto = onnx.load(str(raw))
+        written = next((o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx')), None)
+        if written != opset:  # the exporter could not convert to the opset asked for and kept its own
+            raise ValueError(f'The {exporter} exporter wrote opset {written}, not the {opset} asked for (it could not '
+                             f'convert the graph); nothing was written. Use opset {written} (--opset {written}) or '
+                             f'the other exporter.')
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value

@@ -29,7 +29,8 @@ __all__ = ['RunOptions', 'DataOptions', 'option', 'documented', 'add_options', '
 
 def option(default: Any = None, help: str = '', *, default_factory: Optional[Callable[[], Any]] = None,
            **meta: Any) -> Any:
-    """A dataclass field with its help text (and optional ``choices``, ``short`` flag, ``metavar``, ``cli=False``)."""
+    """A dataclass field with its help text (and optional ``choices``, ``short`` flag, ``metavar``, ``cli=False``,
+    and for a bool that is on by default ``help_off``: the help of its ``--no-...`` flag)."""
     meta = dict(meta, help=help)
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
@@ -65,7 +66,7 @@ class RunOptions:
     amp: str = option('auto', "Mixed precision: 'auto' picks bf16 where a quick transformer-block probe shows it is "
                               'faster (measured once per process); or bf16, fp32.', choices=('auto', 'bf16', 'fp32'))
     num_workers: int = option(0, 'DataLoader and cache-building worker processes.', short='-j')
-    progress: bool = option(True, 'Show progress bars (--no-progress hides them).')
+    progress: bool = option(True, 'Show progress bars (--no-progress hides them).', help_off='Hide progress bars.')
 
 
 @documented
@@ -207,7 +208,10 @@ def add_options(parser: Any, cls: Type, prefix: str = '', only: Optional[Collect
         if tp is bool and default in (True, False):
             # One flag, the one that changes something: --x for an option off by default, --no-x for one on.
             names = [flag_name(f'no_{f.name}', prefix)] if default else names
-            kwargs.update(action='store_const', const=not default, help=f.metadata.get('help', '').replace('%', '%%'))
+            # The help of --no-x says what the flag does (turn it off), not what the option does when on.
+            text = f.metadata.get('help', '') if not default else f.metadata.get('help_off') or \
+                f"Turn off: {f.metadata.get('help', '')}"
+            kwargs.update(action='store_const', const=not default, help=text.replace('%', '%%'))
         elif tp is bool:
             kwargs['action'] = argparse.BooleanOptionalAction
         else:

@@ -178,6 +178,15 @@ def test_resume_keeps_the_runs_method_settings(pretrain_run, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "decoder_pos_init='sincos' there" in err
     assert settings() == ('sincos', 0.5, 2)  # nothing was overwritten
+    # The data too: another rate is refused before anything is built; the rate not given again carries over.
+    rc = main(['pretrain', *[c for c in common if c not in ('--sampling-rate', '100')], '--sampling-rate', '200',
+               '--epochs', '3', '--resume'])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and 'trained with --sampling-rate 100.0, not 200.0' in err
+    without_rate = [c for i, c in enumerate(common) if c != '--sampling-rate' and common[i - 1] != '--sampling-rate']
+    assert main(['pretrain', *without_rate, '--epochs', '3', '--resume']) == 0
+    assert settings() == ('sincos', 0.5, 3)
+    assert json.loads((out / 'config.json').read_text())['preprocessing']['sampling_rate'] == 100
 
 
 def test_config_file_with_cli_override(pretrain_run, tmp_path, capsys):

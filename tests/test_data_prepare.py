@@ -111,3 +111,16 @@ def test_prepare_data_checks_the_model_before_building(tmp_path):
     splits = prepare_data('synthetic', None, str(tmp_path / 'cache'), 100.0, 500, synthetic_records=20,
                           model_cfg=cfg)
     assert splits['train'][0][0].shape == (12, 500)
+
+
+def test_caches_of_other_settings_get_their_own_folder(tmp_path):
+    """Two runs sharing a cache folder with different crops (or data folders) keep both caches instead of
+    rebuilding each other's in turn; each is found again on the next call."""
+    kwargs = dict(sampling_rate=100, num_samples=500, synthetic_records=40)
+    windows = prepare_data('synthetic', None, tmp_path, crop='windows', **kwargs)['cache_dir']
+    center = prepare_data('synthetic', None, tmp_path, crop='center', **kwargs)['cache_dir']
+    assert windows != center and center.startswith(windows + '-')
+    assert prepare_data('synthetic', None, tmp_path, crop='windows', **kwargs)['cache_dir'] == windows
+    assert prepare_data('synthetic', None, tmp_path, crop='center', **kwargs)['cache_dir'] == center
+    odd = prepare_data('synthetic', None, tmp_path, **dict(kwargs, sampling_rate=100.5))['cache_dir']
+    assert '100.5hz' in odd

@@ -47,7 +47,8 @@ from .plausibility import PLAUSIBILITY_MODES, check_record, summarize
 from .preprocess import Preprocessing
 from .records import Record, RecordError, canonical_lead_name
 
-__all__ = ['build_cache', 'CachedECGDataset', 'CacheBuildError', 'CacheError', 'signal_sha256', 'CACHE_VERSION']
+__all__ = ['build_cache', 'cache_folder', 'CachedECGDataset', 'CacheBuildError', 'CacheError', 'signal_sha256',
+           'CACHE_VERSION']
 
 # 2: lead_mask.npy and skipped.csv; the raw-signal sha256 hashes float64 values (no int32 overflow).
 CACHE_VERSION = 2
@@ -192,6 +193,26 @@ def _is_valid(cache_dir: Path, manifest: dict | None) -> bool:
     n, c, length = manifest['shape']
     sig = cache_dir / _SIGNALS
     return sig.is_file() and sig.stat().st_size == n * c * length * 4 and (cache_dir / 'labels.npy').is_file()
+
+
+def cache_folder(dataset: ECGDataset, preprocessing: Preprocessing, root: str | os.PathLike, name: str) -> Path:
+    """Where the cache of ``dataset`` under ``preprocessing`` lives inside ``root``: ``root/name``, unless that
+    folder already holds the cache of other records or settings (another data folder, crop, stride or rate under the
+    same readable name); then ``root/name-<fingerprint>``, so two runs sharing a cache folder never rebuild each
+    other's caches in turn.
+
+    Args:
+        dataset: The records (their index, as :func:`build_cache` fingerprints it).
+        preprocessing: The recipe.
+        root: The folder of caches (``--cache-dir``).
+        name: The readable name, e.g. ``cache-ptbxl-superdiagnostic-100hz-1000``.
+    """
+    plain = Path(root) / name
+    manifest = _read_manifest(plain)
+    fingerprint, _ = _fingerprint(dataset, preprocessing)
+    if manifest is None or manifest.get('fingerprint') == fingerprint:
+        return plain
+    return Path(root) / f'{name}-{fingerprint[:12]}'
 
 
 def build_cache(dataset: ECGDataset, preprocessing: Preprocessing, out_dir: str | os.PathLike, *,

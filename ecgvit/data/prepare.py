@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 from ecgvit.constants import PATCH_SIZE
 
-from .cache import CachedECGDataset, build_cache
+from .cache import CachedECGDataset, build_cache, cache_folder
 from .datasets import DATASETS, ECGDataset, get_dataset
 from .datasets.arrays import ARRAY_SUFFIXES
 from .preprocess import IncompatibleDataError, Preprocessing
@@ -291,15 +291,17 @@ def prepare_data(
     cache_root = Path(cache_dir)
     root = data_dir
     if name == 'synthetic' and root is None:
-        root = str(cache_root / f'synthetic-{synthetic_records}-{seed}-{int(rate)}hz-{length}')
+        root = str(cache_root / f'synthetic-{synthetic_records}-{seed}-{rate:g}hz-{length}')
     dataset = get_dataset(name, root, **{**kwargs, **dict(dataset_options or {})})
     if preprocessing is not None and short_records != 'error':  # a given recipe pads (or not) as it says
         short_records = 'pad' if pp.pad != 'error' else 'skip'
     check_short_records(dataset, pp, short_records)
-    tag = f'{name}-{label_set or "default"}-{int(rate)}hz-{length}'
+    tag = f'{name}-{label_set or "default"}-{rate:g}hz-{length}'
     if pp.input_leads is not None:  # a folder per subset: switching subsets never rebuilds another one's cache
         tag += '-leads-' + '_'.join(pp.input_leads)
-    cache = build_cache(dataset, pp, cache_root / f'cache-{tag}', num_workers=num_workers, progress=progress)
+    # Other data under the same name (another --data-dir, crop, stride) get a folder of their own.
+    cache = build_cache(dataset, pp, cache_folder(dataset, pp, cache_root, f'cache-{tag}'), num_workers=num_workers,
+                        progress=progress)
     splits = {s: CachedECGDataset(cache, split=s) for s in ('train', 'val', 'test')}
     for s, ds in splits.items():
         if len(ds) == 0 and not (name == 'pool' and s == 'test'):  # a pool holds no test split by design
