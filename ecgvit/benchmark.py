@@ -93,7 +93,12 @@ NESTED_FLAGS = {'pretrain': ('epochs', 'batch_size', 'lr', 'warmup_epochs'),
 
 
 def quick_config(out: str = 'benchmark-quick', **overrides: Any) -> BenchmarkConfig:
-    """Tiny settings that finish in under a minute on 2 CPU cores (built-in synthetic data)."""
+    """Tiny settings that finish in under a minute on 2 CPU cores (built-in synthetic data).
+
+    Args:
+        out: Output folder.
+        **overrides: Any other ``BenchmarkConfig`` field, replacing the quick value.
+    """
     cfg = BenchmarkConfig(
         data='synthetic', out=out, model='ecg_vit_tiny', sampling_rate=100.0, num_samples=500,
         synthetic_records=240, queue_size=128, n_boot=200, amp='fp32',
@@ -107,7 +112,11 @@ def quick_config(out: str = 'benchmark-quick', **overrides: Any) -> BenchmarkCon
 
 
 def resolve_input(cfg: BenchmarkConfig) -> BenchmarkConfig:
-    """``cfg`` with the sampling rate and input length filled in from the model's pretrained cfg where unset."""
+    """``cfg`` with the sampling rate and input length filled in from the model's pretrained cfg where unset.
+
+    Args:
+        cfg: The benchmark's settings (not changed; a copy is returned when something is filled in).
+    """
     if cfg.sampling_rate is not None and cfg.num_samples is not None:
         return cfg
     rate, length = model_input_defaults(cfg.model)
@@ -136,6 +145,14 @@ def _method_kwargs(method: str, cfg: BenchmarkConfig, n_train: int) -> Dict[str,
 def load_checkpoint_encoder(method: str, cfg: BenchmarkConfig, preprocessing: Preprocessing) -> Tuple[Any, Dict]:
     """Load ``cfg.checkpoints[method]`` and check that data built with ``preprocessing`` fit its weights.
 
+    Args:
+        method: The row name the checkpoint was given under (``cfg.checkpoints``).
+        cfg: The benchmark's settings (model name and input length to load with).
+        preprocessing: How the benchmark's data were read.
+
+    Returns:
+        (encoder, info with ``pretrain_time_s`` 0 and the ``checkpoint`` read).
+
     Raises:
         IncompatibleDataError: the benchmark's rate, length or leads differ from what the weights were trained on.
     """
@@ -148,7 +165,18 @@ def load_checkpoint_encoder(method: str, cfg: BenchmarkConfig, preprocessing: Pr
 
 
 def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_dir: Path) -> Tuple[Any, Dict]:
-    """Produce the encoder of ``method`` (see the module docstring); returns (encoder, info)."""
+    """Produce the encoder of ``method`` (see the module docstring); returns (encoder, info).
+
+    Args:
+        method: 'random', 'supervised', a pretraining method (or variant), or a name of ``cfg.checkpoints``.
+        cfg: The benchmark's settings.
+        splits: 'train' and 'val' datasets (a pretraining method trains and validates on them).
+        out_dir: The pretraining run's output folder.
+
+    Returns:
+        (encoder, info: ``pretrain_time_s``, plus ``pretrain_best_val_loss`` of a trained one or the ``checkpoint``
+        read).
+    """
     import ecgvit
     from ecgvit.eval import finetune
     from ecgvit.train import load_best_into, seed_everything, train
@@ -211,7 +239,11 @@ def _fmt(row: Dict[str, Any], k: str) -> str:
 
 
 def format_table(rows: List[Dict[str, Any]]) -> str:
-    """Markdown table of the rows (value [95% CI]); metrics that apply to no row are left out."""
+    """Markdown table of the rows (value [95% CI]); metrics that apply to no row are left out.
+
+    Args:
+        rows: Result rows (``method``, ``protocol``, metrics with ``_lo`` / ``_hi`` bounds, ``error``).
+    """
     cols = [k for k in _COLUMNS if any(_fmt(r, k) != '–' for r in rows)]
     head = ['method', 'protocol'] + [_TITLES[k] for k in cols]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] * len(head)) + '|']
@@ -271,6 +303,9 @@ def _write_csv(rows: List[Dict[str, Any]], path: Path) -> None:
 
 def run_benchmark(cfg: BenchmarkConfig) -> List[Dict[str, Any]]:
     """Run every method x protocol and write results.csv, results.md, results.png and config.json into ``cfg.out``.
+
+    Args:
+        cfg: The benchmark's settings (methods, protocols, data, stage configs, output folder).
 
     Returns:
         One row per method x protocol (metrics with ``_lo``/``_hi`` CI bounds, timings, settings).

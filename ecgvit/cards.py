@@ -66,7 +66,12 @@ _TASK_TYPE = 'time-series-classification'  # ECG records are multichannel time s
 
 
 def dataset_entry(name: str) -> Tuple[str, str]:
-    """(``datasets:`` entry, pretty name) of an ecgvit source or task prefix ('ptbxl', 'cinc2021_samples', ...)."""
+    """(``datasets:`` entry, pretty name) of an ecgvit source or task prefix ('ptbxl', 'cinc2021_samples', ...).
+
+    Args:
+        name: The source name, any case, optionally with a ``:label-set`` suffix (``'ptbxl:superdiagnostic'``); an
+            unknown one is returned lower-cased, with itself as the pretty name.
+    """
     key = name.lower().split(':')[0]
     for suffix in ('_samples', '_records'):
         key = key[:-len(suffix)] if key.endswith(suffix) else key
@@ -93,6 +98,10 @@ def eval_results(rows: Iterable[Mapping[str, Any]], digits: int = 4) -> List[Eva
 
     One (task, dataset, split) is one model-index result; the protocol is part of each metric's name, because the Hub
     groups results by task and dataset and would merge a linear probe with a fine-tuning of the same task.
+
+    Args:
+        rows: Results rows (``task``, ``metric``, ``value``; optional ``protocol``, ``dataset``, ``config``, ``split``).
+        digits: Decimals the values are rounded to.
     """
     out = []
     for row in rows:
@@ -145,7 +154,14 @@ def suite_rows(results: Iterable[Mapping[str, Any]], encoder: str, fraction: flo
                leads: str = '12') -> List[Dict[str, Any]]:
     """Results rows of ``encoder`` from the evaluation suite's ``results.csv`` rows (task, metric, encoder,
     fraction, mean, ci_lo, ci_hi, n_test: linear probes on frozen embeddings), at one label fraction and one lead
-    subset (the ``leads`` column: '12', '6', '1', ...; rows written before it existed are 12-lead)."""
+    subset (the ``leads`` column: '12', '6', '1', ...; rows written before it existed are 12-lead).
+
+    Args:
+        results: The csv rows.
+        encoder: The encoder column's value of the model the card describes.
+        fraction: The label fraction of the rows kept (1.0: the full training labels).
+        leads: The lead subset of the rows kept.
+    """
     rows = []
     for r in results:
         if r.get('encoder') != encoder or _number(r.get('fraction', 1.0)) != float(fraction) or \
@@ -180,7 +196,13 @@ def card_data(model_name: str, *, license: str = 'apache-2.0', datasets: Sequenc
 
 def encoder_card_data(config: Mapping[str, Any], datasets: Sequence[str] = (),
                       eval_rows: Iterable[Mapping[str, Any]] = ()) -> ModelCardData:
-    """:func:`card_data` of an encoder from its ``config.json`` content (architecture, licence, pretraining method)."""
+    """:func:`card_data` of an encoder from its ``config.json`` content (architecture, licence, pretraining method).
+
+    Args:
+        config: The parsed ``config.json`` (``architecture``, ``pretrained_cfg``).
+        datasets: ecgvit source names of the pretraining and evaluation data.
+        eval_rows: Results rows (module docstring).
+    """
     cfg = config.get('pretrained_cfg') or {}
     method = cfg.get('pretrain_method')
     return card_data(str(config.get('architecture') or 'ecg_vit'), license=cfg.get('license') or 'apache-2.0',
@@ -188,12 +210,20 @@ def encoder_card_data(config: Mapping[str, Any], datasets: Sequence[str] = (),
 
 
 def front_matter(data: ModelCardData) -> str:
-    """The card's YAML block, ``---`` lines included."""
+    """The card's YAML block, ``---`` lines included.
+
+    Args:
+        data: The card's metadata (:func:`card_data`).
+    """
     return f'---\n{data.to_yaml()}\n---\n'
 
 
 def split_front_matter(text: str) -> Tuple[str, str]:
-    """(YAML block without its ``---`` lines, body) of a card; ('', text) when it has none."""
+    """(YAML block without its ``---`` lines, body) of a card; ('', text) when it has none.
+
+    Args:
+        text: The card's text (README.md).
+    """
     if text.startswith('---\n'):
         end = text.find('\n---\n', 4)
         if end != -1:

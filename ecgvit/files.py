@@ -24,7 +24,11 @@ __all__ = ['atomic_open', 'atomic_write_text', 'atomic_save_npy', 'atomic_savez'
 
 
 def fsync_dir(path: os.PathLike) -> None:
-    """Flush a folder's entries to disk (so a rename inside it survives a crash); a no-op where unsupported."""
+    """Flush a folder's entries to disk (so a rename inside it survives a crash); a no-op where unsupported.
+
+    Args:
+        path: The folder.
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -67,7 +71,12 @@ def atomic_open(path: os.PathLike, mode: str = 'w', **kwargs: Any) -> Iterator[I
 
 
 def atomic_write_text(path: os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    """Write ``text`` (UTF-8) to ``path`` atomically.
+
+    Args:
+        path: The destination file (its folder must exist).
+        text: The file's whole content.
+    """
     with atomic_open(path, 'w') as f:
         f.write(text)
 
@@ -78,21 +87,36 @@ def _atomic_with(path: os.PathLike, write: Callable[[IO], None]) -> None:
 
 
 def atomic_save_npy(path: os.PathLike, array: Any) -> None:
-    """``numpy.save`` to ``path`` atomically (no pickles: object arrays are refused, as ``np.load`` would)."""
+    """``numpy.save`` to ``path`` atomically (no pickles: object arrays are refused, as ``np.load`` would).
+
+    Args:
+        path: The destination file (its folder must exist).
+        array: The array (anything ``np.asarray`` takes).
+    """
     import numpy as np
 
     _atomic_with(path, lambda f: np.save(f, np.asarray(array), allow_pickle=False))
 
 
 def atomic_savez(path: os.PathLike, **arrays: Any) -> None:
-    """``numpy.savez`` to ``path`` atomically."""
+    """``numpy.savez`` to ``path`` atomically.
+
+    Args:
+        path: The destination file (its folder must exist).
+        **arrays: Name -> array, as ``numpy.savez`` takes them.
+    """
     import numpy as np
 
     _atomic_with(path, lambda f: np.savez(f, **arrays))
 
 
 def atomic_copy(src: os.PathLike, dst: os.PathLike) -> None:
-    """Copy file ``src``'s bytes to ``dst`` atomically."""
+    """Copy file ``src``'s bytes to ``dst`` atomically.
+
+    Args:
+        src: The file copied.
+        dst: The destination file (its folder must exist).
+    """
     import shutil
 
     with open(src, 'rb') as fin:
@@ -100,6 +124,12 @@ def atomic_copy(src: os.PathLike, dst: os.PathLike) -> None:
 
 
 def atomic_savefig(fig: Any, path: os.PathLike, **kwargs: Any) -> None:
-    """``fig.savefig`` to ``path`` atomically (the format from the suffix of ``path``)."""
+    """``fig.savefig`` to ``path`` atomically (the format from the suffix of ``path``).
+
+    Args:
+        fig: A matplotlib figure.
+        path: The destination file (its folder must exist).
+        **kwargs: Passed to ``fig.savefig`` (e.g. ``dpi``); ``format`` overrides the suffix's (png without one).
+    """
     fmt = kwargs.pop('format', None) or Path(path).suffix.lstrip('.') or 'png'
     _atomic_with(path, lambda f: fig.savefig(f, format=fmt, **kwargs))

@@ -264,6 +264,9 @@ def encoder_weights_file(checkpoint: Union[str, os.PathLike]) -> Path:
     A :func:`save_pretrained` folder gives its ``model.safetensors``; a pretraining run or checkpoint folder its best
     weights (``checkpoints/best.safetensors``, ``best.safetensors``, then ``model.safetensors``); a file is itself.
 
+    Args:
+        checkpoint: A weights file, a ``save_pretrained`` folder, or a run or checkpoint folder.
+
     Raises:
         FileNotFoundError: ``checkpoint`` does not exist.
         CheckpointError: a folder holds none of those files.

@@ -42,6 +42,14 @@ class FastEncoder(nn.Module):
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the wrapped model on ``x``, without autograd.
+
+        Args:
+            x: A batch, cast to the mode's input dtype first.
+
+        Returns:
+            The model's output as float32.
+        """
         return self.model(x.to(self.input_dtype)).float()
 
 

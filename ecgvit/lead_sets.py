@@ -67,13 +67,21 @@ def resolve_leads(spec: LeadSpec) -> Tuple[str, ...]:
 
 
 def lead_mask_for(leads: LeadSpec) -> Tuple[bool, ...]:
-    """The 12-lead mask (True = present) of a lead subset, in the order of ``ecgvit.constants.LEADS``."""
+    """The 12-lead mask (True = present) of a lead subset, in the order of ``ecgvit.constants.LEADS``.
+
+    Args:
+        leads: A lead subset, as :func:`resolve_leads` reads it.
+    """
     chosen = set(resolve_leads(leads))
     return tuple(name in chosen for name in LEADS)
 
 
 def describe_leads(leads: LeadSpec) -> str:
-    """A short name for a subset: '12-lead', '6-lead (limb)', '1-lead (I)' or the comma list."""
+    """A short name for a subset: '12-lead', '6-lead (limb)', '1-lead (I)' or the comma list.
+
+    Args:
+        leads: A lead subset, as :func:`resolve_leads` reads it.
+    """
     chosen = resolve_leads(leads)
     if chosen == LEADS:
         return '12-lead'
@@ -149,6 +157,9 @@ def parse_lead_sets(text: str) -> Tuple[Tuple[str, ...], ...]:
     Each subset is a preset (``limb``/``6``, ``precordial``, ``1``) or lead names joined by ``+``:
     ``'limb,I'`` is two subsets (the 6 limb leads; lead I), ``'I+II,V1+V2+V3'`` two subsets of 2 and 3 leads.
 
+    Args:
+        text: The command-line value.
+
     Raises:
         ValueError: as :func:`resolve_lead_sets`.
     """
@@ -157,6 +168,9 @@ def parse_lead_sets(text: str) -> Tuple[Tuple[str, ...], ...]:
 
 def split_lead_sets(text: str) -> List[str]:
     """The subsets of a list written as ``'limb,I,I+II'`` (commas between subsets), unresolved; [] for ''.
+
+    Args:
+        text: The list as written (anything else is read as its ``str``).
 
     Raises:
         ValueError: an empty subset between commas (``'limb,,I'``).

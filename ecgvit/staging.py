@@ -18,7 +18,12 @@ _MARKERS = ('.tmp-', '.old-')
 
 
 def staging_dir(target: Path) -> Path:
-    """Create and return a fresh temporary sibling of ``target`` owned by this process."""
+    """Create and return a fresh temporary sibling of ``target`` owned by this process.
+
+    Args:
+        target: The folder being built (its parent is created if needed); the sibling's hidden name carries
+            ``target``'s name and this process's id, which :func:`sweep_stale` reads.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f'.{target.name}.tmp-{os.getpid()}-', dir=target.parent))
 
@@ -39,6 +44,9 @@ def _pid_alive(pid: int) -> bool:
 
 def sweep_stale(target: Path) -> list[Path]:
     """Remove the temporary (``.tmp-``) and set-aside (``.old-``) siblings of ``target`` whose owning process is gone.
+
+    Args:
+        target: The folder whose siblings are swept.
 
     Returns:
         The folders removed.

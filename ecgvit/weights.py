@@ -46,7 +46,12 @@ def weights_dir() -> Path:
 
 
 def sha256_file(path: Union[str, Path], chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
+    """Hex sha256 of a file, read in chunks.
+
+    Args:
+        path: The file.
+        chunk_size: Bytes read at a time.
+    """
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(chunk_size), b''):
@@ -228,6 +233,11 @@ def resolve_pretrained_weights(
 
     The overlay carries the loaded ``state_dict`` so timm's own loader (head removal, in_chans adaptation, the
     model's ``checkpoint_filter_fn``) applies it without touching the network.
+
+    Args:
+        variant: The registered model name (e.g. 'ecg_vit_mae_moco').
+        pretrained_cfg: A cfg replacing the registered one (timm's ``pretrained_cfg`` argument), or None.
+        pretrained_cfg_overlay: Fields laid over the cfg (timm's argument); a ``state_dict`` in it is used as is.
 
     Raises:
         PretrainedWeightsError: nothing found, or the Hub could not be reached (fast and offline-safe; the message

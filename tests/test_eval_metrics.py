@@ -73,3 +73,24 @@ def test_bootstrap_ci_brackets_point_and_survives_rare_classes():
     yl[10:, 1] = 1
     out = bootstrap_metrics(yl, pl, multilabel=True, n_boot=100)
     assert not math.isnan(out['auroc_macro_lo'])
+
+
+def test_bootstrap_keys_do_not_depend_on_n_boot():
+    # Without a bootstrap the CI keys are there with NaN bounds, so every result has one set of columns.
+    y, p = _single(n=40, c=3)
+    none = bootstrap_metrics(y, p, multilabel=False, n_boot=0)
+    some = bootstrap_metrics(y, p, multilabel=False, n_boot=np.int64(20))  # numpy integers count as integers
+    assert list(none) == list(some)
+    assert none['n_boot'] == 0 and some['n_boot'] == 20
+    for k in ('auc_ovo', 'auroc_ovr', 'f1_macro', 'accuracy'):
+        assert none[k] == some[k] and math.isnan(none[f'{k}_lo']) and math.isnan(none[f'{k}_hi'])
+        assert not math.isnan(some[f'{k}_lo'])
+    kept = bootstrap_metrics(y, p, multilabel=False, n_boot=0, names=('accuracy',))
+    assert list(kept) == ['accuracy', 'n_test', 'accuracy_lo', 'accuracy_hi', 'n_boot']
+
+
+@pytest.mark.parametrize('n_boot', [-1, 2.0, 0.5, True, None, '100'])
+def test_bootstrap_refuses_a_count_that_is_not_a_whole_number(n_boot):
+    y, p = _single(n=20, c=3)
+    with pytest.raises(ValueError, match='n_boot'):
+        bootstrap_metrics(y, p, multilabel=False, n_boot=n_boot)

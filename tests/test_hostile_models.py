@@ -534,17 +534,22 @@ def _bad_lead_dropout_settings(tmp_path, monkeypatch):
 
 @case('method options', 'decoder sizes no transformer can have',
       'decoder_num_heads=7 for a 256-wide decoder; decoder_embed_dim=0; clip_decoder_num_heads=7; '
-      'decoder_mlp_ratio=nan; decoder_depth=-1',
-      'ValueError naming the setting (and a head count that divides), before any model is built; it was an '
-      'AssertionError or a ZeroDivisionError from inside the blocks')
+      'decoder_mlp_ratio=nan; decoder_depth=-1; decoder_embed_dim=10,000,000 (would allocate terabytes)',
+      'ValueError naming the setting and its bound (the encoder\'s, ecgvit.models.arch_bounds), or a head count that '
+      'divides, before any model is built; it was an AssertionError or a ZeroDivisionError from inside the blocks, '
+      'or an out-of-memory kill')
 def _bad_decoder_sizes(tmp_path, monkeypatch):
     for method, kw, match in [
-            ('mae', dict(decoder_num_heads=7), r'decoder_embed_dim \(256\) must be divisible by decoder_num_heads '
-                                               r'\(7\).*decoder_num_heads=4'),
-            ('mae', dict(decoder_embed_dim=0), r'decoder_embed_dim must be an integer >= 1, got 0'),
-            ('mae_nextclip', dict(clip_decoder_num_heads=7), r'clip_decoder_embed_dim \(256\) must be divisible'),
-            ('mae', dict(decoder_mlp_ratio=math.nan), r'decoder_mlp_ratio must be a finite number above 0, got nan'),
-            ('mae_moco', dict(decoder_depth=-1), r'decoder_depth must be an integer >= 0, got -1')]:
+            ('mae', dict(decoder_num_heads=7), r'decoder_num_heads must divide decoder_embed_dim=256 \(each head '
+                                               r'.*decoder_num_heads=4\), got 7'),
+            ('mae', dict(decoder_embed_dim=0), r'decoder_embed_dim must be an integer from 1 to 8192, got 0'),
+            ('mae', dict(decoder_embed_dim=10_000_000), r'decoder_embed_dim must be an integer from 1 to 8192'),
+            ('mae', dict(decoder_num_heads=None), r'decoder_num_heads must be an integer from 1 to 512, got None'),
+            ('mae_nextclip', dict(clip_decoder_num_heads=7), r'clip_decoder_num_heads must divide '
+                                                             r'clip_decoder_embed_dim=256'),
+            ('mae', dict(decoder_mlp_ratio=math.nan), r'decoder_mlp_ratio must be a finite number above 0 and at most '
+                                                      r'64, got nan'),
+            ('mae_moco', dict(decoder_depth=-1), r'decoder_depth must be an integer from 0 to 256, got -1')]:
         with pytest.raises(ValueError, match=match):
             create_pretrainer(method, 'ecg_vit_nonexistent', **kw)  # refused before the encoder name is even read
 

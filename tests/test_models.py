@@ -284,6 +284,27 @@ def test_numpy_integer_sizes_are_accepted_and_checked():
         _tiny('ecg_vit_tiny', embed_dim=np.int64(100_000))
 
 
+def test_encoders_and_decoders_share_one_size_check():
+    from ecgvit.models.arch_bounds import transformer_size_problem
+    from ecgvit.pretrain import create_pretrainer
+
+    sizes = dict(embed_dim=32, depth=0, num_heads=3, mlp_ratio=2.0)
+    # The encoder's rules, read under a prefix: depth 0 is only a decoder's, and a missing size only an encoder's.
+    assert transformer_size_problem(sizes) == ('depth', 0, 'be an integer from 1 to 256')
+    decoder = {f'decoder_{k}': v for k, v in sizes.items()}
+    assert transformer_size_problem(decoder, 'decoder_', min_depth=0)[:2] == ('decoder_num_heads', 3)
+    assert transformer_size_problem({'embed_dim': 32}) is None
+    assert transformer_size_problem({'decoder_embed_dim': 32}, 'decoder_', required=True)[:2] == ('decoder_depth', None)
+    with pytest.raises(ValueError, match=r"create_model\('ecg_vit_tiny'\): num_heads=3 is not a sane model size: it "
+                                         r'must divide embed_dim=32 .*e\.g\. num_heads=2\)'):
+        _tiny('ecg_vit_tiny', embed_dim=32, num_heads=3)
+    with pytest.raises(ValueError, match=r'^decoder_num_heads must divide decoder_embed_dim=32 .*got 3\.$'):
+        create_pretrainer('mae', 'ecg_vit_tiny', decoder_embed_dim=32, decoder_num_heads=3)
+    model = create_pretrainer('mae', 'ecg_vit_tiny', {'embed_dim': 32, 'depth': 1, 'num_heads': 2},
+                              decoder_embed_dim=32, decoder_depth=0, decoder_num_heads=2)
+    assert len(model.mae.decoder.decoder_blocks) == 0  # a decoder without blocks is still a decoder
+
+
 def test_a_cfg_dict_without_sizes_gets_ecg_defaults_not_image_ones():
     from ecgvit.data import Preprocessing
     from ecgvit.models.ecg_vit import to_ecg_pretrained_cfg

@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from ecgvit.train import (
+    CheckpointError,
     MethodSettingsError,
     TrainConfig,
     WarmupCosine,
@@ -248,6 +249,14 @@ def test_checkpoint_roundtrip_without_pickle(tmp_path):
     for pid in s1['state']:
         for k, v in s1['state'][pid].items():
             assert torch.equal(v, s2['state'][pid][k])
+
+
+def test_a_checkpoint_that_does_not_fit_names_the_mismatch_and_keeps_the_full_list_as_cause(tmp_path):
+    save_checkpoint(tmp_path, 1, StandIn(length=L), None, {'epoch': 0})
+    with pytest.raises(CheckpointError, match=r"does not fit the model: size mismatch for enc\.3\.weight") as err:
+        load_checkpoint(tmp_path, StandIn(length=2 * L))  # the encoder's last layer sees twice the patches
+    # The message holds the first mismatch; the cause, every one (shown with the traceback, e.g. ECGVIT_DEBUG=1).
+    assert isinstance(err.value.__cause__, RuntimeError) and 'key.3.weight' in str(err.value.__cause__)
 
 
 def test_warmup_plateau_schedule():

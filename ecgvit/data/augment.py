@@ -170,6 +170,15 @@ class Erase(nn.Module):
         self.max_leads = int(max_leads)
 
     def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Zero 1 to ``max_leads`` random leads in each record drawn with probability ``p``.
+
+        Args:
+            x: ``(B, leads, L)`` batch.
+            generator: Random generator on ``x``'s device (None: torch's global one).
+
+        Returns:
+            The transformed batch (a new tensor).
+        """
         _check_batch(x)
         batch, leads, _ = x.shape
         apply = _apply_mask(x, self.p, generator)  # (B,)
@@ -181,6 +190,7 @@ class Erase(nn.Module):
         return x.masked_fill(erase[:, :, None], 0.0)
 
     def extra_repr(self) -> str:
+        """The settings shown in the module's repr."""
         return f'p={self.p}, max_leads={self.max_leads}'
 
 
@@ -198,11 +208,21 @@ class TimeOut(nn.Module):
         self.frac_range = _check_frac_range('frac_range', frac_range)
 
     def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Zero one random time span, in every lead, of each record drawn with probability ``p``.
+
+        Args:
+            x: ``(B, leads, L)`` batch.
+            generator: Random generator on ``x``'s device (None: torch's global one).
+
+        Returns:
+            The transformed batch (a new tensor).
+        """
         apply, start, span = _draw_spans(x, self.p, self.frac_range, generator)
         mask = span_mask(start, span, x.shape[-1]) & apply[:, None]  # (B, L)
         return x.masked_fill(mask[:, None, :], 0.0)
 
     def extra_repr(self) -> str:
+        """The settings shown in the module's repr."""
         return f'p={self.p}, frac_range={self.frac_range}'
 
 
@@ -224,12 +244,22 @@ class PartialNoise(nn.Module):
         self.frac_range = _check_frac_range('frac_range', frac_range)
 
     def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Add noise to one random time span, in every lead, of each record drawn with probability ``p``.
+
+        Args:
+            x: ``(B, leads, L)`` batch.
+            generator: Random generator on ``x``'s device (None: torch's global one).
+
+        Returns:
+            The transformed batch (a new tensor).
+        """
         apply, start, span = _draw_spans(x, self.p, self.frac_range, generator)
         mask = span_mask(start, span, x.shape[-1]) & apply[:, None]  # (B, L)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32).to(x.dtype)
         return x + noise * (self.std * mask[:, None, :].to(x.dtype))
 
     def extra_repr(self) -> str:
+        """The settings shown in the module's repr."""
         return f'p={self.p}, std={self.std}, frac_range={self.frac_range}'
 
 
@@ -247,12 +277,22 @@ class Drop(nn.Module):
         self.rate = _check_prob('rate', rate)
 
     def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Zero a ``rate`` share of the values of each record drawn with probability ``p``.
+
+        Args:
+            x: ``(B, leads, L)`` batch.
+            generator: Random generator on ``x``'s device (None: torch's global one).
+
+        Returns:
+            The transformed batch (a new tensor).
+        """
         _check_batch(x)
         apply = _apply_mask(x, self.p, generator)
         drop = (_rand(x.shape, x, generator) < self.rate) & apply[:, None, None]  # (B, leads, L)
         return x.masked_fill(drop, 0.0)
 
     def extra_repr(self) -> str:
+        """The settings shown in the module's repr."""
         return f'p={self.p}, rate={self.rate}'
 
 
@@ -274,11 +314,21 @@ class RandomResizedCrop(nn.Module):
         self.scale = _check_frac_range('scale', scale)
 
     def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Crop and stretch back one random window of each record drawn with probability ``p``.
+
+        Args:
+            x: ``(B, leads, L)`` batch.
+            generator: Random generator on ``x``'s device (None: torch's global one).
+
+        Returns:
+            The transformed batch; records not drawn are unchanged.
+        """
         apply, start, span = _draw_spans(x, self.p, self.scale, generator)
         out = crop_resize(x, start, span, x.shape[-1])
         return torch.where(apply[:, None, None], out, x)
 
     def extra_repr(self) -> str:
+        """The settings shown in the module's repr."""
         return f'p={self.p}, scale={self.scale}'
 
 
@@ -341,6 +391,7 @@ class LeadSetDropout(nn.Module):
         return (out, keep) if return_mask else out
 
     def extra_repr(self) -> str:
+        """The settings shown in the module's repr."""
         return f'p={self.p}, lead_sets=[{"; ".join(describe_leads(s) for s in self.lead_sets)}]'
 
 
@@ -361,6 +412,15 @@ class Compose(nn.Module):
             self.transforms = transforms
 
     def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Apply every transform in order.
+
+        Args:
+            x: ``(B, leads, L)`` batch.
+            generator: Random generator on ``x``'s device (None: torch's global one).
+
+        Returns:
+            The batch after the last transform.
+        """
         for transform in self.transforms:
             x = transform(x, generator=generator)
         return x

@@ -73,6 +73,10 @@ def with_lead_masks(train_set: Dataset, val_set: Optional[Dataset]
                     ) -> Tuple[Dataset, Optional[Dataset], Optional[float]]:
     """Wrap a training and a validation set in :class:`WithLeadMask` when they come with lead masks (a cache's).
 
+    Args:
+        train_set: The training set; whether it has a ``lead_mask`` decides for both.
+        val_set: The validation set, or None (left as is when empty or without a mask).
+
     Returns:
         ``(train_set, val_set, missing_fraction)``: wrapped, with the share of training records lacking a lead; the
         sets unchanged and None when the training set has no mask (nothing was zero-filled).

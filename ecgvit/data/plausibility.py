@@ -78,6 +78,9 @@ def _likely_rate(fs: float, hr: float) -> float:
 def check_record(record: Record) -> dict[str, Any]:
     """Amplitude and heart-rate plausibility of one record (as read: millivolts at ``record.fs``).
 
+    Args:
+        record: The record; leads its ``lead_mask`` marks absent are left out, and only its first 12 s are read.
+
     Returns:
         ``{'record_id', 'amplitude_mv', 'heart_rate_bpm', 'problems'}``: the median robust peak-to-peak amplitude
         over leads, the heart rate from detected R peaks (None when they cannot be measured) and a list of problems,
@@ -115,6 +118,10 @@ def check_record(record: Record) -> dict[str, Any]:
 
 def summarize(results: Sequence[dict[str, Any]], name: str = 'dataset') -> dict[str, Any]:
     """Combine ``check_record`` results of a dataset.
+
+    Args:
+        results: One :func:`check_record` result per record.
+        name: The dataset's name, for the messages.
 
     Returns:
         ``{'checked', 'median_amplitude_mv', 'median_heart_rate_bpm', 'flagged': [{'record_id', 'problem'}],

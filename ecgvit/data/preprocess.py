@@ -52,6 +52,14 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     """Resample ``(..., samples)`` from ``fs_in`` to ``fs_out`` Hz with a polyphase anti-aliasing filter.
 
     The ratio is approximated by a fraction with denominator <= 1000 (exact for the usual 100/250/257/400/500/1000 Hz).
+
+    Args:
+        x: Signals, samples last.
+        fs_in: Their sampling rate in Hz.
+        fs_out: The rate wanted (equal to ``fs_in``: ``x`` is returned as is).
+
+    Raises:
+        ValueError: a ratio too extreme to approximate.
     """
     if fs_in == fs_out:
         return x
@@ -76,7 +84,18 @@ def _antialias_fir(up: int, down: int) -> np.ndarray:
 
 
 def bandpass_filter(x: np.ndarray, fs: float, low: float | None, high: float | None, order: int = 2) -> np.ndarray:
-    """Zero-phase Butterworth band-pass (or high/low-pass when one edge is None) along the last axis."""
+    """Zero-phase Butterworth band-pass (or high/low-pass when one edge is None) along the last axis.
+
+    Args:
+        x: Signals, samples last.
+        fs: Sampling rate in Hz.
+        low: Lower edge in Hz, or None (low-pass only).
+        high: Upper edge in Hz (below Nyquist), or None (high-pass only); both None returns ``x``.
+        order: Butterworth order (doubled by the forward-backward pass).
+
+    Raises:
+        ValueError: ``high`` at or above Nyquist, or ``low >= high``.
+    """
     from scipy.signal import butter, sosfiltfilt
 
     nyq = fs / 2
@@ -98,7 +117,13 @@ def bandpass_filter(x: np.ndarray, fs: float, low: float | None, high: float | N
 
 
 def zscore(x: np.ndarray, eps: float = 1e-6, mask: np.ndarray | None = None) -> np.ndarray:
-    """Per-lead z-score over the last axis; leads where ``mask`` is False stay zero."""
+    """Per-lead z-score over the last axis; leads where ``mask`` is False stay zero.
+
+    Args:
+        x: (leads, samples) signals (any shape with samples last).
+        eps: Added to the standard deviation, so a flat lead gives zeros, not NaN.
+        mask: (leads,) booleans, False for an absent lead, or None.
+    """
     mean = x.mean(axis=-1, keepdims=True)
     std = x.std(axis=-1, keepdims=True)
     out = (x - mean) / (std + eps)
@@ -216,7 +241,14 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Preprocessing:
-        """Rebuild from ``to_dict()`` output; unknown keys are an error (they would be silently ignored otherwise)."""
+        """Rebuild from ``to_dict()`` output; unknown keys are an error (they would be silently ignored otherwise).
+
+        Args:
+            d: Setting name -> value (a subset: the others keep their defaults).
+
+        Raises:
+            ValueError: an unknown setting, or a value the settings' own checks refuse.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -252,7 +284,13 @@ class Preprocessing:
     @classmethod
     def from_pretrained_cfg(cls, cfg: Mapping[str, Any] | Any, **overrides) -> Preprocessing:
         """The preprocessing a model was trained with, from its pretrained cfg (a dict such as
-        ``model.pretrained_cfg``). Uses the cfg's full ``preprocessing`` dict when present."""
+        ``model.pretrained_cfg``). Uses the cfg's full ``preprocessing`` dict when present.
+
+        Args:
+            cfg: The pretrained cfg, a dict or a dataclass; without a ``preprocessing`` dict, its sampling rate,
+                input length, lead names and normalisation are read.
+            **overrides: Settings replacing the cfg's (e.g. ``crop='center'``).
+        """
         cfg = _cfg_as_dict(cfg)
         if cfg.get('preprocessing'):
             d = dict(cfg['preprocessing'])

@@ -28,9 +28,14 @@ __all__ = [
 
 
 class RecordError(ValueError):
-    """A record that cannot be read or does not meet the request. ``record`` names it, ``reason`` says why."""
+    """A record that cannot be read or does not meet the request. ``record`` names it, ``reason`` says why.
 
-    def __init__(self, record: str | os.PathLike, reason: str):
+    Args:
+        record: The record's id or path.
+        reason: What is wrong with it.
+    """
+
+    def __init__(self, record: str | os.PathLike, reason: str) -> None:
         self.record = str(record)
         self.reason = reason
         super().__init__(f'{self.record}: {reason}')
@@ -84,6 +89,9 @@ def parse_comments(comments: Sequence[str]) -> dict[str, str]:
 
     Keys are lower-cased with spaces and angle brackets removed (``'patient id'`` -> ``'patient_id'``). Comments without
     a colon are kept in order under ``'notes'`` (joined by newlines).
+
+    Args:
+        comments: The comment lines, with or without their leading ``#``; a key given twice keeps its first value.
     """
     out: dict[str, str] = {}
     notes = []

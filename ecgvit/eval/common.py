@@ -26,7 +26,14 @@ _logger = logging.getLogger(__name__)
 
 @dataclass
 class TaskInfo:
-    """The label space of a classification task."""
+    """The label space of a classification task.
+
+    Attributes:
+        num_classes: Classes (single-label) or labels (multi-label).
+        multilabel: Whether a record may have several labels (sigmoid and BCE) or has exactly one (softmax and
+            cross-entropy).
+        label_names: The name of each class or label, when known.
+    """
     num_classes: int
     multilabel: bool
     label_names: Optional[List[str]] = None
@@ -75,7 +82,11 @@ def infer_task(dataset: Dataset, multilabel: Optional[bool] = None, num_classes:
 
 
 def make_loss(task: TaskInfo) -> nn.Module:
-    """Cross-entropy for single-label tasks (the seed's), BCE-with-logits for multi-label ones."""
+    """Cross-entropy for single-label tasks (the seed's), BCE-with-logits for multi-label ones.
+
+    Args:
+        task: The task (only ``multilabel`` is read).
+    """
     return nn.BCEWithLogitsLoss() if task.multilabel else nn.CrossEntropyLoss()
 
 
@@ -84,7 +95,12 @@ def _targets(y: torch.Tensor, task: TaskInfo) -> torch.Tensor:
 
 
 def probabilities(logits: torch.Tensor, task: TaskInfo) -> torch.Tensor:
-    """Sigmoid (multi-label) or softmax (single-label) of ``logits``."""
+    """Sigmoid (multi-label) or softmax (single-label) of ``logits``.
+
+    Args:
+        logits: (N, C) model outputs.
+        task: The task (only ``multilabel`` is read).
+    """
     return torch.sigmoid(logits) if task.multilabel else torch.softmax(logits, dim=-1)
 
 
@@ -92,8 +108,20 @@ def probabilities(logits: torch.Tensor, task: TaskInfo) -> torch.Tensor:
 def predict(model: nn.Module, loader: DataLoader, task: TaskInfo, device: torch.device,
             amp_dtype: Optional[torch.dtype] = None,
             lead_mask: Optional[torch.Tensor] = None) -> Tuple[np.ndarray, np.ndarray, float]:
-    """Run ``model`` over ``loader``: (labels, probabilities, mean loss). ``lead_mask`` (12,): absent leads are
-    zeroed before the model (:func:`~ecgvit.eval.leads.apply_lead_mask`)."""
+    """Run ``model`` over ``loader``: (labels, probabilities, mean loss).
+
+    Args:
+        model: The classifier (put in eval mode).
+        loader: (signal, label) batches.
+        task: The task (loss, and softmax or sigmoid).
+        device: Where the model runs.
+        amp_dtype: Autocast dtype (None: full precision).
+        lead_mask: (12,) booleans; absent leads are zeroed before the model
+            (:func:`~ecgvit.eval.leads.apply_lead_mask`); None keeps every lead.
+
+    Returns:
+        (labels as the loss takes them, probabilities, loss averaged over items).
+    """
     model.eval()
     loss_fn = make_loss(task)
     ys, ps, total, n = [], [], 0.0, 0

@@ -69,6 +69,13 @@ class FinetuneConfig(FitOptions):
 def with_options(config: Any, options: dict) -> Any:
     """``config`` with ``options`` replaced, its values checked (:func:`ecgvit.train.validate.check_option_values`).
 
+    Args:
+        config: A dataclass config (``ProbeConfig``, ``FinetuneConfig``); it is not changed.
+        options: Field name -> new value.
+
+    Returns:
+        A copy with the options set.
+
     Raises:
         ValueError: an unknown option name (the message lists the valid ones), or a value out of its range.
     """

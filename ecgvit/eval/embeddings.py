@@ -31,7 +31,11 @@ __all__ = ['encoder_fingerprint', 'data_fingerprint', 'embed_cached']
 
 
 def encoder_fingerprint(encoder: nn.Module) -> str:
-    """sha256 over the encoder's class, architecture name and every state-dict tensor (name, shape, dtype, bytes)."""
+    """sha256 over the encoder's class, architecture name and every state-dict tensor (name, shape, dtype, bytes).
+
+    Args:
+        encoder: The model (its ``pretrained_cfg`` architecture is included when it has one).
+    """
     h = hashlib.sha256()
     cfg = getattr(encoder, 'pretrained_cfg', None) or {}
     arch = cfg.get('architecture') if isinstance(cfg, dict) else getattr(cfg, 'architecture', None)
@@ -44,7 +48,11 @@ def encoder_fingerprint(encoder: nn.Module) -> str:
 
 
 def data_fingerprint(cache_dir: str | os.PathLike) -> str:
-    """sha256 of a cache's settings fingerprint and signal digest (from its manifest)."""
+    """sha256 of a cache's settings fingerprint and signal digest (from its manifest).
+
+    Args:
+        cache_dir: A signal cache folder (``ecgvit.data.build_cache``), holding ``manifest.json``.
+    """
     manifest = json.loads((Path(cache_dir) / 'manifest.json').read_text())
     return hashlib.sha256(f'{manifest["fingerprint"]}|{manifest["signals_sha256"]}'.encode()).hexdigest()
 

@@ -42,7 +42,11 @@ def _cfg(encoder: nn.Module) -> dict:
 
 def trained_lead_sets(encoder: nn.Module) -> Optional[Tuple[Tuple[str, ...], ...]]:
     """The lead subsets (besides all 12) an encoder's weights were trained on: its pretrained cfg's ``lead_sets``;
-    None for weights trained on 12 leads only."""
+    None for weights trained on 12 leads only.
+
+    Args:
+        encoder: A model with a ``pretrained_cfg`` (dict or dataclass); one without counts as 12 leads only.
+    """
     sets = _cfg(encoder).get('lead_sets')
     return None if not sets else tuple(resolve_leads(list(s)) for s in sets)
 
@@ -88,7 +92,11 @@ def check_encoder_leads(encoder: nn.Module, leads: Any, allow_untrained: bool = 
 def dataset_leads(dataset: Any) -> Optional[Tuple[str, ...]]:
     """The lead subset a dataset's records were read with (``preprocessing.input_leads`` of a
     ``CachedECGDataset``, also through a ``torch.utils.data.Subset``); None when it holds every lead or cannot
-    tell."""
+    tell.
+
+    Args:
+        dataset: A dataset, possibly wrapped (each ``.dataset`` is looked through until one has a ``preprocessing``).
+    """
     while dataset is not None:
         pp = getattr(dataset, 'preprocessing', None)
         if pp is not None:
@@ -99,6 +107,10 @@ def dataset_leads(dataset: Any) -> Optional[Tuple[str, ...]]:
 
 def resolve_data_leads(leads: Any, *datasets: Any) -> Tuple[str, ...]:
     """The subset an evaluation runs on: ``leads`` if given, else the one the datasets were read with, else all 12.
+
+    Args:
+        leads: The subset asked for (as :func:`~ecgvit.lead_sets.resolve_leads` reads it), or None.
+        *datasets: The splits (None ones are skipped); see :func:`dataset_leads`.
 
     Raises:
         ValueError: the datasets were read with different subsets, or ``leads`` names a lead they do not hold.
@@ -122,7 +134,11 @@ def resolve_data_leads(leads: Any, *datasets: Any) -> Tuple[str, ...]:
 
 
 def lead_mask_tensor(leads: Any) -> Optional[torch.Tensor]:
-    """Bool (12,) mask of ``leads`` in the canonical order, or None for all 12 (nothing to mask)."""
+    """Bool (12,) mask of ``leads`` in the canonical order, or None for all 12 (nothing to mask).
+
+    Args:
+        leads: A lead subset, as :func:`~ecgvit.lead_sets.resolve_leads` reads it.
+    """
     mask = lead_mask_for(leads)
     return None if all(mask) else torch.tensor(mask, dtype=torch.bool)
 
@@ -131,6 +147,13 @@ def apply_lead_mask(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tens
     """``x`` (B, 12, L) with the leads where ``mask`` ((12,) or (B, 12)) is False set to exactly 0.
 
     Multiplying is not enough: 0 x inf or 0 x NaN in an absent lead would still be NaN, so the leads are selected.
+
+    Args:
+        x: (B, 12, L) signals (any leads-second shape: the mask broadcasts over the dimensions after the leads).
+        mask: (12,) or (B, 12) booleans, True for a lead kept; None returns ``x`` itself.
+
+    Raises:
+        ValueError: the mask's lead count is not ``x``'s.
     """
     if mask is None:
         return x
@@ -148,6 +171,9 @@ def parse_lead_subsets(items: Any) -> List[Tuple[str, ...]]:
     refuses ``12`` only): subsets separated by ``','``, the leads of one subset joined by ``'+'`` (``'12,6,1'``,
     ``'12,I+II'``; ``'I,II'`` is two single-lead subsets, unlike the one-subset ``--leads`` of probe and embed); a list
     gives one or more subsets per item (``['12', 'I+II', '6']``, or sequences of lead names).
+
+    Args:
+        items: That string, a list of such items, or None (all 12 leads).
 
     Returns:
         The subsets, resolved, in the order given, without repeats.
@@ -174,7 +200,11 @@ def parse_lead_subsets(items: Any) -> List[Tuple[str, ...]]:
 
 
 def leads_label(leads: Any) -> str:
-    """A short label for a subset in tables: '12', '6' (the limb leads), '1' (lead I), else the leads joined by '+'."""
+    """A short label for a subset in tables: '12', '6' (the limb leads), '1' (lead I), else the leads joined by '+'.
+
+    Args:
+        leads: A lead subset, as :func:`~ecgvit.lead_sets.resolve_leads` reads it.
+    """
     chosen = resolve_leads(leads)
     for name in ('12', '6', '1', 'precordial'):
         if LEAD_SET_PRESETS[name] == chosen:

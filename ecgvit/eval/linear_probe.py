@@ -114,7 +114,16 @@ def extract_features(
 
 def save_eval_outputs(output_dir: Optional[str], result: Dict[str, Any], y: np.ndarray, prob: np.ndarray,
                       ids: Optional[Any], model: Optional[nn.Module] = None) -> None:
-    """Write results.json, predictions.npz (y, prob, ids) and the classifier's model.safetensors into a folder."""
+    """Write results.json, predictions.npz (y, prob, ids) and the classifier's model.safetensors into a folder.
+
+    Args:
+        output_dir: The folder (created); None writes nothing.
+        result: The results, written as JSON (numpy numbers as floats).
+        y: Test labels.
+        prob: Test probabilities.
+        ids: Record id of each test row (saved as strings), or None to leave ``ids`` out.
+        model: The classifier whose weights are saved, or None.
+    """
     if output_dir is None:
         return
     from safetensors.torch import save_file

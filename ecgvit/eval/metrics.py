@@ -11,6 +11,7 @@ resample still has, as sklearn would on that subset, and a resample where a metr
 out of that metric's interval (the count kept is reported as ``n_boot``).
 """
 import math
+import numbers
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,14 +29,26 @@ METRIC_NAMES = ('auc_ovo', 'auroc_ovr', 'auroc_macro', 'f1_macro', 'accuracy')
 
 
 def primary_metric(multilabel: bool) -> str:
-    """The headline metric: OvO macro AUC (seed) for single-label tasks, macro AUROC for multi-label ones."""
+    """The headline metric: OvO macro AUC (seed) for single-label tasks, macro AUROC for multi-label ones.
+
+    Args:
+        multilabel: Whether the task is multi-label.
+
+    Returns:
+        'auroc_macro' or 'auc_ovo'.
+    """
     return 'auroc_macro' if multilabel else 'auc_ovo'
 
 
 def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
     """ROC AUC from ranks (Mann-Whitney U, ties averaged): equal to ``roc_auc_score``, at a fraction of its cost.
 
-    Returns NaN when ``positive`` holds only one class.
+    Args:
+        positive: (N,) truth, read as booleans.
+        score: (N,) scores, higher = more positive.
+
+    Returns:
+        The AUC; NaN when ``positive`` holds only one class.
     """
     positive = np.asarray(positive, dtype=bool)
     n_pos = int(positive.sum())
@@ -51,6 +64,11 @@ def ovo_macro_auc(y: np.ndarray, prob: np.ndarray, use_sklearn: bool = True) -> 
 
     With every class present and ``use_sklearn`` this is ``roc_auc_score(y, prob, multi_class='ovo')`` itself (the
     seed's call); otherwise the same Hand & Till average is computed pair by pair (the bootstrap's fast path).
+
+    Args:
+        y: (N,) class indices.
+        prob: (N, C) class probabilities.
+        use_sklearn: Call sklearn when every class is present (False: always the pairwise path).
     """
     y = np.asarray(y)
     num_classes = prob.shape[1]
@@ -71,7 +89,15 @@ def ovo_macro_auc(y: np.ndarray, prob: np.ndarray, use_sklearn: bool = True) -> 
 
 
 def ovr_macro_auc(y: np.ndarray, prob: np.ndarray) -> float:
-    """One-vs-rest macro AUROC over the classes present in ``y`` (each needs positives and negatives)."""
+    """One-vs-rest macro AUROC over the classes present in ``y`` (each needs positives and negatives).
+
+    Args:
+        y: (N,) class indices.
+        prob: (N, C) class probabilities (with two classes, the binary AUC of class 1).
+
+    Returns:
+        The mean AUROC; NaN when no class can be scored.
+    """
     y = np.asarray(y)
     if prob.shape[1] == 2:
         return binary_auc(y == 1, prob[:, 1])
@@ -81,7 +107,15 @@ def ovr_macro_auc(y: np.ndarray, prob: np.ndarray) -> float:
 
 
 def multilabel_macro_auroc(y: np.ndarray, prob: np.ndarray) -> float:
-    """Macro AUROC over labels, skipping labels with no positive or no negative record."""
+    """Macro AUROC over labels, skipping labels with no positive or no negative record.
+
+    Args:
+        y: (N, L) multi-hot truth (above 0.5 is positive).
+        prob: (N, L) scores per label.
+
+    Returns:
+        The mean AUROC; NaN when no label can be scored.
+    """
     scores = [binary_auc(y[:, c] > 0.5, prob[:, c]) for c in range(y.shape[1])]
     scores = [s for s in scores if not math.isnan(s)]
     return float(np.mean(scores)) if scores else math.nan
@@ -153,16 +187,35 @@ def bootstrap_metrics(
 ) -> Dict[str, float]:
     """Point estimates and percentile bootstrap CIs, resampling test records with replacement.
 
+    The keys are the same whatever ``n_boot`` is, so results of runs with and without a bootstrap share one table:
+    with ``n_boot=0`` every ``_lo`` / ``_hi`` bound is NaN and ``n_boot`` is 0.
+
     Args:
-        y, prob, multilabel: As for :func:`compute_metrics`.
-        n_boot: Bootstrap resamples (0 gives point estimates only).
+        y: Class indices (N,) or multi-hot labels (N, C), as for :func:`compute_metrics`.
+        prob: Probabilities (N, C), as for :func:`compute_metrics`.
+        multilabel: Whether the task is multi-label, as for :func:`compute_metrics`.
+        n_boot: Bootstrap resamples, an integer >= 0 (0 gives point estimates with NaN bounds).
         seed: Seed of the resampling.
         alpha: 1 - confidence level (0.05 → 95% intervals).
         names: Metrics to keep (default: all that apply).
 
     Returns:
-        ``{metric: value, metric + '_lo': lower, metric + '_hi': upper, ..., 'n_test': N, 'n_boot': kept}``.
+        ``{metric: value, ..., 'n_test': N, metric + '_lo': lower, metric + '_hi': upper, ..., 'n_boot': kept}``,
+        where ``kept`` is the fewest resamples any metric could use (a bound is NaN where none could).
+
+    Raises:
+        ValueError: ``n_boot`` is not an integer >= 0 (a bool, a float or a negative number).
+
+    Example:
+        >>> import numpy as np
+        >>> out = bootstrap_metrics(np.array([0, 1, 1, 0]), np.eye(2)[[0, 1, 0, 0]], multilabel=False, n_boot=0)
+        >>> out['accuracy'], out['accuracy_lo'], out['n_boot']
+        (0.75, nan, 0)
     """
+    # Checked first: a negative count would otherwise mean "no bootstrap" without a word, and a float would fail in
+    # range() only after the point estimates were computed.
+    if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < 0:
+        raise ValueError(f'n_boot must be an integer >= 0 (0: point estimates only, NaN bounds), got {n_boot!r}.')
     y = np.asarray(y)
     prob = np.asarray(prob, dtype=np.float64)
     point = compute_metrics(y, prob, multilabel)
@@ -170,16 +223,15 @@ def bootstrap_metrics(
     out: Dict[str, float] = {k: point[k] for k in keep}
     n = len(y)
     out['n_test'] = n
-    if n_boot <= 0 or n == 0:
-        return out
-    rng = np.random.default_rng(seed)
-    samples = {k: [] for k in keep}
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, size=n)
-        m = compute_metrics(y[idx], prob[idx], multilabel, fast=True)
-        for k in keep:
-            if not math.isnan(m[k]):
-                samples[k].append(m[k])
+    samples: Dict[str, List[float]] = {k: [] for k in keep}
+    if n > 0:
+        rng = np.random.default_rng(seed)
+        for _ in range(int(n_boot)):
+            idx = rng.integers(0, n, size=n)
+            m = compute_metrics(y[idx], prob[idx], multilabel, fast=True)
+            for k in keep:
+                if not math.isnan(m[k]):
+                    samples[k].append(m[k])
     kept = []
     for k in keep:
         vals = np.asarray(samples[k])
@@ -259,6 +311,11 @@ def weighted_average_precision(positive: np.ndarray, score: np.ndarray, weights:
     ``AP = sum_k (R_k - R_{k-1}) P_k`` over the distinct scores taken as thresholds, highest first; equal to
     ``sklearn.metrics.average_precision_score(positive, score, sample_weight=row)``.
 
+    Args:
+        positive: (N,) booleans.
+        score: (N,) scores, higher = more positive.
+        weights: (B, N) non-negative record weights (a row of ones is the plain AP).
+
     Returns:
         (B,) APs; NaN where a row gives no weight to the positives.
     """
@@ -278,13 +335,26 @@ def weighted_average_precision(positive: np.ndarray, score: np.ndarray, weights:
 
 
 def average_precision(positive: np.ndarray, score: np.ndarray) -> float:
-    """Average precision of one binary problem (NaN without positives); equals sklearn's."""
+    """Average precision of one binary problem (NaN without positives); equals sklearn's.
+
+    Args:
+        positive: (N,) truth, read as booleans.
+        score: (N,) scores, higher = more positive.
+    """
     positive = np.asarray(positive, dtype=bool)
     return float(weighted_average_precision(positive, score, np.ones((1, positive.size)))[0])
 
 
 def multilabel_macro_auprc(y: np.ndarray, prob: np.ndarray) -> float:
-    """Macro average precision over labels, skipping labels with no positive record (as the AUROC skips them)."""
+    """Macro average precision over labels, skipping labels with no positive record (as the AUROC skips them).
+
+    Args:
+        y: (N, L) multi-hot truth (above 0.5 is positive).
+        prob: (N, L) scores per label.
+
+    Returns:
+        The mean AP; NaN when no label has a positive.
+    """
     scores = [average_precision(y[:, c] > 0.5, prob[:, c]) for c in range(y.shape[1])]
     scores = [s for s in scores if not math.isnan(s)]
     return float(np.mean(scores)) if scores else math.nan
@@ -366,7 +436,16 @@ def weighted_metric(name: str, y: np.ndarray, score: np.ndarray, weights: np.nda
 
 
 def bootstrap_weights(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
-    """(n_boot, n) counts of each record in ``n_boot`` resamples of ``n`` records with replacement."""
+    """(n_boot, n) counts of each record in ``n_boot`` resamples of ``n`` records with replacement.
+
+    Args:
+        n: Records.
+        n_boot: Resamples (rows).
+        seed: Seed of the draws.
+
+    Returns:
+        A float array whose rows each sum to ``n``, for :func:`weighted_metric`.
+    """
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n))
     counts = np.zeros((n_boot, n), dtype=np.float64)
@@ -376,7 +455,18 @@ def bootstrap_weights(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
 
 def seed_averaged_metric(name: str, y: np.ndarray, scores: Sequence[np.ndarray], weights: np.ndarray,
                          groups: Optional[np.ndarray] = None) -> np.ndarray:
-    """The metric averaged over several prediction sets (probe seeds) of the same records, per weight row."""
+    """The metric averaged over several prediction sets (probe seeds) of the same records, per weight row.
+
+    Args:
+        name: Metric (see :func:`weighted_metric`).
+        y: Targets.
+        scores: One score array per seed.
+        weights: (B, N) record weights.
+        groups: (N,) group per record, for the '_within' metrics.
+
+    Returns:
+        (B,) means over the seeds (NaN in a row where any seed's metric is undefined).
+    """
     return np.mean([weighted_metric(name, y, s, weights, groups) for s in scores], axis=0)
 
 
@@ -427,8 +517,19 @@ def paired_bootstrap_diff(
 def diff_interval(a: float, b: float, boot_a: np.ndarray, boot_b: np.ndarray, alpha: float = 0.05,
                   n_test: Optional[int] = None) -> Dict[str, float]:
     """Paired-bootstrap summary of ``a - b`` from both methods' metric on the *same* resamples (``boot_a[k]`` and
-    ``boot_b[k]`` from resample k); resamples where either is undefined are left out. Keys as for
-    :func:`paired_bootstrap_diff`."""
+    ``boot_b[k]`` from resample k); resamples where either is undefined are left out.
+
+    Args:
+        a: Method A's metric on the full test set.
+        b: Method B's.
+        boot_a: (B,) A's metric on each resample.
+        boot_b: (B,) B's metric on the same resamples.
+        alpha: 1 - confidence level.
+        n_test: Test records, passed through to the result.
+
+    Returns:
+        Keys as for :func:`paired_bootstrap_diff`; the intervals and p-value are NaN when no resample is usable.
+    """
     out = {'a': a, 'b': b, 'diff': a - b, 'n_test': n_test}
     d = np.asarray(boot_a) - np.asarray(boot_b)
     keep = ~np.isnan(d)
@@ -446,7 +547,16 @@ def diff_interval(a: float, b: float, boot_a: np.ndarray, boot_b: np.ndarray, al
 
 
 def verdict(diff_lo: float, diff_hi: float, metric: str) -> str:
-    """'better' / 'worse' when the CI of (A - B) excludes 0 (direction by the metric), else 'no difference shown'."""
+    """'better' / 'worse' when the CI of (A - B) excludes 0 (direction by the metric), else 'no difference shown'.
+
+    Args:
+        diff_lo: Lower bound of the CI of A - B.
+        diff_hi: Its upper bound.
+        metric: The metric's name ('mae' is lower-is-better, see ``LOWER_IS_BETTER``).
+
+    Returns:
+        'better', 'worse', 'no difference shown', or 'not computable' when a bound is NaN.
+    """
     if math.isnan(diff_lo) or math.isnan(diff_hi):
         return 'not computable'
     sign = -1 if metric in LOWER_IS_BETTER else 1

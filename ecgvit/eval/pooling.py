@@ -60,6 +60,15 @@ def pool_windows(values: np.ndarray, index: np.ndarray, n_records: int, pooling:
     """Pool rows of ``values`` (items, ...) into (n_records, ...) by ``index`` (item -> record).
 
     'mean' averages a record's rows, 'max' takes their elementwise maximum; 'none' returns ``values`` unchanged.
+
+    Args:
+        values: (items, ...) rows (embeddings or logits).
+        index: (items,) record of each row.
+        n_records: Records (rows of the result).
+        pooling: 'mean', 'max' or 'none'.
+
+    Returns:
+        (n_records, ...) pooled rows, float (the input's float type, else float32).
     """
     if _check(pooling) == 'none':
         return values
@@ -76,7 +85,19 @@ def pool_windows(values: np.ndarray, index: np.ndarray, n_records: int, pooling:
 
 
 def pool_labels(labels: Optional[np.ndarray], index: np.ndarray, n_records: int) -> Optional[np.ndarray]:
-    """One label per record (its first window's); raises when the windows of a record disagree."""
+    """One label per record (its first window's); raises when the windows of a record disagree.
+
+    Args:
+        labels: (items, ...) labels, or None.
+        index: (items,) record of each item, every record from 0 on having at least one.
+        n_records: Records; unused (the count follows from ``index``), for the same call as :func:`pool_windows`.
+
+    Returns:
+        (records, ...) labels, or None for None.
+
+    Raises:
+        ValueError: two windows of one record carry different labels.
+    """
     if labels is None:
         return None
     labels = np.asarray(labels)
@@ -125,8 +146,18 @@ def predict_records(model: nn.Module, dataset: Dataset, task: TaskInfo, device: 
                     amp_dtype: Optional[torch.dtype] = None, pooling: str = 'mean', batch_size: int = 64,
                     num_workers: int = 0,
                     lead_mask: Optional[torch.Tensor] = None) -> Tuple[np.ndarray, np.ndarray, float, List[str]]:
-    """Classify every window of ``dataset`` and pool the logits per record (``lead_mask`` (12,): absent leads
-    zeroed before the model).
+    """Classify every window of ``dataset`` and pool the logits per record.
+
+    Args:
+        model: The classifier (put in eval mode).
+        dataset: (signal, label) items, windows of records (its ``record_ids`` name each window's record).
+        task: The task (loss and probabilities: softmax or sigmoid).
+        device: Where the model runs.
+        amp_dtype: Autocast dtype (None: full precision).
+        pooling: 'mean' or 'max' of a record's window logits, or 'none' (every window its own row).
+        batch_size: Windows per forward pass.
+        num_workers: DataLoader worker processes.
+        lead_mask: (12,) booleans; absent leads are zeroed before the model (None: all leads kept).
 
     Returns:
         (labels, probabilities of the pooled logits, mean loss over records, record ids), one row per record (per
@@ -154,7 +185,15 @@ def predict_records(model: nn.Module, dataset: Dataset, task: TaskInfo, device: 
 
 
 def describe_pooling(dataset: Any, pooling: str) -> dict:
-    """What pooling did to a split: items (windows) and records, for results.json."""
+    """What pooling did to a split: items (windows) and records, for results.json.
+
+    Args:
+        dataset: The split (its ``record_ids``, when it has them, name the record of each item).
+        pooling: The pooling used ('mean', 'max' or 'none').
+
+    Returns:
+        ``{'pooling', 'n_windows', 'n_records'}``.
+    """
     ids: Optional[Sequence[str]] = getattr(dataset, 'record_ids', None)
     n = len(dataset)
     return {'pooling': pooling, 'n_windows': n, 'n_records': n if ids is None else len(set(ids))}

@@ -68,6 +68,10 @@ def demographics(entry: Entry, source: str) -> Tuple[Optional[float], Optional[s
 
     The readers already parse both (``ecgvit.data.datasets.demographics``); this reads them with the same parsers,
     so entries made elsewhere work too, and leaves out ages no record can have.
+
+    Args:
+        entry: A dataset entry (its ``meta``).
+        source: The source's name; PTB-XL codes sex as 0 = male, 1 = female, which only it is read with.
     """
     age = parse_age(entry.meta.get('age'))
     sex = parse_sex(entry.meta.get('sex'), numeric=source == 'ptbxl')  # PTB-XL's 0 = male, 1 = female
@@ -130,8 +134,15 @@ def load_sources(data_dir: str | Path, sources: Sequence[str] = tuple(SOURCE_FOL
                                                                                                   Dict[str, str]]:
     """Index every source found under ``data_dir``.
 
+    Args:
+        data_dir: The folder holding the sources' folders (ptbxl/, ludb/, cinc2021_samples/, code15_samples/).
+        sources: The sources to look for (default: all four).
+
     Returns:
         (source name -> ``SuiteSource``, source name -> why it is absent, for the sources not found).
+
+    Raises:
+        FileNotFoundError: ``data_dir`` does not exist, or holds none of the sources.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -194,7 +205,11 @@ class Task:
         return self.metrics[0]
 
     def indices(self, split: str) -> np.ndarray:
-        """Positions of the records of one split."""
+        """Positions of the records of one split.
+
+        Args:
+            split: 'train', 'val' or 'test'.
+        """
         return np.flatnonzero(self.split == split)
 
     def counts(self) -> Dict[str, int]:
@@ -412,6 +427,18 @@ def subsample_train(y: np.ndarray, kind: str, fraction: float, seed: int) -> np.
     as that many fit; regression draws at random.
     ``fraction >= 1`` returns every record. The draw depends only on (targets, fraction, seed), so every encoder is
     probed on the same records.
+
+    Args:
+        y: The training targets: class indices, or multi-hot (N, L) for 'multilabel', or values for regression.
+        kind: 'binary', 'multiclass', 'multilabel' or 'regression' (drawn at random).
+        fraction: Share of the records to keep, in (0, 1]; 1 or more keeps all.
+        seed: Seed of the draw.
+
+    Returns:
+        Sorted positions into ``y``.
+
+    Raises:
+        ValueError: ``fraction`` is 0 or below (or NaN).
     """
     n = len(y)
     if fraction >= 1.0:

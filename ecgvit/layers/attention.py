@@ -24,7 +24,11 @@ _symbolic_tracing = getattr(torch.fx._symbolic_trace, 'is_fx_symbolic_tracing', 
 
 def cpu_fused_attention_pays(weight_dtype: torch.dtype) -> bool:
     """Whether the fused kernel is the faster choice for a CPU call with weights of ``weight_dtype``, in the current
-    autocast state (fp32 yes; bf16/fp16, as weights or under CPU autocast, no)."""
+    autocast state (fp32 yes; bf16/fp16, as weights or under CPU autocast, no).
+
+    Args:
+        weight_dtype: The dtype of the attention's weights.
+    """
     if weight_dtype in _REDUCED:
         return False
     return not (torch.is_autocast_enabled('cpu') and torch.get_autocast_dtype('cpu') in _REDUCED)
@@ -40,6 +44,8 @@ class EcgAttention(Attention):
 
     @property
     def fused_attn(self) -> bool:
+        """Whether this call uses the fused kernel: never where timm's setting forbids it, and with float weights on
+        CPU only where it is the faster choice (:func:`cpu_fused_attention_pays`)."""
         if not self._fused_allowed:
             return False
         if _symbolic_tracing():
@@ -60,6 +66,9 @@ def adopt_ecg_attention(module: nn.Module) -> nn.Module:
     The class is swapped rather than the block rebuilt, so parameters, buffers, the state dict and any construction
     option of the installed timm version stay as they are; timm's own setting (``TIMM_FUSED_ATTN``) is kept as the
     upper bound.
+
+    Args:
+        module: Any module; its own and its descendants' timm ``Attention`` layers are converted.
     """
     for sub in module.modules():
         if type(sub) is Attention:

@@ -10,11 +10,11 @@ import json
 import math
 import numbers
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from ecgvit.errors import CheckpointError
 
-__all__ = ['ARG_BOUNDS', 'MAX_PARAMS', 'check_model_args', 'read_model_config']
+__all__ = ['ARG_BOUNDS', 'MAX_PARAMS', 'check_model_args', 'read_model_config', 'transformer_size_problem']
 
 # Inclusive integer bounds of each sizing argument (ecgvit's largest registered model: 512 dim, 6 blocks, 16 heads).
 ARG_BOUNDS: Dict[str, Tuple[int, int]] = {
@@ -45,6 +45,50 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # numpy integers count
 
 
+def transformer_size_problem(args: Mapping[str, Any], prefix: str = '', min_depth: int = 1,
+                             required: bool = False) -> Optional[Tuple[str, Any, str]]:
+    """The first transformer size in ``args`` that no transformer can have (shared by encoders and decoders).
+
+    Checks ``{prefix}embed_dim``, ``{prefix}depth`` and ``{prefix}num_heads`` (integers within :data:`ARG_BOUNDS`),
+    that the head count divides the width, and ``{prefix}mlp_ratio`` (a finite number above 0, at most 64).
+
+    Args:
+        args: Keyword arguments holding the sizes.
+        prefix: Prefix of their keys: '' for an encoder's, 'decoder_' or 'clip_decoder_' for a pretraining decoder's.
+        min_depth: Fewest blocks allowed: 1 for an encoder, 0 for a decoder (its projections without blocks).
+        required: Refuse a missing or None size (a decoder's branch builds from all four) instead of skipping it
+            (an encoder leaves it to the model's default).
+
+    Returns:
+        None when all are sane, else ``(key, value, rule)``: the prefixed key, its value and what it must do, phrased
+        to follow 'must' (e.g. ``('decoder_depth', -1, 'be an integer from 0 to 256')``).
+
+    Example:
+        >>> transformer_size_problem({'decoder_embed_dim': 256, 'decoder_num_heads': 7}, prefix='decoder_')[:2]
+        ('decoder_num_heads', 7)
+    """
+    sizes: Dict[str, int] = {}
+    for key in ('embed_dim', 'depth', 'num_heads'):
+        value = args.get(prefix + key)
+        if value is None and not required:
+            continue
+        lo, hi = ARG_BOUNDS[key]
+        lo = min_depth if key == 'depth' else lo
+        if not _is_int(value) or not lo <= value <= hi:
+            return prefix + key, value, f'be an integer from {lo} to {hi}'
+        sizes[key] = value
+    dim, heads = sizes.get('embed_dim'), sizes.get('num_heads')
+    if dim is not None and heads is not None and dim % heads != 0:
+        near = max(h for h in range(1, min(heads, dim) + 1) if dim % h == 0)
+        return (prefix + 'num_heads', heads, f'divide {prefix}embed_dim={dim} (each head gets embed_dim / num_heads '
+                                             f'channels; e.g. {prefix}num_heads={near})')
+    ratio = args.get(prefix + 'mlp_ratio')
+    if (ratio is not None or required) and (isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or
+                                            not math.isfinite(ratio) or not 0 < ratio <= MAX_MLP_RATIO):
+        return prefix + 'mlp_ratio', ratio, f'be a finite number above 0 and at most {MAX_MLP_RATIO:g}'
+    return None
+
+
 def check_model_args(args: Dict[str, Any], where: str = 'create_model', error: type = ValueError) -> None:
     """Raise ``error`` naming the first sizing argument in ``args`` that is out of bounds or of the wrong type.
 
@@ -56,34 +100,29 @@ def check_model_args(args: Dict[str, Any], where: str = 'create_model', error: t
     Raises:
         ValueError: (or ``error``) the message names ``where``, the key, its value and the allowed range.
     """
-    def fail(key: str, value: Any, want: str) -> None:
-        raise error(f'{where}: {key}={value!r} is not a sane model size ({want}). Fix or remove the key; a '
+    def fail(key: str, value: Any, rule: str) -> None:
+        raise error(f'{where}: {key}={value!r} is not a sane model size: it must {rule}. Fix or remove the key; a '
                     f'config.json written by ecgvit.hub.save_pretrained never holds such a value.')
 
+    problem = transformer_size_problem(args)
+    if problem is not None:
+        fail(*problem)
     for key, (lo, hi) in ARG_BOUNDS.items():
-        if args.get(key) is None:
+        if key in ('embed_dim', 'depth', 'num_heads') or args.get(key) is None:
             continue
         value = _length(args[key]) if key in ('img_size', 'patch_size') else args[key]
         if key == 'class_token' and isinstance(value, bool):
             continue
         if not _is_int(value) or not lo <= value <= hi:
-            fail(key, args[key], f'an integer from {lo} to {hi}')
-    ratio = args.get('mlp_ratio')
-    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or
-                              not math.isfinite(ratio) or not 0 < ratio <= MAX_MLP_RATIO):
-        fail('mlp_ratio', ratio, f'a number above 0 and at most {MAX_MLP_RATIO:g}')
+            fail(key, args[key], f'be an integer from {lo} to {hi}')
     for key in _RATES:
         rate = args.get(key)
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, numbers.Real) or
                                  not 0 <= rate < 1):
-            fail(key, rate, 'a probability in [0, 1)')
-    dim, heads = args.get('embed_dim'), args.get('num_heads')
-    if dim is not None and heads is not None and dim % heads != 0:
-        fail('num_heads', heads, f'it must divide embed_dim={dim}')
+            fail(key, rate, 'be a probability in [0, 1)')
     # Estimate with the seed encoder's sizes for what is not given: blocks (4 D^2 attention + 2 r D^2 MLP), the
     # positional embedding ((N + 1) D) and the patch embedding (C P D).
-    dim = dim or 512
-    depth, ratio = args.get('depth') or 6, ratio or 2.0
+    dim, depth, ratio = args.get('embed_dim') or 512, args.get('depth') or 6, args.get('mlp_ratio') or 2.0
     patch = _length(args.get('patch_size')) or 25
     tokens = (_length(args.get('img_size')) or 3600) // patch + 1
     params = depth * (4 + 2 * ratio) * dim * dim + tokens * dim + (args.get('in_chans') or 12) * patch * dim

@@ -71,6 +71,9 @@ def to_ecg_pretrained_cfg(cfg: Any) -> Any:
     ``sampling_rate``) when the dict gives a duration, else (12, 1, 3600), as ``Preprocessing.from_pretrained_cfg``
     reads the same dict; no channel normalisation (the data are z-scored per lead). Anything that is not a dict (None,
     a tag string, a cfg instance) is returned unchanged.
+
+    Args:
+        cfg: The cfg dict, or anything else (returned as is).
     """
     if not isinstance(cfg, dict):
         return cfg
@@ -136,6 +139,11 @@ def resample_pos_embed_1d(pos_embed: torch.Tensor, num_patches: int, num_prefix_
 
     Prefix tokens ([CLS]) keep their embedding; the patch part is linearly interpolated. A no-op when the count
     already matches, so the default length costs nothing.
+
+    Args:
+        pos_embed: ``(1, prefix + N, D)`` embedding.
+        num_patches: Patch positions wanted.
+        num_prefix_tokens: Leading tokens kept as they are.
     """
     if pos_embed.shape[1] - num_prefix_tokens == num_patches:
         return pos_embed
@@ -380,7 +388,13 @@ class EcgVisionTransformer(VisionTransformer):
 
     @torch.jit.ignore
     def forward_intermediates(self, x: torch.Tensor, *args: Any, **kwargs: Any):
-        """timm's ``forward_intermediates``, also for ``(B, leads, samples)`` input; NCHW features are (B, D, 1, N)."""
+        """timm's ``forward_intermediates``, also for ``(B, leads, samples)`` input; NCHW features are (B, D, 1, N).
+
+        Args:
+            x: ``(B, leads, samples)`` or timm's ``(B, leads, 1, samples)``.
+            *args: Passed to timm's ``VisionTransformer.forward_intermediates``.
+            **kwargs: Likewise (``indices``, ``output_fmt``, ``intermediates_only``, ...).
+        """
         return VisionTransformer.forward_intermediates(self, ecg_to_4d(x, self.patch_len), *args, **kwargs)
 
 
@@ -391,6 +405,10 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: EcgVisionTr
     Accepts plain encoder state dicts, those nested under ``'state_dict'`` / ``'model'``, those saved from a
     DistributedDataParallel or ``torch.compile`` wrapper (every key under ``module.`` / ``_orig_mod.``), and those of a
     pretraining wrapper (the encoder's keys under ``encoder.``; its other branches are dropped).
+
+    Args:
+        state_dict: The checkpoint's tensors.
+        model: The model they are loaded into.
 
     Raises:
         CheckpointError: the encoder tensors do not fit ``model`` (other sizes, missing or extra tensors).
@@ -487,27 +505,51 @@ default_cfgs = generate_default_cfgs({
 
 @register_model
 def ecg_vit_mae_moco(pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
-    """Seed-size ECG ViT (512 dim, 6 blocks, 16 heads, MLP 2; 12.8M params) for MAE-MoCo weights."""
+    """Seed-size ECG ViT (512 dim, 6 blocks, 16 heads, MLP 2; 12.8M params) for MAE-MoCo weights.
+
+    Args:
+        pretrained: Load the published weights, verified by sha256 (``PretrainedWeightsError`` where there are none).
+        **kwargs: Model arguments overriding the variant's (``img_size``, ``num_classes``, ``in_chans``, ...),
+            bounds-checked first (:func:`~ecgvit.models.arch_bounds.check_model_args`).
+    """
     model_args = dict(patch_size=25, embed_dim=512, depth=6, num_heads=16, mlp_ratio=2.)
     return _create_ecg_vit('ecg_vit_mae_moco', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def ecg_vit_mae_nextclip(pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
-    """Seed-size ECG ViT (512 dim, 6 blocks, 16 heads, MLP 2; 12.8M params) for MAE-Nextclip weights."""
+    """Seed-size ECG ViT (512 dim, 6 blocks, 16 heads, MLP 2; 12.8M params) for MAE-Nextclip weights.
+
+    Args:
+        pretrained: Load the published weights, verified by sha256 (``PretrainedWeightsError`` where there are none).
+        **kwargs: Model arguments overriding the variant's (``img_size``, ``num_classes``, ``in_chans``, ...),
+            bounds-checked first (:func:`~ecgvit.models.arch_bounds.check_model_args`).
+    """
     model_args = dict(patch_size=25, embed_dim=512, depth=6, num_heads=16, mlp_ratio=2.)
     return _create_ecg_vit('ecg_vit_mae_nextclip', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def ecg_vit_small(pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
-    """ECG ViT at 256 dim, 4 blocks, 8 heads (about 2.2M params): quick CPU pretraining."""
+    """ECG ViT at 256 dim, 4 blocks, 8 heads (about 2.2M params): quick CPU pretraining.
+
+    Args:
+        pretrained: Load the published weights, verified by sha256 (``PretrainedWeightsError`` where there are none).
+        **kwargs: Model arguments overriding the variant's (``img_size``, ``num_classes``, ``in_chans``, ...),
+            bounds-checked first (:func:`~ecgvit.models.arch_bounds.check_model_args`).
+    """
     model_args = dict(patch_size=25, embed_dim=256, depth=4, num_heads=8, mlp_ratio=2.)
     return _create_ecg_vit('ecg_vit_small', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def ecg_vit_tiny(pretrained: bool = False, **kwargs: Any) -> EcgVisionTransformer:
-    """ECG ViT at 64 dim, 3 blocks, 4 heads (about 0.2M params): for tests and smoke runs, not for accuracy."""
+    """ECG ViT at 64 dim, 3 blocks, 4 heads (about 0.2M params): for tests and smoke runs, not for accuracy.
+
+    Args:
+        pretrained: Load the published weights, verified by sha256 (``PretrainedWeightsError`` where there are none).
+        **kwargs: Model arguments overriding the variant's (``img_size``, ``num_classes``, ``in_chans``, ...),
+            bounds-checked first (:func:`~ecgvit.models.arch_bounds.check_model_args`).
+    """
     model_args = dict(patch_size=25, embed_dim=64, depth=3, num_heads=4, mlp_ratio=2.)
     return _create_ecg_vit('ecg_vit_tiny', pretrained=pretrained, **dict(model_args, **kwargs))

@@ -23,6 +23,10 @@ class CenterclipBranch(NextclipBranch):
     Takes the same arguments as :class:`~ecgvit.pretrain.nextclip.NextclipBranch`, with ``min_context`` below 0.5
     (context on both sides). When a record's clip does not fit between the two contexts (a long cycle in a short
     record), it ends ``min_context`` before the record's end and the context before it is shorter.
+
+    Args:
+        *args: As for :class:`~ecgvit.pretrain.nextclip.NextclipBranch`.
+        **kwargs: Likewise; ``min_context`` must be below 0.5.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -32,10 +36,24 @@ class CenterclipBranch(NextclipBranch):
                              f'clip), got {self.min_context}.')
 
     def start_range(self, length: int, span: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``[min_context * L, L - min_context * L - span]``: context on both sides of the clip."""
+        """``[min_context * L, L - min_context * L - span]``: context on both sides of the clip.
+
+        Args:
+            length: Samples per record.
+            span: ``(B,)`` clip lengths.
+        """
         ctx = int(np.ceil(self.min_context * length))
         return torch.full_like(span, ctx), (length - ctx - span).clamp(min=0)
 
     def hidden_samples(self, length: int, start: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
-        """Only the clip ``[start, start + span)`` is hidden."""
+        """Only the clip ``[start, start + span)`` is hidden.
+
+        Args:
+            length: Samples per record.
+            start: ``(B,)`` clip starts.
+            span: ``(B,)`` clip lengths.
+
+        Returns:
+            ``(B, length)`` bool, True where hidden.
+        """
         return span_mask(start, span, length)

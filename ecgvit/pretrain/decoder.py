@@ -21,13 +21,24 @@ POS_INITS = ('normal', 'sincos')
 
 
 def decoder_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float) -> nn.Sequential:
-    """The transformer blocks of a light decoder (timm ``Block``, qkv bias, as MAE's decoder)."""
+    """The transformer blocks of a light decoder (timm ``Block``, qkv bias, as MAE's decoder).
+
+    Args:
+        dim: Token width.
+        depth: Blocks (0: an empty ``Sequential``, the identity).
+        num_heads: Attention heads; must divide ``dim``.
+        mlp_ratio: MLP hidden width over ``dim``.
+    """
     blocks = nn.Sequential(*[Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth)])
     return adopt_ecg_attention(blocks)
 
 
 def init_decoder_weights(module: nn.Module) -> None:
-    """MAE's decoder init: xavier-uniform linears with zero bias, unit LayerNorms."""
+    """MAE's decoder init: xavier-uniform linears with zero bias, unit LayerNorms.
+
+    Args:
+        module: The module whose linear and LayerNorm layers (its own and its descendants') are initialised in place.
+    """
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.xavier_uniform_(m.weight)
@@ -94,7 +105,11 @@ class LightDecoder(nn.Module):
         init_decoder_weights(self)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, T, decoder_embed_dim)`` tokens in output order -> ``(B, T, out_dim)`` (positions, blocks, norm)."""
+        """``(B, T, decoder_embed_dim)`` tokens in output order -> ``(B, T, out_dim)`` (positions, blocks, norm).
+
+        Args:
+            x: The tokens; the learnable positions are resampled to their count ``T``.
+        """
         x = x + resample_pos_embed_1d(self.decoder_pos_embed, x.shape[1], num_prefix_tokens=0)
         x = self.decoder_blocks(x)
         x = self.decoder_norm(x)

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from torch import nn
 
 from ecgvit.data.augment import LeadSetDropout, default_ecg_augment
+from ecgvit.models.arch_bounds import transformer_size_problem
 from ecgvit.models.ecg_vit import EcgVisionTransformer
 from ecgvit.pretrain.centerclip import CenterclipBranch
 from ecgvit.pretrain.hybrid import HybridPretrainer
@@ -274,19 +275,14 @@ def create_pretrainer(
 
 def _check_decoder_size(cfg: Dict[str, Any], prefix: str) -> None:
     """A ValueError naming the setting for a decoder size no transformer can have (instead of an assertion or a
-    division by zero deep inside timm's blocks)."""
-    if prefix + 'embed_dim' not in cfg:
+    division by zero deep inside timm's blocks); the bounds are the encoder's (:mod:`ecgvit.models.arch_bounds`)."""
+    if prefix + 'embed_dim' not in cfg:  # the method has no such decoder
         return
-    dim, depth, heads, ratio = (cfg[prefix + k] for k in ('embed_dim', 'depth', 'num_heads', 'mlp_ratio'))
-    for key, value, low in (('embed_dim', dim, 1), ('depth', depth, 0), ('num_heads', heads, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f'{prefix}{key} must be an integer >= {low}, got {value!r}.')
-    if dim % heads:
-        near = max(h for h in range(1, heads + 1) if dim % h == 0)
-        raise ValueError(f'{prefix}embed_dim ({dim}) must be divisible by {prefix}num_heads ({heads}): each head gets '
-                         f'embed_dim / num_heads channels (e.g. {prefix}num_heads={near}).')
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 0:
-        raise ValueError(f'{prefix}mlp_ratio must be a finite number above 0, got {ratio!r}.')
+    # Depth 0 is allowed: the decoder is then its projections, positions and LayerNorm without blocks.
+    problem = transformer_size_problem(cfg, prefix, min_depth=0, required=True)
+    if problem is not None:
+        key, value, rule = problem
+        raise ValueError(f'{key} must {rule}, got {value!r}.')
 
 
 def _lead_dropout(cfg: Dict[str, Any]) -> Optional[LeadSetDropout]:

@@ -247,4 +247,5 @@ class HybridPretrainer(nn.Module):
         return names
 
     def extra_repr(self) -> str:
+        """The method's settings shown in the module's repr."""
         return f'method={self.method!r}, alpha={self.alpha}, shared_pass={self.shared_pass}'

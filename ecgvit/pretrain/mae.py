@@ -25,6 +25,13 @@ def patchify(x: torch.Tensor, patch_len: int) -> torch.Tensor:
     """Cut ``(B, C, L)`` into ``(B, N, C * patch_len)`` patches, lead-major inside a patch (all of lead 0 first).
 
     The layout matches what one encoder token sees: all leads over one ``patch_len`` window.
+
+    Args:
+        x: ``(B, C, L)`` batch.
+        patch_len: Samples per patch; must divide ``L``.
+
+    Raises:
+        ValueError: ``L`` is not a multiple of ``patch_len``.
     """
     batch, chans, length = x.shape
     if length % patch_len != 0:
@@ -35,7 +42,15 @@ def patchify(x: torch.Tensor, patch_len: int) -> torch.Tensor:
 
 
 def unpatchify(patches: torch.Tensor, chans: int) -> torch.Tensor:
-    """Inverse of :func:`patchify`: ``(B, N, C * P)`` -> ``(B, C, N * P)``."""
+    """Inverse of :func:`patchify`: ``(B, N, C * P)`` -> ``(B, C, N * P)``.
+
+    Args:
+        patches: ``(B, N, C * P)`` patches.
+        chans: Leads ``C``; must divide the patch width.
+
+    Raises:
+        ValueError: the patch width is not a multiple of ``chans``.
+    """
     batch, num, width = patches.shape
     if width % chans != 0:
         raise ValueError(f'Patch width {width} is not a multiple of the lead count {chans}.')
@@ -258,7 +273,12 @@ class MaeBranch(nn.Module):
         return encode_masked(encoder, x, self.mask_ratio, generator, noise, with_prefix)
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
-        """``(B, N_keep, D)`` -> ``(B, N, C * P)`` patch predictions."""
+        """``(B, N_keep, D)`` -> ``(B, N, C * P)`` patch predictions.
+
+        Args:
+            latent: ``(B, N_keep, D)`` encoder outputs of the kept patches (without prefix tokens).
+            ids_restore: ``(B, N)`` from :func:`random_masking`.
+        """
         return self.decoder(latent, ids_restore)
 
     def forward_loss(

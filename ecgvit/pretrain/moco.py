@@ -160,7 +160,12 @@ class MocoBranch(nn.Module):
         return (torch.logaddexp(l_pos, torch.logsumexp(l_neg, dim=1)) - l_pos).mean()
 
     def forward_query(self, encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, L)`` -> normalised query ``(B, dim)`` from the [CLS] token."""
+        """``(B, C, L)`` -> normalised query ``(B, dim)`` from the [CLS] token.
+
+        Args:
+            encoder: The online (query) encoder, which the pretrainer owns.
+            x: ``(B, C, L)`` batch (the query view).
+        """
         return self.project_query(encoder.forward_features(x)[:, 0])
 
     def project_query(self, cls: torch.Tensor) -> torch.Tensor:
@@ -176,7 +181,12 @@ class MocoBranch(nn.Module):
 
     @torch.no_grad()
     def forward_key(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """``(B, C, L)`` -> normalised key ``(B, dim)`` from the momentum encoder (masked if ``key_mask_ratio``)."""
+        """``(B, C, L)`` -> normalised key ``(B, dim)`` from the momentum encoder (masked if ``key_mask_ratio``).
+
+        Args:
+            x: ``(B, C, L)`` batch (the key view).
+            generator: Random generator of the key's mask (used only with ``key_mask_ratio > 0``).
+        """
         if self.key_mask_ratio > 0:
             cls = encode_masked(self.momentum_encoder, x, self.key_mask_ratio, generator, with_prefix=True)[0][:, 0]
         else:
@@ -323,6 +333,10 @@ def concat_all_gather(tensor: torch.Tensor, group: Optional[object] = None) -> t
     """Concatenate ``tensor`` from every rank along dim 0 (identity without a multi-process group).
 
     The result carries no gradient; it is only used for the keys, which have none.
+
+    Args:
+        tensor: This rank's tensor; every rank's must have the same shape.
+        group: The process group (None: the default one).
     """
     if not _is_distributed():
         return tensor

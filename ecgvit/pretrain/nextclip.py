@@ -74,6 +74,14 @@ class ClipDecoder(LightDecoder):
         self.decoder_embed_dim = decoder_embed_dim
 
     def forward(self, cls: torch.Tensor) -> torch.Tensor:
+        """Decode the clip.
+
+        Args:
+            cls: ``(B, embed_dim)`` [CLS] embeddings.
+
+        Returns:
+            ``(B, in_chans, clip_len)`` predicted clips.
+        """
         batch = cls.shape[0]
         x = self.decoder_embed(cls).reshape(batch, self.num_tokens, self.decoder_embed_dim)  # (B, T, Dd)
         x = self.decode(x)  # (B, T, C*P), lead-major inside a token as mae.patchify
@@ -146,6 +154,13 @@ class NextclipBranch(nn.Module):
 
         ``rr_samples`` (if given) wins; NaN or non-positive entries in it mean "unknown" and take the fallback. With
         ``cycle='rpeak'`` and no ``rr_samples``, R peaks are detected on a CPU copy of the batch.
+
+        Args:
+            x: ``(B, C, L)`` batch.
+            rr_samples: ``(B,)`` known RR intervals in samples, or None (ignored with ``cycle='fixed'``).
+
+        Raises:
+            ValueError: ``rr_samples`` does not hold one entry per record.
         """
         batch = x.shape[0]
         fallback = self.fallback_rr_s * self.sampling_rate
@@ -162,7 +177,12 @@ class NextclipBranch(nn.Module):
                            torch.full_like(rr_samples, fallback))
 
     def clip_lengths(self, x: torch.Tensor, rr_samples: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Target window per record in samples ``(B,)`` int64: ``cycle_fraction`` of the RR, within the record."""
+        """Target window per record in samples ``(B,)`` int64: ``cycle_fraction`` of the RR, within the record.
+
+        Args:
+            x: ``(B, C, L)`` batch.
+            rr_samples: ``(B,)`` known RR intervals in samples, or None (see :meth:`rr_intervals`).
+        """
         length = x.shape[-1]
         span = (self.rr_intervals(x, rr_samples) * self.cycle_fraction).round().long()
         return span.clamp(2, max(2, length - int(np.ceil(self.min_context * length))))
@@ -173,14 +193,25 @@ class NextclipBranch(nn.Module):
             span: torch.Tensor,
             generator: Optional[torch.Generator] = None,
     ) -> torch.Tensor:
-        """Random clip start per record, uniform in :meth:`start_range` (``[min_context * L, L - span]`` here)."""
+        """Random clip start per record, uniform in :meth:`start_range` (``[min_context * L, L - span]`` here).
+
+        Args:
+            x: ``(B, C, L)`` batch (its length and device are read).
+            span: ``(B,)`` clip lengths.
+            generator: Random generator on ``x``'s device.
+        """
         lo, hi = self.start_range(x.shape[-1], span)
         lo = torch.minimum(lo, hi)
         u = torch.rand(span.shape[0], device=x.device, generator=generator)
         return (lo + (u * (hi - lo + 1).float()).floor().long()).clamp(max=hi)
 
     def start_range(self, length: int, span: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """First and last allowed clip start per record: context before the clip, the clip inside the record."""
+        """First and last allowed clip start per record: context before the clip, the clip inside the record.
+
+        Args:
+            length: Samples per record.
+            span: ``(B,)`` clip lengths.
+        """
         lo = torch.full_like(span, int(np.ceil(self.min_context * length)))
         return lo, (length - span).clamp(min=0)
 
@@ -199,7 +230,13 @@ class NextclipBranch(nn.Module):
         return t[None] >= start[:, None]
 
     def hide(self, x: torch.Tensor, start: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
-        """Zero the samples :meth:`hidden_samples` marks (the future the encoder must not see)."""
+        """Zero the samples :meth:`hidden_samples` marks (the future the encoder must not see).
+
+        Args:
+            x: ``(B, C, L)`` batch.
+            start: ``(B,)`` clip starts.
+            span: ``(B,)`` clip lengths.
+        """
         return x.masked_fill(self.hidden_samples(x.shape[-1], start, span)[:, None, :], 0.0)
 
     def masking_noise(
@@ -267,6 +304,11 @@ class NextclipBranch(nn.Module):
             generator: Optional[torch.Generator] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Draw clips and build the encoder input.
+
+        Args:
+            x: ``(B, C, L)`` batch.
+            rr_samples: ``(B,)`` known RR intervals in samples, or None (see :meth:`rr_intervals`).
+            generator: Random generator on ``x``'s device.
 
         Returns:
             ``x_hidden`` ``(B, C, L)``, ``target`` ``(B, C, clip_len)``, ``start`` ``(B,)``, ``span`` ``(B,)``.

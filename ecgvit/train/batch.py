@@ -7,7 +7,11 @@ __all__ = ['batch_inputs', 'batch_kwargs']
 
 
 def batch_inputs(batch: Any) -> torch.Tensor:
-    """The signal tensor of a batch: datasets may yield ``x`` alone or ``(x, y, ...)``."""
+    """The signal tensor of a batch: datasets may yield ``x`` alone or ``(x, y, ...)``.
+
+    Args:
+        batch: A tensor, a tuple or list whose first item is ``x``, or a dict with key ``'x'``.
+    """
     if isinstance(batch, (tuple, list)):
         return batch[0]
     if isinstance(batch, dict):

@@ -85,7 +85,13 @@ def get_rng_state() -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
 
 
 def set_rng_state(tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> None:
-    """Restore the states captured by :func:`get_rng_state`."""
+    """Restore the states captured by :func:`get_rng_state`.
+
+    Args:
+        tensors: Its tensors (torch's CPU state, and each CUDA device's; those are restored only when this machine
+            has as many devices).
+        meta: Its JSON part (numpy's and Python's states).
+    """
     torch.set_rng_state(tensors['rng.torch'])
     if torch.cuda.is_available():
         cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith('rng.cuda.')),
@@ -99,7 +105,11 @@ def set_rng_state(tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> Non
 
 
 def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
-    """Split ``optimizer.state_dict()`` into safetensors-ready tensors and a JSON-able remainder."""
+    """Split ``optimizer.state_dict()`` into safetensors-ready tensors and a JSON-able remainder.
+
+    Args:
+        optimizer: The optimiser.
+    """
     sd = optimizer.state_dict()
     tensors: Dict[str, torch.Tensor] = {}
     scalars: Dict[str, Dict[str, Any]] = {}
@@ -113,7 +123,12 @@ def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> Tuple[Dict[str, torch
 
 
 def optimizer_from_flat(tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> Dict[str, Any]:
-    """Rebuild an optimiser ``state_dict`` from :func:`optimizer_to_flat`'s output."""
+    """Rebuild an optimiser ``state_dict`` from :func:`optimizer_to_flat`'s output.
+
+    Args:
+        tensors: Its tensors.
+        meta: Its JSON-able remainder (param groups and per-parameter scalars).
+    """
     state: Dict[int, Dict[str, Any]] = {}
     for name, value in tensors.items():
         if not name.startswith('optim.'):
@@ -134,6 +149,9 @@ def clean_partial(ckpt_dir: os.PathLike) -> List[Path]:
     safetensors write that was killed, which can be as large as the model). Returns what went.
 
     Call it only where no other process writes into ``ckpt_dir`` (the training loop holds the run's lock).
+
+    Args:
+        ckpt_dir: The run's checkpoint folder (``<output>/checkpoints``).
     """
     ckpt_dir = Path(ckpt_dir)
     removed = []
@@ -147,7 +165,14 @@ def clean_partial(ckpt_dir: os.PathLike) -> List[Path]:
 
 
 def list_checkpoints(ckpt_dir: os.PathLike) -> List[Path]:
-    """Complete resumable checkpoints in ``ckpt_dir``, oldest first."""
+    """Complete resumable checkpoints in ``ckpt_dir``, oldest first.
+
+    Args:
+        ckpt_dir: The run's checkpoint folder (``<output>/checkpoints``).
+
+    Returns:
+        The ``step-XXXXXXXX`` folders holding a ``state.json`` ([] when ``ckpt_dir`` does not exist).
+    """
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         return []
@@ -160,6 +185,9 @@ def checkpoint_problem(path: os.PathLike) -> Optional[str]:
 
     Cheap: reads state.json and the safetensors headers (a header names every tensor's byte range, so a truncated
     file fails here), never the tensors themselves.
+
+    Args:
+        path: A ``step-XXXXXXXX`` folder.
 
     Returns:
         A sentence naming the damaged or missing file, or None.
@@ -187,6 +215,9 @@ def latest_checkpoint(ckpt_dir: os.PathLike) -> Optional[Path]:
 
     A newer checkpoint that is damaged (see :func:`checkpoint_problem`) is skipped with a warning that names its
     file, so ``--resume`` continues from the newest one that loads instead of stopping on the damaged one.
+
+    Args:
+        ckpt_dir: The run's checkpoint folder (``<output>/checkpoints``).
 
     Raises:
         CheckpointError: there are complete checkpoints, but every one is damaged (starting afresh over them
@@ -267,7 +298,13 @@ def save_checkpoint(
 
 
 def prune_checkpoints(ckpt_dir: os.PathLike, keep_last: int, protect: Optional[List[Path]] = None) -> None:
-    """Delete all but the newest ``keep_last`` intact checkpoints (0 keeps all). Each goes by rename-then-delete."""
+    """Delete all but the newest ``keep_last`` intact checkpoints (0 keeps all). Each goes by rename-then-delete.
+
+    Args:
+        ckpt_dir: The run's checkpoint folder (``<output>/checkpoints``).
+        keep_last: Intact checkpoints kept (damaged ones neither count nor go: they are left for the user).
+        protect: Checkpoints never deleted.
+    """
     if keep_last <= 0:
         return
     keep = {Path(p).resolve() for p in (protect or [])}
@@ -382,7 +419,16 @@ def load_checkpoint(
 
 
 def save_best(ckpt_dir: os.PathLike, model: nn.Module, info: Dict[str, Any]) -> Path:
-    """Atomically write the model's weights as ``best.safetensors`` with ``info`` (JSON) in its metadata."""
+    """Atomically write the model's weights as ``best.safetensors`` with ``info`` (JSON) in its metadata.
+
+    Args:
+        ckpt_dir: The run's checkpoint folder (``<output>/checkpoints``).
+        model: The module whose ``state_dict`` is saved.
+        info: JSON-able facts about the weights (step, epoch, val_loss).
+
+    Returns:
+        The file written.
+    """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / BEST_NAME

@@ -13,6 +13,10 @@ class MethodSettingsError(ValueError):
     """A resume would continue a checkpoint under other method settings; ``diffs`` names each as ``(key, old, new)``.
 
     The message names no command-line flag: the CLI adds its own hint.
+
+    Args:
+        message: The error message.
+        diffs: ``(key, value in the checkpoint, value in this run)`` of each setting that differs.
     """
 
     def __init__(self, message: str, diffs: List[tuple]) -> None:
@@ -63,7 +67,14 @@ _BRANCH_MARKERS = (('mae', 'mask_ratio'), ('moco', 'queue_size'), ('clip', 'clip
 
 
 def resumed_method(run_config: Optional[Dict[str, Any]]) -> Optional[str]:
-    """The method of a run config (``'mae_moco'``, ``'mae_moco_shared'``, or ``'mae+moco'`` from its branches)."""
+    """The method of a run config (``'mae_moco'``, ``'mae_moco_shared'``, or ``'mae+moco'`` from its branches).
+
+    Args:
+        run_config: A run's config (``method`` and ``pretrainer``), or None.
+
+    Returns:
+        The method, with ``_shared`` when its pretrainer used the shared pass; None when the config names none.
+    """
     run_config = run_config or {}
     pretrainer = run_config.get('pretrainer') or {}
     method = run_config.get('method')

@@ -20,6 +20,13 @@ def resolve_warmup_epochs(warmup_epochs: Optional[float], epochs: int) -> float:
     """The warm-up of a run of ``epochs`` epochs: an explicit value is kept; None ("auto") is
     ``min(20, 0.2 * epochs)``, the seed's 20 epochs once the run is long enough (>= 100 epochs).
 
+    Args:
+        warmup_epochs: The warm-up asked for, in epochs (>= 0), or None for auto.
+        epochs: The run's length in epochs.
+
+    Raises:
+        ValueError: a negative ``warmup_epochs``.
+
     Example:
         >>> resolve_warmup_epochs(None, 10), resolve_warmup_epochs(None, 710), resolve_warmup_epochs(3, 10)
         (2.0, 20.0, 3.0)
@@ -73,6 +80,14 @@ class TrainConfig(RunOptions):
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> 'TrainConfig':
+        """Build from a dict of settings (e.g. the ``train`` part of a run's config.json).
+
+        Args:
+            d: Field name -> value (a subset: the others keep their defaults).
+
+        Raises:
+            ValueError: an unknown field (it would otherwise be dropped without a word).
+        """
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

@@ -32,10 +32,12 @@ class DistInfo:
 
     @property
     def distributed(self) -> bool:
+        """Whether more than one process trains."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """Whether this is rank 0, the process that writes the run's files."""
         return self.rank == 0
 
 
@@ -96,7 +98,12 @@ def barrier() -> None:
 
 
 def all_reduce_any(flag: bool, device: torch.device) -> bool:
-    """True if ``flag`` is true on any rank: ranks must agree on skipping a step or they fall out of sync."""
+    """True if ``flag`` is true on any rank: ranks must agree on skipping a step or they fall out of sync.
+
+    Args:
+        flag: This rank's flag.
+        device: The device of the reduction's tensor (the process group's: CUDA for NCCL).
+    """
     if not _active():
         return flag
     t = torch.tensor([1.0 if flag else 0.0], device=device)

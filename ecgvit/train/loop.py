@@ -158,8 +158,18 @@ def _check_trained(module: nn.Module, summary: Dict[str, Any], config: TrainConf
 
 def load_best_into(model: nn.Module, output_dir: os.PathLike) -> Dict[str, Any]:
     """Load a run's best weights into ``model``, the module :func:`train` trained (for pretraining: the pretrainer,
-    not its encoder; ``ecgvit.hub.load_encoder(output_dir)`` gives the encoder alone). Returns their info (step,
-    epoch, val_loss); raises ``CheckpointError`` for weights that do not fit."""
+    not its encoder; ``ecgvit.hub.load_encoder(output_dir)`` gives the encoder alone).
+
+    Args:
+        model: The module the run trained.
+        output_dir: The run folder (its ``checkpoints/best.safetensors`` is read).
+
+    Returns:
+        The weights' info (step, epoch, val_loss).
+
+    Raises:
+        CheckpointError: no best weights yet, a damaged file, or weights that do not fit ``model``.
+    """
     _, info = load_best(Path(output_dir) / 'checkpoints', model)
     return info
 

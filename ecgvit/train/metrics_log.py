@@ -12,7 +12,11 @@ __all__ = ['MetricsLog', 'scalar_parts']
 
 
 def scalar_parts(out: Dict[str, Any]) -> Dict[str, float]:
-    """The scalar entries of a model's output dict besides ``loss``, named ``loss_<part>`` for the log."""
+    """The scalar entries of a model's output dict besides ``loss``, named ``loss_<part>`` for the log.
+
+    Args:
+        out: The model's output dict (one-element tensors and plain numbers are kept; other entries are skipped).
+    """
     parts = {}
     for k, v in out.items():
         if k == 'loss':
@@ -80,16 +84,27 @@ class MetricsLog:
         self.tb = _tensorboard(out_dir / 'tensorboard')
 
     def train_row(self, row: Dict[str, Any]) -> None:
+        """Log a training step.
+
+        Args:
+            row: ``step``, ``loss``, ``lr`` and any other columns; TensorBoard gets the loss and the lr.
+        """
         self.csv.write(dict(row, kind='train'))
         if self.tb is not None:
             self.tb.add_scalar('train/loss', row['loss'], row['step'])
             self.tb.add_scalar('train/lr', row['lr'], row['step'])
 
     def val_row(self, row: Dict[str, Any]) -> None:
+        """Log a validation.
+
+        Args:
+            row: ``step``, ``val_loss`` and any other columns; TensorBoard gets the loss.
+        """
         self.csv.write(dict(row, kind='val'))
         if self.tb is not None:
             self.tb.add_scalar('val/loss', row['val_loss'], row['step'])
 
     def close(self) -> None:
+        """Close the TensorBoard writer (the CSV is written row by row)."""
         if self.tb is not None:
             self.tb.close()

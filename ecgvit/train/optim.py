@@ -15,7 +15,11 @@ ParamsT = Union[Iterable[torch.Tensor], Iterable[Dict[str, Any]]]
 
 
 def fused_supported(params: List[torch.Tensor]) -> bool:
-    """Whether torch's fused Adam can step these parameters: all floating point, all on one supported device type."""
+    """Whether torch's fused Adam can step these parameters: all floating point, all on one supported device type.
+
+    Args:
+        params: The parameters the optimiser will step.
+    """
     types = {p.device.type for p in params}
     return len(types) == 1 and types <= set(_FUSED_DEVICES) and all(p.is_floating_point() for p in params)
 

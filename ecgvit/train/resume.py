@@ -19,7 +19,13 @@ _logger = logging.getLogger(__name__)
 
 
 def checkpoint_to_resume(config: TrainConfig, ckpt_dir: Path, info: DistInfo) -> Optional[Path]:
-    """The checkpoint ``config.resume`` points at: the newest in ``ckpt_dir`` (None: a fresh start), or a path."""
+    """The checkpoint ``config.resume`` points at: the newest in ``ckpt_dir`` (None: a fresh start), or a path.
+
+    Args:
+        config: The run's settings (``resume``: False/None, True or 'auto', or a path).
+        ckpt_dir: The run's checkpoint folder.
+        info: This process's rank (only rank 0 logs a fresh start).
+    """
     if not config.resume:
         return None
     if config.resume is True or config.resume == 'auto':
@@ -31,7 +37,12 @@ def checkpoint_to_resume(config: TrainConfig, ckpt_dir: Path, info: DistInfo) ->
 
 
 def run_warmup_epochs(config: TrainConfig, saved: Optional[Dict[str, Any]]) -> float:
-    """The run's warm-up: as given; else the resumed run's own (its schedule is under way); else auto."""
+    """The run's warm-up: as given; else the resumed run's own (its schedule is under way); else auto.
+
+    Args:
+        config: The run's settings (``warmup_epochs`` None is auto).
+        saved: The resumed checkpoint's state, or None for a fresh run.
+    """
     if config.warmup_epochs is None and saved is not None:
         recorded = ((saved.get('config') or {}).get('train') or {}).get('warmup_epochs')
         if recorded is not None:
@@ -41,7 +52,20 @@ def run_warmup_epochs(config: TrainConfig, saved: Optional[Dict[str, Any]]) -> f
 
 def resume_or_seed(resume_from: Optional[Path], module: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any,
                    steps_per_epoch: int, config: TrainConfig, info: DistInfo) -> Dict[str, Any]:
-    """The loop's counters: restored with weights, optimiser, schedule and RNGs from a checkpoint, or fresh."""
+    """The loop's counters: restored with weights, optimiser, schedule and RNGs from a checkpoint, or fresh.
+
+    Args:
+        resume_from: The checkpoint folder, or None for a fresh start (seeded with ``config.seed + rank``).
+        module: The model, loaded in place.
+        optimizer: Its optimiser, loaded in place (its fused/foreach choice stays this run's).
+        schedule: The lr schedule, loaded in place.
+        steps_per_epoch: This run's steps per epoch (a checkpoint written with others is refused).
+        config: The run's settings.
+        info: This process's rank and the world size (a checkpoint of another world size is refused).
+
+    Raises:
+        ValueError: the checkpoint was written with other steps per epoch or another number of processes.
+    """
     state: Dict[str, Any] = {'epoch': 0, 'batch_in_epoch': 0, 'global_step': 0, 'optimizer_steps': 0,
                              'skipped_steps': 0, 'best_val_loss': None, 'best_epoch': None, 'amp': None,
                              'elapsed_s': 0.0}  # training seconds before this segment (0 for older checkpoints)
@@ -74,7 +98,11 @@ def resume_or_seed(resume_from: Optional[Path], module: nn.Module, optimizer: to
 
 
 def gather_rng(info: DistInfo) -> List[Any]:
-    """Every rank's RNG state (rank order), so a distributed resume restores each rank's own stream."""
+    """Every rank's RNG state (rank order), so a distributed resume restores each rank's own stream.
+
+    Args:
+        info: This process's rank and the world size; every rank must call this (it is a collective).
+    """
     mine = get_rng_state()
     if not info.distributed:
         return [mine]
@@ -85,5 +113,9 @@ def gather_rng(info: DistInfo) -> List[Any]:
 
 
 def json_rng(states: List[Any]) -> List[Any]:
-    # Other ranks' torch states travel in JSON as byte lists (5 KB each); rank 0's goes to safetensors as usual.
+    """The RNG states of ranks 1 and up as JSON (torch states as byte lists, 5 KB each), for ``state.json``.
+
+    Args:
+        states: :func:`gather_rng`'s list; rank 0's state is left out (it goes to safetensors as usual).
+    """
     return [{'torch': {k: v.tolist() for k, v in t.items()}, 'meta': m} for t, m in states[1:]]

@@ -29,12 +29,17 @@ LOCK_NAME = '.ecgvit-run.lock'
 class RunLock:
     """Exclusive, non-blocking lock on a run folder (creates the folder).
 
+    Args:
+        out_dir: The run folder; the lock is a file in it.
+        enabled: Take the lock (False, e.g. on DDP ranks other than 0, makes this a no-op; so does a platform
+            without ``fcntl``).
+
     Example:
         >>> # with RunLock(Path('runs/mae_moco')):
         >>> #     ...  # train into runs/mae_moco; a second RunLock on it raises RunInUseError meanwhile
     """
 
-    def __init__(self, out_dir: Path, enabled: bool = True):
+    def __init__(self, out_dir: Path, enabled: bool = True) -> None:
         self.path = Path(out_dir) / LOCK_NAME
         self.enabled = enabled and fcntl is not None
         self._file: Optional[IO[str]] = None

@@ -20,7 +20,11 @@ __all__ = ['seed_everything', 'resolve_amp_dtype', 'autocast_context', 'compile_
 
 
 def machine_info(device: torch.device) -> Dict[str, Any]:
-    """Where a run ran (CPU model, cores, accelerator, torch), recorded in its config so reports need not guess."""
+    """Where a run ran (CPU model, cores, accelerator, torch), recorded in its config so reports need not guess.
+
+    Args:
+        device: The run's device (a CUDA device's name is recorded).
+    """
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
         cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
@@ -52,7 +56,11 @@ def compile_blocks(model: nn.Module) -> int:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA) RNGs."""
+    """Seed python, numpy and torch (CPU and CUDA) RNGs.
+
+    Args:
+        seed: The seed (numpy gets it modulo 2**32).
+    """
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
     torch.manual_seed(seed)
@@ -100,6 +108,10 @@ def resolve_amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
     'auto' measures rather than assumes: on CPU bf16 helps only with native bf16 matmul units (AMX/AVX512-BF16) and
     only when they outweigh autocast's casts, so a short transformer-block probe decides, once per machine (the answer
     is kept in :func:`amp_cache_file`, so seeded runs repeat exactly); on CUDA bf16 is used where the GPU supports it.
+
+    Args:
+        amp: 'auto', 'bf16' (or 'bfloat16') or 'fp32' (or 'off', 'none', 'float32'; None too), any case.
+        device: The device the run trains on.
 
     Raises:
         ValueError: unknown ``amp``.
@@ -174,7 +186,12 @@ def _cpu_prefers_bf16() -> bool:
 
 
 def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
-    """``torch.autocast`` for ``dtype``, or a null context for fp32."""
+    """``torch.autocast`` for ``dtype``, or a null context for fp32.
+
+    Args:
+        device: The device the autocast applies to (its type is read).
+        dtype: The autocast dtype (:func:`resolve_amp_dtype`), or None for plain fp32.
+    """
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)

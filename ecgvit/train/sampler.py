@@ -10,6 +10,14 @@ class ResumableSampler(DistributedSampler):
     """``DistributedSampler`` (fixed per-epoch shuffle from ``seed + epoch``) that can start mid-epoch.
 
     Also used for single-process runs (``num_replicas=1``), so every run has one data order.
+
+    Args:
+        dataset: The training set (only its length is read).
+        num_replicas: Processes sharing the epoch (the DDP world size; 1 without DDP).
+        rank: This process's index among them.
+        shuffle: Shuffle each epoch with ``seed + epoch`` (``set_epoch``); False keeps the dataset's order.
+        seed: Seed of the shuffles; the same on every rank.
+        drop_last: Drop the tail that does not divide evenly among the ranks (False pads it with repeats instead).
     """
 
     def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0,
@@ -19,7 +27,11 @@ class ResumableSampler(DistributedSampler):
         self.start = 0
 
     def set_start(self, start: int) -> None:
-        """Skip the first ``start`` indices of this rank's share of the current epoch."""
+        """Skip the first ``start`` indices of this rank's share of the current epoch.
+
+        Args:
+            start: Indices of this rank's share already consumed (a resume mid-epoch); 0 starts the epoch afresh.
+        """
         self.start = int(start)
 
     def __iter__(self) -> Iterator[int]:

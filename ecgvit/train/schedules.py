@@ -33,9 +33,11 @@ class _WarmupBase:
 
     @property
     def in_warmup(self) -> bool:
+        """Whether fewer than ``warmup_steps`` optimiser steps have been taken."""
         return self.step_count < self.warmup_steps
 
     def warmup_factor(self) -> float:
+        """The warm-up's share of the base lr at this step: ``(step + 1) / warmup_steps``, 1 once warm-up is over."""
         if self.warmup_steps == 0:
             return 1.0
         # Step k of warm-up trains at (k + 1) / W of the base lr: the first step is never at lr 0.
@@ -47,15 +49,26 @@ class _WarmupBase:
         self._apply()
 
     def epoch_end(self, val_loss: Optional[float] = None) -> None:
-        """Called after each epoch's validation (no-op unless the schedule watches the loss)."""
+        """Called after each epoch's validation (no-op unless the schedule watches the loss).
+
+        Args:
+            val_loss: The epoch's validation loss, or None when the run has no validation.
+        """
 
     def get_last_lr(self) -> List[float]:
+        """The learning rate each parameter group has now (as ``torch.optim.lr_scheduler`` schedules report it)."""
         return [float(g['lr']) for g in self.optimizer.param_groups]
 
     def state_dict(self) -> Dict[str, Any]:
+        """Every attribute but the optimiser: plain numbers and lists, so a checkpoint keeps them in JSON."""
         return {k: v for k, v in self.__dict__.items() if k != 'optimizer'}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` and set the optimiser's learning rates to match it.
+
+        Args:
+            state: What :meth:`state_dict` returned.
+        """
         self.__dict__.update(state)
         self._apply()
 
@@ -65,6 +78,15 @@ class WarmupPlateau(_WarmupBase):
 
     Seed defaults: 20 warm-up epochs, factor 0.9, patience 15 (epochs without a relative improvement of
     ``threshold``). The plateau counter only starts once warm-up is over, as in the seed.
+
+    Args:
+        optimizer: The optimiser whose groups' learning rates are set (each group's lr at creation is its base lr,
+            times its ``lr_scale`` if it has one).
+        warmup_steps: Optimiser steps of linear warm-up (0: none).
+        factor: What the lr is multiplied by on a plateau, in (0, 1).
+        patience: Epochs after warm-up without a better validation loss that are tolerated; the next one lowers the lr.
+        threshold: Relative improvement of the best validation loss that counts as better.
+        min_lr: Floor of the largest group's lr (0: none).
 
     Example:
         >>> import torch
@@ -95,12 +117,18 @@ class WarmupPlateau(_WarmupBase):
         super().__init__(optimizer, warmup_steps)
 
     def factor(self) -> float:
+        """The share of the base lr to train at now: warm-up times the plateau reductions so far, above ``min_lr``."""
         scale = self.warmup_factor() * self.plateau_scale
         if self.min_lr > 0 and self.base_lrs:
             scale = max(scale, self.min_lr / max(self.base_lrs))
         return scale
 
     def epoch_end(self, val_loss: Optional[float] = None) -> None:
+        """Count an epoch without a better validation loss, and lower the lr once there were more than ``patience``.
+
+        Args:
+            val_loss: The epoch's validation loss; None, a non-finite loss, or any loss during warm-up is ignored.
+        """
         if val_loss is None or self.in_warmup or not math.isfinite(val_loss):
             return
         if self.best is None or val_loss < self.best * (1.0 - self.threshold):
@@ -115,7 +143,15 @@ class WarmupPlateau(_WarmupBase):
 
 
 class WarmupCosine(_WarmupBase):
-    """Linear warm-up, then half-cosine decay to ``min_factor`` of the base lr at ``total_steps``."""
+    """Linear warm-up, then half-cosine decay to ``min_factor`` of the base lr at ``total_steps``.
+
+    Args:
+        optimizer: The optimiser whose groups' learning rates are set (each group's lr at creation is its base lr,
+            times its ``lr_scale`` if it has one).
+        warmup_steps: Optimiser steps of linear warm-up (0: none).
+        total_steps: The step at which the decay reaches ``min_factor`` (it stays there after), at least 1.
+        min_factor: The final lr as a share of the base lr.
+    """
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int, min_factor: float = 0.0) -> None:
         if total_steps < 1:
@@ -125,6 +161,7 @@ class WarmupCosine(_WarmupBase):
         super().__init__(optimizer, warmup_steps)
 
     def factor(self) -> float:
+        """The share of the base lr to train at now: the warm-up ramp, then the cosine from 1 to ``min_factor``."""
         if self.in_warmup:
             return self.warmup_factor()
         span = max(1, self.total_steps - self.warmup_steps)
@@ -141,6 +178,17 @@ def create_schedule(
         plateau_patience: int = 15,
 ) -> _WarmupBase:
     """Build a schedule by name: 'plateau' (seed) or 'cosine'.
+
+    Args:
+        name: 'plateau' (:class:`WarmupPlateau`) or 'cosine' (:class:`WarmupCosine`).
+        optimizer: The optimiser whose learning rates the schedule sets.
+        warmup_steps: Optimiser steps of linear warm-up.
+        total_steps: Optimiser steps of the whole run (the cosine's end; unused by 'plateau').
+        plateau_factor: Lr multiplier on a plateau ('plateau' only).
+        plateau_patience: Epochs without a better validation loss before it applies ('plateau' only).
+
+    Returns:
+        The schedule, already applied to the optimiser (its lr is the first warm-up step's).
 
     Raises:
         ValueError: unknown ``name``.

@@ -65,7 +65,11 @@ _MISSING = object()
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
-    """The sidecar JSON of an array file: same folder and stem, ``.json`` (``ecgs.npz`` -> ``ecgs.json``)."""
+    """The sidecar JSON of an array file: same folder and stem, ``.json`` (``ecgs.npz`` -> ``ecgs.json``).
+
+    Args:
+        path: The array file.
+    """
     return Path(path).with_suffix('.json')
 
 
@@ -499,7 +503,11 @@ class ArraysDataset(ECGDataset):
         return state
 
     def signal_length(self, entry: Entry) -> tuple[int, float] | None:
-        """(samples, Hz) of an entry's signal, without reading it."""
+        """(samples, Hz) of an entry's signal, without reading it.
+
+        Args:
+            entry: One of ``entries`` (its window, when it has one, is what is measured).
+        """
         n = self.shape[2]
         if entry.start_s is not None or entry.end_s is not None:
             start = int(round((entry.start_s or 0.0) * self.sampling_rate))
@@ -509,7 +517,17 @@ class ArraysDataset(ECGDataset):
 
     def read(self, i: int | Entry, *, leads: Sequence[str] | None = None, missing_leads: str = 'error') -> Record:
         """The record of entry ``i`` (index or ``Entry``) as float32 (leads, samples), in the array's lead order
-        (or in ``leads`` order, absent ones zero-filled with a lead mask when ``missing_leads='zero'``)."""
+        (or in ``leads`` order, absent ones zero-filled with a lead mask when ``missing_leads='zero'``).
+
+        Args:
+            i: Index into ``entries``, or the ``Entry`` itself.
+            leads: Lead names to return, in that order (None: the array's leads).
+            missing_leads: 'error' (refuse a lead the array lacks) or 'zero' (zero-fill it, and set the lead mask).
+
+        Raises:
+            MissingLeadsError: ``leads`` names a lead the array lacks and ``missing_leads`` is 'error'.
+            RecordError: the entry's window holds no samples.
+        """
         entry = self.entries[i] if not isinstance(i, Entry) else i
         row = np.asarray(self._signals()[entry.meta['row']], dtype=np.float32)
         sig = row if self.layout == 'NCL' else row.T

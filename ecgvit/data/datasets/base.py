@@ -52,7 +52,16 @@ class Entry:
 
 def assign_splits(patient_ids: Sequence[str], seed: int = 0,
                   fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> dict[str, str]:
-    """Patient-wise deterministic split (same as the synthetic generator's); see ``synthetic.split_by_patient``."""
+    """Patient-wise deterministic split (same as the synthetic generator's); see ``synthetic.split_by_patient``.
+
+    Args:
+        patient_ids: The patient of each record (repeats allowed: a patient's records share a split).
+        seed: Seed of the assignment.
+        fractions: Train, val and test shares of the patients.
+
+    Returns:
+        patient id -> 'train', 'val' or 'test'.
+    """
     from ..synthetic import split_by_patient
 
     return split_by_patient(patient_ids, seed=seed, fractions=fractions)
@@ -123,7 +132,14 @@ class ECGDataset:
         return [e.record_id for e in self.entries]
 
     def split_entries(self, split: str) -> list[Entry]:
-        """Entries of one split ('train', 'val', 'test')."""
+        """Entries of one split ('train', 'val', 'test').
+
+        Args:
+            split: The split's name.
+
+        Raises:
+            ValueError: an unknown split.
+        """
         if split not in SPLITS:
             raise ValueError(f'Unknown split {split!r}; use one of {SPLITS}.')
         return [e for e in self.entries if e.split == split]
@@ -148,7 +164,10 @@ class ECGDataset:
     def read(self, i: int | Entry, **kwargs) -> Record:
         """Read the record of entry ``i`` (an index or an ``Entry``); windows (start_s/end_s) are applied.
 
-        Keyword arguments go to ``read_record`` (e.g. ``missing_leads='zero'``).
+        Args:
+            i: Index into ``entries``, or the ``Entry`` itself.
+            **kwargs: Passed to ``read_record`` (e.g. ``missing_leads='zero'``); ``leads`` defaults to the
+                dataset's ``leads``.
         """
         entry = self.entries[i] if not isinstance(i, Entry) else i
         kwargs.setdefault('leads', self.leads)
@@ -162,7 +181,11 @@ class ECGDataset:
 
     def signal_length(self, entry: Entry) -> tuple[int, float] | None:
         """(samples, Hz) of an entry's signal (its window when it has one) from the header alone; None when the
-        header cannot be read (reading the record then reports why)."""
+        header cannot be read (reading the record then reports why).
+
+        Args:
+            entry: One of ``entries``.
+        """
         length = _record_line_length(entry.path)
         if length is None:
             try:

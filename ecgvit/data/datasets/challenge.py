@@ -44,7 +44,14 @@ EQUIVALENT_CODES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class DxCode:
-    """One row of a challenge code table."""
+    """One row of a challenge code table.
+
+    Attributes:
+        code: The SNOMED CT code.
+        abbrev: Its abbreviation (e.g. 'AF').
+        name: Its diagnosis name.
+        scored: Whether the challenge scores it (False for codes from an ``*unscored*`` table).
+    """
     code: str
     abbrev: str
     name: str
@@ -55,6 +62,12 @@ def load_dx_mapping(paths: Iterable[str | os.PathLike]) -> dict[str, DxCode]:
     """Read challenge code tables (columns ``Dx``, ``SNOMEDCTCode``, ``Abbreviation``) into code -> ``DxCode``.
 
     A table named ``*unscored*`` marks its codes as not scored; others as scored.
+
+    Args:
+        paths: The CSV tables; a code listed in several keeps its first table's row.
+
+    Raises:
+        DatasetLayoutError: a table lacks one of the three columns.
     """
     out: dict[str, DxCode] = {}
     for path in paths:
@@ -85,6 +98,9 @@ def scan_challenge_headers(root: Path) -> list[tuple[str, Path, dict[str, str]]]
     """All ``.hea`` files under ``root`` (sorted) as (record_id relative to root, base path, parsed comments).
 
     Only the ``#`` comment lines are parsed (fast; the record is checked when it is read).
+
+    Args:
+        root: The folder searched, with its subfolders.
     """
     out = []
     for hea in sorted(root.rglob('*.hea')):
@@ -109,7 +125,11 @@ _PTBXL_COPY = re.compile(r'^HR(\d+)$')
 
 
 def ptbxl_copy_id(record_name: str) -> int | None:
-    """PTB-XL ``ecg_id`` of a challenge record named ``HR<number>`` (the challenge's PTB-XL copies), else None."""
+    """PTB-XL ``ecg_id`` of a challenge record named ``HR<number>`` (the challenge's PTB-XL copies), else None.
+
+    Args:
+        record_name: The record's name or path (only its last component is read).
+    """
     m = _PTBXL_COPY.match(Path(record_name).name)
     return int(m.group(1)) if m else None
 

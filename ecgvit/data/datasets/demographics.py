@@ -56,6 +56,10 @@ def parse_sex(value: Any, *, numeric: bool = False) -> str | None:
     """'M', 'F' or None from 'Male'/'Female'/'M'/'F' (any case) or, with ``numeric``, PTB-XL's 0 (male) / 1 (female).
 
     Numbers are read only with ``numeric=True``: 0/1 mean male/female in PTB-XL, but no other source codes sex so.
+
+    Args:
+        value: The recorded value (a string, a number, None or NaN).
+        numeric: Read 0 / 1 (numbers or their text) as PTB-XL's male / female.
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None

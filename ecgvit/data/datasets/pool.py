@@ -234,7 +234,9 @@ class PretrainingPool(ECGDataset):
         return [self._prefixed(src, e, offset + k * self.window_s, offset + (k + 1) * self.window_s, k)
                 for k in range(n)]
 
-    def descriptor(self):
+    def descriptor(self) -> dict:
+        """The pool's identity for cache fingerprints: its entries, plus each source's descriptor and the pool's
+        settings (exclusions, windows, de-duplication, validation share, held-out PTB-XL copies)."""
         d = super().descriptor()
         d.update({'sources': {k: v.descriptor() for k, v in self.sources.items()},
                   'excluded': {k: sorted(v) for k, v in self.excluded.items()}, 'window_s': self.window_s,

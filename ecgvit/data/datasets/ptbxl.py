@@ -39,7 +39,14 @@ _DB_COLUMNS = ('patient_id', 'scp_codes', 'strat_fold', 'filename_lr', 'filename
 
 
 def fold_to_split(fold: int) -> str:
-    """Official PTB-XL split of a ``strat_fold``: 1-8 train, 9 val, 10 test."""
+    """Official PTB-XL split of a ``strat_fold``: 1-8 train, 9 val, 10 test.
+
+    Args:
+        fold: The record's ``strat_fold`` (anything ``int()`` reads).
+
+    Raises:
+        ValueError: a fold outside 1-10.
+    """
     fold = int(fold)
     if not 1 <= fold <= 10:
         raise ValueError(f'strat_fold must be 1-10, got {fold}.')
@@ -47,7 +54,13 @@ def fold_to_split(fold: int) -> str:
 
 
 def statement_classes(stmts, label_set: str) -> tuple[list[str], dict[str, list[str]]]:
-    """(class names, statement -> classes) for a label set, from scp_statements.csv."""
+    """(class names, statement -> classes) for a label set, from scp_statements.csv.
+
+    Args:
+        stmts: scp_statements.csv as a pandas DataFrame indexed by statement code.
+        label_set: 'all', 'diagnostic', 'form', 'rhythm' (the statements themselves), 'superdiagnostic' or
+            'subdiagnostic' (diagnostic statements mapped to their class or subclass).
+    """
     import pandas as pd
 
     def flag(col):
