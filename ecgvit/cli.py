@@ -1201,6 +1201,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             import torch
             torch.set_num_threads(args.threads)
         _check_device(args)
+        seed = getattr(args, 'seed', None)
+        if seed is not None and not 0 <= seed < 2 ** 32:  # numpy's generators take no other
+            raise CliError(f'--seed must be from 0 to {2 ** 32 - 1}, got {seed}.')
         return int(_COMMANDS[args.command](args) or 0)
     except KeyboardInterrupt:
         print(f'{command}: interrupted', file=sys.stderr)

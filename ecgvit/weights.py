@@ -107,8 +107,12 @@ def load_weights_file(path: Union[str, Path], expected_sha256: Optional[str] = N
     try:
         state_dict = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise CheckpointError(f'Could not load {path} as a weights-only torch checkpoint ({e}). ecgvit never '
-                              f'unpickles arbitrary objects: convert it to safetensors.') from e
+        # torch's own message advises weights_only=False, i.e. running the file's code: it is not repeated here.
+        reason = 'objects other than tensors, or damaged' if 'Weights only load failed' in str(e) else \
+            f'{type(e).__name__}: {" ".join(str(e).split())[:200]}'
+        raise CheckpointError(f'Could not load {path} as a weights-only torch checkpoint ({reason}): ecgvit reads '
+                              f'state dicts of tensors and never unpickles arbitrary objects. Save the weights with '
+                              f'safetensors (or torch.save(model.state_dict())).') from e
     if not isinstance(state_dict, dict):
         raise CheckpointError(f'{path} does not hold a state dict (got {type(state_dict).__name__}).')
     return state_dict

@@ -184,7 +184,7 @@ def test_resume_keeps_the_runs_method_settings(pretrain_run, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and 'trained with --sampling-rate 100.0, not 200.0' in err
     without_rate = [c for i, c in enumerate(common) if c != '--sampling-rate' and common[i - 1] != '--sampling-rate']
-    assert main(['pretrain', *without_rate, '--epochs', '3', '--resume']) == 0
+    assert main(['pretrain', *without_rate, '--epochs', '3', '--resume', str(out)]) == 0  # the run folder itself
     assert settings() == ('sincos', 0.5, 3)
     assert json.loads((out / 'config.json').read_text())['preprocessing']['sampling_rate'] == 100
 

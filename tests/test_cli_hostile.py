@@ -100,6 +100,9 @@ def test_config_file_errors_name_the_line_and_the_encoding(tmp_path, capsys):
     (['push', '--repo-id', 'org/name'], 'give the weights to upload'),
     (['push'], '--repo-id org/name is required'),
     (['probe', '--device', 'gpu'], "--device 'gpu' is not a device: use cpu, cuda or cuda:N"),
+    (['probe', '--seed', '-1'], '--seed must be from 0 to 4294967295, got -1'),
+    (['embed', '--input', '.', '--seed', str(2 ** 70)], '--seed must be from 0 to 4294967295'),
+    (['probe', '--data', 'ptbxll'], "Unknown dataset 'ptbxll'"),
 ])
 def test_bad_options_end_in_one_line(argv, expected, tmp_path, capsys):
     _one_line_error(argv + ['-o', str(tmp_path / 'out')], capsys, expected)

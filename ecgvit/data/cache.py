@@ -452,8 +452,11 @@ def _write(dataset: ECGDataset, pp: Preprocessing, tmp: Path, *, num_workers: in
         os.fsync(f.fileno())
     if n_items == 0:
         reasons = '; '.join(f"{s['record_id']}: {s['reason']}" for s in skipped[:3])
+        short = any('short' in str(s['reason']).lower() for s in skipped)
+        fix = ' (e.g. pad=\'zero\' / --short-records pad for short records)' if short else \
+            ' (is it the right folder for this dataset?)'
         raise CacheBuildError(f'No record of {dataset.name!r} could be converted ({len(skipped)} skipped, e.g. '
-                              f'{reasons}). Fix the data or the preprocessing (e.g. pad=\'zero\' for short records).')
+                              f'{reasons}). Fix the data or the preprocessing{fix}.')
 
     if dataset.multilabel:
         lab = np.stack([np.asarray(y, dtype=np.float32) for y in labels])

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from ecgvit.constants import PATCH_SIZE
 
 from .cache import CachedECGDataset, build_cache, cache_folder
-from .datasets import DATASETS, ECGDataset, get_dataset
+from .datasets import DATASETS, ECGDataset, dataset_name, get_dataset
 from .datasets.arrays import ARRAY_SUFFIXES
 from .preprocess import IncompatibleDataError, Preprocessing
 
@@ -267,6 +267,7 @@ def prepare_data(
         IncompatibleDataError: the data would not be what ``model_cfg``'s weights were trained on.
     """
     name, label_set = parse_data_spec(data)
+    dataset_name(name)  # an unknown name is named as such, before the question of where its files are
     if name in ('arrays', 'array'):
         if not data_dir or not Path(data_dir).is_file() or Path(data_dir).suffix.lower() not in ARRAY_SUFFIXES:
             raise FileNotFoundError(f'--data {data} needs --data-dir <file.npy|.npz|.h5|.hdf5>; {str(data_dir)!r} '

@@ -338,13 +338,16 @@ def _load_tensors(file: Path, device: str) -> Dict[str, torch.Tensor]:
 
 
 def _resolve(path: os.PathLike) -> Path:
-    """A ``step-XXXXXXXX`` folder, or the newest one inside ``path``."""
+    """A ``step-XXXXXXXX`` folder, or the newest one inside ``path`` (or inside ``path/checkpoints``: a run
+    folder)."""
     path = Path(path)
     if not (path / 'state.json').is_file():
         latest = latest_checkpoint(path)
+        if latest is None and (path / 'checkpoints').is_dir():  # the run folder itself, as `ecgvit pretrain -o`
+            latest = latest_checkpoint(path / 'checkpoints')
         if latest is None:
             raise CheckpointError(f'No complete checkpoint at {str(path)!r}: expected a step-XXXXXXXX folder with '
-                                  f'state.json, or a folder containing some.')
+                                  f'state.json, a folder containing some, or a run folder with checkpoints/.')
         path = latest
     return path
 

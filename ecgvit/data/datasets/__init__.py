@@ -21,7 +21,7 @@ __all__ = [
     'load_dx_mapping',
     'CHAPMAN_CLASSES', 'ChapmanDataset', 'CODE15_CLASSES', 'Code15Dataset', 'CPSC2018_CLASSES', 'CPSC2018Dataset',
     'FolderDataset', 'LUDBDataset', 'PretrainingPool', 'PTBXL_LABEL_SETS', 'PTBXLDataset', 'SyntheticDataset',
-    'default_data_dir', 'get_dataset', 'list_datasets', 'DATASETS',
+    'dataset_name', 'default_data_dir', 'get_dataset', 'list_datasets', 'DATASETS',
 ]
 
 DATASETS: dict[str, type[ECGDataset]] = {
@@ -41,6 +41,32 @@ DATASETS: dict[str, type[ECGDataset]] = {
 def list_datasets() -> list[str]:
     """Names accepted by ``get_dataset``."""
     return sorted(DATASETS)
+
+
+_ALIASES = {'ptbxl': 'ptbxl', 'cpsc': 'cpsc2018', 'cpsc2018': 'cpsc2018', 'chapman': 'chapman',
+            'chapmanshaoxing': 'chapman', 'cinc': 'cinc', 'challenge': 'cinc', 'cinc2020': 'cinc', 'cinc2021': 'cinc',
+            'ludb': 'ludb', 'code15': 'code15', 'code15%': 'code15', 'folder': 'folder', 'wfdb': 'folder',
+            'arrays': 'arrays', 'array': 'arrays', 'synthetic': 'synthetic', 'pool': 'pool'}
+
+
+def dataset_name(name: str) -> str:
+    """The name in ``list_datasets()`` that ``name`` (any case, '-'/'_' ignored, aliases such as 'wfdb') stands for.
+
+    Args:
+        name: A dataset name or alias.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+
+    Example:
+        >>> dataset_name('PTB-XL'), dataset_name('wfdb')
+        ('ptbxl', 'folder')
+    """
+    key = str(name).lower().replace('-', '').replace('_', '')
+    if key not in _ALIASES:
+        raise ValueError(f'Unknown dataset {name!r}; choose one of {list_datasets()} (or PretrainingPool([...]) to '
+                         f'merge several).')
+    return _ALIASES[key]
 
 
 def get_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: Any) -> ECGDataset:
@@ -66,15 +92,7 @@ def get_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: Any)
         >>> ds = get_dataset('ptbxl', 'data/ptbxl', sampling_rate=100, label_set='superdiagnostic')  # doctest: +SKIP
         >>> pool = get_dataset('pool', 'data')  # doctest: +SKIP
     """
-    key = str(name).lower().replace('-', '').replace('_', '')
-    aliases = {'ptbxl': 'ptbxl', 'cpsc': 'cpsc2018', 'cpsc2018': 'cpsc2018', 'chapman': 'chapman',
-               'chapmanshaoxing': 'chapman', 'cinc': 'cinc', 'challenge': 'cinc', 'cinc2020': 'cinc',
-               'cinc2021': 'cinc', 'ludb': 'ludb', 'code15': 'code15', 'code15%': 'code15', 'folder': 'folder',
-               'wfdb': 'folder', 'arrays': 'arrays', 'array': 'arrays', 'synthetic': 'synthetic', 'pool': 'pool'}
-    if key not in aliases:
-        raise ValueError(f'Unknown dataset {name!r}; choose one of {list_datasets()} (or PretrainingPool([...]) to '
-                         f'merge several).')
-    cls = DATASETS[aliases[key]]
+    cls = DATASETS[dataset_name(name)]
     if root is None and cls is not SyntheticDataset:
         raise ValueError(f'Dataset {name!r} needs root=<folder with the data>; only "synthetic" can generate its own.')
     if cls is PretrainingPool:
