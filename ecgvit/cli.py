@@ -658,10 +658,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     _check_positive(args, 'epochs', 'batch_size', 'lr', 'num_samples')
     if args.num_samples is not None:
         check_num_samples(args.num_samples)
+    resumed = _resumed_config(args)
+    _resume_data(args, resumed, given_data)  # before the TrainConfig: a carried-over --seed is part of it
     cfg = train_config_from_args(args)  # the options fix it here: nothing below changes them
     validate_train_config(cfg)  # train() checks it too, but only after the data are built
-    resumed = _resumed_config(args)
-    _resume_data(args, resumed, given_data)
     # Default architecture: a resumed run's own (which --checkpoint may have set), else the method's registered name.
     model_name = (args.model or (resumed or {}).get('model')
                   or {'mae_nextclip': 'ecg_vit_mae_nextclip'}.get(method, 'ecg_vit_mae_moco'))
