@@ -23,7 +23,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ['main', 'build_parser', 'CliError']
 
@@ -532,6 +532,24 @@ def _random_init_note(args: argparse.Namespace, source: Dict[str, Any]) -> bool:
     return random_init
 
 
+def _data_lead_subset(encoder: Any, leads: Sequence[str], dataset: Any, args: argparse.Namespace, random_init: bool,
+                      where: str) -> Optional[Tuple[Tuple[str, ...], bool]]:
+    """When no record of ``dataset`` holds some of ``leads`` (a 6-lead device read as 12 leads), the subset the
+    records do hold, checked against the weights as ``--leads`` would be: (subset, trained on it); None otherwise."""
+    from ecgvit.eval.leads import check_encoder_leads, leads_absent_everywhere
+    from ecgvit.lead_sets import UntrainedLeadsError, describe_leads
+
+    absent = leads_absent_everywhere(dataset, leads)
+    if not absent:
+        return None
+    present = tuple(n for n in leads if n not in absent)
+    try:
+        return check_encoder_leads(encoder, present, args.allow_untrained_leads, _weights_name(args), random_init)
+    except UntrainedLeadsError as e:
+        raise CliError(f'no record of {where} holds {", ".join(absent)}, so the input is {describe_leads(present)}: '
+                       f'{e}') from None
+
+
 def _print_metrics(result: Dict[str, Any]) -> None:
     from ecgvit.benchmark import format_table
 
@@ -815,6 +833,10 @@ def _eval_command(args: argparse.Namespace, protocol: str) -> int:
     if not random_init and not cfg.allow_untrained_leads:  # refused before any data are built
         check_encoder_leads(encoder, leads, model_name=_weights_name(args))
     splits = _splits(args, model_data_cfg(encoder, source), leads=cfg.leads)
+    subset = _data_lead_subset(encoder, leads, splits['train'], args, random_init, args.data_dir or args.data)
+    if subset is not None:
+        leads = subset[0]
+        cfg = dataclasses.replace(cfg, leads=','.join(leads))
     if cfg.batch_size > len(splits['train']):
         raise CliError(f'--batch-size {cfg.batch_size} is larger than the training split '
                        f'({len(splits["train"])} records): use {len(splits["train"])} or less.')
@@ -1030,6 +1052,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
         check_short_records(index, pp, args.short_records)
         cache = build_cache(index, pp, out / 'cache', num_workers=args.num_workers, progress=args.progress)
         dataset = CachedECGDataset(cache)
+    subset = _data_lead_subset(encoder, leads, dataset, args, random_init, args.input or args.data_dir or args.data)
+    if subset is not None:  # read as every lead, but the records hold fewer: masked and recorded as that subset
+        leads, leads_trained = subset
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     amp = args.amp
     if args.fast != 'off':

@@ -227,3 +227,20 @@ def test_a_failed_probe_keeps_the_folders_previous_config(wfdb_folder, tmp_path,
     rc, err, _ = _run(argv, capsys)
     assert rc == 2 and 'out of memory half-way' in err
     assert json.loads((out / 'config.json').read_text()) == previous
+
+
+def test_records_of_a_six_lead_device_are_a_lead_subset(tmp_path, capsys):
+    """6-lead records read as 12 leads were embedded by 12-lead weights with a warning and recorded as 12 leads,
+    while --leads 6 was refused: now both are the same subset, checked against the weights alike."""
+    folder = tmp_path / 'six'
+    folder.mkdir()
+    for i in range(3):
+        write_wfdb(folder, f'r{i}', sine_leads(360, 3600, freq=1 + i / 3, n_leads=6), 360,
+                   lead_names=['I', 'II', 'III', 'aVR', 'aVL', 'aVF'])
+    argv = ['embed', '--pretrained', '--model', 'ecg_vit_mae_moco', '--input', str(folder), '--no-progress']
+    err = _one_line_error(argv + ['-o', str(tmp_path / 'a')], capsys, 'holds V1, V2, V3, V4, V5, V6, so the input is')
+    assert '--allow-untrained-leads' in err
+    with pytest.warns(UserWarning, match='not trained to run on 6-lead'):
+        assert _run(argv + ['--allow-untrained-leads', '-o', str(tmp_path / 'b')], capsys)[0] == 0
+    cfg = json.loads((tmp_path / 'b' / 'config.json').read_text())
+    assert cfg['leads_used'] == ['I', 'II', 'III', 'aVR', 'aVL', 'aVF'] and cfg['leads_trained'] is False

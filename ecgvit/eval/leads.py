@@ -32,7 +32,7 @@ from ecgvit.lead_sets import (
 )
 
 __all__ = ['trained_lead_sets', 'check_encoder_leads', 'dataset_leads', 'resolve_data_leads', 'lead_mask_tensor',
-           'apply_lead_mask', 'parse_lead_subsets', 'leads_label']
+           'apply_lead_mask', 'parse_lead_subsets', 'leads_label', 'leads_absent_everywhere']
 
 
 def _cfg(encoder: nn.Module) -> dict:
@@ -131,6 +131,35 @@ def resolve_data_leads(leads: Any, *datasets: Any) -> Tuple[str, ...]:
                              f'with input_leads {list(data)}. Rebuild them with those leads (--leads), or ask for a '
                              f'subset of {list(data)}.')
     return chosen
+
+
+def leads_absent_everywhere(dataset: Any, leads: Sequence[str] = LEADS) -> Tuple[str, ...]:
+    """The leads of ``leads`` that no record of ``dataset`` holds: a reduced-lead device's data (6 limb leads, say)
+    read as 12 leads, whose absent ones the cache zero-fills and marks False in its lead mask.
+
+    Such data are a lead subset as much as ``--leads 6`` is, and must be checked against the weights the same way
+    (:func:`check_encoder_leads`); leads missing from only some records are not (a warning at cache time says so).
+
+    Args:
+        dataset: A ``CachedECGDataset`` (its ``lead_mask``, one row per item over ``preprocessing.leads``); anything
+            without a lead mask has none absent.
+        leads: The leads in use, names in the canonical order.
+
+    Example:
+        >>> import numpy as np, types
+        >>> mask = np.zeros((3, 12), dtype=bool); mask[:, :6] = True
+        >>> ds = types.SimpleNamespace(lead_mask=mask, preprocessing=types.SimpleNamespace(leads=LEADS))
+        >>> leads_absent_everywhere(ds)
+        ('V1', 'V2', 'V3', 'V4', 'V5', 'V6')
+    """
+    import numpy as np
+
+    mask = getattr(dataset, 'lead_mask', None)
+    if mask is None or len(mask) == 0:
+        return ()
+    names = list(getattr(getattr(dataset, 'preprocessing', None), 'leads', None) or LEADS)
+    held = np.asarray(mask, dtype=bool).any(axis=0)
+    return tuple(n for n in leads if n in names and not held[names.index(n)])
 
 
 def lead_mask_tensor(leads: Any) -> Optional[torch.Tensor]:
