@@ -475,6 +475,15 @@ def _resolve_input(args: argparse.Namespace, model: Any) -> None:
         args.num_samples = length if args.num_samples is None else args.num_samples
 
 
+def _refuse_plateau_options(schedule: Optional[str], args: argparse.Namespace) -> None:
+    """--plateau-factor / --plateau-patience given with --schedule cosine would be ignored: refused instead."""
+    ignored = [f'--{k.replace("_", "-")}' for k in ('plateau_factor', 'plateau_patience')
+               if getattr(args, k, None) is not None]
+    if schedule == 'cosine' and ignored:
+        raise CliError(f'{", ".join(ignored)}: option(s) of the plateau schedule, which --schedule cosine ignores: '
+                       f'drop them.')
+
+
 def _check_positive(args: Any, *names: str, prefix: str = '') -> None:
     from ecgvit.options import flag_name
 
@@ -676,6 +685,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     _check_positive(args, 'epochs', 'batch_size', 'lr', 'num_samples')
     if args.num_samples is not None:
         check_num_samples(args.num_samples)
+    _refuse_plateau_options(args.schedule, args)
     resumed = _resumed_config(args)
     _resume_data(args, resumed, given_data)  # before the TrainConfig: a carried-over --seed is part of it
     cfg = train_config_from_args(args)  # the options fix it here: nothing below changes them
@@ -807,7 +817,7 @@ def _eval_command(args: argparse.Namespace, protocol: str) -> int:
     from ecgvit.eval.config import with_options
     from ecgvit.eval.leads import check_encoder_leads
     from ecgvit.lead_sets import resolve_leads
-    from ecgvit.options import DataOptions, RunOptions, flag_name, options_from_args
+    from ecgvit.options import DataOptions, RunOptions, options_from_args
     from ecgvit.train.runtime import seed_everything
 
     _fill_defaults(args, RunOptions, DataOptions)
@@ -818,10 +828,7 @@ def _eval_command(args: argparse.Namespace, protocol: str) -> int:
     cls = ProbeConfig if protocol == 'linear' else FinetuneConfig
     given = options_from_args(args, cls)
     cfg = with_options(cls(), given)  # its values checked before the encoder or any data
-    if cfg.schedule == 'cosine':
-        ignored = [flag_name(k) for k in ('plateau_factor', 'plateau_patience') if k in given]
-        if ignored:
-            raise CliError(f'{" and ".join(ignored)} set the plateau schedule, not --schedule cosine: drop them.')
+    _refuse_plateau_options(cfg.schedule, args)
     if protocol == 'finetune' and not 0 <= args.drop_path < 1:
         raise CliError(f'--drop-path must be a rate in [0, 1), got {args.drop_path}.')
     extra = {'drop_path_rate': args.drop_path} if protocol == 'finetune' and args.drop_path else {}

@@ -243,3 +243,15 @@ def test_arrays_dataset_is_registered():
     from ecgvit.data.datasets import DATASETS, list_datasets
 
     assert DATASETS['arrays'] is ArraysDataset and 'arrays' in list_datasets()
+
+
+def test_npy_that_is_not_an_array_of_numbers(tmp_path):
+    """numpy's own message for these advises allow_pickle=True (running the file's code); ours names what is wrong."""
+    garbage, objects = tmp_path / 'garbage.npy', tmp_path / 'objects.npy'
+    garbage.write_bytes(b'not a numpy file')
+    np.save(objects, np.array([{'a': 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DatasetLayoutError, match='no .npy header') as e:
+        ArraysDataset(garbage, sampling_rate=500, leads=LEADS)
+    assert 'allow_pickle' not in str(e.value)
+    with pytest.raises(DatasetLayoutError, match=r'Python objects \(dtype=object\)'):
+        ArraysDataset(objects, sampling_rate=500, leads=LEADS)

@@ -76,6 +76,10 @@ def infer_task(dataset: Dataset, multilabel: Optional[bool] = None, num_classes:
             if labels is None:
                 labels = [int(dataset[i][1]) for i in range(len(dataset))]
             num_classes = int(np.max(np.asarray(labels))) + 1
+    if num_classes == 0:
+        raise ValueError('The records have no labels, so there is nothing to classify: give a labelled dataset (a '
+                         "'folder' needs a labels.csv beside its records, docs/data.md), or use `ecgvit embed` for "
+                         'features without labels.')
     if num_classes < 2:
         raise ValueError(f'A classification task needs at least 2 classes, found {num_classes}: check the label set.')
     return TaskInfo(int(num_classes), bool(multilabel), list(names) if names is not None else None)

@@ -220,7 +220,21 @@ class ArraysDataset(ECGDataset):
         """Options stored in the file itself (npz keys; HDF5 datasets and attributes), and the signals' shape."""
         suffix = self.path.suffix.lower()
         names = (*_FACTS, *_PER_RECORD, 'label_names')
-        if suffix == '.npy':
+        if suffix == '.npy':  # one array and nothing else; read its header now, before the options are asked for
+            # numpy's own messages suggest allow_pickle=True, i.e. running the file's code: not repeated here.
+            with open(self.path, 'rb') as f:
+                header = f.read(6)
+            reason = None if header == b'\x93NUMPY' else 'no .npy header: not written by numpy.save, or damaged'
+            if reason is None:
+                try:
+                    np.load(self.path, mmap_mode='r', allow_pickle=False)
+                except ValueError:
+                    reason = 'it holds Python objects (dtype=object), which ecgvit never unpickles'
+                except (OSError, EOFError) as e:
+                    reason = f'unreadable: {" ".join(str(e).split())[:120]}'
+            if reason is not None:
+                raise DatasetLayoutError(f'{self.path}: not an array of numbers ({reason}); save the signals with '
+                                         f'np.save(path, np.asarray(x, dtype=np.float32)).')
             return {}
         if suffix == '.npz':
             with np.load(self.path, allow_pickle=False) as z:
