@@ -4,10 +4,20 @@ Importing ``ecgvit`` registers its encoders with timm, so ``timm.create_model('e
 The pretraining, data, training and Hub parts load on first use, which keeps ``import ecgvit`` (and so
 ``import timm`` users' start-up) light.
 """
+import os
+import sys
 from importlib import import_module
 from typing import Any
 
-from . import models  # noqa: F401  (registers the encoders with timm)
+try:
+    from . import models  # noqa: F401  (registers the encoders with timm)
+except KeyboardInterrupt:
+    # Ctrl-C in the `ecgvit` command's first seconds (importing torch) ends it as Ctrl-C later does, in one line
+    # and status 130, not with an import traceback; a program that imports ecgvit gets its KeyboardInterrupt.
+    if os.path.basename(sys.argv[0] if sys.argv else '') != 'ecgvit':
+        raise
+    sys.stderr.write('ecgvit: interrupted\n')
+    raise SystemExit(130) from None
 from .constants import LEADS
 from .factory import UnknownModelError, create_model, list_models
 from .version import __version__

@@ -246,3 +246,22 @@ def test_records_of_a_six_lead_device_are_a_lead_subset(tmp_path, capsys):
         assert _run(argv + ['--allow-untrained-leads', '-o', str(tmp_path / 'b')], capsys)[0] == 0
     cfg = json.loads((tmp_path / 'b' / 'config.json').read_text())
     assert cfg['leads_used'] == ['I', 'II', 'III', 'aVR', 'aVL', 'aVF'] and cfg['leads_trained'] is False
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path):
+    """Ctrl-C during the first seconds of `ecgvit` (importing torch) printed an import traceback."""
+    import subprocess
+    import sys
+
+    script = tmp_path / 'ecgvit'  # the console script's name, as pip installs it
+    script.write_text(
+        'import builtins, sys\n'
+        'real = builtins.__import__\n'
+        'def interrupted(name, *args, **kwargs):\n'
+        '    if name == "torch":\n'
+        '        raise KeyboardInterrupt\n'
+        '    return real(name, *args, **kwargs)\n'
+        'builtins.__import__ = interrupted\n'
+        'from ecgvit.cli import main\n')
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and done.stderr.strip() == 'ecgvit: interrupted'
