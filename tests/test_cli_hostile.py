@@ -42,21 +42,24 @@ def wfdb_folder(tmp_path):
 # --config values are checked as the command line checks them
 
 
-@pytest.mark.parametrize('values, expected', [
+CONFIG_VALUES = [
     ({'pretrained': 'false'}, 'pretrained must be true or false'),  # text 'false' would have turned it on
     ({'epochs': 1.7}, 'epochs must be a whole number, got 1.7'),
     ({'threads': 0.5}, 'threads must be a whole number'),
     ({'batch_size': None}, 'batch_size is null'),  # embed's -b has a default of its own (probe's: null = not given)
     ({'lr': 'fast'}, 'lr must be a number'),
     ({'amp': 'fp8'}, 'amp must be one of auto, bf16, fp32'),
-    ({'method_arg': 3}, None),  # a scalar: one KEY=VALUE item, refused below for its missing '='
-])
+    ({'method_arg': 3}, 'is not KEY=VALUE'),  # a scalar: one KEY=VALUE item, refused for its missing '='
+]
+
+
+@pytest.mark.parametrize('values, expected', CONFIG_VALUES)
 def test_config_values_are_type_checked(values, expected, tmp_path, capsys):
     path = tmp_path / 'c.json'
     path.write_text(json.dumps(values))
     argv = ['pretrain', '--method', 'mae', '--config', str(path)] if 'method_arg' in values else \
         ['embed', '--input', '.', '--config', str(path)] if 'batch_size' in values else ['probe', '--config', str(path)]
-    _one_line_error(argv + ['-o', str(tmp_path / 'o')], capsys, expected or 'is not KEY=VALUE')
+    _one_line_error(argv + ['-o', str(tmp_path / 'o')], capsys, expected)
 
 
 def test_config_method_args_as_a_mapping(tmp_path):
@@ -78,7 +81,7 @@ def test_config_file_errors_name_the_line_and_the_encoding(tmp_path, capsys):
 # Contradictory, ignored and out-of-range options end before any work
 
 
-@pytest.mark.parametrize('argv, expected', [
+BAD_OPTIONS = [
     (['probe', '--model', 'ecg_vit_tiny', '--n-boot', '-1'], '--n-boot (n_boot) must be 0 (no confidence intervals)'),
     (['probe', '--model', 'ecg_vit_tiny', '--early-stop-patience', '-1'], '--early-stop-patience'),
     (['finetune', '--model', 'ecg_vit_tiny', '--layer-decay', '2'], '--layer-decay (layer_decay) must be a factor'),
@@ -105,7 +108,10 @@ def test_config_file_errors_name_the_line_and_the_encoding(tmp_path, capsys):
     (['probe', '--seed', '-1'], '--seed must be from 0 to 4294967295, got -1'),
     (['embed', '--input', '.', '--seed', str(2 ** 70)], '--seed must be from 0 to 4294967295'),
     (['probe', '--data', 'ptbxll'], "Unknown dataset 'ptbxll'"),
-])
+]
+
+
+@pytest.mark.parametrize('argv, expected', BAD_OPTIONS)
 def test_bad_options_end_in_one_line(argv, expected, tmp_path, capsys):
     _one_line_error(argv + ['-o', str(tmp_path / 'out')], capsys, expected)
     assert not (tmp_path / 'out' / 'config.json').exists()
@@ -164,7 +170,7 @@ def test_help_of_switches_that_turn_something_off():
 # Output folders: one command's results are never overwritten by another's
 
 
-@pytest.mark.parametrize('owner, argv, expected', [
+OTHER_OUTPUTS = [
     ({'command': 'pretrain'}, ['embed', '--model', 'ecg_vit_tiny', '--input', '.'], 'the results of `ecgvit pretrain`'),
     ({'command': 'embed'}, ['probe', '--model', 'ecg_vit_tiny'], 'the results of `ecgvit embed`'),
     ({'command': 'linear'}, ['finetune', '--model', 'ecg_vit_tiny'], 'the results of `ecgvit probe`'),
@@ -172,7 +178,10 @@ def test_help_of_switches_that_turn_something_off():
     ({'methods': ['random'], 'protocols': ['linear']}, ['pretrain', '--method', 'mae'],
      'the results of `ecgvit benchmark`'),
     ({'something': 'else'}, ['benchmark', '--quick'], 'a config.json ecgvit did not write'),
-])
+]
+
+
+@pytest.mark.parametrize('owner, argv, expected', OTHER_OUTPUTS)
 def test_a_command_refuses_another_commands_folder(owner, argv, expected, tmp_path, capsys):
     out = tmp_path / 'out'
     out.mkdir()
@@ -265,3 +274,15 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path):
         'from ecgvit.cli import main\n')
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 130 and done.stderr.strip() == 'ecgvit: interrupted'
+
+
+
+def cli_cases() -> list:
+    """The parametrised cases above as rows of docs/hostile_input.md (tests/test_hostile_data.py writes it)."""
+    rows = [{'kind': '--config value', 'input': json.dumps(values), 'expected': expected}
+            for values, expected in CONFIG_VALUES]
+    rows += [{'kind': 'option', 'input': 'ecgvit ' + ' '.join(argv), 'expected': expected}
+             for argv, expected in BAD_OPTIONS]
+    rows += [{'kind': 'output folder of another command', 'input': f'ecgvit {argv[0]} -o DIR, DIR/config.json = '
+              f'{json.dumps(owner)}', 'expected': expected} for owner, argv, expected in OTHER_OUTPUTS]
+    return rows

@@ -1244,10 +1244,12 @@ def test_case_ids_are_unique():
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
 
 
-def render_table(layers: dict[str, list[Case]] = LAYERS, model_cases: list[dict] | None = None) -> str:
+def render_table(layers: dict[str, list[Case]] = LAYERS, model_cases: list[dict] | None = None,
+                 cli_cases: list[dict] | None = None) -> str:
     """docs/hostile_input.md from the rows: per kind, the number of inputs and how they end; then every row."""
     lines = ['# Hostile input: what was tried and how it ends', '',
-             'Generated from the parametrised cases of `tests/test_hostile_*.py` (one list per layer); do not edit by',
+             'Generated from the parametrised cases of `tests/test_hostile_*.py` and `tests/test_cli_hostile.py` (one '
+             'list per layer); do not edit by',
              'hand. Refresh with `ECGVIT_WRITE_HOSTILE_TABLE=1 python -m pytest -q tests/test_hostile_data.py -k '
              'table`;', '`test_summary_table_is_up_to_date` fails while this file and the cases disagree. Every case '
              'ends in a', 'correct result (with a warning where the data are doubtful) or a typed error whose message '
@@ -1282,6 +1284,14 @@ def render_table(layers: dict[str, list[Case]] = LAYERS, model_cases: list[dict]
         for r in model_cases:
             lines.append(f'| {r["layer"]} | {r["kind"]} | {r["description"].replace("|", "/")} | '
                          f'{r["expected"].replace("|", "/")} |')
+    if cli_cases:
+        lines += ['', '## Command line (`tests/test_cli_hostile.py`)', '',
+                  'Each ends before any work with exit status 2 and one line `ecgvit <command>: error: ...` holding '
+                  'the text shown (besides the cases listed here: atomic result files, a failed run that keeps the '
+                  "folder's config, `--resume` on other data, `--device cuda` without a GPU, Ctrl-C while starting).",
+                  '', '| kind | input | message holds |', '|---|---|---|']
+        for r in cli_cases:
+            lines.append(f'| {r["kind"]} | `{r["input"]}` | {r["expected"].replace("|", "/")} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -1292,7 +1302,9 @@ def _model_cases() -> list[dict]:
 
 
 def test_summary_table_is_up_to_date():
-    text = render_table(model_cases=_model_cases())
+    from test_cli_hostile import cli_cases
+
+    text = render_table(model_cases=_model_cases(), cli_cases=cli_cases())
     if os.environ.get('ECGVIT_WRITE_HOSTILE_TABLE', '') not in ('', '0'):
         TABLE.parent.mkdir(parents=True, exist_ok=True)
         TABLE.write_text(text)
