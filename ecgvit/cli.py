@@ -1089,8 +1089,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
         order = sorted(range(len(ids)), key=lambda r: (position.get(ids[r], len(position)), windows[r]))
         feats, ids, windows = feats[order], [ids[r] for r in order], [windows[r] for r in order]
     out.mkdir(parents=True, exist_ok=True)
-    # Each file lands whole (a full disk leaves the previous one); a previous run's windows.csv would describe rows
-    # this run did not write.
+    # Each file lands whole (a full disk leaves the previous one), and config.json goes first and comes back last: a
+    # folder with a config.json holds one run's files, never a mix of two (a run that fails half-way leaves none).
+    # A previous run's windows.csv would describe rows this run did not write.
+    (out / 'config.json').unlink(missing_ok=True)
     atomic_save_npy(out / 'embeddings.npy', feats)
     n_records = len(set(dataset.record_ids))
     if args.pooling == 'none':

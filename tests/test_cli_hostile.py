@@ -209,6 +209,26 @@ def test_embed_rerun_replaces_its_own_outputs_and_no_stale_file(wfdb_folder, tmp
     assert np.load(tmp_path / 'e' / 'embeddings.npy').shape[0] == 6
 
 
+def test_embed_that_fails_while_writing_leaves_no_config(wfdb_folder, tmp_path, capsys, monkeypatch):
+    """A config.json vouches for the files beside it: one run's, complete. A run that dies between two files
+    (a full disk) must not leave the previous run's config.json beside a new embeddings.npy."""
+    import ecgvit.files
+
+    argv = ['embed', '--model', 'ecg_vit_tiny', '--input', str(wfdb_folder), '--sampling-rate', '100',
+            '--num-samples', '500', '--no-progress', '-o', str(tmp_path / 'e')]
+    assert _run(argv, capsys)[0] == 0
+    old_ids = (tmp_path / 'e' / 'ids.txt').read_text()
+
+    def disk_full(path, text):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(ecgvit.files, 'atomic_write_text', disk_full)
+    rc, err, _ = _run(argv + ['--seed', '5'], capsys)
+    assert rc == 2 and 'No space left on device' in err
+    assert not (tmp_path / 'e' / 'config.json').exists()
+    assert (tmp_path / 'e' / 'ids.txt').read_text() == old_ids  # whole, not truncated
+
+
 def test_seed_fixes_a_random_init_encoder(wfdb_folder, tmp_path, capsys):
     def embed(seed, name):
         argv = ['embed', '--model', 'ecg_vit_tiny', '--input', str(wfdb_folder), '--sampling-rate', '100',
