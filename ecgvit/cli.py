@@ -336,12 +336,20 @@ def _config_value(action: argparse.Action, key: str, value: Any, path: str) -> A
     if action.nargs == '?' and isinstance(value, bool):  # --resume: true, or a path
         return value
     if action.type in (int, float):
+        if isinstance(value, str):  # YAML reads 1e-3 as text; the command line would take it
+            try:
+                value = action.type(value)
+            except ValueError:
+                pass
         ok = isinstance(value, int) if action.type is int else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok:
             kind = 'a whole number' if action.type is int else 'a number'
             raise CliError(f'{where} must be {kind}, got {value!r}.')
         value = action.type(value)
-    elif isinstance(value, (dict, bool)) or (isinstance(value, list) and action.type in (None, str)):
+    elif isinstance(value, list) and action.type in (None, str) and \
+            all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+        value = ','.join(str(v) for v in value)  # a comma-separated option (--seeds 0,1) given as a YAML list
+    elif isinstance(value, (dict, bool, list)):
         raise CliError(f'{where} must be text, got {value!r}.')
     elif isinstance(value, list):  # a comma-separated option given as a YAML list
         value = [str(v) for v in value]
@@ -368,11 +376,15 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     if getattr(args, 'config', None):
         sub = parser._subparsers._group_actions[0].choices[args.command]  # the command's own parser
         actions = {a.dest: a for a in sub._actions if a.dest not in ('help', 'config')}
+        for a in list(actions.values()):  # a key may also be the flag's name (checkpoint for --checkpoint)
+            for flag in a.option_strings:
+                actions.setdefault(flag.lstrip('-').replace('-', '_'), a)
         values = {str(k).replace('-', '_'): v for k, v in _load_config_file(args.config).items()}
         unknown = sorted(set(values) - set(actions))
         if unknown:
-            raise CliError(f'--config {args.config!r}: unknown option(s) {unknown} for `ecgvit {args.command}`.')
-        sub.set_defaults(**{k: _config_value(actions[k], k, v, args.config) for k, v in values.items()})
+            raise CliError(f'--config {args.config!r}: unknown option(s) {unknown} for `ecgvit {args.command}` (keys '
+                           f'are option names without the dashes; see ecgvit {args.command} --help).')
+        sub.set_defaults(**{actions[k].dest: _config_value(actions[k], k, v, args.config) for k, v in values.items()})
         args = _parse_args(parser, argv)  # command-line values override the file's
     return args
 
@@ -688,6 +700,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     _refuse_plateau_options(args.schedule, args)
     resumed = _resumed_config(args)
     _resume_data(args, resumed, given_data)  # before the TrainConfig: a carried-over --seed is part of it
+    if args.data_dir is not None and 'data_dir' in given_data:
+        # Recorded absolute, so a resume from another folder reads the same data (a carried relative path from an
+        # older run stays as it was recorded).
+        args.data_dir = str(Path(args.data_dir).resolve())
     cfg = train_config_from_args(args)  # the options fix it here: nothing below changes them
     validate_train_config(cfg)  # train() checks it too, but only after the data are built
     # Default architecture: a resumed run's own (which --checkpoint may have set), else the method's registered name.
@@ -1189,11 +1205,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         check_num_samples(args.num_samples)
     out = _claim_output(args, 'export')
     encoder, source = load_encoder(args.checkpoint, args.model, args.num_samples, args.pretrained)
-    result = export_onnx(encoder, out / 'model.onnx', opset=cfg.opset, dynamic_batch=cfg.dynamic_batch,
-                         num_samples=args.num_samples, exporter=cfg.exporter,
-                         model_name=source.get('model') or encoder.pretrained_cfg.get('architecture'),
-                         weights_sha256=_weights_sha256(encoder, source), check=cfg.check, atol=cfg.atol,
-                         min_cosine=cfg.min_cosine)
+    created = not out.exists()
+    try:
+        result = export_onnx(encoder, out / 'model.onnx', opset=cfg.opset, dynamic_batch=cfg.dynamic_batch,
+                             num_samples=args.num_samples, exporter=cfg.exporter,
+                             model_name=source.get('model') or encoder.pretrained_cfg.get('architecture'),
+                             weights_sha256=_weights_sha256(encoder, source), check=cfg.check, atol=cfg.atol,
+                             min_cosine=cfg.min_cosine)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # "nothing was written": not even the folder
+        raise
     _write_config(out, args, {'command': 'export', 'encoder': source, 'export': dataclasses.asdict(cfg),
                               'files': [result.path.name, result.sidecar.name], 'parity': result.parity})
     meta = result.metadata
@@ -1223,7 +1245,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         >>> # ecgvit benchmark --quick --out results/quick
     """
     debug = os.environ.get('ECGVIT_DEBUG', '') not in ('', '0')
-    command = 'ecgvit'
+    first = next((a for a in (sys.argv[1:] if argv is None else argv) if not str(a).startswith('-')), None)
+    command = f'ecgvit {first}' if first in _COMMANDS else 'ecgvit'  # errors of --config name their command too
     try:
         args = _parse(argv)
         command = f'ecgvit {args.command}'

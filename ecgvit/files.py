@@ -64,6 +64,10 @@ def atomic_open(path: os.PathLike, mode: str = 'w', **kwargs: Any) -> Iterator[I
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp's file is private to its owner; a result is meant to be read by others
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, a quota: numpy's and the OS's messages do not name the file
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, f'could not write {path} ({e.strerror or e}); the previous file, if any, is '
+                               f'unchanged') from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

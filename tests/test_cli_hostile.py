@@ -69,10 +69,22 @@ def test_config_method_args_as_a_mapping(tmp_path):
     assert args.method_arg == ['decoder_pos_init="sincos"', 'mask_ratio=0.5'] and args.progress is False
 
 
+def test_config_values_a_user_writes_naturally(tmp_path):
+    """YAML reads 1e-3 as text (the command line takes it); comma options as lists; a key named after the flag."""
+    path = tmp_path / 'c.yaml'
+    path.write_text('lr: 1e-3\nn_boot: "50"\n')
+    args = _parse(['probe', '--config', str(path)])
+    assert args.lr == 0.001 and args.n_boot == 50
+    path.write_text('seeds: [0, 1]\nfractions: [0.1, 1]\ncheckpoint: [mae_moco=runs/x]\n')
+    args = _parse(['benchmark', '--config', str(path)])
+    assert (args.seeds, args.fractions, args.checkpoints) == ('0,1', '0.1,1', ['mae_moco=runs/x'])
+
+
 def test_config_file_errors_name_the_line_and_the_encoding(tmp_path, capsys):
     path = tmp_path / 'c.yaml'
     path.write_text('epochs: 3\nlr: [1\n')
-    _one_line_error(['probe', '--config', str(path)], capsys, 'is not valid YAML (line')
+    err = _one_line_error(['probe', '--config', str(path)], capsys, 'is not valid YAML (line')
+    assert err.startswith('ecgvit probe: error:')
     path.write_bytes(b'epochs: \xff\xfe\n')
     _one_line_error(['probe', '--config', str(path)], capsys, 'is not UTF-8 text')
 
@@ -227,6 +239,22 @@ def test_embed_that_fails_while_writing_leaves_no_config(wfdb_folder, tmp_path, 
     assert rc == 2 and 'No space left on device' in err
     assert not (tmp_path / 'e' / 'config.json').exists()
     assert (tmp_path / 'e' / 'ids.txt').read_text() == old_ids  # whole, not truncated
+
+
+def test_resume_from_another_folder_reads_the_same_data(wfdb_folder, tmp_path, capsys, monkeypatch):
+    """A relative --data-dir was recorded as typed: a resume from another folder trained on that folder's data."""
+    monkeypatch.chdir(wfdb_folder.parent)
+    common = ['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', '--sampling-rate', '100', '--num-samples',
+              '500', '-b', '2', '--warmup-epochs', '0', '--amp', 'fp32', '--no-progress', '-o', str(tmp_path / 'run')]
+    assert _run(common + ['--data', 'folder', '--data-dir', wfdb_folder.name, '--epochs', '1'], capsys)[0] == 0
+    saved = json.loads((tmp_path / 'run' / 'config.json').read_text())['args']['data_dir']
+    assert saved == str(wfdb_folder.resolve())
+    elsewhere = tmp_path / 'elsewhere'
+    (elsewhere / wfdb_folder.name).mkdir(parents=True)  # a folder of the same name holding nothing
+    monkeypatch.chdir(elsewhere)
+    assert _run(common + ['--epochs', '2', '--resume'], capsys)[0] == 0
+    cfg = json.loads((tmp_path / 'run' / 'config.json').read_text())
+    assert cfg['args']['data_dir'] == saved and cfg['data']['n_train'] > 0
 
 
 def test_seed_fixes_a_random_init_encoder(wfdb_folder, tmp_path, capsys):

@@ -38,3 +38,11 @@ def test_append_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="mode must be 'w' or 'wb'"):
         with atomic_open(tmp_path / 'x.txt', 'a'):
             pass
+
+
+def test_a_full_disk_names_the_file(tmp_path):
+    path = tmp_path / 'ids.txt'
+    with pytest.raises(OSError, match=r'could not write .*ids.txt \(No space left on device\)') as e:
+        with atomic_open(path, 'w'):
+            raise OSError(28, 'No space left on device')
+    assert e.value.errno == 28 and not list(tmp_path.iterdir())

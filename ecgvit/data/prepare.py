@@ -290,7 +290,8 @@ def prepare_data(
     rate, length = pp.sampling_rate, pp.num_samples
     kwargs = dataset_kwargs(name, label_set, rate, seed, synthetic_records, length)
     cache_root = Path(cache_dir)
-    root = data_dir
+    # The absolute path: the cache's fingerprint holds it, so 'data/x' and '/home/me/data/x' are one cache.
+    root = None if data_dir is None else str(Path(data_dir).resolve())
     if name == 'synthetic' and root is None:
         root = str(cache_root / f'synthetic-{synthetic_records}-{seed}-{rate:g}hz-{length}')
     dataset = get_dataset(name, root, **{**kwargs, **dict(dataset_options or {})})
