@@ -489,8 +489,9 @@ def _resolve_input(args: argparse.Namespace, model: Any) -> None:
 
 def _refuse_plateau_options(schedule: Optional[str], args: argparse.Namespace) -> None:
     """--plateau-factor / --plateau-patience given with --schedule cosine would be ignored: refused instead."""
-    ignored = [f'--{k.replace("_", "-")}' for k in ('plateau_factor', 'plateau_patience')
-               if getattr(args, k, None) is not None]
+    from ecgvit.options import flag_name
+
+    ignored = [flag_name(k) for k in ('plateau_factor', 'plateau_patience') if getattr(args, k, None) is not None]
     if schedule == 'cosine' and ignored:
         raise CliError(f'{", ".join(ignored)}: option(s) of the plateau schedule, which --schedule cosine ignores: '
                        f'drop them.')
@@ -1205,17 +1206,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         check_num_samples(args.num_samples)
     out = _claim_output(args, 'export')
     encoder, source = load_encoder(args.checkpoint, args.model, args.num_samples, args.pretrained)
-    created = not out.exists()
-    try:
-        result = export_onnx(encoder, out / 'model.onnx', opset=cfg.opset, dynamic_batch=cfg.dynamic_batch,
-                             num_samples=args.num_samples, exporter=cfg.exporter,
-                             model_name=source.get('model') or encoder.pretrained_cfg.get('architecture'),
-                             weights_sha256=_weights_sha256(encoder, source), check=cfg.check, atol=cfg.atol,
-                             min_cosine=cfg.min_cosine)
-    except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # "nothing was written": not even the folder
-        raise
+    result = export_onnx(encoder, out / 'model.onnx', opset=cfg.opset, dynamic_batch=cfg.dynamic_batch,
+                         num_samples=args.num_samples, exporter=cfg.exporter,
+                         model_name=source.get('model') or encoder.pretrained_cfg.get('architecture'),
+                         weights_sha256=_weights_sha256(encoder, source), check=cfg.check, atol=cfg.atol,
+                         min_cosine=cfg.min_cosine)
     _write_config(out, args, {'command': 'export', 'encoder': source, 'export': dataclasses.asdict(cfg),
                               'files': [result.path.name, result.sidecar.name], 'parity': result.parity})
     meta = result.metadata

@@ -341,6 +341,7 @@ def export_onnx(
     sizes = [int(b) for b in batch_sizes] if dynamic_batch else [1]
     # A batch of 2 for tracing: torch.export specialises a dimension of size 1, which would fix the batch.
     example = torch.zeros(2 if dynamic_batch else 1, *input_shape)
+    created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
     try:
@@ -390,6 +391,8 @@ def export_onnx(
         for leftover in tmp_dir.glob('*'):
             leftover.unlink()
         tmp_dir.rmdir()
+        if created and not any(path.parent.iterdir()):  # a failed export: "nothing was written", not even the folder
+            path.parent.rmdir()
     return OnnxExport(path=path, sidecar=sidecar, metadata=meta, parity=parity, info=info)
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecgvit.files import atomic_write_text
+
 __all__ = ['seed_everything', 'resolve_amp_dtype', 'autocast_context', 'compile_blocks', 'machine_info',
            'cpu_has_native_bf16', 'cpu_flags', 'amp_cache_file']
 
@@ -179,9 +181,7 @@ def _cpu_prefers_bf16() -> bool:
     decisions[key] = {'bf16': prefers, 'measured': time.strftime('%Y-%m-%d %H:%M:%S')}
     with contextlib.suppress(OSError):  # a read-only home still trains, it just measures again next time
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-        tmp.write_text(json.dumps(decisions, indent=2))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(decisions, indent=2))
     return prefers
 
 
