@@ -36,13 +36,14 @@ import torch
 
 from ecgvit.data import Preprocessing
 from ecgvit.data.prepare import check_model_data, data_preprocessing, model_data_cfg, prepare_data
+from ecgvit.errors import RunExistsError
 from ecgvit.eval.config import FinetuneConfig, ProbeConfig
 from ecgvit.files import atomic_open, atomic_savefig, atomic_write_text
 from ecgvit.options import DataOptions, RunOptions, documented, model_input_defaults, option
 from ecgvit.train.config import TrainConfig
 
 __all__ = ['BenchmarkConfig', 'run_benchmark', 'BASELINES', 'PROTOCOLS', 'quick_config', 'format_table',
-           'make_encoder', 'load_checkpoint_encoder', 'resolve_input']
+           'make_encoder', 'load_checkpoint_encoder', 'resolve_input', 'check_earlier_runs']
 
 _logger = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ class BenchmarkConfig(DataOptions, RunOptions):
                                              'than the training set is used as is, with a warning).')
     n_boot: int = option(1000, 'Bootstrap resamples for the 95% CIs of every row (the same for every protocol, so '
                                'rows compare).')
+    resume: bool = option(False, 'Continue the benchmark already in the output folder: its pretraining runs are '
+                                 'reused when finished and continued when interrupted (the data, model, seed and '
+                                 'pretraining recipe must be the same); without it such a folder is refused.')
     threads: Optional[int] = option(None, "torch intra-op threads for the run (default: torch's).", cli=False)
     checkpoints: Dict[str, str] = option(
         default_factory=dict, cli=False,
@@ -203,8 +207,10 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
     base, variant_kwargs = split_method(method)
     model = create_pretrainer(base, cfg.model, encoder_kwargs=enc_kwargs,
                               **_method_kwargs(base, cfg, len(splits['train'])), **variant_kwargs)
-    tcfg = _stage(cfg.pretrain, cfg, output_dir=str(out_dir), save_every=0, keep_last=1,
-                  batch_size=min(cfg.pretrain.batch_size, len(splits['train'])))
+    batch_size = min(cfg.pretrain.batch_size, len(splits['train']))
+    # A checkpoint at every epoch's end (one kept): a benchmark stopped mid-run continues there with resume.
+    tcfg = _stage(cfg.pretrain, cfg, output_dir=str(out_dir), save_every=max(1, len(splits['train']) // batch_size),
+                  keep_last=1, resume=cfg.resume, batch_size=batch_size)
     run_config = {'method': method, 'model': cfg.model, 'pretrainer': getattr(model, 'config', {}),
                   'preprocessing': splits['train'].preprocessing.to_dict()}
     if getattr(model, 'moco', None) is not None:
@@ -328,6 +334,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> List[Dict[str, Any]]:
         raise ValueError(f'Unknown protocol(s) {bad or protocols}: choose from {list(PROTOCOLS)}.')
     cfg = resolve_input(dataclasses.replace(cfg, methods=methods, protocols=protocols))
     out = Path(cfg.out)
+    check_earlier_runs(cfg, [m for m in methods if m not in BASELINES and m not in cfg.checkpoints])
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     threads_before = torch.get_num_threads()
@@ -339,6 +346,64 @@ def run_benchmark(cfg: BenchmarkConfig) -> List[Dict[str, Any]]:
         return _run(cfg, out, t_start, methods, protocols)
     finally:
         torch.set_num_threads(threads_before)
+
+
+# What an earlier benchmark's pretraining runs depend on: a resumed benchmark must ask for the same, or its table
+# would mix encoders trained on other data or with another recipe. (Methods, protocols, the probe, fine-tuning and
+# the bootstrap may change: they only decide what is evaluated and how.)
+_RESUME_SAME = ('data', 'data_dir', 'sampling_rate', 'num_samples', 'crop', 'window_stride', 'short_records',
+                'synthetic_records', 'seed', 'amp', 'model', 'queue_size', 'pretrain')
+# Pretraining settings that do not change what a run learns.
+_RESUME_FREE = ('output_dir', 'resume', 'progress', 'num_workers', 'device', 'log_every', 'save_every', 'keep_last')
+
+
+def check_earlier_runs(cfg: BenchmarkConfig, pretrained_here: List[str]) -> None:
+    """Refuse, before any work, a benchmark whose output folder holds pretraining runs it would collide with.
+
+    Without ``cfg.resume`` a fresh benchmark would fail on each of them (a run is never overwritten) and replace the
+    earlier results with failed rows. With it, the earlier benchmark must have had the settings its runs depend on.
+
+    Args:
+        cfg: The benchmark's settings (``out``, ``resume`` and what the pretraining runs depend on).
+        pretrained_here: The methods this benchmark pretrains.
+
+    Raises:
+        RunExistsError: runs are there and ``cfg.resume`` is off.
+        ValueError: ``cfg.resume`` with settings other than the earlier benchmark's (each one named).
+    """
+    from ecgvit.train.loop import existing_run_files
+
+    out = Path(cfg.out)
+    held = [m for m in pretrained_here if existing_run_files(out / 'pretrain' / m)]
+    if not held:
+        return
+    if not cfg.resume:
+        raise RunExistsError(
+            f'{out} holds the pretraining runs of an earlier benchmark ({", ".join(held)}); a new benchmark there '
+            f'would fail on each of them. Continue that benchmark with --resume (resume=True): finished runs are '
+            f'reused and interrupted ones continue, with the same settings. Or choose another --output. Nothing was '
+            f'changed.')
+    try:
+        before = json.loads((out / 'config.json').read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f'{out}: cannot resume, its config.json (the earlier benchmark\'s settings) is missing or '
+                         f'unreadable ({e}); choose another --output.') from None
+    now = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    diffs = []
+    for key in _RESUME_SAME:
+        old, new = before.get(key), now.get(key)
+        if key == 'pretrain' and isinstance(old, dict):
+            diffs += [(f'pretrain.{k}', old.get(k), v) for k, v in new.items()
+                      if k not in _RESUME_FREE and k in old and old[k] != v]
+        elif key == 'data_dir' and old and new:
+            if Path(old).resolve() != Path(new).resolve():
+                diffs.append((key, old, new))
+        elif key in before and old != new:
+            diffs.append((key, old, new))
+    if diffs:
+        text = '; '.join(f'{k} {old!r} there, {new!r} here' for k, old, new in diffs)
+        raise ValueError(f'{out}: cannot resume the earlier benchmark, its pretraining runs were made with other '
+                         f'settings: {text}. Resume with its settings, or choose another --output.')
 
 
 def _run(cfg: BenchmarkConfig, out: Path, t_start: float, methods: List[str], protocols: List[str]) -> List[Dict]:

@@ -928,14 +928,28 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 0
 
 
+# The benchmark's options the evaluation suite reads too (the rest are refused with --suite).
+_SUITE_OPTIONS = ('data_dir', 'cache_dir', 'n_boot', 'seed', 'device', 'amp', 'num_workers', 'progress', 'model')
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from ecgvit.benchmark import NESTED_FLAGS, BenchmarkConfig, format_table, quick_config, run_benchmark
     from ecgvit.data.prepare import check_num_samples
     from ecgvit.eval.config import FinetuneConfig, ProbeConfig
-    from ecgvit.options import options_from_args
+    from ecgvit.options import flag_name, options_from_args
     from ecgvit.train.config import TrainConfig
 
     if args.suite:
+        # The suite evaluates given encoders: the methods x protocols options would be ignored without a word.
+        ignored = [flag_name(f.name) for f in dataclasses.fields(BenchmarkConfig)
+                   if f.metadata.get('cli', True) and f.name not in _SUITE_OPTIONS
+                   and getattr(args, f.name, None) is not None]
+        ignored += [flag_name(f'{stage}_{name}') for stage, names in NESTED_FLAGS.items() for name in names
+                    if getattr(args, f'{stage}_{name}', None) is not None]
+        ignored += ['--quick'] if args.quick else []
+        if ignored:
+            raise CliError(f'{", ".join(ignored)}: option(s) of the methods x protocols benchmark, which the '
+                           f'evaluation suite (--suite real) would ignore: drop them, or drop --suite.')
         return cmd_suite(args)
     suite_only = [flag for flag, v in (('--leads', args.leads), ('--allow-untrained-leads', args.allow_untrained_leads),
                                        ('--seeds', args.seeds), ('--fractions', args.fractions),

@@ -68,3 +68,37 @@ def test_full_quick_benchmark_writes_every_row(tmp_path):
     assert main(['benchmark', '--quick', '--out', str(tmp_path), '--no-progress']) == 0
     rows = _rows(tmp_path / 'results.csv')
     assert len(rows) == 12 and not [r for r in rows if r.get('error')]
+
+
+def test_rerun_into_the_same_folder_is_refused_up_front_and_resume_reuses_the_runs(tmp_path, capsys):
+    out = tmp_path / 'b'
+    args = ['benchmark', '--quick', '--methods', 'mae', '--protocols', 'linear', '--out', str(out),
+            '--synthetic-records', '120', '--pretrain-epochs', '1', '--probe-epochs', '20', '--n-boot', '0',
+            '--no-progress']
+    assert main(args) == 0
+    before = (out / 'results.csv').read_text()
+    steps = (out / 'pretrain' / 'mae' / 'metrics.csv').read_text()
+    capsys.readouterr()
+    # A fresh benchmark would fail on the earlier pretraining run: refused before any work, results kept.
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert 'earlier benchmark (mae)' in err and '--resume' in err
+    assert (out / 'results.csv').read_text() == before
+    # --resume reuses the finished run (no step is trained again) and gives the same table.
+    assert main(args + ['--resume']) == 0
+    assert (out / 'pretrain' / 'mae' / 'metrics.csv').read_text() == steps
+    metrics = ('method', 'auc_ovo', 'auroc_ovr', 'accuracy')
+    assert [[r[k] for k in metrics] for r in _rows(out / 'results.csv')] == \
+        [[r[k] for k in metrics] for r in csv.DictReader(before.splitlines())]
+    # Settings the runs depend on must be the earlier benchmark's.
+    capsys.readouterr()
+    assert main(args + ['--resume', '--seed', '1']) == 2
+    assert 'seed 0 there, 1 here' in capsys.readouterr().err
+
+
+def test_suite_refuses_options_of_the_methods_benchmark(tmp_path, capsys):
+    assert main(['benchmark', '--suite', 'real', '--data-dir', str(tmp_path), '--resume', '--pretrain-epochs', '2',
+                 '--out', str(tmp_path / 'o')]) == 2
+    err = capsys.readouterr().err
+    assert '--resume, --pretrain-epochs' in err and 'drop --suite' in err
+    assert not (tmp_path / 'o').exists()

@@ -122,6 +122,25 @@ def test_resume_mid_epoch_is_exact(tmp_path):
     assert _losses(part) == _losses(tmp_path / 'full')  # the CSV has no duplicated rows after the resume
 
 
+def test_resume_from_another_run_into_a_new_folder_carries_its_best_weights(tmp_path):
+    _run(tmp_path / 'a', epochs=2)
+    _, best_a = load_best(tmp_path / 'a' / 'checkpoints')
+    # Nothing left to train (its epochs are done): the new folder still gets the run's best weights and a
+    # checkpoint of its own, and the summary names them.
+    _, summary = _run(tmp_path / 'b', epochs=2, resume=str(tmp_path / 'a'))
+    weights_b, best_b = load_best(tmp_path / 'b' / 'checkpoints')
+    assert best_b == best_a and best_a['val_loss'] is not None
+    assert torch.equal(weights_b['enc.3.weight'], load_file(tmp_path / 'a' / 'checkpoints' / 'best.safetensors')[
+        'enc.3.weight'])
+    assert summary['last_checkpoint'].startswith(str(tmp_path / 'b' / 'checkpoints'))
+    assert [p.name for p in list_checkpoints(tmp_path / 'b' / 'checkpoints')] == ['step-00000010']
+    # From an earlier checkpoint, the source's best weights (of a later epoch) are not this run's: not copied.
+    _run(tmp_path / 'c', epochs=3, save_every=5, keep_last=0)
+    shutil.rmtree(tmp_path / 'c' / 'checkpoints' / 'step-00000015')
+    _run(tmp_path / 'd', epochs=1, resume=str(tmp_path / 'c' / 'checkpoints' / 'step-00000005'))
+    assert load_best(tmp_path / 'd' / 'checkpoints')[1]['step'] == 5
+
+
 def test_resume_with_other_batch_size_is_refused(tmp_path):
     _run(tmp_path, epochs=1)
     seed_everything(0)

@@ -18,14 +18,16 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
+from safetensors import safe_open
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ecgvit.errors import RunExistsError, TrainingDivergedError
+from ecgvit.files import atomic_copy
 
 from .batch import batch_inputs, batch_kwargs
 from .checkpoint import (
@@ -100,7 +102,7 @@ def train(
     validate_train_config(config)
     info = _start_process(config)
     if not config.resume:  # every rank: each must stop, not wait at a barrier; read-only, so before the lock
-        _refuse_existing_run(Path(config.output_dir), Path(config.output_dir) / 'checkpoints')
+        _refuse_existing_run(Path(config.output_dir))
     # Rank 0 writes the folder, so it holds the lock; it is taken before the partial-file sweep, which would
     # otherwise delete the files a live run is writing.
     with RunLock(Path(config.output_dir), enabled=info.is_main):
@@ -120,6 +122,10 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Optional[Dataset], con
         # something else (e.g. the shared pass has the same parameters as the paper's passes).
         check_resume_method(saved, run_config)
         check_same_method(saved, (run_config or {}).get('pretrainer'))
+    # A checkpoint of another run continues into this folder, which must end with its own best weights and checkpoint.
+    foreign = resume_from is not None and resume_from.parent.resolve() != ckpt_dir.resolve()
+    if foreign and info.is_main:
+        _carry_best(resume_from.parent, ckpt_dir, saved)
     config = dataclasses.replace(config, warmup_epochs=run_warmup_epochs(config, saved))
     data = _make_loaders(train_set, val_set, config, info)
     module, optimizer, schedule = _make_optimisation(model, config, data.steps_per_epoch, info)
@@ -134,13 +140,34 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Optional[Dataset], con
         atomic_write_text(out_dir / 'config.json', json.dumps(resolved, indent=2, default=str))
         log = MetricsLog(out_dir, state['global_step'] if resume_from is not None else None)
     run = _Run(model, module, optimizer, schedule, data, config, info, state, amp_dtype, resolved, ckpt_dir, log,
-               last_saved=state['global_step'] if resume_from is not None else -1)
+               last_saved=state['global_step'] if resume_from is not None and not foreign else -1)
     while state['epoch'] < config.epochs:
         epoch_loss = run.train_epoch()
         run.end_epoch(epoch_loss)
     summary = run.finish(out_dir)
     _check_trained(module, summary, config)
     return summary
+
+
+def _carry_best(source_dir: Path, ckpt_dir: Path, saved: Dict[str, Any]) -> None:
+    """Copy the best weights of the run a checkpoint came from, when they are the ones that checkpoint's state counts
+    as best (not weights of a later epoch than it), into this run's checkpoint folder that has none yet."""
+    source, target = source_dir / BEST_NAME, ckpt_dir / BEST_NAME
+    if target.exists() or not source.is_file():
+        return
+    try:
+        with safe_open(str(source), framework='pt') as f:
+            best = json.loads((f.metadata() or {}).get('ecgvit', '{}'))
+    except Exception:  # a damaged file: this run's own validation writes new best weights
+        best = {}
+    if best.get('epoch') is not None and best.get('epoch') == saved.get('best_epoch') and \
+            (best.get('step') or 0) <= saved.get('global_step', 0):
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        atomic_copy(source, target)
+        _logger.info('best weights so far (epoch %s) copied from %s', best['epoch'], source)
+    else:
+        _logger.warning('%s holds best weights of another epoch than the resumed checkpoint counts as best; this '
+                        'run\'s best weights come from its own epochs', source)
 
 
 def _check_trained(module: nn.Module, summary: Dict[str, Any], config: TrainConfig) -> None:
@@ -185,10 +212,21 @@ def _start_process(config: TrainConfig) -> DistInfo:
     return info
 
 
-def _refuse_existing_run(out_dir: Path, ckpt_dir: Path) -> None:
-    """A fresh start must not write over a run already in ``out_dir`` (its metrics, best weights, checkpoints)."""
+def existing_run_files(out_dir: os.PathLike) -> List[Path]:
+    """The files of a training run in ``out_dir`` (metrics, summary, best weights, checkpoints); empty: none there.
+
+    Args:
+        out_dir: A run's output folder (it need not exist).
+    """
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / 'checkpoints'
     found = [p for p in (out_dir / 'metrics.csv', out_dir / 'summary.json', ckpt_dir / BEST_NAME) if p.exists()]
-    found += list_checkpoints(ckpt_dir) if ckpt_dir.is_dir() else []
+    return found + (list_checkpoints(ckpt_dir) if ckpt_dir.is_dir() else [])
+
+
+def _refuse_existing_run(out_dir: Path) -> None:
+    """A fresh start must not write over a run already in ``out_dir`` (its metrics, best weights, checkpoints)."""
+    found = existing_run_files(out_dir)
     if found:
         raise RunExistsError(f'{out_dir} already holds a training run ({", ".join(p.name for p in found[:4])}'
                              f'{", ..." if len(found) > 4 else ""}); starting a new one there would overwrite it. '
