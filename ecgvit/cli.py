@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -673,6 +674,43 @@ def _resume_data(args: argparse.Namespace, resumed: Optional[Dict[str, Any]], gi
             setattr(args, key, saved[key])
 
 
+# Method settings with a flag of their own; every other one is given as --method-arg KEY=VALUE.
+_METHOD_FLAGS = ('mask_ratio', 'alpha', 'queue_size', 'shared_pass', 'lead_dropout', 'lead_sets')
+
+
+def _method_setting_flag(key: str, value: Any, args: argparse.Namespace) -> str:
+    """How the command line gave a method setting: its own flag, or --method-arg."""
+    from ecgvit.options import flag_name
+
+    if key in _METHOD_FLAGS and getattr(args, key, None) is not None:
+        return f'{flag_name(key)} {value}'
+    if key == 'sampling_rate' and not any(item.startswith('sampling_rate=') for item in args.method_arg):
+        return f'--sampling-rate {value}'  # the clip methods' rate is the model input's
+    return f'--method-arg {key}={value}'
+
+
+def _check_method_kwargs(method: str, method_kwargs: Dict[str, Any], args: argparse.Namespace) -> None:
+    """Settings the method does not take are refused, named as given (before any model is built)."""
+    from ecgvit.pretrain import method_settings
+
+    allowed = method_settings(method)
+    unknown = [k for k in method_kwargs if k not in allowed]
+    if unknown:
+        given = ', '.join(_method_setting_flag(k, method_kwargs[k], args) for k in unknown)
+        raise CliError(f'{given}: {method} has no setting {", ".join(unknown)}. Its settings (--method-arg '
+                       f'KEY=VALUE): {", ".join(sorted(allowed))}.')
+
+
+def _method_kwarg_error(error: Exception, method_kwargs: Dict[str, Any], args: argparse.Namespace) -> Exception:
+    """A pretrainer's refusal of a setting value, prefixed with the flag that gave it (the message names the
+    setting as the Python API does)."""
+    text = str(error)
+    named = [k for k in method_kwargs if re.search(rf'\b{re.escape(k)}\b', text)]
+    if not named:
+        return error
+    return CliError(f'{_method_setting_flag(named[0], method_kwargs[named[0]], args)}: {text}')
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     import ecgvit
     from ecgvit.data.prepare import check_model_data, check_num_samples, model_data_cfg
@@ -730,7 +768,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         except ValueError:
             raise CliError(f'--method-arg {item!r} is not KEY=VALUE.') from None
         method_kwargs[key] = value
-    for key in ('mask_ratio', 'alpha', 'queue_size', 'shared_pass', 'lead_dropout', 'lead_sets'):
+    for key in _METHOD_FLAGS:
         if getattr(args, key) is not None:
             method_kwargs[key] = getattr(args, key)
     method_kwargs.update(variant_kwargs)
@@ -757,6 +795,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     # Built before the data, so a bad method setting ends the command before a cache is built; train() seeds again
     # before the first step, so the data building in between changes nothing of the run.
     seed_everything(args.seed)
+    _check_method_kwargs(method, method_kwargs, args)
     try:
         if start is not None:
             # The loaded encoder itself, so the momentum encoder (MoCo) is a copy of the starting weights too.
@@ -764,8 +803,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         else:
             pretrainer = create_pretrainer(method, model_name, encoder_kwargs={'img_size': args.num_samples},
                                            **method_kwargs)
-    except TypeError as e:
-        raise CliError(f'Bad method argument for {method}: {e} (ecgvit pretrain: --method-arg KEY=VALUE)') from None
+    except (TypeError, ValueError) as e:
+        raise _method_kwarg_error(e, method_kwargs, args) from None
     # Under torchrun, rank 0 builds the cache while the others wait, then they open the finished one.
     info = init_distributed(args.device)
     splits = _splits(args) if info.is_main else None

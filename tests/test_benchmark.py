@@ -95,10 +95,3 @@ def test_rerun_into_the_same_folder_is_refused_up_front_and_resume_reuses_the_ru
     assert main(args + ['--resume', '--seed', '1']) == 2
     assert 'seed 0 there, 1 here' in capsys.readouterr().err
 
-
-def test_suite_refuses_options_of_the_methods_benchmark(tmp_path, capsys):
-    assert main(['benchmark', '--suite', 'real', '--data-dir', str(tmp_path), '--resume', '--pretrain-epochs', '2',
-                 '--out', str(tmp_path / 'o')]) == 2
-    err = capsys.readouterr().err
-    assert '--resume, --pretrain-epochs' in err and 'drop --suite' in err
-    assert not (tmp_path / 'o').exists()

@@ -120,6 +120,12 @@ BAD_OPTIONS = [
     (['probe', '--seed', '-1'], '--seed must be from 0 to 4294967295, got -1'),
     (['embed', '--input', '.', '--seed', str(2 ** 70)], '--seed must be from 0 to 4294967295'),
     (['probe', '--data', 'ptbxll'], "Unknown dataset 'ptbxll'"),
+    (['pretrain', '--method', 'mae', '--method-arg', 'queue_size=8'],
+     '--method-arg queue_size=8: mae has no setting queue_size. Its settings (--method-arg KEY=VALUE): '),
+    (['pretrain', '--method', 'mae', '--mask-ratio', '1'], '--mask-ratio 1.0: mask_ratio must be in [0, 1)'),
+    (['pretrain', '--method', 'mae_moco', '--method-arg', 'temperature=0'], '--method-arg temperature=0: '),
+    (['benchmark', '--suite', 'real', '--data-dir', '.', '--methods', 'mae', '--resume'],
+     '--methods, --resume: option(s) of the methods x protocols benchmark, which the evaluation suite'),
 ]
 
 

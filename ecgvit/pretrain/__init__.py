@@ -8,14 +8,23 @@ Example:
     torch.Size([])
 """
 from .centerclip import CenterclipBranch
-from .factory import METHODS, PAPER_PASSES, SHARED_PASS, create_pretrainer, list_pretrainers, split_method
+from .factory import (
+    METHODS,
+    PAPER_PASSES,
+    SHARED_PASS,
+    create_pretrainer,
+    list_pretrainers,
+    method_settings,
+    split_method,
+)
 from .hybrid import HybridPretrainer
 from .mae import MaeBranch, MaeDecoder, patchify, random_masking, unpatchify
 from .moco import MocoBranch, concat_all_gather, queue_copies_per_record
 from .nextclip import ClipDecoder, NextclipBranch
 
 __all__ = [
-    'create_pretrainer', 'list_pretrainers', 'split_method', 'METHODS', 'SHARED_PASS', 'PAPER_PASSES',
+    'create_pretrainer', 'method_settings', 'list_pretrainers', 'split_method', 'METHODS', 'SHARED_PASS',
+    'PAPER_PASSES',
     'HybridPretrainer',
     'MaeBranch', 'MaeDecoder', 'patchify', 'unpatchify', 'random_masking',
     'MocoBranch', 'concat_all_gather', 'queue_copies_per_record',

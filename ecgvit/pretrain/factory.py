@@ -14,7 +14,8 @@ from ecgvit.pretrain.mae import MaeBranch
 from ecgvit.pretrain.moco import MocoBranch
 from ecgvit.pretrain.nextclip import NextclipBranch
 
-__all__ = ['create_pretrainer', 'list_pretrainers', 'split_method', 'METHODS', 'SHARED_PASS', 'PAPER_PASSES']
+__all__ = ['create_pretrainer', 'method_settings', 'list_pretrainers', 'split_method', 'METHODS', 'SHARED_PASS',
+           'PAPER_PASSES']
 
 # Which branches each method has, and its default MAE weight alpha (seed: 40 for MAE-MoCo, 2 for MAE-Nextclip; we
 # use MAE-Nextclip's for MAE-Centerclip, the closest task).
@@ -98,6 +99,43 @@ def _check_encoder(encoder: nn.Module) -> None:
                          'with class_token=True (the default).')
 
 
+def method_settings(method: str) -> Dict[str, Any]:
+    """The settings a pretraining method takes (the keyword arguments of :func:`create_pretrainer`), with defaults.
+
+    Args:
+        method: A method of :data:`METHODS` (a variant name such as ``'mae_moco_shared'`` gives its base method's).
+
+    Returns:
+        ``{setting: default}``; the defaults are the paper's (seed) values.
+
+    Raises:
+        ValueError: an unknown method.
+
+    Example:
+        >>> method_settings('mae_moco')['alpha'], method_settings('mae')['mask_ratio']
+        (40.0, 0.75)
+    """
+    if method not in METHODS:
+        try:
+            method = split_method(method)[0]
+        except ValueError:
+            raise ValueError(f'Unknown pretraining method {method!r}; valid methods: '
+                             f'{", ".join(list_pretrainers(variants=True))}.') from None
+    spec = METHODS[method]
+    allowed: Dict[str, Any] = {}
+    if spec['alpha'] is not None:
+        allowed['alpha'] = spec['alpha']
+        allowed['shared_pass'] = False  # the paper's passes; True is ecgvit's variant (hybrids only)
+    if spec['mae']:
+        allowed.update(_MAE_KWARGS)
+    if spec['moco']:
+        allowed.update(_MOCO_KWARGS)
+    if spec['clip']:
+        allowed.update(_CLIP_KWARGS)
+    allowed.update(_LEAD_KWARGS)
+    return allowed
+
+
 def create_pretrainer(
         method: str,
         encoder: Union[str, nn.Module] = 'ecg_vit_mae_moco',
@@ -168,19 +206,7 @@ def create_pretrainer(
         if clash:
             raise ValueError(f'The method name {name!r} implies {implied} but {clash} was passed; drop one of them.')
         method_kwargs = {**method_kwargs, **implied}
-    spec = METHODS[method]
-
-    allowed: Dict[str, Any] = {}
-    if spec['alpha'] is not None:
-        allowed['alpha'] = spec['alpha']
-        allowed['shared_pass'] = False  # the paper's passes; True is ecgvit's variant (hybrids only)
-    if spec['mae']:
-        allowed.update(_MAE_KWARGS)
-    if spec['moco']:
-        allowed.update(_MOCO_KWARGS)
-    if spec['clip']:
-        allowed.update(_CLIP_KWARGS)
-    allowed.update(_LEAD_KWARGS)
+    spec, allowed = METHODS[method], method_settings(method)
     unknown = sorted(set(method_kwargs) - set(allowed))
     if unknown:
         raise TypeError(f'create_pretrainer({method!r}) got unexpected keyword argument(s) {unknown}; '

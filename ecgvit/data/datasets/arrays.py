@@ -298,10 +298,11 @@ class ArraysDataset(ECGDataset):
     # ---- checks
     def _check_rate(self, value: Any) -> float:
         fix = 'pass sampling_rate=<Hz>'
-        if self.path is not None:
-            fix += f', or write {{"sampling_rate": 500}} into {sidecar_path(self.path)}'
+        if self.path is not None:  # the sidecar works from the command line too
+            fix = f'write {{"sampling_rate": 500}} (the rate in Hz) into {sidecar_path(self.path)}'
             if self.path.suffix.lower() != '.npy':  # a .npy holds one array and nothing else
-                fix += " (or store 'sampling_rate' in the file)"
+                fix += " or store 'sampling_rate' in the file"
+            fix += ' (from Python: or pass sampling_rate=<Hz>)'
         if value is None:
             raise DatasetLayoutError(f'{self.where}: no sampling rate; {fix}.')
         rate = self._fact('sampling_rate', value)
