@@ -420,3 +420,15 @@ def test_a_run_that_diverges_is_an_error_not_a_success(tmp_path, lr):
     with pytest.raises(TrainingDivergedError, match=r'Training diverged: .*Lower the learning rate \(lr=1e\+'):
         _run(tmp_path / 'a', lr=lr)
     assert (tmp_path / 'a' / 'metrics.csv').is_file()  # kept for inspection
+
+
+def test_a_warm_up_longer_than_the_run_is_said_once(caplog):
+    from ecgvit.train.validate import validate_train_config
+
+    cfg = TrainConfig(epochs=3, warmup_epochs=7.25)  # values no other test uses: the warning is said once per process
+    with caplog.at_level('WARNING', logger='ecgvit.train.validate'):
+        validate_train_config(cfg)
+        validate_train_config(cfg)  # the CLI checks before building its data, train() again
+    assert [r.getMessage() for r in caplog.records].count(
+        '--warmup-epochs (warmup_epochs) is 7.25 epochs, longer than the run (3 epochs): the learning rate never '
+        'reaches --lr (lr).') == 1

@@ -59,6 +59,9 @@ def validate_train_config(config: Any) -> None:
     check_option_values(config)
 
 
+_WARNED_WARMUP: set = set()
+
+
 def _fail(config: Any, field: str, want: str) -> None:
     raise ValueError(f'{_name(field)} must be {want}, got {getattr(config, field)!r}.')
 
@@ -105,7 +108,8 @@ def check_option_values(config: Any) -> None:
         fail('layer_decay', 'a factor above 0 and at most 1 (1 or None: every block at the same lr); above 1 the '
                             'lower blocks would train faster than the head')
     epochs = getattr(config, 'epochs', None)
-    if warmup is not None and _number(epochs) and warmup > epochs:
+    if warmup is not None and _number(epochs) and warmup > epochs and (warmup, epochs) not in _WARNED_WARMUP:
+        _WARNED_WARMUP.add((warmup, epochs))  # a command checks early (before its data) and train() again: say it once
         _logger.warning('%s is %g epochs, longer than the run (%s epochs): the learning rate never reaches %s.',
                         _name('warmup_epochs'), warmup, epochs, _name('lr'))
     for field, allowed in _CHOICES.items():
