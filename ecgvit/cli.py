@@ -17,12 +17,14 @@ status 2 (set ``ECGVIT_DEBUG=1`` for the traceback).
 """
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -1295,6 +1297,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     debug = os.environ.get('ECGVIT_DEBUG', '') not in ('', '0')
     first = next((a for a in (sys.argv[1:] if argv is None else argv) if not str(a).startswith('-')), None)
     command = f'ecgvit {first}' if first in _COMMANDS else 'ecgvit'  # errors of --config name their command too
+    formatwarning = warnings.formatwarning
+    if not debug:
+        warnings.formatwarning = functools.partial(_warning_line, command)
+    try:
+        return _main(argv, command, debug)
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_PYTHON_FORMATWARNING = warnings.formatwarning
+
+
+def _warning_line(command: str, message: Any, category: type, filename: str, lineno: int,
+                  line: Optional[str] = None) -> str:
+    """ecgvit's own warnings as one line for a command-line user, not a source location and a line of our code
+    (ECGVIT_DEBUG=1 shows those); other libraries' warnings keep Python's format."""
+    try:
+        ours = Path(filename).resolve().is_relative_to(_PACKAGE_DIR)
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        return _PYTHON_FORMATWARNING(message, category, filename, lineno, line)
+    return f'{command}: warning: {message}\n'
+
+
+def _main(argv: Optional[List[str]], command: str, debug: bool) -> int:
     try:
         args = _parse(argv)
         command = f'ecgvit {args.command}'
