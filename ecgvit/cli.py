@@ -676,6 +676,20 @@ def _resume_data(args: argparse.Namespace, resumed: Optional[Dict[str, Any]], gi
             setattr(args, key, saved[key])
 
 
+def _check_resumed_data(resumed: Optional[Dict[str, Any]], splits: Dict[str, Any], args: argparse.Namespace) -> None:
+    """A resumed run reads the records it was trained on: the same options can still read other data (a run that
+    recorded a relative --data-dir, resumed from another folder; a data folder that gained or lost records)."""
+    saved = (resumed or {}).get('data') or {}
+    then = (saved.get('n_train'), saved.get('n_val'))
+    now = (len(splits['train']), len(splits['val']))
+    if None in then or then == now:
+        return
+    raise CliError(f'--resume continues a run trained on {then[0]} / {then[1]} train / validation windows, but '
+                   f'{args.data} in {args.data_dir or "(built in)"} gives {now[0]} / {now[1]}: these are not the '
+                   f'data it was trained on (another folder, or records added or removed). Give --data-dir the '
+                   f"run's own data, or start a new run in another --output.")
+
+
 # Method settings with a flag of their own; every other one is given as --method-arg KEY=VALUE.
 _METHOD_FLAGS = ('mask_ratio', 'alpha', 'queue_size', 'shared_pass', 'lead_dropout', 'lead_sets')
 
@@ -813,6 +827,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     barrier()
     if splits is None:
         splits = _splits(args)
+    _check_resumed_data(resumed, splits, args)
     # An encoder that comes with trained weights (when the options give one) must see the data it was trained on.
     check_model_data(splits['train'].preprocessing, model_data_cfg(pretrainer.encoder, source if start else {}),
                      _weights_name(args))

@@ -262,6 +262,12 @@ def test_resume_from_another_folder_reads_the_same_data(wfdb_folder, tmp_path, c
     assert _run(common + ['--epochs', '2', '--resume'], capsys)[0] == 0
     cfg = json.loads((tmp_path / 'run' / 'config.json').read_text())
     assert cfg['args']['data_dir'] == saved and cfg['data']['n_train'] > 0
+    # The same options reading other records (the folder gained some) are not the run's data: refused.
+    for i in range(6, 12):
+        write_wfdb(wfdb_folder, f'r{i}', sine_leads(100, 1000, freq=1 + i / 4), 100)
+    rc, err, _ = _run(common + ['--epochs', '3', '--resume'], capsys)
+    assert rc == 2 and 'continues a run trained on' in err and 'not the data it was trained on' in err
+    assert json.loads((tmp_path / 'run' / 'summary.json').read_text())['epochs'] == 2
 
 
 def test_seed_fixes_a_random_init_encoder(wfdb_folder, tmp_path, capsys):
