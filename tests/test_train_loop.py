@@ -122,12 +122,14 @@ def test_resume_mid_epoch_is_exact(tmp_path):
     assert _losses(part) == _losses(tmp_path / 'full')  # the CSV has no duplicated rows after the resume
 
 
-def test_resume_from_another_run_into_a_new_folder_carries_its_best_weights(tmp_path):
+def test_resume_from_another_run_into_a_new_folder_carries_its_best_weights(tmp_path, caplog):
     _run(tmp_path / 'a', epochs=2)
     _, best_a = load_best(tmp_path / 'a' / 'checkpoints')
     # Nothing left to train (its epochs are done): the new folder still gets the run's best weights and a
     # checkpoint of its own, and the summary names them.
-    _, summary = _run(tmp_path / 'b', epochs=2, resume=str(tmp_path / 'a'))
+    with caplog.at_level('INFO', logger='ecgvit.train.loop'):
+        _, summary = _run(tmp_path / 'b', epochs=2, resume=str(tmp_path / 'a'))
+    assert 'nothing left to train' in caplog.text
     weights_b, best_b = load_best(tmp_path / 'b' / 'checkpoints')
     assert best_b == best_a and best_a['val_loss'] is not None
     assert torch.equal(weights_b['enc.3.weight'], load_file(tmp_path / 'a' / 'checkpoints' / 'best.safetensors')[

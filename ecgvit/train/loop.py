@@ -130,6 +130,9 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Optional[Dataset], con
     data = _make_loaders(train_set, val_set, config, info)
     module, optimizer, schedule = _make_optimisation(model, config, data.steps_per_epoch, info)
     state = resume_or_seed(resume_from, module, optimizer, schedule, data.steps_per_epoch, config, info)
+    if resume_from is not None and state['epoch'] >= config.epochs and info.is_main:
+        _logger.info('the checkpoint has trained %d epochs, --epochs (epochs) asks for %d: nothing left to train '
+                     '(a larger --epochs continues it)', state['epoch'], config.epochs)
     amp_dtype = _run_amp(state, config, info)
     model = _wrap_ddp(module, config, info)
     resolved = {'train': dataclasses.asdict(config), 'world_size': info.world_size,
