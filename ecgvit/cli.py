@@ -674,6 +674,9 @@ def _resume_data(args: argparse.Namespace, resumed: Optional[Dict[str, Any]], gi
                            f'--output.')
         if key not in given:
             setattr(args, key, saved[key])
+    # Where the run's cache is: not a data setting (another folder holds the same windows), so it only carries over.
+    if 'cache_dir' not in given and saved.get('cache_dir'):
+        args.cache_dir = saved['cache_dir']
 
 
 def _check_resumed_data(resumed: Optional[Dict[str, Any]], splits: Dict[str, Any], args: argparse.Namespace) -> None:
@@ -759,6 +762,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         # Recorded absolute, so a resume from another folder reads the same data (a carried relative path from an
         # older run stays as it was recorded).
         args.data_dir = str(Path(args.data_dir).resolve())
+    if args.cache_dir is not None and 'cache_dir' in given_data:
+        args.cache_dir = str(Path(args.cache_dir).resolve())  # likewise: a resume from elsewhere finds it
     cfg = train_config_from_args(args)  # the options fix it here: nothing below changes them
     validate_train_config(cfg)  # train() checks it too, but only after the data are built
     # Default architecture: a resumed run's own (which --checkpoint may have set), else the method's registered name.
@@ -918,8 +923,13 @@ def _eval_command(args: argparse.Namespace, protocol: str) -> int:
         leads = subset[0]
         cfg = dataclasses.replace(cfg, leads=','.join(leads))
     if cfg.batch_size > len(splits['train']):
-        raise CliError(f'--batch-size {cfg.batch_size} is larger than the training split '
-                       f'({len(splits["train"])} records): use {len(splits["train"])} or less.')
+        if 'batch_size' in given:
+            raise CliError(f'--batch-size {cfg.batch_size} is larger than the training split '
+                           f'({len(splits["train"])} records): use {len(splits["train"])} or less.')
+        # The default batch on a small data set: the whole training split is one batch (said, and recorded).
+        print(f'note: the training split holds {len(splits["train"])} records, fewer than the default --batch-size '
+              f'{cfg.batch_size}: using {len(splits["train"])}.', file=sys.stderr)
+        cfg = dataclasses.replace(cfg, batch_size=len(splits['train']))
     run = linear_probe if protocol == 'linear' else finetune
     result = run(encoder, splits['train'], splits['val'], splits['test'], config=cfg, output_dir=str(out),
                  random_init=random_init)

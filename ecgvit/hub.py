@@ -20,6 +20,7 @@ from ecgvit.errors import CheckpointError, PretrainedWeightsError
 from ecgvit.factory import create_model
 from ecgvit.models.ecg_vit import checkpoint_filter_fn, to_ecg_pretrained_cfg
 from ecgvit.staging import staging_dir, sweep_stale
+from ecgvit.train.compat import resumed_method
 from ecgvit.weights import WEIGHTS_NAME, load_weights_file, resolve_pretrained_weights, sha256_file, weights_dir
 
 _logger = logging.getLogger(__name__)
@@ -327,6 +328,8 @@ def load_encoder(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[
         raise CheckpointError(f'{path}: {e} Pass the --model / model it was trained with.') from e
     # The filter checked every encoder tensor; a run's classifier head (if any) is not what ships, so it stays fresh.
     encoder.load_state_dict({k: v for k, v in state.items() if not k.startswith('head.')}, strict=False)
+    # These are the run's weights, not the architecture's published ones: its method, and no published digest.
+    encoder.pretrained_cfg = dict(encoder.pretrained_cfg, pretrain_method=resumed_method(run_cfg), sha256=None)
     if run_cfg.get('preprocessing'):
         # What these weights were trained on, where data meet the model (ecgvit.data.prepare.model_data_cfg).
         encoder.pretrained_cfg = dict(encoder.pretrained_cfg, preprocessing=run_cfg['preprocessing'])

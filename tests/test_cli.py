@@ -94,6 +94,11 @@ def test_label_set_not_in_dataset_and_batch_too_large(pretrain_run, capsys, tmp_
                '--output', str(tmp_path / 'p')])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and '--batch-size 4096 is larger than the training split' in err and len(err.splitlines()) == 1
+    # Not given: the default batch shrinks to a small training split, with a note, and is recorded.
+    assert main(['probe', '--model', 'ecg_vit_tiny', *TINY_DATA, '--cache-dir', str(root / 'data'), '--epochs', '2',
+                 '--n-boot', '0', '--output', str(tmp_path / 'small')]) == 0
+    assert 'fewer than the default --batch-size 128' in capsys.readouterr().err
+    assert json.loads((tmp_path / 'small' / 'config.json').read_text())['batch_size'] < 128
     rc = main(['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', *TINY_DATA, '--cache-dir',
                str(root / 'data'), '-b', '4096', '--output', str(tmp_path / 'q')])
     err = capsys.readouterr().err.strip()

@@ -45,6 +45,8 @@ def test_loaded_run_carries_its_recipe(run):
     enc, _ = load_encoder(out, None, 500)
     assert enc.pretrained_cfg['preprocessing']['sampling_rate'] == 100.0
     assert enc.pretrained_cfg['preprocessing']['num_samples'] == 500
+    # The run's method (an ONNX export's metadata said 'unknown'), and no published weights' digest.
+    assert enc.pretrained_cfg['pretrain_method'] == 'mae' and enc.pretrained_cfg['sha256'] is None
 
 
 @pytest.mark.parametrize('command', ['probe', 'finetune'])

@@ -1,6 +1,7 @@
 """The command line against a hostile user: wrong types in config files, contradictory or out-of-range options,
 output folders that belong to another command, and results that must land whole or not at all."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -253,7 +254,8 @@ def test_resume_from_another_folder_reads_the_same_data(wfdb_folder, tmp_path, c
     monkeypatch.chdir(wfdb_folder.parent)
     common = ['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', '--sampling-rate', '100', '--num-samples',
               '500', '-b', '2', '--warmup-epochs', '0', '--amp', 'fp32', '--no-progress', '-o', str(tmp_path / 'run')]
-    assert _run(common + ['--data', 'folder', '--data-dir', wfdb_folder.name, '--epochs', '1'], capsys)[0] == 0
+    assert _run(common + ['--data', 'folder', '--data-dir', wfdb_folder.name, '--epochs', '1', '--cache-dir',
+                          'cache'], capsys)[0] == 0
     saved = json.loads((tmp_path / 'run' / 'config.json').read_text())['args']['data_dir']
     assert saved == str(wfdb_folder.resolve())
     elsewhere = tmp_path / 'elsewhere'
@@ -262,6 +264,9 @@ def test_resume_from_another_folder_reads_the_same_data(wfdb_folder, tmp_path, c
     assert _run(common + ['--epochs', '2', '--resume'], capsys)[0] == 0
     cfg = json.loads((tmp_path / 'run' / 'config.json').read_text())
     assert cfg['args']['data_dir'] == saved and cfg['data']['n_train'] > 0
+    # --cache-dir carries over too (it was rebuilt under the run folder), recorded absolute.
+    assert Path(cfg['data']['cache_dir']).parent == wfdb_folder.parent / 'cache'
+    assert not (tmp_path / 'run' / 'data').exists()
     # The same options reading other records (the folder gained some) are not the run's data: refused.
     for i in range(6, 12):
         write_wfdb(wfdb_folder, f'r{i}', sine_leads(100, 1000, freq=1 + i / 4), 100)
