@@ -70,7 +70,8 @@ class BenchmarkConfig(DataOptions, RunOptions):
     protocols: List[str] = option(default_factory=lambda: list(PROTOCOLS),
                                   help="Comma-separated evaluation protocols: 'linear', 'finetune'.")
     out: str = option('benchmark-results', 'Results folder.', cli=False)
-    model: str = option('ecg_vit_tiny', 'Encoder architecture for every method (a registered ecgvit name).')
+    model: str = option('ecg_vit_tiny', 'Encoder architecture for every method (a registered ecgvit name); on the '
+                                        "command line with --checkpoint, the checkpoints' own.")
     queue_size: Optional[int] = option(None, "MoCo queue (default: the seed's 65536, as everywhere; a queue longer "
                                              'than the training set is used as is, with a warning).')
     n_boot: int = option(1000, 'Bootstrap resamples for the 95% CIs of every row (the same for every protocol, so '

@@ -994,6 +994,23 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoints_architecture(checkpoints: Dict[str, str]) -> Optional[str]:
+    """The architecture --checkpoint weights were made for, which the benchmark's other rows then use too (every row
+    is one architecture: the floors are the checkpoints' own)."""
+    from ecgvit.hub import checkpoint_architecture
+
+    archs = {name: checkpoint_architecture(path) for name, path in checkpoints.items()}
+    known = sorted({a for a in archs.values() if a})
+    if len(known) > 1:
+        listed = ', '.join(f'{name}: {arch}' for name, arch in archs.items() if arch)
+        raise CliError(f'The --checkpoint weights are of different architectures ({listed}); a benchmark compares '
+                       f'one: give --model and weights of it.')
+    if not known:
+        return None  # bare weights files: the default architecture, which load_encoder checks them against
+    print(f'note: --model {known[0]} (the architecture of the --checkpoint weights) for every row.', file=sys.stderr)
+    return known[0]
+
+
 # The benchmark's options the evaluation suite reads too (the rest are refused with --suite).
 _SUITE_OPTIONS = ('data_dir', 'cache_dir', 'n_boot', 'seed', 'device', 'amp', 'num_workers', 'progress', 'model')
 
@@ -1037,6 +1054,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         if bad:
             raise CliError(f'--checkpoint {bad[0]!r} is not METHOD=PATH (e.g. mae_moco=runs/mae_moco).')
         overrides['checkpoints'] = {k.strip(): path for k, _, path in pairs}
+        arch = _checkpoints_architecture(overrides['checkpoints']) if args.model is None else None
+        if arch is not None:
+            overrides['model'] = arch
     if args.threads is not None:
         overrides['threads'] = args.threads
     cfg = dataclasses.replace(cfg, **overrides)

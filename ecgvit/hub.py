@@ -28,7 +28,7 @@ _logger = logging.getLogger(__name__)
 __all__ = [
     'PretrainedWeightsError', 'CheckpointError', 'save_pretrained', 'load_pretrained', 'push_to_hub',
     'resolve_pretrained_weights', 'load_weights_file', 'load_encoder', 'encoder_weights_file', 'sha256_file',
-    'weights_dir', 'model_card', 'to_ecg_pretrained_cfg',
+    'weights_dir', 'model_card', 'to_ecg_pretrained_cfg', 'checkpoint_architecture',
 ]
 
 CONFIG_NAME = 'config.json'
@@ -287,6 +287,33 @@ def encoder_weights_file(checkpoint: Union[str, os.PathLike]) -> Path:
     return found
 
 
+def _run_config_of(path: Path) -> Dict[str, Any]:
+    """The config.json of the pretraining run a run folder, checkpoint folder or weights file belongs to ({}: none)."""
+    if path.is_dir():
+        return _run_dir_config(path) or _run_dir_config(path.parent) or _run_dir_config(path.parent.parent)
+    return _run_dir_config(path.parent) or _run_dir_config(path.parent.parent)
+
+
+def checkpoint_architecture(checkpoint: Union[str, os.PathLike]) -> Optional[str]:
+    """The registered architecture a checkpoint's weights were made for, read from its config (no weights are read).
+
+    Args:
+        checkpoint: A :func:`save_pretrained` folder, a pretraining run or checkpoint folder, or a weights file.
+
+    Returns:
+        The architecture name; None when nothing beside the weights records it (a bare weights file).
+
+    Raises:
+        FileNotFoundError: ``checkpoint`` does not exist.
+    """
+    path = Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f'Checkpoint {str(checkpoint)!r} does not exist.')
+    if _is_pretrained_folder(path):
+        return _run_dir_config(path).get('architecture')
+    return _run_config_of(path).get('model')
+
+
 def load_encoder(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[str] = None,
                  num_samples: Optional[int] = None, pretrained: bool = False, **kwargs: Any):
     """Build an encoder and load weights from a pretraining run, a checkpoint, or a save_pretrained folder.
@@ -315,10 +342,7 @@ def load_encoder(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[
     weights = encoder_weights_file(path)
     if _is_pretrained_folder(path):
         return load_pretrained(path, **size, **kwargs), {'checkpoint': str(path)}
-    if path.is_dir():
-        run_cfg = _run_dir_config(path) or _run_dir_config(path.parent) or _run_dir_config(path.parent.parent)
-    else:
-        run_cfg = _run_dir_config(path.parent) or _run_dir_config(path.parent.parent)
+    run_cfg = _run_config_of(path)
     path = weights
     name = model or run_cfg.get('model') or 'ecg_vit_mae_moco'
     encoder = create_model(name, **size, **kwargs)

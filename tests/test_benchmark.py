@@ -95,3 +95,22 @@ def test_rerun_into_the_same_folder_is_refused_up_front_and_resume_reuses_the_ru
     assert main(args + ['--resume', '--seed', '1']) == 2
     assert 'seed 0 there, 1 here' in capsys.readouterr().err
 
+
+
+def test_checkpoint_rows_set_the_architecture_of_every_row(tmp_path, capsys):
+    import ecgvit
+    from ecgvit.hub import checkpoint_architecture, save_pretrained
+
+    save_pretrained(ecgvit.create_model('ecg_vit_small', img_size=500), tmp_path / 'small')
+    save_pretrained(ecgvit.create_model('ecg_vit_tiny', img_size=500), tmp_path / 'tiny')
+    assert checkpoint_architecture(tmp_path / 'small') == 'ecg_vit_small'
+    out = tmp_path / 'b'
+    common = ['benchmark', '--quick', '--methods', 'random', '--protocols', 'linear', '--synthetic-records', '120',
+              '--pretrain-epochs', '1', '--probe-epochs', '5', '--n-boot', '0', '--no-progress']
+    # Without --model, the floors are built as the checkpoint's architecture (the preset's tiny one failed to load it).
+    assert main(common + ['--checkpoint', f'mine={tmp_path / "small"}', '--out', str(out)]) == 0
+    assert 'note: --model ecg_vit_small' in capsys.readouterr().err
+    assert json.loads((out / 'config.json').read_text())['model'] == 'ecg_vit_small'
+    assert main(common + ['--checkpoint', f'a={tmp_path / "small"}', '--checkpoint', f'b={tmp_path / "tiny"}',
+                          '--out', str(tmp_path / 'c')]) == 2
+    assert 'different architectures (a: ecg_vit_small, b: ecg_vit_tiny)' in capsys.readouterr().err
