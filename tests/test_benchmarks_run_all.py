@@ -91,3 +91,12 @@ def test_gpu_script_runs_its_code_path_on_the_cpu(tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / 'gpu.json']  # the epoch run cleans up after itself
     if not torch.cuda.is_available():
         assert module.main([]) == {}  # no device: nothing measured, nothing made up
+
+
+def test_a_utilisation_above_one_is_invalid_not_a_pass(capsys):
+    """bf16 emulated on an AVX2-only CPU: the step outran the matmul peak measured for it (2.34 in a --quick run)."""
+    fig = next(f for f in run_all.FIGURES if f.name == 'mfu_bf16')
+    assert run_all._verdict(fig, 2.342) is None and run_all._verdict(fig, 0.55) is True
+    run_all.print_table({'mfu_bf16': 2.342}, {})
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith('mfu_bf16'))
+    assert 'invalid' in row and 'pass' not in row
