@@ -330,7 +330,7 @@ def test_cli_pretrain_carries_the_caches_lead_mask_into_the_batches(tmp_path, mo
     monkeypatch.setattr(HybridPretrainer, 'forward', spy)
     threads = torch.get_num_threads()
     try:
-        with pytest.warns(UserWarning, match='8 of 24 cached items lack some of the leads'):
+        with pytest.warns(UserWarning, match='8 of 24 cached items lack leads'):
             rc = main(['pretrain', '--method', 'mae', '--data', 'folder', '--data-dir', str(tmp_path / 'records'),
                        *TINY_DATA[8:], '--sampling-rate', '100', '--num-samples', '500', '--epochs', '1',
                        '--output', str(tmp_path / 'run')])

@@ -282,6 +282,7 @@ def build_cache(dataset: ECGDataset, preprocessing: Preprocessing, out_dir: str 
             'signals_sha256_scheme': 'sha256 of the concatenated per-item sha256 hex digests (index.csv item_sha256)',
             'n_entries': len(dataset), 'n_skipped': len(stats['skipped']), 'skipped': stats['skipped'],
             'duplicates': stats['duplicates'], 'n_partial_leads': stats['n_partial_leads'],
+            'partial_leads': stats['partial_leads'],
             'plausibility': stats['plausibility'], 'seconds': round(elapsed, 3),
             'records_per_s': round(len(dataset) / elapsed, 1) if elapsed > 0 else None,
         }
@@ -307,9 +308,12 @@ def _report(manifest: dict, out: Path, name: str) -> None:
     partial = manifest.get('n_partial_leads') or 0
     if partial:
         pp = manifest['preprocessing']
-        warnings.warn(f'{name}: {partial} of {manifest["shape"][0]} cached items lack some of the leads '
-                      f'{pp.get("input_leads") or pp["leads"]} (missing or empty in the record): those leads are zero '
-                      f'and marked False in {out / "lead_mask.npy"} (CachedECGDataset.lead_mask).', stacklevel=3)
+        absent = manifest.get('partial_leads')
+        which = (', '.join(f'{lead} ({n})' for lead, n in absent.items()) if absent else
+                 f'some of {pp.get("input_leads") or pp["leads"]}')  # a manifest written before the counts
+        warnings.warn(f'{name}: {partial} of {manifest["shape"][0]} cached items lack leads (missing or empty in the '
+                      f'record; items lacking each in brackets): {which}. Those leads are zero and marked False in '
+                      f'{out / "lead_mask.npy"} (CachedECGDataset.lead_mask).', stacklevel=3)
     plaus = manifest.get('plausibility') or {}
     flagged = plaus.get('flagged') or []
     problems = list(plaus.get('dataset_problems') or [])
@@ -479,6 +483,9 @@ def _write(dataset: ECGDataset, pp: Preprocessing, tmp: Path, *, num_workers: in
             'signals_sha256': _combine_digests(item_digests),
             # Items lacking a lead they should have: outside input_leads every item lacks them by design.
             'n_partial_leads': int((~lead_mask[:, pp.input_mask]).any(axis=1).sum()),
+            # Which of them, in how many items each (the warning names these, not every lead).
+            'partial_leads': {lead: int(n) for lead, n, wanted in zip(pp.leads, (~lead_mask).sum(axis=0),
+                                                                      pp.input_mask) if wanted and n},
             'plausibility': summarize(checks, dataset.name) if plausibility else None}
 
 
