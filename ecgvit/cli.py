@@ -1346,7 +1346,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not debug:
         warnings.formatwarning = functools.partial(_warning_line, command)
     try:
-        return _main(argv, command, debug)
+        with warnings.catch_warnings():  # a command's warning filters end with it (main() also runs in-process)
+            return _main(argv, command, debug)
     finally:
         warnings.formatwarning = formatwarning
 
@@ -1372,8 +1373,12 @@ def _main(argv: Optional[List[str]], command: str, debug: bool) -> int:
     try:
         args = _parse(argv)
         command = f'ecgvit {args.command}'
-        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+        # Under torchrun every process runs this: rank 0 speaks for all; the others say only what goes wrong.
+        other_rank = os.environ.get('RANK', '0') not in ('', '0')
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR if other_rank else logging.INFO,
                             format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+        if other_rank and not debug:
+            warnings.simplefilter('ignore')  # the same warnings rank 0 shows, once per process
         if getattr(args, 'threads', None) is not None and args.command != 'benchmark':
             if args.threads < 1:
                 raise CliError(f'--threads must be >= 1, got {args.threads}.')
