@@ -11,6 +11,7 @@ saved, so a resumed run sees the same batches; the RNG states, optimiser, schedu
 :func:`train` reads top to bottom as the run's steps; each helper below does one of them.
 """
 import dataclasses
+import inspect
 import json
 import logging
 import math
@@ -313,12 +314,13 @@ def _run_amp(state: Dict[str, Any], config: TrainConfig, info: DistInfo) -> Opti
 def _wrap_ddp(module: nn.Module, config: TrainConfig, info: DistInfo) -> nn.Module:
     if not info.distributed:
         return module
+    # The MoCo queue is a buffer kept identical by gathering keys across ranks; re-broadcasting it every step would
+    # cost a queue-sized copy for nothing. torch 2.14 renamed the switch (the old name warns on every rank).
+    no_sync = {'forward_sync_buffers': False} if 'forward_sync_buffers' in inspect.signature(
+        nn.parallel.DistributedDataParallel.__init__).parameters else {'broadcast_buffers': False}
     return nn.parallel.DistributedDataParallel(
         module, device_ids=[info.local_rank] if info.device.type == 'cuda' else None,
-        find_unused_parameters=config.find_unused_parameters,
-        # The MoCo queue is a buffer kept identical by gathering keys across ranks; re-broadcasting it every
-        # step would cost a queue-sized copy for nothing.
-        broadcast_buffers=False)
+        find_unused_parameters=config.find_unused_parameters, **no_sync)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
