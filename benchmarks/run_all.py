@@ -292,6 +292,9 @@ def _format(fig: Figure, value: Optional[float]) -> str:
     return f'{value:.3f}{fig.unit}'
 
 
+_INVALID = 'invalid: above 1, the measured matmul peak of this dtype is not its real peak here'
+
+
 def _impossible(fig: Figure, value: Optional[float]) -> bool:
     """A utilisation above 1: the step outran the matmul peak measured for its dtype, so that peak is not the real one
     (bf16 emulated on a CPU without bf16 units: ``torch.mm`` at the small size the measurement falls back to is far
@@ -314,7 +317,7 @@ def print_table(figures: Dict[str, Optional[float]], notes: Dict[str, str]) -> N
         ok = _verdict(fig, value)
         result = notes.get(fig.name, 'skipped') if ok is None else ('pass' if ok else 'FAIL')
         if _impossible(fig, value):
-            result = 'invalid: above 1, the measured matmul peak of this dtype is not its real peak here'
+            result = _INVALID
         rows.append((fig.name, _format(fig, value), f'{fig.op} {_format(fig, fig.target)}', result))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for i, row in enumerate(rows):
@@ -550,6 +553,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: List[s
           + ('' if 'pretrain_step' in raw else ' (assumed: the first of --dtypes, as pretrain_step did not run)'))
     if args.quick:
         print('quick settings: smoke values, not comparable with the targets')
+    for fig in FIGURES:
+        if _impossible(fig, figures.get(fig.name)):
+            notes[fig.name] = _INVALID
     print_table(figures, notes)
     total = time.perf_counter() - started
     print(f'total {total:.0f} s')

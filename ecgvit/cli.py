@@ -1007,7 +1007,6 @@ def _checkpoints_architecture(checkpoints: Dict[str, str]) -> Optional[str]:
                        f'one: give --model and weights of it.')
     if not known:
         return None  # bare weights files: the default architecture, which load_encoder checks them against
-    print(f'note: --model {known[0]} (the architecture of the --checkpoint weights) for every row.', file=sys.stderr)
     return known[0]
 
 
@@ -1055,7 +1054,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             raise CliError(f'--checkpoint {bad[0]!r} is not METHOD=PATH (e.g. mae_moco=runs/mae_moco).')
         overrides['checkpoints'] = {k.strip(): path for k, _, path in pairs}
         arch = _checkpoints_architecture(overrides['checkpoints']) if args.model is None else None
-        if arch is not None:
+        if arch is not None and arch != cfg.model:
+            print(f'note: --model {arch} (the architecture of the --checkpoint weights) for every row.',
+                  file=sys.stderr)
             overrides['model'] = arch
     if args.threads is not None:
         overrides['threads'] = args.threads

@@ -43,7 +43,8 @@ def test_quick_run_reports_every_figure(tmp_path):
             assert data['notes'][key].startswith('skipped')
             continue
         assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
-        assert data['passed'][key] in (True, False)
+        # A utilisation above 1 (emulated bf16 outrunning its measured peak) is no verdict, and says so.
+        assert data['passed'][key] in (True, False) or data['notes'][key].startswith('invalid'), key
     _check_common(data)
     assert data['dtype'] in ('fp32', 'bf16')
     rss = ('peak_rss_gb', 'peak_rss_gb_grad_ckpt', 'peak_rss_gb_shared')
