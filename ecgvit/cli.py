@@ -338,6 +338,9 @@ def _config_value(action: argparse.Action, key: str, value: Any, path: str) -> A
         return [str(v) for v in items]
     if action.nargs == '?' and isinstance(value, bool):  # --resume: true, or a path
         return value
+    if isinstance(value, list) and action.type not in (int, float) and \
+            all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+        value = ','.join(str(v) for v in value)  # a comma-separated option (--seeds 0,1) given as a YAML list
     if action.type in (int, float):
         if isinstance(value, str):  # YAML reads 1e-3 as text; the command line would take it
             try:
@@ -349,13 +352,8 @@ def _config_value(action: argparse.Action, key: str, value: Any, path: str) -> A
             kind = 'a whole number' if action.type is int else 'a number'
             raise CliError(f'{where} must be {kind}, got {value!r}.')
         value = action.type(value)
-    elif isinstance(value, list) and action.type in (None, str) and \
-            all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
-        value = ','.join(str(v) for v in value)  # a comma-separated option (--seeds 0,1) given as a YAML list
     elif isinstance(value, (dict, bool, list)):
         raise CliError(f'{where} must be text, got {value!r}.')
-    elif isinstance(value, list):  # a comma-separated option given as a YAML list
-        value = [str(v) for v in value]
     elif action.type is not None and action.type is not str:
         value = action.type(str(value))
     else:

@@ -79,6 +79,10 @@ def test_config_values_a_user_writes_naturally(tmp_path):
     path.write_text('seeds: [0, 1]\nfractions: [0.1, 1]\ncheckpoint: [mae_moco=runs/x]\n')
     args = _parse(['benchmark', '--config', str(path)])
     assert (args.seeds, args.fractions, args.checkpoints) == ('0,1', '0.1,1', ['mae_moco=runs/x'])
+    # Options whose flag reads a comma list itself (--methods mae,moco) take a YAML list as well.
+    path.write_text('methods: [mae, moco]\nprotocols: [linear]\n')
+    args = _parse(['benchmark', '--config', str(path)])
+    assert (args.methods, args.protocols) == (['mae', 'moco'], ['linear'])
 
 
 def test_config_file_errors_name_the_line_and_the_encoding(tmp_path, capsys):
