@@ -37,8 +37,9 @@ from ecgvit.errors import CheckpointError  # one class for every bad checkpoint;
 from ecgvit.files import atomic_write_text, fsync_dir  # atomic_write_text: still importable from here
 
 __all__ = ['save_checkpoint', 'load_checkpoint', 'read_checkpoint_state', 'list_checkpoints', 'latest_checkpoint',
-           'checkpoint_problem', 'prune_checkpoints', 'save_best', 'load_best', 'clean_partial', 'get_rng_state',
-           'set_rng_state', 'optimizer_to_flat', 'optimizer_from_flat', 'atomic_write_text', 'CheckpointError']
+           'checkpoint_problem', 'prune_checkpoints', 'save_best', 'load_best', 'best_info', 'clean_partial',
+           'get_rng_state', 'set_rng_state', 'optimizer_to_flat', 'optimizer_from_flat', 'atomic_write_text',
+           'CheckpointError']
 
 _STEP_RE = re.compile(r'^step-(\d{8})$')
 _TMP_PREFIX = '.tmp-'
@@ -457,18 +458,12 @@ def load_best(path: os.PathLike, model: Optional[nn.Module] = None) -> Tuple[Dic
     Raises:
         CheckpointError: no best weights yet, a damaged file, or weights that do not fit ``model``.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / BEST_NAME
-    if not path.is_file():
-        raise CheckpointError(f'No best weights at {str(path)!r}: a run writes them after its first validation.')
+    path = _best_file(path)
+    info = best_info(path)
     try:
-        with safe_open(str(path), framework='pt') as f:
-            meta = f.metadata() or {}
         weights = load_file(str(path))
     except Exception as e:  # safetensors' own error type for short files and bad headers
-        raise CheckpointError(f'{path} is damaged (truncated or corrupt: {e}): the checkpoints beside it hold the '
-                              f'latest weights (--resume continues from them).') from None
+        raise _damaged_best(path, e) from None
     if model is not None:
         try:
             model.load_state_dict(weights, strict=True)
@@ -476,4 +471,36 @@ def load_best(path: os.PathLike, model: Optional[nn.Module] = None) -> Tuple[Dic
             raise CheckpointError(f'{path} does not fit {type(model).__name__}: {_first_mismatch(e)} Pass the module '
                                   f'the run trained (a pretraining run: its pretrainer), or load the encoder alone '
                                   f'with ecgvit.hub.load_encoder(run_dir).') from None
-    return weights, json.loads(meta.get('ecgvit', '{}'))
+    return weights, info
+
+
+def best_info(path: os.PathLike) -> Dict[str, Any]:
+    """The step, epoch and val_loss stored with ``best.safetensors``, read from its header (no weights are read).
+
+    Args:
+        path: ``best.safetensors`` or the run's ``checkpoints`` folder.
+
+    Raises:
+        CheckpointError: no best weights yet, or a damaged file.
+    """
+    path = _best_file(path)
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors' own error type for short files and bad headers
+        raise _damaged_best(path, e) from None
+    return json.loads(meta.get('ecgvit', '{}'))
+
+
+def _best_file(path: os.PathLike) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / BEST_NAME
+    if not path.is_file():
+        raise CheckpointError(f'No best weights at {str(path)!r}: a run writes them after its first validation.')
+    return path
+
+
+def _damaged_best(path: Path, error: Exception) -> CheckpointError:
+    return CheckpointError(f'{path} is damaged (truncated or corrupt: {error}): the checkpoints beside it hold the '
+                           f'latest weights (--resume continues from them).')

@@ -23,17 +23,17 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
-from safetensors import safe_open
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ecgvit.errors import RunExistsError, TrainingDivergedError
+from ecgvit.errors import CheckpointError, RunExistsError, TrainingDivergedError
 from ecgvit.files import atomic_copy
 
 from .batch import batch_inputs, batch_kwargs
 from .checkpoint import (
     BEST_NAME,
     atomic_write_text,
+    best_info,
     clean_partial,
     latest_checkpoint,
     list_checkpoints,
@@ -160,9 +160,8 @@ def _carry_best(source_dir: Path, ckpt_dir: Path, saved: Dict[str, Any]) -> None
     if target.exists() or not source.is_file():
         return
     try:
-        with safe_open(str(source), framework='pt') as f:
-            best = json.loads((f.metadata() or {}).get('ecgvit', '{}'))
-    except Exception:  # a damaged file: this run's own validation writes new best weights
+        best = best_info(source)
+    except CheckpointError:  # a damaged file: this run's own validation writes new best weights
         best = {}
     if best.get('epoch') is not None and best.get('epoch') == saved.get('best_epoch') and \
             (best.get('step') or 0) <= saved.get('global_step', 0):
