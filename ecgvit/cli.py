@@ -1343,7 +1343,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     command = f'ecgvit {first}' if first in _COMMANDS else 'ecgvit'  # errors of --config name their command too
     formatwarning = warnings.formatwarning
     if not debug:
-        warnings.formatwarning = functools.partial(_warning_line, command)
+        warnings.formatwarning = functools.partial(_warning_line, command, formatwarning)
     try:
         with warnings.catch_warnings():  # a command's warning filters end with it (main() also runs in-process)
             return _main(argv, command, debug)
@@ -1352,19 +1352,18 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
-_PYTHON_FORMATWARNING = warnings.formatwarning
 
 
-def _warning_line(command: str, message: Any, category: type, filename: str, lineno: int,
+def _warning_line(command: str, others: Any, message: Any, category: type, filename: str, lineno: int,
                   line: Optional[str] = None) -> str:
     """ecgvit's own warnings as one line for a command-line user, not a source location and a line of our code
-    (ECGVIT_DEBUG=1 shows those); other libraries' warnings keep Python's format."""
+    (ECGVIT_DEBUG=1 shows those); other libraries' warnings keep the format in place before (``others``)."""
     try:
         ours = Path(filename).resolve().is_relative_to(_PACKAGE_DIR)
     except (OSError, ValueError):
         ours = False
     if not ours:
-        return _PYTHON_FORMATWARNING(message, category, filename, lineno, line)
+        return others(message, category, filename, lineno, line)
     return f'{command}: warning: {message}\n'
 
 

@@ -363,10 +363,12 @@ def test_our_warnings_are_one_line_and_the_format_is_restored(capsys):
 
     from ecgvit import cli
 
-    line = cli._warning_line('ecgvit pretrain', 'The MoCo queue is long', UserWarning, cli.__file__, 788, 'code()')
+    line = cli._warning_line('ecgvit pretrain', warnings.formatwarning, 'The MoCo queue is long', UserWarning,
+                            cli.__file__, 788, 'code()')
     assert line == 'ecgvit pretrain: warning: The MoCo queue is long\n'
     # Another library's warning keeps Python's format (its file and line say where to look).
-    other = cli._warning_line('ecgvit pretrain', 'old API', FutureWarning, warnings.__file__, 3, None)
+    other = cli._warning_line('ecgvit pretrain', warnings.formatwarning, 'old API', FutureWarning, warnings.__file__,
+                             3, None)
     assert other.startswith(f'{warnings.__file__}:3: FutureWarning: old API')
     before = warnings.formatwarning
     assert main(['probe', '--seed', '-1']) == 2
