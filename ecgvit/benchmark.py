@@ -39,7 +39,7 @@ from ecgvit.data.prepare import check_model_data, data_preprocessing, model_data
 from ecgvit.errors import RunExistsError
 from ecgvit.eval.config import FinetuneConfig, ProbeConfig
 from ecgvit.files import atomic_open, atomic_savefig, atomic_write_text
-from ecgvit.options import DataOptions, RunOptions, documented, model_input_defaults, option
+from ecgvit.options import DataOptions, RunOptions, documented, model_input_defaults, option, same_setting
 from ecgvit.train.config import TrainConfig
 
 __all__ = ['BenchmarkConfig', 'run_benchmark', 'BASELINES', 'PROTOCOLS', 'quick_config', 'format_table',
@@ -396,10 +396,7 @@ def check_earlier_runs(cfg: BenchmarkConfig, pretrained_here: List[str]) -> None
         if key == 'pretrain' and isinstance(old, dict):
             diffs += [(f'pretrain.{k}', old.get(k), v) for k, v in new.items()
                       if k not in _RESUME_FREE and k in old and old[k] != v]
-        elif key == 'data_dir' and old and new:
-            if Path(old).resolve() != Path(new).resolve():
-                diffs.append((key, old, new))
-        elif key in before and old != new:
+        elif key in before and not same_setting(key, old, new):
             diffs.append((key, old, new))
     if diffs:
         text = '; '.join(f'{k} {old!r} there, {new!r} here' for k, old, new in diffs)

@@ -649,24 +649,16 @@ _RESUME_DATA = ('data', 'data_dir', 'sampling_rate', 'num_samples', 'synthetic_r
                 'short_records', 'seed')
 
 
-def _same_setting(key: str, a: Any, b: Any) -> bool:
-    if key == 'data_dir' and a is not None and b is not None:
-        return a == b or Path(a).resolve() == Path(b).resolve()
-    if key == 'sampling_rate' and a is not None and b is not None:
-        return float(a) == float(b)
-    return a == b
-
-
 def _resume_data(args: argparse.Namespace, resumed: Optional[Dict[str, Any]], given: Dict[str, Any]) -> None:
     """A resumed run's data settings: those not given again carry over; one given differently is refused (the
     checkpoint's optimiser, schedule and MoCo queue belong to that data)."""
-    from ecgvit.options import flag_name
+    from ecgvit.options import flag_name, same_setting
 
     saved = (resumed or {}).get('args') or {}
     for key in _RESUME_DATA:
         if key not in saved:
             continue  # a checkpoint written before the key was recorded
-        if key in given and not _same_setting(key, given[key], saved[key]):
+        if key in given and not same_setting(key, given[key], saved[key]):
             raise CliError(f'--resume continues a run trained with {flag_name(key)} {saved[key]}, not '
                            f'{given[key]}: drop {flag_name(key)} to continue it, or start a new run in another '
                            f'--output.')

@@ -21,10 +21,11 @@ import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Collection, Dict, Optional, Tuple, Type
 
 __all__ = ['RunOptions', 'DataOptions', 'option', 'documented', 'add_options', 'options_from_args', 'flag_name',
-           'model_input_defaults', 'parse_key_value']
+           'model_input_defaults', 'parse_key_value', 'same_setting']
 
 
 def option(default: Any = None, help: str = '', *, default_factory: Optional[Callable[[], Any]] = None,
@@ -232,3 +233,24 @@ def options_from_args(args: argparse.Namespace, cls: Type, prefix: str = '', onl
         if value is not None:
             out[f.name] = value
     return out
+
+
+def same_setting(key: str, a: Any, b: Any) -> bool:
+    """Whether two recorded values of an option are the same setting (a resumed run's, this command's).
+
+    Folders are the same when they resolve to one path ('data/x' and '/home/me/data/x'); rates compare as numbers.
+
+    Args:
+        key: The option's field name (``data_dir`` and ``sampling_rate`` compare as above, the rest by ``==``).
+        a: One value.
+        b: The other.
+
+    Example:
+        >>> same_setting('sampling_rate', 100, 100.0), same_setting('seed', 0, 1)
+        (True, False)
+    """
+    if key == 'data_dir' and a is not None and b is not None:
+        return a == b or Path(a).resolve() == Path(b).resolve()
+    if key == 'sampling_rate' and a is not None and b is not None:
+        return float(a) == float(b)
+    return a == b
