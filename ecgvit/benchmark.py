@@ -4,7 +4,8 @@ Every method produces an encoder, every protocol evaluates one:
 
 - ``random``: the encoder at its random initialisation (floor). Under ``finetune`` this is training from scratch.
 - ``supervised``: the encoder trained from scratch with the labels of the training split, end to end, for the same
-  number of epochs the self-supervised methods pretrain (the supervised-pretraining baseline).
+  number of epochs the self-supervised methods pretrain (the supervised-pretraining baseline). Its weights are kept
+  in ``out/pretrain/supervised`` so that a resumed benchmark reuses them.
 - ``mae``, ``moco``, ``mae_moco``, ``mae_nextclip``, ``mae_centerclip``: self-supervised pretraining
   (:func:`ecgvit.pretrain.create_pretrainer` + :func:`ecgvit.train.train`) on the training split, best-validation
   weights. The hybrids are the paper's methods (separate encoder passes); ``mae_moco_shared``,
@@ -36,7 +37,7 @@ import torch
 
 from ecgvit.data import Preprocessing
 from ecgvit.data.prepare import check_model_data, data_preprocessing, model_data_cfg, prepare_data
-from ecgvit.errors import RunExistsError
+from ecgvit.errors import CheckpointError, RunExistsError
 from ecgvit.eval.config import FinetuneConfig, ProbeConfig
 from ecgvit.files import atomic_open, atomic_savefig, atomic_write_text
 from ecgvit.options import DataOptions, RunOptions, documented, model_input_defaults, option, same_setting
@@ -183,7 +184,6 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
         read).
     """
     import ecgvit
-    from ecgvit.eval import finetune
     from ecgvit.train import load_best_into, seed_everything, train
 
     t0 = time.time()
@@ -195,13 +195,7 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
     if method == 'random':
         return ecgvit.create_model(cfg.model, **enc_kwargs), {'pretrain_time_s': 0.0}
     if method == 'supervised':
-        enc = ecgvit.create_model(cfg.model, **enc_kwargs)
-        # The supervised baseline trains as long as the self-supervised methods pretrain, validated on val.
-        sup = _stage(cfg.finetune, cfg, epochs=cfg.pretrain.epochs, layer_decay=None, n_boot=0,
-                     batch_size=min(cfg.finetune.batch_size, len(splits['train'])))
-        res = finetune(enc, splits['train'], splits['val'], splits['val'], config=sup)
-        enc.reset_classifier(0)
-        return enc, {'pretrain_time_s': time.time() - t0, 'pretrain_best_val_loss': res['best_val_loss']}
+        return _supervised_encoder(cfg, splits, out_dir, enc_kwargs)
     from ecgvit.data.lead_mask_dataset import with_lead_masks
     from ecgvit.pretrain import create_pretrainer, queue_copies_per_record, split_method
 
@@ -225,6 +219,56 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
     load_best_into(model, out_dir)
     return model.encoder.cpu(), {'pretrain_time_s': time.time() - t0,
                                  'pretrain_best_val_loss': summary['best_val_loss']}
+
+
+# Fine-tuning settings that do not change what the supervised baseline learns.
+_SUPERVISED_FREE = ('progress', 'num_workers', 'device', 'output_dir')
+
+
+def _supervised_encoder(cfg: BenchmarkConfig, splits: Dict[str, Any], out_dir: Path,
+                        enc_kwargs: Dict[str, Any]) -> Tuple[Any, Dict]:
+    """The supervised baseline: trained, or with ``cfg.resume`` read back from ``out_dir`` if made the same way.
+
+    Its weights are kept in ``out_dir`` (``best.safetensors``, with what it was trained on and how in the metadata),
+    so that a resumed benchmark does not spend another pretraining-length run on a seeded result it already has.
+    """
+    import ecgvit
+    from ecgvit.eval import finetune
+    from ecgvit.train import seed_everything
+    from ecgvit.train.checkpoint import best_info, load_best, save_best
+
+    t0 = time.time()
+    enc = ecgvit.create_model(cfg.model, **enc_kwargs)
+    # The supervised baseline trains as long as the self-supervised methods pretrain, validated on val.
+    sup = _stage(cfg.finetune, cfg, epochs=cfg.pretrain.epochs, layer_decay=None, n_boot=0,
+                 batch_size=min(cfg.finetune.batch_size, len(splits['train'])))
+    made_with = json.loads(json.dumps({
+        'model': cfg.model, 'num_samples': cfg.num_samples, 'data': cfg.data,
+        'preprocessing': splits['train'].preprocessing.to_dict(),
+        'n_train': len(splits['train']), 'n_val': len(splits['val']),
+        'finetune': {k: v for k, v in dataclasses.asdict(sup).items() if k not in _SUPERVISED_FREE}}, default=str))
+    if cfg.resume and (out_dir / 'best.safetensors').is_file():
+        try:
+            info = best_info(out_dir)
+            if info.get('made_with') == made_with:
+                enc.reset_classifier(0)
+                load_best(out_dir, enc)
+                _logger.info('[supervised] reusing the weights the earlier benchmark trained (%s)', out_dir)
+                return enc, {'pretrain_time_s': info['time_s'], 'pretrain_best_val_loss': info['best_val_loss']}
+        except CheckpointError as e:
+            _logger.warning('[supervised] the earlier weights cannot be used (%s); training again', e)
+            info = {}
+            seed_everything(cfg.seed)  # a half-loaded encoder must not train on: the fresh run's own init
+            enc = ecgvit.create_model(cfg.model, **enc_kwargs)
+        if info:
+            changed = sorted(k for k in made_with if info.get('made_with', {}).get(k) != made_with[k])
+            _logger.info('[supervised] training again: the earlier weights were made with other %s',
+                         ', '.join(changed))
+    res = finetune(enc, splits['train'], splits['val'], splits['val'], config=sup)
+    enc.reset_classifier(0)
+    info = {'made_with': made_with, 'time_s': time.time() - t0, 'best_val_loss': res['best_val_loss']}
+    save_best(out_dir, enc, info)
+    return enc, {'pretrain_time_s': info['time_s'], 'pretrain_best_val_loss': info['best_val_loss']}
 
 
 # ---------------------------------------------------------------------------------------------------------------------

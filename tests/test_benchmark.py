@@ -96,6 +96,42 @@ def test_rerun_into_the_same_folder_is_refused_up_front_and_resume_reuses_the_ru
     assert 'seed 0 there, 1 here' in capsys.readouterr().err
 
 
+def test_resume_reuses_the_supervised_baseline_only_if_made_the_same_way(tmp_path, caplog):
+    from ecgvit.train.checkpoint import best_info
+
+    out = tmp_path / 'b'
+    args = ['benchmark', '--quick', '--methods', 'random', '--protocols', 'linear', '--out', str(out),
+            '--synthetic-records', '120', '--pretrain-epochs', '2', '--probe-epochs', '10', '--n-boot', '0',
+            '--no-progress']
+    assert main(args) == 0
+    sup = out / 'pretrain' / 'supervised'
+    first = best_info(sup)
+    assert first['made_with']['finetune']['epochs'] == 2 and first['made_with']['n_train'] > 0
+    weights = (sup / 'best.safetensors').read_bytes()
+    rows = {r['method']: r for r in _rows(out / 'results.csv')}
+    # Resumed: the seeded baseline is read back, not trained again, and scores the same.
+    with caplog.at_level('INFO', logger='ecgvit.benchmark'):
+        assert main(args + ['--resume']) == 0
+    assert 'reusing the weights the earlier benchmark trained' in caplog.text
+    assert (sup / 'best.safetensors').read_bytes() == weights
+    again = {r['method']: r for r in _rows(out / 'results.csv')}
+    assert again['supervised']['auc_ovo'] == rows['supervised']['auc_ovo']
+    assert again['supervised']['pretrain_time_s'] == rows['supervised']['pretrain_time_s']
+    # Another recipe for it (the fine-tuning lr it trains with): trained again, and the reason is named.
+    caplog.clear()
+    with caplog.at_level('INFO', logger='ecgvit.benchmark'):
+        assert main(args + ['--resume', '--finetune-lr', '5e-4']) == 0
+    assert 'training again: the earlier weights were made with other finetune' in caplog.text
+    assert best_info(sup)['made_with']['finetune']['lr'] == 5e-4
+    # Damaged weights are trained again with a warning, not a failed row.
+    (sup / 'best.safetensors').write_bytes(b'not safetensors')
+    caplog.clear()
+    with caplog.at_level('INFO', logger='ecgvit.benchmark'):
+        assert main(args + ['--resume', '--finetune-lr', '5e-4']) == 0
+    assert 'the earlier weights cannot be used' in caplog.text
+    assert not [r for r in _rows(out / 'results.csv') if r.get('error')]
+
+
 
 def test_checkpoint_rows_set_the_architecture_of_every_row(tmp_path, capsys):
     import ecgvit
