@@ -698,21 +698,16 @@ def _method_setting_flag(key: str, value: Any, args: argparse.Namespace) -> str:
     return f'--method-arg {key}={value}'
 
 
-def _check_method_kwargs(method: str, method_kwargs: Dict[str, Any], args: argparse.Namespace) -> None:
-    """Settings the method does not take are refused, named as given (before any model is built)."""
-    from ecgvit.pretrain import method_settings
-
-    allowed = method_settings(method)
-    unknown = [k for k in method_kwargs if k not in allowed]
-    if unknown:
-        given = ', '.join(_method_setting_flag(k, method_kwargs[k], args) for k in unknown)
-        raise CliError(f'{given}: {method} has no setting {", ".join(unknown)}. Its settings (--method-arg '
-                       f'KEY=VALUE): {", ".join(sorted(allowed))}.')
-
-
 def _method_kwarg_error(error: Exception, method_kwargs: Dict[str, Any], args: argparse.Namespace) -> Exception:
-    """A pretrainer's refusal of a setting value, prefixed with the flag that gave it (the message names the
-    setting as the Python API does)."""
+    """A pretrainer's refusal of a setting, named as the command line gave it (the message names the setting as the
+    Python API does)."""
+    from ecgvit.errors import UnknownMethodSettingError
+
+    if isinstance(error, UnknownMethodSettingError):
+        unknown = [k for k in method_kwargs if k in error.unknown]
+        given = ', '.join(_method_setting_flag(k, method_kwargs[k], args) for k in unknown)
+        return CliError(f'{given}: {error.method} has no setting {", ".join(unknown)}. Its settings (--method-arg '
+                        f'KEY=VALUE): {", ".join(sorted(error.allowed))}.')
     text = str(error)
     named = [k for k in method_kwargs if re.search(rf'\b{re.escape(k)}\b', text)]
     if not named:
@@ -806,7 +801,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     # Built before the data, so a bad method setting ends the command before a cache is built; train() seeds again
     # before the first step, so the data building in between changes nothing of the run.
     seed_everything(args.seed)
-    _check_method_kwargs(method, method_kwargs, args)
     try:
         if start is not None:
             # The loaded encoder itself, so the momentum encoder (MoCo) is a copy of the starting weights too.

@@ -6,7 +6,7 @@ bad training checkpoint from ``--resume``.
 """
 
 __all__ = ['EcgvitError', 'CheckpointError', 'PretrainedWeightsError', 'RunExistsError', 'RunInUseError',
-           'TrainingDivergedError']
+           'TrainingDivergedError', 'UnknownMethodSettingError']
 
 
 class EcgvitError(Exception):
@@ -41,3 +41,14 @@ class RunInUseError(EcgvitError, RuntimeError):
 class TrainingDivergedError(EcgvitError, RuntimeError):
     """A run finished with nothing usable: its weights hold non-finite values, or most of its steps were skipped as
     non-finite. Its checkpoints and metrics stay on disk for inspection."""
+
+
+class UnknownMethodSettingError(EcgvitError, TypeError):
+    """A pretraining method was given a setting it does not take (``TypeError``, as Python's own unexpected
+    keyword argument). ``method``, ``unknown`` (the settings refused) and ``allowed`` (the method's settings and their
+    defaults) let a caller such as the command line name them its own way."""
+
+    def __init__(self, method: str, unknown: list, allowed: dict) -> None:
+        self.method, self.unknown, self.allowed = method, list(unknown), dict(allowed)
+        super().__init__(f'create_pretrainer({method!r}) got unexpected keyword argument(s) {self.unknown}; '
+                         f'{method} takes: {", ".join(sorted(self.allowed))}.')

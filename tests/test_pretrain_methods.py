@@ -206,8 +206,14 @@ def test_errors_name_the_problem():
         create_pretrainer('simclr', 'ecg_vit_tiny')
     with pytest.raises(TypeError, match='queue_size'):
         create_pretrainer('mae', 'ecg_vit_tiny', queue_size=10)
-    with pytest.raises(TypeError, match='bogus'):
+    with pytest.raises(TypeError, match='bogus') as caught:
         create_pretrainer('mae_moco', 'ecg_vit_tiny', bogus=1)
+    # Structured, so a caller (the command line) can name the setting its own way.
+    from ecgvit.errors import UnknownMethodSettingError
+    from ecgvit.pretrain import method_settings
+    assert isinstance(caught.value, UnknownMethodSettingError)
+    assert (caught.value.method, caught.value.unknown) == ('mae_moco', ['bogus'])
+    assert caught.value.allowed == method_settings('mae_moco')
     with pytest.raises(ValueError, match='mask_ratio'):
         create_pretrainer('mae', 'ecg_vit_tiny', mask_ratio=1.0)
     with pytest.raises(ValueError, match='clip_len'):

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from torch import nn
 
 from ecgvit.data.augment import LeadSetDropout, default_ecg_augment
+from ecgvit.errors import UnknownMethodSettingError
 from ecgvit.models.arch_bounds import transformer_size_problem
 from ecgvit.models.ecg_vit import EcgVisionTransformer
 from ecgvit.pretrain.centerclip import CenterclipBranch
@@ -185,7 +186,9 @@ def create_pretrainer(
 
     Raises:
         ValueError: unknown ``method``, or a bad setting value.
-        TypeError: a kwarg the method does not take, or ``encoder_kwargs`` with an encoder module.
+        UnknownMethodSettingError: a kwarg the method does not take (a ``TypeError``; it names the method's
+            settings).
+        TypeError: ``encoder_kwargs`` with an encoder module, or a setting of the wrong type.
 
     Example:
         >>> import torch
@@ -209,8 +212,7 @@ def create_pretrainer(
     spec, allowed = METHODS[method], method_settings(method)
     unknown = sorted(set(method_kwargs) - set(allowed))
     if unknown:
-        raise TypeError(f'create_pretrainer({method!r}) got unexpected keyword argument(s) {unknown}; '
-                        f'{method} takes: {", ".join(sorted(allowed))}.')
+        raise UnknownMethodSettingError(method, unknown, allowed)
     cfg = dict(allowed, **method_kwargs)
     shared_pass = cfg.get('shared_pass', False)
     if not isinstance(shared_pass, bool):
