@@ -750,7 +750,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.cache_dir is not None and 'cache_dir' in given_data:
         args.cache_dir = str(Path(args.cache_dir).resolve())  # likewise: a resume from elsewhere finds it
     cfg = train_config_from_args(args)  # the options fix it here: nothing below changes them
-    validate_train_config(cfg)  # train() checks it too, but only after the data are built
+    validate_train_config(cfg, warn=False)  # train() checks it again (and warns), but only after the data
     # Default architecture: a resumed run's own (which --checkpoint may have set), else the method's registered name.
     model_name = (args.model or (resumed or {}).get('model')
                   or {'mae_nextclip': 'ecg_vit_mae_nextclip'}.get(method, 'ecg_vit_mae_moco'))
@@ -889,7 +889,7 @@ def _eval_command(args: argparse.Namespace, protocol: str) -> int:
         check_num_samples(args.num_samples)
     cls = ProbeConfig if protocol == 'linear' else FinetuneConfig
     given = options_from_args(args, cls)
-    cfg = with_options(cls(), given)  # its values checked before the encoder or any data
+    cfg = with_options(cls(), given, warn=False)  # checked before the encoder or data; warned where it runs
     _refuse_plateau_options(cfg.schedule, args)
     if protocol == 'finetune' and not 0 <= args.drop_path < 1:
         raise CliError(f'--drop-path must be a rate in [0, 1), got {args.drop_path}.')

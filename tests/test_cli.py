@@ -293,3 +293,15 @@ def test_pretrain_without_resume_into_a_finished_run_is_refused(pretrain_run, ca
     assert rc == 2 and 'already holds a training run' in err and '--resume' in err and len(err.splitlines()) == 1
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob('*') if p.is_file() and 'data' not in p.parts}
     assert after == before
+
+
+def test_a_warm_up_longer_than_the_run_is_said_once_per_command(pretrain_run, tmp_path, caplog):
+    root, out = pretrain_run
+    data = [*TINY_DATA, '--cache-dir', str(root / 'data'), '--amp', 'fp32', '--threads', '1']
+    with caplog.at_level('WARNING', logger='ecgvit.train.validate'):
+        assert main(['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', *data, '--epochs', '1', '-b', '8',
+                     '--warmup-epochs', '2', '--output', str(tmp_path / 'pt')]) == 0
+        assert main(['finetune', '--checkpoint', str(out), *data, '--epochs', '1', '--warmup-epochs', '3',
+                     '--n-boot', '0', '--output', str(tmp_path / 'ft')]) == 0
+    said = [r.getMessage() for r in caplog.records if 'longer than the run' in r.getMessage()]
+    assert [m.split(' is ')[1].split(',')[0] for m in said] == ['2 epochs', '3 epochs'], said

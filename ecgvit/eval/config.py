@@ -66,12 +66,13 @@ class FinetuneConfig(FitOptions):
     clip_grad: Optional[float] = option(1.0, 'Gradient-norm clip; 0 (or None) disables.')
 
 
-def with_options(config: Any, options: dict) -> Any:
+def with_options(config: Any, options: dict, warn: bool = True) -> Any:
     """``config`` with ``options`` replaced, its values checked (:func:`ecgvit.train.validate.check_option_values`).
 
     Args:
         config: A dataclass config (``ProbeConfig``, ``FinetuneConfig``); it is not changed.
         options: Field name -> new value.
+        warn: Log the check's warnings; False for an early check of a config that is checked again where it is used.
 
     Returns:
         A copy with the options set.
@@ -86,5 +87,5 @@ def with_options(config: Any, options: dict) -> Any:
     if unknown:
         raise ValueError(f'Unknown {type(config).__name__} option(s) {unknown}: choose from {sorted(names)}.')
     config = dataclasses.replace(config, **options)
-    check_option_values(config)
+    check_option_values(config, warn)
     return config

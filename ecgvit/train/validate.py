@@ -44,11 +44,13 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def validate_train_config(config: Any) -> None:
+def validate_train_config(config: Any, warn: bool = True) -> None:
     """Raise a ValueError for the first setting of ``config`` that no run can use.
 
     Args:
         config: A :class:`~ecgvit.train.loop.TrainConfig` (or an object with the same attributes).
+        warn: Log the warnings of :func:`check_option_values`; False for an early check whose config is checked
+            again where it is used (the command line before building its data, then ``train()``).
 
     Raises:
         ValueError: the message names the option (``--warmup-epochs (warmup_epochs)``), the value and the range.
@@ -56,17 +58,14 @@ def validate_train_config(config: Any) -> None:
     output = getattr(config, 'output_dir', None)
     if output is None or not str(output).strip():
         _fail(config, 'output_dir', 'a folder for the run (an empty path would train into the current folder)')
-    check_option_values(config)
-
-
-_WARNED_WARMUP: set = set()
+    check_option_values(config, warn)
 
 
 def _fail(config: Any, field: str, want: str) -> None:
     raise ValueError(f'{_name(field)} must be {want}, got {getattr(config, field)!r}.')
 
 
-def check_option_values(config: Any) -> None:
+def check_option_values(config: Any, warn: bool = True) -> None:
     """Raise a ValueError for the first optimisation setting of ``config`` out of its range.
 
     Checks the fields a config has among those of :class:`~ecgvit.train.TrainConfig`,
@@ -76,6 +75,7 @@ def check_option_values(config: Any) -> None:
 
     Args:
         config: Any of those configs, or an object with some of the same attributes.
+        warn: Log the warning; False for an early check of a config that is checked again where it is used.
 
     Raises:
         ValueError: the message names the option (``--n-boot (n_boot)``), the value and the range.
@@ -108,8 +108,7 @@ def check_option_values(config: Any) -> None:
         fail('layer_decay', 'a factor above 0 and at most 1 (1 or None: every block at the same lr); above 1 the '
                             'lower blocks would train faster than the head')
     epochs = getattr(config, 'epochs', None)
-    if warmup is not None and _number(epochs) and warmup > epochs and (warmup, epochs) not in _WARNED_WARMUP:
-        _WARNED_WARMUP.add((warmup, epochs))  # a command checks early (before its data) and train() again: say it once
+    if warn and warmup is not None and _number(epochs) and warmup > epochs:
         _logger.warning('%s is %g epochs, longer than the run (%s epochs): the learning rate never reaches %s.',
                         _name('warmup_epochs'), warmup, epochs, _name('lr'))
     for field, allowed in _CHOICES.items():
