@@ -114,6 +114,20 @@ def atomic_savez(path: os.PathLike, **arrays: Any) -> None:
     _atomic_with(path, lambda f: np.savez(f, **arrays))
 
 
+def atomic_save_safetensors(path: os.PathLike, tensors: Any, metadata: Any = None) -> None:
+    """``safetensors.torch.save_file`` to ``path`` atomically.
+
+    Args:
+        path: The destination file (its folder must exist).
+        tensors: Name -> tensor (contiguous; ``safetensors`` refuses shared storage).
+        metadata: Text -> text header entries, or None.
+    """
+    from safetensors.torch import save
+
+    blob = save(tensors, metadata=metadata)
+    _atomic_with(path, lambda f: f.write(blob))
+
+
 def atomic_copy(src: os.PathLike, dst: os.PathLike) -> None:
     """Copy file ``src``'s bytes to ``dst`` atomically.
 

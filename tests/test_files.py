@@ -46,3 +46,30 @@ def test_a_full_disk_names_the_file(tmp_path):
         with atomic_open(path, 'w'):
             raise OSError(28, 'No space left on device')
     assert e.value.errno == 28 and not list(tmp_path.iterdir())
+
+
+def test_safetensors_land_whole_and_an_eval_folder_holds_one_runs_set(tmp_path, monkeypatch):
+    import importlib
+
+    import torch
+    from safetensors.torch import load_file
+
+    from ecgvit.files import atomic_save_safetensors
+
+    probe_module = importlib.import_module('ecgvit.eval.linear_probe')  # the package exports the function by that name
+
+    atomic_save_safetensors(tmp_path / 'w.safetensors', {'a': torch.arange(3.0)}, metadata={'format': 'pt'})
+    assert load_file(tmp_path / 'w.safetensors')['a'].tolist() == [0, 1, 2]
+    out = tmp_path / 'probe'
+    head = torch.nn.Linear(2, 1)
+    probe_module.save_eval_outputs(str(out), {'auroc': 0.9}, np.ones(3), np.zeros(3), ['a', 'b', 'c'], head)
+    assert sorted(p.name for p in out.iterdir()) == ['model.safetensors', 'predictions.npz', 'results.json']
+
+    # A rerun that dies writing the classifier leaves no results.json beside files of two runs.
+    def disk_full(*args, **kwargs):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(probe_module, 'atomic_save_safetensors', disk_full)
+    with pytest.raises(OSError):
+        probe_module.save_eval_outputs(str(out), {'auroc': 0.5}, np.zeros(3), np.ones(3), None, head)
+    assert not (out / 'results.json').exists()

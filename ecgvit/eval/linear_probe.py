@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ecgvit.files import atomic_savez, atomic_write_text
+from ecgvit.files import atomic_save_safetensors, atomic_savez, atomic_write_text
 from ecgvit.train.runtime import autocast_context, resolve_amp_dtype, seed_everything
 
 from .common import TaskInfo, fit_classifier, infer_task, predict
@@ -116,6 +116,9 @@ def save_eval_outputs(output_dir: Optional[str], result: Dict[str, Any], y: np.n
                       ids: Optional[Any], model: Optional[nn.Module] = None) -> None:
     """Write results.json, predictions.npz (y, prob, ids) and the classifier's model.safetensors into a folder.
 
+    Each file is written atomically, and ``results.json`` is removed first and written last: a folder that holds one
+    holds a single run's complete set (an interrupted rerun cannot leave new results beside old predictions).
+
     Args:
         output_dir: The folder (created); None writes nothing.
         result: The results, written as JSON (numpy numbers as floats).
@@ -126,18 +129,19 @@ def save_eval_outputs(output_dir: Optional[str], result: Dict[str, Any], y: np.n
     """
     if output_dir is None:
         return
-    from safetensors.torch import save_file
-
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / 'results.json', json.dumps(result, indent=2, default=float))
+    (out / 'results.json').unlink(missing_ok=True)
     arrays = {'y': y, 'prob': prob}
     if ids is not None:
         arrays['ids'] = np.asarray([str(i) for i in ids])
     atomic_savez(out / 'predictions.npz', **arrays)
     if model is not None:
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()},
-                  str(out / 'model.safetensors'), metadata={'format': 'pt'})
+        atomic_save_safetensors(out / 'model.safetensors', {
+            k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}, metadata={'format': 'pt'})
+    elif (out / 'model.safetensors').is_file():
+        (out / 'model.safetensors').unlink()  # an earlier run's classifier, not this one's
+    atomic_write_text(out / 'results.json', json.dumps(result, indent=2, default=float))
 
 
 def linear_probe(
