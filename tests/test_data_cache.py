@@ -238,3 +238,15 @@ def test_split_ranges_are_contiguous(syn, tmp_path):
     assert bounds[0][0] == 0 and bounds[-1][1] == 30
     assert all(x[1] == y[0] for x, y in zip(bounds, bounds[1:]))
     assert os.path.getsize(out / 'signals.f32') == 30 * 12 * 3600 * 4
+
+
+def test_the_left_out_warning_relates_its_count_to_the_datasets(tmp_path):
+    from ecgvit.data.cache import _report
+
+    # 18 of 1598 files left out, 17 while indexing: the dataset said 1581 records, so the warning says how they relate.
+    skipped = [{'record_id': str(i), 'reason': 'unparseable scp_codes', 'stage': 'index'} for i in range(17)]
+    skipped.append({'record_id': '99', 'reason': 'no usable lead', 'stage': 'convert'})
+    manifest = {'skipped': skipped, 'n_entries': 1581, 'n_partial_leads': 0}
+    with pytest.warns(UserWarning, match=r"ptbxl: 18 of 1598 records were left out of the cache \(17 while indexing, "
+                                         r"which the dataset's 1581 records do not count; 1 while converting\)"):
+        _report(manifest, tmp_path, 'ptbxl')

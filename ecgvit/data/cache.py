@@ -303,8 +303,12 @@ def _report(manifest: dict, out: Path, name: str) -> None:
     skipped = manifest.get('skipped') or []
     if skipped:
         first = ', '.join(f"{s['record_id']} ({s['reason']})" for s in skipped[:3])
-        warnings.warn(f'{name}: {len(skipped)} of {manifest["n_entries"] + _n_index_skipped(manifest)} records were '
-                      f'left out of the cache, e.g. {first}; all are listed in {out / _SKIPPED}.', stacklevel=3)
+        indexing = _n_index_skipped(manifest)
+        # The dataset's own record count leaves out those skipped while indexing: say how the two counts relate.
+        stages = (f' ({indexing} while indexing, which the dataset\'s {manifest["n_entries"]} records do not count; '
+                  f'{len(skipped) - indexing} while converting)' if indexing else '')
+        warnings.warn(f'{name}: {len(skipped)} of {manifest["n_entries"] + indexing} records were left out of the '
+                      f'cache{stages}, e.g. {first}; all are listed in {out / _SKIPPED}.', stacklevel=3)
     partial = manifest.get('n_partial_leads') or 0
     if partial:
         pp = manifest['preprocessing']
