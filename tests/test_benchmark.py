@@ -70,11 +70,16 @@ def test_full_quick_benchmark_writes_every_row(tmp_path):
     assert len(rows) == 12 and not [r for r in rows if r.get('error')]
 
 
+def _linear_args(out, methods: str, pretrain_epochs: int, probe_epochs: int) -> list:
+    """A small linear-probe benchmark on 120 synthetic records, no bootstrap."""
+    return ['benchmark', '--quick', '--methods', methods, '--protocols', 'linear', '--out', str(out),
+            '--synthetic-records', '120', '--pretrain-epochs', str(pretrain_epochs), '--probe-epochs',
+            str(probe_epochs), '--n-boot', '0', '--no-progress']
+
+
 def test_rerun_into_the_same_folder_is_refused_up_front_and_resume_reuses_the_runs(tmp_path, capsys):
     out = tmp_path / 'b'
-    args = ['benchmark', '--quick', '--methods', 'mae', '--protocols', 'linear', '--out', str(out),
-            '--synthetic-records', '120', '--pretrain-epochs', '1', '--probe-epochs', '20', '--n-boot', '0',
-            '--no-progress']
+    args = _linear_args(out, 'mae', pretrain_epochs=1, probe_epochs=20)
     assert main(args) == 0
     before = (out / 'results.csv').read_text()
     steps = (out / 'pretrain' / 'mae' / 'metrics.csv').read_text()
@@ -100,9 +105,7 @@ def test_resume_reuses_the_supervised_baseline_only_if_made_the_same_way(tmp_pat
     from ecgvit.train.checkpoint import best_info
 
     out = tmp_path / 'b'
-    args = ['benchmark', '--quick', '--methods', 'random', '--protocols', 'linear', '--out', str(out),
-            '--synthetic-records', '120', '--pretrain-epochs', '2', '--probe-epochs', '10', '--n-boot', '0',
-            '--no-progress']
+    args = _linear_args(out, 'random', pretrain_epochs=2, probe_epochs=10)
     assert main(args) == 0
     sup = out / 'pretrain' / 'supervised'
     first = best_info(sup)
