@@ -11,7 +11,6 @@ from torch import nn
 from ecgvit.errors import PretrainedWeightsError
 from ecgvit.models.arch_bounds import read_model_config
 from ecgvit.weights import hub_download
-from ecgvit.weights_sha256 import WEIGHTS_SHA256
 
 __all__ = ['create_model', 'list_models', 'UnknownModelError']
 
@@ -42,8 +41,9 @@ def list_models(filter: str = '', pretrained: bool = False) -> List[str]:
     names = timm.list_models(filter=filter or '*', module=_MODULE)
     if not pretrained:
         return names
-    with_weights = set(timm.list_models(filter=filter or '*', module=_MODULE, pretrained=True))
-    return [n for n in names if n in WEIGHTS_SHA256 or n in with_weights]
+    # Shipped weights count: their pretrained cfg's sha256 makes timm list them (EcgPretrainedCfg.has_weights).
+    with_weights = set(timm.list_models(filter=filter or '*', module=_MODULE, pretrained=True, include_tags=False))
+    return [n for n in names if n in with_weights]
 
 
 def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:

@@ -23,6 +23,8 @@ def test_registry_lists_both_seed_models_in_timm():
     assert set(ecgvit.list_models('ecg_vit_mae*')) == {'ecg_vit_mae_moco', 'ecg_vit_mae_nextclip'}
     # the names with shipped weights, as timm's list_models(pretrained=True) lists those with published ones
     assert ecgvit.list_models(pretrained=True) == sorted(WEIGHTS_SHA256)
+    # timm's own listings know them too (ecgvit finds the files itself, so no url / hf_hub_id is registered)
+    assert timm.list_models('ecg_vit*', pretrained=True) == sorted(WEIGHTS_SHA256) == timm.list_pretrained('ecg*')
     assert ecgvit.list_models('*tiny', pretrained=True) == [] and 'ecg_vit_tiny' in ecgvit.list_models('*tiny')
 
 

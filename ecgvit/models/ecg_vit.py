@@ -63,6 +63,12 @@ class EcgPretrainedCfg(PretrainedCfg):
     # Lead subsets (beyond all 12) the weights were trained to run on, via lead-set dropout; None: all 12 only.
     lead_sets: Optional[Tuple[Tuple[str, ...], ...]] = None
 
+    @property
+    def has_weights(self) -> bool:
+        # ecgvit finds its published weights itself (weights/, the HF cache: ecgvit.weights), not through a url, file
+        # or hf_hub_id timm would fetch; their sha256 marks them, so timm.list_models(pretrained=True) lists them.
+        return bool(super().has_weights or self.sha256)
+
 
 def to_ecg_pretrained_cfg(cfg: Any) -> Any:
     """Turn a cfg dict (e.g. read from ``config.json``) into an ``EcgPretrainedCfg``, dropping unknown keys.
