@@ -399,7 +399,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> List[Dict[str, Any]]:
 _RESUME_SAME = ('data', 'data_dir', 'sampling_rate', 'num_samples', 'crop', 'window_stride', 'short_records',
                 'synthetic_records', 'seed', 'amp', 'model', 'queue_size', 'pretrain')
 # Pretraining settings that do not change what a run learns.
-_RESUME_FREE = ('output_dir', 'resume', 'progress', 'num_workers', 'device', 'log_every', 'save_every', 'keep_last')
+_RESUME_FREE = ('output_dir', 'resume', 'progress', 'num_workers', 'device', 'log_every', 'save_every', 'keep_last',
+                'find_unused_parameters')
 
 
 def check_earlier_runs(cfg: BenchmarkConfig, pretrained_here: List[str]) -> None:

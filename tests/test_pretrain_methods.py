@@ -187,6 +187,20 @@ def test_alpha_zero_skips_the_mae_branch():
     assert _tiny('mae_moco', alpha=0.0, shared_pass=True).shared_pass  # unless asked for
 
 
+@pytest.mark.parametrize('method, kw', [(m, {}) for m in list_pretrainers()] + [
+    ('mae_moco', dict(shared_pass=True)), ('mae_nextclip', dict(shared_pass=True)), ('mae_moco', dict(alpha=0.0)),
+    ('mae_moco', dict(alpha=0.0, shared_pass=True)), ('mae_nextclip', dict(alpha=0.0)), ('mae', dict(reg_tokens=2))])
+def test_skips_parameters_says_whether_a_step_leaves_any_without_a_gradient(method, kw):
+    # DDP's find_unused_parameters follows it (train/loop.py): saying False wrongly would fail the run under
+    # torchrun, saying True needlessly costs a graph traversal per step.
+    enc_kw = {'reg_tokens': kw.pop('reg_tokens')} if 'reg_tokens' in kw else {}
+    torch.manual_seed(0)
+    model = create_pretrainer(method, 'ecg_vit_tiny', dict(TINY, **enc_kw), **dict(SMALL_KW[method], **kw))
+    model(torch.randn(4, 12, 500))['loss'].backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert model.skips_parameters == bool(unused), unused
+
+
 def test_other_lengths_and_4d_input():
     model = _tiny('mae_nextclip')
     assert model(torch.randn(2, 12, 1, 500))['loss'].isfinite()

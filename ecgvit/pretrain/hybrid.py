@@ -137,6 +137,17 @@ class HybridPretrainer(nn.Module):
         return 1.0 if (self.moco is None and self.clip is None) else self.alpha
 
     @property
+    def skips_parameters(self) -> bool:
+        """Whether some trainable parameters get no gradient in a step, so that DDP must look for them every step.
+
+        True for MAE alone (it encodes the patches only: the [CLS] and register tokens are not used) and for an MAE
+        branch weighted 0 (its decoder is not run). Which parameters a step uses follows from the configuration, never
+        from the batch (a clip branch with unknown RR intervals falls back to a default one and still runs).
+        """
+        alone = self.moco is None and self.clip is None
+        return (self.mae is not None and self.mae_weight == 0) or (alone and self.encoder.num_prefix_tokens > 0)
+
+    @property
     def lead_sets(self) -> Optional[Tuple[Tuple[str, ...], ...]]:
         """The lead subsets lead-set dropout trains for (what the encoder's pretrained cfg records), None when off."""
         return getattr(self.lead_dropout, 'lead_sets', None) if self.lead_dropout is not None else None

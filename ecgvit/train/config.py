@@ -69,8 +69,11 @@ class TrainConfig(RunOptions):
                                 'or from this checkpoint path.', cli=False)
     val_seed: int = option(12345, 'Seed of the validation passes\' masks/augmentations, so epochs compare on equal '
                                   'terms.', cli=False)
-    find_unused_parameters: bool = option(True, 'DDP option; wrappers whose branches skip some parameters (e.g. MAE '
-                                                'without [CLS]) need it.', cli=False)
+    find_unused_parameters: Optional[bool] = option(
+        None, "DDP option: None asks the model (a pretrainer's skips_parameters: True only where a step leaves some "
+              'parameters without a gradient, e.g. MAE alone, which never uses [CLS]; True for any other module); '
+              'True or False forces it. Needless, it costs a graph traversal per step and a warning per process.',
+        cli=False)
     compile: bool = option(False, 'torch.compile every transformer block in place (needs a C++ compiler on CPU; the '
                                   'first steps compile).')
     reuse_cpu_memory: bool = option(False, 'On CPU, let glibc recycle freed tensors instead of page-faulting fresh '

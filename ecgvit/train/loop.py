@@ -317,9 +317,12 @@ def _wrap_ddp(module: nn.Module, config: TrainConfig, info: DistInfo) -> nn.Modu
     # cost a queue-sized copy for nothing. torch 2.14 renamed the switch (the old name warns on every rank).
     no_sync = {'forward_sync_buffers': False} if 'forward_sync_buffers' in inspect.signature(
         nn.parallel.DistributedDataParallel.__init__).parameters else {'broadcast_buffers': False}
+    find_unused = config.find_unused_parameters
+    if find_unused is None:  # a module that cannot say is assumed to skip some (the safe setting)
+        find_unused = bool(getattr(module, 'skips_parameters', True))
     return nn.parallel.DistributedDataParallel(
         module, device_ids=[info.local_rank] if info.device.type == 'cuda' else None,
-        find_unused_parameters=config.find_unused_parameters, **no_sync)
+        find_unused_parameters=find_unused, **no_sync)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
