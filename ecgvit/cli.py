@@ -703,8 +703,8 @@ def _method_kwarg_error(error: Exception, method_kwargs: Dict[str, Any], args: a
     Python API does)."""
     from ecgvit.errors import UnknownMethodSettingError
 
-    if isinstance(error, UnknownMethodSettingError):
-        unknown = [k for k in method_kwargs if k in error.unknown]
+    unknown = [k for k in method_kwargs if k in getattr(error, 'unknown', ())]
+    if isinstance(error, UnknownMethodSettingError) and unknown:
         given = ', '.join(_method_setting_flag(k, method_kwargs[k], args) for k in unknown)
         return CliError(f'{given}: {error.method} has no setting {", ".join(unknown)}. Its settings (--method-arg '
                         f'KEY=VALUE): {", ".join(sorted(error.allowed))}.')
