@@ -282,8 +282,12 @@ def ablation_markdown(rows: List[Dict[str, Any]], progress: Dict[str, Dict[str, 
         cells = []
         for q in questions:
             v = r['vs'].get(q)
+            ref = progress.get(v['b'], {}) if v is not None else {}
+            # A reference that has not finished its epochs is not the equal-budget encoder the question is about.
+            caveat = f" (against {ref.get('epochs', '?')} epochs of unfinished {v['b']})" if ref and \
+                not ref.get('finished') else ''
             cells.append('' if v is None else
-                         f"{v['diff']:+.3f} [{v['lo']:+.3f}, {v['hi']:+.3f}] {v['verdict']}")
+                         f"{v['diff']:+.3f} [{v['lo']:+.3f}, {v['hi']:+.3f}] {v['verdict']}{caveat}")
         lines.append(f"| {r['encoder']} | {ep} | {took} | {r['mean']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}] | "
                      + ' | '.join(cells) + ' |')
     lines += ['', 'Each difference is A - B on the same test records (paired bootstrap, 95% CI); "better" / "worse" '

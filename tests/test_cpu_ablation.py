@@ -106,9 +106,14 @@ def test_ablation_rows_orient_each_difference_as_a_minus_b():
     assert 'random' not in by['moco']['vs']  # that pair is not in the suite output: no made-up cell
     assert by['mae_moco']['mean'] == .85
     md = ablation_markdown(rows, {'mae_moco': {'epochs': 7, 'finished': False, 'time_s': 420.0},
-                                  'mae': {'epochs': 100, 'finished': True}}, '# T')
+                                  'mae': {'epochs': 100, 'finished': True},
+                                  'moco': {'epochs': 12, 'finished': False}}, '# T')
     assert ('| mae_moco | 7 (unfinished) | 7 min (60 s/epoch) | 0.850 [0.800, 0.900] | +0.150 [+0.100, +0.200] better '
             '| +0.050 ') in md
+    # A comparison with an encoder that has not finished its budget says so in its cell.
+    assert 'no difference shown (against 12 epochs of unfinished moco)' in md
+    cells = md.split('| mae_moco |')[1].split('\n')[0].split('|')
+    assert cells[4].strip() == '+0.050 [+0.010, +0.080] better'  # MAE-only finished its budget: no caveat
     assert '| mae | 100 | - | 0.800' in md and 'vs MoCo-only' in md
 
 
