@@ -79,7 +79,8 @@ class BenchmarkConfig(DataOptions, RunOptions):
                                'rows compare).')
     resume: bool = option(False, 'Continue the benchmark already in the output folder: its pretraining runs are '
                                  'reused when finished and continued when interrupted (the data, model, seed and '
-                                 'pretraining recipe must be the same); without it such a folder is refused.')
+                                 'pretraining recipe must be the same), and the supervised baseline is reused when '
+                                 'made the same way; without it such a folder is refused.')
     threads: Optional[int] = option(None, "torch intra-op threads for the run (default: torch's).", cli=False)
     checkpoints: Dict[str, str] = option(
         default_factory=dict, cli=False,
