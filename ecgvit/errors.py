@@ -52,3 +52,6 @@ class UnknownMethodSettingError(EcgvitError, TypeError):
         self.method, self.unknown, self.allowed = method, list(unknown), dict(allowed)
         super().__init__(f'create_pretrainer({method!r}) got unexpected keyword argument(s) {self.unknown}; '
                          f'{method} takes: {", ".join(sorted(self.allowed))}.')
+
+    def __reduce__(self):  # pickled whole (e.g. from a worker process), not from its message alone
+        return type(self), (self.method, self.unknown, self.allowed)

@@ -228,6 +228,9 @@ def test_errors_name_the_problem():
     assert isinstance(caught.value, UnknownMethodSettingError)
     assert (caught.value.method, caught.value.unknown) == ('mae_moco', ['bogus'])
     assert caught.value.allowed == method_settings('mae_moco')
+    import pickle
+    again = pickle.loads(pickle.dumps(caught.value))  # e.g. raised in a worker process
+    assert (again.unknown, str(again)) == (['bogus'], str(caught.value))
     with pytest.raises(ValueError, match='mask_ratio'):
         create_pretrainer('mae', 'ecg_vit_tiny', mask_ratio=1.0)
     with pytest.raises(ValueError, match='clip_len'):
