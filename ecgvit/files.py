@@ -17,10 +17,10 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Callable, Dict, Iterator, Mapping
 
 __all__ = ['atomic_open', 'atomic_write_text', 'atomic_save_npy', 'atomic_savez', 'atomic_copy', 'atomic_savefig',
-           'fsync_dir']
+           'atomic_save_safetensors', 'owned_tensors', 'fsync_dir']
 
 
 def fsync_dir(path: os.PathLike) -> None:
@@ -114,12 +114,27 @@ def atomic_savez(path: os.PathLike, **arrays: Any) -> None:
     _atomic_with(path, lambda f: np.savez(f, **arrays))
 
 
+def owned_tensors(state: Mapping[str, Any]) -> Dict[str, Any]:
+    """An owned, contiguous CPU copy of each tensor of ``state``: what ``safetensors`` can always write.
+
+    ``safetensors`` refuses tensors that share storage (tied weights, views of one buffer) and non-contiguous ones; a
+    model's ``state_dict()`` may hold both.
+
+    Args:
+        state: Name -> tensor, e.g. ``model.state_dict()`` (on any device).
+
+    Returns:
+        Name -> detached CPU tensor that owns its memory.
+    """
+    return {k: v.detach().to('cpu').contiguous().clone() for k, v in state.items()}
+
+
 def atomic_save_safetensors(path: os.PathLike, tensors: Any, metadata: Any = None) -> None:
     """``safetensors.torch.save_file`` to ``path`` atomically.
 
     Args:
         path: The destination file (its folder must exist).
-        tensors: Name -> tensor (contiguous; ``safetensors`` refuses shared storage).
+        tensors: Name -> tensor (contiguous, no shared storage: :func:`owned_tensors` makes such a copy).
         metadata: Text -> text header entries, or None.
     """
     from safetensors.torch import save

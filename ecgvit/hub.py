@@ -18,6 +18,7 @@ from torch import nn
 
 from ecgvit.errors import CheckpointError, PretrainedWeightsError
 from ecgvit.factory import create_model
+from ecgvit.files import owned_tensors
 from ecgvit.models.ecg_vit import checkpoint_filter_fn, to_ecg_pretrained_cfg
 from ecgvit.staging import staging_dir, sweep_stale
 from ecgvit.train.compat import resumed_method
@@ -156,9 +157,7 @@ def save_pretrained(
         _logger.info('removed %d temporary folder(s) an interrupted export left: %s', len(removed), removed)
     tmp = staging_dir(save_dir)
     try:
-        # safetensors refuses shared / non-contiguous storage; a plain copy per tensor avoids both.
-        tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={'format': 'pt'})
+        save_file(owned_tensors(model.state_dict()), str(tmp / WEIGHTS_NAME), metadata={'format': 'pt'})
         digest = sha256_file(tmp / WEIGHTS_NAME)
         save_config_for_hf(model, str(tmp / CONFIG_NAME), model_args=model_args)
         config = json.loads((tmp / CONFIG_NAME).read_text())

@@ -73,3 +73,21 @@ def test_safetensors_land_whole_and_an_eval_folder_holds_one_runs_set(tmp_path, 
     with pytest.raises(OSError):
         probe_module.save_eval_outputs(str(out), {'auroc': 0.5}, np.zeros(3), np.ones(3), None, head)
     assert not (out / 'results.json').exists()
+
+
+def test_owned_tensors_writes_what_safetensors_refuses_as_given(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from ecgvit.files import atomic_save_safetensors, owned_tensors
+
+    shared = torch.arange(12.0).reshape(3, 4)
+    state = {'weight': shared, 'tied': shared, 'transposed': shared.t()}  # shared storage and a non-contiguous view
+    with pytest.raises(RuntimeError):  # the reason the helper exists
+        save_file(state, str(tmp_path / 'raw.safetensors'))
+    copy = owned_tensors(state)
+    atomic_save_safetensors(tmp_path / 'owned.safetensors', copy)
+    back = load_file(str(tmp_path / 'owned.safetensors'))
+    assert torch.equal(back['transposed'], shared.t()) and torch.equal(back['tied'], shared)
+    shared.zero_()  # the copy owns its memory: a later step does not change what was saved
+    assert copy['weight'].sum().item() == 66.0

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ecgvit.files import atomic_save_safetensors, atomic_savez, atomic_write_text
+from ecgvit.files import atomic_save_safetensors, atomic_savez, atomic_write_text, owned_tensors
 from ecgvit.train.runtime import autocast_context, resolve_amp_dtype, seed_everything
 
 from .common import TaskInfo, fit_classifier, infer_task, predict
@@ -137,8 +137,7 @@ def save_eval_outputs(output_dir: Optional[str], result: Dict[str, Any], y: np.n
         arrays['ids'] = np.asarray([str(i) for i in ids])
     atomic_savez(out / 'predictions.npz', **arrays)
     if model is not None:
-        atomic_save_safetensors(out / 'model.safetensors', {
-            k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}, metadata={'format': 'pt'})
+        atomic_save_safetensors(out / 'model.safetensors', owned_tensors(model.state_dict()), metadata={'format': 'pt'})
     elif (out / 'model.safetensors').is_file():
         (out / 'model.safetensors').unlink()  # an earlier run's classifier, not this one's
     atomic_write_text(out / 'results.json', json.dumps(result, indent=2, default=float))

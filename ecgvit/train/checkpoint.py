@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ecgvit.errors import CheckpointError  # one class for every bad checkpoint; still importable from here
-from ecgvit.files import atomic_write_text, fsync_dir  # atomic_write_text: still importable from here
+from ecgvit.files import atomic_write_text, fsync_dir, owned_tensors  # atomic_write_text: still importable from here
 
 __all__ = ['save_checkpoint', 'load_checkpoint', 'read_checkpoint_state', 'list_checkpoints', 'latest_checkpoint',
            'checkpoint_problem', 'prune_checkpoints', 'save_best', 'load_best', 'best_info', 'clean_partial',
@@ -59,11 +59,6 @@ def _first_mismatch(error: RuntimeError) -> str:
     cut to 160 characters."""
     first = (str(error).strip().splitlines()[1:2] or [str(error)])[0].strip()
     return first if len(first) <= 160 else first[:160] + '...'
-
-
-def _tensors(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    # safetensors refuses shared storage (e.g. tied weights); an owned contiguous CPU copy of each is always valid.
-    return {k: v.detach().to('cpu').contiguous().clone() for k, v in state.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -270,14 +265,14 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_file(_tensors(model.state_dict()), str(tmp / 'model.safetensors'), metadata={'format': 'pt'})
+    save_file(owned_tensors(model.state_dict()), str(tmp / 'model.safetensors'), metadata={'format': 'pt'})
     rng_tensors, rng_meta = get_rng_state()
     extra = dict(rng_tensors)
     optim_meta = None
     if optimizer is not None:
         optim_tensors, optim_meta = optimizer_to_flat(optimizer)
         extra.update(optim_tensors)
-    save_file(_tensors(extra), str(tmp / 'optimizer.safetensors'), metadata={'format': 'pt'})
+    save_file(owned_tensors(extra), str(tmp / 'optimizer.safetensors'), metadata={'format': 'pt'})
     full_state = dict(state, step=int(step), rng=rng_meta, optimizer=optim_meta)
     # state.json is written last: its presence marks a complete checkpoint even before the rename.
     with open(tmp / 'state.json', 'w', encoding='utf-8') as f:
@@ -437,7 +432,7 @@ def save_best(ckpt_dir: os.PathLike, model: nn.Module, info: Dict[str, Any]) -> 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / BEST_NAME
     tmp = ckpt_dir / f'{_TMP_PREFIX}{BEST_NAME}.{os.getpid()}'
-    save_file(_tensors(model.state_dict()), str(tmp), metadata={'format': 'pt', 'ecgvit': json.dumps(info)})
+    save_file(owned_tensors(model.state_dict()), str(tmp), metadata={'format': 'pt', 'ecgvit': json.dumps(info)})
     _fsync_file(tmp)
     os.replace(tmp, final)
     fsync_dir(ckpt_dir)
