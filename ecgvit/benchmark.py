@@ -222,8 +222,8 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
                                  'pretrain_best_val_loss': summary['best_val_loss']}
 
 
-# Fine-tuning settings that do not change what the supervised baseline learns.
-_SUPERVISED_FREE = ('progress', 'num_workers', 'device', 'output_dir')
+# Settings of any training run that only say where and how it runs, not what it learns.
+_RUN_ONLY = ('output_dir', 'progress', 'num_workers', 'device')
 
 
 def _supervised_encoder(cfg: BenchmarkConfig, splits: Dict[str, Any], out_dir: Path,
@@ -247,7 +247,7 @@ def _supervised_encoder(cfg: BenchmarkConfig, splits: Dict[str, Any], out_dir: P
         'model': cfg.model, 'num_samples': cfg.num_samples, 'data': cfg.data,
         'preprocessing': splits['train'].preprocessing.to_dict(),
         'n_train': len(splits['train']), 'n_val': len(splits['val']),
-        'finetune': {k: v for k, v in dataclasses.asdict(sup).items() if k not in _SUPERVISED_FREE}}, default=str))
+        'finetune': {k: v for k, v in dataclasses.asdict(sup).items() if k not in _RUN_ONLY}}, default=str))
     if cfg.resume and (out_dir / 'best.safetensors').is_file():
         try:
             info = best_info(out_dir)
@@ -400,8 +400,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> List[Dict[str, Any]]:
 _RESUME_SAME = ('data', 'data_dir', 'sampling_rate', 'num_samples', 'crop', 'window_stride', 'short_records',
                 'synthetic_records', 'seed', 'amp', 'model', 'queue_size', 'pretrain')
 # Pretraining settings that do not change what a run learns.
-_RESUME_FREE = ('output_dir', 'resume', 'progress', 'num_workers', 'device', 'log_every', 'save_every', 'keep_last',
-                'find_unused_parameters')
+_RESUME_FREE = _RUN_ONLY + ('resume', 'log_every', 'save_every', 'keep_last', 'find_unused_parameters')
 
 
 def check_earlier_runs(cfg: BenchmarkConfig, pretrained_here: List[str]) -> None:
