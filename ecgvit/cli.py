@@ -28,6 +28,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ecgvit.errors import RunStopped
+
 __all__ = ['main', 'build_parser', 'CliError']
 
 _logger = logging.getLogger('ecgvit')
@@ -1373,6 +1375,9 @@ def _main(argv: Optional[List[str]], command: str, debug: bool) -> int:
         if seed is not None and not 0 <= seed < 2 ** 32:  # numpy's generators take no other
             raise CliError(f'--seed must be from 0 to {2 ** 32 - 1}, got {seed}.')
         return int(_COMMANDS[args.command](args) or 0)
+    except RunStopped as e:  # a clean stop: the shell's convention for "ended by signal N"
+        print(f'{command}: {e}', file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print(f'{command}: interrupted', file=sys.stderr)
         return 130

@@ -4,9 +4,10 @@ This module imports nothing from ecgvit, so every layer (weights, models, train,
 same classes: ``except CheckpointError`` catches a bad weight file from ``create_model(pretrained=True)`` as well as a
 bad training checkpoint from ``--resume``.
 """
+import signal
 
 __all__ = ['EcgvitError', 'CheckpointError', 'PretrainedWeightsError', 'RunExistsError', 'RunInUseError',
-           'TrainingDivergedError', 'UnknownMethodSettingError']
+           'TrainingDivergedError', 'UnknownMethodSettingError', 'RunStopped']
 
 
 class EcgvitError(Exception):
@@ -55,3 +56,21 @@ class UnknownMethodSettingError(EcgvitError, TypeError):
 
     def __reduce__(self):  # pickled whole (e.g. from a worker process), not from its message alone
         return type(self), (self.method, self.unknown, self.allowed)
+
+
+class RunStopped(KeyboardInterrupt):
+    """A training run stopped on request (SIGTERM, or Ctrl-C) at a step boundary, after writing a checkpoint that
+    ``--resume`` (``TrainConfig.resume=True``) continues exactly.
+
+    A ``KeyboardInterrupt``, not an :class:`EcgvitError`: code that catches ``Exception`` to carry on with the next
+    job (a benchmark's next method, say) must not swallow a request to stop. ``signum`` (the signal), ``step`` and
+    ``checkpoint`` (the folder written) say where the run stands.
+    """
+
+    def __init__(self, signum: int, step: int, checkpoint: str) -> None:
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        super().__init__(f'stopped by {signal.Signals(signum).name} after step {step}; the checkpoint {checkpoint} '
+                         f'holds everything up to it: continue the run with --resume (resume=True).')
+
+    def __reduce__(self):
+        return type(self), (self.signum, self.step, self.checkpoint)

@@ -3,6 +3,8 @@ import csv
 import json
 import os
 import random
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -78,3 +80,26 @@ def test_sigkill_and_resume(tmp_path):
         steps = [int(r['step']) for r in csv.DictReader(f) if r['kind'] == 'train']
     assert steps == list(range(1, 21))  # no duplicated or missing rows after the resumes
     assert (run / 'encoder' / 'model.safetensors').is_file()
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_real_run_with_a_checkpoint_of_the_last_step_and_a_resume_hint(tmp_path):
+    run = tmp_path / 'run'
+    cmd = _cmd(run, tmp_path / 'data')
+    cmd[cmd.index('--save-every') + 1] = '0'  # no checkpoint until the end: the one found is the stop's
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:  # stop once the run is into its steps
+        if (run / 'metrics.csv').is_file() and len((run / 'metrics.csv').read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, 'the run ended before it could be stopped'
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert 'stopped by SIGTERM after step' in err and '--resume' in err
+    stopped_at = int(re.search(r'stopped by SIGTERM after step (\d+);', err).group(1))
+    assert [p.name for p in list_checkpoints(run / 'checkpoints')] == [f'step-{stopped_at:08d}']
+    assert not _partial_files(run) and not (run / 'summary.json').exists()
+    subprocess.run(cmd, check=True, env=_env(), capture_output=True, timeout=300)
+    assert json.loads((run / 'summary.json').read_text())['steps'] == 20

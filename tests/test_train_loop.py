@@ -2,7 +2,10 @@
 import csv
 import json
 import math
+import os
+import pickle
 import shutil
+import signal
 
 import pytest
 import torch
@@ -10,6 +13,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from ecgvit.errors import RunStopped
 from ecgvit.train import (
     CheckpointError,
     MethodSettingsError,
@@ -23,6 +27,7 @@ from ecgvit.train import (
 )
 from ecgvit.train.checkpoint import clean_partial, load_checkpoint, read_checkpoint_state, save_checkpoint
 from ecgvit.train.loop import check_same_method, seed_everything
+from ecgvit.train.stop import StopRequests
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -436,3 +441,75 @@ def test_a_warm_up_longer_than_the_run_is_warned_where_the_config_is_used(caplog
         validate_train_config(cfg)
         validate_train_config(cfg)  # every run that uses it is told (no once-per-process memo)
     assert [r.getMessage() for r in caplog.records].count(message) == 2
+
+
+class _SignalsAt(StandIn):
+    """StandIn that sends this process ``signums`` during its ``at``-th training forward (a scheduler's SIGTERM,
+    a Ctrl-C), so the signal lands mid-step."""
+
+    def __init__(self, at: int, *signums: int) -> None:
+        super().__init__()
+        self.at, self.signums, self.calls = at, signums, 0
+
+    def forward(self, x: torch.Tensor) -> dict:
+        if self.training:
+            self.calls += 1
+            if self.calls == self.at:
+                for signum in self.signums:
+                    os.kill(os.getpid(), signum)
+        return super().forward(x)
+
+
+def _run_model(model, out, epochs=3, seed=1, **kw):
+    cfg = TrainConfig(output_dir=str(out), epochs=epochs, seed=seed,
+                      **{**dict(batch_size=8, lr=1e-3, warmup_epochs=1, amp='fp32', progress=False, log_every=1), **kw})
+    return train(model, _data(), _data(16, 1), cfg)
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_the_resume_is_exact(tmp_path):
+    full, _ = _run(tmp_path / 'full')
+    seed_everything(1)
+    with pytest.raises(RunStopped) as stopped:
+        _run_model(_SignalsAt(7, signal.SIGTERM), tmp_path / 'part')  # step 7: mid-epoch 1 (5 steps per epoch)
+    assert (stopped.value.signum, stopped.value.step) == (signal.SIGTERM, 7)
+    assert '--resume' in str(stopped.value)
+    again = pickle.loads(pickle.dumps(stopped.value))  # whole, e.g. from a worker process
+    assert (again.signum, again.step, again.checkpoint, str(again)) == (
+        stopped.value.signum, 7, stopped.value.checkpoint, str(stopped.value))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the run's handler is gone with the run
+    # The step the signal interrupted was finished and saved (save_every is 500: only the stop wrote it).
+    assert [p.name for p in list_checkpoints(tmp_path / 'part' / 'checkpoints')] == ['step-00000007']
+    resumed, summary = _run(tmp_path / 'part', resume=True)
+    assert summary['steps'] == 15
+    assert _same_state(full, resumed)
+    assert _losses(tmp_path / 'part') == _losses(tmp_path / 'full')
+
+
+def test_a_second_signal_stops_at_once_and_a_signal_in_the_last_step_lets_the_run_finish(tmp_path):
+    seed_everything(1)
+    with pytest.raises(KeyboardInterrupt) as hard:
+        _run_model(_SignalsAt(7, signal.SIGINT, signal.SIGINT), tmp_path / 'twice')
+    assert not isinstance(hard.value, RunStopped)  # no wait for the step, no checkpoint
+    assert list_checkpoints(tmp_path / 'twice' / 'checkpoints') == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    seed_everything(1)
+    summary = _run_model(_SignalsAt(15, signal.SIGTERM), tmp_path / 'last')  # nothing left to stop
+    assert summary['steps'] == 15 and (tmp_path / 'last' / 'summary.json').is_file()
+
+
+def test_stop_requests_keep_a_signal_the_caller_ignores_or_handles():
+    def own(signum, frame):
+        pass
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, own)
+    try:
+        with StopRequests() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # `nohup ... &`: Ctrl-C was never asked for
+            assert signal.getsignal(signal.SIGTERM) is own
+        assert stop.signum is None
+        with StopRequests(enabled=False):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ecgvit.errors import CheckpointError, RunExistsError, TrainingDivergedError
+from ecgvit.errors import CheckpointError, RunExistsError, RunStopped, TrainingDivergedError
 from ecgvit.files import atomic_copy
 
 from .batch import batch_inputs, batch_kwargs
@@ -60,6 +61,7 @@ from .runtime import (
 )
 from .sampler import ResumableSampler
 from .schedules import create_schedule
+from .stop import StopRequests
 from .validate import validate_train_config
 
 # Re-exported: callers and tests import these from the loop module.
@@ -96,6 +98,8 @@ def train(
             checkpoint to resume that does not fit this run.
         RunExistsError: a fresh run (``resume=False``) into a folder that holds a run.
         RunInUseError: another live process is training into ``config.output_dir``.
+        RunStopped: SIGTERM or Ctrl-C (main thread only) asked the run to stop; it did so at the next step
+            boundary, after a checkpoint that ``resume=True`` continues exactly. A second signal stops at once.
 
     Example:
         >>> # ecgvit.train.train(create_pretrainer('mae_moco'), train_ds, val_ds, TrainConfig(epochs=1))
@@ -143,11 +147,14 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Optional[Dataset], con
     if info.is_main:
         atomic_write_text(out_dir / 'config.json', json.dumps(resolved, indent=2, default=str))
         log = MetricsLog(out_dir, state['global_step'] if resume_from is not None else None)
-    run = _Run(model, module, optimizer, schedule, data, config, info, state, amp_dtype, resolved, ckpt_dir, log,
-               last_saved=state['global_step'] if resume_from is not None and not foreign else -1)
-    while state['epoch'] < config.epochs:
-        epoch_loss = run.train_epoch()
-        run.end_epoch(epoch_loss)
+    with StopRequests() as stop:
+        run = _Run(model, module, optimizer, schedule, data, config, info, state, amp_dtype, resolved, ckpt_dir, log,
+                   last_saved=state['global_step'] if resume_from is not None and not foreign else -1, stop=stop)
+        while state['epoch'] < config.epochs:
+            epoch_loss = run.train_epoch()
+            run.end_epoch(epoch_loss)
+            if state['epoch'] < config.epochs:  # after the last epoch the run is done: it finishes as usual
+                run.check_stop()
     summary = run.finish(out_dir)
     _check_trained(module, summary, config)
     return summary
@@ -335,11 +342,11 @@ class _Run:
     def __init__(self, model: nn.Module, module: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any,
                  data: _Data, config: TrainConfig, info: DistInfo, state: Dict[str, Any],
                  amp_dtype: Optional[torch.dtype], resolved: Dict[str, Any], ckpt_dir: Path,
-                 log: Optional[MetricsLog], last_saved: int) -> None:
+                 log: Optional[MetricsLog], last_saved: int, stop: Optional[StopRequests] = None) -> None:
         self.model, self.module, self.optimizer, self.schedule = model, module, optimizer, schedule
         self.data, self.config, self.info, self.state = data, config, info, state
         self.amp_dtype, self.resolved, self.ckpt_dir, self.log = amp_dtype, resolved, ckpt_dir, log
-        self.last_saved = last_saved
+        self.last_saved, self.stop = last_saved, stop
         self.params = [p for p in module.parameters() if p.requires_grad]
         # time_s in the log and the summary counts the whole run, resumed segments included (up to each one's last
         # checkpoint: work after it is redone, not counted twice).
@@ -385,9 +392,10 @@ class _Run:
                                     'time_s': time.time() - self.start, **acc.parts(), 'loss': acc.loss()})
                 acc = _Mean()
             if state['batch_in_epoch'] >= steps_per_epoch:
-                break
+                break  # a stop asked for now waits for the epoch's validation and best weights
             if config.save_every and step % config.save_every == 0:
                 self.save(step)
+            self.check_stop()
         if bar is not None:
             bar.close()
         return epoch_mean.loss()
@@ -451,6 +459,16 @@ class _Run:
         step = state['global_step']
         if config.save_every and step % config.save_every == 0 and state['epoch'] < config.epochs:
             self.save(step)
+
+    def check_stop(self) -> None:
+        """End the run here if a stop was asked for (SIGTERM, Ctrl-C): a checkpoint of this step, then
+        :class:`RunStopped`. Every rank stops at the same step, whichever received the signal."""
+        if self.stop is None or not all_reduce_any(self.stop.signum is not None, self.info.device):
+            return
+        step = self.state['global_step']
+        if self.last_saved != step:
+            self.save(step)
+        raise RunStopped(self.stop.signum or signal.SIGTERM, step, str(self.ckpt_dir))
 
     def save(self, step: int) -> None:
         """A resumable checkpoint (collective: every rank calls it, rank 0 writes)."""
