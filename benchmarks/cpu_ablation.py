@@ -163,8 +163,8 @@ def run(args: argparse.Namespace) -> int:
         print(f'{time.strftime("%H:%M:%S")} {name}: started at epoch {job_progress(root / name)["epochs"]} '
               f'of {args.epochs}', flush=True)
 
-    # SIGTERM (kill PID) or SIGINT (Ctrl-C) to the driver stops as the deadline does: the jobs get SIGINT and keep
-    # their last finished epoch, instead of running on as orphans of a dead driver.
+    # SIGTERM (kill PID) or SIGINT (Ctrl-C) to the driver stops as the deadline does: the jobs get SIGINT, finish the
+    # step they are in and save it, instead of running on as orphans of a dead driver.
     asked = []
 
     def stop_on_signal(signum: int, frame: Any) -> None:
@@ -177,15 +177,15 @@ def run(args: argparse.Namespace) -> int:
     while pending or running:
         now = time.time()
         if asked and not stopped:
-            print(f'{time.strftime("%H:%M:%S")} {asked[0]}: stopping every job after its last finished epoch',
+            print(f'{time.strftime("%H:%M:%S")} {asked[0]}: stopping every job after the step it is in',
                   flush=True)
             deadline = now
         if now >= deadline and not stopped:
             stopped, escalate_at = True, now + args.grace_s
             pending.clear()
-            for _, proc, _ in running:  # the last finished epoch's checkpoint stays; --resume continues from it
+            for _, proc, _ in running:  # each saves the step it is in (RunStopped); --resume continues from it
                 proc.send_signal(signal.SIGINT)
-        if now >= escalate_at:  # a job that did not stop on SIGINT (checkpoints are atomic: nothing is lost)
+        if now >= escalate_at:  # a job still in its step: a second signal stops it at once (its last checkpoint stays)
             for _, proc, _ in running:
                 if proc.poll() is None:
                     proc.terminate()
