@@ -483,6 +483,35 @@ def _run_folder_in_use(tmp_path, monkeypatch):
     assert summary['epochs'] == 2 and not partial.exists()
 
 
+@case('resume', 'a stop signal in the middle of a step',
+      "a scheduler's SIGTERM (or Ctrl-C) arrives during a training step, hundreds of steps from the next checkpoint",
+      'the step finishes, a checkpoint of it is written and RunStopped (a KeyboardInterrupt; the command line exits '
+      '143 or 130) says to --resume, which continues from that step; a second signal stops at once')
+def _stop_signal_mid_step(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    out = tmp_path / 'run'
+    seed_everything(0)
+    model = _pretrainer()
+    forwards = []
+
+    def signal_in_third_step(module, args):
+        forwards.append(module.training)
+        if forwards.count(True) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    model.register_forward_pre_hook(signal_in_third_step)
+    data = TensorDataset(torch.randn(16, 12, L, generator=torch.Generator().manual_seed(0)))
+    cfg = TrainConfig(output_dir=str(out), epochs=2, batch_size=4, lr=1e-3, warmup_epochs=1, amp='fp32',
+                      progress=False, save_every=500, seed=0)
+    with pytest.raises(errors.RunStopped, match=r'stopped by SIGTERM after step 3; .*--resume'):
+        train(model, data, None, cfg)
+    assert [p.name for p in list_checkpoints(out / 'checkpoints')] == ['step-00000003']
+    _, summary = _run(out, epochs=2, resume=True)
+    assert summary['steps'] == 8
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Reduced leads
 
