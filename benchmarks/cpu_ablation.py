@@ -170,47 +170,52 @@ def run(args: argparse.Namespace) -> int:
     def stop_on_signal(signum: int, frame: Any) -> None:
         asked.append(signal.Signals(signum).name)
 
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}  # restored at the end
     signal.signal(signal.SIGTERM, stop_on_signal)
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # `nohup ... &` ignores it: leave it so
+    if previous[signal.SIGINT] is not signal.SIG_IGN:  # `nohup ... &` ignores it: leave it so
         signal.signal(signal.SIGINT, stop_on_signal)
     stopped, escalate_at = False, math.inf
-    while pending or running:
-        now = time.time()
-        if asked and not stopped:
-            print(f'{time.strftime("%H:%M:%S")} {asked[0]}: stopping every job after the step it is in',
-                  flush=True)
-            deadline = now
-        if now >= deadline and not stopped:
-            stopped, escalate_at = True, now + args.grace_s
-            pending.clear()
-            for _, proc, _ in running:  # each saves the step it is in (RunStopped); --resume continues from it
-                proc.send_signal(signal.SIGINT)
-        if now >= escalate_at:  # a job still in its step: a second signal stops it at once (its last checkpoint stays)
-            for _, proc, _ in running:
+    try:
+        while pending or running:
+            now = time.time()
+            if asked and not stopped:
+                print(f'{time.strftime("%H:%M:%S")} {asked[0]}: stopping every job after the step it is in',
+                      flush=True)
+                deadline = now
+            if now >= deadline and not stopped:
+                stopped, escalate_at = True, now + args.grace_s
+                pending.clear()
+                for _, proc, _ in running:  # each saves the step it is in (RunStopped); --resume continues from it
+                    proc.send_signal(signal.SIGINT)
+            if now >= escalate_at:  # a job still in its step: a second signal stops it at once (checkpoints stay)
+                for _, proc, _ in running:
+                    if proc.poll() is None:
+                        proc.terminate()
+                escalate_at = now + args.grace_s
+            for item in list(running):
+                job, proc, log = item
                 if proc.poll() is None:
-                    proc.terminate()
-            escalate_at = now + args.grace_s
-        for item in list(running):
-            job, proc, log = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            log.close()
-            p = job_progress(root / job[0])
-            if p['finished']:
-                print(f'{time.strftime("%H:%M:%S")} {job[0]}: finished, {p["epochs"]} epochs', flush=True)
-            elif stopped:
-                why = f'on {asked[0]}' if asked else 'at the deadline'
-                print(f'{time.strftime("%H:%M:%S")} {job[0]}: stopped {why} after epoch {p["epochs"]}', flush=True)
-            else:
-                failed.append(job[0])
-                print(f'{time.strftime("%H:%M:%S")} {job[0]}: failed (exit code {proc.returncode}); its log: '
-                      f'{root / (job[0] + ".log")}', flush=True)
-        while pending and len(running) < max(1, args.parallel) and not stopped:
-            start(pending.pop(0))
-        if running:
-            time.sleep(args.poll_s)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    continue
+                running.remove(item)
+                log.close()
+                p = job_progress(root / job[0])
+                if p['finished']:
+                    print(f'{time.strftime("%H:%M:%S")} {job[0]}: finished, {p["epochs"]} epochs', flush=True)
+                elif stopped:
+                    why = f'on {asked[0]}' if asked else 'at the deadline'
+                    print(f'{time.strftime("%H:%M:%S")} {job[0]}: stopped {why} after epoch {p["epochs"]}',
+                          flush=True)
+                else:
+                    failed.append(job[0])
+                    print(f'{time.strftime("%H:%M:%S")} {job[0]}: failed (exit code {proc.returncode}); its log: '
+                          f'{root / (job[0] + ".log")}', flush=True)
+            while pending and len(running) < max(1, args.parallel) and not stopped:
+                start(pending.pop(0))
+            if running:
+                time.sleep(args.poll_s)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 1 if failed else 3 if stopped else 0
 
 

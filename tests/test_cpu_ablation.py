@@ -157,7 +157,9 @@ def test_run_stop_resume_and_report(tmp_path):
            '--num-samples', '1000', '--batch-size', '8', '--save-every', '2', '--amp', 'fp32', '--nice', '0',
            '--poll-s', '0.2']
     # A deadline already past: nothing starts, the call says it stopped (3), and a later call continues.
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     assert main(run + ['--hours', '0']) == 3
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # the caller's, back
     assert not (root / 'tiny-mae').exists()
     assert main(run) == 0
     for name in ('tiny-mae', 'tiny-mae_moco_shared'):

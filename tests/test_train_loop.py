@@ -486,6 +486,15 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_the_resume_is_exact(
 
 
 def test_a_second_signal_stops_at_once_and_a_signal_in_the_last_step_lets_the_run_finish(tmp_path):
+    # Python's own Ctrl-C handler, as a program has it (a test runner's worker may have set another).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _second_signal_and_last_step(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _second_signal_and_last_step(tmp_path):
     seed_everything(1)
     with pytest.raises(KeyboardInterrupt) as hard:
         _run_model(_SignalsAt(7, signal.SIGINT, signal.SIGINT), tmp_path / 'twice')
