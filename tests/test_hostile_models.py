@@ -9,7 +9,7 @@ import math
 import shutil
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import pytest
 import torch
@@ -48,13 +48,16 @@ def _pretrainer(method: str = 'mae_moco', **kwargs):
     return create_pretrainer(method, 'ecg_vit_tiny', encoder_kwargs=dict(TINY, img_size=L), queue_size=16, **kwargs)
 
 
-def _run(out: Path, epochs: int = 2, **kwargs) -> tuple:
-    """A real tiny MAE-MoCo pretraining run: 16 records, batch 4, 4 steps an epoch, a checkpoint every step."""
+def _run(out: Path, epochs: int = 2, before_forward: Optional[Callable] = None, **kwargs) -> tuple:
+    """A real tiny MAE-MoCo pretraining run: 16 records, batch 4, 4 steps an epoch, a checkpoint every step (unless
+    ``kwargs`` set other TrainConfig values); ``before_forward(module, args)`` runs before each forward."""
     seed_everything(0)
     model = _pretrainer()
+    if before_forward is not None:
+        model.register_forward_pre_hook(before_forward)
     data = TensorDataset(torch.randn(16, 12, L, generator=torch.Generator().manual_seed(0)))
-    cfg = TrainConfig(output_dir=str(out), epochs=epochs, batch_size=4, lr=1e-3, warmup_epochs=1, amp='fp32',
-                      progress=False, save_every=1, keep_last=0, seed=0, **kwargs)
+    cfg = TrainConfig(**{**dict(output_dir=str(out), epochs=epochs, batch_size=4, lr=1e-3, warmup_epochs=1,
+                                amp='fp32', progress=False, save_every=1, keep_last=0, seed=0), **kwargs})
     return model, train(model, data, None, cfg)
 
 
@@ -492,8 +495,6 @@ def _stop_signal_mid_step(tmp_path, monkeypatch):
     import signal
 
     out = tmp_path / 'run'
-    seed_everything(0)
-    model = _pretrainer()
     forwards = []
 
     def signal_in_third_step(module, args):
@@ -501,12 +502,8 @@ def _stop_signal_mid_step(tmp_path, monkeypatch):
         if forwards.count(True) == 3:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    model.register_forward_pre_hook(signal_in_third_step)
-    data = TensorDataset(torch.randn(16, 12, L, generator=torch.Generator().manual_seed(0)))
-    cfg = TrainConfig(output_dir=str(out), epochs=2, batch_size=4, lr=1e-3, warmup_epochs=1, amp='fp32',
-                      progress=False, save_every=500, seed=0)
     with pytest.raises(errors.RunStopped, match=r'stopped by SIGTERM after step 3; .*--resume'):
-        train(model, data, None, cfg)
+        _run(out, before_forward=signal_in_third_step, save_every=500)
     assert [p.name for p in list_checkpoints(out / 'checkpoints')] == ['step-00000003']
     _, summary = _run(out, epochs=2, resume=True)
     assert summary['steps'] == 8
