@@ -12,7 +12,8 @@ from typing import Any, Dict, Optional
 
 __all__ = ['StopRequests']
 
-_HANDLED = (signal.SIGTERM, signal.SIGINT)
+# The signals handled, each with Python's own handler for it: only a handler still at that default is replaced.
+_PYTHON_DEFAULTS = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
 
 
 class StopRequests:
@@ -34,11 +35,9 @@ class StopRequests:
     def __enter__(self) -> 'StopRequests':
         if not self.enabled or threading.current_thread() is not threading.main_thread():
             return self
-        defaults = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
-        for sig in _HANDLED:
-            current = signal.getsignal(sig)
-            if current is defaults[sig]:
-                self._saved[sig] = current
+        for sig, default in _PYTHON_DEFAULTS.items():
+            if signal.getsignal(sig) is default:
+                self._saved[sig] = default
                 signal.signal(sig, self._handle)
         return self
 
