@@ -205,8 +205,8 @@ def make_encoder(method: str, cfg: BenchmarkConfig, splits: Dict[str, Any], out_
                               **_method_kwargs(base, cfg, len(splits['train'])), **variant_kwargs)
     batch_size = min(cfg.pretrain.batch_size, len(splits['train']))
     # A checkpoint at every epoch's end (one kept): a benchmark stopped mid-run continues there with resume.
-    tcfg = _stage(cfg.pretrain, cfg, output_dir=str(out_dir), save_every=max(1, len(splits['train']) // batch_size),
-                  keep_last=1, resume=cfg.resume, batch_size=batch_size)
+    tcfg = _stage(cfg.pretrain, cfg, output_dir=str(out_dir), save_every_epochs=1, keep_last=1, resume=cfg.resume,
+                  batch_size=batch_size)
     run_config = {'method': method, 'model': cfg.model, 'pretrainer': getattr(model, 'config', {}),
                   'preprocessing': splits['train'].preprocessing.to_dict()}
     if getattr(model, 'moco', None) is not None:
@@ -400,7 +400,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> List[Dict[str, Any]]:
 _RESUME_SAME = ('data', 'data_dir', 'sampling_rate', 'num_samples', 'crop', 'window_stride', 'short_records',
                 'synthetic_records', 'seed', 'amp', 'model', 'queue_size', 'pretrain')
 # Pretraining settings that do not change what a run learns.
-_RESUME_FREE = _RUN_ONLY + ('resume', 'log_every', 'save_every', 'keep_last', 'find_unused_parameters')
+_RESUME_FREE = _RUN_ONLY + ('resume', 'log_every', 'save_every', 'save_every_epochs', 'keep_last',
+                             'find_unused_parameters')
 
 
 def check_earlier_runs(cfg: BenchmarkConfig, pretrained_here: List[str]) -> None:

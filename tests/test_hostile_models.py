@@ -413,6 +413,7 @@ def _option_case(field: str, value, match: str):
 for _field, _value, _match in [
     ('warmup_epochs', math.nan, r'--warmup-epochs \(warmup_epochs\) must be a finite number.*got nan'),
     ('save_every', -1, r'--save-every \(save_every\) must be a step count.*got -1'),
+    ('save_every_epochs', -1, r'--save-every-epochs \(save_every_epochs\) must be an epoch count.*got -1'),
     ('output_dir', '', r"-o/--output \(output_dir\) must be a folder.*got ''"),
     ('lr', math.inf, r'--lr \(lr\) must be a finite number above 0.*got inf'),
     ('clip_grad', -1.0, r'--clip-grad \(clip_grad\) must be .*reverse the update'),

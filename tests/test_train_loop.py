@@ -114,7 +114,7 @@ def test_same_seed_same_losses(tmp_path):
 def test_resume_mid_epoch_is_exact(tmp_path):
     full, summary = _run(tmp_path / 'full', save_every=2, keep_last=0)
     steps = [int(p.name.split('-')[1]) for p in list_checkpoints(tmp_path / 'full' / 'checkpoints')]
-    assert steps == [2, 4, 6, 8, 10, 12, 14, 15]
+    assert steps == [2, 4, 5, 6, 8, 10, 12, 14, 15]  # every 2 steps, each epoch's end (5 steps each) and the last
     # Pretend the run died right after step 6 (mid-epoch 1): drop every later checkpoint, then resume.
     part = tmp_path / 'part'
     shutil.copytree(tmp_path / 'full', part)
@@ -146,6 +146,18 @@ def test_resume_from_another_run_into_a_new_folder_carries_its_best_weights(tmp_
     shutil.rmtree(tmp_path / 'c' / 'checkpoints' / 'step-00000015')
     _run(tmp_path / 'd', epochs=1, resume=str(tmp_path / 'c' / 'checkpoints' / 'step-00000005'))
     assert load_best(tmp_path / 'd' / 'checkpoints')[1]['step'] == 5
+
+
+def test_end_of_epoch_checkpoints_every_n_epochs(tmp_path):
+    def steps(out):
+        return [int(p.name.split('-')[1]) for p in list_checkpoints(out / 'checkpoints')]
+
+    _run(tmp_path / 'a', epochs=5, save_every=0, save_every_epochs=2, keep_last=0)  # 5 steps per epoch
+    assert steps(tmp_path / 'a') == [10, 20, 25]  # the ends of epochs 2 and 4, then the run's last step
+    _run(tmp_path / 'b', epochs=2, save_every=0, save_every_epochs=0, keep_last=0)
+    assert steps(tmp_path / 'b') == [10]  # only the end of the run
+    _run(tmp_path / 'c', epochs=2, keep_last=0)  # the defaults: 500 steps, every epoch
+    assert steps(tmp_path / 'c') == [5, 10]
 
 
 def test_resume_with_other_batch_size_is_refused(tmp_path):
@@ -477,8 +489,8 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_the_resume_is_exact(
     assert (again.signum, again.step, again.checkpoint, str(again)) == (
         stopped.value.signum, 7, stopped.value.checkpoint, str(stopped.value))
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the run's handler is gone with the run
-    # The step the signal interrupted was finished and saved (save_every is 500: only the stop wrote it).
-    assert [p.name for p in list_checkpoints(tmp_path / 'part' / 'checkpoints')] == ['step-00000007']
+    # The step the signal interrupted was finished and saved (save_every is 500: the stop wrote it, after epoch 0's).
+    assert [p.name for p in list_checkpoints(tmp_path / 'part' / 'checkpoints')] == ['step-00000005', 'step-00000007']
     resumed, summary = _run(tmp_path / 'part', resume=True)
     assert summary['steps'] == 15
     assert _same_state(full, resumed)
@@ -498,8 +510,8 @@ def _second_signal_and_last_step(tmp_path):
     seed_everything(1)
     with pytest.raises(KeyboardInterrupt) as hard:
         _run_model(_SignalsAt(7, signal.SIGINT, signal.SIGINT), tmp_path / 'twice')
-    assert not isinstance(hard.value, RunStopped)  # no wait for the step, no checkpoint
-    assert list_checkpoints(tmp_path / 'twice' / 'checkpoints') == []
+    assert not isinstance(hard.value, RunStopped)  # no wait for the step, no checkpoint (epoch 0's end is the last)
+    assert [p.name for p in list_checkpoints(tmp_path / 'twice' / 'checkpoints')] == ['step-00000005']
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     seed_everything(1)
     summary = _run_model(_SignalsAt(15, signal.SIGTERM), tmp_path / 'last')  # nothing left to stop

@@ -63,6 +63,8 @@ class TrainConfig(RunOptions):
     plateau_patience: int = option(15, 'ReduceLROnPlateau patience in epochs (seed: 15).')
     clip_grad: Optional[float] = option(None, 'Clip the global gradient norm to this value (default: no clipping).')
     save_every: int = option(500, 'Write a resumable checkpoint every N steps (0: only at the end of the run).')
+    save_every_epochs: int = option(1, 'Also write one at the end of every N epochs (0: off), so a run on a small '
+                                       'data set loses at most an epoch when its machine goes away.')
     keep_last: int = option(3, 'Resumable checkpoints to keep (0 keeps all); the best weights are kept apart.')
     log_every: int = option(10, 'Steps between CSV/TensorBoard rows.')
     resume: Any = option(False, 'Continue from the newest checkpoint in output_dir (starts fresh if there is none), '

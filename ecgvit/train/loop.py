@@ -457,7 +457,9 @@ class _Run:
             if config.progress:
                 _logger.info('epoch %d: train loss %.4f, val loss %.4f', epoch, epoch_loss, val_loss)
         step = state['global_step']
-        if config.save_every and step % config.save_every == 0 and state['epoch'] < config.epochs:
+        due = ((config.save_every and step % config.save_every == 0) or
+               (config.save_every_epochs and state['epoch'] % config.save_every_epochs == 0))
+        if due and state['epoch'] < config.epochs:
             self.save(step)
 
     def check_stop(self) -> None:

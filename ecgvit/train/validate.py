@@ -24,6 +24,7 @@ _INTS: Dict[str, Tuple[int, str]] = {
     'plateau_patience': (0, '0 or more epochs'),
     'seed': (-2 ** 63, 'an integer'),
     'save_every': (0, 'a step count, or 0 for a checkpoint only at the end of the run'),
+    'save_every_epochs': (0, 'an epoch count, or 0 for no end-of-epoch checkpoints'),
     'keep_last': (0, 'a count, or 0 to keep every checkpoint'),
     'log_every': (1, 'at least every step'),
     'num_workers': (0, '0 (load in the main process) or more worker processes'),
