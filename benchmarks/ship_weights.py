@@ -52,6 +52,7 @@ from benchmarks.release_weights import (
     LICENCES,
     REPO,
     SHIPPED,
+    SUITE_START,
     TABLE_END,
     TABLE_START,
     _hardware,
@@ -59,7 +60,9 @@ from benchmarks.release_weights import (
     _queue_note,
     _registry,
     card_eval_rows,
+    parse_suite_table,
     plot_loss_history,
+    refresh_cards,
     suite_table,
 )
 from ecgvit.train.checkpoint import atomic_write_text
@@ -72,6 +75,7 @@ TARGET_AUROC, TARGET_OVER_RANDOM = 0.88, 0.05  # issue 15's target for both name
 CANDIDATE = 'new_{}'  # a candidate's encoder name in the suite output
 SUPERVISED = 'supervised'  # the supervised floor's encoder name in the suite output (benchmarks/supervised_floor.py)
 GATE_FILE = 'gate.json'
+ABLATION_TITLE = '### Ablation (MAE-only, MoCo-only, the hybrids, the shared pass, at equal budget)'
 SNAPSHOT_FILES = ('config.json', 'metrics.csv', 'summary.json', 'checkpoints/best.safetensors')
 
 
@@ -389,6 +393,21 @@ def _init_rows(facts: Dict[str, Any]) -> List[str]:
             f"optimiser and schedule; the epochs and steps above are this run's only |"]
 
 
+def _ablation_lines(ablations: Sequence[Path]) -> List[str]:
+    """The card's ablation section: each report (``cpu_ablation.py report``'s ``ablation.md``, or any markdown with a
+    ``# title``) under its own title, in the order given."""
+    lines = [ABLATION_TITLE, '']
+    for ablation in ablations:  # each report's own title names its question, so it stays (one level down)
+        text = Path(ablation).read_text().strip()
+        title, body = text.split('\n', 1) if text.startswith('# ') else ('', text)
+        lines += [f'#### {title[2:].strip()}' if title else '', '', f'From `{_relpath(ablation)}`:', '',
+                  body.strip(), '']
+    if not ablations:
+        lines.append('Not run to the end yet (`benchmarks/cpu_ablation.py`): whether the hybrid beats MAE-only and '
+                     "MoCo-only, or the shared pass matches the paper's passes, is not answered for these weights.")
+    return lines
+
+
 def _card(decision: Dict[str, Any], gate_dir: Path, ablations: Sequence[Path], previous: Dict[str, Any]) -> str:
     """The card's body after Input/Usage/Preprocessing (which ``save_pretrained`` writes): pretraining, data,
     evaluation, ablation, limitations; every number from the run and the gate's outputs."""
@@ -449,17 +468,7 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablations: Sequence[Path], p
         suite_table(_read_csv(gate_dir / 'results.csv'), CANDIDATE.format(decision['name']),
                     _relpath(gate_dir / 'results.csv'))
         .replace('`benchmarks/release_weights.py cards --suite`', '`benchmarks/ship_weights.py gate`'), '',
-        '### Ablation (MAE-only, MoCo-only, the hybrids, the shared pass, at equal budget)', '',
-    ]
-    for ablation in ablations:  # each report's own title names its question, so it stays (one level down)
-        text = Path(ablation).read_text().strip()
-        title, body = text.split('\n', 1) if text.startswith('# ') else ('', text)
-        lines += [f'#### {title[2:].strip()}' if title else '', '', f'From `{_relpath(ablation)}`:', '',
-                  body.strip(), '']
-    if not ablations:
-        lines.append('Not run to the end yet (`benchmarks/cpu_ablation.py`): whether the hybrid beats MAE-only and '
-                     "MoCo-only, or the shared pass matches the paper's passes, is not answered for these weights.")
-    lines += [
+        *_ablation_lines(ablations),
         '', '## Limitations', '',
         f"- Pretrained for {n} epochs{' after the weights it started from (above)' if f.get('init') else ''} on "
         f"{data.get('n_train')} 10-s windows "
@@ -471,6 +480,73 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablations: Sequence[Path], p
         '- **Not for clinical use.**',
     ]
     return '\n'.join(lines) + '\n'
+
+
+# The first release's evaluation (benchmarks/release_weights.py ship): 64 PTB-XL records of an older split, read by
+# whether unpaired CIs overlap, which says nothing either way. The suite block below it replaced it.
+_FIRST_EVAL_TABLE = '| task | method | protocol | macro AUROC [95% CI] |'
+_FIRST_EVAL_LIMIT = ('- The evaluation test sets are small (tens of records), so the CIs are wide; differences inside '
+                     'them are not evidence.')
+_SUITE_INTRO = ('The evaluation suite (`docs/suite.md`): linear probes on frozen embeddings, every encoder on the '
+                'same test records, each difference paired. The first release\'s evaluation (64 PTB-XL records of an '
+                'older split, compared by whether unpaired CIs overlap) is no longer shown: it could not tell these '
+                'encoders apart either way.')
+
+
+def refresh_card_body(body: str, ablations: Sequence[Path], distance: Optional[float] = None) -> str:
+    """A shipped card's body with its ablation section rewritten from ``ablations`` (as :func:`_card` writes it), a
+    distance-from-init row added when the card has none (``distance``: :func:`distance_from_init` of its weights),
+    and a first-release card's unpaired evaluation replaced by its suite block. Nothing else changes, so a card
+    :func:`_card` wrote comes back byte for byte with the same reports.
+
+    Raises:
+        ValueError: the card lacks a section this needs (Limitations; Evaluation and a suite block for a first-release
+            card; the Pretraining table's ``stored as`` row when a distance is to be added).
+    """
+    if '\n## Limitations\n' not in body:
+        raise ValueError('The card has no "## Limitations" section: is it one of ours?')
+    head, limits = body.split('\n## Limitations\n', 1)
+    if _FIRST_EVAL_TABLE in head:
+        if '\n## Evaluation\n' not in head or SUITE_START not in head:
+            raise ValueError('A first-release card needs its suite block before its evaluation table can go '
+                             '(`benchmarks/release_weights.py cards --suite RESULTS`).')
+        before, evaluation = head.split('\n## Evaluation\n', 1)
+        head = f"{before}\n## Evaluation\n\n{_SUITE_INTRO}\n\n{evaluation[evaluation.index(SUITE_START):]}"
+        n = [int(r['n_test']) for r in parse_suite_table(head)]
+        limits = limits.replace(_FIRST_EVAL_LIMIT, f'- The test sets are small ({min(n)}-{max(n)} records per task in '
+                                                   'the suite table), so the CIs are wide; a difference inside a CI '
+                                                   'is not evidence of equality.')
+    if ABLATION_TITLE in head:
+        head = head[:head.index(ABLATION_TITLE)]
+    head = head.rstrip('\n') + '\n\n' + '\n'.join(_ablation_lines(ablations))
+    if distance is not None and '| distance from init |' not in head:
+        if '\n| stored as |' not in head:
+            raise ValueError('The card\'s Pretraining table has no "stored as" row to put the distance before.')
+        row = (f'| distance from init | {100 * distance:.1f} % (relative L2 over all parameters, from the seed-0 '
+               'random init of the architecture; `benchmarks/init_distance.py`) |')
+        head = head.replace('\n| stored as |', f'\n{row}\n| stored as |', 1)
+    return f'{head}\n## Limitations\n{limits}'
+
+
+def cards(args: argparse.Namespace) -> int:
+    """Rewrite the shipped cards' ablation sections (and bring a first-release card up to the suite, with its
+    distance from init) without new weights; the Hub metadata is regenerated from the rewritten tables."""
+    from ecgvit.cards import split_front_matter
+    from ecgvit.hub import load_pretrained
+
+    weights_root = Path(args.weights)
+    shipped = dict(SHIPPED) if not args.name else {n.removeprefix('ecg_vit_'): n for n in args.name}
+    for name in shipped.values():
+        folder = weights_root / name
+        front, body = split_front_matter((folder / 'README.md').read_text())
+        distance = None
+        if '| distance from init |' not in body:
+            distance = distance_from_init(load_pretrained(folder).float(), name, seed=0)
+        body = refresh_card_body(body, [Path(a) for a in args.ablation], distance)
+        atomic_write_text(folder / 'README.md', f'---\n{front}\n---\n{body}' if front else body)
+    for path in refresh_cards(weights_root, shipped=shipped):
+        print(f'{path}: ablation section rewritten, metadata regenerated')
+    return 0
 
 
 def _previous(weights_root: Path, name: str) -> Dict[str, Any]:
@@ -596,12 +672,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--weights', default=str(REPO / 'weights'), help=argparse.SUPPRESS)
     s.add_argument('--registry', default=str(REPO / 'ecgvit' / 'weights_sha256.py'), help=argparse.SUPPRESS)
     s.add_argument('--readme', default=str(REPO / 'README.md'), help=argparse.SUPPRESS)
+    c = sub.add_parser('cards', help="rewrite the shipped cards' ablation sections, without new weights")
+    c.add_argument('--ablation', action='append', default=[],
+                   help="an ablation's ablation.md (benchmarks/cpu_ablation.py report); repeatable, in card order")
+    c.add_argument('--weights', default=str(REPO / 'weights'), help=argparse.SUPPRESS)
+    c.add_argument('--name', action='append', default=[], help=argparse.SUPPRESS)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return {'snapshot': snapshot, 'gate': gate, 'ship': ship}[args.step](args)
+    return {'snapshot': snapshot, 'gate': gate, 'ship': ship, 'cards': cards}[args.step](args)
 
 
 if __name__ == '__main__':

@@ -247,3 +247,90 @@ def test_a_continued_runs_card_says_where_it_started(tiny_run, tmp_path):
     (row,) = _init_rows(run_facts(run))
     assert row.startswith('| started from | the published `ecg_vit_mae_moco` weights (sha256 `abababababab...`)')
     assert "this run's only" in row
+
+
+_FIRST_RELEASE_BODY = """# ecg_vit_tiny
+
+## Pretraining
+
+| field | value |
+|---|---|
+| epochs / optimiser steps | 8 / 128 |
+| stored as | bfloat16 |
+
+## Evaluation
+
+Test-set point estimates with 95% bootstrap CIs over test records.
+
+| task | method | protocol | macro AUROC [95% CI] | OvO macro AUC [95% CI] | macro F1 | n test |
+|---|---|---|---|---|---|---|
+| ptbxl_superdiagnostic | random | linear | 0.770 [0.695, 0.840] | - | 0.494 [0.397, 0.579] | 64 |
+
+**What the numbers say**: every 95% CI overlaps, so no difference is shown.
+
+<!-- suite-table:start -->
+### Evaluation suite (linear probe on frozen embeddings, 100% of the training labels)
+
+| task | metric | this encoder [95% CI] | random init | difference [95% CI] | verdict | n test |
+|---|---|---|---|---|---|---|
+| ptbxl_superdiagnostic | auroc | 0.792 [0.744, 0.840] | 0.795 | -0.003 [-0.021, +0.014] | no difference shown | 198 |
+| ludb_rhythm | auc_ovo | 0.597 [0.379, 0.841] | 0.560 | +0.037 [-0.065, +0.145] | no difference shown | 40 |
+<!-- suite-table:end -->
+
+## Limitations
+
+- Pretrained for 8 epochs.
+- The evaluation test sets are small (tens of records), so the CIs are wide; differences inside them are not evidence.
+- **Not for clinical use.**
+"""
+
+
+def test_cards_rewrites_the_ablation_section_and_brings_a_first_release_card_up_to_the_suite(tmp_path):
+    from benchmarks.ship_weights import ABLATION_TITLE, _ablation_lines, refresh_card_body
+
+    reports = []
+    for i, question in enumerate(('Ablation at `ecg_vit_small`', 'MoCo-only against MAE-MoCo')):
+        reports.append(tmp_path / f'r{i}.md')
+        reports[-1].write_text(f'# {question}\n\n| encoder | AUROC |\n|---|---|\n| job{i} | 0.8{i} |\n')
+    card = refresh_card_body(_FIRST_RELEASE_BODY, reports[:1], distance=0.0304)
+    # the unpaired evaluation is gone, the paired suite block stays, and the limits say what the suite tested
+    assert '| task | method | protocol |' not in card and 'every 95% CI overlaps' not in card
+    assert card.index('## Evaluation') < card.index('<!-- suite-table:start -->') < card.index('### Ablation')
+    assert '(40-198 records per task in the suite table)' in card and 'tens of records' not in card
+    assert '| distance from init | 3.0 % (relative L2' in card.split('| stored as |')[0].split('| epochs /')[1]
+    assert card.endswith('- **Not for clinical use.**\n')
+    # again with the same reports: unchanged (no second distance row); with more: only the ablation section moves
+    assert refresh_card_body(card, reports[:1], distance=0.5) == card
+    both = refresh_card_body(card, reports)
+    assert both.count(ABLATION_TITLE) == 1 and both.count('| job0 | 0.80 |') == 1 and '| job1 | 0.81 |' in both
+    assert both.replace('\n'.join(_ablation_lines(reports)), '') == card.replace('\n'.join(_ablation_lines(
+        reports[:1])), '')
+    with pytest.raises(ValueError, match='Limitations'):
+        refresh_card_body('# a card\n', reports)
+    with pytest.raises(ValueError, match='suite block'):
+        refresh_card_body(_FIRST_RELEASE_BODY.replace('<!-- suite-table:start -->', ''), reports)
+
+
+def test_cards_step_on_a_shipped_folder(tiny_run, tmp_path):
+    """`ship_weights.py cards` on a save_pretrained folder with a first-release card: the body is refreshed, the
+    distance is measured from the weights, the Hub metadata comes from the suite block, the weights are untouched."""
+    from benchmarks.init_distance import distance_from_init
+    from ecgvit.cards import split_front_matter
+    from ecgvit.hub import load_encoder
+
+    encoder, _ = load_encoder(str(tiny_run))
+    folder = tmp_path / 'weights' / 'ecg_vit_tiny'
+    save_pretrained(encoder, folder, card_extra=_FIRST_RELEASE_BODY.split('\n', 2)[2])
+    sha = sha256_file(folder / 'model.safetensors')
+    report = tmp_path / 'ablation.md'
+    report.write_text('# Ablation\n\n| encoder | AUROC |\n|---|---|\n| small-moco | 0.85 |\n')
+    assert main(['cards', '--ablation', str(report), '--weights', str(tmp_path / 'weights'),
+                 '--name', 'ecg_vit_tiny']) == 0
+    front, body = split_front_matter((folder / 'README.md').read_text())
+    assert sha256_file(folder / 'model.safetensors') == sha
+    distance = distance_from_init(load_pretrained(folder).float(), 'ecg_vit_tiny', seed=0)
+    assert f'| distance from init | {100 * distance:.1f} % ' in body and '| small-moco | 0.85 |' in body
+    assert 'value: 0.792' in front and 'ptb-xl' in front and body.count('## Limitations') == 1
+    before = (folder / 'README.md').read_text()
+    main(['cards', '--ablation', str(report), '--weights', str(tmp_path / 'weights'), '--name', 'ecg_vit_tiny'])
+    assert (folder / 'README.md').read_text() == before  # a second call changes nothing
