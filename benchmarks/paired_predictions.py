@@ -8,7 +8,11 @@ the CI of its ``pairwise.csv``.
 
 Usage:
     python benchmarks/paired_predictions.py --a results/ablation_x/predictions.csv.gz:small-mae_nextclip-alpha1 \\
-        --b results/ablation_x/predictions.csv.gz:small-mae_nextclip [--task ptbxl_superdiagnostic --metric auroc]
+        --b results/ablation_x/predictions.csv.gz:small-mae_nextclip [--task ptbxl_superdiagnostic --metric auroc] \\
+        [--markdown results/x/paired.md --title 'MAE-Nextclip alpha 1 against alpha 2']
+
+``--markdown`` keeps the answer as a row of a table (one row per pair, task and metric; a second call with the same
+ones replaces its row), a report ``ship_weights.py cards --ablation`` can put into the model cards.
 """
 if __name__ == '__main__' and __package__ is None:  # `python benchmarks/paired_predictions.py` from the repository root
     import sys
@@ -25,7 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-__all__ = ['read_predictions', 'compare', 'main']
+__all__ = ['read_predictions', 'compare', 'markdown_row', 'write_markdown', 'main']
 
 METRICS = ('auroc', 'auprc', 'auc_ovo', 'mae', 'r2')
 
@@ -124,6 +128,40 @@ def compare(a: Tuple[Path, str], b: Tuple[Path, str], task: str, metric: str = '
     return paired_bootstrap_diff(metric, y, s_a, s_b, weights=weights)
 
 
+_MD_HEAD = ('| A | B | task (metric) | n test | A [95% CI] | B [95% CI] | A - B [95% CI] | verdict | from |',
+            '|---|---|---|---|---|---|---|---|---|')
+_MD_NOTE = ('Each difference is A - B on the same test records, from the per-record predictions the reports kept (the '
+            "suite's paired bootstrap, 95% CI); \"better\" / \"worse\" when the CI excludes 0, otherwise no difference "
+            'is shown (which is not evidence of equality).')
+
+
+def _file_name(path: Path) -> str:
+    return Path(path).as_posix().split('benchmarks/', 1)[-1]
+
+
+def markdown_row(a: Tuple[Path, str], b: Tuple[Path, str], task: str, metric: str, r: Dict[str, Any]) -> str:
+    """One table row of :func:`compare`'s answer."""
+    verdict = 'better' if r['diff_lo'] > 0 else 'worse' if r['diff_hi'] < 0 else 'no difference shown'
+    files = sorted({_file_name(a[0]), _file_name(b[0])})
+    return (f"| {a[1]} | {b[1]} | {task} ({metric}) | {r['n_test']} | {r['a']:.3f} [{r['a_lo']:.3f}, {r['a_hi']:.3f}] "
+            f"| {r['b']:.3f} [{r['b_lo']:.3f}, {r['b_hi']:.3f}] | {r['diff']:+.3f} [{r['diff_lo']:+.3f}, "
+            f"{r['diff_hi']:+.3f}] | {verdict} | {', '.join(f'`{f}`' for f in files)} |")
+
+
+def write_markdown(path: Path, row: str, title: str) -> None:
+    """Add ``row`` to the table in ``path`` (created with ``title``), replacing the row of the same pair, task and
+    metric; the file is written atomically."""
+    from ecgvit.files import atomic_write_text
+
+    key = row.split(' | ')[:3]
+    rows = []
+    if path.is_file():
+        lines = path.read_text().splitlines()
+        title = lines[0][2:] if lines and lines[0].startswith('# ') else title
+        rows = [ln for ln in lines if ln.startswith('| ') and ln not in _MD_HEAD and ln.split(' | ')[:3] != key]
+    atomic_write_text(path, '\n'.join([f'# {title}', '', *_MD_HEAD, *rows, row, '', _MD_NOTE]) + '\n')
+
+
 def _side(text: str) -> Tuple[Path, str]:
     path, sep, encoder = text.rpartition(':')
     if not sep or not path or not encoder:
@@ -140,8 +178,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     p.add_argument('--fraction', type=float, default=1.0, help='label fraction of the probe')
     p.add_argument('--leads', default=None, help="lead subset label, when a file holds several (e.g. '12')")
     p.add_argument('--n-boot', type=int, default=1000)
+    p.add_argument('--markdown', type=Path, default=None, metavar='FILE',
+                   help='also keep the answer as a row of the table in FILE (created if missing)')
+    p.add_argument('--title', default='Paired comparisons from kept predictions',
+                   help="the table's title when --markdown creates FILE")
     args = p.parse_args(argv)
     r = compare(args.a, args.b, args.task, args.metric, args.fraction, args.n_boot, args.leads)
+    if args.markdown is not None:
+        write_markdown(args.markdown, markdown_row(args.a, args.b, args.task, args.metric, r), args.title)
     print(f"{args.a[1]} minus {args.b[1]} on {args.task} ({args.metric}, {r['n_test']} records): "
           f"{r['a']:.3f} - {r['b']:.3f} = {r['diff']:+.3f} [{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}] (paired 95% CI)")
     print(json.dumps(r))

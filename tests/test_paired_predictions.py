@@ -60,3 +60,26 @@ def test_refusals_say_what_the_files_hold(tmp_path):
         compare((tmp_path / 'a.csv.gz', 'x'), (tmp_path / 'b.csv.gz', 'z'), 't')
     with pytest.raises(SystemExit, match='choose from'):
         compare((tmp_path / 'a.csv.gz', 'x'), (tmp_path / 'a.csv.gz', 'x'), 't', metric='auroc_within')
+
+
+def test_markdown_keeps_one_row_per_pair_for_the_cards(tmp_path):
+    rng = np.random.default_rng(1)
+    y = (rng.random((50, 2)) < 0.5).astype(float)
+    _write(tmp_path / 'a.csv.gz', 'good', y, [y + rng.normal(0, 0.5, y.shape)])
+    _write(tmp_path / 'b.csv.gz', 'bad', y, [rng.normal(0, 1, y.shape)])
+    md = tmp_path / 'paired.md'
+    args = ['--a', f'{tmp_path / "a.csv.gz"}:good', '--b', f'{tmp_path / "b.csv.gz"}:bad', '--task', 't',
+            '--n-boot', '100', '--markdown', str(md), '--title', 'Good against bad']
+    r = main(args)
+    text = md.read_text()
+    assert text.startswith('# Good against bad\n\n| A | B | task (metric) |') and 'not evidence of equality' in text
+    row = next(ln for ln in text.splitlines() if ln.startswith('| good | bad |'))
+    assert f"{r['diff']:+.3f} [{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}] | better |" in row and '| 50 |' in row
+    main(args)  # the same pair again: its row is replaced, not repeated
+    assert md.read_text() == text
+    main(['--a', f'{tmp_path / "b.csv.gz"}:bad', '--b', f'{tmp_path / "a.csv.gz"}:good', '--task', 't',
+          '--n-boot', '100', '--markdown', str(md), '--title', 'another title'])
+    lines = md.read_text().splitlines()
+    pairs = [ln.split(' | ')[:2] for ln in lines if ln.startswith(('| good', '| bad'))]
+    assert lines[0] == '# Good against bad' and pairs == [['| good', 'bad'], ['| bad', 'good']]
+    assert '| worse |' in lines[5]
