@@ -334,7 +334,8 @@ def report(args: argparse.Namespace) -> int:
     specs = [('random', 'random', {}, model)] + [(n, m, kw, model) for n, m, kw in jobs if n in encoders]
     rows = ablation_rows(summary['results'], summary['pairwise'], specs, args.task, 'auroc', 1.0)
     n_test = rows[0]['n_test'] if rows else 0
-    header = (f'# Ablation at `{model}`, {plan.get("epochs", "?")} epochs each (same data, seed and recipe)\n\n'
+    title = args.title or f'Ablation at `{model}`, {plan.get("epochs", "?")} epochs each (same data, seed and recipe)'
+    header = (f'# {title}\n\n'
               f'Linear probe on `{args.task}` (PTB-XL fold 10 test, {n_test} records; folds 1-8 train, 9 '
               f'validation), macro AUROC. Runs: `{root}`; settings: `{json.dumps(plan)}`.')
     (out / 'ablation.md').write_text(ablation_markdown(rows, progress, header))
@@ -449,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument('--out', required=True)
             s.add_argument('--task', default='ptbxl_superdiagnostic')
             s.add_argument('--n-boot', type=int, default=1000)
+            s.add_argument('--title', default=None,
+                           help="the report's title, the question it answers (it heads its section in the cards)")
         if step == 'curves':
             s.add_argument('--column', default='loss_mae', help="a column of the runs' metrics.csv")
             s.add_argument('--every', type=int, default=10, help='a column of the table every this many epochs')

@@ -187,6 +187,11 @@ def test_run_stop_resume_and_report(tmp_path):
     assert main(['curves', *common, '--every', '1']) == 0
     assert main(['curves', *common, '--column', 'loss_nextclip']) == 1  # no job logged it: said, not an empty table
     assert 'tiny-mae_moco_shared | 2 |' in md and '(PTB-XL fold 10 test' in md and 's/epoch, fp32)' in md
+    assert md.startswith('# Ablation at `ecg_vit_tiny`, 2 epochs each')
+    assert main(['report', *common, '--data-dir', str(suite), '--out', str(tmp_path / 'titled'), '--cache-dir',
+                 str(tmp_path / 'suite_cache'), '--n-boot', '100', '--title', 'The question it answers']) == 0
+    titled = (tmp_path / 'titled' / 'ablation.md').read_text()
+    assert titled.startswith('# The question it answers\n') and titled.split('\n', 1)[1] == md.split('\n', 1)[1]
     # The per-record predictions stay, compressed: every encoder's score on every test record.
     assert not (out / 'predictions.csv').exists()
     with gzip.open(out / 'predictions.csv.gz', 'rt') as f:
