@@ -24,6 +24,12 @@ Usage:
     python benchmarks/ship_weights.py ship --gate benchmarks/results/release_YYYY-MM-DD \\
         [--ablation benchmarks/results/ablation_YYYY-MM-DD/ablation.md ...]   # repeatable: one per ablation report
 
+Without new weights, ``cards`` rewrites the shipped cards' ablation sections from the reports given (the whole list,
+in card order), and brings a first-release card up to the suite (its unpaired evaluation removed, its distance from
+init added); the Hub metadata is regenerated from the cards' own tables:
+
+    python benchmarks/ship_weights.py cards --ablation benchmarks/results/ablation_YYYY-MM-DD/ablation.md ...
+
 A run that is still training replaces its best weights whenever the validation loss improves, so gate a frozen copy
 of it (``snapshot``): ``ship`` refuses weights whose sha256 is not the one the gate evaluated.
 
@@ -673,7 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--registry', default=str(REPO / 'ecgvit' / 'weights_sha256.py'), help=argparse.SUPPRESS)
     s.add_argument('--readme', default=str(REPO / 'README.md'), help=argparse.SUPPRESS)
     c = sub.add_parser('cards', help="rewrite the shipped cards' ablation sections, without new weights")
-    c.add_argument('--ablation', action='append', default=[],
+    c.add_argument('--ablation', action='append', required=True,
                    help="an ablation's ablation.md (benchmarks/cpu_ablation.py report); repeatable, in card order")
     c.add_argument('--weights', default=str(REPO / 'weights'), help=argparse.SUPPRESS)
     c.add_argument('--name', action='append', default=[], help=argparse.SUPPRESS)
