@@ -95,7 +95,8 @@ def epoch_time(encoder: str, batch: int, device: torch.device, records: int, wor
     model = create_pretrainer('mae_moco', encoder)
     with tempfile.TemporaryDirectory(prefix='ecgvit-gpu-epoch-', dir=workdir) as out:
         cfg = TrainConfig(output_dir=out, epochs=1, batch_size=batch, warmup_epochs=0.5, amp='bf16', save_every=0,
-                          keep_last=1, device=str(device), progress=False, log_every=50, compile=compile)
+                          save_every_epochs=0, keep_last=1, device=str(device), progress=False, log_every=50,
+                          compile=compile)
         _sync(device)
         start = time.perf_counter()
         summary = train(model, data, None, cfg)

@@ -209,8 +209,8 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
                     break
                 cfg = TrainConfig(output_dir=str(out), epochs=epochs + n, batch_size=batch, lr=job['lr'],
                                   warmup_epochs=warmup, amp=job['amp'], device=job['device'], save_every=0,
-                                  keep_last=1, log_every=steps_per_epoch, resume=True, progress=False,
-                                  seed=job['seed'], num_workers=0, compile=bool(job.get('compile')))
+                                  save_every_epochs=0, keep_last=1, log_every=steps_per_epoch, resume=True,
+                                  progress=False, seed=job['seed'], num_workers=0, compile=bool(job.get('compile')))
                 t0 = time.time()
                 summary = train(pretrainer, train_set, val_set, cfg, run_config=run_config)
                 dt = time.time() - t0
