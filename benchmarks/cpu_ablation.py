@@ -433,8 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument('--batch-size', type=int, default=64)
             s.add_argument('--sampling-rate', type=float, default=None)
             s.add_argument('--num-samples', type=int, default=None)
-            s.add_argument('--save-every', type=int, default=29,
-                           help='steps between checkpoints (29 = one epoch of the pool at batch 64)')
+            s.add_argument('--save-every', type=int, default=0,
+                           help='steps between extra mid-epoch checkpoints (0: none; every job saves at the end of '
+                                'each epoch, ecgvit pretrain\'s default)')
             s.add_argument('--parallel', type=int, default=2, help='jobs at once')
             s.add_argument('--threads', type=int, default=1, help='torch threads per job')
             s.add_argument('--nice', type=int, default=10, help='niceness of the job processes (0: none)')

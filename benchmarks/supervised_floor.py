@@ -145,9 +145,8 @@ def train_floor(args: argparse.Namespace) -> Dict[str, Any]:
     encoder = ecgvit.create_model(args.model, num_classes=n_out)
     model = SupervisedClassifier(encoder, task.kind)
     cfg = TrainConfig(output_dir=str(Path(args.out).expanduser()), epochs=args.epochs, batch_size=args.batch_size,
-                      lr=args.lr, seed=args.seed, amp=args.amp, save_every=max(1, len(data['train']) //
-                                                                                   args.batch_size),
-                      keep_last=2, log_every=5, resume=args.resume, progress=args.progress, device=args.device,
+                      lr=args.lr, seed=args.seed, amp=args.amp, save_every=0, save_every_epochs=1, keep_last=2,
+                      log_every=5, resume=args.resume, progress=args.progress, device=args.device,
                       num_workers=args.workers)
     run_config = {'method': 'supervised', 'model': args.model, 'preprocessing': facts['preprocessing'],
                   'data': dict(facts, n_train=len(data['train']), n_val=len(data['val']), data_dir=args.data_dir),
