@@ -414,6 +414,19 @@ def _ablation_lines(ablations: Sequence[Path]) -> List[str]:
     return lines
 
 
+def continued_epochs(facts: Dict[str, Any], previous: Dict[str, Any]) -> Optional[int]:
+    """Epochs of the weights a continued run started from, when they are the weights shipped now (``previous``, as
+    :func:`_previous` reads them): the shipped encoder has seen those plus this run's. None for a run from a random
+    init, or from weights other than the shipped ones (whose epochs the card cannot know)."""
+    init = facts.get('init') or {}
+    if not init or not previous.get('sha256') or init.get('weights_sha256') != previous['sha256']:
+        return None
+    try:
+        return int(previous.get('epochs'))
+    except (TypeError, ValueError):
+        return None
+
+
 def _card(decision: Dict[str, Any], gate_dir: Path, ablations: Sequence[Path], previous: Dict[str, Any]) -> str:
     """The card's body after Input/Usage/Preprocessing (which ``save_pretrained`` writes): pretraining, data,
     evaluation, ablation, limitations; every number from the run and the gate's outputs."""
@@ -426,6 +439,9 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablations: Sequence[Path], p
                   f"the {f['epochs_done']} run so far of a {f['epochs_planned']}-epoch schedule")
     schedule = (f'{n} (the whole schedule)' if f['finished'] and n == f['epochs_done'] else
                 f'{n} (the best validation loss among {run_so_far})')
+    before = continued_epochs(f, previous)
+    if before is not None:  # `_previous` reads "N in all" back, so a later release counts from the total
+        schedule += f', after the {before} of the weights it started from: {before + n} in all'
     pool_note = _pool_counts(Path(data['cache_dir'])) if data.get('cache_dir') else ''
     vr, vc = decision['vs_random'], decision.get('vs_current')
     prev_note = ', '.join(([f"{previous['epochs']} epochs"] if previous.get('epochs') else []) +
@@ -563,7 +579,9 @@ def _previous(weights_root: Path, name: str) -> Dict[str, Any]:
     epochs, windows = None, None
     for line in card.read_text().splitlines() if card.is_file() else []:
         if line.startswith('| epochs') and epochs is None:
-            epochs = line.split('|')[2].strip().split()[0]
+            cell = line.split('|')[2].strip()
+            in_all = re.search(r'(\d+) in all', cell)  # a continued run's card: the epochs the encoder has seen
+            epochs = in_all.group(1) if in_all else cell.split()[0]
         m = re.match(r'\| data \| pretraining pool: (\d+) training \+ (\d+) validation', line)
         if m and windows is None:
             windows = int(m.group(1)) + int(m.group(2))
@@ -589,6 +607,8 @@ def _readme_table(decisions: Dict[str, Dict[str, Any]], gate_dir: Path, weights_
             d = decisions[name]
             data, vr, vc = d['facts']['data'], d['vs_random'], d.get('vs_current')
             windows, epochs = data.get('n_train', 0) + data.get('n_val', 0), weights_epochs(d['facts'])
+            before = continued_epochs(d['facts'], _previous(weights_root, name))
+            epochs = f'{before} + {epochs}' if before is not None else epochs
             score, lo, hi = d['score'], d['ci'][0], d['ci'][1]
             diff = (vr['diff'], vr['lo'], vr['hi'])
             previous = f"{vc['diff']:+.3f} [{vc['lo']:+.3f}, {vc['hi']:+.3f}]" if vc else '-'

@@ -249,6 +249,26 @@ def test_a_continued_runs_card_says_where_it_started(tiny_run, tmp_path):
     assert "this run's only" in row
 
 
+def test_a_run_continued_from_the_shipped_weights_counts_their_epochs_too(tmp_path):
+    """Continued from the weights shipped now, the card and the README table count both runs' epochs, and the next
+    release reads the total back from the card; from any other weights they count this run's only."""
+    from benchmarks.ship_weights import _previous, continued_epochs
+
+    folder = tmp_path / 'ecg_vit_mae_moco'
+    folder.mkdir()
+    (folder / 'model.safetensors').write_bytes(b'weights')
+    (folder / 'README.md').write_text('| epochs | 56 (the best validation loss among 57 run so far) |\n')
+    previous = _previous(tmp_path, 'ecg_vit_mae_moco')
+    assert previous['epochs'] == '56'
+    facts = {'init': {'pretrained': 'ecg_vit_mae_moco', 'weights_sha256': previous['sha256']}}
+    assert continued_epochs(facts, previous) == 56
+    assert continued_epochs({'init': None}, previous) is None
+    assert continued_epochs({'init': {'weights_sha256': 'ab' * 32}}, previous) is None
+    (folder / 'README.md').write_text('| epochs | 115 (the best validation loss among the 116 run so far), after the '
+                                      '56 of the weights it started from: 171 in all; the seed paper: 710 |\n')
+    assert _previous(tmp_path, 'ecg_vit_mae_moco')['epochs'] == '171'
+
+
 _FIRST_RELEASE_BODY = """# ecg_vit_tiny
 
 ## Pretraining
