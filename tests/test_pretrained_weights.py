@@ -59,7 +59,7 @@ def test_a_corrupted_copy_is_refused(tmp_path, monkeypatch):
 # A fixed, smooth 12-lead input (z-scored per lead) and a few of each shipped encoder's outputs on it, measured once on
 # the released files. A change of weights, of the input path (patching, positions) or of pooling moves them.
 PINNED = {
-    'ecg_vit_mae_moco': ([1.51398, 0.24441, 1.18354, 1.99474, -0.86077, -0.24761], 22.6443),
+    'ecg_vit_mae_moco': ([-0.0197, 0.09383, 0.60822, 2.1688, -0.30685, 0.21899], 22.6298),
     'ecg_vit_mae_nextclip': ([0.03281, 0.47571, 0.93034, 1.02507, -0.26917, 1.61371], 22.6361),
 }
 
@@ -83,11 +83,11 @@ def test_shipped_weights_give_their_pinned_output_on_a_fixed_input(name):
 
 # Relative L2 distance from the seed-0 init (benchmarks/init_distance.py), per name. 8 epochs of the seed recipe (232
 # Adam steps) move the seed-size encoder 3.0-3.5 % (the weights shipped on 2026-11-30: 3.3 % and 3.0 %; an 8-epoch
-# shared-pass bf16 run: 3.5 %); the MAE-MoCo weights shipped on 2026-12-01 (56 epochs, 1,624 steps) sit at 7.2 %. Each
-# bar is below the weights shipped now under that name and above what fewer epochs give (3.9 % after 24 epochs of the
-# same run), so it fails on an init, a near-init, a wrong-architecture file or an older file, and rises with each real
-# improvement.
-MIN_DISTANCE_FROM_INIT = {'ecg_vit_mae_moco': 0.05, 'ecg_vit_mae_nextclip': 0.025}
+# shared-pass bf16 run: 3.5 %); the MAE-MoCo weights shipped on 2026-12-01 (56 epochs, 1,624 steps) sit at 7.2 %, and
+# those shipped on 2026-12-02 (115 more epochs from them) at 32.2 % (12.5 % after the first 45 of those epochs). Each
+# bar is below the weights shipped now under that name and above what fewer epochs give, so it fails on an init, a
+# near-init, a wrong-architecture file or an older file, and rises with each real improvement.
+MIN_DISTANCE_FROM_INIT = {'ecg_vit_mae_moco': 0.15, 'ecg_vit_mae_nextclip': 0.025}
 
 
 @pytest.mark.parametrize('name', sorted(WEIGHTS_SHA256))
