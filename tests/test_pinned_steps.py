@@ -8,9 +8,9 @@ validation loss and the weights' distance from init did not: on the AVX2-only ki
 3.4e-4 (relative; InfoNCE at temperature 0.2 amplifies a 4e-5 difference in the weights) and MAE-MoCo's distance by
 1.3e-4; on a fourth kind, the Intel Xeon with AMX, MoCo's validation loss differed by 1.2e-3 (0.58104 against 0.58037,
 the logged losses and the distance within their bounds). So they are held to 2e-3 and 5e-4. Small changes of the
-computation, measured on the AVX2-only kind (MoCo momentum 0.99 -> 0.98, MAE-MoCo alpha 40 -> 39, MAE-Nextclip mask ratio 0.75 ->
-0.74), moved the logged losses by 1e-3 to 2e-2, the validation loss by 3e-3 to 2.5e-2 and the distance by 4e-4 to 8e-4:
-each is caught.
+computation, measured on the AVX2-only kind (MoCo momentum 0.99 -> 0.98, MAE-MoCo alpha 40 -> 39, MAE-Nextclip mask
+ratio 0.75 -> 0.74), moved the logged losses by 1e-3 to 2e-2, the validation loss by 3e-3 to 2.5e-2 and the distance by
+4e-4 to 8e-4: each is caught.
 """
 import csv
 
