@@ -230,6 +230,22 @@ def _bf16_encoder(run: Path) -> torch.nn.Module:
     return encoder.eval()
 
 
+def _write_heads(run: Path, out: Path, facts: Dict[str, Any], encoder: torch.nn.Module) -> Optional[Path]:
+    """The run's best-validation decoders and heads beside the weights (bf16, as the encoder), fingerprinted with
+    the shipped encoder; a run without its pretrainer's weights (a GPU campaign folder) ships none, and the previous
+    weights' heads go with them."""
+    from safetensors.torch import load_file
+
+    from ecgvit.pretrain.heads import HEADS_NAME, save_heads
+
+    best = run / 'checkpoints' / 'best.safetensors'
+    if not best.is_file():
+        (out / HEADS_NAME).unlink(missing_ok=True)
+        return None
+    return save_heads(load_file(str(best)), out / HEADS_NAME, method=facts['method'], model=facts['model'],
+                      encoder=encoder, dtype=torch.bfloat16, extra={'epochs': weights_epochs(facts)})
+
+
 def _oriented(pairwise: List[Dict[str, Any]], a: str, b: str) -> Optional[Tuple[float, float, float]]:
     """(A - B, lo, hi) of the gate task's headline metric at 100% of the labels, whichever order the suite stored."""
     for r in pairwise:
@@ -427,6 +443,17 @@ def continued_epochs(facts: Dict[str, Any], previous: Dict[str, Any]) -> Optiona
         return None
 
 
+def _heads_rows(facts: Dict[str, Any]) -> List[str]:
+    """The card's row on ``heads.safetensors`` (:func:`_write_heads`), when the run has its pretrainer's weights."""
+    if not (Path(facts['run']) / 'checkpoints' / 'best.safetensors').is_file():
+        return []
+    heads = {'mae': 'the MAE decoder', 'moco': 'the MoCo projection head', 'clip': 'the clip decoder'}
+    kinds = [text for key, text in heads.items() if key in facts['method']]
+    return [f"| pretraining heads | `heads.safetensors`: {' and '.join(kinds)} of the same checkpoint (bf16). "
+            f"`ecgvit pretrain --method {facts['method']} --pretrained --heads pretrained` continues pretraining "
+            f"without starting them over |"]
+
+
 def _card(decision: Dict[str, Any], gate_dir: Path, ablations: Sequence[Path], previous: Dict[str, Any]) -> str:
     """The card's body after Input/Usage/Preprocessing (which ``save_pretrained`` writes): pretraining, data,
     evaluation, ablation, limitations; every number from the run and the gate's outputs."""
@@ -468,6 +495,7 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablations: Sequence[Path], p
         f"seed-{f['seed']} random init {'of the architecture' if f.get('init') else 'it started from'}; "
         f"`benchmarks/init_distance.py`) |",
         '| stored as | bfloat16 (evaluated as stored: every number below is of these bf16 weights) |',
+        *_heads_rows(f),
         f"| run | `{f['command']}` |", '',
         '![loss curve](loss_curve.png)', '',
         f"**Pretraining data.** The pool built by `ecgvit pretrain --data pool --data-dir shared/data`: every "
@@ -650,13 +678,14 @@ def ship(args: argparse.Namespace) -> int:
     for name, d in decisions.items():
         run, method = Path(d['facts']['run']), d['facts']['method']
         card = _card(d, gate_dir, [Path(a) for a in args.ablation], _previous(weights_root, name))
-        encoder = _bf16_encoder(run).to(torch.bfloat16)
+        rounded = _bf16_encoder(run)
         out = weights_root / name
         # The metadata from the card's own tables, so `release_weights.py cards` regenerates it byte for byte.
-        save_pretrained(encoder, out, pretrained_cfg={
+        save_pretrained(rounded.to(torch.bfloat16), out, pretrained_cfg={
             'pretrain_method': method, 'preprocessing': d['facts']['preprocessing'], 'license': 'apache-2.0',
             'weights_dtype': 'bfloat16'}, card_extra=card, card_metadata=card_eval_rows(card, method))
         plot_loss_history(d['facts']['loss_history'], out / 'loss_curve.png', f'{name}: pretraining loss')
+        _write_heads(run, out, d['facts'], _bf16_encoder(run))
         shas[name] = sha256_file(out / 'model.safetensors')
         print(f'{out}: bfloat16, sha256 {shas[name]}')
     atomic_write_text(Path(args.registry), _registry(shas))

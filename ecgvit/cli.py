@@ -141,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help='Continued pretraining from these encoder weights (a pretraining run folder, a checkpoint, '
                         'a .safetensors file or a save_pretrained folder), as --pretrained. Not a resume: '
                         '--resume continues a run exactly; this starts a new one.')
+    g.add_argument('--heads', metavar='PATH',
+                   help='With --pretrained / --checkpoint: start the method\'s decoders and heads from these trained '
+                        'ones (a heads.safetensors file, or the folder holding it: a run\'s encoder/ folder; '
+                        '"pretrained": those published beside the model\'s weights) instead of a random init, so '
+                        'they need not relearn what they knew. MoCo\'s momentum side copies the query side and its '
+                        'queue starts afresh, as at any start.')
     g = p.add_argument_group('method')
     g.add_argument('--mask-ratio', type=float, default=None, help='MAE mask ratio (default 0.75).')
     g.add_argument('--alpha', type=float, default=None, help='MAE loss weight (default 40 MAE-MoCo, 2 Nextclip).')
@@ -646,6 +652,58 @@ def _check_resume_init(init: Optional[Dict[str, Any]], resumed: Optional[Dict[st
     return saved
 
 
+
+def _heads_path(path: str, model_name: str) -> str:
+    """``--heads pretrained``: the heads published beside the model's weights (``weights/<model>/``)."""
+    if path != 'pretrained':
+        return path
+    from ecgvit.pretrain.heads import HEADS_NAME
+    from ecgvit.weights import weights_dir
+
+    return str(weights_dir() / model_name / HEADS_NAME)
+
+
+def _start_heads(pretrainer: Any, path: str, method: str, model_name: str,
+                 init: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Load ``--heads`` into a fresh run's pretrainer; what the run records of them (``config.json``: heads)."""
+    from ecgvit.errors import CheckpointError
+    from ecgvit.hub import sha256_file
+    from ecgvit.pretrain.heads import load_heads
+
+    if init is None:
+        raise CliError(f'--heads {path}: trained heads go with the encoder weights they were fitted to; give those '
+                       f'with --pretrained or --checkpoint (from a random-init encoder they would start as noise '
+                       f'anyway).')
+    try:
+        info = load_heads(pretrainer, _heads_path(path, model_name), method=method, model=model_name)
+    except CheckpointError as e:
+        raise CliError(f'--heads {path}: {e}') from None
+    if info['same_encoder'] is False:
+        warnings.warn(f'--heads {path}: these heads were fitted to other encoder weights than the ones this run '
+                      f'starts from; they fit these less well, so expect a few epochs of higher loss.', stacklevel=2)
+    return {'path': info['path'], 'sha256': sha256_file(info['path']), 'method': info['method'],
+            'same_encoder': info['same_encoder'], 'saved_at_epoch': info['extra'].get('epochs')}
+
+
+def _check_resume_heads(path: Optional[str], resumed: Dict[str, Any], model_name: str) -> Optional[Dict[str, Any]]:
+    """A resumed run's heads are in its checkpoint: ``--heads`` may repeat the file it started from, nothing else."""
+    from ecgvit.hub import sha256_file
+    from ecgvit.pretrain.heads import read_heads
+
+    saved = resumed.get('heads')
+    if path is None:
+        return saved
+    try:
+        given = sha256_file(read_heads(_heads_path(path, model_name))['path'])
+    except Exception as e:  # a missing or damaged file: say so, as a fresh start would
+        raise CliError(f'--heads {path}: {e}') from None
+    if (saved or {}).get('sha256') != given:
+        started = f"from {saved['path']}" if saved else 'from a random init'
+        raise CliError(f'--resume continues a run whose heads started {started}: its checkpoint holds them now, so '
+                       f'--heads cannot change them; drop --heads to continue it, or start a new run in another '
+                       f'--output.')
+    return saved
+
 # The data a run trains on: a resumed run continues on its own (an option not given again carries over).
 _RESUME_DATA = ('data', 'data_dir', 'sampling_rate', 'num_samples', 'synthetic_records', 'crop', 'window_stride',
                 'short_records', 'seed')
@@ -769,6 +827,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                            f'(the checkpoint says its architecture) or pass weights of {args.model}.')
         model_name = loaded
     _resolve_input(args, start if start is not None else model_name)
+    heads = _check_resume_heads(args.heads, resumed, model_name) if resumed is not None else None
     method_kwargs: Dict[str, Any] = {}
     for item in args.method_arg:
         try:
@@ -812,6 +871,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                                            **method_kwargs)
     except (TypeError, ValueError) as e:
         raise _method_kwarg_error(e, method_kwargs, args) from None
+    if args.heads and resumed is None:
+        heads = _start_heads(pretrainer, args.heads, method, model_name, init)
     # Under torchrun, rank 0 builds the cache while the others wait, then they open the finished one.
     info = init_distributed(args.device)
     splits = _splits(args) if info.is_main else None
@@ -825,7 +886,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.grad_checkpointing:
         pretrainer.encoder.set_grad_checkpointing(True)  # the masked passes honour it too (forward_masked)
     run_config = {'command': 'pretrain', 'args': vars(args), 'method': method, 'model': model_name,
-                  'init': init, 'method_kwargs': method_kwargs, 'pretrainer': getattr(pretrainer, 'config', {}),
+                  'init': init, 'heads': heads, 'method_kwargs': method_kwargs,
+                  'pretrainer': getattr(pretrainer, 'config', {}),
                   'data': {'spec': args.data, 'cache_dir': splits['cache_dir'], 'n_train': len(splits['train']),
                            'n_val': len(splits['val'])},
                   'preprocessing': splits['train'].preprocessing.to_dict()}
@@ -865,11 +927,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if is_main_process():
         load_best_into(pretrainer, args.output)
         from ecgvit.hub import save_pretrained
+        from ecgvit.pretrain.heads import save_heads
 
-        save_pretrained(pretrainer.encoder, Path(args.output) / 'encoder',
+        encoder_dir = Path(args.output) / 'encoder'
+        save_pretrained(pretrainer.encoder, encoder_dir,
                         pretrained_cfg={'pretrain_method': method,
                                         'preprocessing': splits['train'].preprocessing.to_dict(),
                                         **({'pretrain_init': init} if init else {})})
+        # The best weights' decoders and heads beside them: `--heads` starts a continued run from them.
+        save_heads(pretrainer.state_dict(), encoder_dir, method=method, model=model_name, encoder=pretrainer.encoder,
+                   extra={'epochs': None if summary.get('best_epoch') is None else summary['best_epoch'] + 1})
         print(json.dumps(summary, indent=2))
     cleanup_distributed()
     return 0

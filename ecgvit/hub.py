@@ -222,6 +222,8 @@ def push_to_hub(
     Returns:
         The commit URL reported by the Hub.
     """
+    from ecgvit.pretrain.heads import HEADS_NAME
+
     api = api or HfApi(token=token)
     with tempfile.TemporaryDirectory() as tmp:
         if isinstance(model, nn.Module):
@@ -238,7 +240,7 @@ def push_to_hub(
             revision=revision,
             commit_message=commit_message,
             create_pr=create_pr,
-            allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME],
+            allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, HEADS_NAME],  # heads: when the folder has them
         )
     return str(getattr(info, 'commit_url', info))
 

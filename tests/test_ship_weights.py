@@ -201,6 +201,17 @@ def test_gate_then_ship_a_tiny_encoder(tiny_run, tmp_path):
                  '| sex | auroc_within |', 'Licences and attributions', 'model-index'):
         assert text in card, text
     assert (folder / 'loss_curve.png').is_file()
+    # The run's decoder ships beside the weights (bf16), fingerprinted with the shipped encoder, and loads into a run
+    # that starts from those weights.
+    from ecgvit.pretrain import create_pretrainer
+    from ecgvit.pretrain.heads import load_heads, read_heads
+    heads = read_heads(folder)
+    assert heads['method'] == 'mae' and heads['extra'] == {'epochs': int(g['facts']['best_epoch']) + 1}
+    assert heads['tensors']['mae.decoder.decoder_pos_embed'].dtype == torch.bfloat16
+    # (The folder stores the encoder at its default 3600 samples; the run's decoder keeps its 40 positions.)
+    continued = create_pretrainer('mae', load_pretrained(folder).float(), decoder_num_patches=40)
+    assert load_heads(continued, folder, method='mae', model='ecg_vit_tiny')['same_encoder'] is True
+    assert '| pretraining heads | `heads.safetensors`: the MAE decoder' in card
     # the Hub metadata comes from the card's own suite table: regenerating it changes nothing
     assert 'name: macro AUROC (linear probe)' not in card and 'AUROC within source (linear probe)' in card
     release_weights.refresh_cards(weights, shipped={'mae': 'ecg_vit_tiny'})

@@ -17,6 +17,7 @@ from .factory import (
     method_settings,
     split_method,
 )
+from .heads import HEADS_NAME, head_state, load_heads, read_heads, save_heads
 from .hybrid import HybridPretrainer
 from .mae import MaeBranch, MaeDecoder, patchify, random_masking, unpatchify
 from .moco import MocoBranch, concat_all_gather, queue_copies_per_record
@@ -26,6 +27,7 @@ __all__ = [
     'create_pretrainer', 'method_settings', 'list_pretrainers', 'split_method', 'METHODS', 'SHARED_PASS',
     'PAPER_PASSES',
     'HybridPretrainer',
+    'HEADS_NAME', 'head_state', 'save_heads', 'read_heads', 'load_heads',
     'MaeBranch', 'MaeDecoder', 'patchify', 'unpatchify', 'random_masking',
     'MocoBranch', 'concat_all_gather', 'queue_copies_per_record',
     'ClipDecoder', 'NextclipBranch', 'CenterclipBranch',
