@@ -232,18 +232,22 @@ def _bf16_encoder(run: Path) -> torch.nn.Module:
 
 def _write_heads(run: Path, out: Path, facts: Dict[str, Any], encoder: torch.nn.Module) -> Optional[Path]:
     """The run's best-validation decoders and heads beside the weights (bf16, as the encoder), fingerprinted with
-    the shipped encoder; a run without its pretrainer's weights (a GPU campaign folder) ships none, and the previous
-    weights' heads go with them."""
+    the shipped encoder (a GPU campaign folder: the ones ``unpack`` wrote); without any, the previous weights' heads
+    go with them."""
     from safetensors.torch import load_file
 
+    from ecgvit.files import atomic_copy
     from ecgvit.pretrain.heads import HEADS_NAME, save_heads
 
     best = run / 'checkpoints' / 'best.safetensors'
-    if not best.is_file():
-        (out / HEADS_NAME).unlink(missing_ok=True)
-        return None
-    return save_heads(load_file(str(best)), out / HEADS_NAME, method=facts['method'], model=facts['model'],
-                      encoder=encoder, dtype=torch.bfloat16, extra={'epochs': weights_epochs(facts)})
+    if best.is_file():
+        return save_heads(load_file(str(best)), out / HEADS_NAME, method=facts['method'], model=facts['model'],
+                          encoder=encoder, dtype=torch.bfloat16, extra={'epochs': weights_epochs(facts)})
+    if (run / HEADS_NAME).is_file():  # a GPU campaign folder: `unpack` wrote them, fingerprinted, in bf16
+        atomic_copy(run / HEADS_NAME, out / HEADS_NAME)
+        return out / HEADS_NAME
+    (out / HEADS_NAME).unlink(missing_ok=True)
+    return None
 
 
 def _oriented(pairwise: List[Dict[str, Any]], a: str, b: str) -> Optional[Tuple[float, float, float]]:
@@ -445,7 +449,8 @@ def continued_epochs(facts: Dict[str, Any], previous: Dict[str, Any]) -> Optiona
 
 def _heads_rows(facts: Dict[str, Any]) -> List[str]:
     """The card's row on ``heads.safetensors`` (:func:`_write_heads`), when the run has its pretrainer's weights."""
-    if not (Path(facts['run']) / 'checkpoints' / 'best.safetensors').is_file():
+    run = Path(facts['run'])
+    if not ((run / 'checkpoints' / 'best.safetensors').is_file() or (run / 'heads.safetensors').is_file()):
         return []
     heads = {'mae': 'the MAE decoder', 'moco': 'the MoCo projection head', 'clip': 'the clip decoder'}
     kinds = [text for key, text in heads.items() if key in facts['method']]

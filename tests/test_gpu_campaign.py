@@ -108,6 +108,8 @@ def test_pack_run_unpack_end_to_end(tmp_path):
     from safetensors.torch import load_file
 
     from ecgvit.hub import load_pretrained
+    from ecgvit.pretrain import create_pretrainer
+    from ecgvit.pretrain.heads import load_heads, read_heads
 
     for name, job in (('ecg_vit_tiny-mae_moco', 'seed-mae_moco'), ('ecg_vit_tiny-mae_nextclip', 'seed-mae_nextclip')):
         model = load_pretrained(folders[name])
@@ -118,6 +120,15 @@ def test_pack_run_unpack_end_to_end(tmp_path):
             assert torch.equal(loaded[k].to(torch.bfloat16), v.to(torch.bfloat16)), k
         cfg = json.loads((folders[name] / 'config.json').read_text())['pretrained_cfg']
         assert cfg['preprocessing']['sampling_rate'] == 200.0 and cfg['weights_dtype'] == 'bfloat16'
+        # The pretraining heads came back too (one returned file for both encoders) and fit the unpacked encoder.
+        heads = read_heads(folders[name])
+        trained_heads = read_heads(work / 'runs' / job / 'encoder')['tensors']
+        assert set(heads['tensors']) == set(trained_heads) and heads['method'] == job.split('-')[1]
+        for k, v in trained_heads.items():
+            assert torch.equal(heads['tensors'][k], v.to(torch.bfloat16) if v.is_floating_point() else v), k
+        rate = {'sampling_rate': 200.0} if 'clip' in heads['method'] else {}
+        continued = create_pretrainer(heads['method'], model.float(), **rate)
+        assert load_heads(continued, folders[name], model='ecg_vit_tiny')['same_encoder'] is True
 
     # An unpacked encoder carries what a card needs (benchmarks/ship_weights.py reads it like a run folder).
     from benchmarks.ship_weights import _card, run_facts
@@ -135,6 +146,10 @@ def test_pack_run_unpack_end_to_end(tmp_path):
                                           'ptbxl_superdiagnostic,auroc,new_ecg_vit_tiny,1.0,True,0.7,0.5,0.9,4\n')
     card = _card(decision, gate_dir, [], {})
     assert '| epochs | 2 (the whole schedule)' in card and "GPU campaign's pack" in card and 'alpha = 40.0' in card
+    assert '| pretraining heads | `heads.safetensors`: the MAE decoder and the MoCo projection head' in card
+    from benchmarks.ship_weights import _write_heads  # `ship` publishes the heads `unpack` wrote, as they are
+    shipped = _write_heads(folders['ecg_vit_tiny-mae_moco'], gate_dir, facts, model)
+    assert shipped.read_bytes() == (folders['ecg_vit_tiny-mae_moco'] / 'heads.safetensors').read_bytes()
 
     # Weights from elsewhere (here: the unpacked ones) probed on the same records, paired with the run's seed jobs.
     out2 = tmp_path / 'out2'
@@ -167,10 +182,16 @@ def test_pack_run_unpack_end_to_end(tmp_path):
     skipped = json.loads((tmp_path / 'out3' / 'results.json').read_text())
     assert rc == 1 and {j['status'] for j in skipped['jobs'].values()} == {'skipped (no time left)'}
 
+    heads_file = out / 'heads.safetensors'
+    intact = heads_file.read_bytes()
+    heads_file.write_bytes(intact[:-1] + b'\0')
+    with pytest.raises(ValueError, match='heads.safetensors has sha256'):
+        unpack(out, tmp_path / 'weights2', log=lambda *_: None)
+    heads_file.write_bytes(intact)
     shard = out / encoders['ecg_vit_tiny-mae_moco']['shards'][0]['file']
     shard.write_bytes(shard.read_bytes()[:-1] + b'\0')
     with pytest.raises(ValueError, match='sha256'):
-        unpack(out, tmp_path / 'weights2', log=lambda *_: None)
+        unpack(out, tmp_path / 'weights3', log=lambda *_: None)
 
 
 def test_gpu_utilisation_reads_nvidia_smi(tmp_path, monkeypatch):

@@ -51,6 +51,7 @@ SHIPPED = {'mae_moco': 'ecg_vit_mae_moco', 'mae_nextclip': 'ecg_vit_mae_nextclip
 ABLATION = ('mae,moco,mae_moco,mae_nextclip,mae_centerclip,mae_moco_shared,mae_nextclip_shared,mae_centerclip_shared,'
             'mae_moco:alpha=20,mae_nextclip:alpha=1,mae_moco:alpha=10,mae_nextclip:alpha=0.5')
 REPORT_FILES = ('results.json', 'results.md', 'campaign.log')
+HEADS_FILE = 'heads.safetensors'  # every seed encoder's pretraining heads, in one returned file (export_heads)
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -182,6 +183,33 @@ def export_shards(encoder_dir: Path, out: Path, prefix: str, max_bytes: int) -> 
         shards.append({'file': name, 'sha256': sha256_file(out / name), 'bytes': (out / name).stat().st_size,
                        'tensors': list(group)})
     return shards
+
+
+def export_heads(encoder_dir: Path, out: Path, prefix: str) -> dict[str, Any] | None:
+    """Add an encoder's pretraining heads (``heads.safetensors`` beside it) to the one heads file the run returns,
+    under ``<prefix>/`` keys, in bf16; one file for every seed encoder, so the heads cost one returned file.
+
+    Returns:
+        What ``unpack`` needs to write them back (method, architecture, extra, tensor count), or None without heads.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from ecgvit.pretrain.heads import read_heads
+
+    if not (encoder_dir / HEADS_FILE).is_file():
+        return None
+    read = read_heads(encoder_dir)
+    combined = load_file(str(out / HEADS_FILE)) if (out / HEADS_FILE).is_file() else {}
+    combined = {k: v for k, v in combined.items() if not k.startswith(f'{prefix}/')}
+    for key, t in read['tensors'].items():
+        combined[f'{prefix}/{key}'] = (t.to(torch.bfloat16) if torch.is_floating_point(t) else t).contiguous()
+    tmp = out / f'.{HEADS_FILE}.tmp'
+    save_file(combined, str(tmp), metadata={'format': 'pt'})
+    os.chmod(tmp, 0o644)
+    tmp.replace(out / HEADS_FILE)
+    return {'file': HEADS_FILE, 'method': read['method'], 'model': read['model'], 'extra': read['extra'],
+            'tensors': len(read['tensors'])}
 
 
 def _shards_needed(encoder: str, length: int, max_bytes: int) -> int:
@@ -325,7 +353,7 @@ def _gpu_utilisation() -> tuple[float, float] | None:
 def _salvage(job: dict[str, Any]) -> dict[str, Any]:
     """A job process that died or was killed: its best checkpoint becomes its encoder (no probe)."""
     from ecgvit.hub import save_pretrained
-    from ecgvit.pretrain import create_pretrainer, split_method
+    from ecgvit.pretrain import create_pretrainer, save_heads, split_method
     from ecgvit.train import load_best_into
 
     res_file = Path(job['run_dir']) / 'result.json'
@@ -345,6 +373,7 @@ def _salvage(job: dict[str, Any]) -> dict[str, Any]:
             load_best_into(model, Path(job['run_dir']) / 'train')
             save_pretrained(model.encoder, Path(job['run_dir']) / 'encoder',
                             pretrained_cfg={'pretrain_method': job['method'], 'preprocessing': job['pack']})
+            save_heads(model.state_dict(), Path(job['run_dir']) / 'encoder', method=base, model=job['encoder'])
             res['encoder_dir'] = str(Path(job['run_dir']) / 'encoder')
             res['status'] = 'killed (best checkpoint kept, not probed)'
         except Exception as e:  # noqa: BLE001 - reported, the other jobs go on
@@ -414,6 +443,10 @@ def run(args: argparse.Namespace) -> int:
     if n_files > MAX_OUT_FILES:
         raise SystemExit(f'{len(seed_jobs)} seed encoders need {n_files} files with the report, more than the '
                          f'{MAX_OUT_FILES} the device returns: export fewer (--seed-methods).')
+    with_heads = bool(seed_jobs) and n_files < MAX_OUT_FILES  # the heads file is the one left over, if there is one
+    if seed_jobs and not with_heads:
+        _logger.info('the seed encoders fill all %d returned files: their pretraining heads stay behind',
+                     MAX_OUT_FILES)
     for method, kw in ablation_jobs:
         jobs.append(dict(common, name=job_name('small', method, kw), role='ablation', method=method,
                          method_kwargs=kw, encoder=args.ablation_encoder, ship_as=None, minutes=args.ablation_minutes))
@@ -452,6 +485,10 @@ def run(args: argparse.Namespace) -> int:
                 config = json.loads((Path(res['encoder_dir']) / 'config.json').read_text())
                 report.data['encoders'][job['ship_as']] = {'job': job['name'], 'shards': shards, 'config': config,
                                                            'method': job['method'], 'encoder': job['encoder']}
+                heads = export_heads(Path(res['encoder_dir']), out, job['ship_as']) if with_heads else None
+                if heads is not None:  # the file holds every seed encoder's heads so far: its sha256 changes
+                    report.data['encoders'][job['ship_as']]['heads'] = heads
+                    report.data['heads_sha256'] = sha256_file(out / HEADS_FILE)
             except Exception as e:  # noqa: BLE001 - the report says so; the other encoder may still ship
                 _logger.info('%s: export failed: %s: %s', job['name'], type(e).__name__, e)
         report.write()

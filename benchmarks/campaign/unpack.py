@@ -4,7 +4,8 @@ For each encoder in ``results.json`` (``encoders``), every shard's sha256 is che
 are merged into one state dict, loaded into a fresh ``ecgvit.create_model(architecture)`` (strict: every tensor must
 be there) and written with ``ecgvit.hub.save_pretrained`` as bf16 weights, as the shipped weights are stored. The
 folder then loads with ``ecgvit.hub.load_pretrained(folder)`` or ``ecgvit.create_model('local-dir:folder',
-pretrained=True)``; ``campaign.json`` beside the weights is that encoder's run record from the report.
+pretrained=True)``; ``campaign.json`` beside the weights is that encoder's run record from the report, and
+``heads.safetensors`` its pretraining heads when the run returned them (``ecgvit pretrain --heads`` starts from them).
 """
 from __future__ import annotations
 
@@ -31,6 +32,28 @@ def _card(name: str, enc: dict[str, Any], job: dict[str, Any], report: dict[str,
         f"{report.get('pack', {}).get('counts', {}).get('pool_train')} pool windows (PTB-XL folds 9-10 held out).",
         f"Relative L2 distance from the initialisation: {job.get('rel_l2_from_init', float('nan')):.3f}.",
         f'PTB-XL fold 10 superdiagnostic linear probe, macro AUROC [95% CI]: {auroc}.', ''])
+
+
+def _write_heads(results: Path, report: dict[str, Any], name: str, heads: dict[str, Any], model: Any,
+                 folder: Path) -> None:
+    """The encoder's pretraining heads from the run's one heads file (sha256 checked), as ``heads.safetensors``
+    beside it, fingerprinted with the unpacked bf16 encoder (so `ecgvit pretrain --heads` knows they fit it)."""
+    from safetensors.torch import load_file
+
+    from ecgvit.pretrain.heads import save_heads
+
+    path = results / heads['file']
+    if not path.is_file():
+        raise FileNotFoundError(f'{heads["file"]} (the heads of {name}) is missing from {results}.')
+    digest = sha256_file(path)
+    if digest != report.get('heads_sha256'):
+        raise ValueError(f'{path} has sha256 {digest}, the report says {report.get("heads_sha256")}: the copy is '
+                         f'damaged; fetch the files again.')
+    prefix = f'{name}/'
+    state = {k[len(prefix):]: v for k, v in load_file(str(path)).items() if k.startswith(prefix)}
+    if len(state) != heads['tensors']:
+        raise ValueError(f'{path} holds {len(state)} tensors of {name}, the report says {heads["tensors"]}.')
+    save_heads(state, folder, method=heads['method'], model=heads['model'], encoder=model, extra=heads['extra'])
 
 
 def unpack(results: str | os.PathLike, out: str | os.PathLike, log=print) -> dict[str, Path]:
@@ -90,6 +113,8 @@ def unpack(results: str | os.PathLike, out: str | os.PathLike, log=print) -> dic
         run['pack'] = {k: (report.get('pack') or {}).get(k) for k in ('counts', 'preprocessing')}
         (folder / 'campaign.json').write_text(json.dumps({'encoder': enc, 'job': job, 'run': run}, indent=2,
                                                          default=float))
+        if enc.get('heads'):
+            _write_heads(results, report, name, enc['heads'], model, folder)
         check = load_pretrained(folder)
         for k, v in check.state_dict().items():
             if not torch.equal(v.to(torch.bfloat16), state[k].to(torch.bfloat16)):

@@ -140,7 +140,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     """Run one job (see :mod:`benchmarks.campaign.run` for its fields); returns and writes ``result.json``."""
     import ecgvit
     from ecgvit.hub import save_pretrained
-    from ecgvit.pretrain import create_pretrainer, split_method
+    from ecgvit.pretrain import create_pretrainer, save_heads, split_method
     from ecgvit.train import TrainConfig, load_best_into, seed_everything, train
 
     run_dir = Path(job['run_dir'])
@@ -235,6 +235,8 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
             result['rel_l2_from_init'] = relative_distance(encoder.state_dict(), init)
             save_pretrained(encoder, run_dir / 'encoder', pretrained_cfg={
                 'pretrain_method': job['method'], 'preprocessing': pack})
+            save_heads(pretrainer.state_dict(), run_dir / 'encoder', method=base, model=job['encoder'],
+                       extra={'epochs': None if result.get('best_epoch') is None else result['best_epoch'] + 1})
             result['encoder_dir'] = str(run_dir / 'encoder')
         result['probe'] = probe(encoder, arrays, job['label_names'], job, run_dir / 'probe')
         result['status'] = 'done'
