@@ -621,10 +621,14 @@ def _previous(weights_root: Path, name: str) -> Dict[str, Any]:
     return {'sha256': sha256_file(weights) if weights.is_file() else '', 'epochs': epochs, 'windows': windows}
 
 
-def _readme_table(decisions: Dict[str, Dict[str, Any]], gate_dir: Path, weights_root: Path) -> str:
+def _readme_table(decisions: Dict[str, Dict[str, Any]], gate_dir: Path, weights_root: Path,
+                  previous: Optional[Dict[str, Dict[str, Any]]] = None) -> str:
     """Every shipped name, from one suite run: the names released now as their decision says, the others as the gate
-    measured their current weights beside (same test records, same random init)."""
+    measured their current weights beside (same test records, same random init). ``previous``: :func:`_previous` of
+    each name, when the caller has read it already (it hashes the weights)."""
     import ecgvit
+
+    previous = previous or {name: _previous(weights_root, name) for name in SHIPPED.values()}
 
     results = {r['encoder']: r for r in _read_csv(gate_dir / 'results.csv')
                if r['task'] == GATE_TASK and r['metric'] == GATE_METRIC and float(r['fraction']) == 1.0}
@@ -640,13 +644,13 @@ def _readme_table(decisions: Dict[str, Dict[str, Any]], gate_dir: Path, weights_
             d = decisions[name]
             data, vr, vc = d['facts']['data'], d['vs_random'], d.get('vs_current')
             windows, epochs = data.get('n_train', 0) + data.get('n_val', 0), weights_epochs(d['facts'])
-            before = continued_epochs(d['facts'], _previous(weights_root, name))
+            before = continued_epochs(d['facts'], previous[name])
             epochs = f'{before} + {epochs}' if before is not None else epochs
             score, lo, hi = d['score'], d['ci'][0], d['ci'][1]
             diff = (vr['diff'], vr['lo'], vr['hi'])
             previous = f"{vc['diff']:+.3f} [{vc['lo']:+.3f}, {vc['hi']:+.3f}]" if vc else '-'
         elif name in results:
-            r, prev = results[name], _previous(weights_root, name)
+            r, prev = results[name], previous[name]
             windows, epochs = prev['windows'], prev['epochs']
             score, lo, hi = float(r['mean']), float(r['ci_lo']), float(r['ci_hi'])
             diff = (float(r['diff_vs_random']), float(r['diff_lo']), float(r['diff_hi']))
@@ -678,11 +682,12 @@ def ship(args: argparse.Namespace) -> int:
     for d in decisions.values():  # every check before the first write
         _check_unchanged(Path(d['facts']['run']), d['facts'].get('weights_sha256'), 'since the gate')
     weights_root = Path(args.weights)
-    table = (_readme_table(decisions, gate_dir, weights_root) if set(decisions) <= set(SHIPPED.values())
+    previous = {name: _previous(weights_root, name) for name in {*SHIPPED.values(), *decisions}}  # before any write
+    table = (_readme_table(decisions, gate_dir, weights_root, previous) if set(decisions) <= set(SHIPPED.values())
              else None)
     for name, d in decisions.items():
         run, method = Path(d['facts']['run']), d['facts']['method']
-        card = _card(d, gate_dir, [Path(a) for a in args.ablation], _previous(weights_root, name))
+        card = _card(d, gate_dir, [Path(a) for a in args.ablation], previous[name])
         rounded = _bf16_encoder(run)
         out = weights_root / name
         # The metadata from the card's own tables, so `release_weights.py cards` regenerates it byte for byte.
