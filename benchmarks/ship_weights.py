@@ -622,13 +622,13 @@ def _previous(weights_root: Path, name: str) -> Dict[str, Any]:
 
 
 def _readme_table(decisions: Dict[str, Dict[str, Any]], gate_dir: Path, weights_root: Path,
-                  previous: Optional[Dict[str, Dict[str, Any]]] = None) -> str:
+                  shipped_now: Optional[Dict[str, Dict[str, Any]]] = None) -> str:
     """Every shipped name, from one suite run: the names released now as their decision says, the others as the gate
-    measured their current weights beside (same test records, same random init). ``previous``: :func:`_previous` of
-    each name, when the caller has read it already (it hashes the weights)."""
+    measured their current weights beside (same test records, same random init). ``shipped_now``: :func:`_previous`
+    of each name, when the caller has read it already (it hashes the weights)."""
     import ecgvit
 
-    previous = previous or {name: _previous(weights_root, name) for name in SHIPPED.values()}
+    shipped_now = shipped_now or {name: _previous(weights_root, name) for name in SHIPPED.values()}
 
     results = {r['encoder']: r for r in _read_csv(gate_dir / 'results.csv')
                if r['task'] == GATE_TASK and r['metric'] == GATE_METRIC and float(r['fraction']) == 1.0}
@@ -644,13 +644,13 @@ def _readme_table(decisions: Dict[str, Dict[str, Any]], gate_dir: Path, weights_
             d = decisions[name]
             data, vr, vc = d['facts']['data'], d['vs_random'], d.get('vs_current')
             windows, epochs = data.get('n_train', 0) + data.get('n_val', 0), weights_epochs(d['facts'])
-            before = continued_epochs(d['facts'], previous[name])
+            before = continued_epochs(d['facts'], shipped_now[name])
             epochs = f'{before} + {epochs}' if before is not None else epochs
             score, lo, hi = d['score'], d['ci'][0], d['ci'][1]
             diff = (vr['diff'], vr['lo'], vr['hi'])
             previous = f"{vc['diff']:+.3f} [{vc['lo']:+.3f}, {vc['hi']:+.3f}]" if vc else '-'
         elif name in results:
-            r, prev = results[name], previous[name]
+            r, prev = results[name], shipped_now[name]
             windows, epochs = prev['windows'], prev['epochs']
             score, lo, hi = float(r['mean']), float(r['ci_lo']), float(r['ci_hi'])
             diff = (float(r['diff_vs_random']), float(r['diff_lo']), float(r['diff_hi']))
