@@ -652,7 +652,6 @@ def _check_resume_init(init: Optional[Dict[str, Any]], resumed: Optional[Dict[st
     return saved
 
 
-
 def _heads_path(path: str, model_name: str) -> str:
     """``--heads pretrained``: the heads published beside the model's weights (``weights/<model>/``)."""
     if path != 'pretrained':
@@ -687,6 +686,7 @@ def _start_heads(pretrainer: Any, path: str, method: str, model_name: str,
 
 def _check_resume_heads(path: Optional[str], resumed: Dict[str, Any], model_name: str) -> Optional[Dict[str, Any]]:
     """A resumed run's heads are in its checkpoint: ``--heads`` may repeat the file it started from, nothing else."""
+    from ecgvit.errors import CheckpointError
     from ecgvit.hub import sha256_file
     from ecgvit.pretrain.heads import read_heads
 
@@ -695,7 +695,7 @@ def _check_resume_heads(path: Optional[str], resumed: Dict[str, Any], model_name
         return saved
     try:
         given = sha256_file(read_heads(_heads_path(path, model_name))['path'])
-    except Exception as e:  # a missing or damaged file: say so, as a fresh start would
+    except (CheckpointError, OSError) as e:  # a missing or damaged file: say so, as a fresh start would
         raise CliError(f'--heads {path}: {e}') from None
     if (saved or {}).get('sha256') != given:
         started = f"from {saved['path']}" if saved else 'from a random init'
@@ -703,6 +703,7 @@ def _check_resume_heads(path: Optional[str], resumed: Dict[str, Any], model_name
                        f'--heads cannot change them; drop --heads to continue it, or start a new run in another '
                        f'--output.')
     return saved
+
 
 # The data a run trains on: a resumed run continues on its own (an option not given again carries over).
 _RESUME_DATA = ('data', 'data_dir', 'sampling_rate', 'num_samples', 'synthetic_records', 'crop', 'window_stride',
