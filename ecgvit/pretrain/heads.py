@@ -2,10 +2,10 @@
 
 A published encoder holds the encoder alone; its MAE decoder, Nextclip decoder and MoCo projection head are dropped.
 A run that continues pretraining from such weights (``ecgvit pretrain --pretrained``) then starts those heads from a
-random init, and they first have to relearn what they knew: in ecgvit's continued runs the MAE term sat on its
-plateau (predicting the mean) for about 65 epochs before the encoder got anything from it again. facebookresearch/mae
-publishes its decoder with the encoder for the same reason. ``heads.safetensors`` holds the trained heads;
-``ecgvit pretrain --heads FILE`` starts a run from them.
+random init, and they first have to relearn what they knew: in ecgvit's continued MAE-MoCo runs the MAE term sat on
+its plateau (predicting the mean) for about 65 epochs from the 56-epoch weights and for 7 from the 171-epoch weights
+before the encoder got anything from it again (facebookresearch/mae, too, publishes checkpoints that keep the
+decoder). ``heads.safetensors`` holds the trained heads; ``ecgvit pretrain --heads FILE`` starts a run from them.
 
 What the file holds: every tensor of the pretrainer's state dict that is neither the encoder's nor derived from it at
 the start of a run. MoCo's momentum encoder and momentum head are copies of the query side when a run starts (as at a
