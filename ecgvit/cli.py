@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
                         '"pretrained": those published beside the model\'s weights) instead of a random init, so '
                         'they need not relearn what they knew. MoCo\'s momentum side copies the query side and its '
                         'queue starts afresh, as at any start.')
+    g.add_argument('--freeze-encoder', action='store_true',
+                   help='With --pretrained / --checkpoint: train only the method\'s decoders and heads, the encoder '
+                        'stays as it starts (its exported copy is the same weights). Makes heads for weights that '
+                        'have none (encoder/heads.safetensors), so a continued run starts with --heads instead of '
+                        'random heads, or to look at MAE reconstructions of published weights.')
     g = p.add_argument_group('method')
     g.add_argument('--mask-ratio', type=float, default=None, help='MAE mask ratio (default 0.75).')
     g.add_argument('--alpha', type=float, default=None, help='MAE loss weight (default 40 MAE-MoCo, 2 Nextclip).')
@@ -684,6 +689,21 @@ def _start_heads(pretrainer: Any, path: str, method: str, model_name: str,
             'same_encoder': info['same_encoder'], 'saved_at_epoch': info['extra'].get('epochs')}
 
 
+def _freeze_encoder(args: argparse.Namespace, init: Optional[Dict[str, Any]],
+                    resumed: Optional[Dict[str, Any]]) -> bool:
+    """Whether the run trains its heads only (``--freeze-encoder``); a resumed run keeps what it started with."""
+    if resumed is not None:
+        saved = bool(resumed.get('freeze_encoder'))
+        if args.freeze_encoder and not saved:
+            raise CliError('--resume continues a run that trains its encoder: --freeze-encoder cannot change that; '
+                           'drop it, or start a new run in another --output.')
+        return saved
+    if args.freeze_encoder and init is None:
+        raise CliError('--freeze-encoder keeps the encoder as it starts, so it needs trained weights: give '
+                       '--pretrained or --checkpoint (a frozen random init learns nothing).')
+    return bool(args.freeze_encoder)
+
+
 def _check_resume_heads(path: Optional[str], resumed: Dict[str, Any], model_name: str) -> Optional[Dict[str, Any]]:
     """A resumed run's heads are in its checkpoint: ``--heads`` may repeat the file it started from, nothing else."""
     from ecgvit.errors import CheckpointError
@@ -874,6 +894,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         raise _method_kwarg_error(e, method_kwargs, args) from None
     if args.heads and resumed is None:
         heads = _start_heads(pretrainer, args.heads, method, model_name, init)
+    freeze = _freeze_encoder(args, init, resumed)
+    if freeze:
+        # The optimiser takes only what requires grad; MoCo's momentum encoder, a copy of this one, then stays equal.
+        pretrainer.encoder.requires_grad_(False)
     # Under torchrun, rank 0 builds the cache while the others wait, then they open the finished one.
     info = init_distributed(args.device)
     splits = _splits(args) if info.is_main else None
@@ -887,7 +911,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.grad_checkpointing:
         pretrainer.encoder.set_grad_checkpointing(True)  # the masked passes honour it too (forward_masked)
     run_config = {'command': 'pretrain', 'args': vars(args), 'method': method, 'model': model_name,
-                  'init': init, 'heads': heads, 'method_kwargs': method_kwargs,
+                  'init': init, 'heads': heads, 'freeze_encoder': freeze, 'method_kwargs': method_kwargs,
                   'pretrainer': getattr(pretrainer, 'config', {}),
                   'data': {'spec': args.data, 'cache_dir': splits['cache_dir'], 'n_train': len(splits['train']),
                            'n_val': len(splits['val'])},

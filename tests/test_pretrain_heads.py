@@ -198,3 +198,39 @@ def test_heads_pretrained_reads_the_published_folder(source_run, tmp_path, monke
     assert main([*base, '--output', str(tmp_path / 'run')]) == 0
     heads = json.loads((tmp_path / 'run' / 'config.json').read_text())['heads']
     assert heads['path'] == str(published / 'ecg_vit_tiny' / HEADS_NAME) and heads['same_encoder'] is True
+
+
+def test_freeze_encoder_trains_heads_for_given_weights(source_run, tmp_path, capsys):
+    root, source = source_run
+    out = tmp_path / 'heads-only'
+    base = ['pretrain', '--method', 'mae_moco', *COMMON, '--queue-size', '16', '--cache-dir', str(root / 'data'),
+            '--output', str(out)]
+    assert main([*base, '--checkpoint', str(source), '--freeze-encoder', '--epochs', '2']) == 0
+    start = load_encoder(str(source), None, 500)[0].state_dict()
+    kept = load_encoder(str(out / 'encoder'), None, 500)[0].state_dict()
+    for key, value in start.items():
+        if not key.startswith('head.'):
+            torch.testing.assert_close(kept[key], value, rtol=0, atol=0, msg=key)  # the encoder did not move
+    config = json.loads((out / 'config.json').read_text())
+    assert config['freeze_encoder'] is True
+    # The heads it made fit the weights it started from, and they trained (the decoder moved from its init).
+    fresh = create_pretrainer('mae_moco', load_encoder(str(source), None, 500)[0], queue_size=16)
+    info = load_heads(fresh, out / 'encoder', method='mae_moco', model='ecg_vit_tiny')
+    assert info['same_encoder'] is True
+    init_decoder = _pretrainer('mae_moco', 0).mae.decoder.decoder_pred.weight
+    assert not torch.equal(fresh.mae.decoder.decoder_pred.weight, init_decoder)
+    capsys.readouterr()
+    # Resumed, it stays frozen; a run that trains its encoder cannot be resumed frozen; a random init cannot freeze.
+    assert main([*base, '--resume', '--epochs', '3']) == 0
+    for key, value in start.items():
+        if not key.startswith('head.'):
+            torch.testing.assert_close(load_encoder(str(out / 'encoder'), None, 500)[0].state_dict()[key], value,
+                                       rtol=0, atol=0, msg=key)
+    rc = main(['pretrain', '--method', 'mae', *COMMON, '--cache-dir', str(root / 'data'), '--output', str(source),
+               '--resume', '--epochs', '2', '--freeze-encoder'])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and 'trains its encoder' in err
+    rc = main(['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', '--freeze-encoder', *TINY_DATA,
+               '--output', str(tmp_path / 'random')])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and 'needs trained weights' in err
