@@ -447,14 +447,18 @@ def continued_epochs(facts: Dict[str, Any], previous: Dict[str, Any]) -> Optiona
         return None
 
 
+def _head_kinds(method: str) -> str:
+    """What a method's heads file holds, in words."""
+    heads = {'mae': 'the MAE decoder', 'moco': 'the MoCo projection head', 'clip': 'the clip decoder'}
+    return ' and '.join(text for key, text in heads.items() if key in method)
+
+
 def _heads_rows(facts: Dict[str, Any]) -> List[str]:
     """The card's row on ``heads.safetensors`` (:func:`_write_heads`), when the run has its pretrainer's weights."""
     run = Path(facts['run'])
     if not ((run / 'checkpoints' / 'best.safetensors').is_file() or (run / 'heads.safetensors').is_file()):
         return []
-    heads = {'mae': 'the MAE decoder', 'moco': 'the MoCo projection head', 'clip': 'the clip decoder'}
-    kinds = [text for key, text in heads.items() if key in facts['method']]
-    return [f"| pretraining heads | `heads.safetensors`: {' and '.join(kinds)} of the same checkpoint (bf16). "
+    return [f"| pretraining heads | `heads.safetensors`: {_head_kinds(facts['method'])} of the same checkpoint (bf16). "
             f"`ecgvit pretrain --method {facts['method']} --pretrained --heads pretrained` continues pretraining "
             f"without starting them over |"]
 
@@ -708,6 +712,46 @@ def ship(args: argparse.Namespace) -> int:
     return 0
 
 
+_HEADS_ROW = '| pretraining heads |'
+
+
+def heads(args: argparse.Namespace) -> int:
+    """Publish heads for the weights shipped now, from a ``--freeze-encoder`` run that started from them: the encoder
+    is unchanged (checked), so neither the weights, their sha256 nor their evaluation change; the card gains a row."""
+    from safetensors.torch import load_file
+
+    from ecgvit.hub import load_encoder
+    from ecgvit.pretrain.heads import HEADS_NAME, encoder_fingerprint, save_heads
+    from ecgvit.train.checkpoint import best_info
+
+    run, folder = Path(args.run), Path(args.weights) / args.name
+    facts = run_facts(run)
+    config = json.loads((run / 'config.json').read_text())
+    if not config.get('freeze_encoder'):
+        raise SystemExit(f'{run} trained its encoder: publish its weights through gate and ship, or make heads for '
+                         f'the shipped weights with `ecgvit pretrain --pretrained --freeze-encoder`.')
+    length = (config.get('args') or {}).get('num_samples')
+    shipped, _ = load_encoder(str(folder), None, length)  # both at the run's input length, as the run saw them
+    trained, _ = load_encoder(str(run), None, length)
+    if encoder_fingerprint(trained) != encoder_fingerprint(shipped):
+        raise SystemExit(f'The encoder of {run} is not the one in {folder} (another start, or the weights were '
+                         f'replaced since): its heads were fitted to other weights.')
+    epochs = best_info(run / 'checkpoints')['epoch'] + 1
+    path = save_heads(load_file(str(run / 'checkpoints' / 'best.safetensors')), folder / HEADS_NAME,
+                      method=facts['method'], model=facts['model'], encoder=shipped, dtype=torch.bfloat16,
+                      extra={'epochs': epochs, 'frozen_encoder': True})
+    row = (f"{_HEADS_ROW} `heads.safetensors`: {_head_kinds(facts['method'])}, trained afterwards for {epochs} "
+           f"epochs on the same pool with these weights frozen (`ecgvit pretrain --freeze-encoder`; best "
+           f"validation loss {facts['best_val_loss']:.4f}; bf16). `ecgvit pretrain --method {facts['method']} "
+           f"--pretrained --heads pretrained` continues pretraining without starting them over |")
+    card = folder / 'README.md'
+    lines = [ln for ln in card.read_text().splitlines() if not ln.startswith(_HEADS_ROW)]
+    at = next(i for i, ln in enumerate(lines) if ln.startswith('| stored as |')) + 1
+    atomic_write_text(card, '\n'.join(lines[:at] + [row] + lines[at:]) + '\n')
+    print(f'{path}: heads for {args.name} ({epochs} epochs, encoder frozen, fingerprint checked); card row written')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -737,6 +781,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--weights', default=str(REPO / 'weights'), help=argparse.SUPPRESS)
     s.add_argument('--registry', default=str(REPO / 'ecgvit' / 'weights_sha256.py'), help=argparse.SUPPRESS)
     s.add_argument('--readme', default=str(REPO / 'README.md'), help=argparse.SUPPRESS)
+    h = sub.add_parser('heads', help='publish heads for the weights shipped now, from a --freeze-encoder run')
+    h.add_argument('--name', required=True, help='the shipped name (ecg_vit_mae_moco, ecg_vit_mae_nextclip)')
+    h.add_argument('--run', required=True, help='an `ecgvit pretrain --pretrained --freeze-encoder` run folder')
+    h.add_argument('--weights', default=str(REPO / 'weights'), help=argparse.SUPPRESS)
     c = sub.add_parser('cards', help="rewrite the shipped cards' ablation sections, without new weights")
     c.add_argument('--ablation', action='append', required=True,
                    help="an ablation's ablation.md (benchmarks/cpu_ablation.py report); repeatable, in card order")
@@ -747,7 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return {'snapshot': snapshot, 'gate': gate, 'ship': ship, 'cards': cards}[args.step](args)
+    return {'snapshot': snapshot, 'gate': gate, 'ship': ship, 'cards': cards, 'heads': heads}[args.step](args)
 
 
 if __name__ == '__main__':

@@ -365,3 +365,41 @@ def test_cards_step_on_a_shipped_folder(tiny_run, tmp_path):
     before = (folder / 'README.md').read_text()
     main(['cards', '--ablation', str(report), '--weights', str(tmp_path / 'weights'), '--name', 'ecg_vit_tiny'])
     assert (folder / 'README.md').read_text() == before  # a second call changes nothing
+
+
+def test_heads_for_the_shipped_weights_from_a_frozen_encoder_run(tiny_run, tmp_path):
+    from ecgvit.hub import load_encoder
+    from ecgvit.pretrain import create_pretrainer
+    from ecgvit.pretrain.heads import load_heads, read_heads
+    weights, folder = tmp_path / 'weights', tmp_path / 'weights' / 'ecg_vit_tiny'
+    encoder, _ = load_encoder(str(tiny_run), None, 1000)
+    save_pretrained(encoder.to(torch.bfloat16), folder)  # "the shipped weights": the run's, in bf16
+    card = folder / 'README.md'
+    card.write_text('| field | value |\n|---|---|\n| stored as | bfloat16 |\n| run | x |\n')
+    before = sha256_file(folder / 'model.safetensors')
+    # A run that trained its encoder is refused.
+    with pytest.raises(SystemExit, match='trained its encoder'):
+        main(['heads', '--name', 'ecg_vit_tiny', '--run', str(tiny_run), '--weights', str(weights)])
+    frozen = tmp_path / 'frozen'
+    data = Path(json.loads((tiny_run / 'config.json').read_text())['args']['data_dir'])
+    args = ['pretrain', '--method', 'mae', '--checkpoint', str(folder), '--freeze-encoder', '--data', 'pool',
+            '--data-dir', str(data), '--cache-dir', str(tmp_path / 'cache'), '--sampling-rate', '100',
+            '--num-samples', '1000', '--epochs', '1', '--batch-size', '8', '--amp', 'fp32', '--no-progress',
+            '-o', str(frozen)]
+    assert ecgvit_main(args) == 0
+    for _ in range(2):  # a second call replaces the row, it does not add one
+        assert main(['heads', '--name', 'ecg_vit_tiny', '--run', str(frozen), '--weights', str(weights)]) == 0
+    assert sha256_file(folder / 'model.safetensors') == before  # the weights themselves are untouched
+    text = card.read_text()
+    assert text.count('| pretraining heads |') == 1
+    assert text.index('| stored as |') < text.index('| pretraining heads |') < text.index('| run |')
+    assert 'trained afterwards for 1 epochs on the same pool with these weights frozen' in text
+    heads = read_heads(folder)
+    assert heads['extra'] == {'epochs': 1, 'frozen_encoder': True}
+    continued = create_pretrainer('mae', load_encoder(str(folder), None, 1000)[0])
+    assert load_heads(continued, folder, method='mae', model='ecg_vit_tiny')['same_encoder'] is True
+    # Once the shipped weights are others, the run's heads are refused.
+    torch.manual_seed(3)
+    save_pretrained(ecgvit.create_model('ecg_vit_tiny', img_size=1000), folder)
+    with pytest.raises(SystemExit, match='is not the one in'):
+        main(['heads', '--name', 'ecg_vit_tiny', '--run', str(frozen), '--weights', str(weights)])
