@@ -44,6 +44,24 @@ def test_shipped_weights_load_offline_with_the_registered_hash(name):
     torch.testing.assert_close(clf.pos_embed, model.pos_embed)
 
 
+@pytest.mark.parametrize('name', SHIPPED)
+def test_shipped_heads_fit_the_shipped_weights(name):
+    """Heads published beside a name (``heads.safetensors``) are fitted to exactly its weights as a continued run
+    loads them (``--pretrained``), so ``--heads pretrained`` starts from them without a warning."""
+    from ecgvit.pretrain import create_pretrainer
+    from ecgvit.pretrain.heads import HEADS_NAME, load_heads, read_heads
+
+    folder = weights_dir() / name
+    if not (folder / HEADS_NAME).is_file():
+        pytest.skip(f'{name} has no published heads (weights released before heads were)')
+    method = read_heads(folder)['method']
+    assert method == json.loads((folder / 'config.json').read_text())['pretrained_cfg']['pretrain_method']
+    pretrainer = create_pretrainer(method, ecgvit.create_model(name, pretrained=True), queue_size=64)
+    info = load_heads(pretrainer, folder, method=method, model=name)
+    assert info['same_encoder'] is True and info['keys'] > 0
+    assert '| pretraining heads | `heads.safetensors`' in (folder / 'README.md').read_text()
+
+
 def test_a_corrupted_copy_is_refused(tmp_path, monkeypatch):
     name = SHIPPED[0]
     copy = tmp_path / name
