@@ -2,7 +2,8 @@
 
 from typing import Tuple
 
-__all__ = ['LEADS', 'NUM_LEADS', 'DEFAULT_SAMPLING_RATE', 'DEFAULT_DURATION_S', 'DEFAULT_NUM_SAMPLES', 'PATCH_SIZE']
+__all__ = ['LEADS', 'NUM_LEADS', 'DEFAULT_SAMPLING_RATE', 'DEFAULT_DURATION_S', 'DEFAULT_NUM_SAMPLES', 'PATCH_SIZE',
+           'HEADS_NAME']
 
 # Canonical 12-lead order (PTB-XL, CPSC2018, Chapman and the PhysioNet challenges all use it).
 LEADS: Tuple[str, ...] = ('I', 'II', 'III', 'aVR', 'aVL', 'aVF', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6')
@@ -14,3 +15,6 @@ DEFAULT_SAMPLING_RATE = 360.0
 DEFAULT_DURATION_S = 10.0
 DEFAULT_NUM_SAMPLES = 3600
 PATCH_SIZE = 25
+
+# A pretraining run's decoders and heads, saved beside its encoder weights (ecgvit.pretrain.heads; the hub uploads it).
+HEADS_NAME = 'heads.safetensors'

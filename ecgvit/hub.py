@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from timm.models._hub import save_config_for_hf
 from torch import nn
 
+from ecgvit.constants import HEADS_NAME
 from ecgvit.errors import CheckpointError, PretrainedWeightsError
 from ecgvit.factory import create_model
 from ecgvit.files import owned_tensors
@@ -222,8 +223,6 @@ def push_to_hub(
     Returns:
         The commit URL reported by the Hub.
     """
-    from ecgvit.pretrain.heads import HEADS_NAME
-
     api = api or HfApi(token=token)
     with tempfile.TemporaryDirectory() as tmp:
         if isinstance(model, nn.Module):

@@ -22,12 +22,12 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from ecgvit.constants import HEADS_NAME
 from ecgvit.errors import CheckpointError
 from ecgvit.files import atomic_save_safetensors, owned_tensors
 
 __all__ = ['HEADS_NAME', 'HEADS_FORMAT', 'head_state', 'encoder_fingerprint', 'save_heads', 'read_heads', 'load_heads']
 
-HEADS_NAME = 'heads.safetensors'
 HEADS_FORMAT = 'ecgvit-pretraining-heads-v1'
 # Keys rebuilt from the query side at the start of a run (see the module doc), by the last name or a module on the way.
 _DERIVED_MODULES = ('momentum_encoder', 'momentum_head')
