@@ -28,3 +28,20 @@ def _private_ecgvit_cache(tmp_path_factory):
         os.environ.pop('ECGVIT_CACHE_DIR', None)
     else:
         os.environ['ECGVIT_CACHE_DIR'] = old
+
+
+@pytest.fixture(scope='module')
+def source_run(tmp_path_factory):
+    """A finished one-epoch MAE run of ecg_vit_tiny (its encoder/ folder holds the heads): the weights continued
+    pretraining starts from. Returns (root, run folder); root/data is its cache."""
+    from continued_runs import COMMON
+
+    from ecgvit.cli import main
+
+    root = tmp_path_factory.mktemp('continued')
+    threads = torch.get_num_threads()
+    rc = main(['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', *COMMON, '--cache-dir', str(root / 'data'),
+               '--epochs', '1', '--output', str(root / 'source')])
+    torch.set_num_threads(threads)
+    assert rc == 0
+    return root, root / 'source'

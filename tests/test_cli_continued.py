@@ -3,9 +3,9 @@ import json
 
 import pytest
 import torch
+from continued_runs import COMMON, TINY_DATA, capture_pretrainer
 
 import ecgvit
-import ecgvit.train
 from ecgvit.cli import main
 from ecgvit.hub import encoder_weights_file, sha256_file
 from ecgvit.weights import load_weights_file
@@ -13,39 +13,10 @@ from ecgvit.weights_sha256 import WEIGHTS_SHA256
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
-TINY_DATA = ['--data', 'synthetic', '--synthetic-records', '24', '--sampling-rate', '100', '--num-samples', '500',
-             '--no-progress']
-COMMON = [*TINY_DATA, '-b', '8', '--warmup-epochs', '1', '--amp', 'fp32', '--threads', '1', '--save-every', '2']
-
-
-@pytest.fixture(scope='module')
-def source_run(tmp_path_factory):
-    """A finished one-epoch MAE run of ecg_vit_tiny: the weights the continued runs start from."""
-    root = tmp_path_factory.mktemp('continued')
-    threads = torch.get_num_threads()
-    rc = main(['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', *COMMON, '--cache-dir', str(root / 'data'),
-               '--epochs', '1', '--output', str(root / 'source')])
-    torch.set_num_threads(threads)
-    assert rc == 0
-    return root, root / 'source'
-
-
-def _capture_pretrainer(monkeypatch):
-    """Replace the training loop by one that keeps the pretrainer it is given (its weights as training starts)."""
-    seen = {}
-
-    def fake_train(pretrainer, train_set, val_set, cfg, run_config=None):
-        seen['pretrainer'], seen['run_config'] = pretrainer, run_config
-        return {}
-
-    monkeypatch.setattr(ecgvit.train, 'train', fake_train)
-    monkeypatch.setattr(ecgvit.train, 'load_best_into', lambda *a, **k: None)
-    return seen
-
 
 def test_checkpoint_starts_the_encoder_and_the_momentum_encoder(source_run, tmp_path, monkeypatch):
     root, source = source_run
-    seen = _capture_pretrainer(monkeypatch)
+    seen = capture_pretrainer(monkeypatch)
     # No --model: the architecture is the checkpoint's (ecg_vit_tiny), not the method's default (seed size).
     rc = main(['pretrain', '--method', 'mae_moco', '--checkpoint', str(source), *COMMON, '--queue-size', '16',
                '--cache-dir', str(root / 'data'), '--epochs', '1', '--output', str(tmp_path / 'run')])
@@ -112,7 +83,7 @@ def test_a_checkpoint_of_another_architecture_is_refused(source_run, tmp_path, c
 
 def test_pretrained_starts_from_the_published_weights(tmp_path, monkeypatch, capsys):
     """--pretrained: the shipped, sha256-checked weights of the named model; data made otherwise are refused."""
-    seen = _capture_pretrainer(monkeypatch)
+    seen = capture_pretrainer(monkeypatch)
     data = ['--data', 'synthetic', '--synthetic-records', '8', '--no-progress', '--cache-dir', str(tmp_path / 'data')]
     rc = main(['pretrain', '--method', 'mae', '--pretrained', *data, '--sampling-rate', '100', '--num-samples', '500',
                '--output', str(tmp_path / 'wrong')])

@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from continued_runs import COMMON, TINY_DATA, capture_pretrainer
 
 import ecgvit.train
 from ecgvit.cli import main
@@ -14,9 +15,6 @@ from ecgvit.pretrain.heads import HEADS_NAME, encoder_fingerprint, head_state, l
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 TINY = {'encoder_kwargs': {'img_size': 500}}
-TINY_DATA = ['--data', 'synthetic', '--synthetic-records', '24', '--sampling-rate', '100', '--num-samples', '500',
-             '--no-progress']
-COMMON = [*TINY_DATA, '-b', '8', '--warmup-epochs', '1', '--amp', 'fp32', '--threads', '1', '--save-every', '2']
 
 
 def _pretrainer(method, seed, **kwargs):
@@ -112,18 +110,6 @@ def test_save_refuses_a_state_without_heads(tmp_path):
         save_heads(encoder_only, tmp_path, method='mae', model='ecg_vit_tiny')
 
 
-@pytest.fixture(scope='module')
-def source_run(tmp_path_factory):
-    """A finished one-epoch MAE run of ecg_vit_tiny: its encoder/ folder holds the heads."""
-    root = tmp_path_factory.mktemp('heads')
-    threads = torch.get_num_threads()
-    rc = main(['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', *COMMON, '--cache-dir', str(root / 'data'),
-               '--epochs', '1', '--output', str(root / 'source')])
-    torch.set_num_threads(threads)
-    assert rc == 0
-    return root, root / 'source'
-
-
 def test_a_run_writes_its_best_heads_beside_its_encoder(source_run):
     _, source = source_run
     read = read_heads(source / 'encoder')
@@ -137,15 +123,7 @@ def test_a_run_writes_its_best_heads_beside_its_encoder(source_run):
 
 def test_heads_start_a_continued_run(source_run, tmp_path, monkeypatch):
     root, source = source_run
-    seen = {}
-
-    def fake_train(pretrainer, train_set, val_set, cfg, run_config=None):
-        seen['pretrainer'], seen['run_config'] = pretrainer, run_config
-        return {}
-
-    monkeypatch.setattr(ecgvit.train, 'train', fake_train)
-    monkeypatch.setattr(ecgvit.train, 'load_best_into', lambda *a, **k: None)
-    monkeypatch.setattr('ecgvit.pretrain.heads.save_heads', lambda *a, **k: None)
+    seen = capture_pretrainer(monkeypatch)
     rc = main(['pretrain', '--method', 'mae', '--checkpoint', str(source), '--heads', str(source / 'encoder'),
                *COMMON, '--cache-dir', str(root / 'data'), '--epochs', '1', '--output', str(tmp_path / 'run')])
     assert rc == 0
