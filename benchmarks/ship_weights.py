@@ -230,24 +230,37 @@ def _bf16_encoder(run: Path) -> torch.nn.Module:
     return encoder.eval()
 
 
-def _write_heads(run: Path, out: Path, facts: Dict[str, Any], encoder: torch.nn.Module) -> Optional[Path]:
+def _heads_source(run: Path) -> Optional[Path]:
+    """Where a candidate's heads come from: its run's best checkpoint (the whole pretrainer), or the
+    ``heads.safetensors`` that ``gpu_campaign.py unpack`` wrote beside a campaign encoder; None without either."""
+    from ecgvit.constants import HEADS_NAME
+
+    for path in (run / 'checkpoints' / 'best.safetensors', run / HEADS_NAME):
+        if path.is_file():
+            return path
+    return None
+
+
+def _write_heads(run: Path, out: Path, facts: Dict[str, Any], encoder: torch.nn.Module,
+                 extra: Optional[Dict[str, Any]] = None) -> Optional[Path]:
     """The run's best-validation decoders and heads beside the weights (bf16, as the encoder), fingerprinted with
     the shipped encoder (a GPU campaign folder: the ones ``unpack`` wrote); without any, the previous weights' heads
-    go with them."""
+    go with them. ``extra``: more facts for the file's metadata, beside the epochs."""
     from safetensors.torch import load_file
 
+    from ecgvit.constants import HEADS_NAME
     from ecgvit.files import atomic_copy
-    from ecgvit.pretrain.heads import HEADS_NAME, save_heads
+    from ecgvit.pretrain.heads import save_heads
 
-    best = run / 'checkpoints' / 'best.safetensors'
-    if best.is_file():
-        return save_heads(load_file(str(best)), out / HEADS_NAME, method=facts['method'], model=facts['model'],
-                          encoder=encoder, dtype=torch.bfloat16, extra={'epochs': weights_epochs(facts)})
-    if (run / HEADS_NAME).is_file():  # a GPU campaign folder: `unpack` wrote them, fingerprinted, in bf16
-        atomic_copy(run / HEADS_NAME, out / HEADS_NAME)
+    source = _heads_source(run)
+    if source is None:
+        (out / HEADS_NAME).unlink(missing_ok=True)
+        return None
+    if source.name == HEADS_NAME:  # a GPU campaign folder: `unpack` wrote them, fingerprinted, in bf16
+        atomic_copy(source, out / HEADS_NAME)
         return out / HEADS_NAME
-    (out / HEADS_NAME).unlink(missing_ok=True)
-    return None
+    return save_heads(load_file(str(source)), out / HEADS_NAME, method=facts['method'], model=facts['model'],
+                      encoder=encoder, dtype=torch.bfloat16, extra={'epochs': weights_epochs(facts), **(extra or {})})
 
 
 def _oriented(pairwise: List[Dict[str, Any]], a: str, b: str) -> Optional[Tuple[float, float, float]]:
@@ -455,8 +468,7 @@ def _head_kinds(method: str) -> str:
 
 def _heads_rows(facts: Dict[str, Any]) -> List[str]:
     """The card's row on ``heads.safetensors`` (:func:`_write_heads`), when the run has its pretrainer's weights."""
-    run = Path(facts['run'])
-    if not ((run / 'checkpoints' / 'best.safetensors').is_file() or (run / 'heads.safetensors').is_file()):
+    if _heads_source(Path(facts['run'])) is None:
         return []
     return [f"| pretraining heads | `heads.safetensors`: {_head_kinds(facts['method'])} of the same checkpoint (bf16). "
             f"`ecgvit pretrain --method {facts['method']} --pretrained --heads pretrained` continues pretraining "
@@ -699,7 +711,7 @@ def ship(args: argparse.Namespace) -> int:
             'pretrain_method': method, 'preprocessing': d['facts']['preprocessing'], 'license': 'apache-2.0',
             'weights_dtype': 'bfloat16'}, card_extra=card, card_metadata=card_eval_rows(card, method))
         plot_loss_history(d['facts']['loss_history'], out / 'loss_curve.png', f'{name}: pretraining loss')
-        _write_heads(run, out, d['facts'], _bf16_encoder(run))
+        _write_heads(run, out, d['facts'], rounded)  # bf16 now: its fingerprint reads it back as float32
         shas[name] = sha256_file(out / 'model.safetensors')
         print(f'{out}: bfloat16, sha256 {shas[name]}')
     atomic_write_text(Path(args.registry), _registry(shas))
@@ -718,11 +730,8 @@ _HEADS_ROW = '| pretraining heads |'
 def heads(args: argparse.Namespace) -> int:
     """Publish heads for the weights shipped now, from a ``--freeze-encoder`` run that started from them: the encoder
     is unchanged (checked), so neither the weights, their sha256 nor their evaluation change; the card gains a row."""
-    from safetensors.torch import load_file
-
     from ecgvit.hub import load_encoder
-    from ecgvit.pretrain.heads import HEADS_NAME, encoder_fingerprint, save_heads
-    from ecgvit.train.checkpoint import best_info
+    from ecgvit.pretrain.heads import encoder_fingerprint
 
     run, folder = Path(args.run), Path(args.weights) / args.name
     facts = run_facts(run)
@@ -736,10 +745,8 @@ def heads(args: argparse.Namespace) -> int:
     if encoder_fingerprint(trained) != encoder_fingerprint(shipped):
         raise SystemExit(f'The encoder of {run} is not the one in {folder} (another start, or the weights were '
                          f'replaced since): its heads were fitted to other weights.')
-    epochs = best_info(run / 'checkpoints')['epoch'] + 1
-    path = save_heads(load_file(str(run / 'checkpoints' / 'best.safetensors')), folder / HEADS_NAME,
-                      method=facts['method'], model=facts['model'], encoder=shipped, dtype=torch.bfloat16,
-                      extra={'epochs': epochs, 'frozen_encoder': True})
+    epochs = weights_epochs(facts)
+    path = _write_heads(run, folder, facts, shipped, extra={'frozen_encoder': True})
     row = (f"{_HEADS_ROW} `heads.safetensors`: {_head_kinds(facts['method'])}, trained afterwards for {epochs} "
            f"epochs on the same pool with these weights frozen (`ecgvit pretrain --freeze-encoder`; best "
            f"validation loss {facts['best_val_loss']:.4f}; bf16). `ecgvit pretrain --method {facts['method']} "

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ecgvit.constants import HEADS_NAME
 from ecgvit.options import parse_key_value
 from ecgvit.train.config import SEED_WARMUP_EPOCHS, TrainConfig
 
@@ -51,7 +52,7 @@ SHIPPED = {'mae_moco': 'ecg_vit_mae_moco', 'mae_nextclip': 'ecg_vit_mae_nextclip
 ABLATION = ('mae,moco,mae_moco,mae_nextclip,mae_centerclip,mae_moco_shared,mae_nextclip_shared,mae_centerclip_shared,'
             'mae_moco:alpha=20,mae_nextclip:alpha=1,mae_moco:alpha=10,mae_nextclip:alpha=0.5')
 REPORT_FILES = ('results.json', 'results.md', 'campaign.log')
-HEADS_FILE = 'heads.safetensors'  # every seed encoder's pretraining heads, in one returned file (export_heads)
+HEADS_FILE = HEADS_NAME  # every seed encoder's pretraining heads, in one returned file (export_heads)
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
