@@ -71,6 +71,7 @@ from benchmarks.release_weights import (
     refresh_cards,
     suite_table,
 )
+from ecgvit.pretrain.factory import method_settings
 from ecgvit.train.checkpoint import atomic_write_text
 
 __all__ = ['training_seconds', 'run_facts', 'weights_epochs', 'snapshot', 'gate_decision', 'gate',
@@ -475,6 +476,16 @@ def _heads_rows(facts: Dict[str, Any]) -> List[str]:
             f"without starting them over |"]
 
 
+def _off_default_rows(method: str, pretrainer: Dict[str, Any]) -> List[str]:
+    """The card's row naming each pretraining setting the run changed from the method's (paper's) default, so that a
+    reader never has to find it in the command; none when the run kept them all. Alpha and the passes have their own
+    row."""
+    defaults = method_settings(method)
+    changed = [f'`{k}={pretrainer[k]!r}` (default `{v!r}`)' for k, v in defaults.items()
+               if k not in ('alpha', 'shared_pass') and k in pretrainer and pretrainer[k] != v]
+    return [f"| settings off the method's defaults | {'; '.join(changed)} |"] if changed else []
+
+
 def _card(decision: Dict[str, Any], gate_dir: Path, ablations: Sequence[Path], previous: Dict[str, Any]) -> str:
     """The card's body after Input/Usage/Preprocessing (which ``save_pretrained`` writes): pretraining, data,
     evaluation, ablation, limitations; every number from the run and the gate's outputs."""
@@ -499,6 +510,7 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablations: Sequence[Path], p
         '## Pretraining', '', '| field | value |', '|---|---|',
         f"| method | {f['method']} (alpha = {pre.get('alpha')}; {passes}) |",
         f'| MoCo queue | {_queue_note({"pretrainer": pre, "data": data})} |',
+        *_off_default_rows(f['method'], pre),
         f"| data | pretraining pool: {data.get('n_train')} training + {data.get('n_val')} validation windows of "
         f"10 s |",
         f"| epochs | {schedule}; the seed paper: 710 |",

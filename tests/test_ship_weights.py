@@ -403,3 +403,18 @@ def test_heads_for_the_shipped_weights_from_a_frozen_encoder_run(tiny_run, tmp_p
     save_pretrained(ecgvit.create_model('ecg_vit_tiny', img_size=1000), folder)
     with pytest.raises(SystemExit, match='is not the one in'):
         main(['heads', '--name', 'ecg_vit_tiny', '--run', str(frozen), '--weights', str(weights)])
+
+
+def test_the_card_names_settings_a_run_changed_from_the_methods_defaults():
+    """A run with a non-default setting (here the MAE decoder's position start) says so in its own card row, not only
+    inside the command; a run on the defaults gets no row."""
+    from benchmarks.ship_weights import _off_default_rows
+    from ecgvit.pretrain.factory import method_settings
+
+    defaults = method_settings('mae_nextclip')
+    assert _off_default_rows('mae_nextclip', defaults) == []
+    assert _off_default_rows('mae_nextclip', dict(defaults, alpha=0.5)) == []  # alpha has the method row
+    (row,) = _off_default_rows('mae_nextclip', dict(defaults, decoder_pos_init='sincos', queue_size=1))
+    assert row == "| settings off the method's defaults | `decoder_pos_init='sincos'` (default `'normal'`) |"
+    (row,) = _off_default_rows('mae_moco_shared', dict(method_settings('mae_moco'), queue_size=1917, mask_ratio=.5))
+    assert '`mask_ratio=0.5` (default `0.75`)' in row and '`queue_size=1917` (default `65536`)' in row
