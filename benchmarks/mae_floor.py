@@ -39,8 +39,8 @@ from ecgvit.data.cache import CachedECGDataset
 from ecgvit.data.rpeaks import detect_r_peaks
 from ecgvit.pretrain.mae import encode_masked, masking_ids
 
-__all__ = ['PREDICTORS', 'predict', 'draw_masks', 'record_losses', 'floor_losses', 'run_losses', 'paired_mean_diff',
-           'main']
+__all__ = ['PREDICTORS', 'predict', 'draw_masks', 'record_losses', 'floor_losses', 'load_run', 'load_mae_run',
+           'run_losses', 'paired_mean_diff', 'main']
 
 PREDICTORS = ('zero', 'interpolate', 'beat_copy')
 
@@ -119,8 +119,9 @@ def floor_losses(signals: np.ndarray, sampling_rate: float, patch_len: int = 25,
     return {name: float(v.mean()) for name, v in losses.items()}
 
 
-def load_mae_run(folder: Path) -> torch.nn.Module:
-    """The pretrainer of an ``ecgvit pretrain`` run folder (its ``config.json``) with the run's best weights."""
+def load_run(folder: Path) -> torch.nn.Module:
+    """The pretrainer of an ``ecgvit pretrain`` run folder (its ``config.json``) with the run's best weights, in
+    eval mode."""
     from ecgvit.pretrain import create_pretrainer
     from ecgvit.train.checkpoint import load_best
 
@@ -132,10 +133,17 @@ def load_mae_run(folder: Path) -> torch.nn.Module:
     length = (cfg.get('args') or {}).get('num_samples')  # what the CLI built the encoder for
     model = create_pretrainer(cfg['method'], cfg['model'], encoder_kwargs={'img_size': length} if length else None,
                               **cfg.get('method_kwargs', {}))
-    if getattr(model, 'mae', None) is None:
-        raise ValueError(f'{folder} trained {cfg["method"]!r}, which has no MAE branch to score.')
     load_best(folder / 'checkpoints', model)
     return model.eval()
+
+
+def load_mae_run(folder: Path) -> torch.nn.Module:
+    """:func:`load_run`, for a run with an MAE branch."""
+    model = load_run(folder)
+    if getattr(model, 'mae', None) is None:
+        cfg = json.loads((Path(folder).expanduser() / 'config.json').read_text())
+        raise ValueError(f'{folder} trained {cfg["method"]!r}, which has no MAE branch to score.')
+    return model
 
 
 @torch.no_grad()
