@@ -46,6 +46,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -197,7 +198,11 @@ def _command_line(args: Dict[str, Any]) -> str:
         if key in skip or value in (None, False, [], ''):
             continue
         flag = '--' + key.replace('_', '-')
-        parts += [flag] if value is True else [flag, str(value)]
+        if value is True:
+            parts.append(flag)
+        else:  # a repeatable option (--method-arg) once per value, each quoted as a shell would need it
+            for item in (value if isinstance(value, list) else [value]):
+                parts += [flag, shlex.quote(str(item))]
     return ' '.join(parts)
 
 

@@ -418,3 +418,13 @@ def test_the_card_names_settings_a_run_changed_from_the_methods_defaults():
     assert row == "| settings off the method's defaults | `decoder_pos_init='sincos'` (default `'normal'`) |"
     (row,) = _off_default_rows('mae_moco_shared', dict(method_settings('mae_moco'), queue_size=1917, mask_ratio=.5))
     assert '`mask_ratio=0.5` (default `0.75`)' in row and '`queue_size=1917` (default `65536`)' in row
+
+
+def test_the_cards_command_repeats_a_repeatable_option_and_quotes_what_a_shell_would_split():
+    from benchmarks.ship_weights import _command_line
+
+    line = _command_line({'command': 'pretrain', 'method': 'mae_nextclip', 'pretrained': True, 'resume': True,
+                          'method_arg': ['decoder_pos_init="sincos"', 'alpha=0.5'], 'lead_sets': None,
+                          'epochs': 200, 'threads': 2})
+    assert line == ("ecgvit pretrain --method mae_nextclip --pretrained --method-arg 'decoder_pos_init=\"sincos\"' "
+                    "--method-arg alpha=0.5 --epochs 200")
