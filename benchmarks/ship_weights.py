@@ -485,7 +485,10 @@ def _off_default_rows(method: str, pretrainer: Dict[str, Any]) -> List[str]:
     """The card's row naming each pretraining setting the run changed from the method's (paper's) default, so that a
     reader never has to find it in the command; none when the run kept them all. Alpha and the passes have their own
     row."""
-    defaults = method_settings(method)
+    try:
+        defaults = method_settings(method)
+    except ValueError:  # not a pretraining method (the supervised floor's run): no method defaults to depart from
+        return []
     changed = [f'`{k}={pretrainer[k]!r}` (default `{v!r}`)' for k, v in defaults.items()
                if k not in ('alpha', 'shared_pass') and k in pretrainer and pretrainer[k] != v]
     return [f"| settings off the method's defaults | {'; '.join(changed)} |"] if changed else []

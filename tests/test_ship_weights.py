@@ -414,6 +414,7 @@ def test_the_card_names_settings_a_run_changed_from_the_methods_defaults():
     defaults = method_settings('mae_nextclip')
     assert _off_default_rows('mae_nextclip', defaults) == []
     assert _off_default_rows('mae_nextclip', dict(defaults, alpha=0.5)) == []  # alpha has the method row
+    assert _off_default_rows('supervised', {'lr': 1.0}) == []  # the supervised floor's run: no method defaults
     (row,) = _off_default_rows('mae_nextclip', dict(defaults, decoder_pos_init='sincos', queue_size=1))
     assert row == "| settings off the method's defaults | `decoder_pos_init='sincos'` (default `'normal'`) |"
     (row,) = _off_default_rows('mae_moco_shared', dict(method_settings('mae_moco'), queue_size=1917, mask_ratio=.5))
