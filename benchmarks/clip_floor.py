@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from benchmarks.mae_floor import _verdict, load_run, paired_mean_diff
+from benchmarks.mae_floor import load_run, paired_mean_diff, print_report
 from ecgvit.data.augment import crop_resize
 from ecgvit.data.cache import CachedECGDataset
 from ecgvit.data.rpeaks import detect_r_peaks, median_rr_samples
@@ -199,12 +199,8 @@ def main(argv: Optional[list] = None) -> int:
         print(json.dumps({'records': len(signals), 'split': args.split, 'seeds': seeds, 'losses': losses,
                           'paired': diffs}))
         return 0
-    print(f'{len(signals)} {args.split} records of {args.cache}, {len(seeds)} clip draw(s) each')
-    for name, value in losses.items():
-        print(f'  {Path(name).name:<14} {value:.4f}')
-    for r in diffs:
-        print(f'  {Path(r["a"]).name} minus {Path(r["b"]).name}: {r["diff"]:+.4f} [{r["lo"]:+.4f}, {r["hi"]:+.4f}] '
-              f'{_verdict(r)}')
+    print_report(f'{len(signals)} {args.split} records of {args.cache}, {len(seeds)} clip draw(s) each', losses, diffs,
+                 width=14)
     return 0
 
 

@@ -30,7 +30,7 @@ if __name__ == '__main__' and __package__ is None:  # `python benchmarks/mae_flo
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from ecgvit.data.rpeaks import detect_r_peaks
 from ecgvit.pretrain.mae import encode_masked, masking_ids
 
 __all__ = ['PREDICTORS', 'predict', 'draw_masks', 'record_losses', 'floor_losses', 'load_run', 'load_mae_run',
-           'run_losses', 'paired_mean_diff', 'main']
+           'run_losses', 'paired_mean_diff', 'print_report', 'main']
 
 PREDICTORS = ('zero', 'interpolate', 'beat_copy')
 
@@ -209,13 +209,19 @@ def main(argv: Optional[list] = None) -> int:
         print(json.dumps({'records': n, 'split': args.split, 'mask_ratio': args.mask_ratio, 'losses': losses,
                           'paired': diffs}))
         return 0
-    print(f'{n} {args.split} records of {args.cache}, mask ratio {args.mask_ratio}, {args.patch_len}-sample patches')
-    for name, value in losses.items():  # a run by its folder's name
-        print(f'  {Path(name).name:<12} {value:.4f}')
+    print_report(f'{n} {args.split} records of {args.cache}, mask ratio {args.mask_ratio}, {args.patch_len}-sample '
+                 f'patches', losses, diffs)
+    return 0
+
+
+def print_report(header: str, losses: Dict[str, float], diffs: List[Dict[str, Any]], width: int = 12) -> None:
+    """The floors' table: one line per predictor or run (a run by its folder's name), then each paired difference."""
+    print(header)
+    for name, value in losses.items():
+        print(f'  {Path(name).name:<{width}} {value:.4f}')
     for r in diffs:
         print(f'  {Path(r["a"]).name} minus {Path(r["b"]).name}: {r["diff"]:+.4f} [{r["lo"]:+.4f}, {r["hi"]:+.4f}] '
               f'{_verdict(r)}')
-    return 0
 
 
 if __name__ == '__main__':
