@@ -72,7 +72,8 @@ def target_positions(start: int, span: int, clip_len: int) -> np.ndarray:
     return np.clip(pos, start, start + span - 1)
 
 
-def predict(name: str, visible: np.ndarray, positions: np.ndarray, sampling_rate: float) -> np.ndarray:
+def predict(name: str, visible: np.ndarray, positions: np.ndarray, sampling_rate: float,
+            peaks: Optional[np.ndarray] = None) -> np.ndarray:
     """One predictor's ``(C, clip_len)`` guess from the samples before the clip.
 
     Args:
@@ -80,6 +81,7 @@ def predict(name: str, visible: np.ndarray, positions: np.ndarray, sampling_rate
         visible: ``(C, s)`` the record before the clip's start ``s`` (all the encoder sees).
         positions: ``(clip_len,)`` the target's sample positions (:func:`target_positions`), all ``>= s``.
         sampling_rate: Hz, for the R-peak detector.
+        peaks: The R peaks of ``visible`` when already detected (both beat predictors use the same); None detects them.
     """
     if name not in PREDICTORS:
         raise ValueError(f'Unknown predictor {name!r}; valid: {", ".join(PREDICTORS)}.')
@@ -87,7 +89,8 @@ def predict(name: str, visible: np.ndarray, positions: np.ndarray, sampling_rate
     out = np.zeros((chans, len(positions)), dtype=np.float64)
     if name == 'zero':
         return out
-    peaks = detect_r_peaks(visible, sampling_rate)
+    if peaks is None:
+        peaks = detect_r_peaks(visible, sampling_rate)
     if len(peaks) < 2:  # no earlier beat to copy from: the mean
         return out
     phase = positions - peaks[-1]
@@ -136,8 +139,10 @@ def record_losses(
             s = int(start[b])
             positions = target_positions(s, int(span[b]), branch.clip_len)
             visible = x[b, :, :s].numpy().astype(np.float64)
+            peaks = detect_r_peaks(visible, sampling_rate)  # once per clip, for both beat predictors
             for name in PREDICTORS:
-                out[name][b] += np.mean((target[b] - predict(name, visible, positions, sampling_rate)) ** 2)
+                guess = predict(name, visible, positions, sampling_rate, peaks)
+                out[name][b] += np.mean((target[b] - guess) ** 2)
     return {name: v / len(seeds) for name, v in out.items()}
 
 

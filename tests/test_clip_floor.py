@@ -16,6 +16,7 @@ from test_mae_floor import FS, _beats, _mae_run  # noqa: E402
 
 from benchmarks.clip_floor import (  # noqa: E402
     default_branch,
+    draw_clips,
     load_clip_run,
     main,
     predict,
@@ -55,8 +56,6 @@ def test_the_floors_score_the_clips_the_branch_draws_in_training():
     x = torch.as_tensor(_beats(n_records=3, seed=4))
     branch = default_branch(x.shape[-1], FS)
     rr = torch.as_tensor(median_rr_samples(x.numpy(), FS), dtype=torch.float32)
-    from benchmarks.clip_floor import draw_clips
-
     start, span = draw_clips(branch, x, rr, seed=5)
     hidden, target, start2, span2 = branch.make_targets(x, rr, torch.Generator().manual_seed(5))
     assert torch.equal(start, start2) and torch.equal(span, span2)
