@@ -179,11 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     import sys
 
+    from ecgvit.errors import RunStopped
+
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
-    summary = train_floor(args)
+    try:
+        summary = train_floor(args)
+    except RunStopped as e:  # `kill PID` stops at a step boundary after a checkpoint: a message, not a traceback
+        print(f'supervised_floor.py: {e}', file=sys.stderr)
+        return 128 + e.signum
     print(f"{args.out}: {summary.get('epochs')} epochs, best validation loss {summary.get('best_val_loss'):.4f} "
           f"after epoch {summary.get('best_epoch')}")
     return 0

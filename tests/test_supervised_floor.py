@@ -123,3 +123,20 @@ def test_gate_measures_the_floor_beside_the_candidate(floor_run, suite_data, tmp
                for r in (gate_dir / 'results.csv').read_text().splitlines())
     card = _card(d, gate_dir, [], {})
     assert '**Supervised floor.**' in card and f"{d['supervised']:.3f} [" in card
+
+
+def test_a_stopped_floor_run_says_how_to_continue(monkeypatch, capsys, tmp_path):
+    import signal
+
+    import benchmarks.supervised_floor as floor
+    from ecgvit.errors import RunStopped
+
+    def stopped(args):
+        raise RunStopped(signal.SIGTERM, 140, str(tmp_path / 'checkpoints'))
+
+    monkeypatch.setattr(floor, 'train_floor', stopped)
+    rc = main(['--data-dir', str(tmp_path), '--out', str(tmp_path / 'run'), '--cache-dir', str(tmp_path / 'cache'),
+               '--threads', '1'])
+    assert rc == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert 'stopped by SIGTERM after step 140' in err and '--resume' in err and 'Traceback' not in err
