@@ -189,7 +189,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         summary = train_floor(args)
     except RunStopped as e:  # `kill PID` stops at a step boundary after a checkpoint: a message, not a traceback
         print(f'supervised_floor.py: {e}', file=sys.stderr)
-        return 128 + e.signum
+        return e.exit_code
     print(f"{args.out}: {summary.get('epochs')} epochs, best validation loss {summary.get('best_val_loss'):.4f} "
           f"after epoch {summary.get('best_epoch')}")
     return 0

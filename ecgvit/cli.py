@@ -1469,7 +1469,7 @@ def _main(argv: Optional[List[str]], command: str, debug: bool) -> int:
         return int(_COMMANDS[args.command](args) or 0)
     except RunStopped as e:  # a clean stop: the shell's convention for "ended by signal N"
         print(f'{command}: {e}', file=sys.stderr)
-        return 128 + e.signum
+        return e.exit_code
     except KeyboardInterrupt:
         print(f'{command}: interrupted', file=sys.stderr)
         return 130

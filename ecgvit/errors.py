@@ -72,5 +72,11 @@ class RunStopped(KeyboardInterrupt):
         super().__init__(f'stopped by {signal.Signals(signum).name} after step {step}; the checkpoint {checkpoint} '
                          f'holds everything up to it: continue the run with --resume (resume=True).')
 
+    @property
+    def exit_code(self) -> int:
+        """The status a command stopped this way exits with: the shell's 128 + signal (143 for SIGTERM, 130 for
+        Ctrl-C)."""
+        return 128 + self.signum
+
     def __reduce__(self):
         return type(self), (self.signum, self.step, self.checkpoint)

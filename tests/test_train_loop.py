@@ -484,6 +484,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_the_resume_is_exact(
     with pytest.raises(RunStopped) as stopped:
         _run_model(_SignalsAt(7, signal.SIGTERM), tmp_path / 'part')  # step 7: mid-epoch 1 (5 steps per epoch)
     assert (stopped.value.signum, stopped.value.step) == (signal.SIGTERM, 7)
+    assert stopped.value.exit_code == 143  # what `ecgvit pretrain` and supervised_floor.py exit with
     assert '--resume' in str(stopped.value)
     again = pickle.loads(pickle.dumps(stopped.value))  # whole, e.g. from a worker process
     assert (again.signum, again.step, again.checkpoint, str(again)) == (
