@@ -3,8 +3,9 @@
 A linear probe never changes the encoder, so the evaluation suite embeds each (encoder, dataset) pair once and fits
 every probe on the stored features. A stored embedding is keyed by two fingerprints:
 
-- the **encoder fingerprint**: sha256 over the architecture name and every tensor of the state dict (names, shapes,
-  dtypes, bytes), so retrained weights never reuse old features;
+- the **encoder fingerprint**: sha256 over the architecture name, the pooling of the embedding (``global_pool``) and
+  every tensor of the state dict (names, shapes, dtypes, bytes), so retrained weights never reuse old features, nor
+  does the same encoder asked for another pooling (``reset_classifier(0, 'avg')`` changes no tensor);
 - the **data fingerprint**: the cache's own fingerprint (preprocessing + dataset index) and the sha256 of its signals.
   A reduced-lead cache (``Preprocessing(input_leads=...)``) has its own, so each lead subset has its own embeddings;
   its batches are masked to the subset before the encoder.
@@ -31,15 +32,20 @@ __all__ = ['encoder_fingerprint', 'data_fingerprint', 'embed_cached']
 
 
 def encoder_fingerprint(encoder: nn.Module) -> str:
-    """sha256 over the encoder's class, architecture name and every state-dict tensor (name, shape, dtype, bytes).
+    """sha256 over the encoder's class, architecture name, pooling and every state-dict tensor (name, shape, dtype,
+    bytes).
 
     Args:
-        encoder: The model (its ``pretrained_cfg`` architecture is included when it has one).
+        encoder: The model (its ``pretrained_cfg`` architecture is included when it has one, and its ``global_pool``
+            when it is not the [CLS] token, so fingerprints of token-pooled encoders stay as they were).
     """
     h = hashlib.sha256()
     cfg = getattr(encoder, 'pretrained_cfg', None) or {}
     arch = cfg.get('architecture') if isinstance(cfg, dict) else getattr(cfg, 'architecture', None)
-    h.update(f'{type(encoder).__module__}.{type(encoder).__qualname__}|{arch}\n'.encode())
+    pool = getattr(encoder, 'global_pool', 'token')
+    # The pooling picks which tokens the embedding is made of without changing any tensor.
+    h.update(f'{type(encoder).__module__}.{type(encoder).__qualname__}|{arch}'
+             f'{"" if pool == "token" else f"|pool={pool}"}\n'.encode())
     for name, t in sorted(encoder.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f'{name}|{tuple(t.shape)}|{t.dtype}\n'.encode())
