@@ -131,6 +131,34 @@ def test_token_and_avg_pooling_give_their_own_values():
         assert (token(x) - avg(x)).abs().max() > 1e-2
 
 
+def test_avg_pooling_of_token_trained_weights_says_to_pass_fc_norm_false(tmp_path):
+    """Weights trained with [CLS] pooling norm before pooling; timm's global_pool='avg' norms after it (fc_norm). The
+    refusal names the one difference and the way out; fc_norm=False then loads them and averages the normed patch
+    tokens, as reset_classifier(0, 'avg') on the loaded model does."""
+    from safetensors.torch import save_file
+
+    from ecgvit.errors import CheckpointError
+
+    torch.manual_seed(0)
+    token = _tiny('ecg_vit_tiny').eval()
+    path = tmp_path / 'w.safetensors'
+    save_file(token.state_dict(), str(path))
+    with pytest.raises(CheckpointError, match=r"before the pooling \(norm\).*pass fc_norm=False"):
+        _tiny('ecg_vit_tiny', global_pool='avg', pretrained=True,
+                            pretrained_cfg_overlay={'file': str(path), 'hf_hub_id': None, 'sha256': None})
+    avg = _tiny('ecg_vit_tiny', global_pool='avg', fc_norm=False, pretrained=True,
+                              pretrained_cfg_overlay={'file': str(path), 'hf_hub_id': None, 'sha256': None}).eval()
+    token.reset_classifier(0, 'avg')
+    x = torch.randn(2, 12, 500)
+    with torch.no_grad():
+        torch.testing.assert_close(avg(x), token(x))
+    after = _tiny('ecg_vit_tiny', global_pool='avg')
+    save_file(after.state_dict(), str(path))
+    with pytest.raises(CheckpointError, match=r"after the pooling \(fc_norm\).*global_pool they were trained with"):
+        _tiny('ecg_vit_tiny', pretrained=True,
+                            pretrained_cfg_overlay={'file': str(path), 'hf_hub_id': None, 'sha256': None})
+
+
 def test_checkpoint_filter_fn_resamples_pos_embed_and_unwraps_prefixes():
     from ecgvit.models.ecg_vit import checkpoint_filter_fn
 

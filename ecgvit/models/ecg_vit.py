@@ -452,6 +452,19 @@ def _check_fits(state_dict: Dict[str, torch.Tensor], model_sd: Dict[str, torch.T
                                             + want.shape[2:]):  # another lead count: timm adapts the conv
             wrong.append(f'{k} is {tuple(v.shape)}, the model has {tuple(want.shape)}')
     wrong += [f'missing {k}' for k in model_sd if k not in state_dict and not k.startswith('head.')]
+    moved = [f'{a}.{t}' for a, b in (('norm', 'fc_norm'), ('fc_norm', 'norm')) for t in ('weight', 'bias')
+             if f'{a}.{t}' in state_dict and f'{a}.{t}' not in model_sd and f'{b}.{t}' in model_sd]
+    if moved and len(wrong) == 2 * len(moved):  # only the final norm differs: the pooling moved it (timm's fc_norm)
+        before = moved[0].startswith('norm.')
+        raise CheckpointError(
+            f'The checkpoint does not fit {name} with these arguments: its final LayerNorm is '
+            f'{"before" if before else "after"} the pooling ({moved[0].split(".")[0]}) and the model has it '
+            f'{"after" if before else "before"}. '
+            + ("global_pool='avg' (or 'max') puts it after the pooling unless fc_norm=False: pass fc_norm=False to "
+               "pool the normed patch tokens with these weights (or build with the default pooling and call "
+               "model.reset_classifier(0, 'avg')), or global_pool='token'." if before else
+               'These weights were trained with the norm after an average pooling: pass the global_pool they were '
+               "trained with (e.g. 'avg') and leave fc_norm unset."))
     if wrong:
         raise CheckpointError(
             f'The checkpoint does not fit {name} with these arguments: {"; ".join(wrong[:4])}'
