@@ -29,11 +29,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ecgvit.constants import GLOBAL_POOLS as POOLS
 from ecgvit.files import atomic_write_text
 
 __all__ = ['POOLS', 'pooled_encoders', 'pooling_differences', 'main']
-
-POOLS = ('token', 'avg')
 
 
 def _load(spec: str) -> Tuple[str, nn.Module]:

@@ -28,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ecgvit.constants import GLOBAL_POOLS
 from ecgvit.errors import RunStopped
 
 __all__ = ['main', 'build_parser', 'CliError']
@@ -80,7 +81,7 @@ def _add_data(p: argparse.ArgumentParser, only: Optional[Sequence[str]] = None) 
     add_options(p.add_argument_group('data'), DataOptions, only=only)
 
 
-def _add_encoder(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+def _add_encoder(p: argparse.ArgumentParser, pooling: bool = False) -> argparse._ArgumentGroup:
     g = p.add_argument_group('encoder')
     g.add_argument('--model', default=None,
                    help='Encoder architecture (ecgvit.list_models()); default: the checkpoint\'s, else '
@@ -89,6 +90,12 @@ def _add_encoder(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g.add_argument('--checkpoint', metavar='PATH',
                    help='Encoder weights: a pretraining run folder (its best weights), a checkpoint folder or '
                         '.safetensors file, or a folder written by ecgvit.hub.save_pretrained.')
+    if pooling:
+        g.add_argument('--global-pool', default=None, choices=GLOBAL_POOLS,
+                       help="Which tokens make a window's embedding: 'token' (the [CLS] token: the paper's choice and "
+                            "the models' default) or 'avg' (the mean of the normed patch tokens; same weights). For "
+                            "ecg_vit_mae_nextclip, whose [CLS] only its clip term trains, 'avg' probed higher on "
+                            'PTB-XL (benchmarks/README.md, "Which embedding to probe"). [default: the model\'s own]')
     return g
 
 
@@ -188,17 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    'layer is tested (metrics with 95% bootstrap CIs).')
     _add_common(p)
     _add_data(p)
-    _add_encoder(p)
+    _add_encoder(p, pooling=True)
     add_options(p.add_argument_group('linear probe'), ProbeConfig, skip=run_fields)
     _add_output(p, 'output/probe')
     p = sub.add_parser('finetune', formatter_class=_Formatter,
                        help='End-to-end fine-tuning with a new linear head (layer-wise lr decay option).',
-                       description='Fine-tune the whole encoder with a linear head on [CLS] (CE for single-label, '
-                                   'BCE for multi-label; warm-up, then ReduceLROnPlateau, as in pretraining), early '
-                                   'stopping on the validation loss, best model tested.')
+                       description='Fine-tune the whole encoder with a linear head on [CLS] (or on the mean of the '
+                                   'patch tokens: --global-pool avg); CE for single-label, BCE for multi-label; '
+                                   'warm-up, then ReduceLROnPlateau, as in pretraining; early stopping on the '
+                                   'validation loss, best model tested.')
     _add_common(p)
     _add_data(p)
-    g = _add_encoder(p)
+    g = _add_encoder(p, pooling=True)
     g.add_argument('--drop-path', type=float, default=0.0, help='Stochastic depth rate of the encoder.')
     add_options(p.add_argument_group('fine-tuning'), FinetuneConfig, skip=run_fields)
     _add_output(p, 'output/finetune')
@@ -249,16 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     # -- embed
     p = sub.add_parser('embed', formatter_class=_Formatter,
                        help='Embed records (WFDB folder, array file, dataset or cache) into embeddings.npy + ids.txt.',
-                       description='Compute the pre-logits embedding ([CLS]) of every record of a WFDB folder, an '
-                                   'array file (.npy/.npz/.h5, see --data arrays), any dataset (--data NAME '
-                                   '--data-dir PATH) or a cache written by ecgvit.data.build_cache. A record longer '
-                                   'than the model input is cut into windows (--crop, --window-stride) whose '
-                                   'embeddings are pooled (--pooling). Writes OUTPUT/embeddings.npy (float32, N x D), '
-                                   'OUTPUT/ids.txt (one id per row of embeddings.npy: record ids, record#window with '
-                                   '--pooling none), OUTPUT/windows.csv with --pooling none (row, record_id, window, '
-                                   'start_s, end_s) and config.json.')
+                       description='Compute the pre-logits embedding ([CLS], or the mean of the patch tokens with '
+                                   '--global-pool avg) of every record of a WFDB folder, an array file (.npy/.npz/'
+                                   '.h5, see --data arrays), any dataset (--data NAME --data-dir PATH) or a cache '
+                                   'written by ecgvit.data.build_cache. A record longer than the model input is cut '
+                                   'into windows (--crop, --window-stride) whose embeddings are pooled (--pooling). '
+                                   'Writes OUTPUT/embeddings.npy (float32, N x D), OUTPUT/ids.txt (one id per row of '
+                                   'embeddings.npy: record ids, record#window with --pooling none), '
+                                   'OUTPUT/windows.csv with --pooling none (row, record_id, window, start_s, end_s) '
+                                   'and config.json.')
     _add_common(p)
-    _add_encoder(p)
+    _add_encoder(p, pooling=True)
     p.add_argument('--input', default=None, metavar='PATH',
                    help='WFDB folder (searched recursively), array file (.npy/.npz/.h5/.hdf5; its sampling rate and '
                         'lead names in the file or in a sidecar <stem>.json) or cache folder; or --data/--data-dir.')
@@ -549,14 +558,22 @@ def _weights_name(args: argparse.Namespace) -> str:
 
 
 def load_encoder(checkpoint: Optional[str], model: Optional[str], num_samples: Optional[int],
-                 pretrained: bool = False, **kwargs: Any):
-    """``ecgvit.hub.load_encoder`` (see there); its errors end the command as one line."""
+                 pretrained: bool = False, global_pool: Optional[str] = None, **kwargs: Any):
+    """``ecgvit.hub.load_encoder`` (see there); its errors end the command as one line. ``global_pool`` reads the
+    loaded weights through another pooling (``reset_classifier``: the final norm stays before the pooling, where the
+    weights were trained with it) and is recorded in the returned source."""
     from ecgvit.hub import load_encoder as _load
 
     if pretrained and checkpoint:
         raise CliError('--pretrained and --checkpoint both name the weights to use: give one (--checkpoint PATH, or '
                        '--pretrained --model NAME for the published weights).')
-    return _load(checkpoint, model, num_samples, pretrained, **kwargs)
+    encoder, source = _load(checkpoint, model, num_samples, pretrained, **kwargs)
+    if global_pool is not None:
+        if not hasattr(encoder, 'global_pool'):
+            raise CliError(f'--global-pool: {type(encoder).__name__} has no global_pool to set.')
+        encoder.reset_classifier(encoder.num_classes, global_pool)
+        source = dict(source, global_pool=global_pool)
+    return encoder, source
 
 
 def _random_init_note(args: argparse.Namespace, source: Dict[str, Any]) -> bool:
@@ -989,7 +1006,8 @@ def _eval_command(args: argparse.Namespace, protocol: str) -> int:
         raise CliError(f'--drop-path must be a rate in [0, 1), got {args.drop_path}.')
     extra = {'drop_path_rate': args.drop_path} if protocol == 'finetune' and args.drop_path else {}
     seed_everything(args.seed)  # a random-init encoder (no weights given) is the same for the same --seed
-    encoder, source = load_encoder(args.checkpoint, args.model, args.num_samples, args.pretrained, **extra)
+    encoder, source = load_encoder(args.checkpoint, args.model, args.num_samples, args.pretrained,
+                                   args.global_pool, **extra)
     random_init = _random_init_note(args, source)
     _resolve_input(args, encoder)
     leads = resolve_leads(cfg.leads)
@@ -1209,7 +1227,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if length is None and not (args.checkpoint or args.pretrained):
         length = DEFAULT_NUM_SAMPLES  # an untrained encoder has no recipe of its own
     seed_everything(args.seed)  # a random-init encoder (no weights given) is the same for the same --seed
-    encoder, source = load_encoder(args.checkpoint, args.model, length, args.pretrained)
+    encoder, source = load_encoder(args.checkpoint, args.model, length, args.pretrained, args.global_pool)
     model_cfg = model_data_cfg(encoder, source)
     random_init = _random_init_note(args, source)
     if cached:
@@ -1233,7 +1251,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
                                     args.crop, args.window_stride, args.short_records)
         if pp.num_samples != length:  # the encoder was built before the recipe was known
             seed_everything(args.seed)
-            encoder, source = load_encoder(args.checkpoint, args.model, pp.num_samples, args.pretrained)
+            encoder, source = load_encoder(args.checkpoint, args.model, pp.num_samples, args.pretrained,
+                                           args.global_pool)
         # Refused (or warned about) before anything is read; only the subset's leads are read and cached.
         leads, leads_trained = check_encoder_leads(encoder, args.leads, args.allow_untrained_leads,
                                                    _weights_name(args), random_init)

@@ -99,6 +99,9 @@ def test_label_set_not_in_dataset_and_batch_too_large(pretrain_run, capsys, tmp_
                  '--n-boot', '0', '--output', str(tmp_path / 'small')]) == 0
     assert 'fewer than the default --batch-size 128' in capsys.readouterr().err
     assert json.loads((tmp_path / 'small' / 'config.json').read_text())['batch_size'] < 128
+    assert main(['probe', '--model', 'ecg_vit_tiny', *TINY_DATA, '--cache-dir', str(root / 'data'), '--epochs', '2',
+                 '--n-boot', '0', '--global-pool', 'avg', '--output', str(tmp_path / 'avg')]) == 0
+    assert json.loads((tmp_path / 'avg' / 'config.json').read_text())['encoder']['global_pool'] == 'avg'
     rc = main(['pretrain', '--method', 'mae', '--model', 'ecg_vit_tiny', *TINY_DATA, '--cache-dir',
                str(root / 'data'), '-b', '4096', '--output', str(tmp_path / 'q')])
     err = capsys.readouterr().err.strip()
@@ -230,6 +233,17 @@ def test_embed_wfdb_folder_and_cache(pretrain_run, tmp_path):
     emb = emb[[ids.index(i) for i in cache_ids]]
     np.testing.assert_allclose(np.load(tmp_path / 'e2' / 'embeddings.npy'), emb, atol=1e-4)
     assert json.loads((tmp_path / 'e2' / 'config.json').read_text())['embedding_dim'] == 64
+    # The same weights read through the mean of their normed patch tokens: other features, recorded as such.
+    assert main(['embed', '--checkpoint', str(out / 'encoder'), '--input', str(cache), '--no-progress',
+                 '--global-pool', 'avg', '--amp', 'fp32', '--output', str(tmp_path / 'avg')]) == 0
+    from ecgvit.data import CachedECGDataset
+    from ecgvit.hub import load_encoder
+    model = load_encoder(str(out / 'encoder'))[0].eval()
+    with torch.no_grad():
+        tokens = model.forward_features(torch.from_numpy(np.asarray(CachedECGDataset(cache).signals)))
+    np.testing.assert_allclose(np.load(tmp_path / 'avg' / 'embeddings.npy'), tokens[:, 1:].mean(1).numpy(),
+                               atol=1e-4)
+    assert json.loads((tmp_path / 'avg' / 'config.json').read_text())['encoder']['global_pool'] == 'avg'
     # The switchable fast path (int8 dynamic quantisation here) stays close to the fp32 embeddings.
     assert main(['embed', '--checkpoint', str(out / 'encoder'), '--input', str(cache), '--no-progress', '--fast',
                  'int8', '--output', str(tmp_path / 'e3')]) == 0
