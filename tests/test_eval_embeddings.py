@@ -41,3 +41,19 @@ def test_same_weights_other_pooling_is_not_reused(cache, tmp_path):
     with torch.no_grad():
         expected = avg.forward_head(avg.forward_features(x), pre_logits=True).numpy()
     np.testing.assert_allclose(pooled, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_the_suite_floor_pools_as_the_encoder_it_is_the_floor_of():
+    from ecgvit.eval.suite import resolve_encoders
+
+    torch.manual_seed(1)
+    avg = ecgvit.create_model('ecg_vit_tiny', img_size=N)
+    avg.reset_classifier(0, 'avg')
+    floor = resolve_encoders({'mine': avg})['random'][0]
+    torch.manual_seed(0)
+    seed0 = ecgvit.create_model('ecg_vit_tiny', img_size=N)
+    assert floor.global_pool == 'avg' and seed0.global_pool == 'token'
+    for k, v in seed0.state_dict().items():
+        assert torch.equal(floor.state_dict()[k], v)
+    token = ecgvit.create_model('ecg_vit_tiny', img_size=N)
+    assert resolve_encoders({'mine': token})['random'][0].global_pool == 'token'

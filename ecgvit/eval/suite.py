@@ -130,7 +130,7 @@ def resolve_encoders(specs: Dict[str, Any], random_floor: bool = True) -> Dict[s
         specs: name -> a registered model name (loaded with ``pretrained=True``), a checkpoint or run folder
             (``ecgvit.hub.load_encoder``) or an ``nn.Module`` with a ``pretrained_cfg`` dict.
         random_floor: Add ``'random'`` first: a seed-0 random init of the first encoder's architecture, reading the
-            same input format.
+            same input format and pooling its tokens the same way (``global_pool``).
 
     Returns:
         name -> (encoder in eval mode, where it came from), ``'random'`` first when added.
@@ -171,6 +171,9 @@ def resolve_encoders(specs: Dict[str, Any], random_floor: bool = True) -> Dict[s
             torch.manual_seed(0)
             model = create_model(arch, pretrained=False, **kwargs)
         model.pretrained_cfg = dict(ref.pretrained_cfg)  # same input format as the encoder it is the floor of
+        pool = getattr(ref, 'global_pool', None)
+        if pool is not None and pool != getattr(model, 'global_pool', pool):  # and the same embedding of its tokens
+            model.reset_classifier(0, pool)
         out = {'random': (model.eval(), {'model': arch, 'pretrained': False, 'init_seed': 0,
                                          'floor_of': ref_name}), **out}
     return out
