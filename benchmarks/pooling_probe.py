@@ -65,7 +65,8 @@ def pooled_encoders(encoders: Dict[str, nn.Module], pools: Sequence[str]) -> Dic
 
     out: Dict[str, nn.Module] = {}
     for name, model in encoders.items():
-        for pool in pools:
+        # [CLS] first: the suite's own floor ('random') pools as its first encoder does, and stands for 'token' here
+        for pool in sorted(pools, key=lambda p: p != 'token'):
             m = copy.deepcopy(model).eval()
             m.reset_classifier(0, pool)
             out[f'{name}@{pool}'] = m

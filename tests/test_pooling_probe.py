@@ -26,6 +26,7 @@ def test_pooled_encoders_share_weights_and_differ_in_pooling():
     model, _ = _tiny(1)
     out = pooled_encoders({'a': model}, ('token', 'avg'))
     assert list(out) == ['a@token', 'a@avg', 'random@avg']
+    assert list(pooled_encoders({'a': model}, ('avg', 'token'))) == ['a@token', 'a@avg', 'random@avg']
     assert out['a@token'].global_pool == 'token' and out['a@avg'].global_pool == 'avg'
     assert model.global_pool == 'token', 'the caller keeps its encoder as it was'
     for k, v in model.state_dict().items():
