@@ -249,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                         'I, precordial) or leads joined by + (I+II+V2), subsets separated by commas: '
                         '"--leads 12,6,1,I+II". '
                         'Every subset but 12 runs the ptbxl_* tasks only; rows carry a leads column [default: 12].')
+    g.add_argument('--global-pool', default=None, choices=GLOBAL_POOLS,
+                   help="Suite: read every encoder and the floor through this pooling of its tokens, 'token' ([CLS]) "
+                        "or 'avg' (mean of the normed patch tokens) [default: each model's own, [CLS] for ours].")
     g.add_argument('--allow-untrained-leads', action='store_true', default=None,
                    help="Suite: evaluate encoders on lead subsets their weights were not trained on (their cfg's "
                         'lead_sets), with a warning and lead_check "untrained" in the rows, instead of refusing.')
@@ -1070,6 +1073,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
         fractions=_list(args.fractions or '0.01,0.1,1', float, '--fractions'),
         tasks=_list(args.tasks, str, '--tasks') if args.tasks else None,
         leads=tuple(args.leads or ('12',)), allow_untrained_leads=bool(args.allow_untrained_leads),
+        global_pool=args.global_pool,
         **{k: v for k, v in (('n_boot', args.n_boot), ('split_seed', args.seed), ('device', args.device),
                              ('amp', args.amp), ('workers', args.num_workers), ('progress', args.progress))
            if v is not None},
@@ -1131,7 +1135,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         return cmd_suite(args)
     suite_only = [flag for flag, v in (('--leads', args.leads), ('--allow-untrained-leads', args.allow_untrained_leads),
                                        ('--seeds', args.seeds), ('--fractions', args.fractions),
-                                       ('--tasks', args.tasks)) if v]
+                                       ('--tasks', args.tasks), ('--global-pool', args.global_pool)) if v]
     if suite_only:
         raise CliError(f'{", ".join(suite_only)}: option(s) of the evaluation suite (--suite real), which the methods '
                        f'x protocols benchmark would ignore: add --suite real, or drop them.')

@@ -110,6 +110,7 @@ BAD_OPTIONS = [
     (['pretrain', '--method', 'mae', '--schedule', 'cosine', '--plateau-patience', '3'],
      '--plateau-patience: option(s) of the plateau schedule'),
     (['benchmark', '--fractions', '0.1'], '--fractions: option(s) of the evaluation suite (--suite real)'),
+    (['benchmark', '--global-pool', 'avg'], '--global-pool: option(s) of the evaluation suite (--suite real)'),
     (['benchmark', '--seeds', '0,1', '--tasks', 'ptbxl_form'], '--seeds, --tasks: option(s) of the evaluation suite'),
     (['benchmark', '--quick', '--n-boot', '-1'], '--n-boot must be 0 (no confidence intervals) or more'),
     (['embed', '--model', 'ecg_vit_tiny', '--input', '.', '--fast', 'bf16', '--amp', 'bf16'],

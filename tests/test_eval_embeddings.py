@@ -57,3 +57,13 @@ def test_the_suite_floor_pools_as_the_encoder_it_is_the_floor_of():
         assert torch.equal(floor.state_dict()[k], v)
     token = ecgvit.create_model('ecg_vit_tiny', img_size=N)
     assert resolve_encoders({'mine': token})['random'][0].global_pool == 'token'
+
+
+def test_suite_global_pool_reads_every_encoder_and_the_floor_through_it():
+    from ecgvit.eval.suite import resolve_encoders
+
+    mine = ecgvit.create_model('ecg_vit_tiny', img_size=N)
+    out = resolve_encoders({'mine': mine}, global_pool='avg')
+    assert out['mine'][0].global_pool == 'avg' and out['random'][0].global_pool == 'avg'
+    assert out['mine'][1]['global_pool'] == 'avg'
+    assert mine.global_pool == 'token', "the caller's module keeps its pooling"

@@ -354,7 +354,11 @@ def test_cli_suite_flags_reach_the_config(monkeypatch, tmp_path, capsys):
     assert cfg.encoders == {'mine': str(tmp_path), 'ecg_vit_mae_moco': 'ecg_vit_mae_moco'}
     assert cfg.seeds == (0, 1, 2, 3) and cfg.fractions == (0.1, 1.0) and cfg.tasks == ('sex', 'age')
     assert cfg.n_boot == 50 and cfg.out == str(tmp_path / 'o') and cfg.data_dir == str(tmp_path)
+    assert cfg.global_pool is None
     assert 'better' in capsys.readouterr().out
+    assert main(['benchmark', '--suite', 'real', '--data-dir', str(tmp_path), '--global-pool', 'avg', '--out',
+                 str(tmp_path / 'avg')]) == 0
+    assert seen['cfg'].global_pool == 'avg'
     assert main(['benchmark', '--suite', 'real', '--data-dir', str(tmp_path), '--checkpoint', 'nopath']) == 2
     assert main(['benchmark', '--suite', 'real']) == 2  # no --data-dir
     assert 'data-dir' in capsys.readouterr().err

@@ -29,6 +29,7 @@ skipped.csv and suite_config.json (see :func:`run_suite`).
 """
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -90,6 +91,8 @@ class SuiteConfig:
             'precordial' or leads joined by '+' such as 'I+II'); every subset but all 12 runs the PTB-XL tasks only.
         allow_untrained_leads: Evaluate encoders on subsets their weights were not trained on (with a warning and
             ``lead_check='untrained'`` in the rows) instead of refusing.
+        global_pool: Read every encoder (and the floor) through this pooling of its tokens: ``'token'`` ([CLS]) or
+            ``'avg'`` (the mean of the normed patch tokens, ``reset_classifier(0, 'avg')``); None keeps each one's own.
     """
     data_dir: str
     out: str
@@ -112,6 +115,7 @@ class SuiteConfig:
     progress: bool = False
     leads: Tuple[str, ...] = ('12',)
     allow_untrained_leads: bool = False
+    global_pool: Optional[str] = None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -123,7 +127,8 @@ def _architecture(model: nn.Module) -> Optional[str]:
     return cfg.get('architecture') if isinstance(cfg, dict) else getattr(cfg, 'architecture', None)
 
 
-def resolve_encoders(specs: Dict[str, Any], random_floor: bool = True) -> Dict[str, Tuple[nn.Module, Dict[str, Any]]]:
+def resolve_encoders(specs: Dict[str, Any], random_floor: bool = True,
+                     global_pool: Optional[str] = None) -> Dict[str, Tuple[nn.Module, Dict[str, Any]]]:
     """Build every encoder of a suite: name -> (module in eval mode, description of where it came from).
 
     Args:
@@ -131,6 +136,7 @@ def resolve_encoders(specs: Dict[str, Any], random_floor: bool = True) -> Dict[s
             (``ecgvit.hub.load_encoder``) or an ``nn.Module`` with a ``pretrained_cfg`` dict.
         random_floor: Add ``'random'`` first: a seed-0 random init of the first encoder's architecture, reading the
             same input format and pooling its tokens the same way (``global_pool``).
+        global_pool: Set every encoder's ``global_pool`` to this (a copy when a module was given); None keeps them.
 
     Returns:
         name -> (encoder in eval mode, where it came from), ``'random'`` first when added.
@@ -154,6 +160,11 @@ def resolve_encoders(specs: Dict[str, Any], random_floor: bool = True) -> Dict[s
             model, info = create_model(str(spec), pretrained=True), {'model': str(spec), 'pretrained': True}
         else:
             model, info = load_encoder(str(spec), None, None)
+        if global_pool is not None and getattr(model, 'global_pool', global_pool) != global_pool:
+            if isinstance(spec, nn.Module):
+                model = copy.deepcopy(model)  # the caller's module keeps its pooling
+            model.reset_classifier(0, global_pool)
+            info = dict(info, global_pool=global_pool)
         if not isinstance(getattr(model, 'pretrained_cfg', None), dict):
             raise ValueError(f'Encoder {name!r} has no pretrained_cfg dict (sampling_rate, input_size, lead_names), '
                              f'so the suite cannot tell which data it takes; set model.pretrained_cfg.')
@@ -641,7 +652,7 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
         raise ValueError(f'No suite task could be built from {cfg.data_dir}: {not_built}.')
     timings['index_s'] = time.perf_counter() - t0
 
-    encoders = resolve_encoders(cfg.encoders, cfg.random_floor)
+    encoders = resolve_encoders(cfg.encoders, cfg.random_floor, cfg.global_pool)
     lead_checks = _lead_checks(encoders, subsets, cfg.allow_untrained_leads)  # refused before anything is cached
     skipped: List[Dict[str, str]] = [{'stage': 'index', 'source': n, 'record_id': rid, 'task': '', 'reason': why,
                                       'leads': ''} for n, s in sources.items() for rid, why in s.skipped]
