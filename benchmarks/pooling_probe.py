@@ -61,7 +61,7 @@ def pooled_encoders(encoders: Dict[str, nn.Module], pools: Sequence[str]) -> Dic
         ``{'name@pool': encoder}`` in eval mode, copies that share nothing with the inputs; ``'random@pool'`` for
         each pooling but ``'token'`` (the suite adds the token floor itself, as ``'random'``).
     """
-    from ecgvit import create_model
+    from ecgvit.eval.suite import resolve_encoders
 
     out: Dict[str, nn.Module] = {}
     for name, model in encoders.items():
@@ -70,17 +70,10 @@ def pooled_encoders(encoders: Dict[str, nn.Module], pools: Sequence[str]) -> Dic
             m = copy.deepcopy(model).eval()
             m.reset_classifier(0, pool)
             out[f'{name}@{pool}'] = m
-    first = next(iter(encoders.values()))
-    size = first.patch_embed.img_size[-1]
+    first = next(iter(encoders))
     for pool in pools:
-        if pool == 'token':
-            continue
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # the suite's own floor: a seed-0 init of the same architecture
-            floor = create_model(first.pretrained_cfg['architecture'], img_size=int(size)).eval()
-        floor.pretrained_cfg = dict(first.pretrained_cfg)
-        floor.reset_classifier(0, pool)
-        out[f'random@{pool}'] = floor
+        if pool != 'token':  # the suite's own floor, built for the first encoder read through this pooling
+            out[f'random@{pool}'] = resolve_encoders({first: out[f'{first}@{pool}']})['random'][0]
     return out
 
 
