@@ -533,16 +533,17 @@ def _check_positive(args: Any, *names: str, prefix: str = '') -> None:
 
 
 def _splits(args: argparse.Namespace, model_cfg: Optional[Dict[str, Any]] = None,
-            leads: Any = None) -> Dict[str, Any]:
+            leads: Any = None, labelled: bool = True) -> Dict[str, Any]:
     """The command's cached splits; ``model_cfg`` (``model_data_cfg``) is checked against them before any work;
-    ``leads``: read only that lead subset (``Preprocessing.input_leads``)."""
+    ``leads``: read only that lead subset (``Preprocessing.input_leads``); ``labelled=False``: the labels go unused,
+    so records without one are kept (``prepare_data``)."""
     from ecgvit.data.prepare import prepare_data
 
     cache = args.cache_dir or str(Path(args.output) / 'data')
     splits = prepare_data(args.data, args.data_dir, cache, args.sampling_rate, args.num_samples, args.seed,
                           args.synthetic_records, args.num_workers, args.progress, crop=args.crop,
                           window_stride=args.window_stride, short_records=args.short_records, model_cfg=model_cfg,
-                          model_name=_weights_name(args), leads=leads)
+                          model_name=_weights_name(args), leads=leads, labelled=labelled)
     _print_skipped(splits['skipped'], splits['skipped_csv'])
     return splits
 
@@ -663,18 +664,40 @@ def _init_record(args: argparse.Namespace, model_name: str) -> Optional[Dict[str
     return None
 
 
-def _check_resume_init(init: Optional[Dict[str, Any]], resumed: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def _check_resume_init(args: argparse.Namespace, model_name: str,
+                       resumed: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     """The init a run records: a resumed run keeps its own, and starting weights other than its own are refused
     (the checkpoint replaces them, so they would be recorded but never used)."""
     if resumed is None:
-        return init
+        return _init_record(args, model_name)
     saved = resumed.get('init')
-    if init is not None and (saved or {}).get('weights_sha256') != init['weights_sha256']:
+    if not (args.pretrained or args.checkpoint):
+        return saved
+    # A run from a random init is refused before the weights are looked up: "no published weights" would name the
+    # wrong problem.
+    if saved is None or saved.get('weights_sha256') != _init_record(args, model_name)['weights_sha256']:
         started = (f"from {saved.get('pretrained') or saved.get('checkpoint')} (sha256 {saved['weights_sha256'][:12]})"
                    if saved else 'from a random init')
         raise CliError(f'--resume continues a run that started {started}, so --pretrained / --checkpoint cannot '
                        f'change where it started: drop them to continue it, or start a new run in another --output.')
     return saved
+
+
+def _warn_other_data(run_data: Optional[Dict[str, Any]], args: argparse.Namespace) -> None:
+    """--checkpoint of a pretraining run, continued on other data than that run read: allowed (adapting weights to
+    new ECGs is a use), but said, since --data defaults to synthetic records and a forgotten --data trains on them."""
+    if not run_data or not run_data.get('data'):
+        return
+    then = _data_flags(run_data['data'], run_data.get('data_dir'))
+    now = _data_flags(args.data, args.data_dir)
+    if then != now:
+        default = ' (the default: generated records)' if args.data == 'synthetic' else ''
+        warnings.warn(f'--checkpoint {args.checkpoint} was pretrained on {then}; this run reads {now}{default}. '
+                      f'Pass the data to continue on, e.g. {then}.', stacklevel=2)
+
+
+def _data_flags(data: str, data_dir: Optional[str]) -> str:
+    return f'--data {data}' + (f' --data-dir {data_dir}' if data_dir else '')
 
 
 def _heads_path(path: str, model_name: str) -> str:
@@ -857,7 +880,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                   or {'mae_nextclip': 'ecg_vit_mae_nextclip'}.get(method, 'ecg_vit_mae_moco'))
     if model_name not in ecgvit.list_models():
         raise CliError(f'Unknown --model {model_name!r}: choose from {ecgvit.list_models()}.')
-    init = _check_resume_init(_init_record(args, model_name), resumed)
+    init = _check_resume_init(args, model_name, resumed)
     start, source = None, {}  # the encoder with its starting weights (a fresh start from --pretrained / --checkpoint)
     if init is not None and resumed is None:
         start, source = load_encoder(args.checkpoint, None if args.checkpoint and not args.model else model_name,
@@ -867,6 +890,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             raise CliError(f'--checkpoint {args.checkpoint} holds {loaded} weights, not {args.model}: drop --model '
                            f'(the checkpoint says its architecture) or pass weights of {args.model}.')
         model_name = loaded
+        _warn_other_data(source.get('run_data'), args)
     _resolve_input(args, start if start is not None else model_name)
     heads = _check_resume_heads(args.heads, resumed, model_name) if resumed is not None else None
     method_kwargs: Dict[str, Any] = {}
@@ -920,10 +944,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         pretrainer.encoder.requires_grad_(False)
     # Under torchrun, rank 0 builds the cache while the others wait, then they open the finished one.
     info = init_distributed(args.device)
-    splits = _splits(args) if info.is_main else None
+    # Pretraining reads no label: records without one stay, except in a run from before that was so (its data).
+    labelled = bool((resumed or {}).get('data')) and not resumed['data'].get('unlabelled_kept')
+    splits = _splits(args, labelled=labelled) if info.is_main else None
     barrier()
     if splits is None:
-        splits = _splits(args)
+        splits = _splits(args, labelled=labelled)
     _check_resumed_data(resumed, splits, args)
     # An encoder that comes with trained weights (when the options give one) must see the data it was trained on.
     check_model_data(splits['train'].preprocessing, model_data_cfg(pretrainer.encoder, source if start else {}),
@@ -934,7 +960,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                   'init': init, 'heads': heads, 'freeze_encoder': freeze, 'method_kwargs': method_kwargs,
                   'pretrainer': getattr(pretrainer, 'config', {}),
                   'data': {'spec': args.data, 'cache_dir': splits['cache_dir'], 'n_train': len(splits['train']),
-                           'n_val': len(splits['val'])},
+                           'n_val': len(splits['val']), 'unlabelled_kept': not labelled},
                   'preprocessing': splits['train'].preprocessing.to_dict()}
     if getattr(pretrainer, 'moco', None) is not None:
         from ecgvit.pretrain import queue_copies_per_record
@@ -1262,10 +1288,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
                                                    _weights_name(args), random_init)
         pp = dataclasses.replace(pp, input_leads=leads)
         if args.data is not None:
-            name, label_set = parse_data_spec(args.data)
+            name, label_set = parse_data_spec(args.data)  # a label set asked for keeps only records labelled in it
             root = args.data_dir if name != 'synthetic' or args.data_dir else str(out / 'synthetic')
             index = get_dataset(name, root, **dataset_kwargs(name, label_set, pp.sampling_rate, args.seed,
-                                                             num_samples=pp.num_samples))
+                                                             num_samples=pp.num_samples,
+                                                             labelled=label_set is not None))
         elif src.is_file() and src.suffix.lower() in ARRAY_SUFFIXES:
             index = get_dataset('arrays', src)
         elif src.is_file():

@@ -10,7 +10,7 @@ from torch import nn
 
 from ecgvit.errors import PretrainedWeightsError
 from ecgvit.models.arch_bounds import read_model_config
-from ecgvit.weights import hub_download
+from ecgvit.weights import hub_download, load_weights_file
 
 __all__ = ['create_model', 'list_models', 'UnknownModelError']
 
@@ -64,6 +64,7 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
         PretrainedWeightsError: ``pretrained=True`` for a name without weights (``list_models(pretrained=True)``),
             or weights that cannot be found.
         CheckpointError: the weight file is corrupt, its sha256 does not match, or it does not fit the model.
+        FileNotFoundError: ``checkpoint_path`` is given but is not a file (a corrupt one is a ``CheckpointError``).
 
     Example:
         >>> import ecgvit
@@ -80,6 +81,15 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
             raise UnknownModelError(
                 f'Unknown model {model_name!r}.{hint} ecgvit provides: {", ".join(ours)} '
                 f'(list them with ecgvit.list_models()).')
+    checkpoint_path = kwargs.get('checkpoint_path')
+    if checkpoint_path:
+        if not Path(checkpoint_path).is_file():
+            # timm only logs the path and raises an empty FileNotFoundError.
+            raise FileNotFoundError(
+                f'checkpoint_path {str(checkpoint_path)!r} is not a file: pass a weights file (.safetensors, or a '
+                f'.pth/.pt state dict); for a pretraining run or save_pretrained folder use ecgvit.hub.load_encoder.')
+        # Read once here for the message: timm passes a truncated file's raw safetensors / unpickling error through.
+        load_weights_file(checkpoint_path)
     if model_name.startswith(('hf-hub:', 'hf_hub:')):
         return _create_from_hub(model_name, pretrained=pretrained, **kwargs)
     if model_name.startswith('local-dir:'):

@@ -346,8 +346,9 @@ def load_encoder(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[
     path = weights
     name = model or run_cfg.get('model') or 'ecg_vit_mae_moco'
     encoder = create_model(name, **size, **kwargs)
+    stored = load_weights_file(path)  # a corrupt file's own message; the hint below is for weights that do not fit
     try:
-        state = checkpoint_filter_fn(load_weights_file(path), encoder)
+        state = checkpoint_filter_fn(stored, encoder)
     except CheckpointError as e:
         raise CheckpointError(f'{path}: {e} Pass the --model / model it was trained with.') from e
     # The filter checked every encoder tensor; a run's classifier head (if any) is not what ships, so it stays fresh.
@@ -362,4 +363,8 @@ def load_encoder(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[
         # The lead subsets lead-set dropout trained it for, as save_pretrained would export them.
         encoder.pretrained_cfg = dict(encoder.pretrained_cfg,
                                       lead_sets=tuple(tuple(s) for s in trained['lead_sets']))
-    return encoder, {'model': name, 'checkpoint': str(path)}
+    info: Dict[str, Any] = {'model': name, 'checkpoint': str(path)}
+    if run_cfg.get('data'):  # what the run read, for a command that would continue it on other data
+        info['run_data'] = {'data': run_cfg['data'].get('spec'),
+                            'data_dir': (run_cfg.get('args') or {}).get('data_dir')}
+    return encoder, info

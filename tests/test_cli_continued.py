@@ -1,5 +1,6 @@
 """`ecgvit pretrain --pretrained / --checkpoint`: continued pretraining from existing encoder weights."""
 import json
+import warnings
 
 import pytest
 import torch
@@ -59,6 +60,12 @@ def test_a_continued_run_records_its_start_and_keeps_it_on_resume(source_run, tm
                '--resume', '--epochs', '2', '--checkpoint', str(out / 'encoder')])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and 'started from a random init' in err
+    # Nor with --pretrained for an architecture without published weights: the resume is what is wrong, not the
+    # weights (it said "ecg_vit_tiny has no published weights").
+    rc = main(['pretrain', '--method', 'mae', *COMMON, '--cache-dir', str(root / 'data'), '--output', str(source),
+               '--resume', '--epochs', '2', '--pretrained'])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and 'started from a random init' in err and 'no published weights' not in err
 
 
 @pytest.mark.parametrize('argv, expected', [
@@ -100,3 +107,29 @@ def test_pretrained_starts_from_the_published_weights(tmp_path, monkeypatch, cap
     published = ecgvit.create_model('ecg_vit_mae_moco', pretrained=True).state_dict()
     started = seen['pretrainer'].encoder.state_dict()
     assert all(torch.equal(started[k], v) for k, v in published.items())
+
+
+def test_a_checkpoint_continued_on_other_data_says_so(source_run, tmp_path, monkeypatch):
+    """--data defaults to generated records: continuing a run's weights without --data warns, naming the run's data."""
+    root, source = source_run
+    capture_pretrainer(monkeypatch)
+    base = ['pretrain', '--method', 'mae', '--checkpoint', str(source), '-b', '8', '--warmup-epochs', '1', '--amp',
+            'fp32', '--threads', '1', '--epochs', '1', '--no-progress', '--sampling-rate', '100', '--num-samples',
+            '500', '--cache-dir', str(root / 'data')]
+    with pytest.warns(UserWarning, match=r'was pretrained on --data synthetic; this run reads --data folder'):
+        main([*base, '--data', 'folder', '--data-dir', str(_folder(tmp_path / 'ecgs')), '--output',
+              str(tmp_path / 'other')])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter('always')
+        assert main([*base, *TINY_DATA[:4], '--output', str(tmp_path / 'same')]) == 0
+    assert not [w for w in seen if 'was pretrained on' in str(w.message)]  # the run's own data: no word about it
+
+
+def _folder(path):
+    from data_fixtures import write_wfdb
+
+    from ecgvit.data import synthesize_ecg
+
+    for i in range(24):
+        write_wfdb(path, f'r{i:02d}', synthesize_ecg('NSR', fs=100.0, duration_s=5.0, rng=i).signal, 100.0)
+    return path

@@ -43,6 +43,17 @@ def test_dataset_kwargs_know_each_source():
         dataset_kwargs('nosuch', None, 100.0)
 
 
+def test_pretraining_keeps_the_records_a_label_set_has_no_label_for(tmp_path):
+    root = write_ptbxl(tmp_path / 'ptbxl', n=20)  # every 4th record has no superdiagnostic statement
+    assert dataset_kwargs('ptbxl', None, 100.0, labelled=False) == {'sampling_rate': 100, 'drop_empty': False}
+    assert dataset_kwargs('code15', None, 400.0, labelled=False) == {}  # a dataset that drops none
+    labelled = prepare_data('ptbxl', str(root), str(tmp_path / 'cache'), 100.0, 1000)
+    unlabelled = prepare_data('ptbxl', str(root), str(tmp_path / 'cache'), 100.0, 1000, labelled=False)
+    count = lambda splits: sum(len(splits[s]) for s in ('train', 'val', 'test'))  # noqa: E731
+    assert count(labelled) == 15 and count(unlabelled) == 20
+    assert unlabelled['cache_dir'] != labelled['cache_dir']  # two indexes, two caches
+
+
 def test_prepare_data_pool_gives_train_and_val_and_rejects_labels(tmp_path):
     for i in range(40):
         write_wfdb(tmp_path / 'data' / 'mine', f'r{i}', sine_leads(100.0, 1000, freq=1 + i / 20), 100.0)

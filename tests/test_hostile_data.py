@@ -40,6 +40,7 @@ from ecgvit.data import (
     MissingLeadsError,
     Preprocessing,
     PretrainingPool,
+    Record,
     RecordError,
     RecordFileNotFoundError,
     SyntheticDataset,
@@ -530,6 +531,16 @@ def b_half_rate_dataset_250(tmp):
 
 def b_half_rate_dataset_strict(tmp):
     return _half_rate_cache(tmp, 250.0, plausibility='strict')
+
+
+def b_quarter_rate_short_dataset(tmp):
+    # 2.5 s at 4x the true rate: 10-s records at 250 Hz declared 1000 Hz (too short for an estimate before).
+    d = tmp / 'quarter'
+    for i in range(6):
+        write_wfdb(d, f'r{i}', ecg(250.0, seed=i), 1000.0)
+    return lambda: CachedECGDataset(build_cache(get_dataset('folder', d, labels_csv=False),
+                                                Preprocessing(sampling_rate=250.0, num_samples=2500, pad='zero'),
+                                                tmp / 'c', num_workers=0, progress=False))
 
 
 def b_plausible_dataset(tmp):
@@ -1121,6 +1132,9 @@ PLAUSIBILITY_CASES = [
     Case('plausibility', 'dataset at 500 Hz declared 250 Hz', b_half_rate_dataset_250,
          check=lambda ds, t: len(ds) == 6,
          warns=r'median heart rate over 6 records is \d+ bpm.*sampling rate .* probably wrong'),
+    Case('plausibility', 'dataset at 250 Hz declared 1000 Hz (2.5 s each)', b_quarter_rate_short_dataset,
+         check=lambda ds, t: len(ds) == 6,
+         warns=r'median heart rate over 6 records is \d+ bpm.*sampling rate .* probably wrong'),
     Case('plausibility', "same with plausibility='strict'", b_half_rate_dataset_strict, ImplausibleDataError,
          r"plausibility=\"strict\".*median heart rate"),
     Case('plausibility', 'plausible records, strict', b_plausible_dataset, check=lambda ds, t: len(ds) == 4),
@@ -1318,3 +1332,22 @@ def test_table_counts_every_case():
                                Case('b', 'three', b_good, RecordError, 'm')]})
     assert '| x | a | 2 | 1 | 1 | 0 | - |' in text and '| x | b | 1 | 0 | 0 | 1 | RecordError |' in text
     assert '| **all** | | **3** | **1** | **1** | **1** | |' in text
+
+
+def test_ectopic_beats_that_dwarf_the_normal_ones_in_some_leads_are_not_a_wrong_rate():
+    """Where huge ectopic beats dominate the largest leads, the detector there finds only them (PTB-XL 833 read with
+    its 6 limb leads: 19 bpm, "400 Hz would give 76 bpm"); the other leads count every beat, so nothing is flagged."""
+    x = ecg(100.0, seed=1)
+    x[:3] *= 0.15  # normal beats small in three leads ...
+    for t in (150, 500, 850):  # ... and three wide 4-mV ectopic beats there
+        x[:3, t - 6:t + 7] += 4.0 * np.hanning(13)
+    record = Record(signal=x, fs=100.0, lead_names=tuple(LEADS), record_id='ectopic')
+    result = check_record(record)
+    assert result['problems'] == [] and 50 < result['heart_rate_bpm'] < 110
+
+
+def test_a_suggested_rate_gives_a_typical_heart_rate_or_none_is_suggested():
+    from ecgvit.data.plausibility import _likely_rate
+
+    assert _likely_rate(50.0, 37.5) == 100.0  # 100 Hz data declared 50 Hz: 75 bpm at 100 Hz
+    assert _likely_rate(125.0, 259.0) is None  # 100 Hz would give 207 bpm: no common rate gives a typical one

@@ -233,6 +233,45 @@ for _kind, _desc, _edit, _match in [
         _config_case(_edit, _match))
 
 
+@case('checkpoint', 'create_model(checkpoint_path=...) missing or corrupt',
+      "create_model('ecg_vit_tiny', checkpoint_path=...) with a path that does not exist, a truncated .safetensors "
+      'and a damaged .pth', "FileNotFoundError naming the path (timm's own has no text); CheckpointError saying "
+      'truncated or corrupt')
+def _checkpoint_path_missing_or_corrupt(tmp_path, monkeypatch):
+    missing = tmp_path / 'nope.safetensors'
+    with pytest.raises(FileNotFoundError, match=f"checkpoint_path '{missing}' is not a file"):
+        ecgvit.create_model('ecg_vit_tiny', checkpoint_path=str(missing), **TINY)
+    model = ecgvit.create_model('ecg_vit_tiny', **TINY)
+    good = hub.save_pretrained(model, tmp_path / 'export') / 'model.safetensors'
+    truncated = tmp_path / 'truncated.safetensors'
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(errors.CheckpointError, match='probably truncated or corrupt'):
+        ecgvit.create_model('ecg_vit_tiny', checkpoint_path=str(truncated), **TINY)
+    damaged = tmp_path / 'damaged.pth'
+    torch.save(model.state_dict(), damaged)
+    damaged.write_bytes(damaged.read_bytes()[:500])
+    with pytest.raises(errors.CheckpointError, match='weights-only torch checkpoint'):
+        ecgvit.create_model('ecg_vit_tiny', checkpoint_path=str(damaged), **TINY)
+    # and a good file still loads through timm's own path
+    loaded = ecgvit.create_model('ecg_vit_tiny', checkpoint_path=str(good), **TINY)
+    assert torch.equal(loaded.pos_embed, model.pos_embed)
+
+
+@case('checkpoint', 'a truncated run checkpoint given to load_encoder',
+      'hub.load_encoder(<run folder whose best.safetensors is cut short>) (ecgvit embed/probe --checkpoint)',
+      'CheckpointError saying truncated or corrupt, without the unrelated "pass the --model" hint')
+def _truncated_run_weights(tmp_path, monkeypatch):
+    model = ecgvit.create_model('ecg_vit_tiny', **TINY)
+    run = tmp_path / 'run'
+    good = hub.save_pretrained(model, tmp_path / 'export') / 'model.safetensors'
+    (run / 'checkpoints').mkdir(parents=True)
+    (run / 'checkpoints' / 'best.safetensors').write_bytes(good.read_bytes()[:1000])
+    (run / 'config.json').write_text(json.dumps({'command': 'pretrain', 'model': 'ecg_vit_tiny'}))
+    with pytest.raises(errors.CheckpointError, match='probably truncated or corrupt') as info:
+        hub.load_encoder(run, **TINY)
+    assert '--model' not in str(info.value)
+
+
 @case('config', 'config.json: not JSON', 'config.json holds half a JSON document',
       'CheckpointError naming the file (not a raw JSONDecodeError)')
 def _config_not_json(tmp_path, monkeypatch):
@@ -331,6 +370,16 @@ def _wrong_lead_count(tmp_path, monkeypatch):
         scripted(torch.randn(2, 8, 500))
 
 
+@case('model input', '(B, samples, leads) layout', 'a (2, 500, 12) batch: the layout wfdb.rdsamp and most arrays use',
+      'ValueError saying to transpose it (not to rebuild the model with in_chans=500)')
+def _samples_by_leads(tmp_path, monkeypatch):
+    model = ecgvit.create_model('ecg_vit_tiny', **TINY).eval()
+    with pytest.raises(ValueError, match=r'looks like \(B, samples, leads\): transpose it') as info:
+        model(torch.randn(2, 500, 12))
+    assert 'in_chans' not in str(info.value)
+    model(torch.randn(2, 500, 12).transpose(1, 2))  # the fix it names works
+
+
 @case('model input', 'empty or too short record',
       'a (1, 12, 0) or (1, 12, 10) batch (shorter than one 25-sample patch)',
       "ValueError naming the length and the patch size (not the convolution's raw kernel-size error)")
@@ -368,6 +417,7 @@ for _method, _kwargs, _match in [
     ('mae_nextclip', {'fallback_rr_s': math.inf}, 'fallback_rr_s must be positive'),
     ('mae_moco', {'temperature': math.nan}, 'temperature must be > 0'),
     ('mae_moco', {'alpha': math.nan}, r'alpha \(the MAE loss weight\) must be a finite number'),
+    ('mae_nextclip', {'decoder_pos_init': 'sincoss'}, r"decoder_pos_init must be one of \('normal', 'sincos'\)"),
 ]:
     _arg, _value = next(iter(_kwargs.items()))
     case('method options', f'{_method} {_arg} = {_value}', f'create_pretrainer({_method!r}, {_arg}={_value}) '

@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from ecgvit.pretrain.decoder import LightDecoder
+from ecgvit.pretrain.decoder import POS_INITS, LightDecoder
 
 __all__ = ['patchify', 'unpatchify', 'masking_ids', 'random_masking', 'encode_masked', 'MaeDecoder', 'MaeBranch']
 
@@ -236,6 +236,8 @@ class MaeBranch(nn.Module):
         super().__init__()
         if not 0.0 <= mask_ratio < 1.0:
             raise ValueError(f'mask_ratio must be in [0, 1), got {mask_ratio}; the seed-style default is 0.75.')
+        if decoder_pos_init not in POS_INITS:  # named here as the method's setting, not the decoder's argument
+            raise ValueError(f'decoder_pos_init must be one of {POS_INITS}, got {decoder_pos_init!r}.')
         self.mask_ratio = float(mask_ratio)
         self.patch_len = int(encoder.patch_len)
         self.in_chans = int(encoder.patch_embed.proj.in_channels)

@@ -181,8 +181,9 @@ class PTBXLDataset(ECGDataset):
                                          f'(ecg_id {listed}). Use sampling_rate=100, or missing_500hz="fallback" to '
                                          f'read those records at 100 Hz.')
             warnings.warn(f'{self.name}: {len(ids)} of {len(self.entries)} records have no 500 Hz file and are read '
-                          f'at 100 Hz (ecg_id {listed}); preprocessing resamples them to the model rate. Pass '
-                          f'missing_500hz="error" to refuse instead.', stacklevel=2)
+                          f'at 100 Hz (ecg_id {listed}); preprocessing resamples them to the model rate, so they hold '
+                          f'nothing above 50 Hz. In Python, PTBXLDataset(..., missing_500hz="error") refuses them '
+                          f'instead.', stacklevel=2)
         self._finalize()
 
     def _record_path(self, db_path, rid: str, column: str, value) -> Path | None:
