@@ -307,7 +307,8 @@ def gate_decision(results: List[Dict[str, Any]], pairwise: List[Dict[str, Any]],
             raise ValueError(f'The suite output does not pair {candidate!r} with {other!r}.')
         out[key] = {'other': other, 'diff': d[0], 'lo': d[1], 'hi': d[2]}
         if d[1] <= 0:
-            reasons.append(f'vs {other}: {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}], the CI does not exclude 0')
+            verdict = 'worse: the CI lies below 0' if d[2] < 0 else 'the CI does not exclude 0'
+            reasons.append(f'vs {other}: {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}], {verdict}')
     if current is not None and current in scores:
         out['current'] = float(scores[current]['mean'])
     if SUPERVISED in scores:

@@ -42,6 +42,11 @@ def test_gate_passes_only_when_both_cis_exclude_zero():
     res, pw = _rows(scores, [('random', 'new', -.065, -.09, -.04), ('new', 'cur', .036, -.002, .06)])
     d = gate_decision(res, pw, 'new', 'cur')
     assert not d['passed'] and len(d['reasons']) == 1 and 'vs cur' in d['reasons'][0]
+    assert d['reasons'][0].endswith('the CI does not exclude 0')
+    # Worse than the current weights is said as such (it read "the CI does not exclude 0" for [-0.091, -0.034]).
+    res, pw = _rows(scores, [('random', 'new', -.065, -.09, -.04), ('new', 'cur', -.061, -.091, -.034)])
+    assert gate_decision(res, pw, 'new', 'cur')['reasons'] == [
+        'vs cur: -0.061 [-0.091, -0.034], worse: the CI lies below 0']
     res, pw = _rows({'random': .80, 'new': .89, 'cur': .82}, [('new', 'random', .09, .06, .12),
                                                              ('new', 'cur', .07, .04, .1)])
     assert gate_decision(res, pw, 'new', 'cur')['target_met']
