@@ -123,7 +123,7 @@ def ecg_to_4d(x: torch.Tensor, patch_len: int, num_leads: int = -1) -> torch.Ten
         # Without this the patch convolution fails with torch's raw "expected input to have N channels".
         # A literal (TorchScript cannot read a global str): ecgvit.constants.LEADS, checked by the tests.
         order = ' in the order I, II, III, aVR, aVL, aVF, V1, V2, V3, V4, V5, V6' if num_leads == 12 else ''
-        if x.dim() == 4 and x.shape[2] == 1 and x.shape[3] == num_leads:
+        if x.shape[2] == 1 and x.shape[3] == num_leads:
             # (B, samples, leads), the layout wfdb.rdsamp and most arrays use: in_chans would be the wrong fix.
             raise ValueError(f'The model expects (B, leads, samples) with {num_leads} leads{order} in dim 1, got '
                              f'shape {[x.shape[0], x.shape[1], x.shape[3]]}, which looks like (B, samples, leads): '
