@@ -4,10 +4,13 @@ The check runs once per record while a cache is built. This script reads every W
 runs the check with all leads and with lead subsets (the suite's reduced-lead tasks read records that way), and prints
 per subset how many records were flagged (with their ids and problems) and the median milliseconds per record over
 ``--repeats`` timed passes, on the number of torch/numpy threads the environment gives (set ``OMP_NUM_THREADS=1`` for
-one).
+one). With ``--misdate 2,3,4`` it also reads every record as if its header gave the rate divided by each factor (a
+folder misdated that way) and prints, per factor, the records flagged alone and what :func:`summarize` says of the
+folder (its medians of the detected and the autocorrelation heart rates, and its dataset problem, if any).
 
     OMP_NUM_THREADS=1 python benchmarks/plausibility_check.py --data-dir ../shared/data/ptbxl/records100
     OMP_NUM_THREADS=1 python benchmarks/plausibility_check.py --data-dir ../shared/data/ptbxl/records500 --limit 200
+    OMP_NUM_THREADS=1 python benchmarks/plausibility_check.py --data-dir ../shared/data/ludb --misdate 2,3,4
 """
 if __name__ == '__main__' and __package__ is None:  # `python benchmarks/plausibility_check.py` from the repository root
     import sys
@@ -25,7 +28,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ecgvit.constants import LEADS
-from ecgvit.data.plausibility import check_record
+from ecgvit.data.plausibility import check_record, summarize
 from ecgvit.data.records import Record, read_record
 
 SUBSETS: Dict[str, Optional[Sequence[str]]] = {'12': None, 'limb 6': LEADS[:6], 'lead I': LEADS[:1]}
@@ -53,12 +56,32 @@ def run(records: List[Record], repeats: int) -> List[Dict]:
     return rows
 
 
+def misdated(records: List[Record], factors: Sequence[float]) -> List[Dict]:
+    """The check on the 12 leads of every record read at its rate divided by each factor (a misdated folder)."""
+    rows = []
+    for factor in factors:
+        results = [check_record(dataclasses.replace(r, fs=r.fs / factor)) for r in records]
+        summary = summarize(results, name=f'rate / {factor:g}')
+        rows.append({'factor': factor, 'records': len(results), 'flagged': len(summary['flagged']),
+                     'median_hr': summary['median_heart_rate_bpm'],
+                     'median_autocorr_hr': summary['median_autocorr_heart_rate_bpm'],
+                     'dataset_problems': summary['dataset_problems']})
+    return rows
+
+
+def _bpm(value: Optional[float]) -> str:
+    return '-' if value is None else f'{value:.0f}'
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--data-dir', required=True, help='a folder of WFDB records (searched recursively)')
     ap.add_argument('--limit', type=int, default=None, help='read at most this many records (sorted by path)')
     ap.add_argument('--repeats', type=int, default=3, help='timed passes per subset (the median is printed)')
+    ap.add_argument('--misdate', default='', help='comma-separated factors: also read the records at their rate '
+                    'divided by each (e.g. 2,3,4) and print what the folder check says')
     args = ap.parse_args(argv)
+    factors = [float(f) for f in args.misdate.split(',') if f.strip()]
     headers = sorted(Path(args.data_dir).rglob('*.hea'))[:args.limit]
     if not headers:
         raise SystemExit(f'No WFDB header (*.hea) under {args.data_dir}.')
@@ -74,6 +97,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for row in rows:
         for rid, problem in row['flagged']:
             print(f"{row['subset']}: {rid}: {problem}")
+    if factors:
+        print('\n| declared rate | records | flagged alone | median heart rate, R peaks | median heart rate, '
+              'autocorrelation | folder flagged |')
+        print('|---|---|---|---|---|---|')
+        for row in misdated(records, factors):
+            print(f"| true / {row['factor']:g} | {row['records']} | {row['flagged']} | {_bpm(row['median_hr'])} | "
+                  f"{_bpm(row['median_autocorr_hr'])} | {'yes' if row['dataset_problems'] else 'no'} |")
     return 0
 
 

@@ -543,6 +543,17 @@ def b_quarter_rate_short_dataset(tmp):
                                                 tmp / 'c', num_workers=0, progress=False))
 
 
+def b_quarter_rate_low_dataset(tmp):
+    # 500 Hz samples declared 125 Hz (40 s each): the R-peak detector's filter and refractory period do not fit such
+    # slow beats, so its rates scatter around plausible values; the signals' period still says 4x too slow.
+    d = tmp / 'slow'
+    for i in range(6):
+        write_wfdb(d, f'r{i}', ecg(500.0, seed=i), 125.0)
+    return lambda: CachedECGDataset(build_cache(get_dataset('folder', d, labels_csv=False),
+                                                Preprocessing(sampling_rate=125.0, num_samples=5000),
+                                                tmp / 'c', num_workers=0, progress=False))
+
+
 def b_plausible_dataset(tmp):
     d = tmp / 'ok'
     for i in range(4):
@@ -1135,6 +1146,9 @@ PLAUSIBILITY_CASES = [
     Case('plausibility', 'dataset at 250 Hz declared 1000 Hz (2.5 s each)', b_quarter_rate_short_dataset,
          check=lambda ds, t: len(ds) == 6,
          warns=r'median heart rate over 6 records is \d+ bpm.*sampling rate .* probably wrong'),
+    Case('plausibility', 'dataset at 500 Hz declared 125 Hz (detector erratic)', b_quarter_rate_low_dataset,
+         check=lambda ds, t: len(ds) == 6,
+         warns=r'median heart rate over 6 records, from the period of the signals, is \d+ bpm.*probably wrong'),
     Case('plausibility', "same with plausibility='strict'", b_half_rate_dataset_strict, ImplausibleDataError,
          r"plausibility=\"strict\".*median heart rate"),
     Case('plausibility', 'plausible records, strict', b_plausible_dataset, check=lambda ds, t: len(ds) == 4),
@@ -1344,6 +1358,29 @@ def test_ectopic_beats_that_dwarf_the_normal_ones_in_some_leads_are_not_a_wrong_
     record = Record(signal=x, fs=100.0, lead_names=tuple(LEADS), record_id='ectopic')
     result = check_record(record)
     assert result['problems'] == [] and 50 < result['heart_rate_bpm'] < 110
+
+
+@pytest.mark.parametrize('label', ['NSR', 'SB', 'ST'])
+@pytest.mark.parametrize('factor', [1.0, 4.0])
+def test_the_autocorrelation_heart_rate_scales_with_a_wrong_rate(label, factor):
+    from ecgvit.data.plausibility import _autocorr_heart_rate_bpm
+    for seed in range(3):
+        e = synthesize_ecg(label, fs=500.0, duration_s=10.0, rng=seed)
+        got = _autocorr_heart_rate_bpm(e.signal, 500.0 / factor)
+        assert got is not None and abs(np.log(got * factor / e.heart_rate_bpm)) < 0.1, (seed, got, e.heart_rate_bpm)
+
+
+def test_the_autocorrelation_heart_rate_of_a_flat_or_short_signal_is_none():
+    from ecgvit.data.plausibility import _autocorr_heart_rate_bpm
+    assert _autocorr_heart_rate_bpm(np.zeros((12, 2500)), 250.0) is None
+    assert _autocorr_heart_rate_bpm(ecg(250.0)[:, :250], 250.0) is None  # 1 s: below the 2 s an estimate needs
+
+
+def test_a_plausible_folder_is_not_flagged_by_the_autocorrelation_median(tmp_path):
+    from ecgvit.data.plausibility import summarize
+    results = [check_record(read_record(rec(tmp_path, f'r{i}', signal=ecg(seed=i)))) for i in range(5)]
+    summary = summarize(results)
+    assert summary['dataset_problems'] == [] and 45 < summary['median_autocorr_heart_rate_bpm'] < 150
 
 
 def test_a_suggested_rate_gives_a_typical_heart_rate_or_none_is_suggested():
