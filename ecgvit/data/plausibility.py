@@ -93,8 +93,8 @@ def _autocorr_heart_rate_bpm(x: np.ndarray, fs: float) -> float | None:
     """Heart rate from the period of the signal's slope energy (the lag of its autocorrelation's first beat peak).
 
     The R-peak detector filters, and waits out its refractory period, in Hz and seconds of the declared rate, so where
-    that rate is 3-4 times too low its beats come out erratic (PTB-XL 500-Hz records read as 125 Hz: a median of 101
-    bpm instead of 18). This estimate has no band or time limit, only the signal's own repetition, so it scales with
+    that rate is 3-4 times too low its beats come out erratic (LUDB's 500-Hz records read as 125 Hz: a median of 124
+    bpm instead of 16). This estimate has no band or time limit, only the signal's own repetition, so it scales with
     a wrong rate as the true heart rate would. It is wrong on 1-4 % of real records (a multiple of the beat picked on
     noisy or irregular ones), so it is read only as the median of a dataset (:func:`summarize`), never per record.
     """
@@ -138,7 +138,8 @@ def check_record(record: Record) -> dict[str, Any]:
     """Amplitude and heart-rate plausibility of one record (as read: millivolts at ``record.fs``).
 
     Args:
-        record: The record; leads its ``lead_mask`` marks absent are left out, and only its first 12 s are read.
+        record: The record; leads its ``lead_mask`` marks absent are left out, and only its first 12 s are read
+            (48 s for the period estimate).
 
     Returns:
         ``{'record_id', 'amplitude_mv', 'heart_rate_bpm', 'autocorr_heart_rate_bpm', 'problems'}``: the median
