@@ -63,11 +63,18 @@ def _amplitude_mv(x: np.ndarray) -> float | None:
     return float(np.median(amps)) if amps.size else None
 
 
-def _heart_rate_bpm(x: np.ndarray, fs: float) -> float | None:
+def _largest_leads(x: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` leads of widest peak-to-peak range, widest first, NaNs read as 0 and flat leads left out.
+
+    The beats are largest where the leads point along the heart's axis; which leads those are differs by record.
+    """
     x = np.nan_to_num(x)
-    spread = np.ptp(x, axis=1)
-    x = x[np.argsort(spread)[::-1][:_RATE_LEADS]]
-    x = x[np.ptp(x, axis=1) > 0]
+    x = x[np.argsort(np.ptp(x, axis=1))[::-1][:n]]
+    return x[np.ptp(x, axis=1) > 0]
+
+
+def _heart_rate_bpm(x: np.ndarray, fs: float) -> float | None:
+    x = _largest_leads(x, _RATE_LEADS)
     if x.shape[0] == 0 or x.shape[1] < _MIN_RATE_SECONDS * fs or fs < 20:
         return None  # too short (or too coarse) for a rate estimate
     # The beats are in every lead: the 3 largest together are enough for almost every record.
@@ -98,8 +105,7 @@ def _autocorr_heart_rate_bpm(x: np.ndarray, fs: float) -> float | None:
     a wrong rate as the true heart rate would. It is wrong on 1-4 % of real records (a multiple of the beat picked on
     noisy or irregular ones), so it is read only as the median of a dataset (:func:`summarize`), never per record.
     """
-    x = np.nan_to_num(x)
-    x = x[np.argsort(np.ptp(x, axis=1))[::-1][:3]]
+    x = _largest_leads(x, 3)
     energy = np.abs(np.diff(x, axis=1)).sum(axis=0)
     n = energy.size
     if n < 8 or n < _MIN_RATE_SECONDS * fs:
