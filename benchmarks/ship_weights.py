@@ -34,7 +34,10 @@ A run that is still training replaces its best weights whenever the validation l
 of it (``snapshot``): ``ship`` refuses weights whose sha256 is not the one the gate evaluated.
 
     python benchmarks/ship_weights.py snapshot --run ~/.cache/ecgvit-runs/weights-bf16/mae_moco \\
-        --out ~/.cache/ecgvit-runs/weights-bf16/mae_moco-snapshot-e57
+        --out ~/.cache/ecgvit-runs/weights-bf16/mae_moco-snapshot-e57 [--weights last]
+
+``--weights last`` freezes the last epoch's weights instead (the newest epoch-end checkpoint, its info marked
+``selected: last``), so that the end of an annealed schedule can be gated like any candidate; the card says which.
 """
 if __name__ == '__main__' and __package__ is None:  # `python benchmarks/ship_weights.py` from the repository root
     import sys
@@ -84,7 +87,8 @@ CANDIDATE = 'new_{}'  # a candidate's encoder name in the suite output
 SUPERVISED = 'supervised'  # the supervised floor's encoder name in the suite output (benchmarks/supervised_floor.py)
 GATE_FILE = 'gate.json'
 ABLATION_TITLE = '### Ablation (MAE-only, MoCo-only, the hybrids, the shared pass, at equal budget)'
-SNAPSHOT_FILES = ('config.json', 'metrics.csv', 'summary.json', 'checkpoints/best.safetensors')
+BEST_FILE = 'checkpoints/best.safetensors'
+SNAPSHOT_FILES = ('config.json', 'metrics.csv', 'summary.json', BEST_FILE)
 
 
 def _read_csv(path: Path) -> List[Dict[str, str]]:
@@ -159,7 +163,8 @@ def run_facts(run: Path) -> Dict[str, Any]:
             'epochs_done': max(val_epochs) + 1 if val_epochs else 0, 'epochs_planned': cfg['train']['epochs'],
             'finished': bool(summary), 'steps': max(int(r['step']) for r in rows) if rows else 0,
             'train_hours': total / 3600, 'best_epoch': best.get('epoch'), 'best_step': best.get('step'),
-            'best_val_loss': best.get('val_loss'), 'amp': cfg.get('amp_resolved') or cfg['train'].get('amp'),
+            'best_val_loss': best.get('val_loss'), 'weights_rule': best.get('selected', 'best'),
+            'amp': cfg.get('amp_resolved') or cfg['train'].get('amp'),
             'machine': cfg.get('machine'), 'train': cfg['train'], 'pretrainer': cfg.get('pretrainer', {}),
             'data': cfg.get('data', {}), 'preprocessing': cfg.get('preprocessing'),
             'command': _command_line(cfg.get('args') or {}), 'loss_history': loss_history(run / 'metrics.csv'),
@@ -167,25 +172,66 @@ def run_facts(run: Path) -> Dict[str, Any]:
             'weights_sha256': sha256_file(encoder_weights_file(run))}
 
 
+def _last_epoch_checkpoint(run: Path) -> Tuple[Path, Dict[str, Any]]:
+    """The newest intact checkpoint of ``run`` written at an epoch boundary, and its state.
+
+    A run stopped mid-epoch leaves a mid-epoch checkpoint last; its weights saw part of an epoch that no validation
+    pass measured, so the epoch-boundary checkpoint before it is the last one a card can describe.
+    """
+    from ecgvit.train.checkpoint import checkpoint_problem, list_checkpoints, read_checkpoint_state
+
+    for path in reversed(list_checkpoints(run / 'checkpoints')):
+        if checkpoint_problem(path) is None:
+            state = read_checkpoint_state(path)
+            if state.get('batch_in_epoch', 0) == 0 and state.get('epoch', 0) > 0:
+                return path, state
+    raise SystemExit(f'{run} holds no intact checkpoint written at the end of an epoch: --weights last needs one '
+                     f'(a run checkpoints at every epoch end by default; --save-every-epochs 1).')
+
+
+def _write_last_as_best(ckpt: Path, state: Dict[str, Any], rows: List[Dict[str, str]], out: Path) -> None:
+    """Write the weights of the epoch-end checkpoint ``ckpt`` into ``out`` as ``best.safetensors``, their info marked
+    ``selected: last`` so that the gate, the card and ``ship`` say which weights these are."""
+    from safetensors.torch import load_file, save_file
+
+    epoch = state['epoch'] - 1  # epochs finished -> the 0-based epoch just ended, as best.safetensors counts
+    val = [float(r['val_loss']) for r in rows if r['kind'] == 'val' and int(r['epoch']) == epoch and r['val_loss']]
+    info = {'step': state['step'], 'epoch': epoch, 'val_loss': val[-1] if val else None, 'selected': 'last',
+            'checkpoint': ckpt.name}
+    save_file(load_file(str(ckpt / 'model.safetensors')), str(out),
+              metadata={'format': 'pt', 'ecgvit': json.dumps(info)})
+
+
 def snapshot(args: argparse.Namespace) -> int:
     """Copy what the gate and ``ship`` read of a run (config, metrics, best weights) into a new folder, so that the
-    weights a live run goes on replacing stay the ones evaluated."""
+    weights a live run goes on replacing stay the ones evaluated. With ``--weights last``, the weights copied are the
+    last epoch's (the newest epoch-boundary checkpoint), not the best validation loss's."""
     run, out = Path(args.run), Path(args.out)
     run_facts(run)  # a folder that is not a run fails here
     if out.exists():
         raise SystemExit(f'{out} exists: a snapshot is written once; name a new folder.')
     tmp = out.with_name(out.name + '.partial')
     shutil.rmtree(tmp, ignore_errors=True)
+    last = _last_epoch_checkpoint(run) if getattr(args, 'weights', 'best') == 'last' else None
     for name in SNAPSHOT_FILES:
-        if (run / name).is_file():
+        if (run / name).is_file() and not (last and name == BEST_FILE):
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             # One open() per file: a run replaces best.safetensors by rename, so the copy is one whole version.
             shutil.copyfile(run / name, tmp / name)
+    if last:
+        (tmp / BEST_FILE).parent.mkdir(parents=True, exist_ok=True)
+        _write_last_as_best(*last, _read_csv(tmp / 'metrics.csv'), tmp / BEST_FILE)
     os.replace(tmp, out)
     facts = run_facts(out)
-    print(f"{out}: {facts['epochs_done']} epochs, best weights after epoch {weights_epochs(facts)} (validation loss "
-          f"{facts['best_val_loss']:.4f}), sha256 {facts['weights_sha256']}")
+    loss = 'no validation loss' if facts['best_val_loss'] is None else f"validation loss {facts['best_val_loss']:.4f}"
+    print(f"{out}: {facts['epochs_done']} epochs, {_weights_rule(facts)} weights after epoch "
+          f"{weights_epochs(facts)} ({loss}), sha256 {facts['weights_sha256']}")
     return 0
+
+
+def _weights_rule(facts: Dict[str, Any]) -> str:
+    """'best' (the best validation loss; every run's default) or 'last' (a ``snapshot --weights last``)."""
+    return facts.get('weights_rule') or 'best'
 
 
 def _command_line(args: Dict[str, Any]) -> str:
@@ -495,6 +541,15 @@ def _off_default_rows(method: str, pretrainer: Dict[str, Any]) -> List[str]:
     return [f"| settings off the method's defaults | {'; '.join(changed)} |"] if changed else []
 
 
+def _weights_row(f: Dict[str, Any], n: int) -> str:
+    """Which of the run's weights these are, for the card: the best validation loss's, or the last epoch's."""
+    step = f", step {f['best_step']}" if f.get('best_step') is not None else ''
+    loss = f"{f['best_val_loss']:.4f}" if f.get('best_val_loss') is not None else 'not measured'
+    if _weights_rule(f) == 'last':
+        return f'the last epoch\'s (after epoch {n}{step}; validation loss {loss}), not the best validation loss\'s'
+    return f'best validation loss {loss} (after epoch {n}{step})'
+
+
 def _card(decision: Dict[str, Any], gate_dir: Path, ablations: Sequence[Path], previous: Dict[str, Any]) -> str:
     """The card's body after Input/Usage/Preprocessing (which ``save_pretrained`` writes): pretraining, data,
     evaluation, ablation, limitations; every number from the run and the gate's outputs."""
@@ -505,7 +560,9 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablations: Sequence[Path], p
     n = weights_epochs(f)
     run_so_far = (f"the whole {f['epochs_planned']}-epoch schedule" if f['finished'] else
                   f"the {f['epochs_done']} run so far of a {f['epochs_planned']}-epoch schedule")
+    last = _weights_rule(f) == 'last'
     schedule = (f'{n} (the whole schedule)' if f['finished'] and n == f['epochs_done'] else
+                f'{n} (the newest epoch-end checkpoint of {run_so_far})' if last else
                 f'{n} (the best validation loss among {run_so_far})')
     before = continued_epochs(f, previous)
     if before is not None:  # `_previous` reads "N in all" back, so a later release counts from the total
@@ -527,8 +584,7 @@ def _card(decision: Dict[str, Any], gate_dir: Path, ablations: Sequence[Path], p
         f"| optimiser | Adam lr {tc.get('lr')}, batch {tc.get('batch_size')}, {tc.get('warmup_epochs')} warm-up "
         f"epochs, then ReduceLROnPlateau (factor {tc.get('plateau_factor')}, patience "
         f"{tc.get('plateau_patience')}) on the validation loss |",
-        f"| weights | best validation loss {f['best_val_loss']:.4f} (after epoch {n}"
-        + (f", step {f['best_step']}" if f.get('best_step') is not None else '') + ') |',
+        f"| weights | {_weights_row(f, n)} |",
         f"| precision | {f['amp']} |",
         f"| hardware | {_hardware(f['machine'])} |",
         f"| training time | {f['train_hours']:.2f} h (summed over resumed segments) |",
@@ -802,6 +858,9 @@ def build_parser() -> argparse.ArgumentParser:
     n = sub.add_parser('snapshot', help="freeze a run's config, metrics and best weights (for a run still training)")
     n.add_argument('--run', required=True, help='an `ecgvit pretrain` run folder')
     n.add_argument('--out', required=True, help='a new folder (gate it with --run NAME=OUT)')
+    n.add_argument('--weights', choices=('best', 'last'), default='best',
+                   help="which weights: the best validation loss's (default, what a release ships), or the last "
+                        "epoch's (the newest epoch-end checkpoint; for questions about the end of a schedule)")
     s = sub.add_parser('ship', help='write the candidates that passed into weights/')
     s.add_argument('--gate', required=True, help='the gate output folder')
     s.add_argument('--ablation', action='append', default=[],

@@ -116,6 +116,42 @@ def test_snapshot_freezes_a_run_and_ship_refuses_weights_the_gate_did_not_see(ti
     assert not weights.exists() and not (tmp_path / 'reg.py').exists()
 
 
+def test_snapshot_of_the_last_epochs_weights_says_so_everywhere(tiny_run, tmp_path):
+    """`snapshot --weights last`: the newest epoch-end checkpoint's weights, not the best validation loss's, frozen as
+    the candidate; its facts and card say which weights they are; a run with no epoch-end checkpoint is refused."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from benchmarks.ship_weights import _weights_row
+    from ecgvit.train.checkpoint import best_info, list_checkpoints
+
+    snap = tmp_path / 'last'
+    assert main(['snapshot', '--run', str(tiny_run), '--out', str(snap), '--weights', 'last']) == 0
+    newest = list_checkpoints(tiny_run / 'checkpoints')[-1]
+    assert newest.name == 'step-00000004'
+    frozen, expected = load_file(encoder_weights_file(snap)), load_file(newest / 'model.safetensors')
+    assert frozen.keys() == expected.keys() and all(torch.equal(frozen[k], expected[k]) for k in expected)
+    f = run_facts(snap)
+    val = [float(r.split(',')[5]) for r in (tiny_run / 'metrics.csv').read_text().splitlines()[1:]
+           if r.startswith('val,') and r.split(',')[2] == '1']
+    assert f['weights_rule'] == 'last' and f['best_epoch'] == 1 and f['best_step'] == 4
+    assert f['best_val_loss'] == pytest.approx(val[-1])
+    assert best_info(snap / 'checkpoints')['checkpoint'] == 'step-00000004'
+    assert "the last epoch's (after epoch 2, step 4; validation loss" in _weights_row(f, 2)
+    assert _weights_row(run_facts(tiny_run), 2).startswith('best validation loss')
+    assert run_facts(tiny_run)['weights_rule'] == 'best'
+    # Only a mid-epoch checkpoint left (a run stopped inside its first epoch): nothing an epoch's validation measured.
+    run = tmp_path / 'run'
+    shutil.copytree(tiny_run, run)
+    for ckpt in list_checkpoints(run / 'checkpoints'):
+        state = json.loads((ckpt / 'state.json').read_text())
+        (ckpt / 'state.json').write_text(json.dumps(dict(state, batch_in_epoch=1)))
+    with pytest.raises(SystemExit, match='no intact checkpoint written at the end of an epoch'):
+        main(['snapshot', '--run', str(run), '--out', str(tmp_path / 'none'), '--weights', 'last'])
+    assert not (tmp_path / 'none').exists() and not (tmp_path / 'none.partial').exists()
+
+
 def test_readme_table_lists_every_shipped_name_when_one_is_released(tmp_path):
     from benchmarks.ship_weights import _readme_table
     gate_dir, weights = tmp_path / 'gate', tmp_path / 'weights'
