@@ -77,7 +77,7 @@ def test_pack_run_unpack_end_to_end(tmp_path):
     rc = gpu_campaign.main([
         'run', '--data', str(tmp_path / 'pack'), '--out', str(out), '--workdir', str(work), '--device', 'cpu',
         '--seed-encoder', 'ecg_vit_tiny', '--ablation', 'mae', '--ablation-encoder', 'ecg_vit_tiny',
-        '--parallel', '4', '--threads', '1', '--batch-size', '8', '--max-epochs', '2', '--warmup-epochs', '1',
+        '--parallel', '3', '--threads', '1', '--batch-size', '8', '--max-epochs', '2', '--warmup-epochs', '1',
         # Budgets far above what 2 epochs need, so that the epoch cap ends each job on a busy machine too (with 2
         # minutes a job beside other work had finished one epoch only).
         '--minutes', '10', '--ablation-minutes', '10', '--total-minutes', '20', '--probe-reserve-s', '5',
@@ -100,6 +100,10 @@ def test_pack_run_unpack_end_to_end(tmp_path):
     assert set(report['test_predictions']['prob']) == set(jobs)
     assert '| seed-mae_moco |' in (out / 'results.md').read_text()
     assert 'seed-mae_nextclip: done' in (out / 'campaign.log').read_text()
+    log = (out / 'campaign.log').read_text().splitlines()
+    starts = [i for i, line in enumerate(log) if ': start,' in line]
+    first_done = min(i for i, line in enumerate(log) if ': done,' in line)
+    assert len(starts) == 4 and max(starts) < first_done  # the random floor took none of the 3 training slots
     encoders = report['encoders']
     assert set(encoders) == {'ecg_vit_tiny-mae_moco', 'ecg_vit_tiny-mae_nextclip'}
     assert all(len(e['shards']) == 2 for e in encoders.values())

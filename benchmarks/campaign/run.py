@@ -8,8 +8,10 @@ Jobs, in the order they start:
    ``ecg_vit_mae_nextclip``, the paper's passes), ``--minutes`` each; exported as bf16 shards when done.
 3. ``small-<method>``: the ablation at ``--ablation-encoder`` (``ecg_vit_small``), ``--ablation-minutes`` each.
 
-With ``--parallel N`` up to N jobs run at once, each in its own process (a seed-size step at batch 64 leaves an H200
-mostly idle between small kernels); with ``--parallel 0`` they run one after the other in this process. No job
+With ``--parallel N`` up to N pretraining jobs run at once, each in its own process; the random-init floors, which
+only embed and probe, run beside them and take no slot (on the H200, two seed jobs kept the GPU busy a median 80 %
+of the time: more processes add less than the first plan assumed). With ``--parallel 0`` every job runs one after
+the other in this process. No job
 starts unless a useful part of its budget is left before ``--total-minutes`` (less the final reserve), and a job
 past its end is killed; what it checkpointed is still used.
 
@@ -47,6 +49,7 @@ _logger = logging.getLogger('campaign')
 MAX_OUT_FILES = 8  # what the device machine sends back: at most 8 files of 16 MiB
 MAX_FILE_BYTES = 16 * 2 ** 20
 SHIPPED = {'mae_moco': 'ecg_vit_mae_moco', 'mae_nextclip': 'ecg_vit_mae_nextclip'}
+TRAINING_ROLES = ('seed', 'ablation')  # the jobs that pretrain; each takes one of --parallel's slots
 # The ablation in the order it is worth running when the budget ends first: the baselines and the paper's
 # hybrids, the shared-pass variants, then the other MAE weights.
 ABLATION = ('mae,moco,mae_moco,mae_nextclip,mae_centerclip,mae_moco_shared,mae_nextclip_shared,mae_centerclip_shared,'
@@ -74,7 +77,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--total-minutes', type=float, default=9.0, help='wall-clock budget of the whole command')
     p.add_argument('--final-reserve-s', type=float, default=45.0, help='kept at the end for the report')
     p.add_argument('--probe-reserve-s', type=float, default=40.0, help='kept at the end of each job for its probe')
-    p.add_argument('--parallel', type=int, default=4, help='jobs at once, each its own process (0: in this process)')
+    p.add_argument('--parallel', type=int, default=4,
+                   help='pretraining jobs at once, each its own process (0: all in this process)')
     recipe = TrainConfig()  # the seed's recipe, declared once in ecgvit.train
     p.add_argument('--batch-size', type=int, default=recipe.batch_size, help='pretraining batch (seed: 64)')
     p.add_argument('--lr', type=float, default=recipe.lr, help='Adam learning rate (seed: 2e-4)')
@@ -520,15 +524,23 @@ def run(args: argparse.Namespace) -> int:
                     tail = (Path(job['run_dir']) / 'worker.log').read_text(errors='replace')[-2000:]
                     _logger.info('%s: exit code %s, end of its log:\n%s', job['name'], proc.returncode, tail)
                 finished(job, res)
-        while pending and (len(running) < max(1, args.parallel)):
-            job = pending.pop(0)
+        while pending:
+            # The random-init floors (and --probe jobs) only embed and probe, in seconds: they run beside the
+            # training jobs, not in their slots, so that no seed job starts late behind them.
+            busy = sum(1 for j, *_ in running if j['role'] in TRAINING_ROLES)
+            job = next((j for j in pending if j['role'] not in TRAINING_ROLES), None)
+            if job is None and busy < max(1, args.parallel):
+                job = pending[0]
+            if job is None:
+                break
+            pending.remove(job)
             left = end_all - time.time()
             budget = min(60 * job['minutes'], left)
             if budget < args.probe_reserve_s + 10 or budget < 0.25 * 60 * job['minutes']:
                 finished(job, {'status': 'skipped (no time left)', 'name': job['name']})
                 continue
-            job['train_deadline'] = time.time() + budget - (args.probe_reserve_s if job['role'] in ('seed', 'ablation')
-                                                              else 0)
+            reserve = args.probe_reserve_s if job['role'] in TRAINING_ROLES else 0.0
+            job['train_deadline'] = time.time() + budget - reserve
             _logger.info('%s: start, %.0f s (%s on %s)', job['name'], budget, job['method'], job['encoder'])
             Path(job['run_dir']).mkdir(parents=True, exist_ok=True)
             if args.parallel <= 0:
