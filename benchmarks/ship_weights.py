@@ -168,7 +168,7 @@ def run_facts(run: Path) -> Dict[str, Any]:
             'machine': cfg.get('machine'), 'train': cfg['train'], 'pretrainer': cfg.get('pretrainer', {}),
             'data': cfg.get('data', {}), 'preprocessing': cfg.get('preprocessing'),
             'command': _command_line(cfg.get('args') or {}), 'loss_history': loss_history(run / 'metrics.csv'),
-            'init': cfg.get('init'),
+            'init': cfg.get('init'), 'heads': cfg.get('heads'),
             'weights_sha256': sha256_file(encoder_weights_file(run))}
 
 
@@ -481,8 +481,11 @@ def _init_rows(facts: Dict[str, Any]) -> List[str]:
         return []
     where = (f"the published `{init['pretrained']}` weights" if init.get('pretrained')
              else f"the encoder weights of `{init.get('checkpoint')}`")
-    return [f"| started from | {where} (sha256 `{init['weights_sha256'][:12]}...`), with a fresh decoder, heads, "
-            f"optimiser and schedule; the epochs and steps above are this run's only |"]
+    heads = facts.get('heads')  # `--heads`: the decoders went on from saved ones instead of starting over
+    start = (f"with the pretraining heads saved beside them (`--heads`, sha256 `{heads['sha256'][:12]}...`), a fresh "
+             "optimiser and schedule" if heads else "with a fresh decoder, heads, optimiser and schedule")
+    return [f"| started from | {where} (sha256 `{init['weights_sha256'][:12]}...`), {start}; the epochs and steps "
+            f"above are this run's only |"]
 
 
 def _ablation_lines(ablations: Sequence[Path]) -> List[str]:

@@ -298,7 +298,12 @@ def test_a_continued_runs_card_says_where_it_started(tiny_run, tmp_path):
     (run / 'config.json').write_text(json.dumps(cfg))
     (row,) = _init_rows(run_facts(run))
     assert row.startswith('| started from | the published `ecg_vit_mae_moco` weights (sha256 `abababababab...`)')
-    assert "this run's only" in row
+    assert "this run's only" in row and 'a fresh decoder, heads' in row
+    cfg['heads'] = {'path': 'weights/ecg_vit_mae_moco/heads.safetensors', 'sha256': 'cd' * 32, 'method': 'mae_moco'}
+    (run / 'config.json').write_text(json.dumps(cfg))  # continued with `--heads pretrained`: its decoders were not new
+    (row,) = _init_rows(run_facts(run))
+    assert 'with the pretraining heads saved beside them (`--heads`, sha256 `cdcdcdcdcdcd...`)' in row
+    assert 'fresh decoder' not in row and "this run's only" in row
 
 
 def test_a_run_continued_from_the_shipped_weights_counts_their_epochs_too(tmp_path):
