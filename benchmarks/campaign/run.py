@@ -11,9 +11,8 @@ Jobs, in the order they start:
 With ``--parallel N`` up to N pretraining jobs run at once, each in its own process; the random-init floors, which
 only embed and probe, run beside them and take no slot (on the H200, two seed jobs kept the GPU busy a median 80 %
 of the time: more processes add less than the first plan assumed). With ``--parallel 0`` every job runs one after
-the other in this process. No job
-starts unless a useful part of its budget is left before ``--total-minutes`` (less the final reserve), and a job
-past its end is killed; what it checkpointed is still used.
+the other in this process. No job starts unless a useful part of its budget is left before ``--total-minutes`` (less
+the final reserve), and a job past its end is killed; what it checkpointed is still used.
 
 Every job's end rewrites ``results.json`` and ``results.md`` in ``--out``, so whatever the run finished comes back
 even if the command itself is killed at its time limit.
