@@ -119,6 +119,10 @@ def _campaign_facts(folder: Path) -> Dict[str, Any]:
     job, enc, run = c['job'], c['encoder'], c.get('run') or {}
     cfg = json.loads((folder / 'config.json').read_text())
     counts = (run.get('pack') or {}).get('counts') or {}
+    step = (run.get('pack') or {}).get('quant_step') or 0.02  # packs before it was recorded: the default, 0.02
+    start = job.get('init') or {}  # `run --init`: a continuation, described as `ecgvit pretrain --pretrained` runs are
+    init = {'pretrained': start.get('pretrained'), 'checkpoint': None if start.get('pretrained') else start['folder'],
+            'weights_sha256': start['weights_sha256']} if start else None
     return {'run': str(folder), 'method': enc['method'], 'model': cfg['architecture'],
             'seed': job.get('seed', (run.get('settings') or {}).get('seed', 0)), 'epochs_done': job.get('epochs'),
             'epochs_planned': job.get('planned_epochs'), 'finished': job.get('status') == 'done',
@@ -131,7 +135,8 @@ def _campaign_facts(folder: Path) -> Dict[str, Any]:
             'preprocessing': (cfg.get('pretrained_cfg') or {}).get('preprocessing'),
             'command': f"python benchmarks/gpu_campaign.py run (job {enc['job']})",
             'loss_history': job.get('loss_history') or {'train': [], 'val': []},
-            'data_note': 'Trained on the GPU campaign\'s pack of this pool: the same windows, quantised to 0.02 '
+            'init': init, 'heads': {'sha256': start['heads_sha256']} if start.get('heads_sha256') else None,
+            'data_note': f'Trained on the GPU campaign\'s pack of this pool: the same windows, quantised to {step:g} '
                          'standard deviations for the trip (`benchmarks/campaign/codec.py`).'}
 
 

@@ -2,6 +2,7 @@
 import json
 import re
 import shutil
+import tarfile
 
 import numpy as np
 import pandas as pd
@@ -168,6 +169,51 @@ def test_pack_run_unpack_end_to_end(tmp_path):
     assert pairs == {('current', 'random-ecg_vit_tiny'), ('seed-mae_moco (from results.json)', 'current'),
                      ('seed-mae_nextclip (from results.json)', 'current')}
 
+    # A continuation (--init): the seed job starts from the unpacked encoder and its heads, probes those weights
+    # too (start-<method>) and is paired with them; the card says where it started.
+    from benchmarks.campaign.run import init_spec
+    from benchmarks.campaign.worker import continued_pretrainer
+    from ecgvit.pretrain.heads import head_state
+
+    nextclip = folders['ecg_vit_tiny-mae_nextclip']
+    method, start = init_spec(f'mae_nextclip={nextclip}', ['mae_nextclip'], 2000)
+    assert method == 'mae_nextclip' and start['model'] == 'ecg_vit_tiny' and start['heads_sha256']
+    assert start['pretrained'] is None  # not the shipped weights of any name
+    continued = continued_pretrainer('mae_nextclip', start, 'ecg_vit_tiny', {'sampling_rate': 200.0})
+    saved = load_pretrained(nextclip).float().state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in continued.encoder.state_dict().items())
+    saved_heads = read_heads(nextclip)['tensors']
+    assert all(torch.equal(v, saved_heads[k].float()) for k, v in head_state(continued.state_dict()).items())
+    for bad, message in ((f'mae_moco={nextclip}', 'seed jobs'), (f'mae_nextclip={tmp_path}', 'no config.json')):
+        with pytest.raises(SystemExit, match=message):
+            init_spec(bad, ['mae_nextclip'], 2000)
+    with pytest.raises(SystemExit, match='take 2000 samples'):
+        init_spec(f'mae_nextclip={nextclip}', ['mae_nextclip'], 1000)
+    out4 = tmp_path / 'out4'
+    archive = tmp_path / 'init.tar.xz'  # how the weights travel: about 30 % smaller than the folder
+    with tarfile.open(archive, 'w:xz') as tar:
+        tar.add(nextclip, arcname=nextclip.name)
+    rc = gpu_campaign.main([
+        'run', '--data', str(tmp_path / 'pack'), '--out', str(out4), '--device', 'cpu', '--parallel', '0',
+        '--seed-methods', 'mae_nextclip', '--seed-encoder', 'ecg_vit_tiny', '--init', f'mae_nextclip={archive}',
+        '--ablation', '', '--batch-size', '8', '--max-epochs', '1', '--warmup-epochs', '1', '--minutes', '10',
+        '--total-minutes', '20', '--probe-reserve-s', '5', '--probe-epochs', '3', '--n-boot', '20',
+        '--shard-mib', f'{shard_mib:.4f}'])
+    cont = json.loads((out4 / 'results.json').read_text())
+    assert rc == 0 and set(cont['jobs']) == {'random-ecg_vit_tiny', 'start-mae_nextclip', 'seed-mae_nextclip'}
+    job = cont['jobs']['seed-mae_nextclip']
+    assert job['status'] == 'done' and job['init']['weights_sha256'] == start['weights_sha256']
+    assert 0 < job['rel_l2_from_start'] < job['rel_l2_from_init']  # one more epoch, on top of what it had moved
+    pairs = {(c['a'], c['b']) for c in cont['comparisons']}
+    assert {('seed-mae_nextclip', 'start-mae_nextclip'), ('start-mae_nextclip', 'random-ecg_vit_tiny')} <= pairs
+    again = unpack(out4, tmp_path / 'weights4', log=lambda *_: None)['ecg_vit_tiny-mae_nextclip']
+    assert 'Continued from' in (again / 'README.md').read_text()
+    facts = run_facts(again)
+    assert facts['init']['weights_sha256'] == start['weights_sha256'] and facts['heads']['sha256']
+    facts['rel_l2_from_init'] = job['rel_l2_from_init']
+    card = _card(dict(decision, facts=facts), gate_dir, [], {})
+    assert '| started from | the encoder weights of' in card and 'with the pretraining heads saved beside' in card
+
     # A job process killed before it wrote its encoder: the parent makes the encoder from its best checkpoint.
     run_dir = work / 'runs' / 'seed-mae_moco'
     trained = load_file(str(run_dir / 'encoder' / 'model.safetensors'))
@@ -196,6 +242,24 @@ def test_pack_run_unpack_end_to_end(tmp_path):
     shard.write_bytes(shard.read_bytes()[:-1] + b'\0')
     with pytest.raises(ValueError, match='sha256'):
         unpack(out, tmp_path / 'weights3', log=lambda *_: None)
+
+
+def test_init_archive_must_hold_one_readable_folder(tmp_path):
+    from benchmarks.campaign.run import init_spec
+
+    for name in ('a', 'b'):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'config.json').write_text('{}')
+    two = tmp_path / 'two.tar.xz'
+    with tarfile.open(two, 'w:xz') as tar:
+        tar.add(tmp_path / 'a', arcname='a')
+        tar.add(tmp_path / 'b', arcname='b')
+    with pytest.raises(SystemExit, match='make it from one folder'):
+        init_spec(f'mae_moco={two}', ['mae_moco'], 3600, tmp_path / 'x')
+    broken = tmp_path / 'broken.tar.xz'
+    broken.write_bytes(two.read_bytes()[:100])
+    with pytest.raises(SystemExit, match='not a readable .tar.xz'):
+        init_spec(f'mae_moco={broken}', ['mae_moco'], 3600, tmp_path / 'y')
 
 
 def test_gpu_utilisation_reads_nvidia_smi(tmp_path, monkeypatch):

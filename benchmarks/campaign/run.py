@@ -95,6 +95,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--probe', action='append', default=[], metavar='NAME=FOLDER',
                    help='also probe a saved encoder folder (e.g. the shipped weights, on the CPU), as job NAME, '
                         'against the random init of its architecture (repeatable)')
+    p.add_argument('--init', action='append', default=[], metavar='METHOD=FOLDER',
+                   help='continue instead of starting over: the seed job of METHOD starts from the encoder in FOLDER '
+                        '(a save_pretrained folder carried with the call, e.g. a copy of weights/<name>, or a .tar.xz '
+                        'of one: about 30 %% smaller) and from the '
+                        'pretraining heads beside it when there, with a fresh optimiser and schedule (give '
+                        '--warmup-epochs 1, as the CPU continuations do); FOLDER is also probed, as job '
+                        'start-METHOD, and paired with what the job ends with (repeatable)')
     p.add_argument('--pair-with', default=None, metavar='RESULTS_JSON',
                    help="pair each --probe job with every seed job of another run's results.json (its test "
                         "predictions): new weights minus these, on the same test records")
@@ -223,6 +230,57 @@ def _shards_needed(encoder: str, length: int, max_bytes: int) -> int:
     return math.ceil(2 * n / (max_bytes - 2 ** 16))
 
 
+def _extract(archive: Path, into: Path) -> Path:
+    """The one folder a ``.tar.xz`` holds, extracted under ``into`` (weights travel about 30 % smaller so)."""
+    import tarfile
+
+    try:
+        with tarfile.open(archive, 'r:xz') as tar:
+            tops = {Path(m.name).parts[0] for m in tar.getmembers() if m.name not in ('', '.')}
+            if len(tops) != 1:
+                raise SystemExit(f'{archive} holds {sorted(tops)}: make it from one folder (tar -cJf '
+                                 f'{archive.name} -C weights <name>).')
+            into.mkdir(parents=True, exist_ok=True)
+            tar.extractall(into, filter='data')  # no absolute paths, links out or devices
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise SystemExit(f'{archive} is not a readable .tar.xz ({type(e).__name__}: {e}): copy or make it again.') \
+            from None
+    return into / tops.pop()
+
+
+def init_spec(item: str, seed_methods: list[str], length: int,
+              unpack_to: Path | None = None) -> tuple[str, dict[str, Any]]:
+    """``--init METHOD=FOLDER``, checked before any job starts: (METHOD, what its seed job starts from).
+
+    FOLDER may also be a ``.tar.xz`` of one such folder, extracted under ``unpack_to``. The record holds the folder,
+    its weights' sha256 (``pretrained`` names the shipped weights when it is theirs, so a card can say which published
+    weights the run continued) and its heads' sha256 (None: the heads start fresh).
+    """
+    from ecgvit.hub import encoder_weights_file
+    from ecgvit.weights_sha256 import WEIGHTS_SHA256
+
+    method, sep, folder = item.partition('=')
+    if not sep or method not in seed_methods:
+        raise SystemExit(f'--init {item!r}: give METHOD=FOLDER with METHOD one of the seed jobs\' methods '
+                         f'({", ".join(seed_methods) or "none: --seed-methods is empty"}).')
+    path = Path(folder).resolve()
+    if path.is_file() and path.name.endswith('.tar.xz'):
+        path = _extract(path, Path(unpack_to or path.parent) / f'init-{method}')
+    if not (path / 'config.json').is_file():
+        raise SystemExit(f'--init {item!r}: {path} has no config.json; give a folder written by save_pretrained '
+                         f'(e.g. a copy of weights/{SHIPPED.get(method, "<name>")}, carried with the call).')
+    cfg = json.loads((path / 'config.json').read_text())
+    arch, size = cfg.get('architecture'), (cfg.get('pretrained_cfg') or {}).get('input_size', [None])[-1]
+    if size is not None and int(size) != length:
+        raise SystemExit(f'--init {item!r}: those weights take {size} samples, the pack holds {length}-sample '
+                         f'windows; pack at their length (pack --num-samples {size}).')
+    digest = sha256_file(encoder_weights_file(path))
+    heads = path / HEADS_FILE
+    return method, {'folder': str(path), 'model': arch, 'weights_sha256': digest,
+                    'pretrained': arch if WEIGHTS_SHA256.get(arch) == digest else None,
+                    'heads_sha256': sha256_file(heads) if heads.is_file() else None}
+
+
 def _decode(pack_dir: Path, arrays: Path) -> dict[str, Any]:
     """Decode the pack into one .npy per split under ``arrays`` (each job memory-maps them)."""
     from .pack import load_pack
@@ -308,6 +366,9 @@ def _comparisons(jobs: dict[str, dict[str, Any]], n_boot: int, seed: int) -> lis
     floors = {j['encoder']: n for n, j in jobs.items() if n in preds and j['role'] == 'random'}
     pairs = [(a, b) for a, b, _ in comparison_pairs(specs)]
     pairs += [(n, floors.get(j['encoder'])) for n, j in jobs.items() if n in preds and j['role'] == 'given']
+    # A continued seed job against the weights it started from (``--init``): did the extra epochs help?
+    pairs += [(n, f"start-{j['method']}") for n, j in jobs.items()
+              if n in preds and j['role'] == 'seed' and j.get('init') and f"start-{j['method']}" in preds]
     out = []
     for a, b in pairs:
         if b is None:
@@ -433,6 +494,7 @@ def run(args: argparse.Namespace) -> int:
                   amp=args.amp, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs,
                   max_epochs=args.max_epochs, chunk_s=args.chunk_s, probe_epochs=args.probe_epochs,
                   n_boot=args.n_boot, seed=args.seed, threads=args.threads, compile=args.compile)
+    inits = dict(init_spec(item, [m for m, _ in seed_jobs], length, work) for item in args.init)
     n_files = len(REPORT_FILES)
     archs = []
     for method, kw in seed_jobs:
@@ -441,8 +503,12 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f'--seed-methods {method}: no shipped name for it; give --seed-encoder.')
         n_files += _shards_needed(enc, length, max_bytes)
         ship = SHIPPED.get(method) if enc == SHIPPED.get(method) and not kw else f'{enc}-{method}'
+        start = inits.get(method)
+        if start is not None and start['model'] != enc:
+            raise SystemExit(f'--init {method}={start["folder"]} holds {start["model"]} weights, but the seed job of '
+                             f'{method} trains {enc}: pass weights of {enc} (or --seed-encoder {start["model"]}).')
         jobs.append(dict(common, name=job_name('seed', method, kw), role='seed', method=method, method_kwargs=kw,
-                         encoder=enc, ship_as=ship, minutes=args.minutes))
+                         encoder=enc, ship_as=ship, minutes=args.minutes, init=start))
         archs.append(enc)
     if n_files > MAX_OUT_FILES:
         raise SystemExit(f'{len(seed_jobs)} seed encoders need {n_files} files with the report, more than the '
@@ -455,7 +521,9 @@ def run(args: argparse.Namespace) -> int:
         jobs.append(dict(common, name=job_name('small', method, kw), role='ablation', method=method,
                          method_kwargs=kw, encoder=args.ablation_encoder, ship_as=None, minutes=args.ablation_minutes))
         archs.append(args.ablation_encoder)
-    for item in args.probe:
+    # A continued job's starting weights are probed on the same records, so that the report pairs the two.
+    probes = [f'start-{m}={s["folder"]}' for m, s in inits.items()] + list(args.probe)
+    for item in probes:
         name, sep, folder = item.partition('=')
         if not sep or not Path(folder, 'config.json').is_file():
             raise SystemExit(f'--probe {item!r}: give NAME=FOLDER, a folder written by save_pretrained.')
@@ -554,9 +622,10 @@ def run(args: argparse.Namespace) -> int:
         if running:
             time.sleep(0.5)
 
+    keys = ('role', 'method', 'method_kwargs', 'encoder', 'init')
     report.data['comparisons'] = _comparisons(
-        {n: dict(report.data['jobs'][n], **{k: j[k] for k in ('role', 'method', 'method_kwargs', 'encoder')})
-         for n, j in ((j['name'], j) for j in jobs)}, args.n_boot, args.seed)
+        {j['name']: dict(report.data['jobs'][j['name']], **{k: j.get(k) for k in keys}) for j in jobs},
+        args.n_boot, args.seed)
     test = work / 'runs'
     ys = [np.load(p)['y'] for p in sorted(test.glob('*/probe/predictions.npz'))]
     if ys:  # the test predictions travel back, for pairing with encoders probed elsewhere (e.g. the current weights)

@@ -19,6 +19,18 @@ from . import sha256_file
 __all__ = ['unpack']
 
 
+def _start_lines(job: dict[str, Any]) -> list[str]:
+    """Where a continued job (``run --init``) started; nothing for a job from a random init."""
+    start = job.get('init')
+    if not start:
+        return []
+    where = f"the published `{start['pretrained']}` weights" if start.get('pretrained') else f"`{start['folder']}`"
+    heads = 'and the pretraining heads saved beside them' if start.get('heads_sha256') else 'with fresh heads'
+    return [f"Continued from {where} (sha256 `{start['weights_sha256'][:12]}...`) {heads}, with a fresh optimiser "
+            f"and schedule; the epochs and steps above are this run's only. Relative L2 distance from those weights: "
+            f"{job.get('rel_l2_from_start', float('nan')):.3f}."]
+
+
 def _card(name: str, enc: dict[str, Any], job: dict[str, Any], report: dict[str, Any]) -> str:
     probe = job.get('probe') or {}
     m = report.get('machine', {})
@@ -30,6 +42,7 @@ def _card(name: str, enc: dict[str, Any], job: dict[str, Any], report: dict[str,
         f"{m.get('gpu') or m.get('cpu')}: {job.get('epochs')} epochs, {job.get('steps')} steps, "
         f"{job.get('train_s', 0):.0f} s of training, bf16. Data: the campaign pack's "
         f"{report.get('pack', {}).get('counts', {}).get('pool_train')} pool windows (PTB-XL folds 9-10 held out).",
+        *_start_lines(job),
         f"Relative L2 distance from the initialisation: {job.get('rel_l2_from_init', float('nan')):.3f}.",
         f'PTB-XL fold 10 superdiagnostic linear probe, macro AUROC [95% CI]: {auroc}.', ''])
 
@@ -110,7 +123,7 @@ def unpack(results: str | os.PathLike, out: str | os.PathLike, log=print) -> dic
             'pretrain_method': pcfg.get('pretrain_method', enc['method']), 'preprocessing': pcfg.get('preprocessing'),
             'license': 'apache-2.0', 'weights_dtype': 'bfloat16'}, card_extra=_card(name, enc, job, report))
         run = {k: report.get(k) for k in ('machine', 'torch', 'ecgvit', 'device', 'settings')}
-        run['pack'] = {k: (report.get('pack') or {}).get(k) for k in ('counts', 'preprocessing')}
+        run['pack'] = {k: (report.get('pack') or {}).get(k) for k in ('counts', 'preprocessing', 'quant_step')}
         (folder / 'campaign.json').write_text(json.dumps({'encoder': enc, 'job': job, 'run': run}, indent=2,
                                                          default=float))
         if enc.get('heads'):

@@ -136,6 +136,20 @@ def _recipe(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
+def continued_pretrainer(method: str, start: dict[str, Any], model: str, kwargs: dict[str, Any]) -> torch.nn.Module:
+    """A pretrainer whose encoder starts from ``--init``'s folder (:func:`benchmarks.campaign.run.init_spec`), and
+    its decoders and heads from the heads saved beside it when there, as ``ecgvit pretrain --pretrained --heads``."""
+    from ecgvit.hub import load_pretrained
+    from ecgvit.pretrain import create_pretrainer
+    from ecgvit.pretrain.heads import load_heads
+
+    # float32 like a fresh start (the shipped weights are stored in bf16); the momentum encoder copies this one.
+    pretrainer = create_pretrainer(method, load_pretrained(start['folder']).float(), **kwargs)
+    if start.get('heads_sha256'):
+        load_heads(pretrainer, start['folder'], method=method, model=model)
+    return pretrainer
+
+
 def train_one(job: dict[str, Any]) -> dict[str, Any]:
     """Run one job (see :mod:`benchmarks.campaign.run` for its fields); returns and writes ``result.json``."""
     import ecgvit
@@ -168,7 +182,11 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
             if 'clip' in base:
                 kwargs.setdefault('sampling_rate', rate)
 
+            start = job.get('init')  # --init: a continuation of saved weights (and heads)
+
             def build():
+                if start is not None:
+                    return continued_pretrainer(base, start, job['encoder'], kwargs)
                 return create_pretrainer(base, job['encoder'], {'img_size': length}, **kwargs)
 
             train_set = ArrayDataset(_arrays(arrays, 'pool_train'))
@@ -193,9 +211,14 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
                           n_train=len(train_set), n_val=len(val_set))
             seed_everything(job['seed'])
             pretrainer = build()
-            init = {k: v.detach().clone() for k, v in pretrainer.encoder.state_dict().items()}
+            first = {k: v.detach().clone() for k, v in pretrainer.encoder.state_dict().items()}
+            init = first
+            if start is not None:  # "moved from init" is from the seed's random init (the random-init floor's)
+                seed_everything(job['seed'])
+                init = ecgvit.create_model(job['encoder'], img_size=length).state_dict()
+                result['init'] = start
             out = run_dir / 'train'
-            run_config = {'command': 'gpu_campaign', 'method': base, 'model': job['encoder'],
+            run_config = {'command': 'gpu_campaign', 'method': base, 'model': job['encoder'], 'init': start,
                           'method_kwargs': kwargs, 'pretrainer': getattr(pretrainer, 'config', {}),
                           'data': {'spec': 'pool (campaign pack)', 'n_train': len(train_set), 'n_val': len(val_set)},
                           'preprocessing': pack}
@@ -233,6 +256,8 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
                           loss_history=loss_history(out / 'metrics.csv'))
             encoder = pretrainer.encoder.cpu()
             result['rel_l2_from_init'] = relative_distance(encoder.state_dict(), init)
+            if start is not None:
+                result['rel_l2_from_start'] = relative_distance(encoder.state_dict(), first)
             save_pretrained(encoder, run_dir / 'encoder', pretrained_cfg={
                 'pretrain_method': job['method'], 'preprocessing': pack})
             save_heads(pretrainer.state_dict(), run_dir / 'encoder', method=base, model=job['encoder'],
