@@ -193,19 +193,26 @@ def test_pack_run_unpack_end_to_end(tmp_path):
     archive = tmp_path / 'init.tar.xz'  # how the weights travel: about 30 % smaller than the folder
     with tarfile.open(archive, 'w:xz') as tar:
         tar.add(nextclip, arcname=nextclip.name)
+    # The pool alone (--no-eval), as a call that carries weights packs it: nothing is probed there.
+    lean = pack(data, tmp_path / 'pack-pool', sampling_rate=200.0, num_samples=2000, log=lambda *_: None,
+                with_eval=False)
+    assert lean['counts'] == {k: counts[k] for k in ('pool_train', 'pool_val')} and lean['label_names'] is None
+    assert lean['total_bytes'] < desc['total_bytes']
     rc = gpu_campaign.main([
-        'run', '--data', str(tmp_path / 'pack'), '--out', str(out4), '--device', 'cpu', '--parallel', '0',
+        'run', '--data', str(tmp_path / 'pack-pool'), '--out', str(out4), '--device', 'cpu', '--parallel', '0',
         '--seed-methods', 'mae_nextclip', '--seed-encoder', 'ecg_vit_tiny', '--init', f'mae_nextclip={archive}',
         '--ablation', '', '--batch-size', '8', '--max-epochs', '1', '--warmup-epochs', '1', '--minutes', '10',
-        '--total-minutes', '20', '--probe-reserve-s', '5', '--probe-epochs', '3', '--n-boot', '20',
-        '--shard-mib', f'{shard_mib:.4f}'])
+        '--total-minutes', '20', '--shard-mib', f'{shard_mib:.4f}'])
     cont = json.loads((out4 / 'results.json').read_text())
-    assert rc == 0 and set(cont['jobs']) == {'random-ecg_vit_tiny', 'start-mae_nextclip', 'seed-mae_nextclip'}
+    assert rc == 0 and set(cont['jobs']) == {'seed-mae_nextclip'} and not cont['comparisons']
     job = cont['jobs']['seed-mae_nextclip']
-    assert job['status'] == 'done' and job['init']['weights_sha256'] == start['weights_sha256']
+    assert job['status'] == 'done' and 'probe' not in job and job['epochs'] == 1
+    assert job['init']['weights_sha256'] == start['weights_sha256'] and job['init']['heads_sha256']
     assert 0 < job['rel_l2_from_start'] < job['rel_l2_from_init']  # one more epoch, on top of what it had moved
-    pairs = {(c['a'], c['b']) for c in cont['comparisons']}
-    assert {('seed-mae_nextclip', 'start-mae_nextclip'), ('start-mae_nextclip', 'random-ecg_vit_tiny')} <= pairs
+    assert 'no probe' in (out4 / 'results.md').read_text()
+    with pytest.raises(SystemExit, match='--no-eval'):
+        gpu_campaign.main(['run', '--data', str(tmp_path / 'pack-pool'), '--out', str(tmp_path / 'out5'), '--device',
+                           'cpu', '--seed-methods', '', '--ablation', '', '--probe', f'x={nextclip}'])
     again = unpack(out4, tmp_path / 'weights4', log=lambda *_: None)['ecg_vit_tiny-mae_nextclip']
     assert 'Continued from' in (again / 'README.md').read_text()
     facts = run_facts(again)
@@ -260,6 +267,27 @@ def test_init_archive_must_hold_one_readable_folder(tmp_path):
     broken.write_bytes(two.read_bytes()[:100])
     with pytest.raises(SystemExit, match='not a readable .tar.xz'):
         init_spec(f'mae_moco={broken}', ['mae_moco'], 3600, tmp_path / 'y')
+
+
+def test_a_continued_job_is_paired_with_the_weights_it_started_from(tmp_path):
+    from benchmarks.campaign.run import _comparisons
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((60, 2)) < 0.4).astype(np.float32)
+    jobs = {}
+    for name, role, noise in (('random-t', 'random', 3.0), ('start-mae_nextclip', 'given', 1.0),
+                              ('seed-mae_nextclip', 'seed', 0.3)):
+        run_dir = tmp_path / name
+        (run_dir / 'probe').mkdir(parents=True)
+        np.savez(run_dir / 'probe' / 'predictions.npz', y=y, prob=y + noise * rng.standard_normal(y.shape))
+        jobs[name] = {'status': 'done', 'run_dir': str(run_dir), 'role': role, 'encoder': 't', 'method_kwargs': {},
+                      'method': {'given': 'given', 'random': 'random'}.get(role, 'mae_nextclip'),
+                      'init': {'folder': 'x'} if role == 'seed' else None}
+    pairs = {(c['a'], c['b']) for c in _comparisons(jobs, n_boot=20, seed=0)}
+    assert pairs == {('seed-mae_nextclip', 'random-t'), ('start-mae_nextclip', 'random-t'),
+                     ('seed-mae_nextclip', 'start-mae_nextclip')}
+    jobs['seed-mae_nextclip']['init'] = None  # a job from a random init is not paired with another's start
+    assert ('seed-mae_nextclip', 'start-mae_nextclip') not in {(c['a'], c['b']) for c in _comparisons(jobs, 20, 0)}
 
 
 def test_gpu_utilisation_reads_nvidia_smi(tmp_path, monkeypatch):

@@ -52,7 +52,7 @@ def _rows(cache: Any, split: str) -> np.ndarray:
 
 def pack(data_dir: str | os.PathLike, out: str | os.PathLike, sampling_rate: float = 360.0, num_samples: int = 3600,
          cache_dir: str | os.PathLike | None = None, step: float = codec.QUANT_STEP, preset: int = 6,
-         num_workers: int = 0, log=print) -> dict[str, Any]:
+         num_workers: int = 0, log=print, with_eval: bool = True) -> dict[str, Any]:
     """Build the pack from the dataset folders under ``data_dir`` into ``out`` (replaced atomically).
 
     Args:
@@ -66,6 +66,8 @@ def pack(data_dir: str | os.PathLike, out: str | os.PathLike, sampling_rate: flo
         preset: LZMA preset.
         num_workers: cache-building processes.
         log: where progress lines go.
+        with_eval: also pack the PTB-XL evaluation folds (False: the pool only, about 15 % smaller, for a call
+            that also carries weights to continue; its jobs are then not probed there, the CPU gate does that).
 
     Returns:
         The pack's description (``pack.json``).
@@ -83,21 +85,22 @@ def pack(data_dir: str | os.PathLike, out: str | os.PathLike, sampling_rate: flo
         pp = data_preprocessing(sampling_rate, num_samples)
         pool = prepare_data('pool', data_dir, cache_dir, preprocessing=pp, num_workers=num_workers)
         ev = prepare_data('ptbxl:superdiagnostic', _ptbxl_folder(data_dir), cache_dir, preprocessing=pp,
-                          num_workers=num_workers)
-        log(f'pack: pool {len(pool["train"])} train + {len(pool["val"])} val windows; PTB-XL superdiagnostic '
-            f'{len(ev["train"])} / {len(ev["val"])} / {len(ev["test"])} (folds 1-8 / 9 / 10), '
-            f'{time.time() - t0:.0f} s')
+                          num_workers=num_workers) if with_eval else None
+        log(f'pack: pool {len(pool["train"])} train + {len(pool["val"])} val windows; ' + (
+            f'PTB-XL superdiagnostic {len(ev["train"])} / {len(ev["val"])} / {len(ev["test"])} (folds 1-8 / 9 / 10)'
+            if ev else 'no evaluation folds') + f', {time.time() - t0:.0f} s')
         # Stored windows: the pool's (train, then val), then evaluation records that are not pool windows.
-        pool_all, ev_all = CachedECGDataset(pool['cache_dir']), CachedECGDataset(ev['cache_dir'])
+        pool_all = CachedECGDataset(pool['cache_dir'])
         pool_rows = {s: _rows(pool_all, s) for s in ('train', 'val')}
         order = np.concatenate([pool_rows['train'], pool_rows['val']])
-        pool_hashes, ev_hashes = _item_hashes(pool_all), _item_hashes(ev_all)
-        by_hash = {pool_hashes[r]: k for k, r in enumerate(order)}
         extra: list[int] = []  # evaluation cache rows stored after the pool's windows
         splits: dict[str, np.ndarray] = {'pool_train': np.arange(len(pool_rows['train'])),
                                          'pool_val': len(pool_rows['train']) + np.arange(len(pool_rows['val']))}
         labels: dict[str, np.ndarray] = {}
-        for name in ('train', 'val', 'test'):
+        ev_all = CachedECGDataset(ev['cache_dir']) if ev else None
+        pool_hashes, ev_hashes = _item_hashes(pool_all), _item_hashes(ev_all) if ev else []
+        by_hash = {pool_hashes[r]: k for k, r in enumerate(order)}
+        for name in ('train', 'val', 'test') if ev else ():
             stored = []
             for r in _rows(ev_all, name):
                 k = by_hash.get(ev_hashes[r])
@@ -107,7 +110,7 @@ def pack(data_dir: str | os.PathLike, out: str | os.PathLike, sampling_rate: flo
                 stored.append(k)
             splits[f'eval_{name}'] = np.asarray(stored, dtype=np.int64)
             labels[f'labels_{name}'] = np.asarray(ev[name].labels, dtype=np.float32)
-        pool_signals, ev_signals = pool_all.signals, ev_all.signals
+        pool_signals, ev_signals = pool_all.signals, ev_all.signals if ev else None
         total = len(order) + len(extra)
         shape = (total, pool_signals.shape[1], pool_signals.shape[2])
 
@@ -137,12 +140,12 @@ def pack(data_dir: str | os.PathLike, out: str | os.PathLike, sampling_rate: flo
                 'rms_error': float(np.sqrt(sq_err / max(1, np.prod(shape)))),
                 'chunk': CHUNK, 'files': files, 'sha256': {f: sha256_file(tmp / f) for f in files}, 'bytes': sizes,
                 'total_bytes': int(sum(sizes.values())), 'int16_bytes': int(2 * np.prod(shape)),
-                'label_names': list(ev['label_names']),
+                'label_names': list(ev['label_names']) if ev else None,
                 'counts': {k: int(len(v)) for k, v in splits.items()},
                 'pool': {'sources': _sources(pool_all),
                          'excluded': 'PTB-XL folds 9-10 (val, test)', 'windows': int(len(order))},
                 'eval': {'spec': 'ptbxl:superdiagnostic', 'train_from_pool': int(len(ev['train']) - sum(
-                    1 for k in splits['eval_train'] if k >= len(order))), 'stored_apart': len(extra)},
+                    1 for k in splits['eval_train'] if k >= len(order))), 'stored_apart': len(extra)} if ev else None,
                 'pack_time_s': round(time.time() - t0, 1),
             }
             (tmp / 'pack.json').write_text(json.dumps(desc, indent=2))

@@ -288,9 +288,11 @@ def _decode(pack_dir: Path, arrays: Path) -> dict[str, Any]:
     desc, signals, meta = load_pack(pack_dir)
     arrays.mkdir(parents=True, exist_ok=True)
     for name in ('pool_train', 'pool_val', 'eval_train', 'eval_val', 'eval_test'):
-        np.save(arrays / f'{name}.npy', signals[meta[name]])
+        if name in meta:  # a pack made with --no-eval has the pool only
+            np.save(arrays / f'{name}.npy', signals[meta[name]])
     for name in ('train', 'val', 'test'):
-        np.save(arrays / f'labels_{name}.npy', meta[f'labels_{name}'])
+        if f'labels_{name}' in meta:
+            np.save(arrays / f'labels_{name}.npy', meta[f'labels_{name}'])
     return desc
 
 
@@ -319,11 +321,12 @@ def _ci(x: dict[str, Any] | None, key: str = 'auroc_macro') -> str:
 def markdown(data: dict[str, Any]) -> str:
     """The human-readable report: jobs, then paired differences."""
     m = data.get('machine', {})
+    counts = data.get('pack', {}).get('counts', {})
+    probed = (f"PTB-XL fold 10 test ({counts['eval_test']} records). Linear probe, superdiagnostic macro AUROC [95% "
+              f"bootstrap CI]." if 'eval_test' in counts else 'no evaluation folds (packed with --no-eval): no probe.')
     lines = [f"# GPU campaign results ({data.get('written', '')})", '',
              f"Machine: {m.get('gpu') or m.get('cpu')}, torch {data.get('torch')}; pack: "
-             f"{data.get('pack', {}).get('counts', {}).get('pool_train')} pool windows for training, PTB-XL fold 10 "
-             f"test ({data.get('pack', {}).get('counts', {}).get('eval_test')} records). Linear probe, superdiagnostic "
-             f"macro AUROC [95% bootstrap CI].", '',
+             f"{counts.get('pool_train')} pool windows for training, {probed}", '',
              '| job | encoder | status | epochs | steps | train s | s/epoch | best val loss | rel. L2 from init | '
              'probe AUROC |', '|---|---|---|---|---|---|---|---|---|---|']
     for name, j in data['jobs'].items():
@@ -490,9 +493,13 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f'--shard-mib {args.shard_mib} is over the 16 MiB a returned file may have.')
     seed_jobs, ablation_jobs = parse_jobs(args.seed_methods), parse_jobs(args.ablation)
     jobs: list[dict[str, Any]] = []
+    evaluate = desc.get('label_names') is not None  # False: a --no-eval pack; nothing is probed here
+    if args.probe and not evaluate:
+        raise SystemExit(f'--probe needs the evaluation folds, and {args.data} was packed with --no-eval.')
     common = dict(arrays=str(work / 'arrays'), pack=pp, label_names=desc['label_names'], device=device,
-                  amp=args.amp, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs,
-                  max_epochs=args.max_epochs, chunk_s=args.chunk_s, probe_epochs=args.probe_epochs,
+                  probe=evaluate, amp=args.amp, batch_size=args.batch_size, lr=args.lr,
+                  warmup_epochs=args.warmup_epochs, max_epochs=args.max_epochs, chunk_s=args.chunk_s,
+                  probe_epochs=args.probe_epochs,
                   n_boot=args.n_boot, seed=args.seed, threads=args.threads, compile=args.compile)
     inits = dict(init_spec(item, [m for m, _ in seed_jobs], length, work) for item in args.init)
     n_files = len(REPORT_FILES)
@@ -522,7 +529,7 @@ def run(args: argparse.Namespace) -> int:
                          method_kwargs=kw, encoder=args.ablation_encoder, ship_as=None, minutes=args.ablation_minutes))
         archs.append(args.ablation_encoder)
     # A continued job's starting weights are probed on the same records, so that the report pairs the two.
-    probes = [f'start-{m}={s["folder"]}' for m, s in inits.items()] + list(args.probe)
+    probes = [f'start-{m}={s["folder"]}' for m, s in inits.items() if evaluate] + list(args.probe)
     for item in probes:
         name, sep, folder = item.partition('=')
         if not sep or not Path(folder, 'config.json').is_file():
@@ -532,7 +539,7 @@ def run(args: argparse.Namespace) -> int:
                          ship_as=None, minutes=2.0, source=str(Path(folder).resolve())))
         archs.append(arch)
     randoms = [dict(common, name=f'random-{a}', role='random', method='random', method_kwargs={}, encoder=a,
-                    ship_as=None, minutes=1.0) for a in dict.fromkeys(archs)]
+                    ship_as=None, minutes=1.0) for a in dict.fromkeys(archs) if evaluate]
     jobs = randoms + jobs
     for j in jobs:
         j['run_dir'] = str(work / 'runs' / j['name'])
@@ -606,7 +613,8 @@ def run(args: argparse.Namespace) -> int:
             if budget < args.probe_reserve_s + 10 or budget < 0.25 * 60 * job['minutes']:
                 finished(job, {'status': 'skipped (no time left)', 'name': job['name']})
                 continue
-            reserve = args.probe_reserve_s if job['role'] in TRAINING_ROLES else 0.0
+            # Kept for the probe (with a --no-eval pack, only for saving the encoder).
+            reserve = (args.probe_reserve_s if evaluate else 10.0) if job['role'] in TRAINING_ROLES else 0.0
             job['train_deadline'] = time.time() + budget - reserve
             _logger.info('%s: start, %.0f s (%s on %s)', job['name'], budget, job['method'], job['encoder'])
             Path(job['run_dir']).mkdir(parents=True, exist_ok=True)

@@ -263,7 +263,8 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
             save_heads(pretrainer.state_dict(), run_dir / 'encoder', method=base, model=job['encoder'],
                        extra={'epochs': None if result.get('best_epoch') is None else result['best_epoch'] + 1})
             result['encoder_dir'] = str(run_dir / 'encoder')
-        result['probe'] = probe(encoder, arrays, job['label_names'], job, run_dir / 'probe')
+        if job.get('probe', True):  # not with a --no-eval pack (the CPU gate probes what comes back)
+            result['probe'] = probe(encoder, arrays, job['label_names'], job, run_dir / 'probe')
         result['status'] = 'done'
     except Exception as e:  # the parent reports it and carries on with the other jobs
         result.update(status='failed', error=f'{type(e).__name__}: {e}', traceback=traceback.format_exc())
