@@ -135,7 +135,8 @@ def _campaign_facts(folder: Path) -> Dict[str, Any]:
             'preprocessing': (cfg.get('pretrained_cfg') or {}).get('preprocessing'),
             'command': f"python benchmarks/gpu_campaign.py run (job {enc['job']})",
             'loss_history': job.get('loss_history') or {'train': [], 'val': []},
-            'init': init, 'heads': {'sha256': start['heads_sha256']} if start.get('heads_sha256') else None,
+            'init': init, 'heads': {'sha256': start['heads_sha256'], 'flag': 'gpu_campaign.py run --init'}
+            if start.get('heads_sha256') else None,
             'data_note': f'Trained on the GPU campaign\'s pack of this pool: the same windows, quantised to {step:g} '
                          'standard deviations for the trip (`benchmarks/campaign/codec.py`).'}
 
@@ -487,7 +488,8 @@ def _init_rows(facts: Dict[str, Any]) -> List[str]:
     where = (f"the published `{init['pretrained']}` weights" if init.get('pretrained')
              else f"the encoder weights of `{init.get('checkpoint')}`")
     heads = facts.get('heads')  # `--heads`: the decoders went on from saved ones instead of starting over
-    start = (f"with the pretraining heads saved beside them (`--heads`, sha256 `{heads['sha256'][:12]}...`), a fresh "
+    start = (f"with the pretraining heads saved beside them (`{heads.get('flag', '--heads')}`, sha256 "
+             f"`{heads['sha256'][:12]}...`), a fresh "
              "optimiser and schedule" if heads else "with a fresh decoder, heads, optimiser and schedule")
     return [f"| started from | {where} (sha256 `{init['weights_sha256'][:12]}...`), {start}; the epochs and steps "
             f"above are this run's only |"]
