@@ -7,6 +7,10 @@ Jobs, in the order they start:
 2. ``seed-<method>``: the seed-size encoders that ship (``mae_moco`` as ``ecg_vit_mae_moco``, ``mae_nextclip`` as
    ``ecg_vit_mae_nextclip``, the paper's passes), ``--minutes`` each; exported as bf16 shards when done.
 3. ``small-<method>``: the ablation at ``--ablation-encoder`` (``ecg_vit_small``), ``--ablation-minutes`` each.
+4. ``start-<method>``: the weights a seed job continues (``--init``), probed only, and paired with that job.
+
+A pack made with ``pack --no-eval`` holds the pool only: then nothing is probed (no random floors, no ``start-``
+jobs), and the CPU gate evaluates what comes back.
 
 With ``--parallel N`` up to N pretraining jobs run at once, each in its own process; the random-init floors, which
 only embed and probe, run beside them and take no slot (on the H200, two seed jobs kept the GPU busy a median 80 %
@@ -100,8 +104,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                         '(a save_pretrained folder carried with the call, e.g. a copy of weights/<name>, or a .tar.xz '
                         'of one: about 30 %% smaller) and from the '
                         'pretraining heads beside it when there, with a fresh optimiser and schedule (give '
-                        '--warmup-epochs 1, as the CPU continuations do); FOLDER is also probed, as job '
-                        'start-METHOD, and paired with what the job ends with (repeatable)')
+                        '--warmup-epochs 1, as the CPU continuations do); with a pack that has the evaluation folds, '
+                        'FOLDER is also probed, as job start-METHOD, and paired with what the job ends with '
+                        '(repeatable)')
     p.add_argument('--pair-with', default=None, metavar='RESULTS_JSON',
                    help="pair each --probe job with every seed job of another run's results.json (its test "
                         "predictions): new weights minus these, on the same test records")
