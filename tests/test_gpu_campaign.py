@@ -219,7 +219,8 @@ def test_pack_run_unpack_end_to_end(tmp_path):
     assert facts['init']['weights_sha256'] == start['weights_sha256'] and facts['heads']['sha256']
     facts['rel_l2_from_init'] = job['rel_l2_from_init']
     card = _card(dict(decision, facts=facts), gate_dir, [], {})
-    assert '| started from | the encoder weights of' in card and 'saved beside them (`gpu_campaign.py run --init`' in card
+    assert '| started from | the encoder weights of' in card
+    assert 'saved beside them (`gpu_campaign.py run --init`' in card
 
     # A job process killed before it wrote its encoder: the parent makes the encoder from its best checkpoint.
     run_dir = work / 'runs' / 'seed-mae_moco'
