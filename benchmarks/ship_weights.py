@@ -376,6 +376,41 @@ def gate_decision(results: List[Dict[str, Any]], pairwise: List[Dict[str, Any]],
     return out
 
 
+def fixed_c_differences(rows: List[Dict[str, Any]], candidate: str,
+                        others: Sequence[str]) -> Dict[str, List[Dict[str, Any]]]:
+    """The candidate minus each of ``others`` on the gate task with both probes at the same C, for every C of the
+    grid (the suite's ``c_sensitivity`` rows). A diagnostic beside the decision, which keeps each probe's own C.
+
+    Returns:
+        other -> [{'C', 'diff', 'lo', 'hi', 'chosen': (candidate's choice, other's choice)}], C ascending.
+    """
+    out: Dict[str, List[Dict[str, Any]]] = {}
+    for other in others:
+        for r in rows:
+            if r['task'] != GATE_TASK or str(r.get('leads') or '12') != '12' or not r.get('encoder_b'):
+                continue
+            pair = (r['encoder_a'], r['encoder_b'])
+            if pair not in ((candidate, other), (other, candidate)):
+                continue
+            sign = 1.0 if pair[0] == candidate else -1.0
+            lo, hi = sorted((sign * float(r['diff_lo']), sign * float(r['diff_hi'])))
+            chosen = (bool(r['chosen_a']), bool(r['chosen_b']))
+            out.setdefault(other, []).append({'C': float(r['C']), 'diff': sign * float(r['diff']), 'lo': lo, 'hi': hi,
+                                              'chosen': list(chosen if sign > 0 else chosen[::-1])})
+        out.get(other, []).sort(key=lambda x: x['C'])
+    return out
+
+
+def _fixed_c_text(rows: List[Dict[str, Any]]) -> str:
+    """One line: the difference to the current weights at each C ('*' marks the candidate's choice, '+' the
+    current weights')."""
+    if not rows:
+        return '  at a fixed C: no current weights to pair with'
+    parts = [f"C={r['C']:g}{'*' if r['chosen'][0] else ''}{'+' if r['chosen'][1] else ''} {r['diff']:+.3f} "
+             f"[{r['lo']:+.3f}, {r['hi']:+.3f}]" for r in rows]
+    return '  vs current at a fixed C (* candidate\'s choice, + current\'s): ' + '; '.join(parts)
+
+
 def _supervised_facts(run: Path) -> Dict[str, Any]:
     """What the gate records of the supervised floor (a ``benchmarks/supervised_floor.py`` run folder)."""
     f = run_facts(run)
@@ -437,7 +472,8 @@ def gate(args: argparse.Namespace) -> int:
     if tasks is not None and GATE_TASK not in tasks:
         tasks = (GATE_TASK, *tasks)
     cfg = SuiteConfig(data_dir=args.data_dir, out=str(out), encoders=encoders, seeds=(0,), fractions=(1.0,),
-                      tasks=tasks, n_boot=args.n_boot, cache_dir=args.cache_dir, amp='fp32', device='cpu')
+                      tasks=tasks, n_boot=args.n_boot, cache_dir=args.cache_dir, amp='fp32', device='cpu',
+                      c_sensitivity=(GATE_TASK,))
     summary = run_suite(cfg)
     if floor is not None:
         _check_unchanged(Path(floor['run']), floor['weights_sha256'], 'while the gate read them')
@@ -446,7 +482,9 @@ def gate(args: argparse.Namespace) -> int:
         f = facts[name]
         f['rel_l2_from_init'] = distance_from_init(candidates[name], f['model'], f['seed'])
         d = gate_decision(summary['results'], summary['pairwise'], CANDIDATE.format(name), name)
-        decisions[name] = dict(d, name=name, current_source=str(current[name]), facts=f)
+        decisions[name] = dict(d, name=name, current_source=str(current[name]), facts=f,
+                               at_fixed_c=fixed_c_differences(summary['c_sensitivity'], CANDIDATE.format(name),
+                                                              [name, 'random']))
         if floor is not None:
             decisions[name]['supervised_facts'] = floor
         cur = d.get('vs_current', {})
@@ -456,6 +494,7 @@ def gate(args: argparse.Namespace) -> int:
               f"[{cur.get('lo', float('nan')):+.3f}, {cur.get('hi', float('nan')):+.3f}] -> "
               f"{'PASS' if d['passed'] else 'no: ' + '; '.join(d['reasons'])}; target "
               f"{'met' if d['target_met'] else 'not met'}" + _vs_supervised_text(d))
+        print(_fixed_c_text(decisions[name]['at_fixed_c'].get(name, [])))
     atomic_write_text(out / GATE_FILE, json.dumps({'decisions': decisions, 'suite': str(out)}, indent=2))
     return 0 if all(d['passed'] for d in decisions.values()) else 3
 

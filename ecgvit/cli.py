@@ -252,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--global-pool', default=None, choices=GLOBAL_POOLS,
                    help="Suite: read every encoder and the floor through this pooling of its tokens, 'token' ([CLS]) "
                         "or 'avg' (mean of the normed patch tokens) [default: each model's own, [CLS] for ours].")
+    g.add_argument('--c-sensitivity', default=None, metavar='TASKS',
+                   help='Suite: tasks (comma-separated) whose headline metric at 100%% of the labels is also reported '
+                        "at every L2 strength C of the probe's grid, each encoder and each pair of encoders at the "
+                        "same C (c_sensitivity.csv): whether a difference comes from the weights or from the C each "
+                        "encoder's validation split chose.")
     g.add_argument('--allow-untrained-leads', action='store_true', default=None,
                    help="Suite: evaluate encoders on lead subsets their weights were not trained on (their cfg's "
                         'lead_sets), with a warning and lead_check "untrained" in the rows, instead of refusing.')
@@ -1100,6 +1105,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
         tasks=_list(args.tasks, str, '--tasks') if args.tasks else None,
         leads=tuple(args.leads or ('12',)), allow_untrained_leads=bool(args.allow_untrained_leads),
         global_pool=args.global_pool,
+        c_sensitivity=_list(args.c_sensitivity, str, '--c-sensitivity') if args.c_sensitivity else (),
         **{k: v for k, v in (('n_boot', args.n_boot), ('split_seed', args.seed), ('device', args.device),
                              ('amp', args.amp), ('workers', args.num_workers), ('progress', args.progress))
            if v is not None},
@@ -1115,8 +1121,9 @@ def cmd_suite(args: argparse.Namespace) -> int:
                                                         f'{r["diff_hi"]:+.3f}] {r["verdict_vs_random"]}')
             leads = f'leads {r.get("leads", "12"):<6s} ' if several else ''
             print(f'{leads}{r["task"]:24s} {r["metric"]:7s} {r["encoder"]:22s} {r["mean"]:.3f} +- {r["sd"]:.3f}{diff}')
+    extra = ', c_sensitivity.csv' if summary.get('c_sensitivity') else ''
     print(f'\nwrote {Path(cfg.out) / "results.md"}, results.csv, pairwise.csv, predictions.csv, differences.png, '
-          f'skipped.csv, splits.csv and suite_config.json ({summary["wall_time_s"]:.0f} s)')
+          f'skipped.csv, splits.csv{extra} and suite_config.json ({summary["wall_time_s"]:.0f} s)')
     return 0
 
 
@@ -1161,7 +1168,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         return cmd_suite(args)
     suite_only = [flag for flag, v in (('--leads', args.leads), ('--allow-untrained-leads', args.allow_untrained_leads),
                                        ('--seeds', args.seeds), ('--fractions', args.fractions),
-                                       ('--tasks', args.tasks), ('--global-pool', args.global_pool)) if v]
+                                       ('--tasks', args.tasks), ('--global-pool', args.global_pool),
+                                       ('--c-sensitivity', args.c_sensitivity)) if v]
     if suite_only:
         raise CliError(f'{", ".join(suite_only)}: option(s) of the evaluation suite (--suite real), which the methods '
                        f'x protocols benchmark would ignore: add --suite real, or drop them.')

@@ -333,6 +333,40 @@ def test_suite_second_run_reuses_embeddings(suite_run, tmp_path):
     assert np.allclose(a.score, second.score)  # same features, same draws, same probes
 
 
+def test_c_sensitivity_pairs_encoders_at_every_c(suite_run, tmp_path):
+    cfg = copy.copy(suite_run['cfg'])
+    cfg.out, cfg.tasks, cfg.n_boot, cfg.c_sensitivity = str(tmp_path / 'c'), ('sex',), 50, ('sex',)
+    summary = run_suite(cfg)
+    rows = pd.read_csv(tmp_path / 'c' / 'c_sensitivity.csv', keep_default_na=False)
+    assert len(rows) == len(summary['c_sensitivity']) and set(rows.task) == {'sex'}
+    rows['chosen_a'] = rows.chosen_a.astype(str) == 'True'
+    assert set(rows.metric) == {'auroc_within'} and sorted(set(rows.C)) == sorted(cfg.c_grid)
+    single = rows[rows.encoder_b == '']
+    encoders = {'random', 'tiny', 'tiny_copy', 'spectral', 'constant'}
+    assert set(single.encoder_a) == encoders and len(single) == len(encoders) * len(cfg.c_grid)
+    assert (single.groupby('encoder_a').chosen_a.sum() == 1).all()
+    # at the C validation chose, an encoder scores what results.csv says it scores
+    res = pd.read_csv(tmp_path / 'c' / 'results.csv')
+    res = res[(res.metric == 'auroc_within') & (res.fraction == 1.0)].set_index('encoder')
+    for _, r in single[single.chosen_a].iterrows():
+        assert float(r.a) == pytest.approx(res.loc[r.encoder_a, 'mean']), r.encoder_a
+        assert float(r.C) == pytest.approx(float(res.loc[r.encoder_a, 'C']))
+    pairs = rows[rows.encoder_b != '']
+    assert len(pairs) == len(cfg.c_grid) * len(encoders) * (len(encoders) - 1) // 2
+    same = pairs[(pairs.encoder_a == 'tiny') & (pairs.encoder_b == 'tiny_copy')]
+    assert len(same) == len(cfg.c_grid) and (same['diff'].astype(float) == 0).all()
+    informative = pairs[(pairs.encoder_a == 'spectral') & (pairs.encoder_b == 'constant')]
+    assert (informative.diff_lo.astype(float) > 0).all()  # informative beats constant whatever the C
+    assert json.loads((tmp_path / 'c' / 'suite_config.json').read_text())['outputs'][-1] == 'c_sensitivity.csv'
+    assert not (suite_run['out'] / 'c_sensitivity.csv').exists()  # off by default
+    cfg.c_sensitivity = ('age',)  # not among the run's tasks: nothing to report, so say so
+    with pytest.raises(ValueError, match=r"does not probe: \['age'\]"):
+        run_suite(cfg)
+    cfg.c_sensitivity, cfg.fractions = ('sex',), (0.1,)
+    with pytest.raises(ValueError, match='fraction 1.0'):
+        run_suite(cfg)
+
+
 def test_cli_suite_flags_reach_the_config(monkeypatch, tmp_path, capsys):
     import ecgvit.eval.suite as suite
     from ecgvit.cli import main
@@ -354,11 +388,15 @@ def test_cli_suite_flags_reach_the_config(monkeypatch, tmp_path, capsys):
     assert cfg.encoders == {'mine': str(tmp_path), 'ecg_vit_mae_moco': 'ecg_vit_mae_moco'}
     assert cfg.seeds == (0, 1, 2, 3) and cfg.fractions == (0.1, 1.0) and cfg.tasks == ('sex', 'age')
     assert cfg.n_boot == 50 and cfg.out == str(tmp_path / 'o') and cfg.data_dir == str(tmp_path)
-    assert cfg.global_pool is None
+    assert cfg.global_pool is None and cfg.c_sensitivity == ()
     assert 'better' in capsys.readouterr().out
     assert main(['benchmark', '--suite', 'real', '--data-dir', str(tmp_path), '--global-pool', 'avg', '--out',
                  str(tmp_path / 'avg')]) == 0
     assert seen['cfg'].global_pool == 'avg'
+    assert main(['benchmark', '--suite', 'real', '--data-dir', str(tmp_path), '--c-sensitivity',
+                 'ptbxl_superdiagnostic,sex', '--out', str(tmp_path / 'c')]) == 0
+    assert seen['cfg'].c_sensitivity == ('ptbxl_superdiagnostic', 'sex')
+    assert main(['benchmark', '--c-sensitivity', 'sex', '--out', str(tmp_path / 'b')]) == 2  # a suite option only
     assert main(['benchmark', '--suite', 'real', '--data-dir', str(tmp_path), '--checkpoint', 'nopath']) == 2
     assert main(['benchmark', '--suite', 'real']) == 2  # no --data-dir
     assert 'data-dir' in capsys.readouterr().err

@@ -211,6 +211,17 @@ def test_gate_then_ship_a_tiny_encoder(tiny_run, tmp_path):
     assert rc == (0 if g['passed'] else 3)
     assert g['vs_current']['other'] == 'ecg_vit_tiny' and g['facts']['epochs_done'] == 2
     assert 0 < g['facts']['rel_l2_from_init'] < 1
+    # beside the decision, the gate task paired at each C of the grid: one row per C, where each probe's choice is
+    # marked; where both chose the same C, the difference is the decision's own
+    fixed = g['at_fixed_c']
+    assert set(fixed) == {'ecg_vit_tiny', 'random'} and [r['C'] for r in fixed['random']] == [1e-3, 1e-2, 1e-1, 1.0]
+    for rows in fixed.values():
+        assert sum(r['chosen'][0] for r in rows) == 1 and sum(r['chosen'][1] for r in rows) == 1
+        assert all(r['lo'] <= r['diff'] <= r['hi'] for r in rows)
+    both = [r for r in fixed['random'] if r['chosen'] == [True, True]]
+    if both:
+        assert both[0]['diff'] == pytest.approx(g['vs_random']['diff'])
+    assert (gate_dir / 'c_sensitivity.csv').is_file()
     assert g['facts']['weights_sha256'] == sha256_file(tiny_run / 'checkpoints' / 'best.safetensors')
     registry, readme = tmp_path / 'weights_sha256.py', tmp_path / 'README.md'
     readme.write_text(f'# x\n{TABLE_START}\nold\n{TABLE_END}\n')

@@ -52,10 +52,10 @@ from ecgvit.lead_sets import describe_leads
 
 from .leads import check_encoder_leads, leads_label, parse_lead_subsets
 from .metrics import LOWER_IS_BETTER, bootstrap_weights, diff_interval, verdict, weighted_metric
-from .suite_data import Task, assign_record_splits, build_tasks, load_sources, subsample_train
+from .suite_data import TASK_NAMES, Task, assign_record_splits, build_tasks, load_sources, subsample_train
 
 __all__ = ['SuiteConfig', 'run_suite', 'resolve_encoders', 'fit_probe', 'preprocessing_for', 'source_caches',
-           'bootstrap_seed']
+           'bootstrap_seed', 'c_sensitivity']
 
 _logger = logging.getLogger(__name__)
 
@@ -93,6 +93,9 @@ class SuiteConfig:
             ``lead_check='untrained'`` in the rows) instead of refusing.
         global_pool: Read every encoder (and the floor) through this pooling of its tokens: ``'token'`` ([CLS]) or
             ``'avg'`` (the mean of the normed patch tokens, ``reset_classifier(0, 'avg')``); None keeps each one's own.
+        c_sensitivity: Tasks whose headline metric at fraction 1.0 is also reported at every C of ``c_grid``, for
+            each encoder and for each pair of encoders probed at the same C (``c_sensitivity.csv``): how much of a
+            difference between two encoders comes from the C each one's validation split chose.
     """
     data_dir: str
     out: str
@@ -116,6 +119,7 @@ class SuiteConfig:
     leads: Tuple[str, ...] = ('12',)
     allow_untrained_leads: bool = False
     global_pool: Optional[str] = None
+    c_sensitivity: Tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -266,7 +270,9 @@ def fit_probe(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
     vals = [_val_score(kind, val_metric, y_val, s) for s in val_scores]
     finite = [v for v in vals if not math.isnan(v)]
     best = int(np.nanargmax(vals)) if finite else len(c_grid) // 2  # first best = strongest L2 among ties
-    return test_scores[best], {'C': c_grid[best], 'val_metric': val_metric,
+    # Every C's test scores stay in memory (not in predictions.csv) for the C-sensitivity report.
+    return test_scores[best], {'C': c_grid[best], 'val_metric': val_metric, 'c_grid': c_grid,
+                               'test_by_c': test_scores,
                                'val': [None if math.isnan(v) else (-v if val_metric in LOWER_IS_BETTER else v)
                                        for v in vals]}
 
@@ -368,6 +374,47 @@ def source_caches(sources, pp, cache_root: Path, workers: int = 0, progress: boo
 
 def _seed_scores(fits: Dict[Tuple[float, int], Dict[str, Any]], fraction: float) -> List[np.ndarray]:
     return [v['scores'] for (f, _), v in sorted(fits.items(), key=lambda kv: kv[0][1]) if f == fraction]
+
+
+def c_sensitivity(tasks: List[Task], fits: Dict[str, Dict[str, Dict]], encoders: List[str],
+                  cfg: SuiteConfig) -> List[Dict[str, Any]]:
+    """The headline metric of each task in ``cfg.c_sensitivity`` at every C of the grid (fraction 1.0, the first
+    seed), with every pair of encoders paired at the same C on the suite's own bootstrap resamples.
+
+    The suite's verdicts use the C each encoder's validation split chose; when two encoders' choices differ, their
+    difference mixes what the weights do with what the regularisation does. These rows separate the two. They decide
+    nothing.
+
+    Returns:
+        Rows with ``task, metric, C, encoder_a, encoder_b`` (``encoder_b`` empty for a single encoder's score),
+        ``a`` (and ``b``, ``diff``, ``diff_lo``, ``diff_hi`` for pairs) and ``chosen_a`` / ``chosen_b`` (whether
+        that C is the one validation chose).
+    """
+    if 1.0 not in cfg.fractions:
+        return []
+    rows = []
+    for task in tasks:
+        if task.name not in cfg.c_sensitivity:
+            continue
+        te = task.indices('test')
+        y, groups = task.y[te], task.groups[te]
+        weights = bootstrap_weights(len(y), cfg.n_boot, bootstrap_seed(task.name, 1.0))
+        ones = np.ones((1, len(y)))
+        metric = task.headline
+        fit = {e: min(((k, v) for k, v in fits[e][task.name].items() if k[0] == 1.0), key=lambda kv: kv[0][1])[1]
+               for e in encoders}
+        for k, c in enumerate(fit[encoders[0]]['c_grid']):
+            point = {e: float(weighted_metric(metric, y, fit[e]['test_by_c'][k], ones, groups)[0]) for e in encoders}
+            boot = {e: weighted_metric(metric, y, fit[e]['test_by_c'][k], weights, groups) for e in encoders}
+            for i, a in enumerate(encoders):
+                rows.append({'task': task.name, 'metric': metric, 'C': c, 'encoder_a': a, 'encoder_b': '',
+                             'a': point[a], 'chosen_a': fit[a]['C'] == c})
+                for b in encoders[i + 1:]:
+                    r = diff_interval(point[a], point[b], boot[a], boot[b], n_test=len(y))
+                    rows.append({'task': task.name, 'metric': metric, 'C': c, 'encoder_a': a, 'encoder_b': b,
+                                 'a': r['a'], 'b': r['b'], 'diff': r['diff'], 'diff_lo': r['diff_lo'],
+                                 'diff_hi': r['diff_hi'], 'chosen_a': fit[a]['C'] == c, 'chosen_b': fit[b]['C'] == c})
+    return rows
 
 
 def _compare(tasks: List[Task], fits: Dict[str, Dict[str, Dict]], encoders: List[str], cfg: SuiteConfig):
@@ -642,6 +689,12 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
             raise ValueError(f'Label fractions must be in (0, 1], got {f}.')
     if not cfg.seeds:
         raise ValueError('The suite needs at least one probe seed.')
+    stray = sorted(set(cfg.c_sensitivity) - set(cfg.tasks or TASK_NAMES))
+    if stray:
+        raise ValueError(f'c_sensitivity names tasks this run does not probe: {stray}; choose from '
+                         f'{list(cfg.tasks or TASK_NAMES)}.')
+    if cfg.c_sensitivity and 1.0 not in cfg.fractions:
+        raise ValueError('c_sensitivity reports the probes at 100% of the labels: add fraction 1.0.')
     subsets = parse_lead_subsets(cfg.leads)
 
     t0 = time.perf_counter()
@@ -687,18 +740,22 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
         raise ValueError(f'No suite task to run on the lead subsets {[leads_label(x) for x in subsets]}: {not_built}.')
     main = next((r for r in runs if r['leads'] == LEADS), runs[0])
     t0 = time.perf_counter()
-    results, pairwise = [], []
+    results, pairwise, c_rows = [], [], []
     for run in runs:
         label = leads_label(run['leads'])
         res, pair = _compare(run['tasks'], run['fits'], names, cfg)
         results += [dict(r, leads=label, lead_check=lead_checks[(label, r['encoder'])]) for r in res]
         pairwise += [dict(r, leads=label) for r in pair]
+        c_rows += [dict(r, leads=label) for r in c_sensitivity(run['tasks'], run['fits'], names, cfg)]
     timings['bootstrap_s'] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     n_pred = _write_predictions(out / 'predictions.csv', runs)
     _write_csv(out / 'results.csv', results)
     _write_csv(out / 'pairwise.csv', pairwise)
+    if c_rows:
+        _write_csv(out / 'c_sensitivity.csv', c_rows, ['task', 'metric', 'leads', 'C', 'encoder_a', 'encoder_b', 'a',
+                                                         'b', 'diff', 'diff_lo', 'diff_hi', 'chosen_a', 'chosen_b'])
     _write_csv(out / 'skipped.csv', skipped, ['stage', 'source', 'record_id', 'task', 'reason', 'leads'])
     split_rows = [{'source': n, 'record_id': e.record_id, 'patient_id': e.patient_id.split(':', 1)[1],
                    'split': splits[f'{n}/{e.record_id}']} for n, s in sources.items() for e in s.entries]
@@ -736,7 +793,7 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
         'timings_s': {k: round(v, 2) for k, v in timings.items()},
         'wall_time_s': round(wall, 2),
         'outputs': ['predictions.csv', 'results.csv', 'results.md', 'pairwise.csv', 'differences.png', 'splits.csv',
-                    'skipped.csv', 'suite_config.json'],
+                    'skipped.csv', 'suite_config.json'] + (['c_sensitivity.csv'] if c_rows else []),
     }
     _write_markdown(out / 'results.md', results, runs, summary)
     several = len(runs) > 1
@@ -744,7 +801,7 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
           else results, cfg.fractions)
     summary['wall_time_s'] = round(time.perf_counter() - t_start, 2)
     atomic_write_text(out / 'suite_config.json', json.dumps(summary, indent=1, default=_json_default))
-    return dict(summary, results=results, pairwise=pairwise)
+    return dict(summary, results=results, pairwise=pairwise, c_sensitivity=c_rows)
 
 
 def _run_subset(leads: Tuple[str, ...], sources: Dict[str, Any], tasks: List[Task],
