@@ -382,22 +382,22 @@ def fixed_c_differences(rows: List[Dict[str, Any]], candidate: str,
     grid (the suite's ``c_sensitivity`` rows). A diagnostic beside the decision, which keeps each probe's own C.
 
     Returns:
-        other -> [{'C', 'diff', 'lo', 'hi', 'chosen': (candidate's choice, other's choice)}], C ascending.
+        other -> [{'C', 'diff', 'lo', 'hi', 'chosen': [candidate's choice, other's choice]}], C ascending.
     """
+    pairs_at: Dict[float, List[Dict[str, Any]]] = {}
+    chosen: Dict[Tuple[str, float], bool] = {}
+    for r in rows:
+        if r.get('encoder_b'):
+            pairs_at.setdefault(float(r['C']), []).append(r)
+        else:
+            chosen[(r['encoder_a'], float(r['C']))] = bool(r['chosen_a'])
     out: Dict[str, List[Dict[str, Any]]] = {}
     for other in others:
-        for r in rows:
-            if r['task'] != GATE_TASK or str(r.get('leads') or '12') != '12' or not r.get('encoder_b'):
-                continue
-            pair = (r['encoder_a'], r['encoder_b'])
-            if pair not in ((candidate, other), (other, candidate)):
-                continue
-            sign = 1.0 if pair[0] == candidate else -1.0
-            lo, hi = sorted((sign * float(r['diff_lo']), sign * float(r['diff_hi'])))
-            chosen = (bool(r['chosen_a']), bool(r['chosen_b']))
-            out.setdefault(other, []).append({'C': float(r['C']), 'diff': sign * float(r['diff']), 'lo': lo, 'hi': hi,
-                                              'chosen': list(chosen if sign > 0 else chosen[::-1])})
-        out.get(other, []).sort(key=lambda x: x['C'])
+        for c in sorted(pairs_at):
+            d = _oriented(pairs_at[c], candidate, other)
+            if d is not None:
+                out.setdefault(other, []).append({'C': c, 'diff': d[0], 'lo': d[1], 'hi': d[2], 'chosen': [
+                    chosen.get((candidate, c), False), chosen.get((other, c), False)]})
     return out
 
 

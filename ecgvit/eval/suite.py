@@ -386,9 +386,9 @@ def c_sensitivity(tasks: List[Task], fits: Dict[str, Dict[str, Dict]], encoders:
     nothing.
 
     Returns:
-        Rows with ``task, metric, C, encoder_a, encoder_b`` (``encoder_b`` empty for a single encoder's score),
-        ``a`` (and ``b``, ``diff``, ``diff_lo``, ``diff_hi`` for pairs) and ``chosen_a`` / ``chosen_b`` (whether
-        that C is the one validation chose).
+        Rows with ``task, metric, fraction (1.0), C, encoder_a, encoder_b`` (``encoder_b`` empty for a single
+        encoder's score), ``a`` (and ``b``, ``diff``, ``diff_lo``, ``diff_hi`` for pairs) and ``chosen_a`` /
+        ``chosen_b`` (whether that C is the one validation chose).
     """
     if 1.0 not in cfg.fractions:
         return []
@@ -407,11 +407,12 @@ def c_sensitivity(tasks: List[Task], fits: Dict[str, Dict[str, Dict]], encoders:
             point = {e: float(weighted_metric(metric, y, fit[e]['test_by_c'][k], ones, groups)[0]) for e in encoders}
             boot = {e: weighted_metric(metric, y, fit[e]['test_by_c'][k], weights, groups) for e in encoders}
             for i, a in enumerate(encoders):
-                rows.append({'task': task.name, 'metric': metric, 'C': c, 'encoder_a': a, 'encoder_b': '',
-                             'a': point[a], 'chosen_a': fit[a]['C'] == c})
+                rows.append({'task': task.name, 'metric': metric, 'fraction': 1.0, 'C': c, 'encoder_a': a,
+                             'encoder_b': '', 'a': point[a], 'chosen_a': fit[a]['C'] == c})
                 for b in encoders[i + 1:]:
                     r = diff_interval(point[a], point[b], boot[a], boot[b], n_test=len(y))
-                    rows.append({'task': task.name, 'metric': metric, 'C': c, 'encoder_a': a, 'encoder_b': b,
+                    rows.append({'task': task.name, 'metric': metric, 'fraction': 1.0, 'C': c, 'encoder_a': a,
+                                 'encoder_b': b,
                                  'a': r['a'], 'b': r['b'], 'diff': r['diff'], 'diff_lo': r['diff_lo'],
                                  'diff_hi': r['diff_hi'], 'chosen_a': fit[a]['C'] == c, 'chosen_b': fit[b]['C'] == c})
     return rows
@@ -754,8 +755,9 @@ def run_suite(cfg: SuiteConfig) -> Dict[str, Any]:
     _write_csv(out / 'results.csv', results)
     _write_csv(out / 'pairwise.csv', pairwise)
     if c_rows:
-        _write_csv(out / 'c_sensitivity.csv', c_rows, ['task', 'metric', 'leads', 'C', 'encoder_a', 'encoder_b', 'a',
-                                                         'b', 'diff', 'diff_lo', 'diff_hi', 'chosen_a', 'chosen_b'])
+        _write_csv(out / 'c_sensitivity.csv', c_rows, ['task', 'metric', 'fraction', 'leads', 'C', 'encoder_a',
+                                                         'encoder_b', 'a', 'b', 'diff', 'diff_lo', 'diff_hi',
+                                                         'chosen_a', 'chosen_b'])
     _write_csv(out / 'skipped.csv', skipped, ['stage', 'source', 'record_id', 'task', 'reason', 'leads'])
     split_rows = [{'source': n, 'record_id': e.record_id, 'patient_id': e.patient_id.split(':', 1)[1],
                    'split': splits[f'{n}/{e.record_id}']} for n, s in sources.items() for e in s.entries]
