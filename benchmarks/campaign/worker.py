@@ -136,6 +136,16 @@ def _recipe(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
+def seed_init(job: dict[str, Any], length: int) -> torch.nn.Module:
+    """The seed's random init of the job's encoder: the random-init floor, and what a continued job's distance from
+    init is measured against."""
+    import ecgvit
+    from ecgvit.train import seed_everything
+
+    seed_everything(job['seed'])
+    return ecgvit.create_model(job['encoder'], img_size=length)
+
+
 def continued_pretrainer(method: str, start: dict[str, Any], model: str, kwargs: dict[str, Any]) -> torch.nn.Module:
     """A pretrainer whose encoder starts from ``--init``'s folder (:func:`benchmarks.campaign.run.init_spec`), and
     its decoders and heads from the heads saved beside it when there, as ``ecgvit pretrain --pretrained --heads``."""
@@ -152,7 +162,6 @@ def continued_pretrainer(method: str, start: dict[str, Any], model: str, kwargs:
 
 def train_one(job: dict[str, Any]) -> dict[str, Any]:
     """Run one job (see :mod:`benchmarks.campaign.run` for its fields); returns and writes ``result.json``."""
-    import ecgvit
     from ecgvit.hub import save_pretrained
     from ecgvit.pretrain import create_pretrainer, save_heads, split_method
     from ecgvit.train import TrainConfig, load_best_into, seed_everything, train
@@ -168,8 +177,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     t_start = time.time()
     try:
         if job['role'] == 'random':
-            seed_everything(job['seed'])
-            encoder = ecgvit.create_model(job['encoder'], img_size=length)
+            encoder = seed_init(job, length)
             result.update(epochs=0, steps=0, train_s=0.0)
         elif job['role'] == 'given':  # weights from elsewhere (e.g. the shipped ones), probed on the same records
             from ecgvit.hub import load_pretrained
@@ -214,8 +222,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
             first = {k: v.detach().clone() for k, v in pretrainer.encoder.state_dict().items()}
             init = first
             if start is not None:  # "moved from init" is from the seed's random init (the random-init floor's)
-                seed_everything(job['seed'])
-                init = ecgvit.create_model(job['encoder'], img_size=length).state_dict()
+                init = seed_init(job, length).state_dict()
                 result['init'] = start
             out = run_dir / 'train'
             run_config = {'command': 'gpu_campaign', 'method': base, 'model': job['encoder'], 'init': start,
